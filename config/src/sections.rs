@@ -1,0 +1,492 @@
+//! The config sections: one struct per top-level key of `config.yaml`.
+//!
+//! Every struct is `#[serde(default, deny_unknown_fields)]`: a missing key
+//! takes its default, a misspelt one is an error. The root `config.yaml`
+//! documents every field; a test keeps it equal to these defaults.
+//!
+//! Cross-field rules (min < max, both-or-neither) live in `validate.rs`, not
+//! here, so that a file or a `--set` may pass through a temporary state.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::units::{ByteSize, Dur};
+
+/// `node:` — who this process is and where it listens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Raft node id; `None` lets the node pick one when it first starts.
+    pub id: Option<u64>,
+    /// RocksDB, snapshots and the node identity live here.
+    pub data_dir: PathBuf,
+    /// REST API listen address (`ip:port`).
+    #[serde(deserialize_with = "socket_addr")]
+    pub http_addr: SocketAddr,
+    /// gRPC API listen address (`ip:port`).
+    #[serde(deserialize_with = "socket_addr")]
+    pub grpc_addr: SocketAddr,
+    /// Raft RPC listen address (`ip:port`).
+    #[serde(deserialize_with = "socket_addr")]
+    pub raft_addr: SocketAddr,
+    /// `host:port` other nodes and clients use to reach `http_addr`;
+    /// `None` means `http_addr` itself.
+    pub advertise_http: Option<String>,
+    /// `host:port` others use to reach `grpc_addr`; `None` means `grpc_addr`.
+    pub advertise_grpc: Option<String>,
+    /// `host:port` peers use to reach `raft_addr`; `None` means `raft_addr`.
+    pub advertise_raft: Option<String>,
+    /// HTTP URL of any member of an existing cluster to join, e.g.
+    /// `http://10.0.0.1:7700`; `None` starts (or restarts) on its own.
+    pub join: Option<String>,
+    /// Free-form labels reported with the node (zone, rack, ...).
+    pub labels: BTreeMap<String, String>,
+    /// Largest accepted HTTP / gRPC request body.
+    pub max_body_size: ByteSize,
+    /// How long a shutdown waits for in-flight work before it stops anyway.
+    pub shutdown_grace: Dur,
+}
+
+impl NodeConfig {
+    /// `advertise_http`, or `http_addr` when unset.
+    pub fn advertised_http(&self) -> String {
+        self.advertise_http.clone().unwrap_or_else(|| self.http_addr.to_string())
+    }
+
+    /// `advertise_grpc`, or `grpc_addr` when unset.
+    pub fn advertised_grpc(&self) -> String {
+        self.advertise_grpc.clone().unwrap_or_else(|| self.grpc_addr.to_string())
+    }
+
+    /// `advertise_raft`, or `raft_addr` when unset.
+    pub fn advertised_raft(&self) -> String {
+        self.advertise_raft.clone().unwrap_or_else(|| self.raft_addr.to_string())
+    }
+}
+
+const fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: None,
+            data_dir: PathBuf::from("./synod-data"),
+            http_addr: localhost(7700),
+            grpc_addr: localhost(7701),
+            raft_addr: localhost(7702),
+            advertise_http: None,
+            advertise_grpc: None,
+            advertise_raft: None,
+            join: None,
+            labels: BTreeMap::new(),
+            max_body_size: ByteSize::mib(2),
+            shutdown_grace: Dur::from_secs(10),
+        }
+    }
+}
+
+/// `cluster:` — Raft timing, membership and failure detection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How many nodes vote (the rest are learners); 1..=7.
+    pub voters: usize,
+    /// Raft leader heartbeat period.
+    pub heartbeat_interval: Dur,
+    /// Lower bound of the randomized election timeout.
+    pub election_timeout_min: Dur,
+    /// Upper bound of the randomized election timeout.
+    pub election_timeout_max: Dur,
+    /// How often a node reports liveness and load to the leader.
+    pub node_heartbeat_interval: Dur,
+    /// Silence after which a node is marked suspect (no new tasks).
+    pub suspect_after: Dur,
+    /// Silence after which a node is dead and its tasks are reassigned.
+    pub dead_after: Dur,
+    /// Log entries since the last snapshot that trigger a new one.
+    pub snapshot_logs_threshold: u64,
+    /// Log entries kept behind a snapshot for slow followers.
+    pub logs_to_keep: u64,
+    /// Size of one snapshot chunk sent to a follower.
+    pub snapshot_chunk_size: ByteSize,
+    /// How long a client write waits to be committed.
+    pub write_timeout: Dur,
+    /// Promote learners to voters until `voters` is reached.
+    pub auto_promote: bool,
+    /// Node id -> Raft address to dial instead of the advertised one (for
+    /// test proxies that inject faults).
+    pub peer_addr_overrides: BTreeMap<u64, String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            voters: 3,
+            heartbeat_interval: Dur::from_millis(100),
+            election_timeout_min: Dur::from_millis(300),
+            election_timeout_max: Dur::from_millis(600),
+            node_heartbeat_interval: Dur::from_secs(1),
+            suspect_after: Dur::from_secs(3),
+            dead_after: Dur::from_secs(10),
+            snapshot_logs_threshold: 10_000,
+            logs_to_keep: 1_000,
+            snapshot_chunk_size: ByteSize::mib(1),
+            write_timeout: Dur::from_secs(5),
+            auto_promote: true,
+            peer_addr_overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// Block compression of the RocksDB store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    #[default]
+    Lz4,
+    Zstd,
+}
+
+/// `storage:` — the RocksDB store under `node.data_dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// fsync every committed write; off only for tests and benchmarks.
+    pub fsync: bool,
+    /// RocksDB block cache.
+    pub block_cache_size: ByteSize,
+    /// RocksDB memtable size per column family.
+    pub write_buffer_size: ByteSize,
+    /// Block compression: none, lz4 or zstd.
+    pub compression: Compression,
+    /// Largest task payload accepted.
+    pub max_payload_size: ByteSize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            fsync: true,
+            block_cache_size: ByteSize::mib(64),
+            write_buffer_size: ByteSize::mib(64),
+            compression: Compression::Lz4,
+            max_payload_size: ByteSize::mib(1),
+        }
+    }
+}
+
+/// `security.tls:` — TLS for the client-facing HTTP and gRPC listeners.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// Both files are set (validation rejects exactly one).
+    pub fn is_enabled(&self) -> bool {
+        self.cert.is_some() && self.key.is_some()
+    }
+}
+
+/// `security.cluster_tls:` — mutual TLS between nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterTlsConfig {
+    /// PEM CA that signs every node certificate.
+    pub ca: Option<PathBuf>,
+    /// PEM certificate of this node.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of this node.
+    pub key: Option<PathBuf>,
+}
+
+impl ClusterTlsConfig {
+    /// All three files are set (validation rejects a partial set).
+    pub fn is_enabled(&self) -> bool {
+        self.ca.is_some() && self.cert.is_some() && self.key.is_some()
+    }
+}
+
+/// `security:` — authentication and TLS.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Require a token on every API call.
+    pub enabled: bool,
+    /// Secret for HS256, or a path to the key for EdDSA / RS256.
+    pub jwt_secret: Option<String>,
+    /// HS256, EdDSA or RS256.
+    pub jwt_algorithm: String,
+    /// Lifetime of an issued token.
+    pub token_ttl: Dur,
+    /// Require a token on `/metrics` too.
+    pub metrics_auth: bool,
+    /// TLS for the client-facing listeners.
+    pub tls: TlsConfig,
+    /// Mutual TLS between nodes.
+    pub cluster_tls: ClusterTlsConfig,
+    /// Login attempts allowed per user and minute.
+    pub login_rate_per_minute: u32,
+}
+
+/// Hand-written so that `{:?}` of a config never prints the secret.
+impl fmt::Debug for SecurityConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecurityConfig")
+            .field("enabled", &self.enabled)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field("jwt_algorithm", &self.jwt_algorithm)
+            .field("token_ttl", &self.token_ttl)
+            .field("metrics_auth", &self.metrics_auth)
+            .field("tls", &self.tls)
+            .field("cluster_tls", &self.cluster_tls)
+            .field("login_rate_per_minute", &self.login_rate_per_minute)
+            .finish()
+    }
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            enabled: true,
+            jwt_secret: None,
+            jwt_algorithm: "HS256".to_owned(),
+            token_ttl: Dur::from_secs(3600),
+            metrics_auth: false,
+            tls: TlsConfig::default(),
+            cluster_tls: ClusterTlsConfig::default(),
+            login_rate_per_minute: 10,
+        }
+    }
+}
+
+/// `scaling:` — the worker pool of each node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScalingConfig {
+    /// Workers kept even when idle.
+    pub min_workers: usize,
+    /// Upper bound on workers.
+    pub max_workers: usize,
+    /// Queued tasks per worker that trigger adding a worker.
+    pub scale_up_queue_depth: usize,
+    /// Idle time after which a worker above `min_workers` is stopped.
+    pub scale_down_idle: Dur,
+    /// CPU use (0..=1) above which no worker is added.
+    pub cpu_high: f64,
+    /// Minimum time between two scaling decisions.
+    pub cooldown: Dur,
+    /// How long a crashed worker's task waits before it is retried.
+    pub recovery_timeout: Dur,
+    /// How long a draining node waits for its running tasks.
+    pub drain_deadline: Dur,
+}
+
+impl Default for ScalingConfig {
+    fn default() -> Self {
+        ScalingConfig {
+            min_workers: 1,
+            max_workers: 8,
+            scale_up_queue_depth: 4,
+            scale_down_idle: Dur::from_secs(30),
+            cpu_high: 0.85,
+            cooldown: Dur::from_secs(10),
+            recovery_timeout: Dur::from_secs(5),
+            drain_deadline: Dur::from_secs(60),
+        }
+    }
+}
+
+/// Vector distance metric.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    #[default]
+    Cosine,
+    L2,
+    Dot,
+}
+
+/// `vector_db:` — collections and the HNSW index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorDbConfig {
+    /// Largest vector dimension a collection may declare.
+    pub max_dimension: usize,
+    /// Metric of a collection that names none: cosine, l2 or dot.
+    pub default_metric: Metric,
+    /// HNSW links per node.
+    pub hnsw_m: usize,
+    /// HNSW candidate list size while building.
+    pub hnsw_ef_construction: usize,
+    /// HNSW candidate list size while searching (default per query).
+    pub hnsw_ef: usize,
+    /// Most points in one upsert or delete.
+    pub max_batch: usize,
+    /// Points per index segment.
+    pub segment_size: usize,
+    /// Share of deleted points in a segment (0..=1) that triggers compaction.
+    pub compaction_tombstone_ratio: f64,
+    /// Read consistency of a query that names none: linearizable, leader
+    /// or local.
+    pub default_consistency: String,
+}
+
+impl Default for VectorDbConfig {
+    fn default() -> Self {
+        VectorDbConfig {
+            max_dimension: 4096,
+            default_metric: Metric::Cosine,
+            hnsw_m: 16,
+            hnsw_ef_construction: 200,
+            hnsw_ef: 64,
+            max_batch: 1000,
+            segment_size: 10_000,
+            compaction_tombstone_ratio: 0.2,
+            default_consistency: "leader".to_owned(),
+        }
+    }
+}
+
+/// One plugin run as a child process per call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubprocessPlugin {
+    /// Name tasks use to select the plugin; unique.
+    pub name: String,
+    /// Program to run (a path or a name on `PATH`).
+    pub command: String,
+    /// Arguments passed to `command`.
+    pub args: Vec<String>,
+    /// A call running longer is killed.
+    pub timeout: Dur,
+}
+
+impl Default for SubprocessPlugin {
+    fn default() -> Self {
+        SubprocessPlugin { name: String::new(), command: String::new(), args: Vec::new(), timeout: Dur::from_secs(30) }
+    }
+}
+
+/// `plugins:` — WASM and subprocess task handlers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Folder scanned for `*.wasm` plugins; `None` loads none.
+    pub dir: Option<PathBuf>,
+    /// Largest WASM module loaded.
+    pub wasm_max_module_size: ByteSize,
+    /// WASM fuel (instructions, roughly) per call.
+    pub wasm_fuel: u64,
+    /// Plugins run as child processes.
+    pub subprocess: Vec<SubprocessPlugin>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: None,
+            wasm_max_module_size: ByteSize::mib(16),
+            wasm_fuel: 1_000_000_000,
+            subprocess: Vec::new(),
+        }
+    }
+}
+
+/// `external:` — embedding providers called over HTTP.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExternalConfig {
+    /// OpenAI-compatible API base URL.
+    pub openai_base_url: String,
+    /// API key; `None` disables the provider.
+    pub openai_api_key: Option<String>,
+    /// Hugging Face inference API base URL.
+    pub huggingface_base_url: String,
+    /// Timeout of one request.
+    pub timeout: Dur,
+    /// Retries of a failed request.
+    pub max_retries: u32,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failure_threshold: u32,
+    /// How long an open breaker rejects calls before it tries again.
+    pub breaker_cooldown: Dur,
+}
+
+/// Hand-written so that `{:?}` of a config never prints the API key.
+impl fmt::Debug for ExternalConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExternalConfig")
+            .field("openai_base_url", &self.openai_base_url)
+            .field("openai_api_key", &self.openai_api_key.as_ref().map(|_| "<redacted>"))
+            .field("huggingface_base_url", &self.huggingface_base_url)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("breaker_failure_threshold", &self.breaker_failure_threshold)
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .finish()
+    }
+}
+
+impl Default for ExternalConfig {
+    fn default() -> Self {
+        ExternalConfig {
+            openai_base_url: "https://api.openai.com/v1".to_owned(),
+            openai_api_key: None,
+            huggingface_base_url: "https://api-inference.huggingface.co".to_owned(),
+            timeout: Dur::from_secs(30),
+            max_retries: 3,
+            breaker_failure_threshold: 5,
+            breaker_cooldown: Dur::from_secs(30),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+/// `observability:` — logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObservabilityConfig {
+    /// json or text.
+    pub log_format: LogFormat,
+    /// A `tracing` filter such as `info` or `info,synod_raft=debug`;
+    /// `SYNOD_LOG` overrides it.
+    pub log_level: String,
+    /// Serve Prometheus metrics on `/metrics`.
+    pub metrics_enabled: bool,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        ObservabilityConfig { log_format: LogFormat::Json, log_level: "info".to_owned(), metrics_enabled: true }
+    }
+}
+
+/// `std`'s own `SocketAddr` error does not repeat the input; this one does.
+fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format_args!(
+            "invalid socket address {text:?} (use ip:port, e.g. 127.0.0.1:7700 or 0.0.0.0:7700)"
+        ))
+    })
+}
