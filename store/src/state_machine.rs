@@ -1,0 +1,172 @@
+//! `apply()`: the deterministic heart of the replicated state machine.
+//!
+//! ```text
+//!   committed entries ──► apply(entries) ──► one WriteBatch ──► RocksDB
+//!                            │                 (data + applied log id
+//!                            │                  + membership, atomically)
+//!                            └──► Vec<CommandResult> (after the write)
+//! ```
+//!
+//! apply() reads no clock, draws no random number and does no I/O but its
+//! own batch: "now" is `Command::stamped_at_ms`, stamped by the leader.
+//! Business rejections (unknown node, version mismatch) are results, never
+//! errors; an error here is I/O or corruption and stops the node.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+use rocksdb::WriteBatch;
+
+use crate::Store;
+use crate::error::{Error, Result};
+use crate::pb::{self, CommandResult, RejectCode, command::Kind, command_result::Outcome};
+use crate::schema::*;
+
+/// The command format this build writes and understands.
+pub const COMMAND_FORMAT_VERSION: u32 = 1;
+
+/// One committed log entry, as the state machine sees it. The log id and
+/// the membership are opaque bytes encoded by the Raft layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyEntry<'a> {
+    pub index: u64,
+    pub log_id: &'a [u8],
+    pub membership: Option<&'a [u8]>,
+    /// The encoded [`pb::Command`] of a normal entry; `None` for blank and
+    /// membership entries.
+    pub command: Option<&'a [u8]>,
+}
+
+/// The opaque applied log id and membership of the state machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppliedState {
+    pub applied: Option<Vec<u8>>,
+    pub membership: Option<Vec<u8>>,
+}
+
+/// A WriteBatch with a read-your-writes overlay, so later commands of one
+/// batch see what earlier ones wrote.
+pub(crate) struct BatchCtx<'s> {
+    store: &'s Store,
+    batch: WriteBatch,
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'s> BatchCtx<'s> {
+    fn new(store: &'s Store) -> Self {
+        BatchCtx { store, batch: WriteBatch::default(), overlay: BTreeMap::new() }
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.overlay.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.store.get(CF_SM_DATA, key),
+        }
+    }
+
+    pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.batch.put_cf(self.store.cf(CF_SM_DATA), &key, &value);
+        self.overlay.insert(key, Some(value));
+    }
+
+    pub(crate) fn delete(&mut self, key: Vec<u8>) {
+        self.batch.delete_cf(self.store.cf(CF_SM_DATA), &key);
+        self.overlay.insert(key, None);
+    }
+
+    pub(crate) fn get_msg<M: Message + Default>(&self, key: &[u8], what: &'static str) -> Result<Option<M>> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(bytes) => M::decode(bytes.as_slice()).map(Some).map_err(|e| Error::corrupt(what, e)),
+        }
+    }
+}
+
+pub(crate) fn rejected(code: RejectCode, message: impl Into<String>) -> CommandResult {
+    CommandResult {
+        outcome: Some(Outcome::Rejected(pb::Rejection {
+            code: code as i32,
+            message: message.into(),
+            current_version: None,
+        })),
+    }
+}
+
+pub(crate) fn ok() -> CommandResult {
+    CommandResult { outcome: Some(Outcome::Ok(pb::Empty {})) }
+}
+
+impl Store {
+    /// Applies committed entries in order and returns one result per entry.
+    ///
+    /// The data they change, the last applied log id and the last membership
+    /// are written in one WriteBatch: after a crash the state machine is
+    /// either before or after the whole batch.
+    pub fn apply(&self, entries: &[ApplyEntry<'_>]) -> Result<Vec<CommandResult>> {
+        let mut ctx = BatchCtx::new(self);
+        let mut results = Vec::with_capacity(entries.len());
+        let meta = self.cf(CF_SM_META);
+        for e in entries {
+            let result = match e.command {
+                None => ok(),
+                Some(bytes) => match pb::Command::decode(bytes) {
+                    Err(err) => {
+                        rejected(RejectCode::Unsupported, format!("undecodable command at index {}: {err}", e.index))
+                    }
+                    Ok(cmd) => apply_command(&mut ctx, cmd)?,
+                },
+            };
+            results.push(result);
+            if let Some(m) = e.membership {
+                ctx.batch.put_cf(meta, KEY_MEMBERSHIP, m);
+            }
+        }
+        if let Some(last) = entries.last() {
+            ctx.batch.put_cf(meta, KEY_APPLIED, last.log_id);
+        }
+        self.write(ctx.batch, false)?;
+        Ok(results)
+    }
+
+    /// The opaque log id of the last applied entry and the last applied
+    /// membership, as written by [`Store::apply`] or a snapshot install.
+    pub fn applied_state(&self) -> Result<AppliedState> {
+        Ok(AppliedState {
+            applied: self.get(CF_SM_META, KEY_APPLIED)?,
+            membership: self.get(CF_SM_META, KEY_MEMBERSHIP)?,
+        })
+    }
+
+    /// A state-machine metadata value (e.g. the snapshot metadata).
+    pub fn sm_meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get(CF_SM_META, key)
+    }
+
+    pub fn sm_meta_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.put(CF_SM_META, key, value, true)
+    }
+}
+
+fn apply_command(ctx: &mut BatchCtx<'_>, cmd: pb::Command) -> Result<CommandResult> {
+    if cmd.format_version > COMMAND_FORMAT_VERSION {
+        return Ok(rejected(
+            RejectCode::Unsupported,
+            format!(
+                "command format {} is newer than this node understands ({COMMAND_FORMAT_VERSION})",
+                cmd.format_version
+            ),
+        ));
+    }
+    let now = cmd.stamped_at_ms;
+    let Some(kind) = cmd.kind else {
+        return Ok(rejected(RejectCode::Unsupported, "command of an unknown kind"));
+    };
+    match kind {
+        Kind::RegisterNode(c) => crate::registry::register(ctx, c, now),
+        Kind::Heartbeat(c) => crate::registry::heartbeat(ctx, c, now),
+        Kind::SetLabels(c) => crate::registry::set_labels(ctx, c),
+        Kind::RemoveNode(c) => crate::registry::remove(ctx, c),
+        Kind::SetDraining(c) => crate::registry::set_draining(ctx, c),
+        Kind::AllocateNodeId(_) => crate::registry::allocate_id(ctx),
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of synod-store against a real RocksDB in a temp dir.
+
+mod apply;
+mod snapshot;
+mod util;
