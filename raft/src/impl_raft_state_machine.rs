@@ -1,0 +1,201 @@
+//! openraft's state machine over [`synod_store::Store::apply`], with file
+//! snapshots under `<data dir>/snapshots/`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::{Stream, TryStreamExt};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use prost::Message;
+use synod_store::schema::KEY_SNAPSHOT_META;
+use synod_store::{ApplyEntry, Store};
+
+use crate::codec::{decode, encode};
+use crate::types::{LogId, Response, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership, TypeConfig};
+
+/// Snapshot files kept besides the current one, for senders still
+/// streaming an older snapshot.
+const KEEP_OLD_SNAPSHOTS: usize = 2;
+
+/// The replicated state machine of one node. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    store: Store,
+    dir: PathBuf,
+    seq: Arc<AtomicU64>,
+}
+
+impl StateMachine {
+    /// `dir` holds snapshot files; it is created if missing.
+    pub fn new(store: Store, dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        // Leftovers of snapshots that were being received or built at a crash.
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "part") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(StateMachine { store, dir: dir.to_path_buf(), seq: Arc::new(AtomicU64::new(0)) })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A fresh path in the snapshot dir for a file being written.
+    pub fn part_path(&self, what: &str) -> PathBuf {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("{what}-{}-{n}.part", std::process::id()))
+    }
+
+    fn final_path(&self, meta: &SnapshotMeta) -> PathBuf {
+        let (term, index) = meta.last_log_id.as_ref().map(|l| (l.leader_id.term, l.index)).unwrap_or((0, 0));
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("snapshot-{term}-{index}-{n}.snap"))
+    }
+
+    fn save_current(&self, meta: &SnapshotMeta, path: &Path) -> io::Result<()> {
+        let record = (meta.clone(), path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        self.store.sm_meta_put(KEY_SNAPSHOT_META, &encode(&record))?;
+        self.prune_old(path);
+        Ok(())
+    }
+
+    fn prune_old(&self, current: &Path) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else { return };
+        let mut snaps: Vec<(std::time::SystemTime, PathBuf)> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "snap") && p != current)
+            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .collect();
+        snaps.sort();
+        let excess = snaps.len().saturating_sub(KEEP_OLD_SNAPSHOTS);
+        for (_, p) in snaps.into_iter().take(excess) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn meta_from(applied: Option<Vec<u8>>, membership: Option<Vec<u8>>) -> io::Result<SnapshotMeta> {
+    let last_log_id: Option<LogId> = applied.map(|b| decode(&b, "applied log id")).transpose()?;
+    let last_membership: StoredMembership = match membership {
+        Some(b) => decode(&b, "membership")?,
+        None => StoredMembership::default(),
+    };
+    Ok(SnapshotMeta { last_log_id, last_membership })
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let started = std::time::Instant::now();
+        let part = self.part_path("build");
+        let info = match self.store.build_snapshot(&part) {
+            Ok(info) => info,
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(e.into());
+            }
+        };
+        let meta = meta_from(info.applied, info.membership)?;
+        let path = self.final_path(&meta);
+        std::fs::rename(&part, &path)?;
+        self.save_current(&meta, &path)?;
+        crate::metrics::snapshot_built(info.bytes, started.elapsed());
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = info.bytes, records = info.records, "snapshot built");
+        Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let state = self.store.applied_state()?;
+        let meta = meta_from(state.applied, state.membership)?;
+        Ok((meta.last_log_id, meta.last_membership))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let batch: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let log_ids: Vec<Vec<u8>> = batch.iter().map(|(e, _)| encode(&e.log_id())).collect();
+        let memberships: Vec<Option<Vec<u8>>> = batch
+            .iter()
+            .map(|(e, _)| match &e.payload {
+                EntryPayload::Membership(m) => Some(encode(&StoredMembership::new(Some(e.log_id()), m.clone()))),
+                _ => None,
+            })
+            .collect();
+        let apply_entries: Vec<ApplyEntry<'_>> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, (e, _))| ApplyEntry {
+                index: e.log_id().index,
+                log_id: &log_ids[i],
+                membership: memberships[i].as_deref(),
+                command: match &e.payload {
+                    EntryPayload::Normal(req) => Some(req.0.as_slice()),
+                    _ => None,
+                },
+            })
+            .collect();
+        let results = self.store.apply(&apply_entries)?;
+        crate::metrics::entries_applied(batch.len());
+        drop(apply_entries);
+        // Answer only after the batch is in RocksDB, so a client that hears
+        // "ok" can read its own write on this node.
+        for ((_, responder), result) in batch.into_iter().zip(results) {
+            if let Some(r) = responder {
+                r.send(Response(result.encode_to_vec()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
+        let started = std::time::Instant::now();
+        let info = self.store.install_snapshot(&snapshot.path)?;
+        // Keep the installed file as this node's current snapshot.
+        let path = self.final_path(meta);
+        if snapshot.path.starts_with(&self.dir) && snapshot.path.extension().is_some_and(|e| e == "part") {
+            std::fs::rename(&snapshot.path, &path)?;
+        } else {
+            std::fs::copy(&snapshot.path, &path)?;
+        }
+        self.save_current(meta, &path)?;
+        crate::metrics::snapshot_installed(info.bytes, started.elapsed());
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = info.bytes, records = info.records, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let Some(bytes) = self.store.sm_meta_get(KEY_SNAPSHOT_META)? else {
+            return Ok(None);
+        };
+        let (meta, name): (SnapshotMeta, String) = decode(&bytes, "snapshot meta")?;
+        let path = self.dir.join(name);
+        if !path.exists() {
+            tracing::warn!(path = %path.display(), "current snapshot file is missing");
+            return Ok(None);
+        }
+        Ok(Some(Snapshot { meta, snapshot: SnapshotFile { path } }))
+    }
+}

@@ -1,0 +1,182 @@
+//! The client half of the internal transport: openraft's network traits
+//! over tonic, one lazily connected channel per peer.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::OptionalSend;
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec::{decode, encode};
+use crate::pb::raft_service_client::RaftServiceClient;
+use crate::pb::{Blob, SnapshotChunk};
+use crate::types::{Snapshot, SynodNode, TypeConfig, Vote};
+
+pub type Client = RaftServiceClient<Channel>;
+
+/// Channels to peers, shared by Raft replication and request forwarding.
+/// `overrides` maps a node id to the address to dial instead of the one in
+/// the membership (test proxies, NAT).
+#[derive(Clone, Default)]
+pub struct Peers {
+    overrides: Arc<BTreeMap<u64, String>>,
+    channels: Arc<Mutex<BTreeMap<(u64, String), Channel>>>,
+    pub(crate) snapshot_chunk: usize,
+}
+
+impl Peers {
+    pub fn new(overrides: BTreeMap<u64, String>, snapshot_chunk: usize) -> Self {
+        Peers { overrides: Arc::new(overrides), channels: Default::default(), snapshot_chunk: snapshot_chunk.max(1024) }
+    }
+
+    /// A client for `id`, whose advertised Raft address is `addr`.
+    pub fn client(&self, id: u64, addr: &str) -> Result<Client, String> {
+        let addr = self.overrides.get(&id).cloned().unwrap_or_else(|| addr.to_string());
+        let mut channels = self.channels.lock().expect("peer map lock is never poisoned: no panics while held");
+        let key = (id, addr.clone());
+        if let Some(ch) = channels.get(&key) {
+            return Ok(RaftServiceClient::new(ch.clone()).max_decoding_message_size(usize::MAX));
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad raft address {addr:?} of node {id}: {e}"))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let ch = endpoint.connect_lazy();
+        channels.retain(|(nid, _), _| *nid != id);
+        channels.insert(key, ch.clone());
+        Ok(RaftServiceClient::new(ch).max_decoding_message_size(usize::MAX))
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Peers {
+    type Network = PeerConn;
+
+    async fn new_client(&mut self, target: u64, node: &SynodNode) -> PeerConn {
+        PeerConn { target, client: self.client(target, &node.raft_addr), chunk: self.snapshot_chunk }
+    }
+}
+
+/// A connection to one peer.
+pub struct PeerConn {
+    target: u64,
+    client: Result<Client, String>,
+    chunk: usize,
+}
+
+/// True when the status says the request never left this node.
+pub(crate) fn never_sent(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+        && (status.message().contains("connect") || status.message().contains("Connection refused"))
+}
+
+impl PeerConn {
+    fn client(&self) -> Result<Client, RPCError<TypeConfig>> {
+        self.client.clone().map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))
+    }
+
+    async fn unary<Req, Resp>(
+        &self,
+        kind: &'static str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+    {
+        let mut client = self.client()?;
+        let mut request = tonic::Request::new(Blob { data: encode(req) });
+        request.set_timeout(option.hard_ttl());
+        let started = Instant::now();
+        let result = match kind {
+            "append" => client.append_entries(request).await,
+            "vote" => client.vote(request).await,
+            "pre_vote" => client.pre_vote(request).await,
+            _ => client.transfer_leader(request).await,
+        };
+        crate::metrics::rpc(kind, result.is_ok(), started.elapsed());
+        match result {
+            Ok(resp) => decode(&resp.into_inner().data, kind).map_err(|e| RPCError::Network(NetworkError::new(&e))),
+            Err(status) if never_sent(&status) => Err(RPCError::Unreachable(Unreachable::new(&status))),
+            Err(status) => Err(RPCError::Network(NetworkError::new(&status))),
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerConn {
+    type SnapshotData = crate::types::SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary("append", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary("vote", &rpc, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary("pre_vote", &rpc, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary("transfer_leader", &req, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut client = self.client.clone().map_err(|e| StreamingError::Unreachable(Unreachable::from_string(e)))?;
+        let path = snapshot.snapshot.path.clone();
+        let data = tokio::fs::read(&path).await.map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let first = SnapshotChunk { vote: encode(&vote), meta: encode(&snapshot.meta), data: Vec::new() };
+        let chunks: Vec<SnapshotChunk> = std::iter::once(first)
+            .chain(data.chunks(self.chunk).map(|c| SnapshotChunk {
+                vote: Vec::new(),
+                meta: Vec::new(),
+                data: c.to_vec(),
+            }))
+            .collect();
+        tracing::info!(target_node = self.target, bytes = data.len(), chunks = chunks.len(), "sending snapshot");
+        let started = Instant::now();
+        let send = client.install_snapshot(tokio_stream::iter(chunks));
+        let result = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = send => r,
+        };
+        crate::metrics::rpc("snapshot", result.is_ok(), started.elapsed());
+        match result {
+            Ok(resp) => decode(&resp.into_inner().data, "snapshot response")
+                .map_err(|e| StreamingError::Network(NetworkError::new(&e))),
+            Err(status) if never_sent(&status) => Err(StreamingError::Unreachable(Unreachable::new(&status))),
+            Err(status) => Err(StreamingError::Network(NetworkError::new(&status))),
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! [`RaftNode`]: one node's Raft, its store, and the write/read paths the
+//! service layer uses.
+//!
+//! ```text
+//!  write(cmd) ──► local Raft leader? ──yes──► client_write ──► applied ──► result
+//!                    │ no (leader L known)
+//!                    └──► ClientWrite RPC to L ──► L's client_write ──► result
+//!  errors: not proposed (no leader, refused before sending) ─► Unavailable
+//!          sent but no answer / leader lost mid-flight      ─► Indeterminate
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::errors::ClientWriteError;
+use openraft::rt::WatchReceiver;
+use openraft::{ChangeMembers, ReadPolicy, ServerState};
+use prost::Message;
+use synod_store::pb::{self, CommandResult};
+use synod_store::{Store, StoreOptions};
+
+use crate::error::{Error, Result};
+use crate::network::{Peers, never_sent};
+use crate::pb::raft_service_server::RaftServiceServer;
+use crate::pb::{Blob, Empty};
+use crate::service::{LEADER_HINT, LocalWrite, RaftServiceImpl};
+use crate::types::{Raft, RaftMetrics, Request, SynodNode};
+use crate::{LogStore, StateMachine};
+
+/// Everything needed to start one node's Raft.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    pub id: u64,
+    pub node: SynodNode,
+    pub data_dir: PathBuf,
+    pub store: StoreOptions,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    pub snapshot_logs_threshold: u64,
+    pub logs_to_keep: u64,
+    pub snapshot_chunk_size: usize,
+    pub write_timeout: Duration,
+    pub peer_addr_overrides: BTreeMap<u64, String>,
+}
+
+/// A committed write: the state machine's answer and the entry's index.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub result: CommandResult,
+    pub log_index: u64,
+}
+
+/// One node's Raft. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftNode {
+    pub id: u64,
+    pub raft: Raft,
+    pub store: Store,
+    pub sm: StateMachine,
+    peers: Peers,
+    write_timeout: Duration,
+    metrics_task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().clamp(1, u128::from(u64::MAX)) as u64
+}
+
+impl RaftNode {
+    /// Opens the store under `data_dir` and starts Raft (not yet a member
+    /// of anything if the data dir is new).
+    pub async fn start(cfg: RaftConfig) -> Result<RaftNode> {
+        let store = Store::open(&cfg.data_dir, &cfg.store)?;
+        let sm = StateMachine::new(store.clone(), &cfg.data_dir.join("snapshots"))
+            .map_err(|e| Error::Internal(format!("snapshot dir: {e}")))?;
+        let raft_cfg = openraft::Config {
+            cluster_name: "synod".to_string(),
+            heartbeat_interval: ms(cfg.heartbeat_interval),
+            election_timeout_min: ms(cfg.election_timeout_min),
+            election_timeout_max: ms(cfg.election_timeout_max),
+            install_snapshot_timeout: 30_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs_threshold.max(1)),
+            max_in_snapshot_log_to_keep: cfg.logs_to_keep,
+            snapshot_max_chunk_size: cfg.snapshot_chunk_size as u64,
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        };
+        let raft_cfg = Arc::new(raft_cfg.validate().map_err(|e| Error::Internal(format!("raft config: {e}")))?);
+        let peers = Peers::new(cfg.peer_addr_overrides.clone(), cfg.snapshot_chunk_size);
+        let raft = Raft::new(cfg.id, raft_cfg, peers.clone(), LogStore::new(store.clone()), sm.clone())
+            .await
+            .map_err(|e| Error::Internal(format!("start raft: {e}")))?;
+        let metrics_task = Arc::new(tokio::spawn(crate::metrics::watch(raft.clone(), store.clone())));
+        Ok(RaftNode { id: cfg.id, raft, store, sm, peers, write_timeout: cfg.write_timeout, metrics_task })
+    }
+
+    /// The tonic service other nodes call.
+    pub fn service(&self) -> RaftServiceServer<RaftServiceImpl> {
+        RaftServiceServer::new(RaftServiceImpl::new(self.clone()))
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+    }
+
+    /// True once this node has a vote, a log or a membership.
+    pub async fn is_initialized(&self) -> Result<bool> {
+        self.raft.is_initialized().await.map_err(|e| Error::Stopped(e.to_string()))
+    }
+
+    /// Makes this node a one-voter cluster. Only for a pristine node.
+    pub async fn bootstrap(&self, node: SynodNode) -> Result<()> {
+        let members = BTreeMap::from([(self.id, node)]);
+        self.raft.initialize(members).await.map_err(|e| Error::Internal(format!("initialize: {e}")))
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// The current leader and how to reach it, as this node knows it.
+    pub fn leader(&self) -> Option<(u64, SynodNode)> {
+        let m = self.metrics();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id).cloned()?;
+        Some((id, node))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.metrics();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// Replicates `cmd` through the leader, wherever it is, and returns the
+    /// state machine's answer once the entry is committed and applied.
+    pub async fn write(&self, cmd: &pb::Command) -> Result<WriteOutcome> {
+        let data = cmd.encode_to_vec();
+        let deadline = Instant::now() + self.write_timeout;
+        let mut hint: Option<u64> = None;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Error::Unavailable(format!(
+                    "no leader accepted the write within {:?}",
+                    self.write_timeout
+                )));
+            }
+            let leader = hint.take().or_else(|| self.metrics().current_leader);
+            let attempt = match leader {
+                Some(l) if l != self.id => self.write_forward(l, data.clone(), remaining).await,
+                _ => match tokio::time::timeout(remaining, self.write_local(data.clone())).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Indeterminate(format!("not committed within {:?}", self.write_timeout))),
+                },
+            };
+            match attempt? {
+                LocalWrite::Done { result, log_index } => {
+                    let result = CommandResult::decode(result.as_slice())
+                        .map_err(|e| Error::Internal(format!("undecodable command result: {e}")))?;
+                    return Ok(WriteOutcome { result, log_index });
+                }
+                LocalWrite::NotLeader(next) => {
+                    hint = next.filter(|n| Some(*n) != leader);
+                    if hint.is_none() {
+                        // No (new) leader known yet: an election is under way.
+                        tokio::time::sleep(Duration::from_millis(20).min(remaining)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A write on this node's own Raft; `NotLeader` if it is not the leader.
+    pub(crate) async fn write_local(&self, data: Vec<u8>) -> Result<LocalWrite> {
+        match self.raft.client_write(Request(data)).await {
+            Ok(resp) => Ok(LocalWrite::Done { result: resp.data.0, log_index: resp.log_id.index }),
+            Err(e) => match e.api_error() {
+                Some(ClientWriteError::ForwardToLeader(f)) => Ok(LocalWrite::NotLeader(f.leader_id)),
+                Some(ClientWriteError::LogEntryDiscarded(f)) => Err(Error::Indeterminate(format!(
+                    "entry discarded on leader change (new leader {:?})",
+                    f.leader_id
+                ))),
+                Some(ClientWriteError::ChangeMembershipError(m)) => Err(Error::Membership(m.to_string())),
+                Some(ClientWriteError::PreconditionFailed(p)) => Err(Error::Membership(p.to_string())),
+                None => Err(Error::Indeterminate(format!("raft stopped while writing: {e}"))),
+            },
+        }
+    }
+
+    async fn write_forward(&self, leader: u64, data: Vec<u8>, timeout: Duration) -> Result<LocalWrite> {
+        let Some(node) = self.metrics().membership_config.membership().get_node(&leader).cloned() else {
+            return Ok(LocalWrite::NotLeader(None));
+        };
+        let mut client = self.peers.client(leader, &node.raft_addr).map_err(Error::Unavailable)?;
+        let mut req = tonic::Request::new(Blob { data });
+        req.set_timeout(timeout);
+        match client.client_write(req).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                Ok(LocalWrite::Done { result: reply.result, log_index: reply.log_index })
+            }
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                let hint = status.metadata().get(LEADER_HINT).and_then(|v| v.to_str().ok()?.parse().ok());
+                Ok(LocalWrite::NotLeader(hint))
+            }
+            Err(status) if never_sent(&status) => {
+                // The leader we know is unreachable: wait for a new election.
+                tokio::time::sleep(Duration::from_millis(50).min(timeout)).await;
+                Ok(LocalWrite::NotLeader(None))
+            }
+            Err(status) if status.code() == tonic::Code::Aborted && status.message().starts_with("unavailable") => {
+                Err(Error::Unavailable(status.message().to_string()))
+            }
+            Err(status) => Err(Error::Indeterminate(format!("forwarded to leader {leader}: {}", status.message()))),
+        }
+    }
+
+    /// A linearizable read barrier: returns once this node has applied
+    /// everything committed before the call (read index through the leader).
+    pub async fn read_barrier(&self) -> Result<u64> {
+        let deadline = Instant::now() + self.write_timeout;
+        loop {
+            if let Some(idx) = self.read_index_local().await? {
+                return Ok(idx);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Error::Unavailable("no leader confirmed a read index".into()));
+            }
+            let Some((leader, node)) = self.leader().filter(|(l, _)| *l != self.id) else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let mut client = self.peers.client(leader, &node.raft_addr).map_err(Error::Unavailable)?;
+            let mut req = tonic::Request::new(Empty {});
+            req.set_timeout(remaining);
+            match client.read_index(req).await {
+                Ok(r) => {
+                    let idx = r.into_inner().read_index;
+                    self.raft
+                        .wait(Some(deadline.saturating_duration_since(Instant::now())))
+                        .applied_index_at_least(Some(idx), "read barrier")
+                        .await
+                        .map_err(|e| Error::Unavailable(format!("waiting to apply up to {idx}: {e}")))?;
+                    return Ok(idx);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Read index on this node if it is the leader (`None` otherwise); waits
+    /// for the local state machine to apply up to it.
+    pub(crate) async fn read_index_local(&self) -> Result<Option<u64>> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read) => Ok(Some(read.index())),
+            Err(e) => match e.forward_to_leader() {
+                Some(_) => Ok(None),
+                None => Err(Error::Unavailable(e.to_string())),
+            },
+        }
+    }
+
+    // ---- membership: leader only; callers forward to the leader otherwise.
+
+    fn membership_err(e: openraft::errors::RaftError<crate::TypeConfig, ClientWriteError<crate::TypeConfig>>) -> Error {
+        match e.api_error() {
+            Some(ClientWriteError::ForwardToLeader(_)) => Error::Unavailable("this node is not the leader".into()),
+            Some(ClientWriteError::LogEntryDiscarded(_)) => Error::Indeterminate(e.to_string()),
+            Some(ClientWriteError::ChangeMembershipError(m)) => Error::Membership(m.to_string()),
+            Some(ClientWriteError::PreconditionFailed(p)) => Error::Membership(p.to_string()),
+            None => Error::Stopped(e.to_string()),
+        }
+    }
+
+    pub async fn add_learner(&self, id: u64, node: SynodNode) -> Result<u64> {
+        let r = self.raft.add_learner(id, node, false).await.map_err(Self::membership_err)?;
+        Ok(r.log_id.index)
+    }
+
+    pub async fn promote(&self, id: u64) -> Result<u64> {
+        let r = self
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds([id].into()), true)
+            .await
+            .map_err(Self::membership_err)?;
+        Ok(r.log_id.index)
+    }
+
+    /// Turns a voter into a learner.
+    pub async fn demote(&self, id: u64) -> Result<u64> {
+        let r = self
+            .raft
+            .change_membership(ChangeMembers::RemoveVoters([id].into()), true)
+            .await
+            .map_err(Self::membership_err)?;
+        Ok(r.log_id.index)
+    }
+
+    /// Removes a node from the cluster, voter or learner.
+    pub async fn remove(&self, id: u64) -> Result<u64> {
+        let m = self.metrics();
+        let is_voter = m.membership_config.membership().voter_ids().any(|v| v == id);
+        let mut index = 0;
+        if is_voter {
+            let r = self
+                .raft
+                .change_membership(ChangeMembers::RemoveVoters([id].into()), false)
+                .await
+                .map_err(Self::membership_err)?;
+            index = r.log_id.index;
+        }
+        let still_there = self.metrics().membership_config.membership().get_node(&id).is_some();
+        if still_there {
+            let r = self
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes([id].into()), false)
+                .await
+                .map_err(Self::membership_err)?;
+            index = r.log_id.index;
+        }
+        Ok(index)
+    }
+
+    pub async fn transfer_leader(&self, id: u64) -> Result<()> {
+        self.raft.trigger().transfer_leader(id).await.map_err(|e| Error::Stopped(e.to_string()))
+    }
+
+    /// Takes a snapshot now (and purges the log behind it).
+    pub async fn snapshot_now(&self) -> Result<()> {
+        self.raft.trigger().snapshot().await.map_err(|e| Error::Stopped(e.to_string()))
+    }
+
+    /// Stops Raft and flushes the store.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.metrics_task.abort();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+}

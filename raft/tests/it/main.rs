@@ -1,0 +1,3 @@
+//! Integration tests of synod-raft.
+
+mod storage_suite;
