@@ -1,0 +1,48 @@
+# Synod: the two commands are `make run` and `make test`.
+#
+# The cargo target dir lives outside the clone so a fresh clone on the same
+# machine (CI) reuses the compiled dependencies (RocksDB's C++ takes ~25 min cold).
+
+CARGO_TARGET_DIR ?= $(HOME)/.cache/synod-target
+export CARGO_TARGET_DIR
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test deps lint fmt bench
+
+# System packages the build needs on Debian/Ubuntu: libclang for RocksDB's
+# bindings, a C++ compiler for RocksDB itself.
+deps:
+	@if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
+	   || ! command -v c++ >/dev/null 2>&1; then \
+	  echo "installing build dependencies (libclang-dev, clang, g++)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev clang g++ make; \
+	fi
+
+# Build in release mode and start the embedded default node on 127.0.0.1:7700.
+run: deps
+	cargo build --release -p synod-api --bin synod
+	@echo "synod: REST http://127.0.0.1:7700  gRPC 127.0.0.1:7701  Raft 127.0.0.1:7702  data ./synod-data"
+	$(CARGO_TARGET_DIR)/release/synod serve --log-format text
+
+# The whole suite, one (debug) profile; cluster tests run the debug binary.
+test: deps
+	cargo fmt --all -- --check
+	@if cargo nextest --version >/dev/null 2>&1; then \
+	  cargo nextest run --workspace --no-fail-fast; \
+	else \
+	  cargo test --workspace --no-fail-fast; \
+	fi
+	cargo test --workspace --doc
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+# Benchmarks (commands, not tests): see README.
+bench:
+	cargo build --release -p synod-api --bin synod
+	$(CARGO_TARGET_DIR)/release/synod bench failover --runs 20
+	$(CARGO_TARGET_DIR)/release/synod bench writes --clients 1,64 --seconds 10

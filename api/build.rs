@@ -1,0 +1,8 @@
+//! Compiles the public gRPC API with protox (no `protoc` needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile(["synod/v1/cluster.proto"], ["proto"])?;
+    tonic_prost_build::configure().btree_map(".").compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Public gRPC (`synod.v1`): thin adapters over [`crate::service`].
+//! Request messages are destructured exhaustively, so a new field is a
+//! compile error here until it is handled.
+
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+
+use crate::pb::cluster_server::Cluster;
+use crate::pb::{self, AddLearnerRequest, NodeRef, RemoveRequest, SetLabelsRequest, StatusRequest};
+use crate::service::{self, Consistency, JoinRequest, RegistryEntryView, SharedNode};
+
+pub struct ClusterGrpc {
+    node: SharedNode,
+}
+
+impl ClusterGrpc {
+    pub fn new(node: SharedNode) -> Self {
+        ClusterGrpc { node }
+    }
+}
+
+fn entry(v: RegistryEntryView) -> pb::RegistryEntry {
+    let RegistryEntryView {
+        id,
+        role,
+        liveness,
+        raft_addr,
+        http_addr,
+        grpc_addr,
+        version,
+        labels,
+        capacity,
+        cpu_load,
+        draining,
+        registered_at_ms,
+        last_heartbeat_ms,
+        last_heartbeat_age_ms: _,
+        applied_index,
+        lag,
+        record_version,
+    } = v;
+    pb::RegistryEntry {
+        id,
+        role,
+        liveness,
+        raft_addr,
+        http_addr,
+        grpc_addr,
+        version,
+        labels,
+        cpus: capacity.cpus,
+        memory_bytes: capacity.memory_bytes,
+        worker_slots: capacity.worker_slots,
+        registered_at_ms,
+        last_heartbeat_ms,
+        applied_index,
+        lag,
+        record_version,
+        draining,
+        cpu_load,
+    }
+}
+
+fn reply(r: service::MembershipReply) -> pb::MembershipReply {
+    pb::MembershipReply { log_index: r.log_index, message: r.message }
+}
+
+async fn timed<T>(
+    method: &'static str,
+    f: impl std::future::Future<Output = crate::error::Result<T>>,
+) -> Result<Response<T>, Status> {
+    let started = Instant::now();
+    let r = f.await;
+    crate::metrics::grpc_request(method, r.is_ok(), started.elapsed());
+    r.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterGrpc {
+    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
+        let StatusRequest {} = req.into_inner();
+        timed("Status", async {
+            let s = service::do_cluster_status(&self.node)?;
+            Ok(pb::ClusterStatus {
+                node_id: s.node_id,
+                leader_id: s.leader_id,
+                term: s.term,
+                commit_index: s.commit_index,
+                applied_index: s.applied_index,
+                last_log_index: s.last_log_index,
+                nodes: s
+                    .nodes
+                    .into_iter()
+                    .map(|n| pb::NodeStatus {
+                        id: n.id,
+                        role: n.role,
+                        raft_addr: n.raft_addr,
+                        http_addr: n.http_addr,
+                        grpc_addr: n.grpc_addr,
+                        liveness: n.liveness,
+                        applied_index: n.applied_index,
+                        matched_index: n.matched_index.unwrap_or(0),
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn registry(&self, req: Request<pb::RegistryRequest>) -> Result<Response<pb::RegistryResponse>, Status> {
+        let pb::RegistryRequest { consistency } = req.into_inner();
+        timed("Registry", async {
+            let c = Consistency::parse(Some(&consistency))?;
+            let v = service::do_list_registry(&self.node, c).await?;
+            Ok(pb::RegistryResponse { nodes: v.nodes.into_iter().map(entry).collect() })
+        })
+        .await
+    }
+
+    async fn get_node(&self, req: Request<NodeRef>) -> Result<Response<pb::RegistryEntry>, Status> {
+        let NodeRef { id } = req.into_inner();
+        timed("GetNode", async { Ok(entry(service::do_get_node(&self.node, id, Consistency::Local).await?)) }).await
+    }
+
+    async fn set_labels(&self, req: Request<SetLabelsRequest>) -> Result<Response<pb::RegistryEntry>, Status> {
+        let SetLabelsRequest { id, labels, if_match } = req.into_inner();
+        timed("SetLabels", async { Ok(entry(service::do_set_labels(&self.node, id, labels, if_match).await?)) }).await
+    }
+
+    async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Result<Response<pb::MembershipReply>, Status> {
+        let AddLearnerRequest { id, raft_addr, http_addr, grpc_addr } = req.into_inner();
+        timed("AddLearner", async {
+            Ok(reply(
+                service::do_add_learner(&self.node, JoinRequest { id, raft_addr, http_addr, grpc_addr }, false).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn promote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
+        let NodeRef { id } = req.into_inner();
+        timed("Promote", async { Ok(reply(service::do_promote(&self.node, id, false).await?)) }).await
+    }
+
+    async fn demote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
+        let NodeRef { id } = req.into_inner();
+        timed("Demote", async { Ok(reply(service::do_demote(&self.node, id, false, false).await?)) }).await
+    }
+
+    async fn remove(&self, req: Request<RemoveRequest>) -> Result<Response<pb::MembershipReply>, Status> {
+        let RemoveRequest { id, force } = req.into_inner();
+        timed("Remove", async { Ok(reply(service::do_remove(&self.node, id, force, false).await?)) }).await
+    }
+
+    async fn transfer_leader(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
+        let NodeRef { id } = req.into_inner();
+        timed("TransferLeader", async { Ok(reply(service::do_transfer_leader(&self.node, id, false).await?)) }).await
+    }
+}

@@ -1,0 +1,25 @@
+//! The `synod` binary's library: CLI, composition root, the service layer,
+//! REST (axum), public gRPC (tonic), error mapping and metrics export.
+//!
+//! Only this crate knows HTTP, JSON envelopes, public protos (and, later,
+//! JWT and TLS). REST handlers ([`rest`]) and gRPC methods ([`grpc`]) are
+//! thin adapters over the `do_*` functions of [`service`]; [`error`] is the
+//! one place that maps errors to HTTP and gRPC status codes.
+//!
+//! Key types: [`service::Node`], [`error::ApiError`], [`cli::Cli`].
+
+pub mod bench;
+pub mod cli;
+pub mod error;
+pub mod grpc;
+pub mod local_cluster;
+pub mod metrics;
+pub mod rest;
+pub mod server;
+pub mod service;
+
+/// Generated types of the public `synod.v1` gRPC API.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("synod.v1");
+}

@@ -1,0 +1,226 @@
+//! Real `synod` processes on 127.0.0.1, for benchmarks and cluster tests.
+//! Every process it starts is killed when the [`LocalCluster`] is dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// One node's addresses, data dir and process.
+pub struct LocalNode {
+    pub http: String,
+    pub grpc: String,
+    pub raft: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl LocalNode {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+pub struct LocalCluster {
+    bin: PathBuf,
+    root: PathBuf,
+    pub nodes: Vec<LocalNode>,
+    pub http: reqwest::Client,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl LocalCluster {
+    /// Nodes will keep their data dirs and logs under `root`.
+    pub fn new(bin: &Path, root: &Path) -> anyhow::Result<LocalCluster> {
+        std::fs::create_dir_all(root)?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+        Ok(LocalCluster { bin: bin.to_path_buf(), root: root.to_path_buf(), nodes: Vec::new(), http })
+    }
+
+    /// Adds and starts a node; `join` is the index of a node to join through
+    /// (None bootstraps). `extra` are more `synod serve` arguments.
+    pub fn add_node(&mut self, join: Option<usize>, extra: &[String]) -> anyhow::Result<usize> {
+        let i = self.nodes.len();
+        let data_dir = self.root.join(format!("node{i}"));
+        let (http, grpc, raft) = (
+            format!("127.0.0.1:{}", free_port()?),
+            format!("127.0.0.1:{}", free_port()?),
+            format!("127.0.0.1:{}", free_port()?),
+        );
+        let mut args = vec![
+            "serve".to_string(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--http-addr".into(),
+            http.clone(),
+            "--grpc-addr".into(),
+            grpc.clone(),
+            "--raft-addr".into(),
+            raft.clone(),
+        ];
+        if let Some(j) = join {
+            args.push("--join".into());
+            args.push(self.nodes[j].url());
+        }
+        args.extend(extra.iter().cloned());
+        self.nodes.push(LocalNode {
+            http,
+            grpc,
+            raft,
+            log: self.root.join(format!("node{i}.log")),
+            data_dir,
+            args,
+            child: None,
+        });
+        self.start(i)?;
+        Ok(i)
+    }
+
+    pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        let n = &mut self.nodes[i];
+        if n.child.is_some() {
+            bail!("node {i} is already running");
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log)?;
+        let child = Command::new(&self.bin)
+            .args(&n.args)
+            .env_remove("SYNOD_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawn {}", self.bin.display()))?;
+        n.child = Some(child);
+        Ok(())
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn stop(&mut self, i: usize) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut c) = self.nodes[i].child.take() else { bail!("node {i} is not running") };
+        Command::new("kill").arg("-TERM").arg(c.id().to_string()).status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                bail!("node {i} did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    pub async fn get(&self, i: usize, path: &str) -> anyhow::Result<(u16, Value)> {
+        let resp = self.http.get(format!("{}{path}", self.nodes[i].url())).send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub async fn status(&self, i: usize) -> anyhow::Result<Value> {
+        let (code, v) = self.get(i, "/cluster/status").await?;
+        if code != 200 {
+            bail!("status of node {i}: {code} {v}");
+        }
+        Ok(v)
+    }
+
+    /// The index (in `nodes`) of the node that node `via` calls leader.
+    pub async fn leader_index(&self, via: usize) -> Option<usize> {
+        let s = self.status(via).await.ok()?;
+        let leader = s["leader_id"].as_u64()?;
+        let http = s["nodes"].as_array()?.iter().find(|n| n["id"].as_u64() == Some(leader))?["http_addr"]
+            .as_str()?
+            .to_string();
+        self.nodes.iter().position(|n| n.http == http)
+    }
+
+    /// The Raft id of node `i`.
+    pub async fn node_id(&self, i: usize) -> anyhow::Result<u64> {
+        let (_, v) = self.get(i, "/health").await?;
+        v["node_id"].as_u64().context("health without node_id")
+    }
+
+    /// Polls `f` every 50 ms until it yields `Some` or `within` passes.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, within: Duration, mut f: F) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = f().await {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out after {within:?} waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_ready(&self, i: usize, within: Duration) -> anyhow::Result<()> {
+        self.wait_for(&format!("node {i} ready"), within, || async move {
+            matches!(self.get(i, "/health/ready").await, Ok((200, _))).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until node `via` reports `voters` voters, all of them ready.
+    pub async fn wait_voters(&self, via: usize, voters: usize, within: Duration) -> anyhow::Result<Value> {
+        self.wait_for(&format!("{voters} voters"), within, || async move {
+            let s = self.status(via).await.ok()?;
+            (s["voters"].as_array()?.len() == voters && s["leader_id"].as_u64().is_some()).then_some(s)
+        })
+        .await
+    }
+
+    /// PUT labels on node record `record` through node `via`.
+    pub async fn put_labels(
+        &self,
+        via: usize,
+        record: u64,
+        labels: &Value,
+        if_match: Option<u64>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.put(format!("{}/cluster/nodes/{record}/labels", self.nodes[via].url())).json(labels);
+        if let Some(v) = if_match {
+            req = req.header("if-match", format!("\"{v}\""));
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The Prometheus exporter (the only one in Synod) and HTTP metrics.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Installs the global recorder once per process.
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed");
+        }
+        handle
+    });
+}
+
+/// The current metrics in Prometheus text format.
+pub fn render() -> String {
+    HANDLE.get().map(|h| h.render()).unwrap_or_default()
+}
+
+pub fn http_request(route: String, method: String, status: String, took: Duration) {
+    counter!("synod_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.clone())
+        .increment(1);
+    histogram!("synod_http_request_seconds", "route" => route, "method" => method, "status" => status)
+        .record(took.as_secs_f64());
+}
+
+pub fn grpc_request(method: &'static str, ok: bool, took: Duration) {
+    let outcome = if ok { "ok" } else { "error" };
+    counter!("synod_grpc_requests_total", "method" => method, "outcome" => outcome).increment(1);
+    histogram!("synod_grpc_request_seconds", "method" => method).record(took.as_secs_f64());
+}

@@ -1,0 +1,246 @@
+//! REST: axum handlers as thin adapters over [`crate::service`].
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::error::{ApiError, Result};
+use crate::service::{self, Consistency, FORWARDED_HEADER, Heartbeat, JoinRequest, SharedNode};
+
+/// Our JSON extractor: a malformed or oversize body gets our error body.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(format!("request body too large: {}", r.body_text()))
+    } else {
+        ApiError::InvalidArgument(format!("malformed JSON body: {}", r.body_text()))
+    }
+}
+
+fn ok<T: serde::Serialize>(v: T) -> Response {
+    axum::Json(v).into_response()
+}
+
+fn forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_HEADER)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    consistency: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForceQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// Query extractor with our error body.
+struct Q<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Q(v))
+            .map_err(|e| ApiError::InvalidArgument(format!("bad query string: {}", e.body_text())))
+    }
+}
+
+/// Path extractor with our error body (e.g. a node id that is not a number).
+struct P<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for P<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| P(v))
+            .map_err(|e| ApiError::InvalidArgument(format!("bad path: {}", e.body_text())))
+    }
+}
+
+pub fn router(node: SharedNode) -> Router {
+    let limit = node.cfg.node.max_body_size.as_u64() as usize;
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/cluster/status", get(cluster_status))
+        .route("/agents/registry", get(registry))
+        .route("/cluster/nodes", get(registry))
+        .route("/cluster/nodes/{id}", get(get_node))
+        .route("/cluster/nodes/{id}/labels", put(set_labels))
+        .route("/cluster/nodes/{id}/promote", post(promote))
+        .route("/cluster/nodes/{id}/demote", post(demote))
+        .route("/cluster/nodes/{id}/remove", post(remove))
+        .route("/cluster/nodes/{id}/transfer-leader", post(transfer_leader))
+        .route("/cluster/nodes/{id}/drain", post(drain))
+        .route("/cluster/nodes/{id}/undrain", post(undrain))
+        .route("/cluster/add-learner", post(add_learner))
+        .route("/cluster/join", post(add_learner))
+        .route("/cluster/allocate-id", post(allocate_id))
+        .route("/internal/heartbeat", post(heartbeat))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(track))
+        .with_state(node)
+}
+
+/// Counts and times every request by route and status.
+async fn track(req: Request, next: Next) -> Response {
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    crate::metrics::http_request(route, method, status, started.elapsed());
+    resp
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let e = ApiError::InvalidArgument(format!("method {} is not allowed on {}", req.method(), req.uri().path()));
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(e.body())).into_response()
+}
+
+async fn health(State(node): State<SharedNode>) -> Response {
+    ok(service::do_health(&node))
+}
+
+async fn ready(State(node): State<SharedNode>) -> Response {
+    let h = service::do_health(&node);
+    let status = if h.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(h)).into_response()
+}
+
+async fn metrics() -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], crate::metrics::render())
+        .into_response()
+}
+
+async fn cluster_status(State(node): State<SharedNode>) -> Result<Response> {
+    Ok(ok(service::do_cluster_status(&node)?))
+}
+
+async fn registry(State(node): State<SharedNode>, Q(q): Q<ConsistencyQuery>) -> Result<Response> {
+    let c = Consistency::parse(q.consistency.as_deref())?;
+    Ok(ok(service::do_list_registry(&node, c).await?))
+}
+
+fn etag(version: u64) -> [(header::HeaderName, HeaderValue); 1] {
+    [(header::ETAG, HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header value"))]
+}
+
+async fn get_node(State(node): State<SharedNode>, P(id): P<u64>, Q(q): Q<ConsistencyQuery>) -> Result<Response> {
+    let c = Consistency::parse(q.consistency.as_deref())?;
+    let view = service::do_get_node(&node, id, c).await?;
+    Ok((etag(view.record_version), axum::Json(view)).into_response())
+}
+
+/// Parses `If-Match: "7"` (or `7`, or `*` for any version).
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>> {
+    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let s = v.to_str().map_err(|_| ApiError::InvalidArgument("If-Match is not ASCII".into()))?.trim();
+    if s == "*" {
+        return Ok(None);
+    }
+    let bare = s.trim_start_matches("W/").trim_matches('"');
+    bare.parse::<u64>()
+        .map(Some)
+        .map_err(|_| ApiError::InvalidArgument(format!("If-Match {s:?} is not a record version (an ETag like \"3\")")))
+}
+
+async fn set_labels(
+    State(node): State<SharedNode>,
+    P(id): P<u64>,
+    headers: HeaderMap,
+    Json(labels): Json<BTreeMap<String, String>>,
+) -> Result<Response> {
+    let expected = if_match(&headers)?;
+    let view = service::do_set_labels(&node, id, labels, expected).await?;
+    Ok((etag(view.record_version), axum::Json(view)).into_response())
+}
+
+async fn promote(State(node): State<SharedNode>, P(id): P<u64>, headers: HeaderMap) -> Result<Response> {
+    Ok(ok(service::do_promote(&node, id, forwarded(&headers)).await?))
+}
+
+async fn demote(
+    State(node): State<SharedNode>,
+    P(id): P<u64>,
+    Q(q): Q<ForceQuery>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    Ok(ok(service::do_demote(&node, id, q.force, forwarded(&headers)).await?))
+}
+
+async fn remove(
+    State(node): State<SharedNode>,
+    P(id): P<u64>,
+    Q(q): Q<ForceQuery>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    Ok(ok(service::do_remove(&node, id, q.force, forwarded(&headers)).await?))
+}
+
+async fn transfer_leader(State(node): State<SharedNode>, P(id): P<u64>, headers: HeaderMap) -> Result<Response> {
+    Ok(ok(service::do_transfer_leader(&node, id, forwarded(&headers)).await?))
+}
+
+async fn drain(State(node): State<SharedNode>, P(id): P<u64>) -> Result<Response> {
+    Ok(ok(service::do_set_draining(&node, id, true).await?))
+}
+
+async fn undrain(State(node): State<SharedNode>, P(id): P<u64>) -> Result<Response> {
+    Ok(ok(service::do_set_draining(&node, id, false).await?))
+}
+
+async fn add_learner(
+    State(node): State<SharedNode>,
+    headers: HeaderMap,
+    Json(req): Json<JoinRequest>,
+) -> Result<Response> {
+    Ok(ok(service::do_add_learner(&node, req, forwarded(&headers)).await?))
+}
+
+async fn allocate_id(State(node): State<SharedNode>) -> Result<Response> {
+    Ok(ok(json!({"id": service::do_allocate_node_id(&node).await?})))
+}
+
+async fn heartbeat(State(node): State<SharedNode>, headers: HeaderMap, Json(hb): Json<Heartbeat>) -> Result<Response> {
+    Ok(ok(service::do_heartbeat(&node, hb, forwarded(&headers)).await?))
+}

@@ -1,0 +1,345 @@
+//! The composition root of `synod serve`: opens the store, starts Raft,
+//! joins or bootstraps, serves REST, gRPC and the Raft transport, runs the
+//! node's background loops, and shuts down cleanly on SIGTERM.
+//!
+//! ```text
+//!  start ─► node id (data dir / --node-id / allocated by the cluster)
+//!        ─► Raft transport up ─► bootstrap (empty dir, no --join) | join as learner
+//!        ─► REST + gRPC up ─► heartbeat loop (every node), leader loop (auto-promote)
+//!  SIGTERM ─► stop accepting ─► finish in-flight requests ─► raft shutdown ─► flush ─► exit 0
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use synod_config::Config;
+use synod_raft::{RaftConfig, RaftNode, SynodNode};
+use synod_store::pb;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::service::{self, Heartbeat, JoinRequest, Node, NodeInfoJson, SharedNode};
+
+const NODE_ID_FILE: &str = "node_id";
+
+fn advertised(explicit: &Option<String>, bind: SocketAddr) -> String {
+    explicit.clone().unwrap_or_else(|| bind.to_string())
+}
+
+fn memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// One-minute load average over the CPU count.
+pub fn cpu_load() -> f64 {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|l| l / cpus)
+        .unwrap_or(0.0)
+}
+
+async fn post_json(client: &reqwest::Client, url: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    let resp = client.post(url).json(body).send().await?;
+    let status = resp.status();
+    let value: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{url} answered {status}: {value}");
+    }
+    Ok(value)
+}
+
+/// Retries `f` every 500 ms until it succeeds or `within` passes.
+async fn retry<T, F, Fut>(what: &str, within: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "{what} failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.context(format!("{what} did not succeed within {within:?}"))),
+        }
+    }
+}
+
+fn join_base(url: &str) -> String {
+    url.trim_end_matches('/').to_string()
+}
+
+/// The node id: from the data dir, else `--node-id`, else allocated by the
+/// cluster we join, else 1 for a new cluster.
+async fn resolve_node_id(cfg: &Config, client: &reqwest::Client) -> anyhow::Result<u64> {
+    let dir = &cfg.node.data_dir;
+    let file = dir.join(NODE_ID_FILE);
+    if let Ok(s) = std::fs::read_to_string(&file) {
+        let stored: u64 = s.trim().parse().with_context(|| format!("{} is damaged: {s:?}", file.display()))?;
+        if let Some(given) = cfg.node.id
+            && given != stored
+        {
+            bail!("--node-id {given} differs from the id {stored} this data dir ({}) belongs to", dir.display());
+        }
+        return Ok(stored);
+    }
+    let id = match (cfg.node.id, &cfg.node.join) {
+        (Some(0), _) => bail!("node id 0 is reserved"),
+        (Some(id), _) => id,
+        (None, Some(join)) => {
+            let url = format!("{}/cluster/allocate-id", join_base(join));
+            let empty = serde_json::json!({});
+            let v = retry("allocating a node id", Duration::from_secs(60), || post_json(client, &url, &empty)).await?;
+            v["id"].as_u64().context("allocate-id answer without an id")?
+        }
+        (None, None) => 1,
+    };
+    write_durably(&file, id.to_string().as_bytes()).with_context(|| format!("writing {}", file.display()))?;
+    Ok(id)
+}
+
+fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn store_options(cfg: &Config) -> synod_store::StoreOptions {
+    use synod_config::Compression as C;
+    synod_store::StoreOptions {
+        fsync: cfg.storage.fsync,
+        block_cache_bytes: cfg.storage.block_cache_size.as_u64(),
+        write_buffer_bytes: cfg.storage.write_buffer_size.as_u64(),
+        compression: match cfg.storage.compression {
+            C::None => synod_store::Compression::None,
+            C::Lz4 => synod_store::Compression::Lz4,
+            C::Zstd => synod_store::Compression::Zstd,
+        },
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Runs a node until SIGTERM / SIGINT.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    crate::metrics::install();
+    if !cfg.security.enabled {
+        tracing::warn!("security.enabled is false: for local development only");
+    }
+    let cfg = Arc::new(cfg);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().context("http client")?;
+
+    // Bind first, so a port conflict fails before anything is written.
+    let http_listener =
+        TcpListener::bind(cfg.node.http_addr).await.with_context(|| format!("bind HTTP {}", cfg.node.http_addr))?;
+    let grpc_listener =
+        TcpListener::bind(cfg.node.grpc_addr).await.with_context(|| format!("bind gRPC {}", cfg.node.grpc_addr))?;
+    let raft_listener =
+        TcpListener::bind(cfg.node.raft_addr).await.with_context(|| format!("bind Raft {}", cfg.node.raft_addr))?;
+
+    let id = resolve_node_id(&cfg, &client).await?;
+    let me = SynodNode {
+        raft_addr: advertised(&cfg.node.advertise_raft, cfg.node.raft_addr),
+        http_addr: advertised(&cfg.node.advertise_http, cfg.node.http_addr),
+        grpc_addr: advertised(&cfg.node.advertise_grpc, cfg.node.grpc_addr),
+    };
+    let info = pb::NodeInfo {
+        id,
+        raft_addr: me.raft_addr.clone(),
+        http_addr: me.http_addr.clone(),
+        grpc_addr: me.grpc_addr.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        labels: cfg.node.labels.clone(),
+        capacity: Some(pb::Capacity {
+            cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+            memory_bytes: memory_bytes(),
+            worker_slots: cfg.scaling.max_workers as u32,
+        }),
+    };
+
+    let raft = RaftNode::start(RaftConfig {
+        id,
+        node: me.clone(),
+        data_dir: cfg.node.data_dir.clone(),
+        store: store_options(&cfg),
+        heartbeat_interval: cfg.cluster.heartbeat_interval.get(),
+        election_timeout_min: cfg.cluster.election_timeout_min.get(),
+        election_timeout_max: cfg.cluster.election_timeout_max.get(),
+        snapshot_logs_threshold: cfg.cluster.snapshot_logs_threshold,
+        logs_to_keep: cfg.cluster.logs_to_keep,
+        snapshot_chunk_size: cfg.cluster.snapshot_chunk_size.as_u64() as usize,
+        write_timeout: cfg.cluster.write_timeout.get(),
+        peer_addr_overrides: cfg.cluster.peer_addr_overrides.clone(),
+    })
+    .await
+    .context("starting raft")?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    // The Raft transport runs until the very end: in-flight writes need it.
+    let raft_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(raft.service())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), stopped(stop_rx.clone())),
+    );
+
+    if !raft.is_initialized().await? {
+        match &cfg.node.join {
+            None => {
+                raft.bootstrap(me.clone()).await?;
+                tracing::info!(node = id, "bootstrapped a new one-node cluster");
+            }
+            Some(join) => {
+                let url = format!("{}/cluster/join", join_base(join));
+                let body = serde_json::to_value(JoinRequest {
+                    id,
+                    raft_addr: me.raft_addr.clone(),
+                    http_addr: me.http_addr.clone(),
+                    grpc_addr: me.grpc_addr.clone(),
+                })
+                .expect("plain struct");
+                retry("joining the cluster", Duration::from_secs(120), || post_json(&client, &url, &body)).await?;
+                tracing::info!(node = id, via = %join, "joined as a learner");
+            }
+        }
+    } else if cfg.node.join.is_some() {
+        tracing::info!(node = id, "data dir already belongs to a cluster; --join ignored");
+    }
+
+    let node: SharedNode = Arc::new(Node::new(raft.clone(), cfg.clone(), info));
+    let heartbeats = tokio::spawn(heartbeat_loop(node.clone()));
+    let leader_duties = tokio::spawn(leader_loop(node.clone()));
+
+    let http =
+        axum::serve(http_listener, crate::rest::router(node.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let grpc = tonic::transport::Server::builder()
+        .add_service(crate::pb::cluster_server::ClusterServer::new(crate::grpc::ClusterGrpc::new(node.clone())))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx.clone()));
+    let http = tokio::spawn(async move { http.await });
+    let grpc = tokio::spawn(grpc);
+
+    tracing::info!(
+        node = id,
+        http = %me.http_addr,
+        grpc = %me.grpc_addr,
+        raft = %me.raft_addr,
+        data_dir = %cfg.node.data_dir.display(),
+        "synod is serving"
+    );
+
+    shutdown_signal().await;
+    tracing::info!(node = id, "shutting down: no new requests; finishing in-flight ones");
+    heartbeats.abort();
+    leader_duties.abort();
+    let _ = stop_tx.send(true);
+    let grace = cfg.node.shutdown_grace.get();
+    let _ = tokio::time::timeout(grace, async {
+        let _ = http.await;
+        let _ = grpc.await;
+    })
+    .await;
+    raft.shutdown().await?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), raft_server).await;
+    tracing::info!(node = id, "stopped cleanly");
+    Ok(())
+}
+
+/// Every node: register, then heartbeat to the leader, which stamps it.
+async fn heartbeat_loop(node: SharedNode) {
+    let every = node.cfg.cluster.node_heartbeat_interval.get();
+    let mut failures = 0u32;
+    loop {
+        let applied = node.raft.metrics().last_applied.map(|l| l.index).unwrap_or(0);
+        let hb = Heartbeat { info: NodeInfoJson::from(&node.info), applied_index: applied, cpu_load: cpu_load() };
+        match service::do_heartbeat(&node, hb, false).await {
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(30) {
+                    tracing::warn!(error = %e, failures, "heartbeat not delivered");
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The leader only: promote caught-up live learners while voters are fewer
+/// than `cluster.voters`.
+async fn leader_loop(node: SharedNode) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !node.cfg.cluster.auto_promote || !node.raft.is_leader() {
+            continue;
+        }
+        let m = node.raft.metrics();
+        let membership = m.membership_config.membership();
+        let voters = membership.voter_ids().count();
+        if voters >= node.cfg.cluster.voters || m.membership_config.membership().get_joint_config().len() > 1 {
+            continue;
+        }
+        let commit = synod_raft::commit_index(&m);
+        let matched = m.replication.clone().unwrap_or_default();
+        let now = service::now_ms();
+        let candidate = membership.learner_ids().find(|id| {
+            let caught_up = matched.get(id).and_then(|l| l.as_ref()).map(|l| l.index + 100 >= commit).unwrap_or(false);
+            let alive = node
+                .raft
+                .store
+                .get_node(*id)
+                .ok()
+                .flatten()
+                .map(|r| node.liveness(r.last_heartbeat_ms, now) == "alive")
+                .unwrap_or(false);
+            caught_up && alive
+        });
+        if let Some(id) = candidate {
+            match node.raft.promote(id).await {
+                Ok(_) => tracing::info!(node = id, voters = voters + 1, "learner promoted automatically"),
+                Err(e) => tracing::warn!(node = id, error = %e, "automatic promotion failed"),
+            }
+        }
+    }
+}

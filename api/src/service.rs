@@ -1,0 +1,696 @@
+//! The service layer: every capability as a `do_*` function over [`Node`].
+//! REST handlers, gRPC methods and the CLI (through REST) are thin adapters
+//! over these (invariant 5).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use synod_config::Config;
+use synod_raft::{RaftNode, ServerState, SynodNode};
+use synod_store::pb::{self, command::Kind, command_result::Outcome};
+
+use crate::error::{ApiError, Result};
+
+/// Header set on requests one node forwards to the leader, so a confused
+/// node never forwards in a loop.
+pub const FORWARDED_HEADER: &str = "x-synod-forwarded";
+
+/// One running node: its Raft, its settings and how it describes itself.
+pub struct Node {
+    pub raft: RaftNode,
+    pub cfg: Arc<Config>,
+    pub info: pb::NodeInfo,
+    pub started: Instant,
+    http: reqwest::Client,
+}
+
+pub type SharedNode = Arc<Node>;
+
+/// Milliseconds since the Unix epoch on this node's clock. Only leaders
+/// stamp commands with it; apply() never reads a clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn command(kind: Kind) -> pb::Command {
+    pb::Command { format_version: synod_store::COMMAND_FORMAT_VERSION, stamped_at_ms: now_ms(), kind: Some(kind) }
+}
+
+// ---- views (the JSON shapes of the API; a compatibility promise)
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeStatusView {
+    pub id: u64,
+    pub role: String,
+    pub raft_addr: String,
+    pub http_addr: String,
+    pub grpc_addr: String,
+    pub liveness: String,
+    pub applied_index: u64,
+    /// Highest log index the leader knows this node holds (leader's view).
+    pub matched_index: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterStatusView {
+    pub node_id: u64,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_log_index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub nodes: Vec<NodeStatusView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct CapacityView {
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub worker_slots: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegistryEntryView {
+    pub id: u64,
+    pub role: String,
+    pub liveness: String,
+    pub raft_addr: String,
+    pub http_addr: String,
+    pub grpc_addr: String,
+    pub version: String,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: CapacityView,
+    pub cpu_load: f64,
+    pub draining: bool,
+    pub registered_at_ms: u64,
+    pub last_heartbeat_ms: u64,
+    /// Milliseconds since the last heartbeat, on the answering node's clock.
+    pub last_heartbeat_age_ms: u64,
+    pub applied_index: u64,
+    /// Commit index minus this node's applied index.
+    pub lag: u64,
+    /// The record version: the ETag of label writes.
+    pub record_version: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegistryView {
+    pub nodes: Vec<RegistryEntryView>,
+    /// How far this answer may lag the leader, in log entries (0 for a
+    /// linearizable read).
+    pub behind_by: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub id: u64,
+    pub raft_addr: String,
+    pub http_addr: String,
+    pub grpc_addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MembershipReply {
+    pub log_index: u64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub info: NodeInfoJson,
+    pub applied_index: u64,
+    pub cpu_load: f64,
+}
+
+/// [`pb::NodeInfo`] as JSON, for the internal heartbeat route.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct NodeInfoJson {
+    pub id: u64,
+    pub raft_addr: String,
+    pub http_addr: String,
+    pub grpc_addr: String,
+    pub version: String,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: CapacityView,
+}
+
+impl From<&pb::NodeInfo> for NodeInfoJson {
+    fn from(i: &pb::NodeInfo) -> Self {
+        let c = i.capacity.unwrap_or_default();
+        NodeInfoJson {
+            id: i.id,
+            raft_addr: i.raft_addr.clone(),
+            http_addr: i.http_addr.clone(),
+            grpc_addr: i.grpc_addr.clone(),
+            version: i.version.clone(),
+            labels: i.labels.clone(),
+            capacity: CapacityView { cpus: c.cpus, memory_bytes: c.memory_bytes, worker_slots: c.worker_slots },
+        }
+    }
+}
+
+impl From<NodeInfoJson> for pb::NodeInfo {
+    fn from(i: NodeInfoJson) -> Self {
+        pb::NodeInfo {
+            id: i.id,
+            raft_addr: i.raft_addr,
+            http_addr: i.http_addr,
+            grpc_addr: i.grpc_addr,
+            version: i.version,
+            labels: i.labels,
+            capacity: Some(pb::Capacity {
+                cpus: i.capacity.cpus,
+                memory_bytes: i.capacity.memory_bytes,
+                worker_slots: i.capacity.worker_slots,
+            }),
+        }
+    }
+}
+
+/// Read consistency of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// Whatever this node has applied.
+    #[default]
+    Local,
+    /// Through the leader's read index: reflects every write acknowledged
+    /// before the read started.
+    Linearizable,
+}
+
+impl Consistency {
+    pub fn parse(s: Option<&str>) -> Result<Self> {
+        match s.unwrap_or("local") {
+            "" | "local" => Ok(Consistency::Local),
+            "linearizable" | "leader" => Ok(Consistency::Linearizable),
+            other => {
+                Err(ApiError::InvalidArgument(format!("unknown consistency {other:?} (use local or linearizable)")))
+            }
+        }
+    }
+}
+
+fn rejection_to_error(r: pb::Rejection) -> ApiError {
+    match pb::RejectCode::try_from(r.code).unwrap_or(pb::RejectCode::Unspecified) {
+        pb::RejectCode::NotFound => ApiError::NotFound(r.message),
+        pb::RejectCode::VersionMismatch => ApiError::FailedPrecondition {
+            message: r.message,
+            details: r.current_version.map(|v| serde_json::json!({"current_version": v})),
+        },
+        pb::RejectCode::Invalid => ApiError::InvalidArgument(r.message),
+        pb::RejectCode::Unsupported | pb::RejectCode::Unspecified => ApiError::Internal(r.message),
+    }
+}
+
+impl Node {
+    pub fn new(raft: RaftNode, cfg: Arc<Config>, info: pb::NodeInfo) -> Node {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.cluster.write_timeout.get() + Duration::from_secs(2))
+            .build()
+            .expect("a plain reqwest client builds");
+        Node { raft, cfg, info, started: Instant::now(), http }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.raft.id
+    }
+
+    /// Proposes `kind` and returns the state machine's outcome, turning a
+    /// rejection into the matching client error.
+    async fn propose(&self, kind: Kind) -> Result<(Outcome, u64)> {
+        let out = self.raft.write(&command(kind)).await?;
+        match out.result.outcome {
+            Some(Outcome::Rejected(r)) => Err(rejection_to_error(r)),
+            Some(o) => Ok((o, out.log_index)),
+            None => Err(ApiError::Internal("empty command result".into())),
+        }
+    }
+
+    /// Runs `local` if this node leads; otherwise forwards the same REST
+    /// call to the leader and returns its answer.
+    async fn on_leader<T, F>(
+        &self,
+        forwarded: bool,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        local: F,
+    ) -> Result<T>
+    where
+        T: serde::de::DeserializeOwned,
+        F: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = Instant::now() + self.cfg.cluster.write_timeout.get();
+        loop {
+            if self.raft.is_leader() {
+                return local.await;
+            }
+            if forwarded {
+                return Err(ApiError::Unavailable(format!("node {} is not the leader", self.id())));
+            }
+            if let Some((leader, node)) = self.raft.leader().filter(|(l, _)| *l != self.id()) {
+                return self.forward(leader, &node, method, path, body).await;
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::Unavailable("no leader elected".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn forward<T: serde::de::DeserializeOwned>(
+        &self,
+        leader: u64,
+        node: &SynodNode,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T> {
+        let url = format!("http://{}{path}", node.http_addr);
+        let mut req = self.http.request(method, &url).header(FORWARDED_HEADER, self.id().to_string());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                ApiError::Unavailable(format!("leader {leader} unreachable: {e}"))
+            } else {
+                ApiError::Indeterminate(format!("forwarded to leader {leader}: {e}"))
+            }
+        })?;
+        let status = resp.status();
+        let value: Value =
+            resp.json().await.map_err(|e| ApiError::Indeterminate(format!("leader {leader} answer: {e}")))?;
+        if status.is_success() {
+            serde_json::from_value(value).map_err(|e| ApiError::Internal(format!("leader {leader} answer: {e}")))
+        } else {
+            Err(ApiError::from_body(status.as_u16(), &value))
+        }
+    }
+
+    fn role_of(&self, id: u64, m: &synod_raft::RaftMetrics) -> &'static str {
+        let membership = m.membership_config.membership();
+        if m.current_leader == Some(id) {
+            "leader"
+        } else if membership.voter_ids().any(|v| v == id) {
+            "voter"
+        } else if membership.learner_ids().any(|l| l == id) {
+            "learner"
+        } else {
+            "none"
+        }
+    }
+
+    /// alive / suspect / dead from the leader-stamped heartbeat time.
+    pub fn liveness(&self, last_heartbeat_ms: u64, now: u64) -> &'static str {
+        let age = now.saturating_sub(last_heartbeat_ms);
+        if age < self.cfg.cluster.suspect_after.get().as_millis() as u64 {
+            "alive"
+        } else if age < self.cfg.cluster.dead_after.get().as_millis() as u64 {
+            "suspect"
+        } else {
+            "dead"
+        }
+    }
+
+    /// The liveness of every registered node, by id.
+    fn liveness_map(&self) -> Result<BTreeMap<u64, &'static str>> {
+        let now = now_ms();
+        Ok(self
+            .raft
+            .store
+            .list_nodes()?
+            .iter()
+            .filter_map(|r| Some((r.info.as_ref()?.id, self.liveness(r.last_heartbeat_ms, now))))
+            .collect())
+    }
+}
+
+// ---- do_* functions
+
+pub fn do_cluster_status(node: &Node) -> Result<ClusterStatusView> {
+    let m = node.raft.metrics();
+    let liveness = node.liveness_map()?;
+    let registry: BTreeMap<u64, pb::NodeRecord> =
+        node.raft.store.list_nodes()?.into_iter().filter_map(|r| Some((r.info.as_ref()?.id, r))).collect();
+    let membership = m.membership_config.membership();
+    let matched = m.replication.clone().unwrap_or_default();
+    let applied_local = synod_raft::applied_index(&m);
+    let nodes = membership
+        .nodes()
+        .map(|(id, n)| {
+            let applied_index =
+                if *id == node.id() { applied_local } else { registry.get(id).map(|r| r.applied_index).unwrap_or(0) };
+            NodeStatusView {
+                id: *id,
+                role: node.role_of(*id, &m).to_string(),
+                raft_addr: n.raft_addr.clone(),
+                http_addr: n.http_addr.clone(),
+                grpc_addr: n.grpc_addr.clone(),
+                liveness: if *id == node.id() { "alive" } else { liveness.get(id).copied().unwrap_or("unknown") }
+                    .to_string(),
+                applied_index,
+                matched_index: matched.get(id).and_then(|l| l.as_ref().map(|l| l.index)),
+            }
+        })
+        .collect();
+    Ok(ClusterStatusView {
+        node_id: node.id(),
+        leader_id: m.current_leader,
+        term: m.current_term,
+        commit_index: synod_raft::commit_index(&m),
+        applied_index: applied_local,
+        last_log_index: m.last_log_index.unwrap_or(0),
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+        nodes,
+    })
+}
+
+fn entry_view(node: &Node, rec: pb::NodeRecord, m: &synod_raft::RaftMetrics, now: u64) -> RegistryEntryView {
+    let info = rec.info.unwrap_or_default();
+    let cap = info.capacity.unwrap_or_default();
+    let commit = synod_raft::commit_index(m);
+    let applied_index = if info.id == node.id() { synod_raft::applied_index(m) } else { rec.applied_index };
+    RegistryEntryView {
+        id: info.id,
+        role: node.role_of(info.id, m).to_string(),
+        liveness: node.liveness(rec.last_heartbeat_ms, now).to_string(),
+        raft_addr: info.raft_addr,
+        http_addr: info.http_addr,
+        grpc_addr: info.grpc_addr,
+        version: info.version,
+        labels: info.labels,
+        capacity: CapacityView { cpus: cap.cpus, memory_bytes: cap.memory_bytes, worker_slots: cap.worker_slots },
+        cpu_load: rec.load.map(|l| l.cpu_load).unwrap_or(0.0),
+        draining: rec.draining,
+        registered_at_ms: rec.registered_at_ms,
+        last_heartbeat_ms: rec.last_heartbeat_ms,
+        last_heartbeat_age_ms: now.saturating_sub(rec.last_heartbeat_ms),
+        applied_index,
+        lag: commit.saturating_sub(applied_index),
+        record_version: rec.version,
+    }
+}
+
+pub async fn do_list_registry(node: &Node, consistency: Consistency) -> Result<RegistryView> {
+    if consistency == Consistency::Linearizable {
+        node.raft.read_barrier().await?;
+    }
+    let m = node.raft.metrics();
+    let now = now_ms();
+    let behind_by = match consistency {
+        Consistency::Linearizable => 0,
+        Consistency::Local => {
+            let commit = synod_raft::commit_index(&m);
+            commit.saturating_sub(synod_raft::applied_index(&m))
+        }
+    };
+    let nodes = node.raft.store.list_nodes()?.into_iter().map(|r| entry_view(node, r, &m, now)).collect();
+    Ok(RegistryView { nodes, behind_by })
+}
+
+pub async fn do_get_node(node: &Node, id: u64, consistency: Consistency) -> Result<RegistryEntryView> {
+    if consistency == Consistency::Linearizable {
+        node.raft.read_barrier().await?;
+    }
+    let rec =
+        node.raft.store.get_node(id)?.ok_or_else(|| ApiError::NotFound(format!("node {id} is not registered")))?;
+    Ok(entry_view(node, rec, &node.raft.metrics(), now_ms()))
+}
+
+/// Label keys and values: non-empty keys of at most 253 bytes, values of at
+/// most 1 KiB, at most 64 labels.
+fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    if labels.len() > 64 {
+        return Err(ApiError::InvalidArgument(format!("{} labels; at most 64 are allowed", labels.len())));
+    }
+    for (k, v) in labels {
+        if k.is_empty() || k.len() > 253 {
+            return Err(ApiError::InvalidArgument(format!("label key {k:?} must be 1 to 253 bytes")));
+        }
+        if v.len() > 1024 {
+            return Err(ApiError::InvalidArgument(format!("label {k:?}: value longer than 1024 bytes")));
+        }
+    }
+    Ok(())
+}
+
+pub async fn do_set_labels(
+    node: &Node,
+    id: u64,
+    labels: BTreeMap<String, String>,
+    if_match: Option<u64>,
+) -> Result<RegistryEntryView> {
+    validate_labels(&labels)?;
+    let (outcome, _) =
+        node.propose(Kind::SetLabels(pb::SetNodeLabels { node_id: id, labels, expected_version: if_match })).await?;
+    match outcome {
+        Outcome::Node(rec) => Ok(entry_view(node, rec, &node.raft.metrics(), now_ms())),
+        other => Err(ApiError::Internal(format!("unexpected set-labels outcome {other:?}"))),
+    }
+}
+
+/// Reserves a fresh node id for a node about to join.
+pub async fn do_allocate_node_id(node: &Node) -> Result<u64> {
+    match node.propose(Kind::AllocateNodeId(pb::AllocateNodeId {})).await? {
+        (Outcome::NodeId(id), _) => Ok(id),
+        (other, _) => Err(ApiError::Internal(format!("unexpected allocate outcome {other:?}"))),
+    }
+}
+
+fn check_addr(what: &str, addr: &str) -> Result<()> {
+    if addr.is_empty() || !addr.contains(':') {
+        return Err(ApiError::InvalidArgument(format!("{what} {addr:?} must be HOST:PORT")));
+    }
+    Ok(())
+}
+
+/// Adds a node as a learner (leader only; forwarded otherwise). Used by
+/// `--join` and `synod cluster add-learner`.
+pub async fn do_add_learner(node: &Node, req: JoinRequest, forwarded: bool) -> Result<MembershipReply> {
+    if req.id == 0 {
+        return Err(ApiError::InvalidArgument("node id 0 is reserved".into()));
+    }
+    check_addr("raft_addr", &req.raft_addr)?;
+    check_addr("http_addr", &req.http_addr)?;
+    let body = serde_json::to_value(&req).expect("plain struct");
+    node.on_leader(forwarded, reqwest::Method::POST, "/cluster/add-learner", Some(&body), async {
+        let m = node.raft.metrics();
+        if m.membership_config.membership().voter_ids().any(|v| v == req.id) {
+            return Ok(MembershipReply { log_index: 0, message: format!("node {} is already a voter", req.id) });
+        }
+        let synod_node = SynodNode {
+            raft_addr: req.raft_addr.clone(),
+            http_addr: req.http_addr.clone(),
+            grpc_addr: req.grpc_addr.clone(),
+        };
+        let log_index = node.raft.add_learner(req.id, synod_node).await?;
+        tracing::info!(node = req.id, raft_addr = %req.raft_addr, "learner added");
+        Ok(MembershipReply { log_index, message: format!("node {} added as a learner", req.id) })
+    })
+    .await
+}
+
+pub async fn do_promote(node: &Node, id: u64, forwarded: bool) -> Result<MembershipReply> {
+    node.on_leader(forwarded, reqwest::Method::POST, &format!("/cluster/nodes/{id}/promote"), None, async {
+        let m = node.raft.metrics();
+        let membership = m.membership_config.membership();
+        if membership.voter_ids().any(|v| v == id) {
+            return Ok(MembershipReply { log_index: 0, message: format!("node {id} is already a voter") });
+        }
+        if !membership.learner_ids().any(|l| l == id) {
+            return Err(ApiError::NotFound(format!("node {id} is not a learner of this cluster")));
+        }
+        let log_index = node.raft.promote(id).await?;
+        tracing::info!(node = id, "learner promoted to voter");
+        Ok(MembershipReply { log_index, message: format!("node {id} promoted to voter") })
+    })
+    .await
+}
+
+pub async fn do_demote(node: &Node, id: u64, force: bool, forwarded: bool) -> Result<MembershipReply> {
+    let path = format!("/cluster/nodes/{id}/demote{}", if force { "?force=true" } else { "" });
+    node.on_leader(forwarded, reqwest::Method::POST, &path, None, async {
+        let m = node.raft.metrics();
+        if !m.membership_config.membership().voter_ids().any(|v| v == id) {
+            return Err(ApiError::NotFound(format!("node {id} is not a voter of this cluster")));
+        }
+        check_quorum_after_removing(node, id, force)?;
+        let log_index = node.raft.demote(id).await?;
+        tracing::info!(node = id, "voter demoted to learner");
+        Ok(MembershipReply { log_index, message: format!("node {id} demoted to learner") })
+    })
+    .await
+}
+
+/// Refuses to take voter `id` out when the remaining voters would not hold
+/// a quorum of live nodes.
+fn check_quorum_after_removing(node: &Node, id: u64, force: bool) -> Result<()> {
+    let m = node.raft.metrics();
+    let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+    if !voters.contains(&id) {
+        return Ok(());
+    }
+    let remaining: Vec<u64> = voters.iter().copied().filter(|v| *v != id).collect();
+    if remaining.is_empty() {
+        return Err(ApiError::FailedPrecondition {
+            message: format!("node {id} is the last voter; a cluster cannot remove its last voter"),
+            details: None,
+        });
+    }
+    let liveness = node.liveness_map()?;
+    let live: Vec<u64> =
+        remaining.iter().copied().filter(|v| *v == node.id() || liveness.get(v).copied() == Some("alive")).collect();
+    let quorum = remaining.len() / 2 + 1;
+    if live.len() < quorum && !force {
+        return Err(ApiError::FailedPrecondition {
+            message: format!(
+                "removing voter {id} would leave {} live of {} voters, below the quorum of {quorum}; pass --force (force=true) to do it anyway",
+                live.len(),
+                remaining.len()
+            ),
+            details: Some(serde_json::json!({"remaining_voters": remaining, "live_voters": live, "quorum": quorum})),
+        });
+    }
+    Ok(())
+}
+
+pub async fn do_remove(node: &Node, id: u64, force: bool, forwarded: bool) -> Result<MembershipReply> {
+    let path = format!("/cluster/nodes/{id}/remove{}", if force { "?force=true" } else { "" });
+    node.on_leader(forwarded, reqwest::Method::POST, &path, None, async {
+        let m = node.raft.metrics();
+        let member = m.membership_config.membership().get_node(&id).is_some();
+        let registered = node.raft.store.get_node(id)?.is_some();
+        if !member && !registered {
+            return Err(ApiError::NotFound(format!("node {id} is not part of this cluster")));
+        }
+        check_quorum_after_removing(node, id, force)?;
+        let mut log_index = 0;
+        if member {
+            log_index = node.raft.remove(id).await?;
+        }
+        if registered {
+            let (_, idx) = node.propose(Kind::RemoveNode(pb::RemoveNode { node_id: id })).await?;
+            log_index = idx;
+        }
+        tracing::info!(node = id, force, "node removed");
+        Ok(MembershipReply { log_index, message: format!("node {id} removed") })
+    })
+    .await
+}
+
+pub async fn do_transfer_leader(node: &Node, id: u64, forwarded: bool) -> Result<MembershipReply> {
+    node.on_leader(forwarded, reqwest::Method::POST, &format!("/cluster/nodes/{id}/transfer-leader"), None, async {
+        let m = node.raft.metrics();
+        if !m.membership_config.membership().voter_ids().any(|v| v == id) {
+            return Err(ApiError::NotFound(format!("node {id} is not a voter of this cluster")));
+        }
+        if id == node.id() {
+            return Ok(MembershipReply { log_index: 0, message: format!("node {id} already leads") });
+        }
+        node.raft.transfer_leader(id).await?;
+        // Wait for the handover so the caller sees the new leader.
+        let waited =
+            node.raft.raft.wait(Some(node.cfg.cluster.write_timeout.get())).current_leader(id, "transfer").await;
+        match waited {
+            Ok(_) => Ok(MembershipReply { log_index: 0, message: format!("node {id} is now the leader") }),
+            Err(e) => Err(ApiError::Unavailable(format!("leadership transfer to {id} not confirmed: {e}"))),
+        }
+    })
+    .await
+}
+
+pub async fn do_set_draining(node: &Node, id: u64, draining: bool) -> Result<RegistryEntryView> {
+    match node.propose(Kind::SetDraining(pb::SetNodeDraining { node_id: id, draining })).await? {
+        (Outcome::Node(rec), _) => Ok(entry_view(node, rec, &node.raft.metrics(), now_ms())),
+        (other, _) => Err(ApiError::Internal(format!("unexpected drain outcome {other:?}"))),
+    }
+}
+
+/// A node's heartbeat, stamped with the leader's clock (leader only;
+/// forwarded otherwise). Registers the node, or refreshes its record.
+pub async fn do_heartbeat(node: &Node, hb: Heartbeat, forwarded: bool) -> Result<MembershipReply> {
+    let body = serde_json::to_value(&hb).expect("plain struct");
+    node.on_leader(forwarded, reqwest::Method::POST, "/internal/heartbeat", Some(&body), async {
+        let info: pb::NodeInfo = hb.info.clone().into();
+        let known = node.raft.store.get_node(info.id)?;
+        let needs_register = match &known {
+            None => true,
+            Some(rec) => {
+                let mut old = rec.info.clone().unwrap_or_default();
+                old.labels = info.labels.clone();
+                old != info
+            }
+        };
+        let kind = if needs_register {
+            Kind::RegisterNode(pb::RegisterNode { labels_set: known.is_none(), info: Some(info) })
+        } else {
+            Kind::Heartbeat(pb::NodeHeartbeat {
+                node_id: info.id,
+                applied_index: hb.applied_index,
+                load: Some(pb::NodeLoad { cpu_load: hb.cpu_load, running_tasks: 0 }),
+            })
+        };
+        let (_, log_index) = node.propose(kind).await?;
+        Ok(MembershipReply { log_index, message: "ok".into() })
+    })
+    .await
+}
+
+/// `/health`: this node's view, always 200 while the process serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthView {
+    pub status: String,
+    pub node_id: u64,
+    pub role: String,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub uptime_s: u64,
+    pub version: String,
+    pub ready: bool,
+    pub reason: Option<String>,
+}
+
+pub fn do_health(node: &Node) -> HealthView {
+    let m = node.raft.metrics();
+    let commit = synod_raft::commit_index(&m);
+    let applied = synod_raft::applied_index(&m);
+    let member = m.membership_config.membership().get_node(&node.id()).is_some();
+    let reason = if !member {
+        Some("not a member of a cluster yet".to_string())
+    } else if m.current_leader.is_none() {
+        Some("no known leader".to_string())
+    } else if applied < commit {
+        Some(format!("applying: applied {applied} < committed {commit}"))
+    } else {
+        None
+    };
+    let role = match m.state {
+        ServerState::Leader => "leader",
+        ServerState::Candidate => "candidate",
+        ServerState::Follower => "voter",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    };
+    HealthView {
+        status: "ok".into(),
+        node_id: node.id(),
+        role: if member { role } else { "none" }.into(),
+        term: m.current_term,
+        leader_id: m.current_leader,
+        commit_index: commit,
+        applied_index: applied,
+        uptime_s: node.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ready: reason.is_none(),
+        reason,
+    }
+}
