@@ -62,6 +62,10 @@ pub struct ClusterStatusView {
     pub commit_index: u64,
     pub applied_index: u64,
     pub last_log_index: u64,
+    /// Index of this node's latest snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Log entries up to here are purged on this node (behind a snapshot).
+    pub purged_index: Option<u64>,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
     pub nodes: Vec<NodeStatusView>,
@@ -366,6 +370,8 @@ pub fn do_cluster_status(node: &Node) -> Result<ClusterStatusView> {
         commit_index: synod_raft::commit_index(&m),
         applied_index: applied_local,
         last_log_index: m.last_log_index.unwrap_or(0),
+        snapshot_index: m.snapshot.as_ref().map(|l| l.index),
+        purged_index: m.purged.as_ref().map(|l| l.index),
         voters: membership.voter_ids().collect(),
         learners: membership.learner_ids().collect(),
         nodes,
@@ -670,6 +676,8 @@ pub fn do_health(node: &Node) -> HealthView {
         Some("no known leader".to_string())
     } else if applied < commit {
         Some(format!("applying: applied {applied} < committed {commit}"))
+    } else if !matches!(node.raft.store.get_node(node.id()), Ok(Some(_))) {
+        Some("not yet registered in the node registry".to_string())
     } else {
         None
     };

@@ -1,0 +1,9 @@
+//! Integration tests of the `synod` binary: real processes on 127.0.0.1.
+
+mod config_check;
+mod t10_single_node;
+mod t20_failover;
+mod t30_snapshot_catchup;
+mod t40_membership;
+mod t50_restart_all;
+mod util;

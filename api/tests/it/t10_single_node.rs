@@ -1,0 +1,118 @@
+//! One node: the embedded default. Bootstraps alone, answers health and
+//! errors as documented, and keeps writes across SIGTERM and kill -9.
+
+use serde_json::json;
+
+use crate::util::*;
+
+#[tokio::test]
+async fn bootstraps_alone_and_is_ready() {
+    let t = must_single(&[]).await;
+    let (code, h) = t.get(0, "/health").await.unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(h["node_id"], 1);
+    assert_eq!(h["role"], "leader");
+    assert_eq!(h["leader_id"], 1);
+    assert!(h["commit_index"].as_u64().unwrap() >= 1);
+    let (code, r) = t.get(0, "/health/ready").await.unwrap();
+    assert_eq!(code, 200, "{r}");
+
+    let s = t.status(0).await.unwrap();
+    assert_eq!(s["leader_id"], 1);
+    for key in ["term", "commit_index"] {
+        assert!(s[key].as_u64().is_some(), "{key} in {s}");
+    }
+    let node = &s["nodes"][0];
+    for key in ["id", "role", "raft_addr", "http_addr", "liveness", "applied_index"] {
+        assert!(!node[key].is_null(), "{key} in {node}");
+    }
+
+    // The node registered itself; its heartbeats are leader-stamped.
+    let reg = t
+        .wait_for("self registration", READY, || async {
+            let (_, v) = t.get(0, "/agents/registry").await.ok()?;
+            (v["nodes"].as_array()?.len() == 1).then_some(v)
+        })
+        .await
+        .unwrap();
+    let me = &reg["nodes"][0];
+    assert_eq!(me["role"], "leader");
+    assert_eq!(me["liveness"], "alive");
+    assert!(me["last_heartbeat_ms"].as_u64().unwrap() > 0);
+
+    let text = t.http.get(format!("{}/metrics", t.nodes[0].url())).send().await.unwrap().text().await.unwrap();
+    for name in ["synod_raft_term", "synod_raft_commit_index", "synod_raft_applied_index", "synod_http_requests_total"]
+    {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_json_error_body_and_change_nothing() {
+    let t = must_single(&[]).await;
+    let url = t.nodes[0].url();
+    let before = must_get_record(&t, 0, 1, "local").await;
+
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            t.http
+                .put(format!("{url}/cluster/nodes/1/labels"))
+                .header("content-type", "application/json")
+                .body("{not json"),
+            400,
+            "invalid_argument",
+        ),
+        (t.http.put(format!("{url}/cluster/nodes/1/labels")).json(&json!({"zone": 7})), 400, "invalid_argument"),
+        (t.http.put(format!("{url}/cluster/nodes/1/labels")).json(&json!({"": "x"})), 400, "invalid_argument"),
+        (
+            t.http.put(format!("{url}/cluster/nodes/1/labels")).header("if-match", "\"abc\"").json(&json!({})),
+            400,
+            "invalid_argument",
+        ),
+        (t.http.put(format!("{url}/cluster/nodes/99/labels")).json(&json!({"a": "b"})), 404, "not_found"),
+        (t.http.put(format!("{url}/cluster/nodes/x/labels")).json(&json!({"a": "b"})), 400, "invalid_argument"),
+        (t.http.get(format!("{url}/no/such/route")), 404, "not_found"),
+        (t.http.get(format!("{url}/agents/registry?consistency=eventual")), 400, "invalid_argument"),
+        (t.http.post(format!("{url}/cluster/nodes/42/promote")), 404, "not_found"),
+        (t.http.post(format!("{url}/cluster/nodes/1/remove")), 412, "failed_precondition"),
+        (
+            t.http.put(format!("{url}/cluster/nodes/1/labels")).json(&json!({"big": "x".repeat(3 << 20)})),
+            413,
+            "resource_exhausted",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let resp = req.send().await.unwrap();
+        let got = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        assert_eq!(got, status, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    }
+    // The oversize body made the server drop that connection: read on a fresh one.
+    let fresh = reqwest::Client::new();
+    let after: serde_json::Value =
+        fresh.get(format!("{url}/cluster/nodes/1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(before["record_version"], after["record_version"], "a rejected request changed the record");
+    assert_eq!(before["labels"], after["labels"]);
+}
+
+#[tokio::test]
+async fn sigterm_exits_zero_and_writes_survive_restarts() {
+    let mut t = must_single(&[]).await;
+    for n in 0..20 {
+        must_put_labels(&t, 0, 1, seq_labels(n)).await;
+    }
+    let status = t.stop(0).unwrap();
+    assert!(status.success(), "SIGTERM exit status: {status}");
+    t.start(0).unwrap();
+    t.wait_ready(0, READY).await.unwrap();
+    assert_eq!(must_get_record(&t, 0, 1, "linearizable").await["labels"], seq_labels(19));
+
+    must_put_labels(&t, 0, 1, seq_labels(20)).await;
+    t.kill(0);
+    t.start(0).unwrap();
+    t.wait_ready(0, READY).await.unwrap();
+    assert_eq!(must_get_record(&t, 0, 1, "linearizable").await["labels"], seq_labels(20));
+    assert!(!t.log_text(0).contains("panicked at"));
+}

@@ -1,0 +1,114 @@
+//! Membership through REST, gRPC and the CLI: remove and replace a node,
+//! refuse a removal that breaks quorum, demote, promote, transfer leadership.
+
+use std::process::Command;
+
+use synod_api::pb::cluster_client::ClusterClient;
+use synod_api::pb::{NodeRef, SetLabelsRequest, StatusRequest};
+
+use crate::util::*;
+
+async fn voters(t: &TestCluster, via: usize) -> Vec<u64> {
+    let mut v: Vec<u64> =
+        t.status(via).await.unwrap()["voters"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_a_node_then_add_a_fresh_one() {
+    let mut t = must_three(&fast_args()).await;
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let victim = (leader + 1) % 3;
+    let victim_id = t.node_id(victim).await.unwrap();
+
+    // Through the CLI, against a node that is not the leader.
+    let via = (leader + 2) % 3;
+    let out = Command::new(BIN)
+        .args(["cluster", "remove", &victim_id.to_string(), "--addr", &t.nodes[via].url()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    t.kill(victim);
+    let status = t.status(leader).await.unwrap();
+    assert_eq!(status["voters"].as_array().unwrap().len(), 2, "{status}");
+    assert!(!status["nodes"].as_array().unwrap().iter().any(|n| n["id"] == victim_id), "{status}");
+    let (_, reg) = t.get(leader, "/agents/registry").await.unwrap();
+    assert!(!reg["nodes"].as_array().unwrap().iter().any(|n| n["id"] == victim_id), "{reg}");
+
+    // A fresh node joins and is promoted, since voters < cluster.voters.
+    let fresh = t.add_node(Some(leader), &fast_args()).unwrap();
+    t.wait_ready(fresh, READY).await.unwrap();
+    let fresh_id = t.node_id(fresh).await.unwrap();
+    assert_ne!(fresh_id, victim_id, "ids are never reused");
+    t.wait_voters(leader, 3, READY).await.unwrap();
+    assert!(voters(&t, leader).await.contains(&fresh_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_below_a_live_quorum_is_refused_unless_forced() {
+    let mut t = must_three(&fast_args()).await;
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let (down, target) = ((leader + 1) % 3, (leader + 2) % 3);
+    let down_id = t.node_id(down).await.unwrap();
+    let target_id = t.node_id(target).await.unwrap();
+    t.kill(down);
+    t.wait_for("the killed node to be suspected", READY, || async {
+        let (_, v) = t.get(leader, "/agents/registry").await.ok()?;
+        let n = v["nodes"].as_array()?.iter().find(|n| n["id"].as_u64() == Some(down_id))?.clone();
+        (n["liveness"] != "alive").then_some(())
+    })
+    .await
+    .unwrap();
+
+    let resp = t.http.post(format!("{}/cluster/nodes/{target_id}/remove", t.nodes[target].url())).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 412);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "failed_precondition");
+    assert!(body["error"]["message"].as_str().unwrap().contains("--force"), "{body}");
+    assert_eq!(voters(&t, leader).await.len(), 3, "a refused removal changed the membership");
+
+    // The CLI says the same and exits non-zero.
+    let out = Command::new(BIN)
+        .args(["cluster", "demote", &target_id.to_string(), "--addr", &t.nodes[leader].url()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed_precondition"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demote_promote_and_transfer_leadership_over_rest_and_grpc() {
+    let t = must_three(&fast_args()).await;
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let other = (leader + 1) % 3;
+    let other_id = t.node_id(other).await.unwrap();
+    let url = t.nodes[leader].url();
+
+    let resp = t.http.post(format!("{url}/cluster/nodes/{other_id}/demote")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap());
+    let s = t.status(leader).await.unwrap();
+    assert!(s["learners"].as_array().unwrap().iter().any(|l| l == other_id), "{s}");
+
+    // gRPC twin of promote, through a node that is not the leader.
+    let grpc_via = (leader + 2) % 3;
+    let mut client = ClusterClient::connect(format!("http://{}", t.nodes[grpc_via].grpc)).await.unwrap();
+    client.promote(NodeRef { id: other_id }).await.unwrap();
+    assert!(voters(&t, leader).await.contains(&other_id));
+
+    let status = client.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.nodes.len(), 3);
+
+    // A stale if_match over gRPC is FAILED_PRECONDITION.
+    let err = client
+        .set_labels(SetLabelsRequest { id: other_id, labels: Default::default(), if_match: Some(999) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+
+    // Hand leadership to the other node.
+    let resp = t.http.post(format!("{url}/cluster/nodes/{other_id}/transfer-leader")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap());
+    let now = must_leader(&t, &[other]).await;
+    assert_eq!(now, other);
+}

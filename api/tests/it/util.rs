@@ -1,0 +1,119 @@
+//! Helpers: a cluster of real `synod` processes (the binary of this test
+//! build's profile) in a temp dir. Helpers that panic are `must_*`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use synod_api::local_cluster::LocalCluster;
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_synod");
+
+/// Generous bounds: these are liveness deadlines, not speed assertions.
+pub const READY: Duration = Duration::from_secs(60);
+
+pub struct TestCluster {
+    pub c: LocalCluster,
+    _dir: TempDir,
+}
+
+impl std::ops::Deref for TestCluster {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.c
+    }
+}
+
+impl std::ops::DerefMut for TestCluster {
+    fn deref_mut(&mut self) -> &mut LocalCluster {
+        &mut self.c
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for i in 0..self.c.nodes.len() {
+                let log = self.c.log_text(i);
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("---- node {i} log (last 40 lines) ----");
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+/// Settings that make failure detection quick in tests.
+pub fn fast_args() -> Vec<String> {
+    ["cluster.node_heartbeat_interval=200ms", "cluster.suspect_after=1s", "cluster.dead_after=2s"]
+        .iter()
+        .flat_map(|s| ["--set".to_string(), s.to_string()])
+        .collect()
+}
+
+pub fn must_new() -> TestCluster {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let c = LocalCluster::new(std::path::Path::new(BIN), dir.path()).expect("cluster");
+    TestCluster { c, _dir: dir }
+}
+
+/// A single bootstrapped node.
+pub async fn must_single(extra: &[String]) -> TestCluster {
+    let mut t = must_new();
+    t.add_node(None, extra).expect("start node 0");
+    t.wait_ready(0, READY).await.expect("node 0 ready");
+    t
+}
+
+/// Three voters: node 0 bootstraps, 1 and 2 join through it.
+pub async fn must_three(extra: &[String]) -> TestCluster {
+    let mut t = must_single(extra).await;
+    t.add_node(Some(0), extra).expect("start node 1");
+    t.add_node(Some(0), extra).expect("start node 2");
+    t.wait_voters(0, 3, READY).await.expect("three voters");
+    for i in 0..3 {
+        t.wait_ready(i, READY).await.expect("all ready");
+    }
+    t
+}
+
+pub async fn must_leader(t: &LocalCluster, via: &[usize]) -> usize {
+    t.wait_for("a leader", READY, || async {
+        for v in via {
+            if let Some(l) = t.leader_index(*v).await {
+                return Some(l);
+            }
+        }
+        None
+    })
+    .await
+    .expect("a leader")
+}
+
+pub async fn must_put_labels(t: &LocalCluster, via: usize, record: u64, labels: Value) -> Value {
+    let (code, body) = t.put_labels(via, record, &labels, None).await.expect("request");
+    assert_eq!(code, 200, "label write via node {via}: {body}");
+    body
+}
+
+pub async fn must_get_record(t: &LocalCluster, via: usize, record: u64, consistency: &str) -> Value {
+    let (code, body) =
+        t.get(via, &format!("/cluster/nodes/{record}?consistency={consistency}")).await.expect("request");
+    assert_eq!(code, 200, "get record {record} via node {via}: {body}");
+    body
+}
+
+pub fn seq_labels(n: u64) -> Value {
+    json!({"seq": n.to_string()})
+}
+
+pub async fn metric(t: &LocalCluster, i: usize, name: &str) -> f64 {
+    let resp = t.http.get(format!("{}/metrics", t.nodes[i].url())).send().await.expect("metrics");
+    let text = resp.text().await.expect("metrics body");
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
