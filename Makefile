@@ -25,14 +25,15 @@ run: deps
 	$(CARGO_TARGET_DIR)/release/synod serve --log-format text
 
 # The whole suite, one (debug) profile; cluster tests run the debug binary.
+# Doc tests first, so the last summary line CI reads is the whole suite's.
 test: deps
 	cargo fmt --all -- --check
+	cargo test --workspace --doc
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run --workspace --no-fail-fast; \
 	else \
 	  cargo test --workspace --no-fail-fast; \
 	fi
-	cargo test --workspace --doc
 
 lint:
 	cargo fmt --all -- --check

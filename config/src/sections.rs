@@ -128,9 +128,9 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             voters: 3,
-            heartbeat_interval: Dur::from_millis(100),
-            election_timeout_min: Dur::from_millis(300),
-            election_timeout_max: Dur::from_millis(600),
+            heartbeat_interval: Dur::from_millis(40),
+            election_timeout_min: Dur::from_millis(100),
+            election_timeout_max: Dur::from_millis(200),
             node_heartbeat_interval: Dur::from_secs(1),
             suspect_after: Dur::from_secs(3),
             dead_after: Dur::from_secs(10),

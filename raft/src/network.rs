@@ -155,18 +155,38 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let mut client = self.client.clone().map_err(|e| StreamingError::Unreachable(Unreachable::from_string(e)))?;
         let path = snapshot.snapshot.path.clone();
-        let data = tokio::fs::read(&path).await.map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let file = tokio::fs::File::open(&path).await.map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let bytes = file.metadata().await.map(|m| m.len()).unwrap_or(0);
         let first = SnapshotChunk { vote: encode(&vote), meta: encode(&snapshot.meta), data: Vec::new() };
-        let chunks: Vec<SnapshotChunk> = std::iter::once(first)
-            .chain(data.chunks(self.chunk).map(|c| SnapshotChunk {
-                vote: Vec::new(),
-                meta: Vec::new(),
-                data: c.to_vec(),
-            }))
-            .collect();
-        tracing::info!(target_node = self.target, bytes = data.len(), chunks = chunks.len(), "sending snapshot");
+        tracing::info!(target_node = self.target, bytes, "sending snapshot");
+        // Read the file chunk by chunk as the stream is polled: memory stays
+        // bounded by one chunk. A read error ends the stream early; the
+        // receiver then fails the checksum and refuses the snapshot.
+        let chunk = self.chunk;
+        let data = futures::stream::unfold(Some(file), move |state| async move {
+            use tokio::io::AsyncReadExt;
+            let mut file = state?;
+            let mut buf = vec![0u8; chunk];
+            let mut filled = 0;
+            while filled < chunk {
+                match file.read(&mut buf[filled..]).await {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading snapshot file");
+                        return None;
+                    }
+                }
+            }
+            if filled == 0 {
+                return None;
+            }
+            buf.truncate(filled);
+            Some((SnapshotChunk { vote: Vec::new(), meta: Vec::new(), data: buf }, Some(file)))
+        });
+        let chunks = futures::StreamExt::chain(tokio_stream::iter([first]), data);
         let started = Instant::now();
-        let send = client.install_snapshot(tokio_stream::iter(chunks));
+        let send = client.install_snapshot(chunks);
         let result = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
             r = send => r,

@@ -29,9 +29,9 @@ fn defaults_match_the_documented_values() {
     assert_eq!(c.node.max_body_size, ByteSize::mib(2));
     assert_eq!(c.node.shutdown_grace, Dur::from_secs(10));
     assert_eq!(c.cluster.voters, 3);
-    assert_eq!(c.cluster.heartbeat_interval, Dur::from_millis(100));
-    assert_eq!(c.cluster.election_timeout_min, Dur::from_millis(300));
-    assert_eq!(c.cluster.election_timeout_max, Dur::from_millis(600));
+    assert_eq!(c.cluster.heartbeat_interval, Dur::from_millis(40));
+    assert_eq!(c.cluster.election_timeout_min, Dur::from_millis(100));
+    assert_eq!(c.cluster.election_timeout_max, Dur::from_millis(200));
     assert_eq!(c.cluster.dead_after, Dur::from_secs(10));
     assert_eq!(c.cluster.snapshot_logs_threshold, 10_000);
     assert_eq!(c.cluster.snapshot_chunk_size, ByteSize::mib(1));
@@ -131,7 +131,7 @@ fn empty_and_sparse_files_fill_in_defaults() {
     assert_eq!(must_parse("node:\nsecurity:\n  tls:\n"), Config::default());
     let c = must_parse("cluster:\n  voters: 5\n");
     assert_eq!(c.cluster.voters, 5);
-    assert_eq!(c.cluster.heartbeat_interval, Dur::from_millis(100));
+    assert_eq!(c.cluster.heartbeat_interval, Dur::from_millis(40));
     assert_eq!(c.node, Config::default().node);
 }
 

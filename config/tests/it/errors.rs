@@ -130,9 +130,9 @@ fn validation_rules() {
         ("cluster:\n  voters: 0\n", "cluster.voters", "cluster.voters must be 1..=7"),
         ("cluster:\n  voters: 8\n", "cluster.voters", "cluster.voters must be 1..=7 (got 8)"),
         (
-            "cluster:\n  election_timeout_max: 300ms\n",
+            "cluster:\n  election_timeout_max: 100ms\n",
             "cluster.election_timeout_max",
-            "cluster.election_timeout_max (300ms) must be greater than cluster.election_timeout_min (300ms)",
+            "cluster.election_timeout_max (100ms) must be greater than cluster.election_timeout_min (100ms)",
         ),
         ("cluster:\n  dead_after: 3s\n", "cluster.dead_after", "must be greater than cluster.suspect_after (3s)"),
         ("cluster:\n  snapshot_logs_threshold: 0\n", "cluster.snapshot_logs_threshold", "greater than 0"),
