@@ -31,6 +31,7 @@ mod registry;
 pub mod schema;
 mod snapshot;
 mod state_machine;
+pub mod tasks;
 
 /// Generated protobuf types of `proto/synod/store/v1/store.proto`.
 #[allow(clippy::all, missing_docs)]

@@ -56,6 +56,95 @@ pub fn node_key(id: u64) -> Vec<u8> {
     k
 }
 
+/// Prefix of the queue index: `_sys/queued/<tenant>\0<9 - priority><enqueued_at be64><id>`,
+/// so a scan within one tenant yields the most urgent, then the oldest task first.
+pub const PREFIX_QUEUED: &[u8] = b"_sys/queued/";
+/// Prefix of the lease index: `_sys/leased/<node be64><tenant>\0<id>`.
+pub const PREFIX_LEASED: &[u8] = b"_sys/leased/";
+
+/// Prefix of every key of one tenant.
+pub fn tenant_prefix(tenant: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(3 + tenant.len());
+    k.extend_from_slice(b"t/");
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(b'/');
+    k
+}
+
+/// Prefix of one tenant's task records.
+pub fn task_prefix(tenant: &str) -> Vec<u8> {
+    let mut k = tenant_prefix(tenant);
+    k.extend_from_slice(b"task/");
+    k
+}
+
+/// `t/<tenant>/task/<id>`: one task record.
+pub fn task_key(tenant: &str, id: &str) -> Vec<u8> {
+    let mut k = task_prefix(tenant);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `t/<tenant>/idem/<key>`: the task id an idempotency key produced.
+pub fn idem_key(tenant: &str, key: &str) -> Vec<u8> {
+    let mut k = tenant_prefix(tenant);
+    k.extend_from_slice(b"idem/");
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// Prefix of one tenant's queue index entries.
+pub fn queued_tenant_prefix(tenant: &str) -> Vec<u8> {
+    let mut k = PREFIX_QUEUED.to_vec();
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn queued_key(tenant: &str, priority: u32, enqueued_at_ms: u64, id: &str) -> Vec<u8> {
+    let mut k = queued_tenant_prefix(tenant);
+    k.push(9u8.saturating_sub(priority.min(9) as u8));
+    k.extend_from_slice(&enqueued_at_ms.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Splits a queue index key into (tenant, id).
+pub fn parse_queued_key(key: &[u8]) -> Option<(String, String)> {
+    let rest = key.strip_prefix(PREFIX_QUEUED)?;
+    let nul = rest.iter().position(|b| *b == 0)?;
+    let tenant = std::str::from_utf8(&rest[..nul]).ok()?;
+    let id = std::str::from_utf8(rest.get(nul + 1 + 1 + 8..)?).ok()?;
+    Some((tenant.to_string(), id.to_string()))
+}
+
+pub fn leased_node_prefix(node: u64) -> Vec<u8> {
+    let mut k = PREFIX_LEASED.to_vec();
+    k.extend_from_slice(&node.to_be_bytes());
+    k
+}
+
+pub fn leased_key(node: u64, tenant: &str, id: &str) -> Vec<u8> {
+    let mut k = leased_node_prefix(node);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Splits a lease index key into (node, tenant, id).
+pub fn parse_leased_key(key: &[u8]) -> Option<(u64, String, String)> {
+    let rest = key.strip_prefix(PREFIX_LEASED)?;
+    let node = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let rest = &rest[8..];
+    let nul = rest.iter().position(|b| *b == 0)?;
+    Some((
+        node,
+        std::str::from_utf8(&rest[..nul]).ok()?.to_string(),
+        std::str::from_utf8(&rest[nul + 1..]).ok()?.to_string(),
+    ))
+}
+
 /// Key of one Raft log entry.
 pub fn log_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
@@ -79,6 +168,18 @@ mod tests {
         keys.sort();
         let back: Vec<_> = keys.iter().map(|k| parse_log_key(k).expect("8 bytes")).collect();
         assert_eq!(back, vec![0, 2, 256, 300, 1 << 40]);
+    }
+
+    #[test]
+    fn queue_keys_sort_by_priority_then_age_and_parse_back() {
+        let a = queued_key("acme", 9, 500, "x");
+        let b = queued_key("acme", 5, 100, "y");
+        let c = queued_key("acme", 5, 200, "a");
+        assert!(a < b && b < c);
+        assert_eq!(parse_queued_key(&c), Some(("acme".to_string(), "a".to_string())));
+        assert!(queued_key("acme", 0, 0, "z") < queued_tenant_prefix("acmf"));
+        let l = leased_key(7, "acme", "t1");
+        assert_eq!(parse_leased_key(&l), Some((7, "acme".to_string(), "t1".to_string())));
     }
 
     #[test]

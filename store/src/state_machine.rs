@@ -168,5 +168,12 @@ fn apply_command(ctx: &mut BatchCtx<'_>, cmd: pb::Command) -> Result<CommandResu
         Kind::RemoveNode(c) => crate::registry::remove(ctx, c),
         Kind::SetDraining(c) => crate::registry::set_draining(ctx, c),
         Kind::AllocateNodeId(_) => crate::registry::allocate_id(ctx),
+        Kind::SubmitTasks(c) => crate::tasks::submit(ctx, c, now),
+        Kind::AssignTasks(c) => crate::tasks::assign(ctx, c, now),
+        Kind::StartTasks(c) => crate::tasks::start(ctx, c, now),
+        Kind::RenewLeases(c) => crate::tasks::renew(ctx, c),
+        Kind::CompleteTasks(c) => crate::tasks::complete(ctx, c, now),
+        Kind::CancelTask(c) => crate::tasks::cancel(ctx, c, now),
+        Kind::RequeueTasks(c) => crate::tasks::requeue(ctx, c, now),
     }
 }

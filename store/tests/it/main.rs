@@ -2,4 +2,5 @@
 
 mod apply;
 mod snapshot;
+mod tasks;
 mod util;

@@ -1,0 +1,512 @@
+//! Tasks: submit, assign, start, renew, complete, cancel, requeue.
+//!
+//! ```text
+//!            submit                assign (epoch+1)        start
+//!  (none) ──────────► queued ─────────────────► assigned ────────► running
+//!                       ▲  ▲                       │                 │
+//!                       │  └── requeue (epoch) ────┴─────────────────┤ lease lost / node lost
+//!                       └───── complete: retryable error, attempts left (backoff)
+//!  complete(epoch): result ─► succeeded │ error, not retryable ─► failed
+//!                  retryable, no attempts left ─► dead_lettered │ cancel requested ─► cancelled
+//!  cancel: queued ─► cancelled; assigned/running ─► cancel requested (the worker stops it)
+//! ```
+//!
+//! Fencing: every assignment bumps the task's lease epoch; start, renew,
+//! complete and requeue carry the epoch and are rejected when it is not the
+//! current one, so completion is exactly-once however often a task ran.
+
+use prost::Message;
+use rocksdb::{Direction, IteratorMode};
+
+use crate::Store;
+use crate::error::{Error, Result};
+use crate::pb::{self, CommandResult, ItemResult, RejectCode, TaskRecord, TaskState, command_result::Outcome};
+use crate::schema::*;
+use crate::state_machine::BatchCtx;
+
+fn item_rejected(id: &str, code: RejectCode, message: impl Into<String>) -> ItemResult {
+    ItemResult {
+        id: id.to_string(),
+        ok: false,
+        duplicate: false,
+        rejected: Some(pb::Rejection { code: code as i32, message: message.into(), current_version: None }),
+    }
+}
+
+fn item_ok(id: &str) -> ItemResult {
+    ItemResult { id: id.to_string(), ok: true, duplicate: false, rejected: None }
+}
+
+fn batch(items: Vec<ItemResult>) -> CommandResult {
+    CommandResult { outcome: Some(Outcome::Batch(pb::BatchResult { items })) }
+}
+
+/// Names used in keys: non-empty, at most 128 bytes, no `/` or NUL.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && !s.bytes().any(|b| b == b'/' || b == 0)
+}
+
+fn state(rec: &TaskRecord) -> TaskState {
+    TaskState::try_from(rec.state).unwrap_or(TaskState::Unspecified)
+}
+
+pub fn is_terminal(s: TaskState) -> bool {
+    matches!(s, TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::DeadLettered)
+}
+
+/// The delay before retry number `attempt` (1-based count of attempts made).
+pub fn backoff_ms(b: Option<&pb::Backoff>, attempt: usize) -> u64 {
+    let Some(b) = b else { return 0 };
+    let mult = if b.multiplier.is_finite() && b.multiplier >= 1.0 { b.multiplier } else { 1.0 };
+    let exp = attempt.saturating_sub(1).min(64) as i32;
+    let delay = (b.initial_ms as f64) * mult.powi(exp);
+    let max = if b.max_ms == 0 { u64::MAX } else { b.max_ms };
+    if delay.is_finite() { (delay as u64).min(max) } else { max }
+}
+
+fn load(ctx: &BatchCtx<'_>, tenant: &str, id: &str) -> Result<Option<TaskRecord>> {
+    ctx.get_msg::<TaskRecord>(&task_key(tenant, id), "task record")
+}
+
+fn save(ctx: &mut BatchCtx<'_>, rec: &TaskRecord) {
+    let spec = rec.spec.as_ref().expect("stored tasks always carry their spec");
+    ctx.put(task_key(&spec.tenant, &spec.id), rec.encode_to_vec());
+}
+
+fn enqueue(ctx: &mut BatchCtx<'_>, rec: &mut TaskRecord, now: u64, not_before: u64) {
+    let spec = rec.spec.as_ref().expect("stored tasks always carry their spec");
+    rec.state = TaskState::Queued as i32;
+    rec.node_id = 0;
+    rec.lease_deadline_ms = 0;
+    rec.enqueued_at_ms = now;
+    rec.not_before_ms = not_before;
+    let entry = pb::QueuedEntry {
+        task_type: spec.task_type.clone(),
+        priority: spec.priority,
+        labels: spec.labels.clone(),
+        enqueued_at_ms: now,
+        not_before_ms: not_before,
+    };
+    ctx.put(queued_key(&spec.tenant, spec.priority, now, &spec.id), entry.encode_to_vec());
+}
+
+fn dequeue(ctx: &mut BatchCtx<'_>, rec: &TaskRecord) {
+    let spec = rec.spec.as_ref().expect("stored tasks always carry their spec");
+    ctx.delete(queued_key(&spec.tenant, spec.priority, rec.enqueued_at_ms, &spec.id));
+}
+
+fn put_lease(ctx: &mut BatchCtx<'_>, rec: &TaskRecord) {
+    let spec = rec.spec.as_ref().expect("stored tasks always carry their spec");
+    let entry = pb::LeaseEntry {
+        epoch: rec.lease_epoch,
+        deadline_ms: rec.lease_deadline_ms,
+        task_type: spec.task_type.clone(),
+        running: state(rec) == TaskState::Running,
+        cancel_requested: rec.cancel_requested,
+    };
+    ctx.put(leased_key(rec.node_id, &spec.tenant, &spec.id), entry.encode_to_vec());
+}
+
+fn drop_lease(ctx: &mut BatchCtx<'_>, rec: &TaskRecord) {
+    let spec = rec.spec.as_ref().expect("stored tasks always carry their spec");
+    ctx.delete(leased_key(rec.node_id, &spec.tenant, &spec.id));
+}
+
+/// Closes the current attempt and decides where the task goes after an
+/// unsuccessful one.
+fn after_failure(ctx: &mut BatchCtx<'_>, rec: &mut TaskRecord, now: u64, error: &str, retryable: bool) {
+    drop_lease(ctx, rec);
+    if let Some(a) = rec.attempts.last_mut() {
+        a.ended_at_ms = now;
+        a.error = error.to_string();
+    }
+    rec.error = error.to_string();
+    let max_attempts = rec.spec.as_ref().map(|s| s.max_attempts.max(1)).unwrap_or(1) as usize;
+    let made = rec.attempts.len();
+    if rec.cancel_requested {
+        rec.state = TaskState::Cancelled as i32;
+        rec.node_id = 0;
+    } else if !retryable {
+        rec.state = TaskState::Failed as i32;
+        rec.node_id = 0;
+    } else if made < max_attempts {
+        let delay = backoff_ms(rec.spec.as_ref().and_then(|s| s.backoff.as_ref()), made);
+        enqueue(ctx, rec, now, now.saturating_add(delay));
+    } else {
+        rec.state = TaskState::DeadLettered as i32;
+        rec.node_id = 0;
+    }
+}
+
+fn check_lease(rec: &TaskRecord, r: &pb::TaskRef, node: Option<u64>) -> Option<ItemResult> {
+    let s = state(rec);
+    if is_terminal(s) {
+        return Some(item_rejected(
+            &r.id,
+            RejectCode::AlreadyDone,
+            format!("task {} is already {}", r.id, state_name(s)),
+        ));
+    }
+    let leased = matches!(s, TaskState::Assigned | TaskState::Running);
+    if !leased || rec.lease_epoch != r.epoch || node.is_some_and(|n| n != rec.node_id) {
+        return Some(item_rejected(
+            &r.id,
+            RejectCode::StaleEpoch,
+            format!(
+                "task {} lease epoch {} is not current (epoch {}, state {})",
+                r.id,
+                r.epoch,
+                rec.lease_epoch,
+                state_name(s)
+            ),
+        ));
+    }
+    None
+}
+
+pub fn state_name(s: TaskState) -> &'static str {
+    match s {
+        TaskState::Unspecified => "unspecified",
+        TaskState::Queued => "queued",
+        TaskState::Assigned => "assigned",
+        TaskState::Running => "running",
+        TaskState::Succeeded => "succeeded",
+        TaskState::Failed => "failed",
+        TaskState::Cancelled => "cancelled",
+        TaskState::DeadLettered => "dead_lettered",
+    }
+}
+
+pub(crate) fn submit(ctx: &mut BatchCtx<'_>, c: pb::SubmitTasks, now: u64) -> Result<CommandResult> {
+    let mut items = Vec::with_capacity(c.tasks.len());
+    for spec in c.tasks {
+        if !valid_name(&spec.tenant) || !valid_name(&spec.id) || spec.task_type.is_empty() || spec.priority > 9 {
+            items.push(item_rejected(
+                &spec.id,
+                RejectCode::Invalid,
+                "task needs a tenant, an id, a type and priority 0..=9",
+            ));
+            continue;
+        }
+        if !spec.idempotency_key.is_empty() {
+            let k = idem_key(&spec.tenant, &spec.idempotency_key);
+            if let Some(existing) = ctx.get(&k)? {
+                let id = String::from_utf8(existing).map_err(|e| Error::corrupt("idempotency index", e))?;
+                items.push(ItemResult { id, ok: true, duplicate: true, rejected: None });
+                continue;
+            }
+            ctx.put(k, spec.id.clone().into_bytes());
+        }
+        if ctx.get(&task_key(&spec.tenant, &spec.id))?.is_some() {
+            // The same id proposed twice (a retried forward): one task.
+            items.push(ItemResult { id: spec.id.clone(), ok: true, duplicate: true, rejected: None });
+            continue;
+        }
+        let id = spec.id.clone();
+        let mut rec = TaskRecord { spec: Some(spec), created_at_ms: now, updated_at_ms: now, ..Default::default() };
+        enqueue(ctx, &mut rec, now, now);
+        save(ctx, &rec);
+        items.push(item_ok(&id));
+    }
+    Ok(batch(items))
+}
+
+pub(crate) fn assign(ctx: &mut BatchCtx<'_>, c: pb::AssignTasks, now: u64) -> Result<CommandResult> {
+    let mut items = Vec::with_capacity(c.assignments.len());
+    for a in c.assignments {
+        let Some(mut rec) = load(ctx, &a.tenant, &a.id)? else {
+            items.push(item_rejected(&a.id, RejectCode::NotFound, "no such task"));
+            continue;
+        };
+        if state(&rec) != TaskState::Queued || rec.cancel_requested || a.node_id == 0 {
+            items.push(item_rejected(
+                &a.id,
+                RejectCode::StaleEpoch,
+                format!("task {} is {}, not queued", a.id, state_name(state(&rec))),
+            ));
+            continue;
+        }
+        dequeue(ctx, &rec);
+        rec.state = TaskState::Assigned as i32;
+        rec.lease_epoch += 1;
+        rec.node_id = a.node_id;
+        rec.lease_deadline_ms = a.lease_deadline_ms;
+        rec.updated_at_ms = now;
+        rec.attempts.push(pb::Attempt {
+            node_id: a.node_id,
+            epoch: rec.lease_epoch,
+            assigned_at_ms: now,
+            ..Default::default()
+        });
+        put_lease(ctx, &rec);
+        save(ctx, &rec);
+        items.push(item_ok(&a.id));
+    }
+    Ok(batch(items))
+}
+
+pub(crate) fn start(ctx: &mut BatchCtx<'_>, c: pb::StartTasks, now: u64) -> Result<CommandResult> {
+    let mut items = Vec::with_capacity(c.tasks.len());
+    for r in c.tasks {
+        let Some(mut rec) = load(ctx, &r.tenant, &r.id)? else {
+            items.push(item_rejected(&r.id, RejectCode::NotFound, "no such task"));
+            continue;
+        };
+        if let Some(rej) = check_lease(&rec, &r, Some(c.node_id)) {
+            items.push(rej);
+            continue;
+        }
+        if state(&rec) == TaskState::Assigned {
+            rec.state = TaskState::Running as i32;
+            if let Some(a) = rec.attempts.last_mut() {
+                a.started_at_ms = now;
+            }
+            rec.updated_at_ms = now;
+            put_lease(ctx, &rec);
+            save(ctx, &rec);
+        }
+        items.push(item_ok(&r.id));
+    }
+    Ok(batch(items))
+}
+
+pub(crate) fn renew(ctx: &mut BatchCtx<'_>, c: pb::RenewLeases) -> Result<CommandResult> {
+    let mut items = Vec::with_capacity(c.renewals.len());
+    for rn in c.renewals {
+        let r = rn.task.unwrap_or_default();
+        let Some(mut rec) = load(ctx, &r.tenant, &r.id)? else {
+            items.push(item_rejected(&r.id, RejectCode::NotFound, "no such task"));
+            continue;
+        };
+        if let Some(rej) = check_lease(&rec, &r, Some(c.node_id)) {
+            items.push(rej);
+            continue;
+        }
+        rec.lease_deadline_ms = rec.lease_deadline_ms.max(rn.lease_deadline_ms);
+        put_lease(ctx, &rec);
+        save(ctx, &rec);
+        items.push(item_ok(&r.id));
+    }
+    Ok(batch(items))
+}
+
+pub(crate) fn complete(ctx: &mut BatchCtx<'_>, c: pb::CompleteTasks, now: u64) -> Result<CommandResult> {
+    let mut items = Vec::with_capacity(c.completions.len());
+    for done in c.completions {
+        let r = done.task.unwrap_or_default();
+        let Some(mut rec) = load(ctx, &r.tenant, &r.id)? else {
+            items.push(item_rejected(&r.id, RejectCode::NotFound, "no such task"));
+            continue;
+        };
+        if let Some(rej) = check_lease(&rec, &r, Some(c.node_id)) {
+            items.push(rej);
+            continue;
+        }
+        rec.updated_at_ms = now;
+        match done.result {
+            Some(result) => {
+                drop_lease(ctx, &rec);
+                if let Some(a) = rec.attempts.last_mut() {
+                    a.ended_at_ms = now;
+                }
+                rec.state = TaskState::Succeeded as i32;
+                rec.result = result;
+                rec.error.clear();
+            }
+            None => after_failure(ctx, &mut rec, now, &done.error, done.retryable),
+        }
+        save(ctx, &rec);
+        items.push(item_ok(&r.id));
+    }
+    Ok(batch(items))
+}
+
+pub(crate) fn cancel(ctx: &mut BatchCtx<'_>, c: pb::CancelTask, now: u64) -> Result<CommandResult> {
+    let Some(mut rec) = load(ctx, &c.tenant, &c.id)? else {
+        return Ok(crate::state_machine::rejected(RejectCode::NotFound, format!("task {} not found", c.id)));
+    };
+    let s = state(&rec);
+    if is_terminal(s) {
+        return Ok(crate::state_machine::rejected(
+            RejectCode::AlreadyDone,
+            format!("task {} is already {}", c.id, state_name(s)),
+        ));
+    }
+    rec.updated_at_ms = now;
+    if s == TaskState::Queued {
+        dequeue(ctx, &rec);
+        rec.state = TaskState::Cancelled as i32;
+        rec.error = "cancelled".into();
+    } else {
+        rec.cancel_requested = true;
+        put_lease(ctx, &rec);
+    }
+    save(ctx, &rec);
+    Ok(CommandResult { outcome: Some(Outcome::Task(rec)) })
+}
+
+pub(crate) fn requeue(ctx: &mut BatchCtx<'_>, c: pb::RequeueTasks, now: u64) -> Result<CommandResult> {
+    let reason = match pb::RequeueReason::try_from(c.reason).unwrap_or(pb::RequeueReason::Unspecified) {
+        pb::RequeueReason::LeaseExpired => "lease expired",
+        pb::RequeueReason::NodeLost => "node lost",
+        pb::RequeueReason::Drained => "node drained",
+        pb::RequeueReason::Unspecified => "requeued",
+    };
+    let mut items = Vec::with_capacity(c.tasks.len());
+    for r in c.tasks {
+        let Some(mut rec) = load(ctx, &r.tenant, &r.id)? else {
+            items.push(item_rejected(&r.id, RejectCode::NotFound, "no such task"));
+            continue;
+        };
+        if let Some(rej) = check_lease(&rec, &r, None) {
+            items.push(rej);
+            continue;
+        }
+        rec.updated_at_ms = now;
+        // A lost attempt is retried without backoff: the task did nothing wrong.
+        let node = rec.node_id;
+        after_failure(ctx, &mut rec, now, &format!("{reason} (node {node})"), true);
+        if state(&rec) == TaskState::Queued && rec.not_before_ms > now {
+            dequeue(ctx, &rec);
+            enqueue(ctx, &mut rec, now, now);
+        }
+        save(ctx, &rec);
+        items.push(item_ok(&r.id));
+    }
+    Ok(batch(items))
+}
+
+/// One queued task as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct QueuedTask {
+    pub tenant: String,
+    pub id: String,
+    pub entry: pb::QueuedEntry,
+}
+
+/// One leased task, from the lease index.
+#[derive(Debug, Clone)]
+pub struct LeasedTask {
+    pub node_id: u64,
+    pub tenant: String,
+    pub id: String,
+    pub entry: pb::LeaseEntry,
+}
+
+impl Store {
+    pub fn get_task(&self, tenant: &str, id: &str) -> Result<Option<TaskRecord>> {
+        match self.get(CF_SM_DATA, &task_key(tenant, id))? {
+            None => Ok(None),
+            Some(v) => TaskRecord::decode(v.as_slice()).map(Some).map_err(|e| Error::corrupt("task record", e)),
+        }
+    }
+
+    /// The task id an idempotency key produced, if any.
+    pub fn task_by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<String>> {
+        match self.get(CF_SM_DATA, &idem_key(tenant, key))? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v).map(Some).map_err(|e| Error::corrupt("idempotency index", e)),
+        }
+    }
+
+    /// A page of one tenant's tasks in id order, after `after` (exclusive),
+    /// keeping those `keep` accepts; scans at most `scan_limit` records.
+    pub fn list_tasks(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+        scan_limit: usize,
+        keep: impl Fn(&TaskRecord) -> bool,
+    ) -> Result<(Vec<TaskRecord>, Option<String>)> {
+        let prefix = task_prefix(tenant);
+        let start = match after {
+            Some(a) => {
+                let mut k = task_key(tenant, a);
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        let mut scanned = 0;
+        for item in self.db.iterator_cf(self.cf(CF_SM_DATA), IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item.map_err(Error::rocks("scan tasks"))?;
+            if !k.starts_with(&prefix) {
+                return Ok((out, None));
+            }
+            let rec = TaskRecord::decode(&*v).map_err(|e| Error::corrupt("task record", e))?;
+            let last_seen = rec.spec.as_ref().map(|s| s.id.clone());
+            scanned += 1;
+            if keep(&rec) {
+                out.push(rec);
+                if out.len() >= limit {
+                    return Ok((out, last_seen));
+                }
+            }
+            if scanned >= scan_limit {
+                return Ok((out, last_seen));
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// Queued tasks: the first `per_tenant` of every tenant, in queue
+    /// order (most urgent, then oldest).
+    pub fn queued_tasks(&self, per_tenant: usize) -> Result<Vec<QueuedTask>> {
+        let mut out = Vec::new();
+        let mut seek = PREFIX_QUEUED.to_vec();
+        'tenants: loop {
+            let mut taken = 0;
+            let mut tenant_prefix: Option<Vec<u8>> = None;
+            for item in self.db.iterator_cf(self.cf(CF_SM_DATA), IteratorMode::From(&seek, Direction::Forward)) {
+                let (k, v) = item.map_err(Error::rocks("scan queue"))?;
+                if !k.starts_with(PREFIX_QUEUED) {
+                    break 'tenants;
+                }
+                let (tenant, id) = parse_queued_key(&k).ok_or_else(|| Error::corrupt("queue key", format!("{k:?}")))?;
+                let tp = queued_tenant_prefix(&tenant);
+                if tenant_prefix.as_ref().is_some_and(|p| *p != tp) {
+                    break;
+                }
+                tenant_prefix = Some(tp);
+                if taken < per_tenant {
+                    let entry = pb::QueuedEntry::decode(&*v).map_err(|e| Error::corrupt("queue entry", e))?;
+                    out.push(QueuedTask { tenant, id, entry });
+                    taken += 1;
+                } else {
+                    break;
+                }
+            }
+            match tenant_prefix {
+                // Next tenant: just past this tenant's NUL separator.
+                Some(mut p) => {
+                    *p.last_mut().expect("prefix ends with NUL") = 1;
+                    seek = p;
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every leased task (all nodes), or one node's.
+    pub fn leased_tasks(&self, node: Option<u64>) -> Result<Vec<LeasedTask>> {
+        let prefix = match node {
+            Some(n) => leased_node_prefix(n),
+            None => PREFIX_LEASED.to_vec(),
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_SM_DATA), IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item.map_err(Error::rocks("scan leases"))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let (node_id, tenant, id) =
+                parse_leased_key(&k).ok_or_else(|| Error::corrupt("lease key", format!("{k:?}")))?;
+            let entry = pb::LeaseEntry::decode(&*v).map_err(|e| Error::corrupt("lease entry", e))?;
+            out.push(LeasedTask { node_id, tenant, id, entry });
+        }
+        Ok(out)
+    }
+}

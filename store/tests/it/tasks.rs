@@ -1,0 +1,201 @@
+use synod_store::pb::{self, RejectCode, TaskState, command::Kind, command_result::Outcome};
+use synod_store::tasks::backoff_ms;
+
+use crate::util::*;
+
+fn spec(id: &str, key: &str, max_attempts: u32) -> pb::TaskSpec {
+    pb::TaskSpec {
+        id: id.into(),
+        tenant: "acme".into(),
+        task_type: "echo".into(),
+        payload: br#"{"text":"hi"}"#.to_vec(),
+        priority: 5,
+        idempotency_key: key.into(),
+        max_attempts,
+        backoff: Some(pb::Backoff { initial_ms: 100, multiplier: 2.0, max_ms: 1000 }),
+        timeout_ms: 1000,
+        labels: Default::default(),
+    }
+}
+
+fn items(r: &pb::CommandResult) -> Vec<pb::ItemResult> {
+    match &r.outcome {
+        Some(Outcome::Batch(b)) => b.items.clone(),
+        other => panic!("not a batch result: {other:?}"),
+    }
+}
+
+fn tref(id: &str, epoch: u64) -> pb::TaskRef {
+    pb::TaskRef { tenant: "acme".into(), id: id.into(), epoch }
+}
+
+fn assign(id: &str, node: u64) -> Kind {
+    Kind::AssignTasks(pb::AssignTasks {
+        assignments: vec![pb::Assignment {
+            tenant: "acme".into(),
+            id: id.into(),
+            node_id: node,
+            lease_deadline_ms: 10_000,
+        }],
+    })
+}
+
+fn complete(id: &str, node: u64, epoch: u64, result: Option<&str>, retryable: bool) -> Kind {
+    Kind::CompleteTasks(pb::CompleteTasks {
+        node_id: node,
+        completions: vec![pb::Completion {
+            task: Some(tref(id, epoch)),
+            result: result.map(|r| r.as_bytes().to_vec()),
+            error: if result.is_none() { "boom".into() } else { String::new() },
+            retryable,
+        }],
+    })
+}
+
+fn must_state(store: &synod_store::Store, id: &str) -> (TaskState, pb::TaskRecord) {
+    let rec = store.get_task("acme", id).unwrap().expect("task exists");
+    (TaskState::try_from(rec.state).unwrap(), rec)
+}
+
+#[test]
+fn idempotent_submit_yields_one_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let submit = |id: &str| cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec(id, "k1", 3)] }));
+    let r = must_apply(&store, 1, &[submit("a"), submit("b")]);
+    assert_eq!(items(&r[0])[0].id, "a");
+    let second = &items(&r[1])[0];
+    assert_eq!((second.id.as_str(), second.duplicate), ("a", true));
+    assert!(store.get_task("acme", "b").unwrap().is_none());
+    assert_eq!(store.queued_tasks(100).unwrap().len(), 1);
+}
+
+#[test]
+fn completion_is_exactly_once_and_fenced_by_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    must_apply(
+        &store,
+        1,
+        &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 3)] })), cmd(2, assign("t", 7))],
+    );
+    let (s, rec) = must_state(&store, "t");
+    assert_eq!((s, rec.lease_epoch, rec.node_id), (TaskState::Assigned, 1, 7));
+    assert_eq!(store.leased_tasks(Some(7)).unwrap().len(), 1);
+
+    // The node is lost; the leader requeues with epoch 1 and reassigns (epoch 2).
+    let requeue =
+        Kind::RequeueTasks(pb::RequeueTasks { tasks: vec![tref("t", 1)], reason: pb::RequeueReason::NodeLost as i32 });
+    must_apply(&store, 3, &[cmd(3, requeue), cmd(4, assign("t", 8))]);
+    let (s, rec) = must_state(&store, "t");
+    assert_eq!((s, rec.lease_epoch, rec.node_id), (TaskState::Assigned, 2, 8));
+    assert!(store.leased_tasks(Some(7)).unwrap().is_empty());
+
+    // The old worker finishes late: rejected. The new one completes; a repeat is rejected.
+    let r = must_apply(
+        &store,
+        5,
+        &[
+            cmd(5, complete("t", 7, 1, Some("\"old\""), false)),
+            cmd(6, complete("t", 8, 2, Some("\"new\""), false)),
+            cmd(7, complete("t", 8, 2, Some("\"again\""), false)),
+        ],
+    );
+    let codes: Vec<Option<i32>> = r.iter().map(|r| items(r)[0].rejected.as_ref().map(|x| x.code)).collect();
+    assert_eq!(codes, vec![Some(RejectCode::StaleEpoch as i32), None, Some(RejectCode::AlreadyDone as i32)]);
+    let (s, rec) = must_state(&store, "t");
+    assert_eq!(s, TaskState::Succeeded);
+    assert_eq!(rec.result, b"\"new\"");
+    assert_eq!(rec.attempts.len(), 2);
+    assert!(store.leased_tasks(None).unwrap().is_empty());
+}
+
+#[test]
+fn retries_with_backoff_then_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    must_apply(
+        &store,
+        1,
+        &[cmd(1000, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 2)] })), cmd(1000, assign("t", 1))],
+    );
+    must_apply(&store, 3, &[cmd(2000, complete("t", 1, 1, None, true))]);
+    let (s, rec) = must_state(&store, "t");
+    assert_eq!(s, TaskState::Queued);
+    assert_eq!(rec.not_before_ms, 2000 + 100, "first retry waits initial_ms");
+    must_apply(&store, 4, &[cmd(3000, assign("t", 1)), cmd(4000, complete("t", 1, 2, None, true))]);
+    let (s, rec) = must_state(&store, "t");
+    assert_eq!(s, TaskState::DeadLettered);
+    assert_eq!(rec.attempts.len(), 2);
+    assert!(store.queued_tasks(10).unwrap().is_empty());
+    assert_eq!(backoff_ms(Some(&pb::Backoff { initial_ms: 100, multiplier: 2.0, max_ms: 1000 }), 3), 400);
+    assert_eq!(backoff_ms(Some(&pb::Backoff { initial_ms: 100, multiplier: 2.0, max_ms: 1000 }), 30), 1000);
+}
+
+#[test]
+fn non_retryable_failure_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    must_apply(
+        &store,
+        1,
+        &[
+            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 5)] })),
+            cmd(1, assign("t", 1)),
+            cmd(2, complete("t", 1, 1, None, false)),
+        ],
+    );
+    assert_eq!(must_state(&store, "t").0, TaskState::Failed);
+}
+
+#[test]
+fn cancel_queued_and_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let cancel = |id: &str| Kind::CancelTask(pb::CancelTask { tenant: "acme".into(), id: id.into() });
+    must_apply(
+        &store,
+        1,
+        &[
+            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("q", "", 3), spec("r", "", 3)] })),
+            cmd(1, assign("r", 4)),
+        ],
+    );
+    must_apply(&store, 3, &[cmd(2, cancel("q")), cmd(2, cancel("r"))]);
+    assert_eq!(must_state(&store, "q").0, TaskState::Cancelled);
+    let (s, rec) = must_state(&store, "r");
+    assert_eq!(s, TaskState::Assigned);
+    assert!(rec.cancel_requested);
+    assert!(store.leased_tasks(Some(4)).unwrap()[0].entry.cancel_requested, "the worker sees the request");
+    // The worker stops it: a retryable error still ends in cancelled.
+    must_apply(&store, 5, &[cmd(3, complete("r", 4, 1, None, true))]);
+    assert_eq!(must_state(&store, "r").0, TaskState::Cancelled);
+    let r = must_apply(&store, 6, &[cmd(4, cancel("r"))]);
+    assert!(matches!(r[0].outcome, Some(Outcome::Rejected(_))));
+}
+
+#[test]
+fn queue_scan_is_fair_per_tenant_and_ordered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let mut specs = Vec::new();
+    for i in 0..50 {
+        let mut s = spec(&format!("big-{i:03}"), "", 1);
+        s.tenant = "big".into();
+        specs.push(s);
+    }
+    let mut urgent = spec("small-urgent", "", 1);
+    urgent.tenant = "small".into();
+    urgent.priority = 9;
+    let mut lazy = spec("small-lazy", "", 1);
+    lazy.tenant = "small".into();
+    lazy.priority = 0;
+    specs.push(lazy);
+    specs.push(urgent);
+    must_apply(&store, 1, &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs }))]);
+    let q = store.queued_tasks(5).unwrap();
+    let big = q.iter().filter(|t| t.tenant == "big").count();
+    let small: Vec<&str> = q.iter().filter(|t| t.tenant == "small").map(|t| t.id.as_str()).collect();
+    assert_eq!(big, 5, "at most per_tenant from a big tenant");
+    assert_eq!(small, vec!["small-urgent", "small-lazy"], "the small tenant is seen, most urgent first");
+}
