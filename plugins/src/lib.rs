@@ -1,10 +1,61 @@
-//! Synod's plugins (not built yet; arrives with the tasks issue).
+//! Synod's plugins: the code that does a task's work.
 //!
-//! It will hold the `Plugin` trait and its registry, the built-ins
-//! (Unicode normalizer, HuggingFace `tokenizer.json` tokenizer, hashing
-//! vectorizer, the all-MiniLM-L6-v2 sentence-embedding model on candle),
-//! the WebAssembly and subprocess loaders, and the external adapters
-//! (OpenAI-compatible, HuggingFace, Pinecone, Milvus, Qdrant) with retry,
-//! timeout and circuit breaker.
+//! A task has a type (`"vectorize"`) and a JSON payload. The [`Registry`]
+//! maps the type to a [`Plugin`], checks the payload at submit time
+//! ([`Registry::validate`]) and runs it on a node ([`Registry::execute`]):
+//! on tokio's blocking pool, under a timeout, with panics contained and a
+//! [`CancelToken`] the plugin polls.
 //!
-//! Must never touch RocksDB or Raft.
+//! Built now: the trait, the registry, and the built-ins (payloads and
+//! outputs in each type's docs):
+//! - [`NormalizePlugin`] `normalize`: Unicode NFC/NFKC, lowercase, whitespace
+//! - [`TokenizePlugin`] `tokenize`: Unicode words, lowercased
+//! - [`VectorizePlugin`] `vectorize`: deterministic hashing vectorizer
+//!   `hashing-v1` ([`hashing_vector`])
+//! - [`EchoPlugin`] `echo`, [`SleepPlugin`] `sleep`, [`FailPlugin`] `fail`:
+//!   for tests, demos and chaos runs
+//!
+//! Later: the HuggingFace `tokenizer.json` tokenizer, the all-MiniLM-L6-v2
+//! sentence-embedding model on candle, the WebAssembly and subprocess
+//! loaders, and the external adapters (OpenAI-compatible, HuggingFace,
+//! Pinecone, Milvus, Qdrant) with retry, timeout and circuit breaker.
+//!
+//! **Must never touch RocksDB or Raft**: no `synod-store` or `synod-raft`
+//! dependency. Plugins compute; storing their results is the caller's job.
+//!
+//! Key types: [`Registry`], [`Plugin`], [`PluginInfo`], [`TaskContext`],
+//! [`CancelToken`], [`PluginError`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use synod_plugins::{Registry, TaskContext};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), synod_plugins::PluginError> {
+//! let registry = Registry::with_builtins();
+//! let payload = serde_json::json!({"text": "hello world"});
+//! registry.validate("vectorize", &payload)?;
+//! let ctx = TaskContext::new("task-1", "acme", 1);
+//! let out = registry.execute("vectorize", payload, ctx, Duration::from_secs(5)).await?;
+//! assert_eq!(out["model"], "hashing-v1");
+//! assert_eq!(out["vector"].as_array().map(Vec::len), Some(384));
+//! # Ok(())
+//! # }
+//! ```
+
+mod demo;
+mod error;
+mod metrics;
+mod payload;
+mod plugin;
+mod registry;
+mod text;
+mod vectorize;
+
+pub use demo::{EchoPlugin, FailPlugin, MAX_SLEEP_MS, SleepPlugin};
+pub use error::{PluginError, RegisterError, Result};
+pub use payload::MAX_TEXT_BYTES;
+pub use plugin::{CancelToken, Plugin, PluginInfo, TaskContext};
+pub use registry::{MAX_NAME_LEN, Registry, builtins};
+pub use text::{Form, NormalizePlugin, TokenizePlugin, normalize_text, words};
+pub use vectorize::{DEFAULT_DIMENSION, HASHING_MODEL, MAX_DIMENSION, VectorizePlugin, fnv1a64, hashing_vector};

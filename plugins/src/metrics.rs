@@ -1,0 +1,23 @@
+//! Metrics of plugin runs (names: `synod_plugin_*`). The exporter lives in
+//! the api crate; this only records. The `plugin` label is a registered
+//! name, never a caller's unknown task type, so its cardinality is bounded.
+
+use std::time::Duration;
+
+use metrics::{counter, histogram};
+
+use crate::PluginError;
+
+/// One finished run: `outcome` is `ok` or [`PluginError::code`].
+pub(crate) fn run_finished(plugin: &str, result: &Result<serde_json::Value, PluginError>, took: Duration) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    counter!("synod_plugin_runs_total", "plugin" => plugin.to_owned(), "outcome" => outcome).increment(1);
+    histogram!("synod_plugin_run_seconds", "plugin" => plugin.to_owned()).record(took.as_secs_f64());
+}
+
+pub(crate) fn panicked(plugin: &str) {
+    counter!("synod_plugin_panics_total", "plugin" => plugin.to_owned()).increment(1);
+}
