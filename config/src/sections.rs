@@ -297,7 +297,7 @@ impl Default for ScalingConfig {
     fn default() -> Self {
         ScalingConfig {
             min_workers: 1,
-            max_workers: 8,
+            max_workers: 32,
             scale_up_queue_depth: 4,
             scale_down_idle: Dur::from_secs(30),
             cpu_high: 0.85,

@@ -107,7 +107,7 @@ fn unknown_field_names_the_variable_and_key() {
 
 #[test]
 fn env_results_are_validated() {
-    let e = must_fail_env(&[("SYNOD_SCALING_MIN_WORKERS", "20")], "validation");
+    let e = must_fail_env(&[("SYNOD_SCALING_MIN_WORKERS", "40")], "validation");
     assert_eq!(e.key(), Some("scaling.min_workers"));
 }
 

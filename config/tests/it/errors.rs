@@ -139,9 +139,9 @@ fn validation_rules() {
         ("cluster:\n  snapshot_chunk_size: 65MiB\n", "cluster.snapshot_chunk_size", "1B..=64MiB (got 65MiB)"),
         ("cluster:\n  peer_addr_overrides: {1: nowhere}\n", "cluster.peer_addr_overrides.1", "host:port"),
         (
-            "scaling:\n  min_workers: 9\n",
+            "scaling:\n  min_workers: 33\n",
             "scaling.min_workers",
-            "scaling.min_workers (9) must be at most scaling.max_workers (8)",
+            "scaling.min_workers (33) must be at most scaling.max_workers (32)",
         ),
         ("scaling:\n  cpu_high: 1.5\n", "scaling.cpu_high", "0..=1"),
         ("node:\n  join: node1:7700\n", "node.join", "http:// or https://"),
