@@ -22,6 +22,15 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Tasks: submit throughput, end-to-end latency and rate, worker-loss recovery.
+    Tasks {
+        #[arg(long, value_delimiter = ',', default_value = "1,64")]
+        clients: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Committed label writes per second through the leader at each client count.
     Writes {
         #[arg(long, value_delimiter = ',', default_value = "1,64")]
@@ -66,6 +75,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Failover { runs, dir } => failover(runs, dir).await,
         BenchCmd::Writes { clients, seconds, dir } => writes(clients, seconds, dir).await,
+        BenchCmd::Tasks { clients, seconds, dir } => tasks(clients, seconds, dir).await,
     }
 }
 
@@ -159,5 +169,153 @@ async fn writes(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyh
             percentile(&all, 0.99)
         );
     }
+    Ok(())
+}
+
+/// Runs `n` concurrent loops of `op` for `seconds`; returns (ok latencies ms, errors, elapsed s).
+async fn load<F, Fut>(n: usize, seconds: u64, op: F) -> (Vec<f64>, u64, f64)
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for c in 0..n.max(1) {
+        let (op, stop) = (op.clone(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            let (mut lat, mut errors, mut i) = (Vec::new(), 0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if op(c, i).await {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    errors += 1;
+                }
+                i += 1;
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for h in handles {
+        if let Ok((l, e)) = h.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    all.sort_by(f64::total_cmp);
+    (all, errors, started.elapsed().as_secs_f64())
+}
+
+async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let (mut c, _guard) = three_nodes(dir).await?;
+    let leader = c.wait_for("a leader", Duration::from_secs(10), || c.leader_index(0)).await?;
+    let base = c.nodes[leader].url();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).timeout(Duration::from_secs(30)).build()?;
+
+    // 1. Submit throughput (single-task submits of a trivial task).
+    for n in &clients {
+        let (http, url) = (http.clone(), format!("{base}/tasks/submit"));
+        let (lat, errors, secs) = load(*n, seconds, move |_, _| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let body = json!({"type": "echo", "payload": {"n": 1}});
+                matches!(http.post(&url).json(&body).send().await, Ok(r) if r.status().is_success())
+            }
+        })
+        .await;
+        println!(
+            "tasks submit: {n} clients: {:.0} submits/s, p50 {:.2} ms, p99 {:.2} ms, {errors} errors",
+            lat.len() as f64 / secs,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
+    }
+    // Let the backlog drain before measuring end to end.
+    c.wait_for("the backlog to drain", Duration::from_secs(600), || async {
+        let (_, v) = c.get(leader, "/tasks?state=queued&limit=1").await.ok()?;
+        v["tasks"].as_array()?.is_empty().then_some(())
+    })
+    .await?;
+
+    // 2. End to end at moderate load: 8 clients, each submit then long-poll the result.
+    let (h2, b2) = (http.clone(), base.clone());
+    let (lat, errors, secs) = load(8, seconds, move |_, _| {
+        let (http, base) = (h2.clone(), b2.clone());
+        async move {
+            let body = json!({"type": "echo", "payload": {"n": 1}});
+            let Ok(r) = http.post(format!("{base}/tasks/submit")).json(&body).send().await else { return false };
+            let Ok(v) = r.json::<serde_json::Value>().await else { return false };
+            let Some(id) = v["id"].as_str() else { return false };
+            let Ok(r) = http.get(format!("{base}/tasks/{id}/result?wait=30")).send().await else { return false };
+            r.status().as_u16() == 200
+        }
+    })
+    .await;
+    println!(
+        "tasks end to end (8 clients, submit + wait): {:.0} tasks/s, p50 {:.2} ms, p99 {:.2} ms, {errors} errors",
+        lat.len() as f64 / secs,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+
+    // 3. Completion rate: 10,000 trivial tasks in batches, time until all finished.
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for b in 0..100 {
+        let tasks: Vec<_> = (0..100).map(|i| json!({"type": "echo", "payload": {"b": b, "i": i}})).collect();
+        let v: serde_json::Value =
+            http.post(format!("{base}/tasks/submit")).json(&json!({"tasks": tasks})).send().await?.json().await?;
+        ids.extend(
+            v["tasks"].as_array().context("batch answer")?.iter().filter_map(|t| t["id"].as_str().map(str::to_string)),
+        );
+    }
+    for id in &ids {
+        let r = http.get(format!("{base}/tasks/{id}/result?wait=60")).send().await?;
+        anyhow::ensure!(r.status().as_u16() == 200, "task {id} did not finish");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "tasks completed: {} trivial tasks submitted in batches and finished in {secs:.2} s: {:.0} tasks/s",
+        ids.len(),
+        ids.len() as f64 / secs
+    );
+
+    // 4. Worker loss: tasks running on a killed node run elsewhere.
+    let victim = (leader + 1) % 3;
+    let victim_id = c.node_id(victim).await?;
+    let tasks: Vec<_> = (0..24)
+        .map(|i| json!({"type": "sleep", "payload": {"ms": 20_000}, "idempotency_key": format!("sleep-{i}")}))
+        .collect();
+    http.post(format!("{base}/tasks/submit")).json(&json!({"tasks": tasks})).send().await?;
+    let on_victim = c
+        .wait_for("sleep tasks running on the victim", Duration::from_secs(30), || async {
+            let (_, v) = c.get(leader, "/tasks?state=running&limit=1000").await.ok()?;
+            let ids: Vec<String> = v["tasks"]
+                .as_array()?
+                .iter()
+                .filter(|t| t["node_id"] == victim_id)
+                .filter_map(|t| t["id"].as_str().map(str::to_string))
+                .collect();
+            (!ids.is_empty()).then_some(ids)
+        })
+        .await?;
+    let killed = Instant::now();
+    c.kill(victim);
+    for id in &on_victim {
+        c.wait_for("the task to run elsewhere", Duration::from_secs(60), || async {
+            let (_, v) = c.get(leader, &format!("/tasks/{id}/status")).await.ok()?;
+            (v["state"] == "running" && v["node_id"] != victim_id).then_some(())
+        })
+        .await?;
+    }
+    println!(
+        "worker loss: {} tasks running on the killed node were running elsewhere {:.2} s after kill -9 (scaling.recovery_timeout 5 s)",
+        on_victim.len(),
+        killed.elapsed().as_secs_f64()
+    );
     Ok(())
 }

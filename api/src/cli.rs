@@ -41,6 +41,8 @@ pub enum Command {
     Registry(RegistryArgs),
     /// Node records: labels.
     Node(NodeArgs),
+    /// Submit and follow tasks.
+    Task(TaskArgs),
     /// Benchmarks on a local 3-node cluster of this binary.
     #[command(subcommand)]
     Bench(crate::bench::BenchCmd),
@@ -159,6 +161,59 @@ pub enum NodeCmd {
         /// Only if the record is still at this version (its ETag).
         #[arg(long)]
         if_match: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: TaskCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// Submit a task: synod task submit vectorize --payload '{"text": "hello world"}'.
+    Submit {
+        #[arg(value_name = "TYPE")]
+        task_type: String,
+        /// The payload, as JSON.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        #[arg(long)]
+        priority: Option<u32>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Wait up to this many seconds for the result and print it.
+        #[arg(long)]
+        wait: Option<f64>,
+    },
+    Status {
+        id: String,
+    },
+    /// The result, waiting up to --wait seconds for it.
+    Result {
+        id: String,
+        #[arg(long, default_value_t = 0.0)]
+        wait: f64,
+    },
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long = "type")]
+        task_type: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    Cancel {
+        id: String,
     },
 }
 
@@ -292,6 +347,53 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             if let Some(e) = etag {
                 eprintln!("ETag: {e}");
             }
+        }
+        Command::Task(TaskArgs { target, cmd }) => {
+            let c = Client::new(&target.addr)?;
+            let (v, _) = match cmd {
+                TaskCmd::Submit { task_type, payload, priority, idempotency_key, max_attempts, timeout_ms, wait } => {
+                    let payload: Value = serde_json::from_str(&payload).context("--payload is not JSON")?;
+                    let mut body = serde_json::json!({"type": task_type, "payload": payload});
+                    for (k, v) in [
+                        ("priority", priority.map(Value::from)),
+                        ("idempotency_key", idempotency_key.map(Value::from)),
+                        ("max_attempts", max_attempts.map(Value::from)),
+                        ("timeout_ms", timeout_ms.map(Value::from)),
+                    ] {
+                        if let Some(v) = v {
+                            body[k] = v;
+                        }
+                    }
+                    let (submitted, _) = c.call(Method::POST, "/tasks/submit", Some(body), &[]).await?;
+                    match wait {
+                        None => (submitted, None),
+                        Some(w) => {
+                            let id = submitted["id"].as_str().context("submit answer without id")?.to_string();
+                            c.call(Method::GET, &format!("/tasks/{id}/result?wait={w}"), None, &[]).await?
+                        }
+                    }
+                }
+                TaskCmd::Status { id } => c.call(Method::GET, &format!("/tasks/{id}/status"), None, &[]).await?,
+                TaskCmd::Result { id, wait } => {
+                    c.call(Method::GET, &format!("/tasks/{id}/result?wait={wait}"), None, &[]).await?
+                }
+                TaskCmd::List { state, task_type, limit, cursor } => {
+                    let mut q = Vec::new();
+                    for (k, v) in [
+                        ("state", state),
+                        ("type", task_type),
+                        ("limit", limit.map(|l| l.to_string())),
+                        ("cursor", cursor),
+                    ] {
+                        if let Some(v) = v {
+                            q.push(format!("{k}={v}"));
+                        }
+                    }
+                    c.call(Method::GET, &format!("/tasks?{}", q.join("&")), None, &[]).await?
+                }
+                TaskCmd::Cancel { id } => c.call(Method::POST, &format!("/tasks/{id}/cancel"), None, &[]).await?,
+            };
+            print(&v);
         }
         Command::Serve(_) | Command::Config(_) | Command::Bench(_) => unreachable!("dispatched by main"),
     }

@@ -15,8 +15,11 @@ pub mod grpc;
 pub mod local_cluster;
 pub mod metrics;
 pub mod rest;
+pub mod scheduling;
 pub mod server;
 pub mod service;
+pub mod tasks;
+pub mod worker;
 
 /// Generated types of the public `synod.v1` gRPC API.
 #[allow(clippy::all, missing_docs)]

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::error::{ApiError, Result};
 use crate::service::{self, Consistency, FORWARDED_HEADER, Heartbeat, JoinRequest, SharedNode};
+use crate::tasks;
 
 /// Our JSON extractor: a malformed or oversize body gets our error body.
 pub struct Json<T>(pub T);
@@ -109,6 +110,12 @@ pub fn router(node: SharedNode) -> Router {
         .route("/cluster/join", post(add_learner))
         .route("/cluster/allocate-id", post(allocate_id))
         .route("/internal/heartbeat", post(heartbeat))
+        .route("/tasks/submit", post(submit_tasks))
+        .route("/tasks", get(list_tasks))
+        .route("/tasks/{id}/status", get(task_status))
+        .route("/tasks/{id}/result", get(task_result))
+        .route("/tasks/{id}/cancel", post(cancel_task))
+        .route("/plugins/list", get(list_plugins))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
@@ -243,4 +250,76 @@ async fn allocate_id(State(node): State<SharedNode>) -> Result<Response> {
 
 async fn heartbeat(State(node): State<SharedNode>, headers: HeaderMap, Json(hb): Json<Heartbeat>) -> Result<Response> {
     Ok(ok(service::do_heartbeat(&node, hb, forwarded(&headers)).await?))
+}
+
+/// `POST /tasks/submit`: one task (`{"type", "payload", ...}`, optional
+/// `Idempotency-Key` header) or a batch (`{"tasks": [...]}`).
+async fn submit_tasks(
+    State(node): State<SharedNode>,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Response> {
+    let header_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            Some(v.to_str().map_err(|_| ApiError::InvalidArgument("Idempotency-Key is not ASCII".into()))?.to_string())
+        }
+    };
+    let parse = |v: serde_json::Value| {
+        serde_json::from_value::<tasks::SubmitRequest>(v)
+            .map_err(|e| ApiError::InvalidArgument(format!("invalid task: {e}")))
+    };
+    if let Some(list) = body.get("tasks") {
+        let serde_json::Value::Array(items) = list.clone() else {
+            return Err(ApiError::InvalidArgument("\"tasks\" must be an array".into()));
+        };
+        if body.as_object().is_some_and(|o| o.len() > 1) {
+            return Err(ApiError::InvalidArgument("a batch body has only \"tasks\"".into()));
+        }
+        let reqs = items.into_iter().map(parse).collect::<Result<Vec<_>>>()?;
+        let out = tasks::do_submit_tasks(&node, reqs).await?;
+        return Ok(ok(json!({"tasks": out})));
+    }
+    let mut req = parse(body)?;
+    if let Some(k) = header_key {
+        if req.idempotency_key.as_ref().is_some_and(|b| *b != k) {
+            return Err(ApiError::InvalidArgument("Idempotency-Key header and idempotency_key field differ".into()));
+        }
+        req.idempotency_key = Some(k);
+    }
+    let mut out = tasks::do_submit_tasks(&node, vec![req]).await?;
+    Ok(ok(out.pop().expect("one request gives one answer")))
+}
+
+async fn task_status(State(node): State<SharedNode>, P(id): P<String>) -> Result<Response> {
+    Ok(ok(tasks::do_task_status(&node, &id)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    wait: Option<f64>,
+}
+
+/// 200 with the result when finished; 202 with the state otherwise.
+async fn task_result(State(node): State<SharedNode>, P(id): P<String>, Q(q): Q<WaitQuery>) -> Result<Response> {
+    let wait = q.wait.unwrap_or(0.0);
+    if !wait.is_finite() || wait < 0.0 {
+        return Err(ApiError::InvalidArgument(format!("wait={wait} must be a number of seconds >= 0")));
+    }
+    let v = tasks::do_task_result(&node, &id, std::time::Duration::from_secs_f64(wait.min(60.0))).await?;
+    let status = if v.finished { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, axum::Json(v)).into_response())
+}
+
+async fn list_tasks(State(node): State<SharedNode>, Q(q): Q<tasks::ListQuery>) -> Result<Response> {
+    Ok(ok(tasks::do_list_tasks(&node, q)?))
+}
+
+async fn cancel_task(State(node): State<SharedNode>, P(id): P<String>) -> Result<Response> {
+    Ok(ok(tasks::do_cancel_task(&node, &id).await?))
+}
+
+async fn list_plugins(State(node): State<SharedNode>) -> Result<Response> {
+    Ok(ok(json!({"plugins": node.plugins.list()})))
 }

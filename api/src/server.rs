@@ -182,6 +182,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         http_addr: advertised(&cfg.node.advertise_http, cfg.node.http_addr),
         grpc_addr: advertised(&cfg.node.advertise_grpc, cfg.node.grpc_addr),
     };
+    let plugins = synod_plugins::Registry::with_builtins();
     let info = pb::NodeInfo {
         id,
         raft_addr: me.raft_addr.clone(),
@@ -194,6 +195,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             memory_bytes: memory_bytes(),
             worker_slots: cfg.scaling.max_workers as u32,
         }),
+        task_types: plugins.names().into_iter().collect(),
     };
 
     let raft = RaftNode::start(RaftConfig {
@@ -248,9 +250,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(node = id, "data dir already belongs to a cluster; --join ignored");
     }
 
-    let node: SharedNode = Arc::new(Node::new(raft.clone(), cfg.clone(), info));
+    let node: SharedNode = Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins));
     let heartbeats = tokio::spawn(heartbeat_loop(node.clone()));
     let leader_duties = tokio::spawn(leader_loop(node.clone()));
+    let scheduler = tokio::spawn(crate::scheduling::run(node.clone()));
+    let worker = tokio::spawn(crate::worker::run(node.clone()));
 
     let http =
         axum::serve(http_listener, crate::rest::router(node.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
@@ -273,6 +277,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(node = id, "shutting down: no new requests; finishing in-flight ones");
     heartbeats.abort();
     leader_duties.abort();
+    scheduler.abort();
+    worker.abort();
     let _ = stop_tx.send(true);
     let grace = cfg.node.shutdown_grace.get();
     let _ = tokio::time::timeout(grace, async {

@@ -23,6 +23,7 @@ pub struct Node {
     pub raft: RaftNode,
     pub cfg: Arc<Config>,
     pub info: pb::NodeInfo,
+    pub plugins: synod_plugins::Registry,
     pub started: Instant,
     http: reqwest::Client,
 }
@@ -141,6 +142,8 @@ pub struct NodeInfoJson {
     pub version: String,
     pub labels: BTreeMap<String, String>,
     pub capacity: CapacityView,
+    #[serde(default)]
+    pub task_types: Vec<String>,
 }
 
 impl From<&pb::NodeInfo> for NodeInfoJson {
@@ -154,6 +157,7 @@ impl From<&pb::NodeInfo> for NodeInfoJson {
             version: i.version.clone(),
             labels: i.labels.clone(),
             capacity: CapacityView { cpus: c.cpus, memory_bytes: c.memory_bytes, worker_slots: c.worker_slots },
+            task_types: i.task_types.clone(),
         }
     }
 }
@@ -172,6 +176,7 @@ impl From<NodeInfoJson> for pb::NodeInfo {
                 memory_bytes: i.capacity.memory_bytes,
                 worker_slots: i.capacity.worker_slots,
             }),
+            task_types: i.task_types,
         }
     }
 }
@@ -207,17 +212,20 @@ fn rejection_to_error(r: pb::Rejection) -> ApiError {
             details: r.current_version.map(|v| serde_json::json!({"current_version": v})),
         },
         pb::RejectCode::Invalid => ApiError::InvalidArgument(r.message),
+        pb::RejectCode::StaleEpoch | pb::RejectCode::AlreadyDone => {
+            ApiError::FailedPrecondition { message: r.message, details: None }
+        }
         pb::RejectCode::Unsupported | pb::RejectCode::Unspecified => ApiError::Internal(r.message),
     }
 }
 
 impl Node {
-    pub fn new(raft: RaftNode, cfg: Arc<Config>, info: pb::NodeInfo) -> Node {
+    pub fn new(raft: RaftNode, cfg: Arc<Config>, info: pb::NodeInfo, plugins: synod_plugins::Registry) -> Node {
         let http = reqwest::Client::builder()
             .timeout(cfg.cluster.write_timeout.get() + Duration::from_secs(2))
             .build()
             .expect("a plain reqwest client builds");
-        Node { raft, cfg, info, started: Instant::now(), http }
+        Node { raft, cfg, info, plugins, started: Instant::now(), http }
     }
 
     pub fn id(&self) -> u64 {

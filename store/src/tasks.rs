@@ -119,6 +119,9 @@ fn after_failure(ctx: &mut BatchCtx<'_>, rec: &mut TaskRecord, now: u64, error: 
     if let Some(a) = rec.attempts.last_mut() {
         a.ended_at_ms = now;
         a.error = error.to_string();
+        if a.started_at_ms == 0 {
+            a.started_at_ms = now;
+        }
     }
     rec.error = error.to_string();
     let max_attempts = rec.spec.as_ref().map(|s| s.max_attempts.max(1)).unwrap_or(1) as usize;
@@ -308,6 +311,10 @@ pub(crate) fn complete(ctx: &mut BatchCtx<'_>, c: pb::CompleteTasks, now: u64) -
                 drop_lease(ctx, &rec);
                 if let Some(a) = rec.attempts.last_mut() {
                     a.ended_at_ms = now;
+                    if a.started_at_ms == 0 {
+                        // A quick task is not reported as started separately.
+                        a.started_at_ms = now;
+                    }
                 }
                 rec.state = TaskState::Succeeded as i32;
                 rec.result = result;

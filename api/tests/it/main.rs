@@ -6,4 +6,5 @@ mod t20_failover;
 mod t30_snapshot_catchup;
 mod t40_membership;
 mod t50_restart_all;
+mod t60_tasks;
 mod util;

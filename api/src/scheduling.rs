@@ -1,0 +1,153 @@
+//! The leader's scheduling loop: builds a [`synod_scheduler::View`] from the
+//! replicated state, runs the pure `decide()`, and proposes its decisions
+//! as batched `AssignTasks` / `RequeueTasks` commands. Only the leader runs
+//! it; a new leader continues from the replicated state (no task lost,
+//! none assigned twice: assignments are fenced by the queue state in apply).
+// TODO(team): move into synod-scheduler behind a trait, like the worker.
+
+use std::time::Duration;
+
+use synod_scheduler::{Decision, LeasedTask, Liveness, NodeView, Params, QueuedTask, RequeueReason, View, decide};
+use synod_store::pb::{self, command::Kind};
+
+use crate::service::{SharedNode, command, now_ms};
+
+/// Queued tasks per tenant the leader looks at in one round.
+const PER_TENANT_WINDOW: usize = 512;
+
+pub fn params(node: &crate::service::Node) -> Params {
+    Params {
+        lease_ms: crate::worker::LEASE_MS,
+        aging_ms_per_level: 10_000,
+        max_assignments: 1024,
+        recovery_timeout_ms: node.cfg.scaling.recovery_timeout.get().as_millis() as u64,
+    }
+}
+
+pub fn build_view(node: &crate::service::Node, now: u64) -> anyhow::Result<View> {
+    let store = &node.raft.store;
+    let nodes = store
+        .list_nodes()?
+        .into_iter()
+        .filter_map(|r| {
+            let info = r.info?;
+            let liveness = match node.liveness(r.last_heartbeat_ms, now) {
+                "alive" => Liveness::Alive,
+                "suspect" => Liveness::Suspect,
+                _ => Liveness::Dead,
+            };
+            Some(NodeView {
+                id: info.id,
+                liveness,
+                draining: r.draining,
+                labels: info.labels,
+                task_types: info.task_types.into_iter().collect(),
+                worker_slots: info.capacity.map(|c| c.worker_slots).unwrap_or(0),
+                cpu_load: r.load.map(|l| l.cpu_load).unwrap_or(0.0),
+                last_heartbeat_ms: r.last_heartbeat_ms,
+            })
+        })
+        .collect();
+    let queued = store
+        .queued_tasks(PER_TENANT_WINDOW)?
+        .into_iter()
+        .map(|q| QueuedTask {
+            tenant: q.tenant,
+            id: q.id,
+            task_type: q.entry.task_type,
+            priority: q.entry.priority.min(9) as u8,
+            required_labels: q.entry.labels,
+            enqueued_at_ms: q.entry.enqueued_at_ms,
+            not_before_ms: q.entry.not_before_ms,
+        })
+        .collect();
+    let leased = store
+        .leased_tasks(None)?
+        .into_iter()
+        .map(|l| LeasedTask {
+            tenant: l.tenant,
+            id: l.id,
+            node_id: l.node_id,
+            epoch: l.entry.epoch,
+            lease_deadline_ms: l.entry.deadline_ms,
+        })
+        .collect();
+    Ok(View { nodes, queued, leased, tenant_weights: Default::default() })
+}
+
+fn to_commands(decisions: Vec<Decision>) -> Vec<Kind> {
+    let mut assignments = Vec::new();
+    let mut expired = Vec::new();
+    let mut lost = Vec::new();
+    for d in decisions {
+        match d {
+            Decision::Assign { tenant, id, node_id, lease_deadline_ms } => {
+                assignments.push(pb::Assignment { tenant, id, node_id, lease_deadline_ms })
+            }
+            Decision::Requeue { tenant, id, epoch, reason } => {
+                let r = pb::TaskRef { tenant, id, epoch };
+                match reason {
+                    RequeueReason::LeaseExpired => expired.push(r),
+                    RequeueReason::NodeLost => lost.push(r),
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if !lost.is_empty() {
+        out.push(Kind::RequeueTasks(pb::RequeueTasks { tasks: lost, reason: pb::RequeueReason::NodeLost as i32 }));
+    }
+    if !expired.is_empty() {
+        out.push(Kind::RequeueTasks(pb::RequeueTasks {
+            tasks: expired,
+            reason: pb::RequeueReason::LeaseExpired as i32,
+        }));
+    }
+    if !assignments.is_empty() {
+        out.push(Kind::AssignTasks(pb::AssignTasks { assignments }));
+    }
+    out
+}
+
+pub async fn run(node: SharedNode) {
+    let mut watch = node.raft.raft.metrics();
+    loop {
+        use openraft::rt::WatchReceiver;
+        if !node.raft.is_leader() {
+            let _ = tokio::time::timeout(Duration::from_millis(200), watch.changed()).await;
+            continue;
+        }
+        let now = now_ms();
+        let decisions = match build_view(&node, now) {
+            Ok(view) => {
+                metrics::gauge!("synod_tasks_queued_visible").set(view.queued.len() as f64);
+                metrics::gauge!("synod_tasks_leased").set(view.leased.len() as f64);
+                decide(&view, now, &params(&node))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "building the scheduler view");
+                Vec::new()
+            }
+        };
+        if decisions.is_empty() {
+            let _ = tokio::time::timeout(Duration::from_millis(50), watch.changed()).await;
+            continue;
+        }
+        for kind in to_commands(decisions) {
+            let label = match &kind {
+                Kind::AssignTasks(a) => {
+                    metrics::counter!("synod_tasks_assigned_total").increment(a.assignments.len() as u64);
+                    "assign"
+                }
+                _ => {
+                    metrics::counter!("synod_tasks_requeued_total").increment(1);
+                    "requeue"
+                }
+            };
+            if let Err(e) = node.raft.write(&command(kind)).await {
+                tracing::warn!(error = %e, what = label, "proposing scheduler decisions");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

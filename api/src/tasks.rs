@@ -1,0 +1,341 @@
+//! Tasks in the service layer: submit, status, result (long poll), list,
+//! cancel. REST, gRPC and the CLI reach tasks only through these.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use synod_store::pb::{self, TaskState, command::Kind, command_result::Outcome};
+use synod_store::tasks::{is_terminal, state_name};
+
+use crate::error::{ApiError, Result};
+use crate::service::{Node, command, now_ms};
+
+/// The tenant every request acts in until authentication lands (issue 4).
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Most tasks in one batch submit.
+pub const MAX_BATCH: usize = 1000;
+
+/// A task as a client submits it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    #[serde(rename = "type")]
+    pub task_type: String,
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(default = "default_priority")]
+    pub priority: u32,
+    pub idempotency_key: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub backoff: Option<BackoffRequest>,
+}
+
+fn default_priority() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffRequest {
+    pub initial_ms: u64,
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+    #[serde(default)]
+    pub max_ms: u64,
+}
+
+fn default_multiplier() -> f64 {
+    2.0
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub id: String,
+    pub state: String,
+    /// True when an earlier submit with the same idempotency key made this task.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptView {
+    pub node_id: u64,
+    pub epoch: u64,
+    pub assigned_at_ms: u64,
+    pub started_at_ms: Option<u64>,
+    pub ended_at_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskView {
+    pub id: String,
+    pub tenant: String,
+    #[serde(rename = "type")]
+    pub task_type: String,
+    pub state: String,
+    pub priority: u32,
+    pub idempotency_key: Option<String>,
+    pub max_attempts: u32,
+    pub timeout_ms: u64,
+    pub labels: BTreeMap<String, String>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub node_id: Option<u64>,
+    pub lease_epoch: u64,
+    pub attempts: Vec<AttemptView>,
+    pub cancel_requested: bool,
+    pub error: Option<String>,
+    pub payload: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultView {
+    pub id: String,
+    pub state: String,
+    pub finished: bool,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskList {
+    pub tasks: Vec<TaskView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+pub fn view(rec: &pb::TaskRecord) -> TaskView {
+    let spec = rec.spec.clone().unwrap_or_default();
+    let state = TaskState::try_from(rec.state).unwrap_or(TaskState::Unspecified);
+    TaskView {
+        id: spec.id,
+        tenant: spec.tenant,
+        task_type: spec.task_type,
+        state: state_name(state).to_string(),
+        priority: spec.priority,
+        idempotency_key: Some(spec.idempotency_key).filter(|k| !k.is_empty()),
+        max_attempts: spec.max_attempts,
+        timeout_ms: spec.timeout_ms,
+        labels: spec.labels,
+        created_at_ms: rec.created_at_ms,
+        updated_at_ms: rec.updated_at_ms,
+        node_id: Some(rec.node_id).filter(|n| *n != 0),
+        lease_epoch: rec.lease_epoch,
+        attempts: rec
+            .attempts
+            .iter()
+            .map(|a| AttemptView {
+                node_id: a.node_id,
+                epoch: a.epoch,
+                assigned_at_ms: a.assigned_at_ms,
+                started_at_ms: Some(a.started_at_ms).filter(|t| *t != 0),
+                ended_at_ms: Some(a.ended_at_ms).filter(|t| *t != 0),
+                error: Some(a.error.clone()).filter(|e| !e.is_empty()),
+            })
+            .collect(),
+        cancel_requested: rec.cancel_requested,
+        error: Some(rec.error.clone()).filter(|e| !e.is_empty()),
+        payload: json_of(&spec.payload),
+    }
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh task id: time-ordered, unique per node (`<ms hex>-<node>-<seq>-<rand>`).
+fn new_task_id(node: u64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(SEQ.load(Ordering::Relaxed));
+    let rand = h.finish() as u32;
+    format!("{:012x}-{node:x}-{:x}-{rand:08x}", now_ms(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+fn validate(node: &Node, req: &SubmitRequest) -> Result<pb::TaskSpec> {
+    let limits = &node.cfg.storage;
+    if req.priority > 9 {
+        return Err(ApiError::InvalidArgument(format!("priority {} is out of range 0..=9", req.priority)));
+    }
+    let max_attempts = req.max_attempts.unwrap_or(3);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(ApiError::InvalidArgument(format!("max_attempts {max_attempts} is out of range 1..=100")));
+    }
+    let timeout_ms = req.timeout_ms.unwrap_or(300_000);
+    if !(1..=86_400_000).contains(&timeout_ms) {
+        return Err(ApiError::InvalidArgument(format!("timeout_ms {timeout_ms} is out of range 1..=86400000")));
+    }
+    if let Some(k) = &req.idempotency_key
+        && (k.is_empty() || k.len() > 256)
+    {
+        return Err(ApiError::InvalidArgument("idempotency_key must be 1 to 256 bytes".into()));
+    }
+    if let Some(b) = &req.backoff
+        && (!b.multiplier.is_finite() || b.multiplier < 1.0 || b.multiplier > 100.0)
+    {
+        return Err(ApiError::InvalidArgument(format!("backoff.multiplier {} must be within 1..=100", b.multiplier)));
+    }
+    let payload = serde_json::to_vec(&req.payload).expect("a JSON value serializes");
+    if payload.len() as u64 > limits.max_payload_size.as_u64() {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "payload of {} bytes exceeds storage.max_payload_size ({})",
+            payload.len(),
+            limits.max_payload_size
+        )));
+    }
+    node.plugins.validate(&req.task_type, &req.payload).map_err(|e| match e {
+        synod_plugins::PluginError::UnknownType(t) => ApiError::InvalidArgument(format!(
+            "unknown task type {t:?}; known: {}",
+            node.plugins.names().into_iter().collect::<Vec<_>>().join(", ")
+        )),
+        other => ApiError::InvalidArgument(format!("invalid payload for {:?}: {other}", req.task_type)),
+    })?;
+    for (k, v) in &req.labels {
+        if k.is_empty() || k.len() > 253 || v.len() > 1024 {
+            return Err(ApiError::InvalidArgument(format!("label {k:?}: keys 1..=253 bytes, values up to 1024")));
+        }
+    }
+    let backoff = req.backoff.clone().unwrap_or(BackoffRequest { initial_ms: 500, multiplier: 2.0, max_ms: 60_000 });
+    Ok(pb::TaskSpec {
+        id: new_task_id(node.id()),
+        tenant: DEFAULT_TENANT.to_string(),
+        task_type: req.task_type.clone(),
+        payload,
+        priority: req.priority,
+        idempotency_key: req.idempotency_key.clone().unwrap_or_default(),
+        max_attempts,
+        backoff: Some(pb::Backoff {
+            initial_ms: backoff.initial_ms,
+            multiplier: backoff.multiplier,
+            max_ms: backoff.max_ms,
+        }),
+        timeout_ms,
+        labels: req.labels.clone(),
+    })
+}
+
+/// Validates every task first (one bad task refuses the whole batch and
+/// stores nothing), then submits them in one replicated command.
+pub async fn do_submit_tasks(node: &Node, reqs: Vec<SubmitRequest>) -> Result<Vec<SubmitResponse>> {
+    if reqs.is_empty() {
+        return Err(ApiError::InvalidArgument("no tasks to submit".into()));
+    }
+    if reqs.len() > MAX_BATCH {
+        return Err(ApiError::InvalidArgument(format!("{} tasks in one batch; at most {MAX_BATCH}", reqs.len())));
+    }
+    let specs = reqs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| validate(node, r).map_err(|e| if reqs.len() > 1 { prefix(e, i) } else { e }))
+        .collect::<Result<Vec<_>>>()?;
+    let n = specs.len();
+    let out = node.raft.write(&command(Kind::SubmitTasks(pb::SubmitTasks { tasks: specs }))).await?;
+    let Some(Outcome::Batch(b)) = out.result.outcome else {
+        return Err(ApiError::Internal(format!("unexpected submit outcome {:?}", out.result.outcome)));
+    };
+    metrics::counter!("synod_tasks_submitted_total").increment(n as u64);
+    b.items
+        .into_iter()
+        .map(|item| match item.rejected {
+            Some(r) => Err(ApiError::InvalidArgument(r.message)),
+            None => Ok(SubmitResponse { id: item.id, state: "queued".into(), duplicate: item.duplicate }),
+        })
+        .collect()
+}
+
+fn prefix(e: ApiError, i: usize) -> ApiError {
+    match e {
+        ApiError::InvalidArgument(m) => ApiError::InvalidArgument(format!("tasks[{i}]: {m}")),
+        ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(format!("tasks[{i}]: {m}")),
+        other => other,
+    }
+}
+
+fn load(node: &Node, id: &str) -> Result<pb::TaskRecord> {
+    node.raft.store.get_task(DEFAULT_TENANT, id)?.ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))
+}
+
+pub fn do_task_status(node: &Node, id: &str) -> Result<TaskView> {
+    Ok(view(&load(node, id)?))
+}
+
+fn result_view(rec: &pb::TaskRecord) -> ResultView {
+    let state = TaskState::try_from(rec.state).unwrap_or(TaskState::Unspecified);
+    ResultView {
+        id: rec.spec.as_ref().map(|s| s.id.clone()).unwrap_or_default(),
+        state: state_name(state).to_string(),
+        finished: is_terminal(state),
+        result: (state == TaskState::Succeeded).then(|| json_of(&rec.result)),
+        error: Some(rec.error.clone()).filter(|e| !e.is_empty() && is_terminal(state)),
+    }
+}
+
+/// The result when the task is finished; with `wait`, long-polls up to that
+/// long for it to finish (at most 60 s).
+pub async fn do_task_result(node: &Node, id: &str, wait: Duration) -> Result<ResultView> {
+    let deadline = Instant::now() + wait.min(Duration::from_secs(60));
+    let mut applied = node.raft.raft.metrics();
+    loop {
+        let v = result_view(&load(node, id)?);
+        if v.finished || Instant::now() >= deadline {
+            return Ok(v);
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        use openraft::rt::WatchReceiver;
+        let _ = tokio::time::timeout(remaining.min(Duration::from_millis(200)), applied.changed()).await;
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub state: Option<String>,
+    #[serde(rename = "type")]
+    pub task_type: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+pub fn do_list_tasks(node: &Node, q: ListQuery) -> Result<TaskList> {
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            (1..=7)
+                .filter_map(|i| TaskState::try_from(i).ok())
+                .find(|t| state_name(*t) == s)
+                .ok_or_else(|| ApiError::InvalidArgument(format!("unknown state {s:?}")))?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::InvalidArgument(format!("limit {limit} is out of range 1..=1000")));
+    }
+    let ty = q.task_type.clone().filter(|t| !t.is_empty());
+    let (recs, next) = node.raft.store.list_tasks(DEFAULT_TENANT, q.cursor.as_deref(), limit, 100_000, |r| {
+        state.is_none_or(|s| r.state == s as i32)
+            && ty.as_ref().is_none_or(|t| r.spec.as_ref().is_some_and(|s| &s.task_type == t))
+    })?;
+    Ok(TaskList { tasks: recs.iter().map(view).collect(), next_cursor: next })
+}
+
+pub async fn do_cancel_task(node: &Node, id: &str) -> Result<TaskView> {
+    let out = node
+        .raft
+        .write(&command(Kind::CancelTask(pb::CancelTask { tenant: DEFAULT_TENANT.into(), id: id.to_string() })))
+        .await?;
+    match out.result.outcome {
+        Some(Outcome::Task(rec)) => Ok(view(&rec)),
+        Some(Outcome::Rejected(r)) if r.code == pb::RejectCode::NotFound as i32 => Err(ApiError::NotFound(r.message)),
+        Some(Outcome::Rejected(r)) => Err(ApiError::FailedPrecondition { message: r.message, details: None }),
+        other => Err(ApiError::Internal(format!("unexpected cancel outcome {other:?}"))),
+    }
+}

@@ -1,0 +1,234 @@
+//! The node-side processor: runs the tasks leased to this node on a bounded
+//! pool through the plugin registry, renews their leases, and reports
+//! starts and completions (with their epoch) in batched Raft writes.
+//!
+//! ```text
+//!  applied index changes ─► scan my leases ─► new lease? ─► permit ─► plugin.execute (blocking pool, timeout)
+//!                                │ lease gone / cancel requested ─► cancel token        │
+//!  reports (start, done) ──────► flusher: one StartTasks / CompleteTasks write per batch ◄┘
+//!  every lease/3 ─► RenewLeases for everything in flight
+//! ```
+//!
+//! Execution is at-least-once (a lost node's task runs again elsewhere);
+//! completion is exactly-once because apply() fences on the lease epoch.
+// TODO(team): move into synod-scheduler behind a trait once the view and
+// proposal surface settles; it lives here for now because it needs the
+// store, Raft and the plugin registry together.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use synod_plugins::{CancelToken, TaskContext};
+use synod_store::pb::{self, command::Kind};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::service::{SharedNode, command, now_ms};
+
+type Key = (String, String);
+
+struct InFlight {
+    epoch: u64,
+    cancel: CancelToken,
+}
+
+enum Report {
+    Start(pb::TaskRef),
+    Done(pb::Completion),
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    node: SharedNode,
+    slots: Arc<Semaphore>,
+    inflight: Arc<Mutex<HashMap<Key, InFlight>>>,
+    tx: mpsc::Sender<Report>,
+}
+
+/// Lease length stamped on assignments and renewals. A live worker renews
+/// every third of it; a dead node's tasks come back sooner, through
+/// `scaling.recovery_timeout` (missed heartbeats).
+pub const LEASE_MS: u64 = 30_000;
+
+/// A task still running after this long is reported as running.
+const START_REPORT_AFTER: Duration = Duration::from_millis(20);
+
+pub async fn run(node: SharedNode) {
+    let (tx, rx) = mpsc::channel(65_536);
+    let worker = Worker {
+        slots: Arc::new(Semaphore::new(node.cfg.scaling.max_workers.max(1))),
+        inflight: Default::default(),
+        tx,
+        node: node.clone(),
+    };
+    metrics::gauge!("synod_worker_pool_size").set(node.cfg.scaling.max_workers as f64);
+    tokio::spawn(flusher(node.clone(), rx));
+    tokio::spawn(worker.clone().renewer());
+    let mut watch = node.raft.raft.metrics();
+    loop {
+        if let Err(e) = worker.scan() {
+            tracing::warn!(error = %e, "scanning leases");
+        }
+        use openraft::rt::WatchReceiver;
+        let _ = tokio::time::timeout(Duration::from_millis(100), watch.changed()).await;
+    }
+}
+
+impl Worker {
+    fn scan(&self) -> anyhow::Result<()> {
+        let leases = self.node.raft.store.leased_tasks(Some(self.node.id()))?;
+        let mut inflight = self.inflight.lock().expect("worker map lock is never poisoned");
+        let mut seen = std::collections::HashSet::new();
+        for l in leases {
+            let key = (l.tenant.clone(), l.id.clone());
+            seen.insert(key.clone());
+            if let Some(f) = inflight.get(&key) {
+                if f.epoch == l.entry.epoch {
+                    if l.entry.cancel_requested {
+                        f.cancel.cancel();
+                    }
+                    continue;
+                }
+                f.cancel.cancel();
+            }
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else { continue };
+            let cancel = CancelToken::new();
+            inflight.insert(key.clone(), InFlight { epoch: l.entry.epoch, cancel: cancel.clone() });
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.run_task(key, l.entry.epoch, cancel).await;
+                drop(permit);
+            });
+        }
+        // Leases taken away (requeued, node drained): stop those runs.
+        inflight.retain(|k, f| {
+            if seen.contains(k) {
+                true
+            } else {
+                f.cancel.cancel();
+                false
+            }
+        });
+        Ok(())
+    }
+
+    async fn run_task(&self, key: Key, epoch: u64, cancel: CancelToken) {
+        let (tenant, id) = key.clone();
+        let tref = pb::TaskRef { tenant: tenant.clone(), id: id.clone(), epoch };
+        let rec = match self.node.raft.store.get_task(&tenant, &id) {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        let spec = rec.spec.clone().unwrap_or_default();
+        let started = Instant::now();
+        if rec.enqueued_at_ms > 0 {
+            let wait = now_ms().saturating_sub(rec.enqueued_at_ms) as f64 / 1000.0;
+            metrics::histogram!("synod_tasks_queue_wait_seconds").record(wait);
+        }
+        let payload: serde_json::Value = serde_json::from_slice(&spec.payload).unwrap_or(serde_json::Value::Null);
+        let ctx =
+            TaskContext { task_id: id.clone(), tenant: tenant.clone(), attempt: rec.attempts.len() as u32, cancel };
+        let timeout = Duration::from_millis(spec.timeout_ms.max(1));
+        // Report "running" only for tasks that take a while: a trivial task
+        // then costs one Raft write less (apply stamps its start at completion).
+        let exec = self.node.plugins.execute(&spec.task_type, payload, ctx, timeout);
+        tokio::pin!(exec);
+        let outcome = tokio::select! {
+            out = &mut exec => out,
+            _ = tokio::time::sleep(START_REPORT_AFTER) => {
+                let _ = self.tx.send(Report::Start(tref.clone())).await;
+                exec.await
+            }
+        };
+        metrics::histogram!("synod_tasks_run_seconds", "type" => spec.task_type.clone())
+            .record(started.elapsed().as_secs_f64());
+        let completion = match outcome {
+            Ok(v) => pb::Completion {
+                task: Some(tref),
+                result: Some(serde_json::to_vec(&v).expect("a JSON value serializes")),
+                error: String::new(),
+                retryable: false,
+            },
+            Err(e) => pb::Completion { task: Some(tref), result: None, error: e.to_string(), retryable: e.retryable() },
+        };
+        let _ = self.tx.send(Report::Done(completion)).await;
+        let mut inflight = self.inflight.lock().expect("worker map lock is never poisoned");
+        if inflight.get(&key).is_some_and(|f| f.epoch == epoch) {
+            inflight.remove(&key);
+        }
+    }
+
+    async fn renewer(self) {
+        let lease = LEASE_MS;
+        loop {
+            tokio::time::sleep(Duration::from_millis(lease / 3)).await;
+            let renewals: Vec<pb::LeaseRenewal> = {
+                let inflight = self.inflight.lock().expect("worker map lock is never poisoned");
+                let deadline = now_ms() + lease;
+                inflight
+                    .iter()
+                    .map(|((tenant, id), f)| pb::LeaseRenewal {
+                        task: Some(pb::TaskRef { tenant: tenant.clone(), id: id.clone(), epoch: f.epoch }),
+                        lease_deadline_ms: deadline,
+                    })
+                    .collect()
+            };
+            if renewals.is_empty() {
+                continue;
+            }
+            let cmd = command(Kind::RenewLeases(pb::RenewLeases { node_id: self.node.id(), renewals }));
+            if let Err(e) = self.node.raft.write(&cmd).await {
+                tracing::warn!(error = %e, "renewing leases");
+            }
+        }
+    }
+}
+
+/// Batches reports into one Raft write per kind; retries until accepted.
+/// Retrying an indeterminate write is safe: apply() fences on the epoch,
+/// so a repeated completion is rejected, never applied twice.
+async fn flusher(node: SharedNode, mut rx: mpsc::Receiver<Report>) {
+    while let Some(first) = rx.recv().await {
+        let mut reports = vec![first];
+        while reports.len() < 1024 {
+            match rx.try_recv() {
+                Ok(r) => reports.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut starts = Vec::new();
+        let mut done = Vec::new();
+        for r in reports {
+            match r {
+                Report::Start(t) => starts.push(t),
+                Report::Done(c) => done.push(c),
+            }
+        }
+        let n_done = done.len();
+        let mut cmds = Vec::new();
+        if !starts.is_empty() {
+            cmds.push(Kind::StartTasks(pb::StartTasks { node_id: node.id(), tasks: starts }));
+        }
+        if !done.is_empty() {
+            cmds.push(Kind::CompleteTasks(pb::CompleteTasks { node_id: node.id(), completions: done }));
+        }
+        for kind in cmds {
+            let cmd = command(kind);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match node.raft.write(&cmd).await {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() < deadline => {
+                        tracing::warn!(error = %e, "reporting task progress; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "gave up reporting task progress; leases will expire and the tasks rerun");
+                        break;
+                    }
+                }
+            }
+        }
+        metrics::counter!("synod_tasks_reported_total").increment(n_done as u64);
+    }
+}

@@ -1,0 +1,250 @@
+//! Tasks end to end on real processes: the seed's example, validation,
+//! idempotency, cancel, retries, timeouts, dead letters, and node failures
+//! under a stream of work (every task ends succeeded exactly once).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+async fn submit(t: &TestCluster, via: usize, body: Value) -> (u16, Value) {
+    let resp = t.http.post(format!("{}/tasks/submit", t.nodes[via].url())).json(&body).send().await.unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn must_submit(t: &TestCluster, via: usize, body: Value) -> String {
+    let (code, v) = submit(t, via, body).await;
+    assert_eq!(code, 200, "{v}");
+    v["id"].as_str().expect("id").to_string()
+}
+
+async fn must_result(t: &TestCluster, via: usize, id: &str) -> Value {
+    let r = t
+        .wait_for(&format!("task {id} to finish"), READY, || async {
+            let (code, v) = t.get(via, &format!("/tasks/{id}/result?wait=2")).await.ok()?;
+            (code == 200).then_some(v)
+        })
+        .await;
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            let status = t.get(via, &format!("/tasks/{id}/status")).await.map(|x| x.1).unwrap_or_default();
+            let cluster = t.get(via, "/agents/registry").await.map(|x| x.1).unwrap_or_default();
+            panic!("{e}\ntask: {status}\nregistry: {cluster}");
+        }
+    }
+}
+
+async fn must_status(t: &TestCluster, via: usize, id: &str) -> Value {
+    let (code, v) = t.get(via, &format!("/tasks/{id}/status")).await.unwrap();
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+#[tokio::test]
+async fn the_seed_example_runs_and_bad_submits_store_nothing() {
+    let t = must_single(&[]).await;
+    let id = must_submit(&t, 0, json!({"type": "vectorize", "payload": {"text": "hello world"}})).await;
+    let r = must_result(&t, 0, &id).await;
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let v = r["result"]["vector"].as_array().unwrap();
+    let norm: f64 = v.iter().map(|x| x.as_f64().unwrap().powi(2)).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-3, "L2-normalised: {norm}");
+
+    let before = t.get(0, "/tasks?limit=1000").await.unwrap().1["tasks"].as_array().unwrap().len();
+    let bad = [
+        (json!({"type": "no-such-type", "payload": {}}), 400),
+        (json!({"type": "vectorize", "payload": {"text": 5}}), 400),
+        (json!({"type": "vectorize"}), 400),
+        (json!({"type": "echo", "payload": {}, "priority": 10}), 400),
+        (json!({"type": "echo", "payload": {}, "bogus": 1}), 400),
+        (json!({"type": "echo", "payload": {"blob": "x".repeat(1_100_000)}}), 413),
+        (json!({"tasks": [{"type": "echo", "payload": {}}, {"type": "nope"}]}), 400),
+    ];
+    for (body, status) in bad {
+        let (code, v) = submit(&t, 0, body).await;
+        assert_eq!(code, status, "{v}");
+        assert!(v["error"]["code"].is_string(), "{v}");
+    }
+    let fresh = reqwest::Client::new();
+    let after: Value =
+        fresh.get(format!("{}/tasks?limit=1000", t.nodes[0].url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(after["tasks"].as_array().unwrap().len(), before, "a refused submit stored something");
+}
+
+#[tokio::test]
+async fn idempotent_submits_give_one_task() {
+    let t = must_single(&[]).await;
+    let a = must_submit(&t, 0, json!({"type": "echo", "payload": {"n": 1}, "idempotency_key": "order-42"})).await;
+    let resp = t
+        .http
+        .post(format!("{}/tasks/submit", t.nodes[0].url()))
+        .header("Idempotency-Key", "order-42")
+        .json(&json!({"type": "echo", "payload": {"n": 2}}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["id"], a.as_str());
+    assert_eq!(v["duplicate"], true);
+    let all = t.get(0, "/tasks?type=echo").await.unwrap().1;
+    assert_eq!(all["tasks"].as_array().unwrap().len(), 1, "{all}");
+}
+
+#[tokio::test]
+async fn cancel_retry_timeout_and_dead_letter() {
+    let t = must_single(&[]).await;
+    // A long task is cancelled while it runs.
+    let long = must_submit(&t, 0, json!({"type": "sleep", "payload": {"ms": 60000}})).await;
+    t.wait_for("the sleep to run", READY, || async {
+        (must_status(&t, 0, &long).await["state"] == "running").then_some(())
+    })
+    .await
+    .unwrap();
+    let resp = t.http.post(format!("{}/tasks/{long}/cancel", t.nodes[0].url())).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(must_result(&t, 0, &long).await["state"], "cancelled");
+
+    // Retryable failures are retried with backoff, then dead-lettered.
+    let flaky = must_submit(
+        &t,
+        0,
+        json!({"type": "fail", "payload": {"message": "flaky"}, "max_attempts": 3, "backoff": {"initial_ms": 50, "multiplier": 2.0}}),
+    )
+    .await;
+    assert_eq!(must_result(&t, 0, &flaky).await["state"], "dead_lettered");
+    let s = must_status(&t, 0, &flaky).await;
+    assert_eq!(s["attempts"].as_array().unwrap().len(), 3, "{s}");
+
+    // A permanent failure fails at once.
+    let bad = must_submit(
+        &t,
+        0,
+        json!({"type": "fail", "payload": {"message": "no", "retryable": false}, "max_attempts": 3}),
+    )
+    .await;
+    assert_eq!(must_result(&t, 0, &bad).await["state"], "failed");
+    assert_eq!(must_status(&t, 0, &bad).await["attempts"].as_array().unwrap().len(), 1);
+
+    // A timeout is a retryable failure.
+    let slow = must_submit(
+        &t,
+        0,
+        json!({"type": "sleep", "payload": {"ms": 5000}, "timeout_ms": 100, "max_attempts": 2, "backoff": {"initial_ms": 10}}),
+    )
+    .await;
+    let r = must_result(&t, 0, &slow).await;
+    assert_eq!(r["state"], "dead_lettered", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("timed out"), "{r}");
+
+    // A panicking plugin fails its attempt only; the node keeps working.
+    let boom = must_submit(&t, 0, json!({"type": "fail", "payload": {"panic": true}, "max_attempts": 1})).await;
+    assert_ne!(must_result(&t, 0, &boom).await["state"], "succeeded");
+    let ok = must_submit(&t, 0, json!({"type": "echo", "payload": {"still": "alive"}})).await;
+    assert_eq!(must_result(&t, 0, &ok).await["result"], json!({"still": "alive"}));
+
+    // Not finished yet: 202 with the state.
+    let pending = must_submit(&t, 0, json!({"type": "sleep", "payload": {"ms": 3000}})).await;
+    let (code, v) = t.get(0, &format!("/tasks/{pending}/result")).await.unwrap();
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["finished"], false);
+}
+
+/// Submits `n` tasks in batches through every node and returns their ids.
+async fn submit_many(t: &TestCluster, via: &[usize], n: usize, sleep_ms: u64) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (b, chunk) in (0..n).collect::<Vec<_>>().chunks(100).enumerate() {
+        let tasks: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"type": "sleep", "payload": {"ms": sleep_ms}, "idempotency_key": format!("k{i}")}))
+            .collect();
+        let node = via[b % via.len()];
+        let (code, v) = submit(t, node, json!({"tasks": tasks})).await;
+        assert_eq!(code, 200, "{v}");
+        ids.extend(v["tasks"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()));
+    }
+    ids
+}
+
+async fn must_all_succeed(t: &TestCluster, via: usize, ids: &[String]) -> BTreeMap<String, usize> {
+    let mut attempts = BTreeMap::new();
+    for id in ids {
+        let r = must_result(t, via, id).await;
+        assert_eq!(r["state"], "succeeded", "{r}");
+        let s = must_status(t, via, id).await;
+        let a = s["attempts"].as_array().unwrap();
+        // Exactly one attempt succeeded: the last one, with no error.
+        assert!(a.last().unwrap()["error"].is_null(), "{s}");
+        assert!(a[..a.len() - 1].iter().all(|x| !x["error"].is_null()), "{s}");
+        attempts.insert(id.clone(), a.len());
+    }
+    attempts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_succeeds_once_when_a_worker_and_then_the_leader_die() {
+    let mut t = must_three(&fast_args()).await;
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let worker = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+
+    let ids = submit_many(&t, &[leader, worker, other], 1000, 20).await;
+    // Kill a worker while tasks are running on it.
+    let worker_id = t.node_id(worker).await.unwrap();
+    t.wait_for("tasks running on the worker", READY, || async {
+        let (_, v) = t.get(leader, "/tasks?state=running&limit=1000").await.ok()?;
+        v["tasks"].as_array()?.iter().any(|x| x["node_id"] == worker_id).then_some(())
+    })
+    .await
+    .unwrap();
+    t.kill(worker);
+    let attempts = must_all_succeed(&t, leader, &ids).await;
+    let rerun = attempts.values().filter(|a| **a > 1).count();
+    eprintln!("1000 tasks succeeded; {rerun} ran again after the worker was killed");
+    assert!(rerun > 0, "the killed worker had tasks in flight, they must have been rerun");
+
+    // Now the leader dies mid-run.
+    t.start(worker).unwrap();
+    t.wait_ready(worker, READY).await.unwrap();
+    let more = submit_many(&t, &[worker, other], 300, 20).await;
+    t.kill(leader);
+    let survivor = t
+        .wait_for("a new leader", READY, || async {
+            for v in [worker, other] {
+                if let Some(l) = t.leader_index(v).await
+                    && l != leader
+                {
+                    return Some(l);
+                }
+            }
+            None
+        })
+        .await
+        .unwrap();
+    must_all_succeed(&t, survivor, &more).await;
+    for i in [worker, other] {
+        assert!(!t.log_text(i).contains("panicked at"), "node {i} panicked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_gets_no_new_work() {
+    let t = must_three(&fast_args()).await;
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let drained = (leader + 1) % 3;
+    let drained_id = t.node_id(drained).await.unwrap();
+    let resp = t.http.post(format!("{}/cluster/nodes/{drained_id}/drain", t.nodes[leader].url())).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ids = submit_many(&t, &[leader], 200, 1).await;
+    must_all_succeed(&t, leader, &ids).await;
+    for id in &ids {
+        let s = must_status(&t, leader, id).await;
+        for a in s["attempts"].as_array().unwrap() {
+            assert_ne!(a["node_id"], drained_id, "a drained node got work: {s}");
+        }
+    }
+}
