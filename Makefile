@@ -47,3 +47,4 @@ bench:
 	cargo build --release -p synod-api --bin synod
 	$(CARGO_TARGET_DIR)/release/synod bench failover --runs 20
 	$(CARGO_TARGET_DIR)/release/synod bench writes --clients 1,64 --seconds 10
+	$(CARGO_TARGET_DIR)/release/synod bench tasks --clients 1,64 --seconds 10
