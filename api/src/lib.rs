@@ -12,6 +12,7 @@ pub mod bench;
 pub mod cli;
 pub mod error;
 pub mod grpc;
+pub mod grpc_tasks;
 pub mod local_cluster;
 pub mod metrics;
 pub mod rest;

@@ -260,6 +260,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         axum::serve(http_listener, crate::rest::router(node.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
     let grpc = tonic::transport::Server::builder()
         .add_service(crate::pb::cluster_server::ClusterServer::new(crate::grpc::ClusterGrpc::new(node.clone())))
+        .add_service(crate::pb::tasks_server::TasksServer::new(crate::grpc_tasks::TasksGrpc::new(node.clone())))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx.clone()));
     let http = tokio::spawn(async move { http.await });
     let grpc = tokio::spawn(grpc);

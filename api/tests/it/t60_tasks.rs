@@ -248,3 +248,39 @@ async fn a_drained_node_gets_no_new_work() {
         }
     }
 }
+
+#[tokio::test]
+async fn grpc_tasks_submit_watch_and_refuse() {
+    use synod_api::pb::tasks_client::TasksClient;
+    use synod_api::pb::{ResultRequest, SubmitTaskRequest, TaskId};
+
+    let t = must_single(&[]).await;
+    let mut client = TasksClient::connect(format!("http://{}", t.nodes[0].grpc)).await.unwrap();
+    let req = |ty: &str, payload: &str| SubmitTaskRequest {
+        r#type: ty.into(),
+        payload_json: payload.into(),
+        priority: None,
+        idempotency_key: None,
+        max_attempts: None,
+        timeout_ms: None,
+        labels: Default::default(),
+        backoff: None,
+    };
+    let id = client.submit(req("sleep", r#"{"ms": 300}"#)).await.unwrap().into_inner().id;
+    let mut stream = client.watch(TaskId { id: id.clone() }).await.unwrap().into_inner();
+    let mut states = Vec::new();
+    while let Some(task) = stream.message().await.unwrap() {
+        states.push(task.state);
+    }
+    assert_eq!(states.last().map(String::as_str), Some("succeeded"), "{states:?}");
+    assert!(states.len() >= 2, "the stream follows state changes: {states:?}");
+
+    let r = client.result(ResultRequest { id, wait_ms: 0 }).await.unwrap().into_inner();
+    assert!(r.finished);
+    assert_eq!(serde_json::from_str::<Value>(&r.result_json).unwrap()["slept_ms"], 300);
+
+    let err = client.submit(req("vectorize", r#"{"text": 1}"#)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    let err = client.status(TaskId { id: "nope".into() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+}
