@@ -12,6 +12,8 @@
 //! - [`TokenizePlugin`] `tokenize`: Unicode words, lowercased
 //! - [`VectorizePlugin`] `vectorize`: deterministic hashing vectorizer
 //!   `hashing-v1` ([`hashing_vector`])
+//! - [`PipelinePlugin`] `pipeline`: several of the above in one task, each
+//!   step's output the next step's input (which chains fit: its docs)
 //! - [`EchoPlugin`] `echo`, [`SleepPlugin`] `sleep`, [`FailPlugin`] `fail`:
 //!   for tests, demos and chaos runs
 //!
@@ -47,6 +49,7 @@ mod demo;
 mod error;
 mod metrics;
 mod payload;
+mod pipeline;
 mod plugin;
 mod registry;
 mod text;
@@ -55,6 +58,7 @@ mod vectorize;
 pub use demo::{EchoPlugin, FailPlugin, MAX_SLEEP_MS, SleepPlugin};
 pub use error::{PluginError, RegisterError, Result};
 pub use payload::MAX_TEXT_BYTES;
+pub use pipeline::{MAX_PIPELINE_RESULT_BYTES, MAX_PIPELINE_STEPS, MAX_STEP_OUTPUT_BYTES, PipelinePlugin};
 pub use plugin::{CancelToken, Plugin, PluginInfo, TaskContext};
 pub use registry::{MAX_NAME_LEN, Registry, builtins};
 pub use text::{Form, NormalizePlugin, TokenizePlugin, normalize_text, words};

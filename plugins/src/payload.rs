@@ -81,11 +81,17 @@ impl<'a> Fields<'a> {
 /// Refuses a value whose compact JSON is longer than `max_bytes`, without
 /// serializing more than `max_bytes + 1` bytes of it.
 pub(crate) fn check_size(what: &str, value: &Value, max_bytes: usize) -> Result<(), String> {
-    let mut counter = Counter { len: 0, max: max_bytes };
-    match serde_json::to_writer(&mut counter, value) {
-        Ok(()) => Ok(()),
-        Err(_) => Err(format!("`{what}` is larger than the limit of {max_bytes} bytes as JSON")),
+    match json_len(value, max_bytes) {
+        Some(_) => Ok(()),
+        None => Err(format!("`{what}` is larger than the limit of {max_bytes} bytes as JSON")),
     }
+}
+
+/// The length of `value` as compact JSON, or `None` when that is more than
+/// `max_bytes`; serializes at most `max_bytes + 1` bytes, into nothing.
+pub(crate) fn json_len(value: &Value, max_bytes: usize) -> Option<usize> {
+    let mut counter = Counter { len: 0, max: max_bytes };
+    serde_json::to_writer(&mut counter, value).ok().map(|()| counter.len)
 }
 
 struct Counter {
@@ -158,5 +164,8 @@ mod tests {
         assert_eq!(serde_json::to_vec(&v).expect("serializable").len(), 13);
         assert!(check_size("v", &v, 13).is_ok());
         assert!(check_size("v", &v, 12).is_err());
+        assert_eq!(json_len(&v, 13), Some(13));
+        assert_eq!(json_len(&v, 100), Some(13));
+        assert_eq!(json_len(&v, 12), None);
     }
 }

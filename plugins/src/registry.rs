@@ -18,13 +18,14 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tracing::{debug, error, warn};
 
 use crate::demo::{EchoPlugin, FailPlugin, SleepPlugin};
+use crate::pipeline::PipelinePlugin;
 use crate::text::{NormalizePlugin, TokenizePlugin};
 use crate::vectorize::VectorizePlugin;
 use crate::{CancelToken, Plugin, PluginError, PluginInfo, RegisterError, TaskContext, metrics};
@@ -32,15 +33,32 @@ use crate::{CancelToken, Plugin, PluginError, PluginInfo, RegisterError, TaskCon
 /// Longest plugin name.
 pub const MAX_NAME_LEN: usize = 64;
 
+type PluginMap = RwLock<BTreeMap<String, Arc<dyn Plugin>>>;
+
 /// Task type → plugin. Cloning is cheap and every clone sees the same
 /// plugins; registration and lookup are safe from any thread.
 #[derive(Clone, Default)]
 pub struct Registry {
-    plugins: Arc<RwLock<BTreeMap<String, Arc<dyn Plugin>>>>,
+    plugins: Arc<PluginMap>,
 }
 
-/// Every built-in, in name order: `echo`, `fail`, `normalize`, `sleep`,
-/// `tokenize`, `vectorize`.
+/// A handle on a [`Registry`] that does not keep it alive, for a plugin that
+/// runs other plugins (`pipeline`): the registry owns that plugin, so a
+/// strong handle would be a reference cycle and neither would ever be freed.
+#[derive(Clone)]
+pub(crate) struct WeakRegistry(Weak<PluginMap>);
+
+impl WeakRegistry {
+    /// The registry, unless every [`Registry`] clone has been dropped.
+    pub(crate) fn upgrade(&self) -> Option<Registry> {
+        self.0.upgrade().map(|plugins| Registry { plugins })
+    }
+}
+
+/// Every built-in that stands alone, in name order: `echo`, `fail`,
+/// `normalize`, `sleep`, `tokenize`, `vectorize`. The `pipeline` built-in
+/// runs other plugins, so it needs a registry: [`Registry::with_builtins`]
+/// adds it, or register [`PipelinePlugin::new`] yourself.
 pub fn builtins() -> Vec<Arc<dyn Plugin>> {
     vec![
         Arc::new(EchoPlugin),
@@ -58,13 +76,20 @@ impl Registry {
         Registry::default()
     }
 
-    /// A registry holding every built-in (see [`builtins`]).
+    /// A registry holding every built-in: those of [`builtins`] and
+    /// `pipeline` ([`PipelinePlugin`]) over this registry.
     pub fn with_builtins() -> Self {
         let registry = Registry::new();
         for plugin in builtins() {
             registry.register(plugin).expect("built-in names are valid and distinct");
         }
+        registry.register(Arc::new(PipelinePlugin::new(&registry))).expect("`pipeline` is a free, valid name");
         registry
+    }
+
+    /// A handle that does not keep this registry alive.
+    pub(crate) fn downgrade(&self) -> WeakRegistry {
+        WeakRegistry(Arc::downgrade(&self.plugins))
     }
 
     /// Adds `plugin` under `plugin.info().name`. A name already taken is
@@ -209,7 +234,7 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {
@@ -253,6 +278,16 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn the_pipeline_does_not_keep_its_registry_alive() {
+        let registry = Registry::with_builtins();
+        let pipeline = registry.get("pipeline").expect("with_builtins registers `pipeline`");
+        let map = Arc::downgrade(&registry.plugins);
+        drop(registry);
+        assert!(map.upgrade().is_none(), "a reference cycle keeps the plugin map alive");
+        drop(pipeline);
     }
 
     #[test]

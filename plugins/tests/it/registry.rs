@@ -7,7 +7,7 @@ use synod_plugins::{EchoPlugin, PluginError, RegisterError, Registry};
 
 use crate::util::FnPlugin;
 
-const BUILTINS: [&str; 6] = ["echo", "fail", "normalize", "sleep", "tokenize", "vectorize"];
+const BUILTINS: [&str; 7] = ["echo", "fail", "normalize", "pipeline", "sleep", "tokenize", "vectorize"];
 
 #[test]
 fn new_is_empty() {
