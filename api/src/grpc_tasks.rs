@@ -23,11 +23,21 @@ impl TasksGrpc {
 }
 
 fn request(r: SubmitTaskRequest) -> Result<SubmitRequest, ApiError> {
-    let SubmitTaskRequest { r#type, payload_json, priority, idempotency_key, max_attempts, timeout_ms, labels, backoff } = r;
+    let SubmitTaskRequest {
+        r#type,
+        payload_json,
+        priority,
+        idempotency_key,
+        max_attempts,
+        timeout_ms,
+        labels,
+        backoff,
+    } = r;
     let payload = if payload_json.is_empty() {
         serde_json::Value::Null
     } else {
-        serde_json::from_str(&payload_json).map_err(|e| ApiError::InvalidArgument(format!("payload_json is not JSON: {e}")))?
+        serde_json::from_str(&payload_json)
+            .map_err(|e| ApiError::InvalidArgument(format!("payload_json is not JSON: {e}")))?
     };
     Ok(SubmitRequest {
         task_type: r#type,
@@ -37,7 +47,11 @@ fn request(r: SubmitTaskRequest) -> Result<SubmitRequest, ApiError> {
         max_attempts,
         timeout_ms,
         labels,
-        backoff: backoff.map(|b| BackoffRequest { initial_ms: b.initial_ms, multiplier: b.multiplier, max_ms: b.max_ms }),
+        backoff: backoff.map(|b| BackoffRequest {
+            initial_ms: b.initial_ms,
+            multiplier: b.multiplier,
+            max_ms: b.max_ms,
+        }),
     })
 }
 
@@ -78,7 +92,10 @@ fn reply(r: tasks::SubmitResponse) -> pb::SubmitTaskReply {
     pb::SubmitTaskReply { id: r.id, state: r.state, duplicate: r.duplicate }
 }
 
-async fn timed<T>(method: &'static str, f: impl std::future::Future<Output = crate::error::Result<T>>) -> Result<Response<T>, Status> {
+async fn timed<T>(
+    method: &'static str,
+    f: impl std::future::Future<Output = crate::error::Result<T>>,
+) -> Result<Response<T>, Status> {
     let started = Instant::now();
     let r = f.await;
     crate::metrics::grpc_request(method, r.is_ok(), started.elapsed());
@@ -136,7 +153,10 @@ impl Tasks for TasksGrpc {
                 cursor: Some(cursor).filter(|s| !s.is_empty()),
             };
             let l = tasks::do_list_tasks(&self.node, q)?;
-            Ok(pb::TaskList { tasks: l.tasks.into_iter().map(task).collect(), next_cursor: l.next_cursor.unwrap_or_default() })
+            Ok(pb::TaskList {
+                tasks: l.tasks.into_iter().map(task).collect(),
+                next_cursor: l.next_cursor.unwrap_or_default(),
+            })
         })
         .await
     }

@@ -43,3 +43,20 @@ pub fn grpc_request(method: &'static str, ok: bool, took: Duration) {
     counter!("synod_grpc_requests_total", "method" => method, "outcome" => outcome).increment(1);
     histogram!("synod_grpc_request_seconds", "method" => method).record(took.as_secs_f64());
 }
+
+const TASK_STATES: [&str; 7] = ["queued", "assigned", "running", "succeeded", "failed", "cancelled", "dead_lettered"];
+
+/// Mirrors the replicated task counters into gauges: `synod_tasks{tenant,state}`
+/// (queue depth by tenant and state) and `synod_tasks_<event>{tenant}` for
+/// attempts, retries, dead letters and requeues (lease expiries, lost nodes,
+/// drains). Replicated, so every node reports the same numbers.
+pub fn export_task_counters(store: &synod_store::Store) {
+    let Ok(counters) = store.task_counters() else { return };
+    for (tenant, name, value) in counters {
+        if TASK_STATES.contains(&name.as_str()) {
+            metrics::gauge!("synod_tasks", "tenant" => tenant, "state" => name).set(value as f64);
+        } else {
+            metrics::gauge!(format!("synod_tasks_{name}"), "tenant" => tenant).set(value as f64);
+        }
+    }
+}

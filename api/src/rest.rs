@@ -154,7 +154,8 @@ async fn ready(State(node): State<SharedNode>) -> Response {
     (status, axum::Json(h)).into_response()
 }
 
-async fn metrics() -> Response {
+async fn metrics(State(node): State<SharedNode>) -> Response {
+    crate::metrics::export_task_counters(&node.raft.store);
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], crate::metrics::render())
         .into_response()
 }

@@ -12,6 +12,9 @@ use synod_store::pb::{self, command::Kind};
 
 use crate::service::{SharedNode, command, now_ms};
 
+/// How often the task indexes are compacted (see `Store::compact_task_indexes`).
+const COMPACT_EVERY: Duration = Duration::from_secs(5);
+
 /// Queued tasks per tenant the leader looks at in one round.
 const PER_TENANT_WINDOW: usize = 512;
 
@@ -75,6 +78,29 @@ pub fn build_view(node: &crate::service::Node, now: u64) -> anyhow::Result<View>
     Ok(View { nodes, queued, leased, tenant_weights: Default::default() })
 }
 
+/// Tasks still leased to a node that has been draining for longer than
+/// `scaling.drain_deadline` go back to the queue (and so elsewhere).
+fn drain_overdue(node: &crate::service::Node, view: &View, decided: &[Decision], now: u64) -> Vec<pb::TaskRef> {
+    let deadline = node.cfg.scaling.drain_deadline.get().as_millis() as u64;
+    let overdue: std::collections::BTreeSet<u64> = match node.raft.store.list_nodes() {
+        Ok(nodes) => nodes
+            .iter()
+            .filter(|r| r.draining && r.draining_since_ms > 0 && now.saturating_sub(r.draining_since_ms) > deadline)
+            .filter_map(|r| r.info.as_ref().map(|i| i.id))
+            .collect(),
+        Err(_) => return Vec::new(),
+    };
+    if overdue.is_empty() {
+        return Vec::new();
+    }
+    let already: std::collections::BTreeSet<(&str, &str)> = decided.iter().map(|d| d.task()).collect();
+    view.leased
+        .iter()
+        .filter(|l| overdue.contains(&l.node_id) && !already.contains(&(l.tenant.as_str(), l.id.as_str())))
+        .map(|l| pb::TaskRef { tenant: l.tenant.clone(), id: l.id.clone(), epoch: l.epoch })
+        .collect()
+}
+
 fn to_commands(decisions: Vec<Decision>) -> Vec<Kind> {
     let mut assignments = Vec::new();
     let mut expired = Vec::new();
@@ -111,7 +137,15 @@ fn to_commands(decisions: Vec<Decision>) -> Vec<Kind> {
 
 pub async fn run(node: SharedNode) {
     let mut watch = node.raft.raft.metrics();
+    let mut last_compaction = std::time::Instant::now();
     loop {
+        if last_compaction.elapsed() > COMPACT_EVERY {
+            last_compaction = std::time::Instant::now();
+            let store = node.raft.store.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.compact_task_indexes()).await {
+                tracing::warn!(error = %e, "compacting task indexes");
+            }
+        }
         use openraft::rt::WatchReceiver;
         if !node.raft.is_leader() {
             let _ = tokio::time::timeout(Duration::from_millis(200), watch.changed()).await;
@@ -122,18 +156,29 @@ pub async fn run(node: SharedNode) {
             Ok(view) => {
                 metrics::gauge!("synod_tasks_queued_visible").set(view.queued.len() as f64);
                 metrics::gauge!("synod_tasks_leased").set(view.leased.len() as f64);
-                decide(&view, now, &params(&node))
+                let d = decide(&view, now, &params(&node));
+                let drained = drain_overdue(&node, &view, &d, now);
+                (d, drained)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "building the scheduler view");
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
-        if decisions.is_empty() {
+        let (decisions, drained) = decisions;
+        if decisions.is_empty() && drained.is_empty() {
             let _ = tokio::time::timeout(Duration::from_millis(50), watch.changed()).await;
             continue;
         }
-        for kind in to_commands(decisions) {
+        let mut kinds = to_commands(decisions);
+        if !drained.is_empty() {
+            tracing::info!(tasks = drained.len(), "drain deadline passed; re-queueing");
+            kinds.insert(
+                0,
+                Kind::RequeueTasks(pb::RequeueTasks { tasks: drained, reason: pb::RequeueReason::Drained as i32 }),
+            );
+        }
+        for kind in kinds {
             let label = match &kind {
                 Kind::AssignTasks(a) => {
                     metrics::counter!("synod_tasks_assigned_total").increment(a.assignments.len() as u64);

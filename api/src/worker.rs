@@ -142,6 +142,10 @@ impl Worker {
         };
         metrics::histogram!("synod_tasks_run_seconds", "type" => spec.task_type.clone())
             .record(started.elapsed().as_secs_f64());
+        if outcome.is_ok() && rec.created_at_ms > 0 {
+            let e2e = now_ms().saturating_sub(rec.created_at_ms) as f64 / 1000.0;
+            metrics::histogram!("synod_tasks_end_to_end_seconds").record(e2e);
+        }
         let completion = match outcome {
             Ok(v) => pb::Completion {
                 task: Some(tref),

@@ -105,13 +105,14 @@ pub(crate) fn set_labels(ctx: &mut BatchCtx<'_>, c: pb::SetNodeLabels) -> Result
     Ok(node_result(rec))
 }
 
-pub(crate) fn set_draining(ctx: &mut BatchCtx<'_>, c: pb::SetNodeDraining) -> Result<CommandResult> {
+pub(crate) fn set_draining(ctx: &mut BatchCtx<'_>, c: pb::SetNodeDraining, now: u64) -> Result<CommandResult> {
     let key = node_key(c.node_id);
     let Some(mut rec) = ctx.get_msg::<NodeRecord>(&key, "node record")? else {
         return Ok(not_found(c.node_id));
     };
     if rec.draining != c.draining {
         rec.draining = c.draining;
+        rec.draining_since_ms = if c.draining { now } else { 0 };
         rec.version += 1;
         put_node(ctx, &rec)?;
     }

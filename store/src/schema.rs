@@ -62,6 +62,19 @@ pub const PREFIX_QUEUED: &[u8] = b"_sys/queued/";
 /// Prefix of the lease index: `_sys/leased/<node be64><tenant>\0<id>`.
 pub const PREFIX_LEASED: &[u8] = b"_sys/leased/";
 
+/// Prefix of the replicated task counters: `_sys/stats/<tenant>\0<name>` →
+/// big-endian u64, where name is a state (`queued`, ...) or an event
+/// (`attempts`, `retries`, `dead_letters`, `requeues`).
+pub const PREFIX_STATS: &[u8] = b"_sys/stats/";
+
+pub fn stats_key(tenant: &str, name: &str) -> Vec<u8> {
+    let mut k = PREFIX_STATS.to_vec();
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
 /// Prefix of every key of one tenant.
 pub fn tenant_prefix(tenant: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(3 + tenant.len());

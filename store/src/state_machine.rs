@@ -166,7 +166,7 @@ fn apply_command(ctx: &mut BatchCtx<'_>, cmd: pb::Command) -> Result<CommandResu
         Kind::Heartbeat(c) => crate::registry::heartbeat(ctx, c, now),
         Kind::SetLabels(c) => crate::registry::set_labels(ctx, c),
         Kind::RemoveNode(c) => crate::registry::remove(ctx, c),
-        Kind::SetDraining(c) => crate::registry::set_draining(ctx, c),
+        Kind::SetDraining(c) => crate::registry::set_draining(ctx, c, now),
         Kind::AllocateNodeId(_) => crate::registry::allocate_id(ctx),
         Kind::SubmitTasks(c) => crate::tasks::submit(ctx, c, now),
         Kind::AssignTasks(c) => crate::tasks::assign(ctx, c, now),

@@ -16,7 +16,7 @@
 //! current one, so completion is exactly-once however often a task ran.
 
 use prost::Message;
-use rocksdb::{Direction, IteratorMode};
+use rocksdb::{Direction, IteratorMode, ReadOptions};
 
 use crate::Store;
 use crate::error::{Error, Result};
@@ -62,6 +62,40 @@ pub fn backoff_ms(b: Option<&pb::Backoff>, attempt: usize) -> u64 {
     let delay = (b.initial_ms as f64) * mult.powi(exp);
     let max = if b.max_ms == 0 { u64::MAX } else { b.max_ms };
     if delay.is_finite() { (delay as u64).min(max) } else { max }
+}
+
+/// Adds `delta` to a replicated counter.
+fn bump(ctx: &mut BatchCtx<'_>, tenant: &str, name: &str, delta: i64) -> Result<()> {
+    let key = stats_key(tenant, name);
+    let cur = match ctx.get(&key)? {
+        None => 0,
+        Some(b) => {
+            u64::from_be_bytes(b.as_slice().try_into().map_err(|_| Error::corrupt("task counter", "not 8 bytes"))?)
+        }
+    };
+    let next = cur.saturating_add_signed(delta);
+    ctx.put(key, next.to_be_bytes().to_vec());
+    Ok(())
+}
+
+/// Saves a record and moves the per-state counters from `old` to its state.
+fn save_counted(ctx: &mut BatchCtx<'_>, rec: &TaskRecord, old: Option<TaskState>) -> Result<()> {
+    save(ctx, rec);
+    let new = state(rec);
+    if old != Some(new) {
+        let tenant = rec.spec.as_ref().map(|s| s.tenant.clone()).unwrap_or_default();
+        if let Some(o) = old {
+            bump(ctx, &tenant, state_name(o), -1)?;
+        }
+        bump(ctx, &tenant, state_name(new), 1)?;
+        match new {
+            TaskState::Queued if old.is_some() => bump(ctx, &tenant, "retries", 1)?,
+            TaskState::DeadLettered => bump(ctx, &tenant, "dead_letters", 1)?,
+            TaskState::Assigned => bump(ctx, &tenant, "attempts", 1)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn load(ctx: &BatchCtx<'_>, tenant: &str, id: &str) -> Result<Option<TaskRecord>> {
@@ -208,7 +242,7 @@ pub(crate) fn submit(ctx: &mut BatchCtx<'_>, c: pb::SubmitTasks, now: u64) -> Re
         let id = spec.id.clone();
         let mut rec = TaskRecord { spec: Some(spec), created_at_ms: now, updated_at_ms: now, ..Default::default() };
         enqueue(ctx, &mut rec, now, now);
-        save(ctx, &rec);
+        save_counted(ctx, &rec, None)?;
         items.push(item_ok(&id));
     }
     Ok(batch(items))
@@ -230,6 +264,7 @@ pub(crate) fn assign(ctx: &mut BatchCtx<'_>, c: pb::AssignTasks, now: u64) -> Re
             continue;
         }
         dequeue(ctx, &rec);
+        let old = state(&rec);
         rec.state = TaskState::Assigned as i32;
         rec.lease_epoch += 1;
         rec.node_id = a.node_id;
@@ -242,7 +277,7 @@ pub(crate) fn assign(ctx: &mut BatchCtx<'_>, c: pb::AssignTasks, now: u64) -> Re
             ..Default::default()
         });
         put_lease(ctx, &rec);
-        save(ctx, &rec);
+        save_counted(ctx, &rec, Some(old))?;
         items.push(item_ok(&a.id));
     }
     Ok(batch(items))
@@ -266,7 +301,7 @@ pub(crate) fn start(ctx: &mut BatchCtx<'_>, c: pb::StartTasks, now: u64) -> Resu
             }
             rec.updated_at_ms = now;
             put_lease(ctx, &rec);
-            save(ctx, &rec);
+            save_counted(ctx, &rec, Some(TaskState::Assigned))?;
         }
         items.push(item_ok(&r.id));
     }
@@ -306,6 +341,7 @@ pub(crate) fn complete(ctx: &mut BatchCtx<'_>, c: pb::CompleteTasks, now: u64) -
             continue;
         }
         rec.updated_at_ms = now;
+        let old = state(&rec);
         match done.result {
             Some(result) => {
                 drop_lease(ctx, &rec);
@@ -322,7 +358,7 @@ pub(crate) fn complete(ctx: &mut BatchCtx<'_>, c: pb::CompleteTasks, now: u64) -
             }
             None => after_failure(ctx, &mut rec, now, &done.error, done.retryable),
         }
-        save(ctx, &rec);
+        save_counted(ctx, &rec, Some(old))?;
         items.push(item_ok(&r.id));
     }
     Ok(batch(items))
@@ -348,7 +384,7 @@ pub(crate) fn cancel(ctx: &mut BatchCtx<'_>, c: pb::CancelTask, now: u64) -> Res
         rec.cancel_requested = true;
         put_lease(ctx, &rec);
     }
-    save(ctx, &rec);
+    save_counted(ctx, &rec, Some(s))?;
     Ok(CommandResult { outcome: Some(Outcome::Task(rec)) })
 }
 
@@ -370,6 +406,9 @@ pub(crate) fn requeue(ctx: &mut BatchCtx<'_>, c: pb::RequeueTasks, now: u64) -> 
             continue;
         }
         rec.updated_at_ms = now;
+        let old = state(&rec);
+        let tenant = r.tenant.clone();
+        bump(ctx, &tenant, "requeues", 1)?;
         // A lost attempt is retried without backoff: the task did nothing wrong.
         let node = rec.node_id;
         after_failure(ctx, &mut rec, now, &format!("{reason} (node {node})"), true);
@@ -377,10 +416,27 @@ pub(crate) fn requeue(ctx: &mut BatchCtx<'_>, c: pb::RequeueTasks, now: u64) -> 
             dequeue(ctx, &rec);
             enqueue(ctx, &mut rec, now, now);
         }
-        save(ctx, &rec);
+        save_counted(ctx, &rec, Some(old))?;
         items.push(item_ok(&r.id));
     }
     Ok(batch(items))
+}
+
+/// Read options bounded to keys starting with `prefix`, so a scan stops at
+/// the end of its range instead of stepping through what follows.
+fn bounded(prefix: &[u8]) -> ReadOptions {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            break;
+        }
+    }
+    let mut ro = ReadOptions::default();
+    if !end.is_empty() {
+        ro.set_iterate_upper_bound(end);
+    }
+    ro
 }
 
 /// One queued task as the scheduler sees it.
@@ -437,7 +493,11 @@ impl Store {
         };
         let mut out = Vec::new();
         let mut scanned = 0;
-        for item in self.db.iterator_cf(self.cf(CF_SM_DATA), IteratorMode::From(&start, Direction::Forward)) {
+        for item in self.db.iterator_cf_opt(
+            self.cf(CF_SM_DATA),
+            bounded(&prefix),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
             let (k, v) = item.map_err(Error::rocks("scan tasks"))?;
             if !k.starts_with(&prefix) {
                 return Ok((out, None));
@@ -466,7 +526,11 @@ impl Store {
         'tenants: loop {
             let mut taken = 0;
             let mut tenant_prefix: Option<Vec<u8>> = None;
-            for item in self.db.iterator_cf(self.cf(CF_SM_DATA), IteratorMode::From(&seek, Direction::Forward)) {
+            for item in self.db.iterator_cf_opt(
+                self.cf(CF_SM_DATA),
+                bounded(PREFIX_QUEUED),
+                IteratorMode::From(&seek, Direction::Forward),
+            ) {
                 let (k, v) = item.map_err(Error::rocks("scan queue"))?;
                 if !k.starts_with(PREFIX_QUEUED) {
                     break 'tenants;
@@ -497,6 +561,44 @@ impl Store {
         Ok(out)
     }
 
+    /// Flushes and compacts the queue and lease indexes. Both see a delete
+    /// for every insert, and scans must step over the tombstones until
+    /// compaction drops them; the leader and the workers call this now and
+    /// then so scans stay proportional to live entries.
+    pub fn compact_task_indexes(&self) -> Result<()> {
+        let cf = self.cf(CF_SM_DATA);
+        self.db.flush_cf(cf).map_err(Error::rocks("flush"))?;
+        for prefix in [PREFIX_QUEUED, PREFIX_LEASED] {
+            let mut end = prefix.to_vec();
+            *end.last_mut().expect("prefixes are not empty") += 1;
+            self.db.compact_range_cf(cf, Some(prefix), Some(end.as_slice()));
+        }
+        Ok(())
+    }
+
+    /// The replicated task counters: (tenant, name, value).
+    pub fn task_counters(&self) -> Result<Vec<(String, String, u64)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(
+            self.cf(CF_SM_DATA),
+            bounded(PREFIX_STATS),
+            IteratorMode::From(PREFIX_STATS, Direction::Forward),
+        ) {
+            let (k, v) = item.map_err(Error::rocks("scan counters"))?;
+            let Some(rest) = k.strip_prefix(PREFIX_STATS) else { break };
+            let nul =
+                rest.iter().position(|b| *b == 0).ok_or_else(|| Error::corrupt("counter key", format!("{k:?}")))?;
+            let value =
+                u64::from_be_bytes(v.as_ref().try_into().map_err(|_| Error::corrupt("task counter", "not 8 bytes"))?);
+            out.push((
+                String::from_utf8_lossy(&rest[..nul]).into_owned(),
+                String::from_utf8_lossy(&rest[nul + 1..]).into_owned(),
+                value,
+            ));
+        }
+        Ok(out)
+    }
+
     /// Every leased task (all nodes), or one node's.
     pub fn leased_tasks(&self, node: Option<u64>) -> Result<Vec<LeasedTask>> {
         let prefix = match node {
@@ -504,7 +606,11 @@ impl Store {
             None => PREFIX_LEASED.to_vec(),
         };
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_SM_DATA), IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self.db.iterator_cf_opt(
+            self.cf(CF_SM_DATA),
+            bounded(&prefix),
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
             let (k, v) = item.map_err(Error::rocks("scan leases"))?;
             if !k.starts_with(&prefix) {
                 break;

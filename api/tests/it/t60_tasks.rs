@@ -53,6 +53,15 @@ async fn the_seed_example_runs_and_bad_submits_store_nothing() {
     let v = r["result"]["vector"].as_array().unwrap();
     let norm: f64 = v.iter().map(|x| x.as_f64().unwrap().powi(2)).sum::<f64>().sqrt();
     assert!((norm - 1.0).abs() < 1e-3, "L2-normalised: {norm}");
+    let text = t.http.get(format!("{}/metrics", t.nodes[0].url())).send().await.unwrap().text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("synod_tasks{") && l.contains("state=\"succeeded\"") && l.contains("tenant=\"default\"")
+        })
+        .unwrap_or_else(|| panic!("no succeeded gauge in:\n{text}"));
+    assert!(line.ends_with(" 1"), "{line}");
+    assert!(metric(&t, 0, "synod_tasks_end_to_end_seconds_count").await >= 1.0);
 
     let before = t.get(0, "/tasks?limit=1000").await.unwrap().1["tasks"].as_array().unwrap().len();
     let bad = [
@@ -283,4 +292,49 @@ async fn grpc_tasks_submit_watch_and_refuse() {
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
     let err = client.status(TaskId { id: "nope".into() }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_hands_its_tasks_back_after_the_deadline() {
+    let mut extra = fast_args();
+    extra.extend(["--set".to_string(), "scaling.drain_deadline=1s".to_string()]);
+    let t = must_three(&extra).await;
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let drained = (leader + 1) % 3;
+    let drained_id = t.node_id(drained).await.unwrap();
+    let tasks: Vec<Value> = (0..12).map(|_| json!({"type": "sleep", "payload": {"ms": 60000}})).collect();
+    let (code, v) = submit(&t, leader, json!({"tasks": tasks})).await;
+    assert_eq!(code, 200, "{v}");
+    let ids: Vec<String> =
+        v["tasks"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect();
+    let on_drained = t
+        .wait_for("tasks running on the node to drain", READY, || async {
+            let mut on = Vec::new();
+            for id in &ids {
+                let s = must_status(&t, leader, id).await;
+                if s["state"] == "running" && s["node_id"] == drained_id {
+                    on.push(id.clone());
+                }
+            }
+            (!on.is_empty()).then_some(on)
+        })
+        .await
+        .unwrap();
+    let resp = t.http.post(format!("{}/cluster/nodes/{drained_id}/drain", t.nodes[leader].url())).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    for id in &on_drained {
+        let s = t
+            .wait_for("the task to run elsewhere", READY, || async {
+                let s = must_status(&t, leader, id).await;
+                (s["state"] == "running" && s["node_id"] != drained_id).then_some(s)
+            })
+            .await
+            .unwrap();
+        let first = &s["attempts"][0];
+        assert_eq!(first["node_id"], drained_id, "{s}");
+        assert!(first["error"].as_str().unwrap().contains("drained"), "{s}");
+    }
+    for id in &ids {
+        t.http.post(format!("{}/tasks/{id}/cancel", t.nodes[leader].url())).send().await.unwrap();
+    }
 }

@@ -199,3 +199,27 @@ fn queue_scan_is_fair_per_tenant_and_ordered() {
     assert_eq!(big, 5, "at most per_tenant from a big tenant");
     assert_eq!(small, vec!["small-urgent", "small-lazy"], "the small tenant is seen, most urgent first");
 }
+
+#[test]
+fn counters_follow_every_transition() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    must_apply(
+        &store,
+        1,
+        &[
+            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("a", "", 2), spec("b", "", 1)] })),
+            cmd(2, assign("a", 1)),
+            cmd(3, complete("a", 1, 1, None, true)),
+            cmd(4, assign("a", 1)),
+            cmd(5, complete("a", 1, 2, Some("1"), false)),
+        ],
+    );
+    let counters: std::collections::BTreeMap<String, u64> =
+        store.task_counters().unwrap().into_iter().map(|(t, n, v)| (format!("{t}/{n}"), v)).collect();
+    assert_eq!(counters.get("acme/queued"), Some(&1), "{counters:?}");
+    assert_eq!(counters.get("acme/succeeded"), Some(&1), "{counters:?}");
+    assert_eq!(counters.get("acme/assigned"), Some(&0), "{counters:?}");
+    assert_eq!(counters.get("acme/attempts"), Some(&2), "{counters:?}");
+    assert_eq!(counters.get("acme/retries"), Some(&1), "{counters:?}");
+}
