@@ -19,6 +19,7 @@ pub mod rest;
 pub mod scheduling;
 pub mod server;
 pub mod service;
+pub mod supervisor;
 pub mod tasks;
 pub mod worker;
 

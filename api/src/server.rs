@@ -251,10 +251,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
 
     let node: SharedNode = Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins));
-    let heartbeats = tokio::spawn(heartbeat_loop(node.clone()));
-    let leader_duties = tokio::spawn(leader_loop(node.clone()));
-    let scheduler = tokio::spawn(crate::scheduling::run(node.clone()));
-    let worker = tokio::spawn(crate::worker::run(node.clone()));
+    let sup = node.supervisor.clone();
+    let n = node.clone();
+    let heartbeats = sup.spawn("heartbeats", move || heartbeat_loop(n.clone()));
+    let n = node.clone();
+    let leader_duties = sup.spawn("membership", move || leader_loop(n.clone()));
+    let n = node.clone();
+    let scheduler = sup.spawn("scheduler", move || crate::scheduling::run(n.clone()));
+    let n = node.clone();
+    let worker = sup.spawn("worker", move || crate::worker::run(n.clone()));
 
     let http =
         axum::serve(http_listener, crate::rest::router(node.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));

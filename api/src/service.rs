@@ -24,6 +24,7 @@ pub struct Node {
     pub cfg: Arc<Config>,
     pub info: pb::NodeInfo,
     pub plugins: synod_plugins::Registry,
+    pub supervisor: std::sync::Arc<crate::supervisor::Supervisor>,
     pub started: Instant,
     http: reqwest::Client,
 }
@@ -225,7 +226,15 @@ impl Node {
             .timeout(cfg.cluster.write_timeout.get() + Duration::from_secs(2))
             .build()
             .expect("a plain reqwest client builds");
-        Node { raft, cfg, info, plugins, started: Instant::now(), http }
+        Node {
+            raft,
+            cfg,
+            info,
+            plugins,
+            supervisor: crate::supervisor::Supervisor::new(),
+            started: Instant::now(),
+            http,
+        }
     }
 
     pub fn id(&self) -> u64 {
@@ -671,6 +680,8 @@ pub struct HealthView {
     pub version: String,
     pub ready: bool,
     pub reason: Option<String>,
+    /// The node's long-lived components and how often they were restarted.
+    pub components: Vec<crate::supervisor::ComponentView>,
 }
 
 pub fn do_health(node: &Node) -> HealthView {
@@ -708,5 +719,6 @@ pub fn do_health(node: &Node) -> HealthView {
         version: env!("CARGO_PKG_VERSION").into(),
         ready: reason.is_none(),
         reason,
+        components: node.supervisor.components(),
     }
 }
