@@ -260,6 +260,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let scheduler = sup.spawn("scheduler", move || crate::scheduling::run(n.clone()));
     let n = node.clone();
     let worker = sup.spawn("worker", move || crate::worker::run(n.clone()));
+    let n = node.clone();
+    let autoscaler = sup.spawn("autoscaler", move || crate::autoscale::run(n.clone()));
 
     let http =
         axum::serve(http_listener, crate::rest::router(node.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
@@ -285,6 +287,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     leader_duties.abort();
     scheduler.abort();
     worker.abort();
+    autoscaler.abort();
     let _ = stop_tx.send(true);
     let grace = cfg.node.shutdown_grace.get();
     let _ = tokio::time::timeout(grace, async {
@@ -304,7 +307,13 @@ async fn heartbeat_loop(node: SharedNode) {
     let mut failures = 0u32;
     loop {
         let applied = node.raft.metrics().last_applied.map(|l| l.index).unwrap_or(0);
-        let hb = Heartbeat { info: NodeInfoJson::from(&node.info), applied_index: applied, cpu_load: cpu_load() };
+        let hb = Heartbeat {
+            info: NodeInfoJson::from(&node.info),
+            applied_index: applied,
+            cpu_load: cpu_load(),
+            worker_slots: node.pool_size.load(std::sync::atomic::Ordering::Relaxed) as u32,
+            running_tasks: node.raft.store.leased_tasks(Some(node.id())).map(|l| l.len() as u32).unwrap_or(0),
+        };
         match service::do_heartbeat(&node, hb, false).await {
             Ok(_) => failures = 0,
             Err(e) => {

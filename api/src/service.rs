@@ -25,6 +25,10 @@ pub struct Node {
     pub info: pb::NodeInfo,
     pub plugins: synod_plugins::Registry,
     pub supervisor: std::sync::Arc<crate::supervisor::Supervisor>,
+    /// Current worker pool size (between scaling.min_workers and max_workers).
+    pub pool_size: std::sync::atomic::AtomicUsize,
+    /// The cluster autoscaler's desired node count (leader only; 0 = not computed).
+    pub desired_nodes: std::sync::atomic::AtomicUsize,
     pub started: Instant,
     http: reqwest::Client,
 }
@@ -64,6 +68,8 @@ pub struct ClusterStatusView {
     pub commit_index: u64,
     pub applied_index: u64,
     pub last_log_index: u64,
+    /// The cluster autoscaler's desired node count (computed by the leader).
+    pub desired_nodes: Option<u64>,
     /// Index of this node's latest snapshot.
     pub snapshot_index: Option<u64>,
     /// Log entries up to here are purged on this node (behind a snapshot).
@@ -131,6 +137,10 @@ pub struct Heartbeat {
     pub info: NodeInfoJson,
     pub applied_index: u64,
     pub cpu_load: f64,
+    #[serde(default)]
+    pub worker_slots: u32,
+    #[serde(default)]
+    pub running_tasks: u32,
 }
 
 /// [`pb::NodeInfo`] as JSON, for the internal heartbeat route.
@@ -226,12 +236,15 @@ impl Node {
             .timeout(cfg.cluster.write_timeout.get() + Duration::from_secs(2))
             .build()
             .expect("a plain reqwest client builds");
+        let pool = cfg.scaling.min_workers.clamp(1, cfg.scaling.max_workers.max(1));
         Node {
             raft,
             cfg,
             info,
             plugins,
             supervisor: crate::supervisor::Supervisor::new(),
+            pool_size: std::sync::atomic::AtomicUsize::new(pool),
+            desired_nodes: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
             http,
         }
@@ -387,6 +400,7 @@ pub fn do_cluster_status(node: &Node) -> Result<ClusterStatusView> {
         commit_index: synod_raft::commit_index(&m),
         applied_index: applied_local,
         last_log_index: m.last_log_index.unwrap_or(0),
+        desired_nodes: Some(node.desired_nodes.load(std::sync::atomic::Ordering::Relaxed) as u64).filter(|d| *d != 0),
         snapshot_index: m.snapshot.as_ref().map(|l| l.index),
         purged_index: m.purged.as_ref().map(|l| l.index),
         voters: membership.voter_ids().collect(),
@@ -657,7 +671,11 @@ pub async fn do_heartbeat(node: &Node, hb: Heartbeat, forwarded: bool) -> Result
             Kind::Heartbeat(pb::NodeHeartbeat {
                 node_id: info.id,
                 applied_index: hb.applied_index,
-                load: Some(pb::NodeLoad { cpu_load: hb.cpu_load, running_tasks: 0 }),
+                load: Some(pb::NodeLoad {
+                    cpu_load: hb.cpu_load,
+                    running_tasks: hb.running_tasks,
+                    worker_slots: hb.worker_slots,
+                }),
             })
         };
         let (_, log_index) = node.propose(kind).await?;
@@ -682,6 +700,8 @@ pub struct HealthView {
     pub reason: Option<String>,
     /// The node's long-lived components and how often they were restarted.
     pub components: Vec<crate::supervisor::ComponentView>,
+    /// Current worker pool size.
+    pub worker_pool_size: usize,
 }
 
 pub fn do_health(node: &Node) -> HealthView {
@@ -720,5 +740,6 @@ pub fn do_health(node: &Node) -> HealthView {
         ready: reason.is_none(),
         reason,
         components: node.supervisor.components(),
+        worker_pool_size: node.pool_size.load(std::sync::atomic::Ordering::Relaxed),
     }
 }

@@ -56,14 +56,18 @@ const START_REPORT_AFTER: Duration = Duration::from_millis(20);
 pub async fn run(node: SharedNode) {
     let (tx, rx) = mpsc::channel(65_536);
     let worker = Worker {
-        slots: Arc::new(Semaphore::new(node.cfg.scaling.max_workers.max(1))),
+        slots: Arc::new(Semaphore::new(node.pool_size.load(std::sync::atomic::Ordering::Relaxed))),
         inflight: Default::default(),
         tx,
         node: node.clone(),
     };
-    metrics::gauge!("synod_worker_pool_size").set(node.cfg.scaling.max_workers as f64);
-    tokio::spawn(flusher(node.clone(), rx));
-    tokio::spawn(worker.clone().renewer());
+    metrics::gauge!("synod_worker_pool_size").set(node.pool_size.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    // Helpers stop with the worker (a supervisor restart must not double them).
+    let _helpers = [
+        AbortOnDrop(tokio::spawn(flusher(node.clone(), rx))),
+        AbortOnDrop(tokio::spawn(worker.clone().renewer())),
+        AbortOnDrop(tokio::spawn(worker.clone().autoscale())),
+    ];
     let mut watch = node.raft.raft.metrics();
     loop {
         if let Err(e) = worker.scan() {
@@ -74,7 +78,73 @@ pub async fn run(node: SharedNode) {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Worker {
+    /// Grows the pool (doubling, up to `scaling.max_workers`) while every
+    /// worker is busy, tasks wait in the queue and the CPU has room; shrinks
+    /// it (halving, down to `min_workers`) after `scale_down_idle` at under
+    /// half use. Never more often than `scaling.cooldown`. The heartbeat
+    /// advertises the size, so the leader places no more than that here.
+    async fn autoscale(self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sc = self.node.cfg.scaling.clone();
+        let (min, max) = (sc.min_workers.clamp(1, sc.max_workers.max(1)), sc.max_workers.max(1));
+        let mut last_change = Instant::now();
+        let mut busy_since = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let size = self.node.pool_size.load(Relaxed);
+            let in_flight = self.inflight.lock().expect("worker map lock is never poisoned").len();
+            if in_flight * 2 > size {
+                busy_since = Instant::now();
+            }
+            if last_change.elapsed() < sc.cooldown.get() {
+                continue;
+            }
+            let queued: u64 = match self.node.raft.store.task_counters() {
+                Ok(c) => c.iter().filter(|(_, name, _)| name == "queued").map(|(_, _, v)| *v).sum(),
+                Err(_) => continue,
+            };
+            let nodes = self.node.raft.metrics().membership_config.membership().nodes().count().max(1) as u64;
+            let backlog_per_worker = queued / nodes / size.max(1) as u64;
+            let new = if in_flight >= size
+                && backlog_per_worker >= sc.scale_up_queue_depth as u64
+                && crate::server::cpu_load() < sc.cpu_high
+                && size < max
+            {
+                (size * 2).min(max)
+            } else if size > min && busy_since.elapsed() >= sc.scale_down_idle.get() {
+                (size / 2).max(min)
+            } else {
+                continue;
+            };
+            if new > size {
+                self.slots.add_permits(new - size);
+            } else {
+                // Permits in use come back later; take what is free now and
+                // the rest as runs finish.
+                let slots = self.slots.clone();
+                let excess = size - new;
+                tokio::spawn(async move {
+                    if let Ok(p) = slots.acquire_many_owned(excess as u32).await {
+                        p.forget();
+                    }
+                });
+            }
+            self.node.pool_size.store(new, Relaxed);
+            last_change = Instant::now();
+            metrics::gauge!("synod_worker_pool_size").set(new as f64);
+            tracing::info!(from = size, to = new, queued, in_flight, "worker pool resized");
+        }
+    }
+
     fn scan(&self) -> anyhow::Result<()> {
         let leases = self.node.raft.store.leased_tasks(Some(self.node.id()))?;
         let mut inflight = self.inflight.lock().expect("worker map lock is never poisoned");

@@ -271,7 +271,7 @@ impl Default for SecurityConfig {
     }
 }
 
-/// `scaling:` — the worker pool of each node.
+/// `scaling:` — the worker pool of each node and the cluster autoscaler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScalingConfig {
@@ -291,19 +291,29 @@ pub struct ScalingConfig {
     pub recovery_timeout: Dur,
     /// How long a draining node waits for its running tasks.
     pub drain_deadline: Dur,
+    /// Fewest nodes the cluster autoscaler asks for.
+    pub min_nodes: usize,
+    /// Most nodes the cluster autoscaler asks for.
+    pub max_nodes: usize,
+    /// Command run (through `sh -c`, with the desired node count appended as
+    /// an argument) when the desired node count changes; none by default.
+    pub hook: Option<String>,
 }
 
 impl Default for ScalingConfig {
     fn default() -> Self {
         ScalingConfig {
-            min_workers: 1,
+            min_workers: 8,
             max_workers: 32,
             scale_up_queue_depth: 4,
             scale_down_idle: Dur::from_secs(30),
             cpu_high: 0.85,
-            cooldown: Dur::from_secs(10),
+            cooldown: Dur::from_secs(5),
             recovery_timeout: Dur::from_secs(5),
             drain_deadline: Dur::from_secs(60),
+            min_nodes: 1,
+            max_nodes: 7,
+            hook: None,
         }
     }
 }

@@ -137,6 +137,13 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
         format!("scaling.min_workers ({}) must be at most scaling.max_workers ({})", sc.min_workers, sc.max_workers)
     })?;
     at_least(sc.scale_up_queue_depth, 1, "scaling.scale_up_queue_depth")?;
+    at_least(sc.min_nodes, 1, "scaling.min_nodes")?;
+    rule(sc.min_nodes <= sc.max_nodes, "scaling.min_nodes", || {
+        format!("scaling.min_nodes ({}) must be at most scaling.max_nodes ({})", sc.min_nodes, sc.max_nodes)
+    })?;
+    rule(sc.hook.as_ref().is_none_or(|h| !h.trim().is_empty()), "scaling.hook", || {
+        "scaling.hook must not be empty".to_string()
+    })?;
     fraction(sc.cpu_high, "scaling.cpu_high")?;
 
     let v = &c.vector_db;

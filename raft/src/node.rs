@@ -46,6 +46,11 @@ pub struct RaftConfig {
     pub peer_addr_overrides: BTreeMap<u64, String>,
 }
 
+type MembershipResult = std::result::Result<
+    openraft::raft::ClientWriteResponse<crate::TypeConfig>,
+    openraft::errors::RaftError<crate::TypeConfig, ClientWriteError<crate::TypeConfig>>,
+>;
+
 /// A committed write: the state machine's answer and the entry's index.
 #[derive(Debug, Clone)]
 pub struct WriteOutcome {
@@ -274,28 +279,45 @@ impl RaftNode {
         }
     }
 
+    /// Runs a membership change, waiting (up to the write timeout) while an
+    /// earlier change is still in its joint phase instead of failing.
+    async fn change<F, Fut>(&self, f: F) -> Result<u64>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = MembershipResult>,
+    {
+        let deadline = Instant::now() + self.write_timeout;
+        loop {
+            match f().await {
+                Ok(r) => return Ok(r.log_id.index),
+                Err(e) => {
+                    let in_progress = matches!(
+                        e.api_error(),
+                        Some(ClientWriteError::ChangeMembershipError(
+                            openraft::errors::ChangeMembershipError::InProgress(_)
+                        ))
+                    );
+                    if in_progress && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    return Err(Self::membership_err(e));
+                }
+            }
+        }
+    }
+
     pub async fn add_learner(&self, id: u64, node: SynodNode) -> Result<u64> {
-        let r = self.raft.add_learner(id, node, false).await.map_err(Self::membership_err)?;
-        Ok(r.log_id.index)
+        self.change(|| self.raft.add_learner(id, node.clone(), false)).await
     }
 
     pub async fn promote(&self, id: u64) -> Result<u64> {
-        let r = self
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds([id].into()), true)
-            .await
-            .map_err(Self::membership_err)?;
-        Ok(r.log_id.index)
+        self.change(|| self.raft.change_membership(ChangeMembers::AddVoterIds([id].into()), true)).await
     }
 
     /// Turns a voter into a learner.
     pub async fn demote(&self, id: u64) -> Result<u64> {
-        let r = self
-            .raft
-            .change_membership(ChangeMembers::RemoveVoters([id].into()), true)
-            .await
-            .map_err(Self::membership_err)?;
-        Ok(r.log_id.index)
+        self.change(|| self.raft.change_membership(ChangeMembers::RemoveVoters([id].into()), true)).await
     }
 
     /// Removes a node from the cluster, voter or learner.
@@ -304,21 +326,12 @@ impl RaftNode {
         let is_voter = m.membership_config.membership().voter_ids().any(|v| v == id);
         let mut index = 0;
         if is_voter {
-            let r = self
-                .raft
-                .change_membership(ChangeMembers::RemoveVoters([id].into()), false)
-                .await
-                .map_err(Self::membership_err)?;
-            index = r.log_id.index;
+            index =
+                self.change(|| self.raft.change_membership(ChangeMembers::RemoveVoters([id].into()), false)).await?;
         }
         let still_there = self.metrics().membership_config.membership().get_node(&id).is_some();
         if still_there {
-            let r = self
-                .raft
-                .change_membership(ChangeMembers::RemoveNodes([id].into()), false)
-                .await
-                .map_err(Self::membership_err)?;
-            index = r.log_id.index;
+            index = self.change(|| self.raft.change_membership(ChangeMembers::RemoveNodes([id].into()), false)).await?;
         }
         Ok(index)
     }

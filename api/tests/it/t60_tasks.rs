@@ -338,3 +338,51 @@ async fn a_draining_node_hands_its_tasks_back_after_the_deadline() {
         t.http.post(format!("{}/tasks/{id}/cancel", t.nodes[leader].url())).send().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_grows_the_worker_pool_and_the_desired_node_count() {
+    let hook_dir = tempfile::tempdir().unwrap();
+    let hook_file = hook_dir.path().join("desired");
+    let set = |kv: String| ["--set".to_string(), kv];
+    let mut extra = fast_args();
+    for kv in [
+        "scaling.min_workers=2".to_string(),
+        "scaling.max_workers=8".to_string(),
+        "scaling.cooldown=1s".to_string(),
+        "scaling.max_nodes=3".to_string(),
+        format!("scaling.hook=echo >> {}", hook_file.display()),
+    ] {
+        extra.extend(set(kv));
+    }
+    let t = must_single(&extra).await;
+    let (_, h) = t.get(0, "/health").await.unwrap();
+    assert_eq!(h["worker_pool_size"], 2, "{h}");
+
+    let tasks: Vec<Value> = (0..100).map(|_| json!({"type": "sleep", "payload": {"ms": 2000}})).collect();
+    let (code, v) = submit(&t, 0, json!({"tasks": tasks})).await;
+    assert_eq!(code, 200, "{v}");
+    let ids: Vec<String> =
+        v["tasks"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect();
+
+    t.wait_for("the pool to grow", READY, || async {
+        let (_, h) = t.get(0, "/health").await.ok()?;
+        (h["worker_pool_size"].as_u64()? > 2).then_some(())
+    })
+    .await
+    .unwrap();
+    t.wait_for("the desired node count to reach max_nodes", READY, || async {
+        let s = t.status(0).await.ok()?;
+        (s["desired_nodes"] == 3).then_some(())
+    })
+    .await
+    .unwrap();
+    t.wait_for("the scale hook to run with 3", READY, || async {
+        let text = std::fs::read_to_string(&hook_file).ok()?;
+        text.lines().any(|l| l.trim() == "3").then_some(())
+    })
+    .await
+    .unwrap();
+    for id in &ids {
+        t.http.post(format!("{}/tasks/{id}/cancel", t.nodes[0].url())).send().await.unwrap();
+    }
+}
