@@ -114,6 +114,14 @@ impl LocalCluster {
         }
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, ...) to node `i`'s process.
+    pub fn signal(&self, i: usize, sig: &str) -> anyhow::Result<()> {
+        let Some(c) = &self.nodes[i].child else { bail!("node {i} is not running") };
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -{sig} failed for node {i}");
+        Ok(())
+    }
+
     /// SIGTERM, then wait for the exit status.
     pub fn stop(&mut self, i: usize) -> anyhow::Result<std::process::ExitStatus> {
         let Some(mut c) = self.nodes[i].child.take() else { bail!("node {i} is not running") };

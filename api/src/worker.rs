@@ -291,7 +291,19 @@ async fn flusher(node: SharedNode, mut rx: mpsc::Receiver<Report>) {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 match node.raft.write(&cmd).await {
-                    Ok(_) => break,
+                    Ok(out) => {
+                        // Reports for attempts that are no longer current (this
+                        // node was presumed lost and the task moved on) are
+                        // refused by apply(): count them, they change nothing.
+                        if let Some(pb::command_result::Outcome::Batch(b)) = out.result.outcome {
+                            let stale = b.items.iter().filter(|i| i.rejected.is_some()).count();
+                            if stale > 0 {
+                                metrics::counter!("synod_tasks_stale_reports_total").increment(stale as u64);
+                                tracing::info!(stale, "reports for superseded attempts were refused");
+                            }
+                        }
+                        break;
+                    }
                     Err(e) if Instant::now() < deadline => {
                         tracing::warn!(error = %e, "reporting task progress; retrying");
                         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -162,13 +162,16 @@ async fn cancel_retry_timeout_and_dead_letter() {
     assert_eq!(v["finished"], false);
 }
 
+static SUBMIT_RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Submits `n` tasks in batches through every node and returns their ids.
 async fn submit_many(t: &TestCluster, via: &[usize], n: usize, sleep_ms: u64) -> Vec<String> {
+    let run = SUBMIT_RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut ids = Vec::new();
     for (b, chunk) in (0..n).collect::<Vec<_>>().chunks(100).enumerate() {
         let tasks: Vec<Value> = chunk
             .iter()
-            .map(|i| json!({"type": "sleep", "payload": {"ms": sleep_ms}, "idempotency_key": format!("k{i}")}))
+            .map(|i| json!({"type": "sleep", "payload": {"ms": sleep_ms}, "idempotency_key": format!("run{run}-k{i}")}))
             .collect();
         let node = via[b % via.len()];
         let (code, v) = submit(t, node, json!({"tasks": tasks})).await;
@@ -218,7 +221,8 @@ async fn every_task_succeeds_once_when_a_worker_and_then_the_leader_die() {
     // Now the leader dies mid-run.
     t.start(worker).unwrap();
     t.wait_ready(worker, READY).await.unwrap();
-    let more = submit_many(&t, &[worker, other], 300, 20).await;
+    let more = submit_many(&t, &[worker, other], 1000, 20).await;
+    assert!(more.iter().all(|id| !ids.contains(id)), "the second run's tasks are new ones");
     t.kill(leader);
     let survivor = t
         .wait_for("a new leader", READY, || async {
@@ -385,4 +389,55 @@ async fn backlog_grows_the_worker_pool_and_the_desired_node_count() {
     for id in &ids {
         t.http.post(format!("{}/tasks/{id}/cancel", t.nodes[0].url())).send().await.unwrap();
     }
+}
+
+/// A worker that stops (SIGSTOP) longer than the recovery timeout loses its
+/// tasks; when it resumes, its completions carry stale epochs and apply()
+/// refuses them: every task still succeeds exactly once, elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_from_a_paused_worker_are_fenced_off() {
+    let t = must_three(&fast_args()).await;
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let paused = (leader + 1) % 3;
+    let paused_id = t.node_id(paused).await.unwrap();
+    let ids = submit_many(&t, &[leader], 48, 2000).await;
+    let victims = t
+        .wait_for("tasks running on the worker to pause", READY, || async {
+            let mut on = Vec::new();
+            for id in &ids {
+                let s = must_status(&t, leader, id).await;
+                if s["state"] == "running" && s["node_id"] == paused_id {
+                    on.push(id.clone());
+                }
+            }
+            (!on.is_empty()).then_some(on)
+        })
+        .await
+        .unwrap();
+    t.signal(paused, "STOP").unwrap();
+    for id in &victims {
+        t.wait_for("the task to move on", READY, || async {
+            let s = must_status(&t, leader, id).await;
+            (s["node_id"] != paused_id || s["state"] == "succeeded").then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    t.signal(paused, "CONT").unwrap();
+    must_all_succeed(&t, leader, &ids).await;
+    for id in &victims {
+        let s = must_status(&t, leader, id).await;
+        let attempts = s["attempts"].as_array().unwrap();
+        // The paused attempt was superseded, and the task succeeded by the
+        // attempt holding the current epoch (possibly on the resumed node).
+        assert_eq!(attempts[0]["node_id"], paused_id, "{s}");
+        assert!(attempts[0]["error"].as_str().unwrap_or("").contains("node lost"), "{s}");
+        assert_eq!(attempts.last().unwrap()["epoch"], s["lease_epoch"], "{s}");
+        assert!(attempts.len() >= 2, "{s}");
+    }
+    t.wait_for("the paused worker's stale reports to be refused", READY, || async {
+        (metric(&t, paused, "synod_tasks_stale_reports_total").await >= 1.0).then_some(())
+    })
+    .await
+    .unwrap();
 }
