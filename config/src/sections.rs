@@ -303,7 +303,7 @@ pub struct ScalingConfig {
 impl Default for ScalingConfig {
     fn default() -> Self {
         ScalingConfig {
-            min_workers: 8,
+            min_workers: 16,
             max_workers: 32,
             scale_up_queue_depth: 4,
             scale_down_idle: Dur::from_secs(30),

@@ -43,7 +43,7 @@ fn defaults_match_the_documented_values() {
     assert_eq!(c.security.jwt_algorithm, "HS256");
     assert_eq!(c.security.token_ttl, Dur::from_secs(3600));
     assert!(!c.security.tls.is_enabled());
-    assert_eq!(c.scaling.min_workers, 8);
+    assert_eq!(c.scaling.min_workers, 16);
     assert_eq!(c.scaling.max_workers, 32);
     assert_eq!(c.scaling.cpu_high, 0.85);
     assert_eq!(c.vector_db.max_dimension, 4096);
