@@ -29,7 +29,7 @@ pub fn params(node: &crate::service::Node) -> Params {
 
 pub fn build_view(node: &crate::service::Node, now: u64) -> anyhow::Result<View> {
     let store = &node.raft.store;
-    let nodes = store
+    let nodes: Vec<NodeView> = store
         .list_nodes()?
         .into_iter()
         .filter_map(|r| {
@@ -55,8 +55,27 @@ pub fn build_view(node: &crate::service::Node, now: u64) -> anyhow::Result<View>
             })
         })
         .collect();
-    let queued = store
-        .queued_tasks(PER_TENANT_WINDOW)?
+    let leased: Vec<LeasedTask> = store
+        .leased_tasks(None)?
+        .into_iter()
+        .map(|l| LeasedTask {
+            tenant: l.tenant,
+            id: l.id,
+            node_id: l.node_id,
+            epoch: l.entry.epoch,
+            lease_deadline_ms: l.entry.deadline_ms,
+        })
+        .collect();
+    // A round cannot place more tasks than there are free slots, so each
+    // tenant's window of queued tasks need not be longer than that.
+    let free: usize = nodes
+        .iter()
+        .filter(|n| n.liveness == Liveness::Alive && !n.draining)
+        .map(|n| (n.worker_slots as usize).saturating_sub(leased.iter().filter(|l| l.node_id == n.id).count()))
+        .sum();
+    let window = free.clamp(16, PER_TENANT_WINDOW);
+    let queued: Vec<QueuedTask> = store
+        .queued_tasks(window)?
         .into_iter()
         .map(|q| QueuedTask {
             tenant: q.tenant,
@@ -66,17 +85,6 @@ pub fn build_view(node: &crate::service::Node, now: u64) -> anyhow::Result<View>
             required_labels: q.entry.labels,
             enqueued_at_ms: q.entry.enqueued_at_ms,
             not_before_ms: q.entry.not_before_ms,
-        })
-        .collect();
-    let leased = store
-        .leased_tasks(None)?
-        .into_iter()
-        .map(|l| LeasedTask {
-            tenant: l.tenant,
-            id: l.id,
-            node_id: l.node_id,
-            epoch: l.entry.epoch,
-            lease_deadline_ms: l.entry.deadline_ms,
         })
         .collect();
     Ok(View { nodes, queued, leased, tenant_weights: Default::default() })
@@ -156,6 +164,7 @@ pub async fn run(node: SharedNode) {
             continue;
         }
         let now = now_ms();
+        let round = std::time::Instant::now();
         let decisions = match build_view(&node, now) {
             Ok(view) => {
                 metrics::gauge!("synod_tasks_queued_visible").set(view.queued.len() as f64);
@@ -170,8 +179,17 @@ pub async fn run(node: SharedNode) {
             }
         };
         let (decisions, drained) = decisions;
+        metrics::histogram!("synod_scheduler_round_seconds").record(round.elapsed().as_secs_f64());
         if decisions.is_empty() && drained.is_empty() {
-            let _ = tokio::time::timeout(Duration::from_millis(50), watch.changed()).await;
+            // Nothing to do until something is applied (a submit, a
+            // completion) or a timer (backoff, lease, liveness) runs out.
+            let seen = synod_raft::applied_index(&node.raft.metrics());
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+            while synod_raft::applied_index(&node.raft.metrics()) == seen {
+                if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
+                    break;
+                }
+            }
             continue;
         }
         let mut kinds = to_commands(decisions);

@@ -69,9 +69,20 @@ pub async fn run(node: SharedNode) {
         AbortOnDrop(tokio::spawn(worker.clone().autoscale())),
     ];
     let mut watch = node.raft.raft.metrics();
+    let mut last_scan = Instant::now();
+    let mut scanned_at_index = None;
     loop {
-        if let Err(e) = worker.scan() {
-            tracing::warn!(error = %e, "scanning leases");
+        // Leases change only when entries are applied: skip the scan when
+        // nothing was (metrics also change for heartbeats and replication
+        // progress), but rescan every 100 ms regardless.
+        let applied = synod_raft::applied_index(&node.raft.metrics());
+        if scanned_at_index != Some(applied) || last_scan.elapsed() >= Duration::from_millis(100) {
+            scanned_at_index = Some(applied);
+            last_scan = Instant::now();
+            if let Err(e) = worker.scan() {
+                tracing::warn!(error = %e, "scanning leases");
+            }
+            metrics::histogram!("synod_worker_scan_seconds").record(last_scan.elapsed().as_secs_f64());
         }
         use openraft::rt::WatchReceiver;
         let _ = tokio::time::timeout(Duration::from_millis(100), watch.changed()).await;
