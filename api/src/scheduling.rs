@@ -15,6 +15,9 @@ use crate::service::{SharedNode, command, now_ms};
 /// How often the task indexes are compacted (see `Store::compact_task_indexes`).
 const COMPACT_EVERY: Duration = Duration::from_secs(5);
 
+/// Least time between two rounds that found nothing to do.
+const IDLE_ROUND_GAP: Duration = Duration::from_millis(10);
+
 /// Queued tasks per tenant the leader looks at in one round.
 const PER_TENANT_WINDOW: usize = 512;
 
@@ -190,6 +193,10 @@ pub async fn run(node: SharedNode) {
                     break;
                 }
             }
+            // Under a stream of unrelated writes (labels, heartbeats) an idle
+            // scheduler would rebuild its view for each one: at most one idle
+            // round per IDLE_ROUND_GAP.
+            tokio::time::sleep_until((round + IDLE_ROUND_GAP).into()).await;
             continue;
         }
         let mut kinds = to_commands(decisions);
