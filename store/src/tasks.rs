@@ -201,6 +201,18 @@ fn check_lease(rec: &TaskRecord, r: &pb::TaskRef, node: Option<u64>) -> Option<I
     None
 }
 
+/// The task `r` names, if it exists and `r` holds its current lease (on
+/// `node`, when given); otherwise the item's rejection.
+fn load_leased(ctx: &BatchCtx<'_>, r: &pb::TaskRef, node: Option<u64>) -> Result<Result<TaskRecord, ItemResult>> {
+    let Some(rec) = load(ctx, &r.tenant, &r.id)? else {
+        return Ok(Err(item_rejected(&r.id, RejectCode::NotFound, "no such task")));
+    };
+    Ok(match check_lease(&rec, r, node) {
+        Some(rejected) => Err(rejected),
+        None => Ok(rec),
+    })
+}
+
 pub fn state_name(s: TaskState) -> &'static str {
     match s {
         TaskState::Unspecified => "unspecified",
@@ -286,14 +298,13 @@ pub(crate) fn assign(ctx: &mut BatchCtx<'_>, c: pb::AssignTasks, now: u64) -> Re
 pub(crate) fn start(ctx: &mut BatchCtx<'_>, c: pb::StartTasks, now: u64) -> Result<CommandResult> {
     let mut items = Vec::with_capacity(c.tasks.len());
     for r in c.tasks {
-        let Some(mut rec) = load(ctx, &r.tenant, &r.id)? else {
-            items.push(item_rejected(&r.id, RejectCode::NotFound, "no such task"));
-            continue;
+        let mut rec = match load_leased(ctx, &r, Some(c.node_id))? {
+            Ok(rec) => rec,
+            Err(rejected) => {
+                items.push(rejected);
+                continue;
+            }
         };
-        if let Some(rej) = check_lease(&rec, &r, Some(c.node_id)) {
-            items.push(rej);
-            continue;
-        }
         if state(&rec) == TaskState::Assigned {
             rec.state = TaskState::Running as i32;
             if let Some(a) = rec.attempts.last_mut() {
@@ -312,14 +323,13 @@ pub(crate) fn renew(ctx: &mut BatchCtx<'_>, c: pb::RenewLeases) -> Result<Comman
     let mut items = Vec::with_capacity(c.renewals.len());
     for rn in c.renewals {
         let r = rn.task.unwrap_or_default();
-        let Some(mut rec) = load(ctx, &r.tenant, &r.id)? else {
-            items.push(item_rejected(&r.id, RejectCode::NotFound, "no such task"));
-            continue;
+        let mut rec = match load_leased(ctx, &r, Some(c.node_id))? {
+            Ok(rec) => rec,
+            Err(rejected) => {
+                items.push(rejected);
+                continue;
+            }
         };
-        if let Some(rej) = check_lease(&rec, &r, Some(c.node_id)) {
-            items.push(rej);
-            continue;
-        }
         rec.lease_deadline_ms = rec.lease_deadline_ms.max(rn.lease_deadline_ms);
         put_lease(ctx, &rec);
         save(ctx, &rec);
@@ -332,14 +342,13 @@ pub(crate) fn complete(ctx: &mut BatchCtx<'_>, c: pb::CompleteTasks, now: u64) -
     let mut items = Vec::with_capacity(c.completions.len());
     for done in c.completions {
         let r = done.task.unwrap_or_default();
-        let Some(mut rec) = load(ctx, &r.tenant, &r.id)? else {
-            items.push(item_rejected(&r.id, RejectCode::NotFound, "no such task"));
-            continue;
+        let mut rec = match load_leased(ctx, &r, Some(c.node_id))? {
+            Ok(rec) => rec,
+            Err(rejected) => {
+                items.push(rejected);
+                continue;
+            }
         };
-        if let Some(rej) = check_lease(&rec, &r, Some(c.node_id)) {
-            items.push(rej);
-            continue;
-        }
         rec.updated_at_ms = now;
         let old = state(&rec);
         match done.result {
@@ -397,14 +406,13 @@ pub(crate) fn requeue(ctx: &mut BatchCtx<'_>, c: pb::RequeueTasks, now: u64) -> 
     };
     let mut items = Vec::with_capacity(c.tasks.len());
     for r in c.tasks {
-        let Some(mut rec) = load(ctx, &r.tenant, &r.id)? else {
-            items.push(item_rejected(&r.id, RejectCode::NotFound, "no such task"));
-            continue;
+        let mut rec = match load_leased(ctx, &r, None)? {
+            Ok(rec) => rec,
+            Err(rejected) => {
+                items.push(rejected);
+                continue;
+            }
         };
-        if let Some(rej) = check_lease(&rec, &r, None) {
-            items.push(rej);
-            continue;
-        }
         rec.updated_at_ms = now;
         let old = state(&rec);
         let tenant = r.tenant.clone();
