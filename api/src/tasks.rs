@@ -115,10 +115,11 @@ fn json_of(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-pub fn view(rec: &pb::TaskRecord) -> TaskView {
+pub fn view(store: &synod_store::Store, rec: &pb::TaskRecord) -> Result<TaskView> {
+    let payload = store.task_payload(rec)?;
     let spec = rec.spec.clone().unwrap_or_default();
     let state = TaskState::try_from(rec.state).unwrap_or(TaskState::Unspecified);
-    TaskView {
+    Ok(TaskView {
         id: spec.id,
         tenant: spec.tenant,
         task_type: spec.task_type,
@@ -146,8 +147,8 @@ pub fn view(rec: &pb::TaskRecord) -> TaskView {
             .collect(),
         cancel_requested: rec.cancel_requested,
         error: Some(rec.error.clone()).filter(|e| !e.is_empty()),
-        payload: json_of(&spec.payload),
-    }
+        payload: json_of(&payload),
+    })
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -265,18 +266,22 @@ fn load(node: &Node, id: &str) -> Result<pb::TaskRecord> {
 }
 
 pub fn do_task_status(node: &Node, id: &str) -> Result<TaskView> {
-    Ok(view(&load(node, id)?))
+    view(&node.raft.store, &load(node, id)?)
 }
 
-fn result_view(rec: &pb::TaskRecord) -> ResultView {
+fn result_view(store: &synod_store::Store, rec: &pb::TaskRecord) -> Result<ResultView> {
     let state = TaskState::try_from(rec.state).unwrap_or(TaskState::Unspecified);
-    ResultView {
+    let result = match state {
+        TaskState::Succeeded => Some(json_of(&store.task_result(rec)?)),
+        _ => None,
+    };
+    Ok(ResultView {
         id: rec.spec.as_ref().map(|s| s.id.clone()).unwrap_or_default(),
         state: state_name(state).to_string(),
         finished: is_terminal(state),
-        result: (state == TaskState::Succeeded).then(|| json_of(&rec.result)),
+        result,
         error: Some(rec.error.clone()).filter(|e| !e.is_empty() && is_terminal(state)),
-    }
+    })
 }
 
 /// The result when the task is finished; with `wait`, long-polls up to that
@@ -285,7 +290,7 @@ pub async fn do_task_result(node: &Node, id: &str, wait: Duration) -> Result<Res
     let deadline = Instant::now() + wait.min(Duration::from_secs(60));
     let mut applied = node.raft.raft.metrics();
     loop {
-        let v = result_view(&load(node, id)?);
+        let v = result_view(&node.raft.store, &load(node, id)?)?;
         if v.finished || Instant::now() >= deadline {
             return Ok(v);
         }
@@ -324,7 +329,8 @@ pub fn do_list_tasks(node: &Node, q: ListQuery) -> Result<TaskList> {
         state.is_none_or(|s| r.state == s as i32)
             && ty.as_ref().is_none_or(|t| r.spec.as_ref().is_some_and(|s| &s.task_type == t))
     })?;
-    Ok(TaskList { tasks: recs.iter().map(view).collect(), next_cursor: next })
+    let tasks = recs.iter().map(|r| view(&node.raft.store, r)).collect::<Result<Vec<_>>>()?;
+    Ok(TaskList { tasks, next_cursor: next })
 }
 
 pub async fn do_cancel_task(node: &Node, id: &str) -> Result<TaskView> {
@@ -333,7 +339,7 @@ pub async fn do_cancel_task(node: &Node, id: &str) -> Result<TaskView> {
         .write(&command(Kind::CancelTask(pb::CancelTask { tenant: DEFAULT_TENANT.into(), id: id.to_string() })))
         .await?;
     match out.result.outcome {
-        Some(Outcome::Task(rec)) => Ok(view(&rec)),
+        Some(Outcome::Task(rec)) => view(&node.raft.store, &rec),
         Some(Outcome::Rejected(r)) if r.code == pb::RejectCode::NotFound as i32 => Err(ApiError::NotFound(r.message)),
         Some(Outcome::Rejected(r)) => Err(ApiError::FailedPrecondition { message: r.message, details: None }),
         other => Err(ApiError::Internal(format!("unexpected cancel outcome {other:?}"))),

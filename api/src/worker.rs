@@ -198,7 +198,10 @@ impl Worker {
         let tref = pb::TaskRef { tenant: tenant.clone(), id: id.clone(), epoch };
         let rec = match self.node.raft.store.get_task(&tenant, &id) {
             Ok(Some(r)) => r,
-            _ => return,
+            _ => {
+                self.forget(&key, epoch);
+                return;
+            }
         };
         let spec = rec.spec.clone().unwrap_or_default();
         let started = Instant::now();
@@ -206,7 +209,19 @@ impl Worker {
             let wait = now_ms().saturating_sub(rec.enqueued_at_ms) as f64 / 1000.0;
             metrics::histogram!("synod_tasks_queue_wait_seconds").record(wait);
         }
-        let payload: serde_json::Value = serde_json::from_slice(&spec.payload).unwrap_or(serde_json::Value::Null);
+        let payload: serde_json::Value = match self.node.raft.store.task_payload(&rec) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            Err(e) => {
+                tracing::error!(task = %id, error = %e, "task payload unreadable");
+                let error = format!("payload unreadable on node {}: {e}", self.node.id());
+                let _ = self
+                    .tx
+                    .send(Report::Done(pb::Completion { task: Some(tref), result: None, error, retryable: true }))
+                    .await;
+                self.forget(&key, epoch);
+                return;
+            }
+        };
         let ctx =
             TaskContext { task_id: id.clone(), tenant: tenant.clone(), attempt: rec.attempts.len() as u32, cancel };
         let timeout = Duration::from_millis(spec.timeout_ms.max(1));
@@ -237,9 +252,15 @@ impl Worker {
             Err(e) => pb::Completion { task: Some(tref), result: None, error: e.to_string(), retryable: e.retryable() },
         };
         let _ = self.tx.send(Report::Done(completion)).await;
+        self.forget(&key, epoch);
+    }
+
+    /// Drops a finished run from the in-flight map (unless a newer attempt
+    /// of the same task took its place).
+    fn forget(&self, key: &Key, epoch: u64) {
         let mut inflight = self.inflight.lock().expect("worker map lock is never poisoned");
-        if inflight.get(&key).is_some_and(|f| f.epoch == epoch) {
-            inflight.remove(&key);
+        if inflight.get(key).is_some_and(|f| f.epoch == epoch) {
+            inflight.remove(key);
         }
     }
 

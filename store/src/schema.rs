@@ -10,12 +10,28 @@ pub const CF_RAFT_META: &str = "raft_meta";
 pub const CF_SM_DATA: &str = "sm_data";
 /// State-machine metadata: applied log id, membership, snapshot metadata.
 pub const CF_SM_META: &str = "sm_meta";
+/// Large task payloads and results, kept out of the records the scheduler
+/// scans (state-machine data, in snapshots).
+pub const CF_BLOBS: &str = "blobs";
 
 /// Every column family, in the order they are opened.
-pub const ALL_CFS: [&str; 4] = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META];
+pub const ALL_CFS: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_BLOBS];
 
 /// State-machine column families: what a snapshot holds.
-pub const SM_CFS: [&str; 2] = [CF_SM_DATA, CF_SM_META];
+pub const SM_CFS: [&str; 3] = [CF_SM_DATA, CF_SM_META, CF_BLOBS];
+
+/// Payloads and results larger than this live in [`CF_BLOBS`].
+pub const INLINE_LIMIT: usize = 16 * 1024;
+
+/// `t/<tenant>/blob/<id>/<part>` in [`CF_BLOBS`]; part is `payload` or `result`.
+pub fn blob_key(tenant: &str, id: &str, part: &str) -> Vec<u8> {
+    let mut k = tenant_prefix(tenant);
+    k.extend_from_slice(b"blob/");
+    k.extend_from_slice(id.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(part.as_bytes());
+    k
+}
 
 // ---- keys in CF_RAFT_META
 

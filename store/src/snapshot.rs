@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! "SYNODSNP" | u32 format | records... | 0x00 | u64 FNV-1a of everything before
-//! record = u8 cf (1 = sm_data, 2 = sm_meta) | u32 key len | key | u32 value len | value
+//! record = u8 cf (1 = sm_data, 2 = sm_meta, 3 = blobs) | u32 key len | key | u32 value len | value
 //! ```
 //!
 //! Installing reads and verifies the whole file first, then replaces both
@@ -27,6 +27,7 @@ const SNAPSHOT_FORMAT: u32 = 1;
 const TAG_END: u8 = 0;
 const TAG_DATA: u8 = 1;
 const TAG_META: u8 = 2;
+const TAG_BLOB: u8 = 3;
 
 /// What a built snapshot covers: the opaque applied log id and membership
 /// read from the same consistent view as the data.
@@ -87,7 +88,7 @@ impl Store {
         let io = |e| Error::io("write snapshot", path)(e);
         w.write_all(MAGIC).map_err(io)?;
         w.write_all(&SNAPSHOT_FORMAT.to_be_bytes()).map_err(io)?;
-        for (tag, cf) in [(TAG_DATA, CF_SM_DATA), (TAG_META, CF_SM_META)] {
+        for (tag, cf) in [(TAG_DATA, CF_SM_DATA), (TAG_META, CF_SM_META), (TAG_BLOB, CF_BLOBS)] {
             let mut ro = ReadOptions::default();
             ro.set_snapshot(&snap);
             for item in self.db.iterator_cf_opt(self.cf(cf), ro, IteratorMode::Start) {
@@ -126,7 +127,9 @@ impl Store {
         let mut b = WriteBatch::default();
         let data = self.cf(CF_SM_DATA);
         let meta = self.cf(CF_SM_META);
+        let blobs = self.cf(CF_BLOBS);
         b.delete_range_cf(data, &b""[..], KEY_UPPER_BOUND);
+        b.delete_range_cf(blobs, &b""[..], KEY_UPPER_BOUND);
         for key in [KEY_APPLIED, KEY_MEMBERSHIP] {
             b.delete_cf(meta, key);
         }
@@ -141,6 +144,8 @@ impl Store {
                     info.membership = Some(v.clone());
                 }
                 b.put_cf(meta, &k, &v);
+            } else if tag == TAG_BLOB {
+                b.put_cf(blobs, &k, &v);
             } else {
                 b.put_cf(data, &k, &v);
             }
@@ -155,12 +160,14 @@ impl Store {
     /// every node that applied the same log prefix.
     pub fn state_digest(&self) -> Result<u64> {
         let mut h = Fnv::new();
-        for item in self.db.iterator_cf(self.cf(CF_SM_DATA), IteratorMode::Start) {
-            let (k, v) = item.map_err(Error::rocks("digest scan"))?;
-            h.update(&(k.len() as u32).to_be_bytes());
-            h.update(&k);
-            h.update(&(v.len() as u32).to_be_bytes());
-            h.update(&v);
+        for cf in [CF_SM_DATA, CF_BLOBS] {
+            for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
+                let (k, v) = item.map_err(Error::rocks("digest scan"))?;
+                h.update(&(k.len() as u32).to_be_bytes());
+                h.update(&k);
+                h.update(&(v.len() as u32).to_be_bytes());
+                h.update(&v);
+            }
         }
         Ok(h.0)
     }
@@ -197,7 +204,7 @@ fn read_snapshot(path: &Path) -> Result<Vec<Record>> {
         read_exact(&mut r, &mut tag, &mut hash)?;
         match tag[0] {
             TAG_END => break,
-            TAG_DATA | TAG_META => {}
+            TAG_DATA | TAG_META | TAG_BLOB => {}
             t => return Err(Error::corrupt("snapshot", format!("bad record tag {t}"))),
         }
         let field = |r: &mut BufReader<File>, hash: &mut Fnv| -> Result<Vec<u8>> {

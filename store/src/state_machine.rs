@@ -69,6 +69,11 @@ impl<'s> BatchCtx<'s> {
         self.overlay.insert(key, Some(value));
     }
 
+    /// Writes a blob (no read-your-writes: blobs are only read after apply).
+    pub(crate) fn put_blob(&mut self, key: Vec<u8>, value: &[u8]) {
+        self.batch.put_cf(self.store.cf(CF_BLOBS), key, value);
+    }
+
     pub(crate) fn delete(&mut self, key: Vec<u8>) {
         self.batch.delete_cf(self.store.cf(CF_SM_DATA), &key);
         self.overlay.insert(key, None);

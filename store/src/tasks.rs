@@ -252,7 +252,19 @@ pub(crate) fn submit(ctx: &mut BatchCtx<'_>, c: pb::SubmitTasks, now: u64) -> Re
             continue;
         }
         let id = spec.id.clone();
-        let mut rec = TaskRecord { spec: Some(spec), created_at_ms: now, updated_at_ms: now, ..Default::default() };
+        let mut spec = spec;
+        let payload_in_blob = spec.payload.len() > INLINE_LIMIT;
+        if payload_in_blob {
+            ctx.put_blob(blob_key(&spec.tenant, &spec.id, "payload"), &spec.payload);
+            spec.payload = Vec::new();
+        }
+        let mut rec = TaskRecord {
+            spec: Some(spec),
+            created_at_ms: now,
+            updated_at_ms: now,
+            payload_in_blob,
+            ..Default::default()
+        };
         enqueue(ctx, &mut rec, now, now);
         save_counted(ctx, &rec, None)?;
         items.push(item_ok(&id));
@@ -362,8 +374,14 @@ pub(crate) fn complete(ctx: &mut BatchCtx<'_>, c: pb::CompleteTasks, now: u64) -
                     }
                 }
                 rec.state = TaskState::Succeeded as i32;
-                rec.result = result;
                 rec.error.clear();
+                if result.len() > INLINE_LIMIT {
+                    ctx.put_blob(blob_key(&r.tenant, &r.id, "result"), &result);
+                    rec.result = Vec::new();
+                    rec.result_in_blob = true;
+                } else {
+                    rec.result = result;
+                }
             }
             None => after_failure(ctx, &mut rec, now, &done.error, done.retryable),
         }
@@ -470,6 +488,26 @@ impl Store {
             None => Ok(None),
             Some(v) => TaskRecord::decode(v.as_slice()).map(Some).map_err(|e| Error::corrupt("task record", e)),
         }
+    }
+
+    /// A task's payload, wherever it is kept.
+    pub fn task_payload(&self, rec: &TaskRecord) -> Result<Vec<u8>> {
+        let spec = rec.spec.as_ref().ok_or_else(|| Error::corrupt("task record", "missing spec"))?;
+        if !rec.payload_in_blob {
+            return Ok(spec.payload.clone());
+        }
+        self.get(CF_BLOBS, &blob_key(&spec.tenant, &spec.id, "payload"))?
+            .ok_or_else(|| Error::corrupt("task payload blob", format!("missing for {}", spec.id)))
+    }
+
+    /// A task's result, wherever it is kept (empty until it succeeded).
+    pub fn task_result(&self, rec: &TaskRecord) -> Result<Vec<u8>> {
+        let spec = rec.spec.as_ref().ok_or_else(|| Error::corrupt("task record", "missing spec"))?;
+        if !rec.result_in_blob {
+            return Ok(rec.result.clone());
+        }
+        self.get(CF_BLOBS, &blob_key(&spec.tenant, &spec.id, "result"))?
+            .ok_or_else(|| Error::corrupt("task result blob", format!("missing for {}", spec.id)))
     }
 
     /// The task id an idempotency key produced, if any.

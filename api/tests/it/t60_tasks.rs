@@ -85,6 +85,17 @@ async fn the_seed_example_runs_and_bad_submits_store_nothing() {
 }
 
 #[tokio::test]
+async fn large_payloads_round_trip_through_the_blob_store() {
+    let t = must_single(&[]).await;
+    let blob = "é".repeat(100_000);
+    let id = must_submit(&t, 0, json!({"type": "echo", "payload": {"blob": blob}})).await;
+    let r = must_result(&t, 0, &id).await;
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert_eq!(r["result"]["blob"].as_str().unwrap(), blob);
+    assert_eq!(must_status(&t, 0, &id).await["payload"]["blob"].as_str().unwrap(), blob);
+}
+
+#[tokio::test]
 async fn idempotent_submits_give_one_task() {
     let t = must_single(&[]).await;
     let a = must_submit(&t, 0, json!({"type": "echo", "payload": {"n": 1}, "idempotency_key": "order-42"})).await;

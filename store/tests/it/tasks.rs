@@ -223,3 +223,44 @@ fn counters_follow_every_transition() {
     assert_eq!(counters.get("acme/attempts"), Some(&2), "{counters:?}");
     assert_eq!(counters.get("acme/retries"), Some(&1), "{counters:?}");
 }
+
+#[test]
+fn large_payloads_and_results_live_in_the_blob_cf_and_travel_in_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let big = format!("{{\"blob\":\"{}\"}}", "x".repeat(40_000));
+    let mut s = spec("big", "", 1);
+    s.payload = big.clone().into_bytes();
+    must_apply(
+        &store,
+        1,
+        &[
+            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![s, spec("small", "", 1)] })),
+            cmd(2, assign("big", 1)),
+        ],
+    );
+    let (_, rec) = must_state(&store, "big");
+    assert!(rec.payload_in_blob);
+    assert!(rec.spec.as_ref().unwrap().payload.is_empty(), "the record stays small");
+    assert_eq!(store.task_payload(&rec).unwrap(), big.as_bytes());
+    let (_, small) = must_state(&store, "small");
+    assert!(!small.payload_in_blob);
+    assert_eq!(store.task_payload(&small).unwrap(), br#"{"text":"hi"}"#);
+
+    must_apply(&store, 3, &[cmd(3, complete("big", 1, 1, Some(&big), false))]);
+    let (state, rec) = must_state(&store, "big");
+    assert_eq!(state, TaskState::Succeeded);
+    assert!(rec.result_in_blob && rec.result.is_empty());
+    assert_eq!(store.task_result(&rec).unwrap(), big.as_bytes());
+
+    // A snapshot carries the blobs.
+    let path = dir.path().join("snap");
+    store.build_snapshot(&path).unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = must_open(other_dir.path());
+    other.install_snapshot(&path).unwrap();
+    let rec = other.get_task("acme", "big").unwrap().unwrap();
+    assert_eq!(other.task_result(&rec).unwrap(), big.as_bytes());
+    assert_eq!(other.task_payload(&rec).unwrap(), big.as_bytes());
+    assert_eq!(other.state_digest().unwrap(), store.state_digest().unwrap());
+}
