@@ -26,7 +26,8 @@ pub fn desired_nodes(
 ) -> usize {
     let per_node = if live_nodes == 0 { 1.0 } else { (live_slots as f64 / live_nodes as f64).max(1.0) };
     let mut want = (demand as f64 / (per_node * TARGET_UTILISATION)).ceil() as usize;
-    if live_nodes > 0 && avg_cpu > cpu_high {
+    // cpu_high = 1 turns the CPU rule off (a load average can exceed 1).
+    if live_nodes > 0 && cpu_high < 1.0 && avg_cpu > cpu_high {
         want = want.max(live_nodes + 1);
     }
     want.clamp(min.max(1), max.max(min.max(1)))

@@ -127,7 +127,7 @@ impl Worker {
             let backlog_per_worker = queued / nodes / size.max(1) as u64;
             let new = if in_flight >= size
                 && backlog_per_worker >= sc.scale_up_queue_depth as u64
-                && crate::server::cpu_load() < sc.cpu_high
+                && (sc.cpu_high >= 1.0 || crate::server::cpu_load() < sc.cpu_high)
                 && size < max
             {
                 (size * 2).min(max)
