@@ -234,10 +234,14 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
             percentile(&lat, 0.99)
         );
     }
-    // Let the backlog drain before measuring end to end.
-    c.wait_for("the backlog to drain", Duration::from_secs(600), || async {
-        let (_, v) = c.get(leader, "/tasks?state=queued&limit=1").await.ok()?;
-        v["tasks"].as_array()?.is_empty().then_some(())
+    // Let the backlog drain before measuring end to end (the replicated
+    // per-state counters, not a scan: a scan of a large table stops early).
+    c.wait_for("the backlog to drain", Duration::from_secs(900), || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let pending = count_states(&http, &base, &["queued", "assigned", "running"]).await?;
+            (pending == 0).then_some(())
+        }
     })
     .await?;
 
@@ -264,15 +268,7 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
 
     // 3. Completion rate: 10,000 trivial tasks in batches, time until the
     //    replicated succeeded counter has counted them all.
-    let succeeded = |http: reqwest::Client, base: String| async move {
-        let text = http.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
-        text.lines()
-            .filter(|l| l.starts_with("synod_tasks{") && l.contains("state=\"succeeded\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| Some(v as u64))
-            .sum::<Option<u64>>()
-    };
-    let before = succeeded(http.clone(), base.clone()).await.unwrap_or(0);
+    let before = count_states(&http, &base, &["succeeded"]).await.unwrap_or(0);
     let started = Instant::now();
     let total = 10_000u64;
     for b in 0..(total / 100) {
@@ -283,7 +279,7 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
     let submitted = started.elapsed().as_secs_f64();
     c.wait_for("all tasks to succeed", Duration::from_secs(600), || {
         let (http, base) = (http.clone(), base.clone());
-        async move { (succeeded(http, base).await? >= before + total).then_some(()) }
+        async move { (count_states(&http, &base, &["succeeded"]).await? >= before + total).then_some(()) }
     })
     .await?;
     let secs = started.elapsed().as_secs_f64();
@@ -326,4 +322,16 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
         killed.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Tasks in the given states, from the replicated counters in `/metrics`.
+async fn count_states(http: &reqwest::Client, base: &str, states: &[&str]) -> Option<u64> {
+    let text = http.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with("synod_tasks{") && states.iter().any(|s| l.contains(&format!("state=\"{s}\""))))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum(),
+    )
 }
