@@ -45,30 +45,13 @@ pub async fn run(node: SharedNode) {
         let Ok(records) = node.raft.store.list_nodes() else { continue };
         let now = now_ms();
         let live: Vec<_> = records.iter().filter(|r| node.liveness(r.last_heartbeat_ms, now) == "alive").collect();
-        let slots: u64 = live
-            .iter()
-            .map(|r| {
-                let load = r.load.map(|l| l.worker_slots).unwrap_or(0);
-                u64::from(if load > 0 {
-                    load
-                } else {
-                    r.info.as_ref().and_then(|i| i.capacity).map(|c| c.worker_slots).unwrap_or(0)
-                })
-            })
-            .sum();
+        let slots: u64 = live.iter().map(|r| u64::from(crate::service::worker_slots(r))).sum();
         let avg_cpu = if live.is_empty() {
             0.0
         } else {
             live.iter().map(|r| r.load.map(|l| l.cpu_load).unwrap_or(0.0)).sum::<f64>() / live.len() as f64
         };
-        let demand: u64 = match node.raft.store.task_counters() {
-            Ok(c) => c
-                .iter()
-                .filter(|(_, n, _)| matches!(n.as_str(), "queued" | "assigned" | "running"))
-                .map(|(_, _, v)| *v)
-                .sum(),
-            Err(_) => continue,
-        };
+        let Ok(demand) = node.raft.store.count_tasks(&["queued", "assigned", "running"]) else { continue };
         let desired = desired_nodes(demand, live.len(), slots, avg_cpu, sc.cpu_high, sc.min_nodes, sc.max_nodes);
         node.desired_nodes.store(desired, Relaxed);
         metrics::gauge!("synod_cluster_desired_nodes").set(desired as f64);

@@ -66,7 +66,8 @@ fn reply(r: service::MembershipReply) -> pb::MembershipReply {
     pb::MembershipReply { log_index: r.log_index, message: r.message }
 }
 
-async fn timed<T>(
+/// Runs one gRPC method: records its metrics and maps the error once.
+pub(crate) async fn timed<T>(
     method: &'static str,
     f: impl std::future::Future<Output = crate::error::Result<T>>,
 ) -> Result<Response<T>, Status> {

@@ -1,12 +1,13 @@
 //! Public gRPC `synod.v1.Tasks`: thin adapters over [`crate::tasks`].
 //! Request messages are destructured exhaustively.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
+use crate::grpc::timed;
 use crate::pb::tasks_server::Tasks;
 use crate::pb::{self, ListTasksRequest, ResultRequest, SubmitBatchRequest, SubmitTaskRequest, TaskId};
 use crate::service::SharedNode;
@@ -90,16 +91,6 @@ fn task(v: TaskView) -> pb::Task {
 
 fn reply(r: tasks::SubmitResponse) -> pb::SubmitTaskReply {
     pb::SubmitTaskReply { id: r.id, state: r.state, duplicate: r.duplicate }
-}
-
-async fn timed<T>(
-    method: &'static str,
-    f: impl std::future::Future<Output = crate::error::Result<T>>,
-) -> Result<Response<T>, Status> {
-    let started = Instant::now();
-    let r = f.await;
-    crate::metrics::grpc_request(method, r.is_ok(), started.elapsed());
-    r.map(Response::new).map_err(Status::from)
 }
 
 #[tonic::async_trait]

@@ -36,6 +36,7 @@ pub fn build_view(node: &crate::service::Node, now: u64) -> anyhow::Result<View>
         .list_nodes()?
         .into_iter()
         .filter_map(|r| {
+            let worker_slots = crate::service::worker_slots(&r);
             let info = r.info?;
             let liveness = match node.liveness(r.last_heartbeat_ms, now) {
                 "alive" => Liveness::Alive,
@@ -48,11 +49,7 @@ pub fn build_view(node: &crate::service::Node, now: u64) -> anyhow::Result<View>
                 draining: r.draining,
                 labels: info.labels,
                 task_types: info.task_types.into_iter().collect(),
-                worker_slots: r
-                    .load
-                    .map(|l| l.worker_slots)
-                    .filter(|s| *s > 0)
-                    .unwrap_or_else(|| info.capacity.map(|c| c.worker_slots).unwrap_or(0)),
+                worker_slots,
                 cpu_load: r.load.map(|l| l.cpu_load).unwrap_or(0.0),
                 last_heartbeat_ms: r.last_heartbeat_ms,
             })

@@ -215,6 +215,15 @@ impl Consistency {
     }
 }
 
+/// How many tasks a node takes now: the pool size its heartbeat reported,
+/// else the capacity it registered with.
+pub fn worker_slots(rec: &pb::NodeRecord) -> u32 {
+    rec.load
+        .map(|l| l.worker_slots)
+        .filter(|s| *s > 0)
+        .unwrap_or_else(|| rec.info.as_ref().and_then(|i| i.capacity).map(|c| c.worker_slots).unwrap_or(0))
+}
+
 fn rejection_to_error(r: pb::Rejection) -> ApiError {
     match pb::RejectCode::try_from(r.code).unwrap_or(pb::RejectCode::Unspecified) {
         pb::RejectCode::NotFound => ApiError::NotFound(r.message),

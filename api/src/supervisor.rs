@@ -33,8 +33,8 @@ pub struct Supervisor {
 }
 
 /// Aborts the wrapped task when dropped, so aborting a supervised component
-/// also stops the run in flight.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// also stops the run in flight (and a component's helpers stop with it).
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -24,6 +24,7 @@ use synod_store::pb::{self, command::Kind};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::service::{SharedNode, command, now_ms};
+use crate::supervisor::AbortOnDrop;
 
 type Key = (String, String);
 
@@ -89,14 +90,6 @@ pub async fn run(node: SharedNode) {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl Worker {
     /// Grows the pool (doubling, up to `scaling.max_workers`) while every
     /// worker is busy, tasks wait in the queue and the CPU has room; shrinks
@@ -119,10 +112,7 @@ impl Worker {
             if last_change.elapsed() < sc.cooldown.get() {
                 continue;
             }
-            let queued: u64 = match self.node.raft.store.task_counters() {
-                Ok(c) => c.iter().filter(|(_, name, _)| name == "queued").map(|(_, _, v)| *v).sum(),
-                Err(_) => continue,
-            };
+            let Ok(queued) = self.node.raft.store.count_tasks(&["queued"]) else { continue };
             let nodes = self.node.raft.metrics().membership_config.membership().nodes().count().max(1) as u64;
             let backlog_per_worker = queued / nodes / size.max(1) as u64;
             let new = if in_flight >= size

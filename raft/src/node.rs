@@ -340,11 +340,6 @@ impl RaftNode {
         self.raft.trigger().transfer_leader(id).await.map_err(|e| Error::Stopped(e.to_string()))
     }
 
-    /// Takes a snapshot now (and purges the log behind it).
-    pub async fn snapshot_now(&self) -> Result<()> {
-        self.raft.trigger().snapshot().await.map_err(|e| Error::Stopped(e.to_string()))
-    }
-
     /// Stops Raft and flushes the store.
     pub async fn shutdown(&self) -> Result<()> {
         self.metrics_task.abort();

@@ -510,14 +510,6 @@ impl Store {
             .ok_or_else(|| Error::corrupt("task result blob", format!("missing for {}", spec.id)))
     }
 
-    /// The task id an idempotency key produced, if any.
-    pub fn task_by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<String>> {
-        match self.get(CF_SM_DATA, &idem_key(tenant, key))? {
-            None => Ok(None),
-            Some(v) => String::from_utf8(v).map(Some).map_err(|e| Error::corrupt("idempotency index", e)),
-        }
-    }
-
     /// A page of one tenant's tasks in id order, after `after` (exclusive),
     /// keeping those `keep` accepts; scans at most `scan_limit` records.
     pub fn list_tasks(
@@ -620,6 +612,11 @@ impl Store {
             self.db.compact_range_cf(cf, Some(prefix), Some(end.as_slice()));
         }
         Ok(())
+    }
+
+    /// The sum of the named counters over every tenant (e.g. `["queued"]`).
+    pub fn count_tasks(&self, names: &[&str]) -> Result<u64> {
+        Ok(self.task_counters()?.iter().filter(|(_, n, _)| names.contains(&n.as_str())).map(|(_, _, v)| *v).sum())
     }
 
     /// The replicated task counters: (tenant, name, value).
