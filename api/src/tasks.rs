@@ -198,7 +198,7 @@ fn validate(node: &Node, req: &SubmitRequest) -> Result<pb::TaskSpec> {
             "unknown task type {t:?}; known: {}",
             node.plugins.names().into_iter().collect::<Vec<_>>().join(", ")
         )),
-        other => ApiError::InvalidArgument(format!("invalid payload for {:?}: {other}", req.task_type)),
+        other => ApiError::InvalidArgument(format!("task type {:?}: {other}", req.task_type)),
     })?;
     for (k, v) in &req.labels {
         if k.is_empty() || k.len() > 253 || v.len() > 1024 {
