@@ -31,6 +31,9 @@ type Key = (String, String);
 struct InFlight {
     epoch: u64,
     cancel: CancelToken,
+    /// The run ended and its report is on its way: the lease stays until
+    /// the completion is applied, and the task must not run again here.
+    finished: bool,
 }
 
 enum Report {
@@ -105,7 +108,7 @@ impl Worker {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let size = self.node.pool_size.load(Relaxed);
-            let in_flight = self.inflight.lock().expect("worker map lock is never poisoned").len();
+            let in_flight = self.running();
             if in_flight * 2 > size {
                 busy_since = Instant::now();
             }
@@ -164,14 +167,15 @@ impl Worker {
             }
             let Ok(permit) = self.slots.clone().try_acquire_owned() else { continue };
             let cancel = CancelToken::new();
-            inflight.insert(key.clone(), InFlight { epoch: l.entry.epoch, cancel: cancel.clone() });
+            inflight.insert(key.clone(), InFlight { epoch: l.entry.epoch, cancel: cancel.clone(), finished: false });
             let this = self.clone();
             tokio::spawn(async move {
                 this.run_task(key, l.entry.epoch, cancel).await;
                 drop(permit);
             });
         }
-        // Leases taken away (requeued, node drained): stop those runs.
+        // Leases taken away (requeued, node drained, or completed): stop
+        // those runs and forget them.
         inflight.retain(|k, f| {
             if seen.contains(k) {
                 true
@@ -245,13 +249,21 @@ impl Worker {
         self.forget(&key, epoch);
     }
 
-    /// Drops a finished run from the in-flight map (unless a newer attempt
-    /// of the same task took its place).
+    /// Marks a run as ended (unless a newer attempt of the same task took
+    /// its place). The entry stays until the next scan finds the lease gone,
+    /// so a completion still on its way does not make the task run twice.
     fn forget(&self, key: &Key, epoch: u64) {
         let mut inflight = self.inflight.lock().expect("worker map lock is never poisoned");
-        if inflight.get(key).is_some_and(|f| f.epoch == epoch) {
-            inflight.remove(key);
+        if let Some(f) = inflight.get_mut(key)
+            && f.epoch == epoch
+        {
+            f.finished = true;
         }
+    }
+
+    /// Runs that have not ended yet.
+    fn running(&self) -> usize {
+        self.inflight.lock().expect("worker map lock is never poisoned").values().filter(|f| !f.finished).count()
     }
 
     async fn renewer(self) {
@@ -263,6 +275,7 @@ impl Worker {
                 let deadline = now_ms() + lease;
                 inflight
                     .iter()
+                    .filter(|(_, f)| !f.finished)
                     .map(|((tenant, id), f)| pb::LeaseRenewal {
                         task: Some(pb::TaskRef { tenant: tenant.clone(), id: id.clone(), epoch: f.epoch }),
                         lease_deadline_ms: deadline,
@@ -318,10 +331,11 @@ async fn flusher(node: SharedNode, mut rx: mpsc::Receiver<Report>) {
                         // node was presumed lost and the task moved on) are
                         // refused by apply(): count them, they change nothing.
                         if let Some(pb::command_result::Outcome::Batch(b)) = out.result.outcome {
-                            let stale = b.items.iter().filter(|i| i.rejected.is_some()).count();
-                            if stale > 0 {
+                            let mut refused = b.items.iter().filter_map(|i| i.rejected.as_ref());
+                            if let Some(first) = refused.next() {
+                                let stale = 1 + refused.count();
                                 metrics::counter!("synod_tasks_stale_reports_total").increment(stale as u64);
-                                tracing::info!(stale, "reports for superseded attempts were refused");
+                                tracing::info!(stale, first = %first.message, "reports for superseded attempts were refused");
                             }
                         }
                         break;
