@@ -168,6 +168,10 @@ pub enum NodeCmd {
 pub struct TaskArgs {
     #[command(flatten)]
     pub target: Target,
+    /// The tenant to act in (sent as X-Synod-Tenant); the server's default
+    /// tenant when absent.
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
     #[command(subcommand)]
     pub cmd: TaskCmd,
 }
@@ -189,6 +193,9 @@ pub enum TaskCmd {
         max_attempts: Option<u32>,
         #[arg(long)]
         timeout_ms: Option<u64>,
+        /// A label the executing node must carry: KEY=VALUE (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
         /// Wait up to this many seconds for the result and print it.
         #[arg(long)]
         wait: Option<f64>,
@@ -245,12 +252,22 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<synod_config::Config> {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Headers sent with every call (the tenant).
+    always: Vec<(&'static str, String)>,
 }
 
 impl Client {
     pub fn new(base: &str) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
-        Ok(Client { base: base.trim_end_matches('/').to_string(), http })
+        Ok(Client { base: base.trim_end_matches('/').to_string(), http, always: Vec::new() })
+    }
+
+    /// Acts in `tenant` on every call.
+    pub fn with_tenant(mut self, tenant: Option<String>) -> Client {
+        if let Some(t) = tenant {
+            self.always.push((crate::auth::TENANT_HEADER, t));
+        }
+        self
     }
 
     pub async fn call(
@@ -265,7 +282,7 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        for (k, v) in headers {
+        for (k, v) in self.always.iter().chain(headers) {
             req = req.header(*k, v);
         }
         let resp = req.send().await.with_context(|| format!("cannot reach {url}"))?;
@@ -279,6 +296,16 @@ impl Client {
         }
         Ok((value, etag))
     }
+}
+
+fn parse_labels(labels: Vec<String>) -> anyhow::Result<BTreeMap<String, String>> {
+    labels
+        .into_iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').with_context(|| format!("label {l:?}: expected KEY=VALUE"))?;
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 fn print(v: &Value) {
@@ -327,11 +354,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             let (v, etag) = match cmd {
                 NodeCmd::Get { id } => c.call(Method::GET, &format!("/cluster/nodes/{id}"), None, &[]).await?,
                 NodeCmd::Labels { id, labels, if_match } => {
-                    let mut map = BTreeMap::new();
-                    for l in labels {
-                        let (k, v) = l.split_once('=').with_context(|| format!("label {l:?}: expected KEY=VALUE"))?;
-                        map.insert(k.to_string(), v.to_string());
-                    }
+                    let map = parse_labels(labels)?;
                     let headers: Vec<(&str, String)> =
                         if_match.map(|v| ("if-match", format!("\"{v}\""))).into_iter().collect();
                     c.call(
@@ -348,12 +371,24 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                 eprintln!("ETag: {e}");
             }
         }
-        Command::Task(TaskArgs { target, cmd }) => {
-            let c = Client::new(&target.addr)?;
+        Command::Task(TaskArgs { target, tenant, cmd }) => {
+            let c = Client::new(&target.addr)?.with_tenant(tenant);
             let (v, _) = match cmd {
-                TaskCmd::Submit { task_type, payload, priority, idempotency_key, max_attempts, timeout_ms, wait } => {
+                TaskCmd::Submit {
+                    task_type,
+                    payload,
+                    priority,
+                    idempotency_key,
+                    max_attempts,
+                    timeout_ms,
+                    labels,
+                    wait,
+                } => {
                     let payload: Value = serde_json::from_str(&payload).context("--payload is not JSON")?;
                     let mut body = serde_json::json!({"type": task_type, "payload": payload});
+                    if !labels.is_empty() {
+                        body["labels"] = serde_json::to_value(parse_labels(labels)?)?;
+                    }
                     for (k, v) in [
                         ("priority", priority.map(Value::from)),
                         ("idempotency_key", idempotency_key.map(Value::from)),

@@ -13,6 +13,9 @@ pub enum ApiError {
     /// The named resource does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The caller is known but its role does not allow this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A precondition failed: a stale If-Match, or an operation that would
     /// break the cluster (removing a voter below quorum without --force).
     #[error("{message}")]
@@ -37,6 +40,7 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_) => "invalid_argument",
             ApiError::NotFound(_) => "not_found",
+            ApiError::PermissionDenied(_) => "permission_denied",
             ApiError::FailedPrecondition { .. } => "failed_precondition",
             ApiError::PayloadTooLarge(_) => "resource_exhausted",
             ApiError::Unavailable(_) => "unavailable",
@@ -49,6 +53,7 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             ApiError::FailedPrecondition { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -62,6 +67,7 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
             ApiError::NotFound(_) => tonic::Status::not_found(msg),
+            ApiError::PermissionDenied(_) => tonic::Status::permission_denied(msg),
             ApiError::FailedPrecondition { .. } => tonic::Status::failed_precondition(msg),
             ApiError::PayloadTooLarge(_) => tonic::Status::resource_exhausted(msg),
             ApiError::Unavailable(_) => tonic::Status::unavailable(msg),
@@ -94,6 +100,7 @@ impl ApiError {
         match e["code"].as_str().unwrap_or("") {
             "invalid_argument" => ApiError::InvalidArgument(message),
             "not_found" => ApiError::NotFound(message),
+            "permission_denied" => ApiError::PermissionDenied(message),
             "failed_precondition" => {
                 let details = Some(e["details"].clone()).filter(|d| !d.is_null());
                 ApiError::FailedPrecondition { message, details }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{AuthContext, TENANT_HEADER};
 use crate::error::ApiError;
 use crate::grpc::timed;
 use crate::pb::tasks_server::Tasks;
@@ -21,6 +22,11 @@ impl TasksGrpc {
     pub fn new(node: SharedNode) -> Self {
         TasksGrpc { node }
     }
+}
+
+/// The caller, from the `x-synod-tenant` metadata (see [`crate::auth`]).
+pub fn caller<T>(req: &Request<T>) -> Result<AuthContext, Status> {
+    AuthContext::from_header(req.metadata().get(TENANT_HEADER).map(|v| v.as_bytes())).map_err(Status::from)
 }
 
 fn request(r: SubmitTaskRequest) -> Result<SubmitRequest, ApiError> {
@@ -96,33 +102,37 @@ fn reply(r: tasks::SubmitResponse) -> pb::SubmitTaskReply {
 #[tonic::async_trait]
 impl Tasks for TasksGrpc {
     async fn submit(&self, req: Request<SubmitTaskRequest>) -> Result<Response<pb::SubmitTaskReply>, Status> {
+        let ctx = caller(&req)?;
         let r = req.into_inner();
         timed("Tasks.Submit", async {
-            let mut out = tasks::do_submit_tasks(&self.node, vec![request(r)?]).await?;
+            let mut out = tasks::do_submit_tasks(&ctx, &self.node, vec![request(r)?]).await?;
             Ok(reply(out.pop().expect("one request gives one answer")))
         })
         .await
     }
 
     async fn submit_batch(&self, req: Request<SubmitBatchRequest>) -> Result<Response<pb::SubmitBatchReply>, Status> {
+        let ctx = caller(&req)?;
         let SubmitBatchRequest { tasks: items } = req.into_inner();
         timed("Tasks.SubmitBatch", async {
             let reqs = items.into_iter().map(request).collect::<Result<Vec<_>, _>>()?;
-            let out = tasks::do_submit_tasks(&self.node, reqs).await?;
+            let out = tasks::do_submit_tasks(&ctx, &self.node, reqs).await?;
             Ok(pb::SubmitBatchReply { tasks: out.into_iter().map(reply).collect() })
         })
         .await
     }
 
     async fn status(&self, req: Request<TaskId>) -> Result<Response<pb::Task>, Status> {
+        let ctx = caller(&req)?;
         let TaskId { id } = req.into_inner();
-        timed("Tasks.Status", async { Ok(task(tasks::do_task_status(&self.node, &id)?)) }).await
+        timed("Tasks.Status", async { Ok(task(tasks::do_task_status(&ctx, &self.node, &id)?)) }).await
     }
 
     async fn result(&self, req: Request<ResultRequest>) -> Result<Response<pb::TaskResult>, Status> {
+        let ctx = caller(&req)?;
         let ResultRequest { id, wait_ms } = req.into_inner();
         timed("Tasks.Result", async {
-            let v = tasks::do_task_result(&self.node, &id, Duration::from_millis(wait_ms)).await?;
+            let v = tasks::do_task_result(&ctx, &self.node, &id, Duration::from_millis(wait_ms)).await?;
             Ok(pb::TaskResult {
                 id: v.id,
                 state: v.state,
@@ -135,6 +145,7 @@ impl Tasks for TasksGrpc {
     }
 
     async fn list(&self, req: Request<ListTasksRequest>) -> Result<Response<pb::TaskList>, Status> {
+        let ctx = caller(&req)?;
         let ListTasksRequest { state, r#type, limit, cursor } = req.into_inner();
         timed("Tasks.List", async {
             let q = ListQuery {
@@ -143,7 +154,7 @@ impl Tasks for TasksGrpc {
                 limit: Some(limit as usize).filter(|l| *l != 0),
                 cursor: Some(cursor).filter(|s| !s.is_empty()),
             };
-            let l = tasks::do_list_tasks(&self.node, q)?;
+            let l = tasks::do_list_tasks(&ctx, &self.node, q)?;
             Ok(pb::TaskList {
                 tasks: l.tasks.into_iter().map(task).collect(),
                 next_cursor: l.next_cursor.unwrap_or_default(),
@@ -153,16 +164,18 @@ impl Tasks for TasksGrpc {
     }
 
     async fn cancel(&self, req: Request<TaskId>) -> Result<Response<pb::Task>, Status> {
+        let ctx = caller(&req)?;
         let TaskId { id } = req.into_inner();
-        timed("Tasks.Cancel", async { Ok(task(tasks::do_cancel_task(&self.node, &id).await?)) }).await
+        timed("Tasks.Cancel", async { Ok(task(tasks::do_cancel_task(&ctx, &self.node, &id).await?)) }).await
     }
 
     type WatchStream = ReceiverStream<Result<pb::Task, Status>>;
 
     async fn watch(&self, req: Request<TaskId>) -> Result<Response<Self::WatchStream>, Status> {
+        let ctx = caller(&req)?;
         let TaskId { id } = req.into_inner();
         // The first answer (or a not-found) comes before the stream starts.
-        let first = tasks::do_task_status(&self.node, &id).map_err(Status::from)?;
+        let first = tasks::do_task_status(&ctx, &self.node, &id).map_err(Status::from)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let node = self.node.clone();
         tokio::spawn(async move {
@@ -175,7 +188,7 @@ impl Tasks for TasksGrpc {
             while !finished {
                 use openraft::rt::WatchReceiver;
                 let _ = tokio::time::timeout(Duration::from_millis(200), watch.changed()).await;
-                let v = match tasks::do_task_status(&node, &id) {
+                let v = match tasks::do_task_status(&ctx, &node, &id) {
                     Ok(v) => v,
                     Err(e) => {
                         let _ = tx.send(Err(Status::from(e))).await;

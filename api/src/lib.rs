@@ -8,6 +8,7 @@
 //!
 //! Key types: [`service::Node`], [`error::ApiError`], [`cli::Cli`].
 
+pub mod auth;
 pub mod autoscale;
 pub mod bench;
 pub mod cli;

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::auth::{AuthContext, TENANT_HEADER};
 use crate::error::{ApiError, Result};
 use crate::service::{self, Consistency, FORWARDED_HEADER, Heartbeat, JoinRequest, SharedNode};
 use crate::tasks;
@@ -86,6 +87,15 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
             .await
             .map(|Path(v)| P(v))
             .map_err(|e| ApiError::InvalidArgument(format!("bad path: {}", e.body_text())))
+    }
+}
+
+/// The caller, from the tenant header (see [`crate::auth`]).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuthContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self> {
+        AuthContext::from_header(parts.headers.get(TENANT_HEADER).map(|v| v.as_bytes()))
     }
 }
 
@@ -257,6 +267,7 @@ async fn heartbeat(State(node): State<SharedNode>, headers: HeaderMap, Json(hb):
 /// `Idempotency-Key` header) or a batch (`{"tasks": [...]}`).
 async fn submit_tasks(
     State(node): State<SharedNode>,
+    ctx: AuthContext,
     headers: HeaderMap,
     Json(body): Json<serde_json::Value>,
 ) -> Result<Response> {
@@ -278,7 +289,7 @@ async fn submit_tasks(
             return Err(ApiError::InvalidArgument("a batch body has only \"tasks\"".into()));
         }
         let reqs = items.into_iter().map(parse).collect::<Result<Vec<_>>>()?;
-        let out = tasks::do_submit_tasks(&node, reqs).await?;
+        let out = tasks::do_submit_tasks(&ctx, &node, reqs).await?;
         return Ok(ok(json!({"tasks": out})));
     }
     let mut req = parse(body)?;
@@ -288,12 +299,12 @@ async fn submit_tasks(
         }
         req.idempotency_key = Some(k);
     }
-    let mut out = tasks::do_submit_tasks(&node, vec![req]).await?;
+    let mut out = tasks::do_submit_tasks(&ctx, &node, vec![req]).await?;
     Ok(ok(out.pop().expect("one request gives one answer")))
 }
 
-async fn task_status(State(node): State<SharedNode>, P(id): P<String>) -> Result<Response> {
-    Ok(ok(tasks::do_task_status(&node, &id)?))
+async fn task_status(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<String>) -> Result<Response> {
+    Ok(ok(tasks::do_task_status(&ctx, &node, &id)?))
 }
 
 #[derive(Deserialize)]
@@ -303,22 +314,27 @@ struct WaitQuery {
 }
 
 /// 200 with the result when finished; 202 with the state otherwise.
-async fn task_result(State(node): State<SharedNode>, P(id): P<String>, Q(q): Q<WaitQuery>) -> Result<Response> {
+async fn task_result(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    P(id): P<String>,
+    Q(q): Q<WaitQuery>,
+) -> Result<Response> {
     let wait = q.wait.unwrap_or(0.0);
     if !wait.is_finite() || wait < 0.0 {
         return Err(ApiError::InvalidArgument(format!("wait={wait} must be a number of seconds >= 0")));
     }
-    let v = tasks::do_task_result(&node, &id, std::time::Duration::from_secs_f64(wait.min(60.0))).await?;
+    let v = tasks::do_task_result(&ctx, &node, &id, std::time::Duration::from_secs_f64(wait.min(60.0))).await?;
     let status = if v.finished { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, axum::Json(v)).into_response())
 }
 
-async fn list_tasks(State(node): State<SharedNode>, Q(q): Q<tasks::ListQuery>) -> Result<Response> {
-    Ok(ok(tasks::do_list_tasks(&node, q)?))
+async fn list_tasks(State(node): State<SharedNode>, ctx: AuthContext, Q(q): Q<tasks::ListQuery>) -> Result<Response> {
+    Ok(ok(tasks::do_list_tasks(&ctx, &node, q)?))
 }
 
-async fn cancel_task(State(node): State<SharedNode>, P(id): P<String>) -> Result<Response> {
-    Ok(ok(tasks::do_cancel_task(&node, &id).await?))
+async fn cancel_task(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<String>) -> Result<Response> {
+    Ok(ok(tasks::do_cancel_task(&ctx, &node, &id).await?))
 }
 
 async fn list_plugins(State(node): State<SharedNode>) -> Result<Response> {

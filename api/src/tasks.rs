@@ -10,11 +10,9 @@ use serde_json::Value;
 use synod_store::pb::{self, TaskState, command::Kind, command_result::Outcome};
 use synod_store::tasks::{is_terminal, state_name};
 
+use crate::auth::{AuthContext, Role};
 use crate::error::{ApiError, Result};
 use crate::service::{Node, command, now_ms};
-
-/// The tenant every request acts in until authentication lands (issue 4).
-pub const DEFAULT_TENANT: &str = "default";
 
 /// Most tasks in one batch submit.
 pub const MAX_BATCH: usize = 1000;
@@ -162,7 +160,7 @@ fn new_task_id(node: u64) -> String {
     format!("{:012x}-{node:x}-{:x}-{rand:08x}", now_ms(), SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
-fn validate(node: &Node, req: &SubmitRequest) -> Result<pb::TaskSpec> {
+fn validate(ctx: &AuthContext, node: &Node, req: &SubmitRequest) -> Result<pb::TaskSpec> {
     let limits = &node.cfg.storage;
     if req.priority > 9 {
         return Err(ApiError::InvalidArgument(format!("priority {} is out of range 0..=9", req.priority)));
@@ -208,7 +206,7 @@ fn validate(node: &Node, req: &SubmitRequest) -> Result<pb::TaskSpec> {
     let backoff = req.backoff.clone().unwrap_or(BackoffRequest { initial_ms: 500, multiplier: 2.0, max_ms: 60_000 });
     Ok(pb::TaskSpec {
         id: new_task_id(node.id()),
-        tenant: DEFAULT_TENANT.to_string(),
+        tenant: ctx.tenant.clone(),
         task_type: req.task_type.clone(),
         payload,
         priority: req.priority,
@@ -226,7 +224,8 @@ fn validate(node: &Node, req: &SubmitRequest) -> Result<pb::TaskSpec> {
 
 /// Validates every task first (one bad task refuses the whole batch and
 /// stores nothing), then submits them in one replicated command.
-pub async fn do_submit_tasks(node: &Node, reqs: Vec<SubmitRequest>) -> Result<Vec<SubmitResponse>> {
+pub async fn do_submit_tasks(ctx: &AuthContext, node: &Node, reqs: Vec<SubmitRequest>) -> Result<Vec<SubmitResponse>> {
+    require_write(ctx)?;
     if reqs.is_empty() {
         return Err(ApiError::InvalidArgument("no tasks to submit".into()));
     }
@@ -236,7 +235,7 @@ pub async fn do_submit_tasks(node: &Node, reqs: Vec<SubmitRequest>) -> Result<Ve
     let specs = reqs
         .iter()
         .enumerate()
-        .map(|(i, r)| validate(node, r).map_err(|e| if reqs.len() > 1 { prefix(e, i) } else { e }))
+        .map(|(i, r)| validate(ctx, node, r).map_err(|e| if reqs.len() > 1 { prefix(e, i) } else { e }))
         .collect::<Result<Vec<_>>>()?;
     let n = specs.len();
     let out = node.raft.write(&command(Kind::SubmitTasks(pb::SubmitTasks { tasks: specs }))).await?;
@@ -261,12 +260,24 @@ fn prefix(e: ApiError, i: usize) -> ApiError {
     }
 }
 
-fn load(node: &Node, id: &str) -> Result<pb::TaskRecord> {
-    node.raft.store.get_task(DEFAULT_TENANT, id)?.ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))
+/// Readers may read; writes need the user or admin role.
+fn require_write(ctx: &AuthContext) -> Result<()> {
+    match ctx.role {
+        Role::Admin | Role::User => Ok(()),
+        Role::Reader => {
+            Err(ApiError::PermissionDenied(format!("{} may only read in tenant {}", ctx.subject, ctx.tenant)))
+        }
+    }
 }
 
-pub fn do_task_status(node: &Node, id: &str) -> Result<TaskView> {
-    view(&node.raft.store, &load(node, id)?)
+/// The caller's task `id`; another tenant's task is as absent as one that
+/// never existed.
+fn load(ctx: &AuthContext, node: &Node, id: &str) -> Result<pb::TaskRecord> {
+    node.raft.store.get_task(&ctx.tenant, id)?.ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))
+}
+
+pub fn do_task_status(ctx: &AuthContext, node: &Node, id: &str) -> Result<TaskView> {
+    view(&node.raft.store, &load(ctx, node, id)?)
 }
 
 fn result_view(store: &synod_store::Store, rec: &pb::TaskRecord) -> Result<ResultView> {
@@ -286,11 +297,11 @@ fn result_view(store: &synod_store::Store, rec: &pb::TaskRecord) -> Result<Resul
 
 /// The result when the task is finished; with `wait`, long-polls up to that
 /// long for it to finish (at most 60 s).
-pub async fn do_task_result(node: &Node, id: &str, wait: Duration) -> Result<ResultView> {
+pub async fn do_task_result(ctx: &AuthContext, node: &Node, id: &str, wait: Duration) -> Result<ResultView> {
     let deadline = Instant::now() + wait.min(Duration::from_secs(60));
     let mut applied = node.raft.raft.metrics();
     loop {
-        let v = result_view(&node.raft.store, &load(node, id)?)?;
+        let v = result_view(&node.raft.store, &load(ctx, node, id)?)?;
         if v.finished || Instant::now() >= deadline {
             return Ok(v);
         }
@@ -310,7 +321,7 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-pub fn do_list_tasks(node: &Node, q: ListQuery) -> Result<TaskList> {
+pub fn do_list_tasks(ctx: &AuthContext, node: &Node, q: ListQuery) -> Result<TaskList> {
     let state = match q.state.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
@@ -325,7 +336,7 @@ pub fn do_list_tasks(node: &Node, q: ListQuery) -> Result<TaskList> {
         return Err(ApiError::InvalidArgument(format!("limit {limit} is out of range 1..=1000")));
     }
     let ty = q.task_type.clone().filter(|t| !t.is_empty());
-    let (recs, next) = node.raft.store.list_tasks(DEFAULT_TENANT, q.cursor.as_deref(), limit, 100_000, |r| {
+    let (recs, next) = node.raft.store.list_tasks(&ctx.tenant, q.cursor.as_deref(), limit, 100_000, |r| {
         state.is_none_or(|s| r.state == s as i32)
             && ty.as_ref().is_none_or(|t| r.spec.as_ref().is_some_and(|s| &s.task_type == t))
     })?;
@@ -333,10 +344,11 @@ pub fn do_list_tasks(node: &Node, q: ListQuery) -> Result<TaskList> {
     Ok(TaskList { tasks, next_cursor: next })
 }
 
-pub async fn do_cancel_task(node: &Node, id: &str) -> Result<TaskView> {
+pub async fn do_cancel_task(ctx: &AuthContext, node: &Node, id: &str) -> Result<TaskView> {
+    require_write(ctx)?;
     let out = node
         .raft
-        .write(&command(Kind::CancelTask(pb::CancelTask { tenant: DEFAULT_TENANT.into(), id: id.to_string() })))
+        .write(&command(Kind::CancelTask(pb::CancelTask { tenant: ctx.tenant.clone(), id: id.to_string() })))
         .await?;
     match out.result.outcome {
         Some(Outcome::Task(rec)) => view(&node.raft.store, &rec),

@@ -454,3 +454,114 @@ async fn completions_from_a_paused_worker_are_fenced_off() {
     .await
     .unwrap();
 }
+
+/// Sends `req` as `tenant` (the X-Synod-Tenant header) and returns the
+/// status and JSON body.
+async fn as_tenant(tenant: &str, req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.header("x-synod-tenant", tenant).send().await.unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The gauge `synod_tasks{tenant, state}` on node `i`, 0 when absent.
+async fn tenant_gauge(t: &TestCluster, i: usize, tenant: &str, state: &str) -> f64 {
+    let text = t.http.get(format!("{}/metrics", t.nodes[i].url())).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| {
+            l.starts_with("synod_tasks{")
+                && l.contains(&format!("tenant=\"{tenant}\""))
+                && l.contains(&format!("state=\"{state}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_see_only_their_own_tasks_and_share_the_workers_fairly() {
+    let t = must_single(&[]).await;
+    let url = t.nodes[0].url();
+    let post = |path: &str| t.http.post(format!("{url}{path}"));
+    let get = |path: &str| t.http.get(format!("{url}{path}"));
+
+    // A big tenant queues 4,000 tasks of 50 ms: seconds of work for the pool.
+    const BIG: usize = 4000;
+    for b in 0..BIG / 1000 {
+        let tasks: Vec<Value> = (0..1000)
+            .map(|i| json!({"type": "sleep", "payload": {"ms": 50}, "idempotency_key": format!("big-{b}-{i}")}))
+            .collect();
+        let (code, v) = as_tenant("big", post("/tasks/submit").json(&json!({"tasks": tasks}))).await;
+        assert_eq!(code, 200, "{v}");
+    }
+    // A small tenant's ten tasks do not wait for the big one's backlog.
+    let mut small = Vec::new();
+    for i in 0..10 {
+        let (code, v) =
+            as_tenant("small", post("/tasks/submit").json(&json!({"type": "echo", "payload": {"i": i}}))).await;
+        assert_eq!(code, 200, "{v}");
+        small.push(v["id"].as_str().unwrap().to_string());
+    }
+    for id in &small {
+        let (code, v) = as_tenant("small", get(&format!("/tasks/{id}/result?wait=30"))).await;
+        assert_eq!((code, v["state"].as_str()), (200, Some("succeeded")), "{v}");
+    }
+    let mut unfinished = 0.0;
+    for state in ["queued", "assigned", "running"] {
+        unfinished += tenant_gauge(&t, 0, "big", state).await;
+    }
+    assert!(
+        unfinished >= (BIG / 2) as f64,
+        "the small tenant finished only after the big one had run most of its backlog ({unfinished} of {BIG} left)"
+    );
+
+    // Isolation: another tenant's task is as absent as one that never was.
+    let id = &small[0];
+    for (method, path) in [("GET", "status"), ("GET", "result"), ("POST", "cancel")] {
+        let req =
+            if method == "GET" { get(&format!("/tasks/{id}/{path}")) } else { post(&format!("/tasks/{id}/{path}")) };
+        let (code, v) = as_tenant("big", req).await;
+        assert_eq!(code, 404, "{method} {path} across tenants: {v}");
+        assert_eq!(v["error"]["code"], "not_found", "{v}");
+    }
+    let (_, listed) = as_tenant("small", get("/tasks?limit=1000")).await;
+    let listed = listed["tasks"].as_array().unwrap();
+    assert_eq!(listed.len(), 10, "small lists its own ten tasks only");
+    assert!(listed.iter().all(|x| x["tenant"] == "small"));
+    let (_, default_list) = (200, t.get(0, "/tasks?limit=10").await.unwrap().1);
+    assert!(default_list["tasks"].as_array().unwrap().is_empty(), "the default tenant has no tasks: {default_list}");
+    // The same idempotency key in two tenants is two tasks.
+    let (_, a) = as_tenant(
+        "small",
+        post("/tasks/submit").json(&json!({"type": "echo", "payload": {}, "idempotency_key": "big-0-0"})),
+    )
+    .await;
+    assert_eq!(a["duplicate"], false, "{a}");
+
+    // A bad tenant name is refused before anything is stored.
+    let (code, v) = as_tenant("a/b", post("/tasks/submit").json(&json!({"type": "echo", "payload": {}}))).await;
+    assert_eq!(code, 400, "{v}");
+
+    // gRPC: the tenant comes from the x-synod-tenant metadata.
+    use synod_api::pb::TaskId;
+    use synod_api::pb::tasks_client::TasksClient;
+    let mut client = TasksClient::connect(format!("http://{}", t.nodes[0].grpc)).await.unwrap();
+    let mut req = tonic::Request::new(TaskId { id: id.clone() });
+    req.metadata_mut().insert("x-synod-tenant", "small".parse().unwrap());
+    assert_eq!(client.status(req).await.unwrap().into_inner().state, "succeeded");
+    let mut req = tonic::Request::new(TaskId { id: id.clone() });
+    req.metadata_mut().insert("x-synod-tenant", "big".parse().unwrap());
+    assert_eq!(client.status(req).await.unwrap_err().code(), tonic::Code::NotFound);
+
+    // Every task ran exactly once: no run repeats while its completion is
+    // still on its way through Raft.
+    t.wait_for("the big backlog to drain", Duration::from_secs(120), || async {
+        (tenant_gauge(&t, 0, "big", "succeeded").await == BIG as f64).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        metric(&t, 0, "synod_plugin_runs_total").await,
+        (BIG + 11) as f64,
+        "plugin runs: 4,000 big and 11 small tasks"
+    );
+    assert_eq!(metric(&t, 0, "synod_tasks_stale_reports_total").await, 0.0);
+}
