@@ -12,9 +12,6 @@ use synod_store::pb::{self, command::Kind};
 
 use crate::service::{SharedNode, command, now_ms};
 
-/// How often the task indexes are compacted (see `Store::compact_task_indexes`).
-const COMPACT_EVERY: Duration = Duration::from_secs(5);
-
 /// Least time between two rounds that found nothing to do.
 const IDLE_ROUND_GAP: Duration = Duration::from_millis(10);
 
@@ -149,15 +146,7 @@ fn to_commands(decisions: Vec<Decision>) -> Vec<Kind> {
 
 pub async fn run(node: SharedNode) {
     let mut watch = node.raft.raft.metrics();
-    let mut last_compaction = std::time::Instant::now();
     loop {
-        if last_compaction.elapsed() > COMPACT_EVERY {
-            last_compaction = std::time::Instant::now();
-            let store = node.raft.store.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.compact_task_indexes()).await {
-                tracing::warn!(error = %e, "compacting task indexes");
-            }
-        }
         use openraft::rt::WatchReceiver;
         if !node.raft.is_leader() {
             let _ = tokio::time::timeout(Duration::from_millis(200), watch.changed()).await;

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteOptions,
 };
 
 use crate::error::{Error, Result};
@@ -48,6 +49,8 @@ impl Default for StoreOptions {
 pub struct Store {
     pub(crate) db: Arc<DB>,
     pub(crate) fsync: bool,
+    /// The live queue and lease index entries (see `index_mirror`).
+    pub(crate) mirror: Arc<crate::index_mirror::IndexMirror>,
 }
 
 impl std::fmt::Debug for Store {
@@ -82,8 +85,9 @@ impl Store {
         db_opts.set_max_background_jobs(2);
         let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_opts()));
         let db = DB::open_cf_descriptors(&db_opts, dir.join("db"), cfs).map_err(Error::rocks("open"))?;
-        let store = Store { db: Arc::new(db), fsync: opts.fsync };
+        let store = Store { db: Arc::new(db), fsync: opts.fsync, mirror: Default::default() };
         store.check_format_version()?;
+        store.mirror.load(&store.db)?;
         Ok(store)
     }
 
@@ -218,4 +222,23 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Read options bounded to keys starting with `prefix`, so a scan stops at
+/// the end of its range instead of stepping through what follows (with no
+/// bound, an iterator that runs out of live keys skips every tombstone
+/// after the prefix looking for the next one).
+pub(crate) fn bounded(prefix: &[u8]) -> ReadOptions {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            break;
+        }
+    }
+    let mut ro = ReadOptions::default();
+    if !end.is_empty() {
+        ro.set_iterate_upper_bound(end);
+    }
+    ro
 }

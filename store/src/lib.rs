@@ -27,6 +27,7 @@
 
 mod db;
 mod error;
+mod index_mirror;
 mod registry;
 pub mod schema;
 mod snapshot;

@@ -1,6 +1,7 @@
 //! The node registry: one record per node, under `_sys/nodes/<id>`.
 
 use prost::Message;
+use rocksdb::{Direction, IteratorMode};
 
 use crate::Store;
 use crate::error::{Error, Result};
@@ -140,7 +141,11 @@ impl Store {
     /// Every registry record, ordered by node id.
     pub fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
         let mut out = Vec::new();
-        let it = self.db.prefix_iterator_cf(self.cf(CF_SM_DATA), PREFIX_NODE);
+        let it = self.db.iterator_cf_opt(
+            self.cf(CF_SM_DATA),
+            crate::db::bounded(PREFIX_NODE),
+            IteratorMode::From(PREFIX_NODE, Direction::Forward),
+        );
         for item in it {
             let (k, v) = item.map_err(Error::rocks("scan registry"))?;
             if !k.starts_with(PREFIX_NODE) {

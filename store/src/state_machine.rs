@@ -130,6 +130,7 @@ impl Store {
             ctx.batch.put_cf(meta, KEY_APPLIED, last.log_id);
         }
         self.write(ctx.batch, false)?;
+        self.mirror.update(ctx.overlay.iter());
         Ok(results)
     }
 

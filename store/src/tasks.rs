@@ -16,9 +16,10 @@
 //! current one, so completion is exactly-once however often a task ran.
 
 use prost::Message;
-use rocksdb::{Direction, IteratorMode, ReadOptions};
+use rocksdb::{Direction, IteratorMode};
 
 use crate::Store;
+use crate::db::bounded;
 use crate::error::{Error, Result};
 use crate::pb::{self, CommandResult, ItemResult, RejectCode, TaskRecord, TaskState, command_result::Outcome};
 use crate::schema::*;
@@ -448,23 +449,6 @@ pub(crate) fn requeue(ctx: &mut BatchCtx<'_>, c: pb::RequeueTasks, now: u64) -> 
     Ok(batch(items))
 }
 
-/// Read options bounded to keys starting with `prefix`, so a scan stops at
-/// the end of its range instead of stepping through what follows.
-fn bounded(prefix: &[u8]) -> ReadOptions {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            break;
-        }
-    }
-    let mut ro = ReadOptions::default();
-    if !end.is_empty() {
-        ro.set_iterate_upper_bound(end);
-    }
-    ro
-}
-
 /// One queued task as the scheduler sees it.
 #[derive(Debug, Clone)]
 pub struct QueuedTask {
@@ -557,36 +541,26 @@ impl Store {
     }
 
     /// Queued tasks: the first `per_tenant` of every tenant, in queue
-    /// order (most urgent, then oldest).
+    /// order (most urgent, then oldest). Read from the in-memory mirror of
+    /// the queue index.
     pub fn queued_tasks(&self, per_tenant: usize) -> Result<Vec<QueuedTask>> {
         let mut out = Vec::new();
         let mut seek = PREFIX_QUEUED.to_vec();
-        'tenants: loop {
+        loop {
             let mut taken = 0;
             let mut tenant_prefix: Option<Vec<u8>> = None;
-            for item in self.db.iterator_cf_opt(
-                self.cf(CF_SM_DATA),
-                bounded(PREFIX_QUEUED),
-                IteratorMode::From(&seek, Direction::Forward),
-            ) {
-                let (k, v) = item.map_err(Error::rocks("scan queue"))?;
-                if !k.starts_with(PREFIX_QUEUED) {
-                    break 'tenants;
-                }
-                let (tenant, id) = parse_queued_key(&k).ok_or_else(|| Error::corrupt("queue key", format!("{k:?}")))?;
+            self.mirror.scan(PREFIX_QUEUED, &seek, |k, v| {
+                let (tenant, id) = parse_queued_key(k).ok_or_else(|| Error::corrupt("queue key", format!("{k:?}")))?;
                 let tp = queued_tenant_prefix(&tenant);
-                if tenant_prefix.as_ref().is_some_and(|p| *p != tp) {
-                    break;
+                if tenant_prefix.as_ref().is_some_and(|p| *p != tp) || taken >= per_tenant {
+                    return Ok(false);
                 }
                 tenant_prefix = Some(tp);
-                if taken < per_tenant {
-                    let entry = pb::QueuedEntry::decode(&*v).map_err(|e| Error::corrupt("queue entry", e))?;
-                    out.push(QueuedTask { tenant, id, entry });
-                    taken += 1;
-                } else {
-                    break;
-                }
-            }
+                let entry = pb::QueuedEntry::decode(v).map_err(|e| Error::corrupt("queue entry", e))?;
+                out.push(QueuedTask { tenant, id, entry });
+                taken += 1;
+                Ok(true)
+            })?;
             match tenant_prefix {
                 // Next tenant: just past this tenant's NUL separator.
                 Some(mut p) => {
@@ -597,21 +571,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// Flushes and compacts the queue and lease indexes. Both see a delete
-    /// for every insert, and scans must step over the tombstones until
-    /// compaction drops them; the leader and the workers call this now and
-    /// then so scans stay proportional to live entries.
-    pub fn compact_task_indexes(&self) -> Result<()> {
-        let cf = self.cf(CF_SM_DATA);
-        self.db.flush_cf(cf).map_err(Error::rocks("flush"))?;
-        for prefix in [PREFIX_QUEUED, PREFIX_LEASED] {
-            let mut end = prefix.to_vec();
-            *end.last_mut().expect("prefixes are not empty") += 1;
-            self.db.compact_range_cf(cf, Some(prefix), Some(end.as_slice()));
-        }
-        Ok(())
     }
 
     /// The sum of the named counters over every tenant (e.g. `["queued"]`).
@@ -642,27 +601,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Every leased task (all nodes), or one node's.
+    /// Every leased task (all nodes), or one node's. Read from the
+    /// in-memory mirror of the lease index.
     pub fn leased_tasks(&self, node: Option<u64>) -> Result<Vec<LeasedTask>> {
         let prefix = match node {
             Some(n) => leased_node_prefix(n),
             None => PREFIX_LEASED.to_vec(),
         };
         let mut out = Vec::new();
-        for item in self.db.iterator_cf_opt(
-            self.cf(CF_SM_DATA),
-            bounded(&prefix),
-            IteratorMode::From(&prefix, Direction::Forward),
-        ) {
-            let (k, v) = item.map_err(Error::rocks("scan leases"))?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
+        self.mirror.scan(&prefix, &prefix, |k, v| {
             let (node_id, tenant, id) =
-                parse_leased_key(&k).ok_or_else(|| Error::corrupt("lease key", format!("{k:?}")))?;
-            let entry = pb::LeaseEntry::decode(&*v).map_err(|e| Error::corrupt("lease entry", e))?;
+                parse_leased_key(k).ok_or_else(|| Error::corrupt("lease key", format!("{k:?}")))?;
+            let entry = pb::LeaseEntry::decode(v).map_err(|e| Error::corrupt("lease entry", e))?;
             out.push(LeasedTask { node_id, tenant, id, entry });
-        }
+            Ok(true)
+        })?;
         Ok(out)
     }
 }

@@ -264,3 +264,42 @@ fn large_payloads_and_results_live_in_the_blob_cf_and_travel_in_snapshots() {
     assert_eq!(other.task_payload(&rec).unwrap(), big.as_bytes());
     assert_eq!(other.state_digest().unwrap(), store.state_digest().unwrap());
 }
+
+/// The queue and lease views (served from memory) after a reopen and after
+/// a snapshot install are those of the store that wrote them.
+#[test]
+fn queue_and_lease_views_survive_reopen_and_snapshot_install() {
+    let views = |s: &synod_store::Store| {
+        let q: Vec<String> = s.queued_tasks(100).unwrap().into_iter().map(|t| t.id).collect();
+        let l: Vec<(u64, String, u64)> =
+            s.leased_tasks(None).unwrap().into_iter().map(|t| (t.node_id, t.id, t.entry.epoch)).collect();
+        (q, l)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snap");
+    let expected = {
+        let store = must_open(&dir.path().join("a"));
+        let specs = (0..6).map(|i| spec(&format!("t{i}"), "", 2)).collect();
+        must_apply(
+            &store,
+            1,
+            &[
+                cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs })),
+                cmd(2, assign("t0", 3)),
+                cmd(3, assign("t1", 4)),
+                cmd(4, complete("t1", 4, 1, Some("{}"), false)),
+                cmd(5, Kind::CancelTask(pb::CancelTask { tenant: "acme".into(), id: "t2".into() })),
+            ],
+        );
+        let v = views(&store);
+        assert_eq!(v.0, ["t3", "t4", "t5"], "queued: t0 is leased, t1 done, t2 cancelled");
+        assert_eq!(v.1, [(3, "t0".to_string(), 1)], "leased");
+        store.build_snapshot(&path).unwrap();
+        v
+    };
+    assert_eq!(views(&must_open(&dir.path().join("a"))), expected, "after reopen");
+    let other = must_open(&dir.path().join("b"));
+    must_apply(&other, 1, &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("stale", "", 1)] }))]);
+    other.install_snapshot(&path).unwrap();
+    assert_eq!(views(&other), expected, "after a snapshot install (the stale task is gone)");
+}
