@@ -294,16 +294,23 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
     let tasks: Vec<_> = (0..24)
         .map(|i| json!({"type": "sleep", "payload": {"ms": 20_000}, "idempotency_key": format!("sleep-{i}")}))
         .collect();
-    http.post(format!("{base}/tasks/submit")).json(&json!({"tasks": tasks})).send().await?;
+    let submitted: serde_json::Value =
+        http.post(format!("{base}/tasks/submit")).json(&json!({"tasks": tasks})).send().await?.json().await?;
+    let sleepers: Vec<String> = submitted["tasks"]
+        .as_array()
+        .context("batch submit answer without tasks")?
+        .iter()
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
     let on_victim = c
         .wait_for("sleep tasks running on the victim", Duration::from_secs(30), || async {
-            let (_, v) = c.get(leader, "/tasks?state=running&limit=1000").await.ok()?;
-            let ids: Vec<String> = v["tasks"]
-                .as_array()?
-                .iter()
-                .filter(|t| t["node_id"] == victim_id)
-                .filter_map(|t| t["id"].as_str().map(str::to_string))
-                .collect();
+            let mut ids = Vec::new();
+            for id in &sleepers {
+                let (_, v) = c.get(leader, &format!("/tasks/{id}/status")).await.ok()?;
+                if v["state"] == "running" && v["node_id"] == victim_id {
+                    ids.push(id.clone());
+                }
+            }
             (!ids.is_empty()).then_some(ids)
         })
         .await?;
