@@ -20,7 +20,7 @@ const PER_TENANT_WINDOW: usize = 512;
 
 pub fn params(node: &crate::service::Node) -> Params {
     Params {
-        lease_ms: crate::worker::LEASE_MS,
+        lease_ms: node.cfg.scaling.task_lease.get().as_millis() as u64,
         aging_ms_per_level: 10_000,
         max_assignments: 1024,
         recovery_timeout_ms: node.cfg.scaling.recovery_timeout.get().as_millis() as u64,

@@ -49,11 +49,6 @@ pub struct Worker {
     tx: mpsc::Sender<Report>,
 }
 
-/// Lease length stamped on assignments and renewals. A live worker renews
-/// every third of it; a dead node's tasks come back sooner, through
-/// `scaling.recovery_timeout` (missed heartbeats).
-pub const LEASE_MS: u64 = 30_000;
-
 /// A task still running after this long is reported as running.
 const START_REPORT_AFTER: Duration = Duration::from_millis(20);
 
@@ -267,7 +262,9 @@ impl Worker {
     }
 
     async fn renewer(self) {
-        let lease = LEASE_MS;
+        // A live worker renews every third of `scaling.task_lease`; a dead
+        // node's tasks come back sooner, through `scaling.recovery_timeout`.
+        let lease = self.node.cfg.scaling.task_lease.get().as_millis() as u64;
         loop {
             tokio::time::sleep(Duration::from_millis(lease / 3)).await;
             let renewals: Vec<pb::LeaseRenewal> = {

@@ -291,6 +291,9 @@ pub struct ScalingConfig {
     pub recovery_timeout: Dur,
     /// How long a draining node waits for its running tasks.
     pub drain_deadline: Dur,
+    /// Lease on an assigned task; the worker renews it every third of this
+    /// while the task runs, and a task whose lease runs out is re-queued.
+    pub task_lease: Dur,
     /// Fewest nodes the cluster autoscaler asks for.
     pub min_nodes: usize,
     /// Most nodes the cluster autoscaler asks for.
@@ -311,6 +314,7 @@ impl Default for ScalingConfig {
             cooldown: Dur::from_secs(5),
             recovery_timeout: Dur::from_secs(5),
             drain_deadline: Dur::from_secs(60),
+            task_lease: Dur::from_secs(30),
             min_nodes: 1,
             max_nodes: 7,
             hook: None,

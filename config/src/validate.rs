@@ -145,6 +145,9 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
         "scaling.hook must not be empty".to_string()
     })?;
     fraction(sc.cpu_high, "scaling.cpu_high")?;
+    rule(sc.task_lease.get() >= std::time::Duration::from_secs(3), "scaling.task_lease", || {
+        format!("scaling.task_lease ({}) must be at least 3s", sc.task_lease)
+    })?;
 
     let v = &c.vector_db;
     at_least(v.max_dimension, 1, "vector_db.max_dimension")?;

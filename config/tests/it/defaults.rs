@@ -46,6 +46,7 @@ fn defaults_match_the_documented_values() {
     assert_eq!(c.scaling.min_workers, 16);
     assert_eq!(c.scaling.max_workers, 32);
     assert_eq!(c.scaling.cpu_high, 0.85);
+    assert_eq!(c.scaling.task_lease, Dur::from_secs(30));
     assert_eq!(c.vector_db.max_dimension, 4096);
     assert_eq!(c.vector_db.default_metric, Metric::Cosine);
     assert_eq!(c.vector_db.default_consistency, "leader");

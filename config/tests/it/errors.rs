@@ -144,6 +144,7 @@ fn validation_rules() {
             "scaling.min_workers (33) must be at most scaling.max_workers (32)",
         ),
         ("scaling:\n  cpu_high: 1.5\n", "scaling.cpu_high", "0..=1"),
+        ("scaling:\n  task_lease: 1s\n", "scaling.task_lease", "at least 3s"),
         ("node:\n  join: node1:7700\n", "node.join", "http:// or https://"),
         ("node:\n  advertise_raft: node1\n", "node.advertise_raft", "host:port"),
         ("security:\n  jwt_algorithm: none\n", "security.jwt_algorithm", "HS256, EdDSA, RS256"),
