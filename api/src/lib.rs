@@ -9,7 +9,6 @@
 //! Key types: [`service::Node`], [`error::ApiError`], [`cli::Cli`].
 
 pub mod auth;
-pub mod autoscale;
 pub mod bench;
 pub mod cli;
 pub mod error;
@@ -18,12 +17,10 @@ pub mod grpc_tasks;
 pub mod local_cluster;
 pub mod metrics;
 pub mod rest;
-pub mod scheduling;
 pub mod server;
 pub mod service;
 pub mod supervisor;
 pub mod tasks;
-pub mod worker;
 
 /// Generated types of the public `synod.v1` gRPC API.
 #[allow(clippy::all, missing_docs)]

@@ -257,11 +257,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let n = node.clone();
     let leader_duties = sup.spawn("membership", move || leader_loop(n.clone()));
     let n = node.clone();
-    let scheduler = sup.spawn("scheduler", move || crate::scheduling::run(n.clone()));
+    let scheduler = sup.spawn("scheduler", move || synod_scheduler::leader::run(n.clone()));
     let n = node.clone();
-    let worker = sup.spawn("worker", move || crate::worker::run(n.clone()));
+    let worker = sup.spawn("worker", move || synod_scheduler::worker::run(n.clone()));
     let n = node.clone();
-    let autoscaler = sup.spawn("autoscaler", move || crate::autoscale::run(n.clone()));
+    let autoscaler = sup.spawn("autoscaler", move || synod_scheduler::autoscale::run(n.clone()));
 
     let http =
         axum::serve(http_listener, crate::rest::router(node.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));

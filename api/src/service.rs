@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -35,11 +35,7 @@ pub struct Node {
 
 pub type SharedNode = Arc<Node>;
 
-/// Milliseconds since the Unix epoch on this node's clock. Only leaders
-/// stamp commands with it; apply() never reads a clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub use synod_scheduler::now_ms;
 
 pub fn command(kind: Kind) -> pb::Command {
     pb::Command { format_version: synod_store::COMMAND_FORMAT_VERSION, stamped_at_ms: now_ms(), kind: Some(kind) }
@@ -215,15 +211,6 @@ impl Consistency {
     }
 }
 
-/// How many tasks a node takes now: the pool size its heartbeat reported,
-/// else the capacity it registered with.
-pub fn worker_slots(rec: &pb::NodeRecord) -> u32 {
-    rec.load
-        .map(|l| l.worker_slots)
-        .filter(|s| *s > 0)
-        .unwrap_or_else(|| rec.info.as_ref().and_then(|i| i.capacity).map(|c| c.worker_slots).unwrap_or(0))
-}
-
 fn rejection_to_error(r: pb::Rejection) -> ApiError {
     match pb::RejectCode::try_from(r.code).unwrap_or(pb::RejectCode::Unspecified) {
         pb::RejectCode::NotFound => ApiError::NotFound(r.message),
@@ -351,14 +338,7 @@ impl Node {
 
     /// alive / suspect / dead from the leader-stamped heartbeat time.
     pub fn liveness(&self, last_heartbeat_ms: u64, now: u64) -> &'static str {
-        let age = now.saturating_sub(last_heartbeat_ms);
-        if age < self.cfg.cluster.suspect_after.get().as_millis() as u64 {
-            "alive"
-        } else if age < self.cfg.cluster.dead_after.get().as_millis() as u64 {
-            "suspect"
-        } else {
-            "dead"
-        }
+        synod_scheduler::liveness(&self.cfg, last_heartbeat_ms, now).as_str()
     }
 
     /// The liveness of every registered node, by id.
@@ -750,5 +730,63 @@ pub fn do_health(node: &Node) -> HealthView {
         reason,
         components: node.supervisor.components(),
         worker_pool_size: node.pool_size.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+/// The scheduler's loops run on this node through [`synod_scheduler::Host`].
+impl synod_scheduler::Host for Node {
+    fn node_id(&self) -> u64 {
+        self.id()
+    }
+
+    fn store(&self) -> &synod_store::Store {
+        &self.raft.store
+    }
+
+    fn plugins(&self) -> &synod_plugins::Registry {
+        &self.plugins
+    }
+
+    fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    fn applied_index(&self) -> u64 {
+        synod_raft::applied_index(&self.raft.metrics())
+    }
+
+    async fn wait_applied(&self, seen: u64, max: Duration) {
+        use openraft::rt::WatchReceiver;
+        let deadline = tokio::time::Instant::now() + max;
+        let mut watch = self.raft.raft.metrics();
+        while synod_raft::applied_index(&self.raft.metrics()) == seen {
+            if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn member_count(&self) -> usize {
+        self.raft.metrics().membership_config.membership().nodes().count()
+    }
+
+    async fn propose(&self, kind: Kind) -> anyhow::Result<pb::CommandResult> {
+        Ok(self.raft.write(&command(kind)).await?.result)
+    }
+
+    fn cpu_load(&self) -> f64 {
+        crate::server::cpu_load()
+    }
+
+    fn pool_size(&self) -> &std::sync::atomic::AtomicUsize {
+        &self.pool_size
+    }
+
+    fn desired_nodes(&self) -> &std::sync::atomic::AtomicUsize {
+        &self.desired_nodes
     }
 }

@@ -1,6 +1,6 @@
-//! Synod's scheduler: which queued task runs where, decided without side effects.
+//! Synod's scheduler: which queued task runs where, and running it.
 //!
-//! What exists now is [`core`], the pure scheduling core. [`decide`] takes a
+//! At its heart is [`core`], the pure scheduling core. [`decide`] takes a
 //! [`View`] of the cluster (nodes with liveness, labels, plugins, slots and
 //! load; queued and leased tasks; tenant weights), the leader's `now_ms` and
 //! [`Params`], and returns [`Decision`]s: requeue lost or expired leases, then
@@ -9,16 +9,22 @@
 //! draining nodes. It does no I/O, reads no clock and draws no randomness, so
 //! the same view always yields the same decisions.
 //!
-//! Not here yet (they come later, around this core): the leader loop that
-//! builds the view from the replicated state and proposes the decisions as
-//! commands, and the node-side processor with its worker pool, lease renewal
-//! and heartbeats.
+//! Around that core, generic over a [`Host`] (what the node offers: its
+//! store, plugins, config, leadership, applied index and a way to propose
+//! commands — the `synod` binary implements it over Raft):
+//! - [`leader::run`], the leader's loop: builds the view from the replicated
+//!   state, runs [`decide`] and proposes the decisions in batches;
+//! - [`worker::run`], the node-side processor: runs this node's leased tasks
+//!   on a bounded, self-sizing pool through the plugin registry, renews
+//!   leases and reports starts and completions with their epoch;
+//! - [`autoscale::run`], the cluster autoscaler: the desired node count and
+//!   the `scaling.hook`.
 //!
-//! Must not depend on `synod-store`, `synod-raft` or `synod-api`: callers
-//! translate their records into a [`View`] and decisions into commands.
+//! [`core`] depends on nothing but serde. The loops read `synod-store`
+//! records and never touch Raft, HTTP or gRPC.
 //!
 //! Key types: [`View`], [`NodeView`], [`QueuedTask`], [`LeasedTask`],
-//! [`Params`], [`Decision`], [`RequeueReason`].
+//! [`Params`], [`Decision`], [`RequeueReason`], [`Host`].
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -51,6 +57,11 @@
 //! );
 //! ```
 
+pub mod autoscale;
 pub mod core;
+pub mod host;
+pub mod leader;
+pub mod worker;
 
 pub use crate::core::{Decision, LeasedTask, Liveness, NodeView, Params, QueuedTask, RequeueReason, View, decide};
+pub use crate::host::{Host, liveness, now_ms, worker_slots};

@@ -5,10 +5,12 @@
 //! with the number as its last argument (never more often than
 //! `scaling.cooldown`).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use crate::service::{SharedNode, now_ms};
+use crate::Liveness;
+use crate::host::{Host, liveness, now_ms, worker_slots};
 
 /// Target share of worker slots in use.
 const TARGET_UTILISATION: f64 = 0.8;
@@ -33,27 +35,28 @@ pub fn desired_nodes(
     want.clamp(min.max(1), max.max(min.max(1)))
 }
 
-pub async fn run(node: SharedNode) {
-    let sc = node.cfg.scaling.clone();
+pub async fn run<H: Host>(host: Arc<H>) {
+    let sc = host.config().scaling.clone();
     let mut last_hook: Option<(usize, Instant)> = None;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if !node.raft.is_leader() {
-            node.desired_nodes.store(0, Relaxed);
+        if !host.is_leader() {
+            host.desired_nodes().store(0, Relaxed);
             continue;
         }
-        let Ok(records) = node.raft.store.list_nodes() else { continue };
+        let Ok(records) = host.store().list_nodes() else { continue };
         let now = now_ms();
-        let live: Vec<_> = records.iter().filter(|r| node.liveness(r.last_heartbeat_ms, now) == "alive").collect();
-        let slots: u64 = live.iter().map(|r| u64::from(crate::service::worker_slots(r))).sum();
+        let live: Vec<_> =
+            records.iter().filter(|r| liveness(host.config(), r.last_heartbeat_ms, now) == Liveness::Alive).collect();
+        let slots: u64 = live.iter().map(|r| u64::from(worker_slots(r))).sum();
         let avg_cpu = if live.is_empty() {
             0.0
         } else {
             live.iter().map(|r| r.load.map(|l| l.cpu_load).unwrap_or(0.0)).sum::<f64>() / live.len() as f64
         };
-        let Ok(demand) = node.raft.store.count_tasks(&["queued", "assigned", "running"]) else { continue };
+        let Ok(demand) = host.store().count_tasks(&["queued", "assigned", "running"]) else { continue };
         let desired = desired_nodes(demand, live.len(), slots, avg_cpu, sc.cpu_high, sc.min_nodes, sc.max_nodes);
-        node.desired_nodes.store(desired, Relaxed);
+        host.desired_nodes().store(desired, Relaxed);
         metrics::gauge!("synod_cluster_desired_nodes").set(desired as f64);
         let Some(hook) = &sc.hook else { continue };
         let due = match last_hook {

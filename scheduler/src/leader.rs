@@ -1,16 +1,16 @@
-//! The leader's scheduling loop: builds a [`synod_scheduler::View`] from the
-//! replicated state, runs the pure `decide()`, and proposes its decisions
-//! as batched `AssignTasks` / `RequeueTasks` commands. Only the leader runs
-//! it; a new leader continues from the replicated state (no task lost,
-//! none assigned twice: assignments are fenced by the queue state in apply).
-// TODO(team): move into synod-scheduler behind a trait, like the worker.
+//! The leader's scheduling loop: builds a [`View`] from the replicated
+//! state, runs the pure [`decide`], and proposes its decisions as batched
+//! `AssignTasks` / `RequeueTasks` commands. Only the leader runs it; a new
+//! leader continues from the replicated state (no task lost, none assigned
+//! twice: assignments are fenced by the queue state in apply).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use synod_scheduler::{Decision, LeasedTask, Liveness, NodeView, Params, QueuedTask, RequeueReason, View, decide};
 use synod_store::pb::{self, command::Kind};
 
-use crate::service::{SharedNode, command, now_ms};
+use crate::core::{Decision, LeasedTask, Liveness, NodeView, Params, QueuedTask, RequeueReason, View, decide};
+use crate::host::{Host, liveness, now_ms, worker_slots};
 
 /// Least time between two rounds that found nothing to do.
 const IDLE_ROUND_GAP: Duration = Duration::from_millis(10);
@@ -18,28 +18,25 @@ const IDLE_ROUND_GAP: Duration = Duration::from_millis(10);
 /// Queued tasks per tenant the leader looks at in one round.
 const PER_TENANT_WINDOW: usize = 512;
 
-pub fn params(node: &crate::service::Node) -> Params {
+pub fn params(cfg: &synod_config::Config) -> Params {
     Params {
-        lease_ms: node.cfg.scaling.task_lease.get().as_millis() as u64,
+        lease_ms: cfg.scaling.task_lease.get().as_millis() as u64,
         aging_ms_per_level: 10_000,
         max_assignments: 1024,
-        recovery_timeout_ms: node.cfg.scaling.recovery_timeout.get().as_millis() as u64,
+        recovery_timeout_ms: cfg.scaling.recovery_timeout.get().as_millis() as u64,
     }
 }
 
-pub fn build_view(node: &crate::service::Node, now: u64) -> anyhow::Result<View> {
-    let store = &node.raft.store;
+/// The scheduler's view of the replicated state on this node.
+pub fn build_view(host: &impl Host, now: u64) -> anyhow::Result<View> {
+    let store = host.store();
     let nodes: Vec<NodeView> = store
         .list_nodes()?
         .into_iter()
         .filter_map(|r| {
-            let worker_slots = crate::service::worker_slots(&r);
+            let worker_slots = worker_slots(&r);
             let info = r.info?;
-            let liveness = match node.liveness(r.last_heartbeat_ms, now) {
-                "alive" => Liveness::Alive,
-                "suspect" => Liveness::Suspect,
-                _ => Liveness::Dead,
-            };
+            let liveness = liveness(host.config(), r.last_heartbeat_ms, now);
             Some(NodeView {
                 id: info.id,
                 liveness,
@@ -89,9 +86,9 @@ pub fn build_view(node: &crate::service::Node, now: u64) -> anyhow::Result<View>
 
 /// Tasks still leased to a node that has been draining for longer than
 /// `scaling.drain_deadline` go back to the queue (and so elsewhere).
-fn drain_overdue(node: &crate::service::Node, view: &View, decided: &[Decision], now: u64) -> Vec<pb::TaskRef> {
-    let deadline = node.cfg.scaling.drain_deadline.get().as_millis() as u64;
-    let overdue: std::collections::BTreeSet<u64> = match node.raft.store.list_nodes() {
+fn drain_overdue(host: &impl Host, view: &View, decided: &[Decision], now: u64) -> Vec<pb::TaskRef> {
+    let deadline = host.config().scaling.drain_deadline.get().as_millis() as u64;
+    let overdue: std::collections::BTreeSet<u64> = match host.store().list_nodes() {
         Ok(nodes) => nodes
             .iter()
             .filter(|r| r.draining && r.draining_since_ms > 0 && now.saturating_sub(r.draining_since_ms) > deadline)
@@ -144,22 +141,22 @@ fn to_commands(decisions: Vec<Decision>) -> Vec<Kind> {
     out
 }
 
-pub async fn run(node: SharedNode) {
-    let mut watch = node.raft.raft.metrics();
+/// The loop; runs on every node and works while this node leads.
+pub async fn run<H: Host>(host: Arc<H>) {
     loop {
-        use openraft::rt::WatchReceiver;
-        if !node.raft.is_leader() {
-            let _ = tokio::time::timeout(Duration::from_millis(200), watch.changed()).await;
+        if !host.is_leader() {
+            host.wait_applied(host.applied_index(), Duration::from_millis(200)).await;
             continue;
         }
         let now = now_ms();
         let round = std::time::Instant::now();
-        let decisions = match build_view(&node, now) {
+        let round_index = host.applied_index();
+        let decisions = match build_view(&*host, now) {
             Ok(view) => {
                 metrics::gauge!("synod_tasks_queued_visible").set(view.queued.len() as f64);
                 metrics::gauge!("synod_tasks_leased").set(view.leased.len() as f64);
-                let d = decide(&view, now, &params(&node));
-                let drained = drain_overdue(&node, &view, &d, now);
+                let d = decide(&view, now, &params(host.config()));
+                let drained = drain_overdue(&*host, &view, &d, now);
                 (d, drained)
             }
             Err(e) => {
@@ -172,13 +169,7 @@ pub async fn run(node: SharedNode) {
         if decisions.is_empty() && drained.is_empty() {
             // Nothing to do until something is applied (a submit, a
             // completion) or a timer (backoff, lease, liveness) runs out.
-            let seen = synod_raft::applied_index(&node.raft.metrics());
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
-            while synod_raft::applied_index(&node.raft.metrics()) == seen {
-                if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
-                    break;
-                }
-            }
+            host.wait_applied(round_index, Duration::from_millis(50)).await;
             // Under a stream of unrelated writes (labels, heartbeats) an idle
             // scheduler would rebuild its view for each one: at most one idle
             // round per IDLE_ROUND_GAP.
@@ -204,7 +195,7 @@ pub async fn run(node: SharedNode) {
                     "requeue"
                 }
             };
-            if let Err(e) = node.raft.write(&command(kind)).await {
+            if let Err(e) = host.propose(kind).await {
                 tracing::warn!(error = %e, what = label, "proposing scheduler decisions");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

@@ -11,11 +11,9 @@
 //!
 //! Execution is at-least-once (a lost node's task runs again elsewhere);
 //! completion is exactly-once because apply() fences on the lease epoch.
-// TODO(team): move into synod-scheduler behind a trait once the view and
-// proposal surface settles; it lives here for now because it needs the
-// store, Raft and the plugin registry together.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,8 +21,7 @@ use synod_plugins::{CancelToken, TaskContext};
 use synod_store::pb::{self, command::Kind};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::service::{SharedNode, command, now_ms};
-use crate::supervisor::AbortOnDrop;
+use crate::host::{Host, now_ms};
 
 type Key = (String, String);
 
@@ -41,9 +38,8 @@ enum Report {
     Done(pb::Completion),
 }
 
-#[derive(Clone)]
-pub struct Worker {
-    node: SharedNode,
+pub struct Worker<H> {
+    node: Arc<H>,
     slots: Arc<Semaphore>,
     inflight: Arc<Mutex<HashMap<Key, InFlight>>>,
     tx: mpsc::Sender<Report>,
@@ -52,29 +48,40 @@ pub struct Worker {
 /// A task still running after this long is reported as running.
 const START_REPORT_AFTER: Duration = Duration::from_millis(20);
 
-pub async fn run(node: SharedNode) {
+// Not derived: a derive would require `H: Clone`, and the host is shared.
+impl<H> Clone for Worker<H> {
+    fn clone(&self) -> Self {
+        Worker {
+            node: self.node.clone(),
+            slots: self.slots.clone(),
+            inflight: self.inflight.clone(),
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// The node-side processor; runs on every node.
+pub async fn run<H: Host>(node: Arc<H>) {
     let (tx, rx) = mpsc::channel(65_536);
     let worker = Worker {
-        slots: Arc::new(Semaphore::new(node.pool_size.load(std::sync::atomic::Ordering::Relaxed))),
+        slots: Arc::new(Semaphore::new(node.pool_size().load(Relaxed))),
         inflight: Default::default(),
         tx,
         node: node.clone(),
     };
-    metrics::gauge!("synod_worker_pool_size").set(node.pool_size.load(std::sync::atomic::Ordering::Relaxed) as f64);
-    // Helpers stop with the worker (a supervisor restart must not double them).
-    let _helpers = [
-        AbortOnDrop(tokio::spawn(flusher(node.clone(), rx))),
-        AbortOnDrop(tokio::spawn(worker.clone().renewer())),
-        AbortOnDrop(tokio::spawn(worker.clone().autoscale())),
-    ];
-    let mut watch = node.raft.raft.metrics();
+    metrics::gauge!("synod_worker_pool_size").set(node.pool_size().load(Relaxed) as f64);
+    // Helpers stop with the worker, as dropping the set aborts them (a
+    // supervisor restart must not double them).
+    let mut helpers = tokio::task::JoinSet::new();
+    helpers.spawn(flusher(node.clone(), rx));
+    helpers.spawn(worker.clone().renewer());
+    helpers.spawn(worker.clone().autoscale());
     let mut last_scan = Instant::now();
     let mut scanned_at_index = None;
     loop {
         // Leases change only when entries are applied: skip the scan when
-        // nothing was (metrics also change for heartbeats and replication
-        // progress), but rescan every 100 ms regardless.
-        let applied = synod_raft::applied_index(&node.raft.metrics());
+        // nothing was, but rescan every 100 ms regardless.
+        let applied = node.applied_index();
         if scanned_at_index != Some(applied) || last_scan.elapsed() >= Duration::from_millis(100) {
             scanned_at_index = Some(applied);
             last_scan = Instant::now();
@@ -83,26 +90,24 @@ pub async fn run(node: SharedNode) {
             }
             metrics::histogram!("synod_worker_scan_seconds").record(last_scan.elapsed().as_secs_f64());
         }
-        use openraft::rt::WatchReceiver;
-        let _ = tokio::time::timeout(Duration::from_millis(100), watch.changed()).await;
+        node.wait_applied(applied, Duration::from_millis(100)).await;
     }
 }
 
-impl Worker {
+impl<H: Host> Worker<H> {
     /// Grows the pool (doubling, up to `scaling.max_workers`) while every
     /// worker is busy, tasks wait in the queue and the CPU has room; shrinks
     /// it (halving, down to `min_workers`) after `scale_down_idle` at under
     /// half use. Never more often than `scaling.cooldown`. The heartbeat
     /// advertises the size, so the leader places no more than that here.
     async fn autoscale(self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let sc = self.node.cfg.scaling.clone();
+        let sc = self.node.config().scaling.clone();
         let (min, max) = (sc.min_workers.clamp(1, sc.max_workers.max(1)), sc.max_workers.max(1));
         let mut last_change = Instant::now();
         let mut busy_since = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let size = self.node.pool_size.load(Relaxed);
+            let size = self.node.pool_size().load(Relaxed);
             let in_flight = self.running();
             if in_flight * 2 > size {
                 busy_since = Instant::now();
@@ -110,12 +115,12 @@ impl Worker {
             if last_change.elapsed() < sc.cooldown.get() {
                 continue;
             }
-            let Ok(queued) = self.node.raft.store.count_tasks(&["queued"]) else { continue };
-            let nodes = self.node.raft.metrics().membership_config.membership().nodes().count().max(1) as u64;
+            let Ok(queued) = self.node.store().count_tasks(&["queued"]) else { continue };
+            let nodes = self.node.member_count().max(1) as u64;
             let backlog_per_worker = queued / nodes / size.max(1) as u64;
             let new = if in_flight >= size
                 && backlog_per_worker >= sc.scale_up_queue_depth as u64
-                && (sc.cpu_high >= 1.0 || crate::server::cpu_load() < sc.cpu_high)
+                && (sc.cpu_high >= 1.0 || self.node.cpu_load() < sc.cpu_high)
                 && size < max
             {
                 (size * 2).min(max)
@@ -137,7 +142,7 @@ impl Worker {
                     }
                 });
             }
-            self.node.pool_size.store(new, Relaxed);
+            self.node.pool_size().store(new, Relaxed);
             last_change = Instant::now();
             metrics::gauge!("synod_worker_pool_size").set(new as f64);
             tracing::info!(from = size, to = new, queued, in_flight, "worker pool resized");
@@ -145,7 +150,7 @@ impl Worker {
     }
 
     fn scan(&self) -> anyhow::Result<()> {
-        let leases = self.node.raft.store.leased_tasks(Some(self.node.id()))?;
+        let leases = self.node.store().leased_tasks(Some(self.node.node_id()))?;
         let mut inflight = self.inflight.lock().expect("worker map lock is never poisoned");
         let mut seen = std::collections::HashSet::new();
         for l in leases {
@@ -185,7 +190,7 @@ impl Worker {
     async fn run_task(&self, key: Key, epoch: u64, cancel: CancelToken) {
         let (tenant, id) = key.clone();
         let tref = pb::TaskRef { tenant: tenant.clone(), id: id.clone(), epoch };
-        let rec = match self.node.raft.store.get_task(&tenant, &id) {
+        let rec = match self.node.store().get_task(&tenant, &id) {
             Ok(Some(r)) => r,
             _ => {
                 self.forget(&key, epoch);
@@ -198,11 +203,11 @@ impl Worker {
             let wait = now_ms().saturating_sub(rec.enqueued_at_ms) as f64 / 1000.0;
             metrics::histogram!("synod_tasks_queue_wait_seconds").record(wait);
         }
-        let payload: serde_json::Value = match self.node.raft.store.task_payload(&rec) {
+        let payload: serde_json::Value = match self.node.store().task_payload(&rec) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
             Err(e) => {
                 tracing::error!(task = %id, error = %e, "task payload unreadable");
-                let error = format!("payload unreadable on node {}: {e}", self.node.id());
+                let error = format!("payload unreadable on node {}: {e}", self.node.node_id());
                 let _ = self
                     .tx
                     .send(Report::Done(pb::Completion { task: Some(tref), result: None, error, retryable: true }))
@@ -216,7 +221,7 @@ impl Worker {
         let timeout = Duration::from_millis(spec.timeout_ms.max(1));
         // Report "running" only for tasks that take a while: a trivial task
         // then costs one Raft write less (apply stamps its start at completion).
-        let exec = self.node.plugins.execute(&spec.task_type, payload, ctx, timeout);
+        let exec = self.node.plugins().execute(&spec.task_type, payload, ctx, timeout);
         tokio::pin!(exec);
         let outcome = tokio::select! {
             out = &mut exec => out,
@@ -264,7 +269,7 @@ impl Worker {
     async fn renewer(self) {
         // A live worker renews every third of `scaling.task_lease`; a dead
         // node's tasks come back sooner, through `scaling.recovery_timeout`.
-        let lease = self.node.cfg.scaling.task_lease.get().as_millis() as u64;
+        let lease = self.node.config().scaling.task_lease.get().as_millis() as u64;
         loop {
             tokio::time::sleep(Duration::from_millis(lease / 3)).await;
             let renewals: Vec<pb::LeaseRenewal> = {
@@ -282,8 +287,8 @@ impl Worker {
             if renewals.is_empty() {
                 continue;
             }
-            let cmd = command(Kind::RenewLeases(pb::RenewLeases { node_id: self.node.id(), renewals }));
-            if let Err(e) = self.node.raft.write(&cmd).await {
+            let cmd = Kind::RenewLeases(pb::RenewLeases { node_id: self.node.node_id(), renewals });
+            if let Err(e) = self.node.propose(cmd).await {
                 tracing::warn!(error = %e, "renewing leases");
             }
         }
@@ -293,7 +298,7 @@ impl Worker {
 /// Batches reports into one Raft write per kind; retries until accepted.
 /// Retrying an indeterminate write is safe: apply() fences on the epoch,
 /// so a repeated completion is rejected, never applied twice.
-async fn flusher(node: SharedNode, mut rx: mpsc::Receiver<Report>) {
+async fn flusher<H: Host>(node: Arc<H>, mut rx: mpsc::Receiver<Report>) {
     while let Some(first) = rx.recv().await {
         let mut reports = vec![first];
         while reports.len() < 1024 {
@@ -313,21 +318,20 @@ async fn flusher(node: SharedNode, mut rx: mpsc::Receiver<Report>) {
         let n_done = done.len();
         let mut cmds = Vec::new();
         if !starts.is_empty() {
-            cmds.push(Kind::StartTasks(pb::StartTasks { node_id: node.id(), tasks: starts }));
+            cmds.push(Kind::StartTasks(pb::StartTasks { node_id: node.node_id(), tasks: starts }));
         }
         if !done.is_empty() {
-            cmds.push(Kind::CompleteTasks(pb::CompleteTasks { node_id: node.id(), completions: done }));
+            cmds.push(Kind::CompleteTasks(pb::CompleteTasks { node_id: node.node_id(), completions: done }));
         }
         for kind in cmds {
-            let cmd = command(kind);
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                match node.raft.write(&cmd).await {
-                    Ok(out) => {
+                match node.propose(kind.clone()).await {
+                    Ok(result) => {
                         // Reports for attempts that are no longer current (this
                         // node was presumed lost and the task moved on) are
                         // refused by apply(): count them, they change nothing.
-                        if let Some(pb::command_result::Outcome::Batch(b)) = out.result.outcome {
+                        if let Some(pb::command_result::Outcome::Batch(b)) = result.outcome {
                             let mut refused = b.items.iter().filter_map(|i| i.rejected.as_ref());
                             if let Some(first) = refused.next() {
                                 let stale = 1 + refused.count();
