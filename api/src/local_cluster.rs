@@ -37,8 +37,20 @@ pub struct LocalCluster {
     pub http: reqwest::Client,
 }
 
+/// A port that was free a moment ago and that this process has not handed
+/// out before: the kernel may give a just-released port to the next
+/// `bind(0)`, and two nodes on one port means one of them never starts.
 fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("port list lock is never poisoned");
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no fresh free port after 100 tries")
 }
 
 impl LocalCluster {
