@@ -190,10 +190,17 @@ pub async fn run<H: Host>(host: Arc<H>) {
                     metrics::counter!("synod_tasks_assigned_total").increment(a.assignments.len() as u64);
                     "assign"
                 }
-                _ => {
-                    metrics::counter!("synod_tasks_requeued_total").increment(1);
+                Kind::RequeueTasks(r) => {
+                    let reason = match pb::RequeueReason::try_from(r.reason) {
+                        Ok(pb::RequeueReason::LeaseExpired) => "lease_expired",
+                        Ok(pb::RequeueReason::NodeLost) => "node_lost",
+                        Ok(pb::RequeueReason::Drained) => "drained",
+                        _ => "other",
+                    };
+                    metrics::counter!("synod_tasks_requeued_total", "reason" => reason).increment(r.tasks.len() as u64);
                     "requeue"
                 }
+                _ => "other",
             };
             if let Err(e) = host.propose(kind).await {
                 tracing::warn!(error = %e, what = label, "proposing scheduler decisions");

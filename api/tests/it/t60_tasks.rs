@@ -228,6 +228,8 @@ async fn every_task_succeeds_once_when_a_worker_and_then_the_leader_die() {
     let rerun = attempts.values().filter(|a| **a > 1).count();
     eprintln!("1000 tasks succeeded; {rerun} ran again after the worker was killed");
     assert!(rerun > 0, "the killed worker had tasks in flight, they must have been rerun");
+    let lost = metric(&t, leader, "synod_tasks_requeued_total{reason=\"node_lost\"}").await;
+    assert!(lost >= 1.0, "the leader counts the tasks it took back from the lost node: {lost}");
 
     // Now the leader dies mid-run.
     t.start(worker).unwrap();
