@@ -23,6 +23,9 @@ deps:
 run: deps
 	cargo build --release -p synod-api --bin synod
 	@echo "synod: REST http://127.0.0.1:7700  gRPC 127.0.0.1:7701  Raft 127.0.0.1:7702  data ./synod-data"
+	@echo "synod: log in as admin with the password in ./synod-data/admin-password (printed on the first start):"
+	@echo "         $(CARGO_TARGET_DIR)/release/synod login < ./synod-data/admin-password"
+	@echo "       or: curl -s localhost:7700/login -d grant_type=password -d username=admin -d password=\$$(cat synod-data/admin-password)"
 	$(CARGO_TARGET_DIR)/release/synod serve --log-format text
 
 # The whole suite, one (debug) profile; cluster tests run the debug binary.

@@ -8,6 +8,15 @@
 //! come from the credential, and the header stays only as the way an admin
 //! names the tenant it acts on.
 
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use synod_store::pb;
+
 use crate::error::{ApiError, Result};
 
 /// The tenant of a caller that names none.
@@ -55,16 +64,183 @@ impl AuthContext {
     }
 }
 
-/// Tenant names: 1 to 64 bytes of ASCII letters, digits, `-`, `_` and `.`.
+/// Tenant names: 1 to 64 bytes of ASCII letters, digits, `-`, `_` and `.`,
+/// starting with a letter or digit.
 pub fn check_tenant_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
+    let ok = name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
-        Err(ApiError::InvalidArgument(format!("tenant {name:?}: 1 to 64 ASCII letters, digits, '-', '_' or '.'")))
+        Err(ApiError::InvalidArgument(format!(
+            "tenant {name:?}: 1 to 64 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )))
     }
+}
+
+// ---- credentials: JWTs, passwords, API keys
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+            Role::Reader => "reader",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Role> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "user" => Ok(Role::User),
+            "reader" => Ok(Role::Reader),
+            other => Err(ApiError::InvalidArgument(format!("unknown role {other:?} (admin, user or reader)"))),
+        }
+    }
+
+    pub fn to_pb(self) -> pb::Role {
+        match self {
+            Role::Admin => pb::Role::Admin,
+            Role::User => pb::Role::User,
+            Role::Reader => pb::Role::Reader,
+        }
+    }
+
+    pub fn from_pb(r: i32) -> Option<Role> {
+        match pb::Role::try_from(r).ok()? {
+            pb::Role::Admin => Some(Role::Admin),
+            pb::Role::User => Some(Role::User),
+            pb::Role::Reader => Some(Role::Reader),
+            pb::Role::Unspecified => None,
+        }
+    }
+}
+
+/// What a Synod JWT carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub tenant: String,
+    pub role: String,
+    pub iat: u64,
+    pub exp: u64,
+    pub jti: String,
+}
+
+/// The cluster's token keys. The algorithm is fixed here, from config;
+/// a token's own `alg` header is never trusted to choose it.
+pub struct TokenKeys {
+    alg: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys").field("alg", &self.alg).field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl TokenKeys {
+    /// HS256 keys from the cluster secret.
+    pub fn hs256(secret: &[u8], ttl: Duration) -> TokenKeys {
+        TokenKeys {
+            alg: Algorithm::HS256,
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            ttl,
+        }
+    }
+
+    /// A signed token for `sub` acting in `tenant` with `role`, valid for
+    /// the configured lifetime from `now_s` (seconds since the epoch).
+    pub fn issue(&self, sub: &str, tenant: &str, role: Role, now_s: u64) -> Result<String> {
+        let claims = Claims {
+            sub: sub.to_string(),
+            tenant: tenant.to_string(),
+            role: role.as_str().to_string(),
+            iat: now_s,
+            exp: now_s + self.ttl.as_secs(),
+            jti: random_token(12),
+        };
+        jsonwebtoken::encode(&Header::new(self.alg), &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
+    }
+
+    /// The caller a token names, if its signature, algorithm and expiry hold.
+    pub fn verify(&self, token: &str) -> Result<AuthContext> {
+        let mut v = Validation::new(self.alg);
+        v.leeway = 5;
+        v.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
+            .map_err(|e| ApiError::Unauthenticated(format!("invalid token: {e}")))?;
+        let c = data.claims;
+        let role = Role::parse(&c.role).map_err(|_| ApiError::Unauthenticated("invalid token: unknown role".into()))?;
+        check_tenant_name(&c.tenant).map_err(|_| ApiError::Unauthenticated("invalid token: bad tenant".into()))?;
+        Ok(AuthContext { subject: c.sub, tenant: c.tenant, role })
+    }
+}
+
+/// `n` random bytes, base64url without padding.
+pub fn random_token(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    rand::rng().fill_bytes(&mut buf);
+    B64.encode(buf)
+}
+
+/// An Argon2id PHC string of `password` with a fresh salt. Slow on
+/// purpose: call it off the async threads.
+pub fn hash_password(password: &str) -> Result<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    let salt = SaltString::encode_b64(&bytes).map_err(|e| ApiError::Internal(format!("password salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::Internal(format!("hashing a password: {e}")))
+}
+
+/// Whether `password` matches the PHC string `hash`. Slow on purpose.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// Prefix of every API key: `sk_<id>_<secret>`.
+pub const API_KEY_PREFIX: &str = "sk_";
+
+/// A new API key: (id, the full key shown once, SHA-256 of its secret).
+pub fn new_api_key() -> (String, String, Vec<u8>) {
+    let id = random_hex(8);
+    let secret = random_token(32);
+    let full = format!("{API_KEY_PREFIX}{id}_{secret}");
+    (id, full, sha256(secret.as_bytes()))
+}
+
+fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    rand::rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// (id, secret) of a presented API key.
+pub fn split_api_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(API_KEY_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+}
+
+pub fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+/// Equality in time independent of where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -76,7 +252,7 @@ mod tests {
         for good in ["default", "team-a", "a.b_c", "X9"] {
             assert!(check_tenant_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "a/b", "a\0b", "ümlaut", "sp ace", &"x".repeat(65)] {
+        for bad in ["", "a/b", "a\0b", "ümlaut", "sp ace", "_sys", &"x".repeat(65)] {
             assert!(check_tenant_name(bad).is_err(), "{bad:?}");
         }
     }
@@ -87,5 +263,47 @@ mod tests {
         assert_eq!(AuthContext::from_header(Some(b"team-a")).unwrap().tenant, "team-a");
         assert!(AuthContext::from_header(Some(b"\xff")).is_err());
         assert!(AuthContext::from_header(Some(b"a/b")).is_err());
+    }
+
+    #[test]
+    fn tokens_round_trip_and_refuse_tampering_other_keys_and_alg_none() {
+        let keys = TokenKeys::hs256(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60));
+        let now = crate::service::now_ms() / 1000;
+        let t = keys.issue("ann", "acme", Role::User, now).unwrap();
+        let ctx = keys.verify(&t).unwrap();
+        assert_eq!((ctx.subject.as_str(), ctx.tenant.as_str(), ctx.role), ("ann", "acme", Role::User));
+
+        let other = TokenKeys::hs256(b"another secret, same length.....", Duration::from_secs(60));
+        assert!(other.verify(&t).is_err(), "signed with another key");
+        let expired = keys.issue("ann", "acme", Role::User, now - 3600).unwrap();
+        assert!(keys.verify(&expired).is_err(), "expired");
+        // Tampered payload: the admin role swapped in, signature kept.
+        let parts: Vec<&str> = t.split('.').collect();
+        let mut claims: serde_json::Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+        claims["role"] = "admin".into();
+        let forged = format!("{}.{}.{}", parts[0], B64.encode(claims.to_string()), parts[2]);
+        assert!(keys.verify(&forged).is_err(), "tampered");
+        // alg none, no signature.
+        let none = format!("{}.{}.", B64.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+        assert!(keys.verify(&none).is_err(), "alg none");
+        assert!(keys.verify("garbage").is_err());
+    }
+
+    #[test]
+    fn passwords_and_api_keys() {
+        let h = hash_password("s3cret").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password(&h, "s3cret"));
+        assert!(!verify_password(&h, "s3cret!"));
+        assert!(!verify_password("not a hash", "s3cret"));
+
+        let (id, full, hash) = new_api_key();
+        let (got_id, secret) = split_api_key(&full).unwrap();
+        assert_eq!(got_id, id);
+        assert!(constant_time_eq(&sha256(secret.as_bytes()), &hash));
+        assert!(!constant_time_eq(&sha256(b"guess"), &hash));
+        for bad in ["", "sk_", "sk_abc", "sk__x", "pk_abc_def"] {
+            assert!(split_api_key(bad).is_none(), "{bad}");
+        }
     }
 }

@@ -43,6 +43,14 @@ pub enum Command {
     Node(NodeArgs),
     /// Submit and follow tasks.
     Task(TaskArgs),
+    /// Log in (POST /login) and keep the token for the other commands.
+    Login(LoginArgs),
+    /// Users (admin): list, create, delete.
+    User(UserArgs),
+    /// Tenants (admin): list, create.
+    Tenant(TenantArgs),
+    /// API keys of your tenant: list, create, revoke.
+    Apikey(ApiKeyArgs),
     /// Benchmarks on a local 3-node cluster of this binary.
     #[command(subcommand)]
     Bench(crate::bench::BenchCmd),
@@ -87,6 +95,91 @@ pub struct Target {
     /// Any node's HTTP address.
     #[arg(long, global = true, default_value = "http://127.0.0.1:7700")]
     pub addr: String,
+    /// A bearer token; else the one `synod login` saved.
+    #[arg(long, global = true, env = "SYNOD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// An API key (sent as X-API-Key) instead of a token.
+    #[arg(long, global = true, env = "SYNOD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[arg(long, default_value = "admin")]
+    pub username: String,
+    /// The password; read from standard input when absent.
+    #[arg(long, env = "SYNOD_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: UserCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    List,
+    /// Create a user (its tenant is created with it if new).
+    Create {
+        username: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        tenant: String,
+        /// admin, user or reader.
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
+    Delete {
+        username: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: TenantCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    List,
+    Create { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ApiKeyArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: ApiKeyCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCmd {
+    List,
+    /// Create a key; it is printed once.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        /// At most your own role.
+        #[arg(long)]
+        role: Option<String>,
+        /// Seconds until it expires.
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    Revoke {
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -252,14 +345,36 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<synod_config::Config> {
 pub struct Client {
     base: String,
     http: reqwest::Client,
-    /// Headers sent with every call (the tenant).
+    /// Headers sent with every call (credentials, the tenant).
     always: Vec<(&'static str, String)>,
+}
+
+/// Where `synod login` keeps the token: `$SYNOD_TOKEN_FILE`, else
+/// `~/.config/synod/token`.
+pub fn token_file() -> PathBuf {
+    if let Some(p) = std::env::var_os("SYNOD_TOKEN_FILE") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".config").join("synod").join("token")
 }
 
 impl Client {
     pub fn new(base: &str) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
         Ok(Client { base: base.trim_end_matches('/').to_string(), http, always: Vec::new() })
+    }
+
+    /// A client of `target` with its credentials: --api-key, else --token,
+    /// else the token `synod login` saved (if any).
+    pub fn of(target: &Target) -> anyhow::Result<Client> {
+        let mut c = Client::new(&target.addr)?;
+        if let Some(k) = &target.api_key {
+            c.always.push(("x-api-key", k.clone()));
+        } else if let Some(t) = target.token.clone().or_else(|| std::fs::read_to_string(token_file()).ok()) {
+            c.always.push(("authorization", format!("Bearer {}", t.trim())));
+        }
+        Ok(c)
     }
 
     /// Acts in `tenant` on every call.
@@ -316,7 +431,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
     use reqwest::Method;
     match cmd {
         Command::Cluster(ClusterArgs { target, cmd }) => {
-            let c = Client::new(&target.addr)?;
+            let c = Client::of(&target)?;
             let (v, _) = match cmd {
                 ClusterCmd::Status => c.call(Method::GET, "/cluster/status", None, &[]).await?,
                 ClusterCmd::AddLearner { id, raft_addr, http_addr, grpc_addr } => {
@@ -345,12 +460,12 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             print(&v);
         }
         Command::Registry(RegistryArgs { target, consistency }) => {
-            let c = Client::new(&target.addr)?;
+            let c = Client::of(&target)?;
             let (v, _) = c.call(Method::GET, &format!("/agents/registry?consistency={consistency}"), None, &[]).await?;
             print(&v);
         }
         Command::Node(NodeArgs { target, cmd }) => {
-            let c = Client::new(&target.addr)?;
+            let c = Client::of(&target)?;
             let (v, etag) = match cmd {
                 NodeCmd::Get { id } => c.call(Method::GET, &format!("/cluster/nodes/{id}"), None, &[]).await?,
                 NodeCmd::Labels { id, labels, if_match } => {
@@ -372,7 +487,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             }
         }
         Command::Task(TaskArgs { target, tenant, cmd }) => {
-            let c = Client::new(&target.addr)?.with_tenant(tenant);
+            let c = Client::of(&target)?.with_tenant(tenant);
             let (v, _) = match cmd {
                 TaskCmd::Submit {
                     task_type,
@@ -427,6 +542,66 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     c.call(Method::GET, &format!("/tasks?{}", q.join("&")), None, &[]).await?
                 }
                 TaskCmd::Cancel { id } => c.call(Method::POST, &format!("/tasks/{id}/cancel"), None, &[]).await?,
+            };
+            print(&v);
+        }
+        Command::Login(LoginArgs { target, username, password }) => {
+            let password = match password {
+                Some(p) => p,
+                None => {
+                    eprint!("password for {username}: ");
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("reading the password")?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let c = Client::new(&target.addr)?;
+            let body = serde_json::json!({"grant_type": "password", "username": username, "password": password});
+            let (v, _) = c.call(Method::POST, "/login", Some(body), &[]).await?;
+            let token = v["access_token"].as_str().context("login answer without access_token")?;
+            let path = token_file();
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let _ = std::fs::remove_file(&path);
+            crate::identity::write_private(&path, token.as_bytes())
+                .with_context(|| format!("saving the token to {}", path.display()))?;
+            println!("logged in as {username}; token saved to {} (valid {} s)", path.display(), v["expires_in"]);
+        }
+        Command::User(UserArgs { target, cmd }) => {
+            let c = Client::of(&target)?;
+            let (v, _) = match cmd {
+                UserCmd::List => c.call(Method::GET, "/users", None, &[]).await?,
+                UserCmd::Create { username, password, tenant, role } => {
+                    let body =
+                        serde_json::json!({"username": username, "password": password, "tenant": tenant, "role": role});
+                    c.call(Method::POST, "/users", Some(body), &[]).await?
+                }
+                UserCmd::Delete { username } => {
+                    c.call(Method::DELETE, &format!("/users/{username}"), None, &[]).await?
+                }
+            };
+            print(&v);
+        }
+        Command::Tenant(TenantArgs { target, cmd }) => {
+            let c = Client::of(&target)?;
+            let (v, _) = match cmd {
+                TenantCmd::List => c.call(Method::GET, "/tenants", None, &[]).await?,
+                TenantCmd::Create { name } => {
+                    c.call(Method::POST, "/tenants", Some(serde_json::json!({"name": name})), &[]).await?
+                }
+            };
+            print(&v);
+        }
+        Command::Apikey(ApiKeyArgs { target, cmd }) => {
+            let c = Client::of(&target)?;
+            let (v, _) = match cmd {
+                ApiKeyCmd::List => c.call(Method::GET, "/apikeys", None, &[]).await?,
+                ApiKeyCmd::Create { name, role, expires_in } => {
+                    let body = serde_json::json!({"name": name, "role": role, "expires_in": expires_in});
+                    c.call(Method::POST, "/apikeys", Some(body), &[]).await?
+                }
+                ApiKeyCmd::Revoke { id } => c.call(Method::DELETE, &format!("/apikeys/{id}"), None, &[]).await?,
             };
             print(&v);
         }

@@ -13,6 +13,13 @@ pub enum ApiError {
     /// The named resource does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// No credentials, or credentials that are not valid (expired,
+    /// tampered, revoked, wrong key).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Too many requests (logins, or a tenant's rate); retry after the delay.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_s: u64 },
     /// The caller is known but its role does not allow this.
     #[error("{0}")]
     PermissionDenied(String),
@@ -40,9 +47,10 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_) => "invalid_argument",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::PermissionDenied(_) => "permission_denied",
             ApiError::FailedPrecondition { .. } => "failed_precondition",
-            ApiError::PayloadTooLarge(_) => "resource_exhausted",
+            ApiError::PayloadTooLarge(_) | ApiError::RateLimited { .. } => "resource_exhausted",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Indeterminate(_) => "indeterminate",
             ApiError::Internal(_) => "internal",
@@ -53,7 +61,9 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::FailedPrecondition { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -67,7 +77,9 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
             ApiError::NotFound(_) => tonic::Status::not_found(msg),
+            ApiError::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
             ApiError::PermissionDenied(_) => tonic::Status::permission_denied(msg),
+            ApiError::RateLimited { .. } => tonic::Status::resource_exhausted(msg),
             ApiError::FailedPrecondition { .. } => tonic::Status::failed_precondition(msg),
             ApiError::PayloadTooLarge(_) => tonic::Status::resource_exhausted(msg),
             ApiError::Unavailable(_) => tonic::Status::unavailable(msg),
@@ -100,6 +112,7 @@ impl ApiError {
         match e["code"].as_str().unwrap_or("") {
             "invalid_argument" => ApiError::InvalidArgument(message),
             "not_found" => ApiError::NotFound(message),
+            "unauthenticated" => ApiError::Unauthenticated(message),
             "permission_denied" => ApiError::PermissionDenied(message),
             "failed_precondition" => {
                 let details = Some(e["details"].clone()).filter(|d| !d.is_null());
@@ -137,7 +150,20 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(error = %detail, "internal error");
         }
-        (self.http_status(), axum::Json(self.body())).into_response()
+        let mut resp = (self.http_status(), axum::Json(self.body())).into_response();
+        match &self {
+            ApiError::Unauthenticated(_) => {
+                resp.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"synod\""),
+                );
+            }
+            ApiError::RateLimited { retry_after_s, .. } => {
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after_s).into());
+            }
+            _ => {}
+        }
+        resp
     }
 }
 

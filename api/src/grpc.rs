@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
+use crate::auth::{AuthContext, TENANT_HEADER};
 use crate::pb::cluster_server::Cluster;
 use crate::pb::{self, AddLearnerRequest, NodeRef, RemoveRequest, SetLabelsRequest, StatusRequest};
+use crate::rest::Access;
 use crate::service::{self, Consistency, JoinRequest, RegistryEntryView, SharedNode};
 
 pub struct ClusterGrpc {
@@ -66,6 +68,45 @@ fn reply(r: service::MembershipReply) -> pb::MembershipReply {
     pb::MembershipReply { log_index: r.log_index, message: r.message }
 }
 
+/// Every public gRPC method and who may call it (see [`crate::rest::ROUTES`]).
+pub const GRPC_METHODS: &[(&str, Access)] = &[
+    ("Cluster.Status", Access::Read),
+    ("Cluster.Registry", Access::Read),
+    ("Cluster.GetNode", Access::Read),
+    ("Cluster.SetLabels", Access::Admin),
+    ("Cluster.AddLearner", Access::Admin),
+    ("Cluster.Promote", Access::Admin),
+    ("Cluster.Demote", Access::Admin),
+    ("Cluster.Remove", Access::Admin),
+    ("Cluster.TransferLeader", Access::Admin),
+    ("Tasks.Submit", Access::Write),
+    ("Tasks.SubmitBatch", Access::Write),
+    ("Tasks.Status", Access::Read),
+    ("Tasks.Result", Access::Read),
+    ("Tasks.List", Access::Read),
+    ("Tasks.Cancel", Access::Write),
+    ("Tasks.Watch", Access::Read),
+];
+
+/// The caller of `method`, from the `authorization` (Bearer) or `x-api-key`
+/// metadata and `x-synod-tenant`, checked against the method's rule.
+pub fn authorize<T>(node: &service::Node, req: &Request<T>, method: &str) -> Result<AuthContext, Status> {
+    let rule = GRPC_METHODS
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map(|(_, a)| *a)
+        .ok_or_else(|| Status::internal(format!("{method} has no access rule")))?;
+    let md = req.metadata();
+    let ctx = crate::identity::authenticate(
+        node,
+        md.get("authorization").map(|v| v.as_bytes()),
+        md.get("x-api-key").map(|v| v.as_bytes()),
+        md.get(TENANT_HEADER).map(|v| v.as_bytes()),
+    )?;
+    crate::rest::permit(&ctx, rule)?;
+    Ok(ctx)
+}
+
 /// Runs one gRPC method: records its metrics and maps the error once.
 pub(crate) async fn timed<T>(
     method: &'static str,
@@ -80,6 +121,7 @@ pub(crate) async fn timed<T>(
 #[tonic::async_trait]
 impl Cluster for ClusterGrpc {
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
+        authorize(&self.node, &req, "Cluster.Status")?;
         let StatusRequest {} = req.into_inner();
         timed("Status", async {
             let s = service::do_cluster_status(&self.node)?;
@@ -110,6 +152,7 @@ impl Cluster for ClusterGrpc {
     }
 
     async fn registry(&self, req: Request<pb::RegistryRequest>) -> Result<Response<pb::RegistryResponse>, Status> {
+        authorize(&self.node, &req, "Cluster.Registry")?;
         let pb::RegistryRequest { consistency } = req.into_inner();
         timed("Registry", async {
             let c = Consistency::parse(Some(&consistency))?;
@@ -120,16 +163,19 @@ impl Cluster for ClusterGrpc {
     }
 
     async fn get_node(&self, req: Request<NodeRef>) -> Result<Response<pb::RegistryEntry>, Status> {
+        authorize(&self.node, &req, "Cluster.GetNode")?;
         let NodeRef { id } = req.into_inner();
         timed("GetNode", async { Ok(entry(service::do_get_node(&self.node, id, Consistency::Local).await?)) }).await
     }
 
     async fn set_labels(&self, req: Request<SetLabelsRequest>) -> Result<Response<pb::RegistryEntry>, Status> {
+        authorize(&self.node, &req, "Cluster.SetLabels")?;
         let SetLabelsRequest { id, labels, if_match } = req.into_inner();
         timed("SetLabels", async { Ok(entry(service::do_set_labels(&self.node, id, labels, if_match).await?)) }).await
     }
 
     async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Result<Response<pb::MembershipReply>, Status> {
+        authorize(&self.node, &req, "Cluster.AddLearner")?;
         let AddLearnerRequest { id, raft_addr, http_addr, grpc_addr } = req.into_inner();
         timed("AddLearner", async {
             Ok(reply(
@@ -140,21 +186,25 @@ impl Cluster for ClusterGrpc {
     }
 
     async fn promote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
+        authorize(&self.node, &req, "Cluster.Promote")?;
         let NodeRef { id } = req.into_inner();
         timed("Promote", async { Ok(reply(service::do_promote(&self.node, id, false).await?)) }).await
     }
 
     async fn demote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
+        authorize(&self.node, &req, "Cluster.Demote")?;
         let NodeRef { id } = req.into_inner();
         timed("Demote", async { Ok(reply(service::do_demote(&self.node, id, false, false).await?)) }).await
     }
 
     async fn remove(&self, req: Request<RemoveRequest>) -> Result<Response<pb::MembershipReply>, Status> {
+        authorize(&self.node, &req, "Cluster.Remove")?;
         let RemoveRequest { id, force } = req.into_inner();
         timed("Remove", async { Ok(reply(service::do_remove(&self.node, id, force, false).await?)) }).await
     }
 
     async fn transfer_leader(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
+        authorize(&self.node, &req, "Cluster.TransferLeader")?;
         let NodeRef { id } = req.into_inner();
         timed("TransferLeader", async { Ok(reply(service::do_transfer_leader(&self.node, id, false).await?)) }).await
     }

@@ -6,9 +6,8 @@ use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{AuthContext, TENANT_HEADER};
 use crate::error::ApiError;
-use crate::grpc::timed;
+use crate::grpc::{authorize, timed};
 use crate::pb::tasks_server::Tasks;
 use crate::pb::{self, ListTasksRequest, ResultRequest, SubmitBatchRequest, SubmitTaskRequest, TaskId};
 use crate::service::SharedNode;
@@ -22,11 +21,6 @@ impl TasksGrpc {
     pub fn new(node: SharedNode) -> Self {
         TasksGrpc { node }
     }
-}
-
-/// The caller, from the `x-synod-tenant` metadata (see [`crate::auth`]).
-pub fn caller<T>(req: &Request<T>) -> Result<AuthContext, Status> {
-    AuthContext::from_header(req.metadata().get(TENANT_HEADER).map(|v| v.as_bytes())).map_err(Status::from)
 }
 
 fn request(r: SubmitTaskRequest) -> Result<SubmitRequest, ApiError> {
@@ -102,7 +96,7 @@ fn reply(r: tasks::SubmitResponse) -> pb::SubmitTaskReply {
 #[tonic::async_trait]
 impl Tasks for TasksGrpc {
     async fn submit(&self, req: Request<SubmitTaskRequest>) -> Result<Response<pb::SubmitTaskReply>, Status> {
-        let ctx = caller(&req)?;
+        let ctx = authorize(&self.node, &req, "Tasks.Submit")?;
         let r = req.into_inner();
         timed("Tasks.Submit", async {
             let mut out = tasks::do_submit_tasks(&ctx, &self.node, vec![request(r)?]).await?;
@@ -112,7 +106,7 @@ impl Tasks for TasksGrpc {
     }
 
     async fn submit_batch(&self, req: Request<SubmitBatchRequest>) -> Result<Response<pb::SubmitBatchReply>, Status> {
-        let ctx = caller(&req)?;
+        let ctx = authorize(&self.node, &req, "Tasks.SubmitBatch")?;
         let SubmitBatchRequest { tasks: items } = req.into_inner();
         timed("Tasks.SubmitBatch", async {
             let reqs = items.into_iter().map(request).collect::<Result<Vec<_>, _>>()?;
@@ -123,13 +117,13 @@ impl Tasks for TasksGrpc {
     }
 
     async fn status(&self, req: Request<TaskId>) -> Result<Response<pb::Task>, Status> {
-        let ctx = caller(&req)?;
+        let ctx = authorize(&self.node, &req, "Tasks.Status")?;
         let TaskId { id } = req.into_inner();
         timed("Tasks.Status", async { Ok(task(tasks::do_task_status(&ctx, &self.node, &id)?)) }).await
     }
 
     async fn result(&self, req: Request<ResultRequest>) -> Result<Response<pb::TaskResult>, Status> {
-        let ctx = caller(&req)?;
+        let ctx = authorize(&self.node, &req, "Tasks.Result")?;
         let ResultRequest { id, wait_ms } = req.into_inner();
         timed("Tasks.Result", async {
             let v = tasks::do_task_result(&ctx, &self.node, &id, Duration::from_millis(wait_ms)).await?;
@@ -145,7 +139,7 @@ impl Tasks for TasksGrpc {
     }
 
     async fn list(&self, req: Request<ListTasksRequest>) -> Result<Response<pb::TaskList>, Status> {
-        let ctx = caller(&req)?;
+        let ctx = authorize(&self.node, &req, "Tasks.List")?;
         let ListTasksRequest { state, r#type, limit, cursor } = req.into_inner();
         timed("Tasks.List", async {
             let q = ListQuery {
@@ -164,7 +158,7 @@ impl Tasks for TasksGrpc {
     }
 
     async fn cancel(&self, req: Request<TaskId>) -> Result<Response<pb::Task>, Status> {
-        let ctx = caller(&req)?;
+        let ctx = authorize(&self.node, &req, "Tasks.Cancel")?;
         let TaskId { id } = req.into_inner();
         timed("Tasks.Cancel", async { Ok(task(tasks::do_cancel_task(&ctx, &self.node, &id).await?)) }).await
     }
@@ -172,7 +166,7 @@ impl Tasks for TasksGrpc {
     type WatchStream = ReceiverStream<Result<pb::Task, Status>>;
 
     async fn watch(&self, req: Request<TaskId>) -> Result<Response<Self::WatchStream>, Status> {
-        let ctx = caller(&req)?;
+        let ctx = authorize(&self.node, &req, "Tasks.Watch")?;
         let TaskId { id } = req.into_inner();
         // The first answer (or a not-found) comes before the stream starts.
         let first = tasks::do_task_status(&ctx, &self.node, &id).map_err(Status::from)?;

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod error;
 pub mod grpc;
 pub mod grpc_tasks;
+pub mod identity;
 pub mod local_cluster;
 pub mod metrics;
 pub mod rest;

@@ -34,7 +34,21 @@ pub struct LocalCluster {
     bin: PathBuf,
     root: PathBuf,
     pub nodes: Vec<LocalNode>,
+    /// Sends `admin_token` with every request.
     pub http: reqwest::Client,
+    /// The cluster secret every node is given (SYNOD_SECURITY_JWT_SECRET).
+    pub secret: String,
+    /// The first admin's password (SYNOD_ADMIN_PASSWORD).
+    pub admin_password: String,
+    /// An admin token of tenant `default`, signed with `secret`.
+    pub admin_token: String,
+}
+
+/// An HTTP client that sends `Authorization: Bearer <token>`.
+pub fn client_with_token(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    Ok(reqwest::Client::builder().timeout(Duration::from_secs(5)).default_headers(headers).build()?)
 }
 
 /// A port that was free a moment ago and that this process has not handed
@@ -57,8 +71,27 @@ impl LocalCluster {
     /// Nodes will keep their data dirs and logs under `root`.
     pub fn new(bin: &Path, root: &Path) -> anyhow::Result<LocalCluster> {
         std::fs::create_dir_all(root)?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-        Ok(LocalCluster { bin: bin.to_path_buf(), root: root.to_path_buf(), nodes: Vec::new(), http })
+        let secret = crate::auth::random_token(32);
+        let admin_password = format!("admin-{}", crate::auth::random_token(9));
+        let keys = crate::auth::TokenKeys::hs256(secret.as_bytes(), Duration::from_secs(7 * 86_400));
+        let admin_token = keys
+            .issue("admin", crate::auth::DEFAULT_TENANT, crate::auth::Role::Admin, crate::service::now_ms() / 1000)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let http = client_with_token(&admin_token)?;
+        Ok(LocalCluster {
+            bin: bin.to_path_buf(),
+            root: root.to_path_buf(),
+            nodes: Vec::new(),
+            http,
+            secret,
+            admin_password,
+            admin_token,
+        })
+    }
+
+    /// A new client (its own connections) that sends the admin token.
+    pub fn fresh_http(&self) -> reqwest::Client {
+        client_with_token(&self.admin_token).expect("a client with a valid header builds")
     }
 
     /// Adds and starts a node; `join` is the index of a node to join through
@@ -109,6 +142,8 @@ impl LocalCluster {
         let child = Command::new(&self.bin)
             .args(&n.args)
             .env_remove("SYNOD_LOG")
+            .env("SYNOD_SECURITY_JWT_SECRET", &self.secret)
+            .env("SYNOD_ADMIN_PASSWORD", &self.admin_password)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -90,47 +90,171 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
     }
 }
 
-/// The caller, from the tenant header (see [`crate::auth`]).
+/// The caller, as the auth layer found it (see [`authenticate`]).
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuthContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self> {
-        AuthContext::from_header(parts.headers.get(TENANT_HEADER).map(|v| v.as_bytes()))
+        parts
+            .extensions
+            .get::<AuthContext>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("a handler asked for the caller on a public route".into()))
     }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials.
+    Public,
+    /// `/metrics`: public unless `security.metrics_auth`.
+    Metrics,
+    /// Any authenticated caller (reader, user, admin).
+    Read,
+    /// Users and admins.
+    Write,
+    /// Admins (and nodes, which present admin tokens).
+    Admin,
+}
+
+/// Every REST route: method, path, who may call it. The router is built
+/// from this table, so a route cannot exist without an access rule, and
+/// the security test walks it.
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("GET", "/health", Access::Public),
+    ("GET", "/health/ready", Access::Public),
+    ("GET", "/metrics", Access::Metrics),
+    ("POST", "/login", Access::Public),
+    ("GET", "/cluster/status", Access::Read),
+    ("GET", "/agents/registry", Access::Read),
+    ("GET", "/cluster/nodes", Access::Read),
+    ("GET", "/cluster/nodes/{id}", Access::Read),
+    ("PUT", "/cluster/nodes/{id}/labels", Access::Admin),
+    ("POST", "/cluster/nodes/{id}/promote", Access::Admin),
+    ("POST", "/cluster/nodes/{id}/demote", Access::Admin),
+    ("POST", "/cluster/nodes/{id}/remove", Access::Admin),
+    ("POST", "/cluster/nodes/{id}/transfer-leader", Access::Admin),
+    ("POST", "/cluster/nodes/{id}/drain", Access::Admin),
+    ("POST", "/cluster/nodes/{id}/undrain", Access::Admin),
+    ("POST", "/cluster/add-learner", Access::Admin),
+    ("POST", "/cluster/join", Access::Admin),
+    ("POST", "/cluster/allocate-id", Access::Admin),
+    ("POST", "/internal/heartbeat", Access::Admin),
+    ("POST", "/tasks/submit", Access::Write),
+    ("GET", "/tasks", Access::Read),
+    ("GET", "/tasks/{id}/status", Access::Read),
+    ("GET", "/tasks/{id}/result", Access::Read),
+    ("POST", "/tasks/{id}/cancel", Access::Write),
+    ("GET", "/plugins/list", Access::Read),
+    ("GET", "/tenants", Access::Admin),
+    ("POST", "/tenants", Access::Admin),
+    ("GET", "/users", Access::Admin),
+    ("POST", "/users", Access::Admin),
+    ("DELETE", "/users/{name}", Access::Admin),
+    ("GET", "/apikeys", Access::Read),
+    ("POST", "/apikeys", Access::Read),
+    ("DELETE", "/apikeys/{id}", Access::Read),
+];
+
+fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> {
+    match (method, path) {
+        ("GET", "/health") => get(health),
+        ("GET", "/health/ready") => get(ready),
+        ("GET", "/metrics") => get(metrics),
+        ("POST", "/login") => post(login),
+        ("GET", "/cluster/status") => get(cluster_status),
+        ("GET", "/agents/registry" | "/cluster/nodes") => get(registry),
+        ("GET", "/cluster/nodes/{id}") => get(get_node),
+        ("PUT", "/cluster/nodes/{id}/labels") => put(set_labels),
+        ("POST", "/cluster/nodes/{id}/promote") => post(promote),
+        ("POST", "/cluster/nodes/{id}/demote") => post(demote),
+        ("POST", "/cluster/nodes/{id}/remove") => post(remove),
+        ("POST", "/cluster/nodes/{id}/transfer-leader") => post(transfer_leader),
+        ("POST", "/cluster/nodes/{id}/drain") => post(drain),
+        ("POST", "/cluster/nodes/{id}/undrain") => post(undrain),
+        ("POST", "/cluster/add-learner" | "/cluster/join") => post(add_learner),
+        ("POST", "/cluster/allocate-id") => post(allocate_id),
+        ("POST", "/internal/heartbeat") => post(heartbeat),
+        ("POST", "/tasks/submit") => post(submit_tasks),
+        ("GET", "/tasks") => get(list_tasks),
+        ("GET", "/tasks/{id}/status") => get(task_status),
+        ("GET", "/tasks/{id}/result") => get(task_result),
+        ("POST", "/tasks/{id}/cancel") => post(cancel_task),
+        ("GET", "/plugins/list") => get(list_plugins),
+        ("GET", "/tenants") => get(list_tenants),
+        ("POST", "/tenants") => post(create_tenant),
+        ("GET", "/users") => get(list_users),
+        ("POST", "/users") => post(create_user),
+        ("DELETE", "/users/{name}") => axum::routing::delete(delete_user),
+        ("GET", "/apikeys") => get(list_api_keys),
+        ("POST", "/apikeys") => post(create_api_key),
+        ("DELETE", "/apikeys/{id}") => axum::routing::delete(revoke_api_key),
+        (m, p) => panic!("route {m} {p} is in ROUTES but has no handler"),
+    }
+}
+
+/// The access rule of a matched route.
+pub fn access(method: &str, path: &str) -> Option<Access> {
+    ROUTES.iter().find(|(m, p, _)| *m == method && *p == path).map(|(_, _, a)| *a)
 }
 
 pub fn router(node: SharedNode) -> Router {
     let limit = node.cfg.node.max_body_size.as_u64() as usize;
-    Router::new()
-        .route("/health", get(health))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/cluster/status", get(cluster_status))
-        .route("/agents/registry", get(registry))
-        .route("/cluster/nodes", get(registry))
-        .route("/cluster/nodes/{id}", get(get_node))
-        .route("/cluster/nodes/{id}/labels", put(set_labels))
-        .route("/cluster/nodes/{id}/promote", post(promote))
-        .route("/cluster/nodes/{id}/demote", post(demote))
-        .route("/cluster/nodes/{id}/remove", post(remove))
-        .route("/cluster/nodes/{id}/transfer-leader", post(transfer_leader))
-        .route("/cluster/nodes/{id}/drain", post(drain))
-        .route("/cluster/nodes/{id}/undrain", post(undrain))
-        .route("/cluster/add-learner", post(add_learner))
-        .route("/cluster/join", post(add_learner))
-        .route("/cluster/allocate-id", post(allocate_id))
-        .route("/internal/heartbeat", post(heartbeat))
-        .route("/tasks/submit", post(submit_tasks))
-        .route("/tasks", get(list_tasks))
-        .route("/tasks/{id}/status", get(task_status))
-        .route("/tasks/{id}/result", get(task_result))
-        .route("/tasks/{id}/cancel", post(cancel_task))
-        .route("/plugins/list", get(list_plugins))
+    let mut r = Router::new();
+    for (method, path, _) in ROUTES {
+        r = r.route(path, handler(method, path));
+    }
+    r.route_layer(middleware::from_fn_with_state(node.clone(), authenticate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(track))
         .with_state(node)
+}
+
+/// Checks the caller of every matched route against its [`Access`] rule
+/// and hands the [`AuthContext`] to the handler.
+async fn authenticate(State(node): State<SharedNode>, mut req: Request, next: Next) -> Response {
+    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let rule = access(req.method().as_str(), &path).unwrap_or(Access::Admin);
+    let public = match rule {
+        Access::Public => true,
+        Access::Metrics => !node.cfg.security.metrics_auth,
+        _ => false,
+    };
+    if !public {
+        let h = req.headers();
+        let got = crate::identity::authenticate(
+            &node,
+            h.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+            h.get("x-api-key").map(|v| v.as_bytes()),
+            h.get(TENANT_HEADER).map(|v| v.as_bytes()),
+        )
+        .and_then(|ctx| permit(&ctx, rule).map(|()| ctx));
+        match got {
+            Ok(ctx) => {
+                req.extensions_mut().insert(ctx);
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    next.run(req).await
+}
+
+/// Whether `ctx`'s role passes `rule`.
+pub fn permit(ctx: &AuthContext, rule: Access) -> Result<()> {
+    use crate::auth::Role;
+    let ok = match rule {
+        Access::Public | Access::Metrics | Access::Read => true,
+        Access::Write => matches!(ctx.role, Role::Admin | Role::User),
+        Access::Admin => ctx.role == Role::Admin,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::PermissionDenied(format!("{} ({}) may not do this", ctx.subject, ctx.role.as_str())))
+    }
 }
 
 /// Counts and times every request by route and status.
@@ -339,4 +463,71 @@ async fn cancel_task(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<
 
 async fn list_plugins(State(node): State<SharedNode>) -> Result<Response> {
     Ok(ok(json!({"plugins": node.plugins.list()})))
+}
+
+// ---- identity
+
+/// `POST /login`: the OAuth2 password grant, form-encoded or JSON.
+async fn login(
+    State(node): State<SharedNode>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let req: crate::identity::LoginRequest = if form {
+        serde_urlencoded::from_bytes(&body)
+            .map_err(|e| ApiError::InvalidArgument(format!("malformed form body: {e}")))?
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidArgument(format!("malformed JSON body: {e}")))?
+    };
+    Ok(ok(crate::identity::do_login(&node, req, &peer.ip().to_string()).await?))
+}
+
+async fn list_tenants(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
+    Ok(ok(json!({"tenants": crate::identity::do_list_tenants(&ctx, &node)?})))
+}
+
+async fn create_tenant(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    Json(req): Json<crate::identity::TenantRequest>,
+) -> Result<Response> {
+    Ok(ok(crate::identity::do_create_tenant(&ctx, &node, req).await?))
+}
+
+async fn list_users(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
+    Ok(ok(json!({"users": crate::identity::do_list_users(&ctx, &node)?})))
+}
+
+async fn create_user(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    Json(req): Json<crate::identity::UserRequest>,
+) -> Result<Response> {
+    Ok(ok(crate::identity::do_create_user(&ctx, &node, req).await?))
+}
+
+async fn delete_user(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
+    crate::identity::do_delete_user(&ctx, &node, &name).await?;
+    Ok(ok(json!({"deleted": name})))
+}
+
+async fn list_api_keys(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
+    Ok(ok(json!({"keys": crate::identity::do_list_api_keys(&ctx, &node)?})))
+}
+
+async fn create_api_key(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    Json(req): Json<crate::identity::ApiKeyRequest>,
+) -> Result<Response> {
+    Ok(ok(crate::identity::do_create_api_key(&ctx, &node, req).await?))
+}
+
+async fn revoke_api_key(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<String>) -> Result<Response> {
+    Ok(ok(crate::identity::do_revoke_api_key(&ctx, &node, &id).await?))
 }

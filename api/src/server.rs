@@ -51,8 +51,13 @@ pub fn cpu_load() -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn post_json(client: &reqwest::Client, url: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
-    let resp = client.post(url).json(body).send().await?;
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+    token: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let resp = client.post(url).bearer_auth(token).json(body).send().await?;
     let status = resp.status();
     let value: serde_json::Value = resp.json().await.unwrap_or_default();
     if !status.is_success() {
@@ -86,7 +91,7 @@ fn join_base(url: &str) -> String {
 
 /// The node id: from the data dir, else `--node-id`, else allocated by the
 /// cluster we join, else 1 for a new cluster.
-async fn resolve_node_id(cfg: &Config, client: &reqwest::Client) -> anyhow::Result<u64> {
+async fn resolve_node_id(cfg: &Config, client: &reqwest::Client, token: &str) -> anyhow::Result<u64> {
     let dir = &cfg.node.data_dir;
     let file = dir.join(NODE_ID_FILE);
     if let Ok(s) = std::fs::read_to_string(&file) {
@@ -104,7 +109,8 @@ async fn resolve_node_id(cfg: &Config, client: &reqwest::Client) -> anyhow::Resu
         (None, Some(join)) => {
             let url = format!("{}/cluster/allocate-id", join_base(join));
             let empty = serde_json::json!({});
-            let v = retry("allocating a node id", Duration::from_secs(60), || post_json(client, &url, &empty)).await?;
+            let v = retry("allocating a node id", Duration::from_secs(60), || post_json(client, &url, &empty, token))
+                .await?;
             v["id"].as_u64().context("allocate-id answer without an id")?
         }
         (None, None) => 1,
@@ -159,6 +165,44 @@ async fn shutdown_signal() {
     }
 }
 
+/// File in the data dir that holds a generated cluster secret.
+const SECRET_FILE: &str = "cluster-secret";
+
+/// The token keys: HS256 with `security.jwt_secret`, else the secret this
+/// node generated when it bootstrapped the cluster (`<data-dir>/cluster-secret`).
+/// Every node of a cluster needs the same secret, so a node that joins a
+/// secured cluster must be given it.
+fn token_keys(cfg: &Config) -> anyhow::Result<crate::auth::TokenKeys> {
+    let ttl = cfg.security.token_ttl.get();
+    if cfg.security.jwt_algorithm != "HS256" {
+        bail!("security.jwt_algorithm {} is not supported yet; use HS256 (the default)", cfg.security.jwt_algorithm);
+    }
+    if let Some(s) = &cfg.security.jwt_secret {
+        if s.len() < 16 {
+            bail!("security.jwt_secret must have at least 16 bytes");
+        }
+        return Ok(crate::auth::TokenKeys::hs256(s.as_bytes(), ttl));
+    }
+    let file = cfg.node.data_dir.join(SECRET_FILE);
+    if let Ok(s) = std::fs::read_to_string(&file) {
+        return Ok(crate::auth::TokenKeys::hs256(s.trim().as_bytes(), ttl));
+    }
+    let fresh = !cfg.node.data_dir.join(NODE_ID_FILE).exists();
+    if !cfg.security.enabled || (cfg.node.join.is_none() && fresh) {
+        let secret = crate::auth::random_token(32);
+        if cfg.security.enabled {
+            std::fs::create_dir_all(&cfg.node.data_dir)?;
+            crate::identity::write_private(&file, secret.as_bytes())
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
+        return Ok(crate::auth::TokenKeys::hs256(secret.as_bytes(), ttl));
+    }
+    bail!(
+        "this node needs the cluster's secret: set security.jwt_secret (or SYNOD_SECURITY_JWT_SECRET) to the \
+         contents of {SECRET_FILE} in the data dir of the node that bootstrapped the cluster"
+    )
+}
+
 /// Runs a node until SIGTERM / SIGINT.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     crate::metrics::install();
@@ -176,7 +220,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let raft_listener =
         TcpListener::bind(cfg.node.raft_addr).await.with_context(|| format!("bind Raft {}", cfg.node.raft_addr))?;
 
-    let id = resolve_node_id(&cfg, &client).await?;
+    let keys = token_keys(&cfg)?;
+    let join_token = keys
+        .issue("node:joining", crate::auth::DEFAULT_TENANT, crate::auth::Role::Admin, crate::service::now_ms() / 1000)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = resolve_node_id(&cfg, &client, &join_token).await?;
     let me = SynodNode {
         raft_addr: advertised(&cfg.node.advertise_raft, cfg.node.raft_addr),
         http_addr: advertised(&cfg.node.advertise_http, cfg.node.http_addr),
@@ -242,7 +290,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                     grpc_addr: me.grpc_addr.clone(),
                 })
                 .expect("plain struct");
-                retry("joining the cluster", Duration::from_secs(120), || post_json(&client, &url, &body)).await?;
+                retry("joining the cluster", Duration::from_secs(120), || post_json(&client, &url, &body, &join_token))
+                    .await?;
                 tracing::info!(node = id, via = %join, "joined as a learner");
             }
         }
@@ -250,7 +299,20 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(node = id, "data dir already belongs to a cluster; --join ignored");
     }
 
-    let node: SharedNode = Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins));
+    let security = crate::identity::Security::new(cfg.security.enabled, keys, cfg.security.login_rate_per_minute);
+    let node: SharedNode = Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins, security));
+    if cfg.node.join.is_none() {
+        let n = node.clone();
+        tokio::spawn(async move {
+            let r =
+                retry("creating the first admin", Duration::from_secs(300), || crate::identity::bootstrap_admin(&n))
+                    .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "no admin user: log in is impossible until one is created");
+            }
+        });
+    }
+    let key_uses = tokio::spawn(crate::identity::flush_key_uses(node.clone(), Duration::from_secs(10)));
     let sup = node.supervisor.clone();
     let n = node.clone();
     let heartbeats = sup.spawn("heartbeats", move || heartbeat_loop(n.clone()));
@@ -263,8 +325,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let n = node.clone();
     let autoscaler = sup.spawn("autoscaler", move || synod_scheduler::autoscale::run(n.clone()));
 
-    let http =
-        axum::serve(http_listener, crate::rest::router(node.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let http = axum::serve(
+        http_listener,
+        crate::rest::router(node.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
     let grpc = tonic::transport::Server::builder()
         .add_service(crate::pb::cluster_server::ClusterServer::new(crate::grpc::ClusterGrpc::new(node.clone())))
         .add_service(crate::pb::tasks_server::TasksServer::new(crate::grpc_tasks::TasksGrpc::new(node.clone())))
@@ -288,6 +353,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     scheduler.abort();
     worker.abort();
     autoscaler.abort();
+    key_uses.abort();
     let _ = stop_tx.send(true);
     let grace = cfg.node.shutdown_grace.get();
     let _ = tokio::time::timeout(grace, async {

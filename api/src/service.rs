@@ -30,6 +30,10 @@ pub struct Node {
     /// The cluster autoscaler's desired node count (leader only; 0 = not computed).
     pub desired_nodes: std::sync::atomic::AtomicUsize,
     pub started: Instant,
+    /// Token keys and login limits (see [`crate::identity`]).
+    pub security: crate::identity::Security,
+    /// API key id -> last use seen here, flushed to the store now and then.
+    pub key_uses: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     http: reqwest::Client,
 }
 
@@ -227,7 +231,13 @@ fn rejection_to_error(r: pb::Rejection) -> ApiError {
 }
 
 impl Node {
-    pub fn new(raft: RaftNode, cfg: Arc<Config>, info: pb::NodeInfo, plugins: synod_plugins::Registry) -> Node {
+    pub fn new(
+        raft: RaftNode,
+        cfg: Arc<Config>,
+        info: pb::NodeInfo,
+        plugins: synod_plugins::Registry,
+        security: crate::identity::Security,
+    ) -> Node {
         let http = reqwest::Client::builder()
             .timeout(cfg.cluster.write_timeout.get() + Duration::from_secs(2))
             .build()
@@ -242,6 +252,8 @@ impl Node {
             pool_size: std::sync::atomic::AtomicUsize::new(pool),
             desired_nodes: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
+            security,
+            key_uses: Default::default(),
             http,
         }
     }
@@ -293,6 +305,17 @@ impl Node {
         }
     }
 
+    /// A short-lived admin token this node presents to other nodes: the
+    /// caller was checked here already.
+    pub fn node_token(&self) -> Result<String> {
+        self.security.keys.issue(
+            &format!("node:{}", self.id()),
+            crate::auth::DEFAULT_TENANT,
+            crate::auth::Role::Admin,
+            now_ms() / 1000,
+        )
+    }
+
     async fn forward<T: serde::de::DeserializeOwned>(
         &self,
         leader: u64,
@@ -302,7 +325,11 @@ impl Node {
         body: Option<&Value>,
     ) -> Result<T> {
         let url = format!("http://{}{path}", node.http_addr);
-        let mut req = self.http.request(method, &url).header(FORWARDED_HEADER, self.id().to_string());
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header(FORWARDED_HEADER, self.id().to_string())
+            .bearer_auth(self.node_token()?);
         if let Some(b) = body {
             req = req.json(b);
         }

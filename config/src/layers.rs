@@ -27,7 +27,16 @@ pub const ENV_PREFIX: &str = "SYNOD_";
 
 /// `SYNOD_*` variables that are not config keys: read elsewhere in Synod,
 /// so [`Config::load`] skips them instead of rejecting them.
-pub const IGNORED_ENV_VARS: &[&str] = &["SYNOD_ADMIN_PASSWORD", "SYNOD_LOG", "SYNOD_CONFIG"];
+pub const IGNORED_ENV_VARS: &[&str] = &[
+    "SYNOD_ADMIN_PASSWORD",
+    "SYNOD_LOG",
+    "SYNOD_CONFIG",
+    // Read by the CLI's client commands, not by the server.
+    "SYNOD_TOKEN",
+    "SYNOD_TOKEN_FILE",
+    "SYNOD_API_KEY",
+    "SYNOD_PASSWORD",
+];
 
 fn yaml_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();

@@ -187,6 +187,47 @@ pub fn parse_log_key(key: &[u8]) -> Option<u64> {
 /// An upper bound above every key Synod writes (all keys start with ASCII).
 pub const KEY_UPPER_BOUND: &[u8] = &[0xff; 8];
 
+/// `_sys/tenants/<name>`: a tenant record.
+pub const PREFIX_TENANT: &[u8] = b"_sys/tenants/";
+/// `_sys/users/<name>`: a user record. User names are global: a login
+/// names a user before any tenant is known.
+pub const PREFIX_USER: &[u8] = b"_sys/users/";
+/// `_sys/apikey-ids/<id>`: the tenant an API key id belongs to (a key is
+/// presented before any tenant is known).
+pub const PREFIX_APIKEY_ID: &[u8] = b"_sys/apikey-ids/";
+
+fn join(prefix: &[u8], name: &str) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn tenant_key(name: &str) -> Vec<u8> {
+    join(PREFIX_TENANT, name)
+}
+
+pub fn user_key(name: &str) -> Vec<u8> {
+    join(PREFIX_USER, name)
+}
+
+pub fn apikey_id_key(id: &str) -> Vec<u8> {
+    join(PREFIX_APIKEY_ID, id)
+}
+
+/// Prefix of one tenant's API keys.
+pub fn apikey_prefix(tenant: &str) -> Vec<u8> {
+    let mut k = tenant_prefix(tenant);
+    k.extend_from_slice(b"apikey/");
+    k
+}
+
+/// `t/<tenant>/apikey/<id>`: an API key record.
+pub fn apikey_key(tenant: &str, id: &str) -> Vec<u8> {
+    let mut k = apikey_prefix(tenant);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

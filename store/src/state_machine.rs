@@ -181,5 +181,11 @@ fn apply_command(ctx: &mut BatchCtx<'_>, cmd: pb::Command) -> Result<CommandResu
         Kind::CompleteTasks(c) => crate::tasks::complete(ctx, c, now),
         Kind::CancelTask(c) => crate::tasks::cancel(ctx, c, now),
         Kind::RequeueTasks(c) => crate::tasks::requeue(ctx, c, now),
+        Kind::PutTenant(c) => crate::identity::put_tenant(ctx, c, now),
+        Kind::PutUser(c) => crate::identity::put_user(ctx, c, now),
+        Kind::DeleteUser(c) => crate::identity::delete_user(ctx, c),
+        Kind::PutApiKey(c) => crate::identity::put_api_key(ctx, c, now),
+        Kind::RevokeApiKey(c) => crate::identity::revoke_api_key(ctx, c, now),
+        Kind::TouchApiKeys(c) => crate::identity::touch_api_keys(ctx, c),
     }
 }

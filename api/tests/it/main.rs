@@ -7,4 +7,5 @@ mod t30_snapshot_catchup;
 mod t40_membership;
 mod t50_restart_all;
 mod t60_tasks;
+mod t70_security;
 mod util;

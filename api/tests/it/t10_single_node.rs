@@ -93,7 +93,7 @@ async fn bad_requests_get_the_json_error_body_and_change_nothing() {
         assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     }
     // The oversize body made the server drop that connection: read on a fresh one.
-    let fresh = reqwest::Client::new();
+    let fresh = t.fresh_http();
     let after: serde_json::Value =
         fresh.get(format!("{url}/cluster/nodes/1")).send().await.unwrap().json().await.unwrap();
     assert_eq!(before["record_version"], after["record_version"], "a rejected request changed the record");

@@ -26,6 +26,7 @@ async fn remove_a_node_then_add_a_fresh_one() {
     let via = (leader + 2) % 3;
     let out = Command::new(BIN)
         .args(["cluster", "remove", &victim_id.to_string(), "--addr", &t.nodes[via].url()])
+        .env("SYNOD_TOKEN", &t.admin_token)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -71,6 +72,7 @@ async fn removal_below_a_live_quorum_is_refused_unless_forced() {
     // The CLI says the same and exits non-zero.
     let out = Command::new(BIN)
         .args(["cluster", "demote", &target_id.to_string(), "--addr", &t.nodes[leader].url()])
+        .env("SYNOD_TOKEN", &t.admin_token)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -92,7 +94,7 @@ async fn demote_promote_and_transfer_leadership_over_rest_and_grpc() {
 
     // gRPC twin of promote, through a node that is not the leader.
     let grpc_via = (leader + 2) % 3;
-    let mut client = ClusterClient::connect(format!("http://{}", t.nodes[grpc_via].grpc)).await.unwrap();
+    let mut client = ClusterClient::with_interceptor(must_channel(&t, grpc_via).await, AdminAuth::of(&t));
     client.promote(NodeRef { id: other_id }).await.unwrap();
     assert!(voters(&t, leader).await.contains(&other_id));
 

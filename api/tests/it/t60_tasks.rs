@@ -78,7 +78,7 @@ async fn the_seed_example_runs_and_bad_submits_store_nothing() {
         assert_eq!(code, status, "{v}");
         assert!(v["error"]["code"].is_string(), "{v}");
     }
-    let fresh = reqwest::Client::new();
+    let fresh = t.fresh_http();
     let after: Value =
         fresh.get(format!("{}/tasks?limit=1000", t.nodes[0].url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(after["tasks"].as_array().unwrap().len(), before, "a refused submit stored something");
@@ -281,7 +281,7 @@ async fn grpc_tasks_submit_watch_and_refuse() {
     use synod_api::pb::{ResultRequest, SubmitTaskRequest, TaskId};
 
     let t = must_single(&[]).await;
-    let mut client = TasksClient::connect(format!("http://{}", t.nodes[0].grpc)).await.unwrap();
+    let mut client = TasksClient::with_interceptor(must_channel(&t, 0).await, AdminAuth::of(&t));
     let req = |ty: &str, payload: &str| SubmitTaskRequest {
         r#type: ty.into(),
         payload_json: payload.into(),
@@ -545,7 +545,7 @@ async fn tenants_see_only_their_own_tasks_and_share_the_workers_fairly() {
     // gRPC: the tenant comes from the x-synod-tenant metadata.
     use synod_api::pb::TaskId;
     use synod_api::pb::tasks_client::TasksClient;
-    let mut client = TasksClient::connect(format!("http://{}", t.nodes[0].grpc)).await.unwrap();
+    let mut client = TasksClient::with_interceptor(must_channel(&t, 0).await, AdminAuth::of(&t));
     let mut req = tonic::Request::new(TaskId { id: id.clone() });
     req.metadata_mut().insert("x-synod-tenant", "small".parse().unwrap());
     assert_eq!(client.status(req).await.unwrap().into_inner().state, "succeeded");

@@ -117,3 +117,29 @@ pub async fn metric(t: &LocalCluster, i: usize, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Adds the cluster's admin token to every gRPC call.
+#[derive(Clone)]
+pub struct AdminAuth(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl AdminAuth {
+    pub fn of(t: &LocalCluster) -> AdminAuth {
+        AdminAuth(format!("Bearer {}", t.admin_token).parse().expect("a token is ASCII"))
+    }
+}
+
+impl tonic::service::Interceptor for AdminAuth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+/// A gRPC channel to node `i`.
+pub async fn must_channel(t: &LocalCluster, i: usize) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{}", t.nodes[i].grpc))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("gRPC connect")
+}

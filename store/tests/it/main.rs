@@ -1,6 +1,7 @@
 //! Integration tests of synod-store against a real RocksDB in a temp dir.
 
 mod apply;
+mod identity;
 mod snapshot;
 mod tasks;
 mod util;

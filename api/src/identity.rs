@@ -1,0 +1,524 @@
+//! Identity in the service layer: login, tenants, users and API keys, and
+//! turning a request's credentials into its [`AuthContext`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use synod_store::pb::{self, command::Kind, command_result::Outcome};
+
+use crate::auth::{self, AuthContext, DEFAULT_TENANT, Role, TokenKeys};
+use crate::error::{ApiError, Result};
+use crate::service::{Node, command, now_ms};
+
+/// What a node needs to check callers: whether checks are on, the token
+/// keys and the login rate limiter.
+#[derive(Debug)]
+pub struct Security {
+    pub enabled: bool,
+    pub keys: TokenKeys,
+    /// Login attempts per user name.
+    user_logins: RateLimiter,
+    /// Login attempts per client address (ten times the per-user rate:
+    /// many users may share an address).
+    addr_logins: RateLimiter,
+}
+
+impl Security {
+    pub fn new(enabled: bool, keys: TokenKeys, logins_per_minute: u32) -> Security {
+        let minute = Duration::from_secs(60);
+        Security {
+            enabled,
+            keys,
+            user_logins: RateLimiter::new(logins_per_minute, minute),
+            addr_logins: RateLimiter::new(logins_per_minute.saturating_mul(10), minute),
+        }
+    }
+}
+
+/// At most `limit` events per key in a sliding `window` (fixed buckets).
+#[derive(Debug)]
+struct RateLimiter {
+    limit: u32,
+    window: Duration,
+    seen: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl RateLimiter {
+    fn new(limit: u32, window: Duration) -> RateLimiter {
+        RateLimiter { limit: limit.max(1), window, seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts one event for `key`; Err(seconds to wait) when over the limit.
+    fn check(&self, key: &str) -> std::result::Result<(), u64> {
+        let mut seen = self.seen.lock().expect("rate limiter lock is never poisoned");
+        let now = Instant::now();
+        if seen.len() > 100_000 {
+            seen.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+        }
+        let entry = seen.entry(key.to_string()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.limit {
+            let wait = self.window.saturating_sub(now.duration_since(entry.0));
+            return Err(wait.as_secs().max(1));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+fn audit(event: &'static str, who: &str, what: &str) {
+    metrics::counter!("synod_audit_events_total", "event" => event).increment(1);
+    tracing::info!(target: "audit", event, who, what, "audit");
+}
+
+// ---- credentials of a request
+
+/// The caller of a request that carried these headers (already lowercase
+/// names): `Authorization: Bearer <jwt>`, else `X-API-Key`. With security
+/// off every caller is a trusted admin. An admin may name the tenant it
+/// acts in with the tenant header; another role may only name its own.
+pub fn authenticate(
+    node: &Node,
+    bearer: Option<&[u8]>,
+    api_key: Option<&[u8]>,
+    tenant: Option<&[u8]>,
+) -> Result<AuthContext> {
+    let sec = &node.security;
+    if !sec.enabled {
+        return AuthContext::from_header(tenant);
+    }
+    let mut ctx = match (bearer, api_key) {
+        (Some(b), _) => {
+            let token = std::str::from_utf8(b)
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .ok_or_else(|| ApiError::Unauthenticated("Authorization must be 'Bearer <token>'".into()))?;
+            sec.keys.verify(token.trim())?
+        }
+        (None, Some(k)) => api_key_caller(node, std::str::from_utf8(k).unwrap_or(""))?,
+        (None, None) => {
+            return Err(ApiError::Unauthenticated(
+                "credentials required: Authorization: Bearer <token> (from POST /login) or X-API-Key".into(),
+            ));
+        }
+    };
+    if let Some(t) = tenant {
+        let named = AuthContext::from_header(Some(t))?.tenant;
+        if ctx.role == Role::Admin {
+            ctx.tenant = named;
+        } else if named != ctx.tenant {
+            return Err(ApiError::PermissionDenied(format!(
+                "{} acts in tenant {} only; only an admin names another tenant",
+                ctx.subject, ctx.tenant
+            )));
+        }
+    }
+    Ok(ctx)
+}
+
+fn api_key_caller(node: &Node, key: &str) -> Result<AuthContext> {
+    let bad = || ApiError::Unauthenticated("invalid API key".into());
+    let (id, secret) = auth::split_api_key(key).ok_or_else(bad)?;
+    let rec = node.raft.store.get_api_key(id)?.ok_or_else(bad)?;
+    if !auth::constant_time_eq(&auth::sha256(secret.as_bytes()), &rec.secret_sha256) {
+        return Err(bad());
+    }
+    let now = now_ms();
+    if rec.revoked_at_ms != 0 {
+        return Err(ApiError::Unauthenticated("API key revoked".into()));
+    }
+    if rec.expires_at_ms != 0 && rec.expires_at_ms <= now {
+        return Err(ApiError::Unauthenticated("API key expired".into()));
+    }
+    node.key_uses.lock().expect("key use lock is never poisoned").insert(rec.id.clone(), now);
+    let role = Role::from_pb(rec.role).ok_or_else(bad)?;
+    Ok(AuthContext { subject: format!("apikey:{}", rec.id), tenant: rec.tenant, role })
+}
+
+fn require_admin(ctx: &AuthContext) -> Result<()> {
+    if ctx.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::PermissionDenied(format!("{} is not an admin", ctx.subject)))
+    }
+}
+
+fn rejected(r: pb::Rejection) -> ApiError {
+    match pb::RejectCode::try_from(r.code).unwrap_or(pb::RejectCode::Unspecified) {
+        pb::RejectCode::NotFound => ApiError::NotFound(r.message),
+        pb::RejectCode::AlreadyDone => ApiError::FailedPrecondition { message: r.message, details: None },
+        pb::RejectCode::Invalid => ApiError::InvalidArgument(r.message),
+        _ => ApiError::Internal(r.message),
+    }
+}
+
+async fn propose(node: &Node, kind: Kind) -> Result<Outcome> {
+    match node.raft.write(&command(kind)).await?.result.outcome {
+        Some(Outcome::Rejected(r)) => Err(rejected(r)),
+        Some(o) => Ok(o),
+        None => Err(ApiError::Internal("a command without an outcome".into())),
+    }
+}
+
+// ---- login
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub grant_type: Option<String>,
+    pub username: String,
+    pub password: String,
+    /// OAuth2 clients may send a scope; it is accepted and ignored.
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+}
+
+/// The OAuth2 password grant. `client` (the peer address) is rate-limited
+/// alongside the user name.
+pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<LoginResponse> {
+    if let Some(g) = req.grant_type.as_deref()
+        && g != "password"
+    {
+        return Err(ApiError::InvalidArgument(format!("unsupported grant_type {g:?}; use password")));
+    }
+    let sec = &node.security;
+    for limited in [sec.user_logins.check(&req.username), sec.addr_logins.check(client)] {
+        if let Err(wait) = limited {
+            audit("login_rate_limited", &req.username, client);
+            return Err(ApiError::RateLimited { message: "too many login attempts".into(), retry_after_s: wait });
+        }
+    }
+    let user = node.raft.store.get_user(&req.username)?;
+    // Check a hash even for an unknown user, so timing does not tell who exists.
+    let hash = match &user {
+        Some(u) => u.password_hash.clone(),
+        None => dummy_hash()?,
+    };
+    let password = req.password.clone();
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
+        .await
+        .map_err(|e| ApiError::Internal(format!("password check: {e}")))?;
+    let Some(user) = user.filter(|_| ok) else {
+        audit("login_failed", &req.username, client);
+        return Err(ApiError::Unauthenticated("wrong user name or password".into()));
+    };
+    let role = Role::from_pb(user.role).ok_or_else(|| ApiError::Internal("user without a role".into()))?;
+    let token = node.security.keys.issue(&user.name, &user.tenant, role, now_ms() / 1000)?;
+    audit("login", &user.name, client);
+    Ok(LoginResponse { access_token: token, token_type: "bearer".into(), expires_in: node.security.keys.ttl.as_secs() })
+}
+
+/// An Argon2id hash of a random password nobody knows, made once.
+fn dummy_hash() -> Result<String> {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(h) = HASH.get() {
+        return Ok(h.clone());
+    }
+    let h = auth::hash_password(&auth::random_token(16))?;
+    Ok(HASH.get_or_init(|| h).clone())
+}
+
+// ---- tenants
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantView {
+    pub name: String,
+    pub created_at_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRequest {
+    pub name: String,
+}
+
+pub async fn do_create_tenant(ctx: &AuthContext, node: &Node, req: TenantRequest) -> Result<TenantView> {
+    require_admin(ctx)?;
+    auth::check_tenant_name(&req.name)?;
+    match propose(node, Kind::PutTenant(pb::PutTenant { name: req.name.clone() })).await? {
+        Outcome::Tenant(t) => {
+            audit("tenant_created", &ctx.subject, &t.name);
+            Ok(TenantView { name: t.name, created_at_ms: t.created_at_ms })
+        }
+        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+pub fn do_list_tenants(ctx: &AuthContext, node: &Node) -> Result<Vec<TenantView>> {
+    require_admin(ctx)?;
+    Ok(node
+        .raft
+        .store
+        .list_tenants()?
+        .into_iter()
+        .map(|t| TenantView { name: t.name, created_at_ms: t.created_at_ms })
+        .collect())
+}
+
+// ---- users
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRequest {
+    pub username: String,
+    pub password: String,
+    /// The admin's own tenant (or the one it names) when absent.
+    pub tenant: Option<String>,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserView {
+    pub username: String,
+    pub tenant: String,
+    pub role: String,
+    pub created_at_ms: u64,
+}
+
+fn user_view(u: pb::UserRecord) -> UserView {
+    UserView {
+        username: u.name,
+        tenant: u.tenant,
+        role: Role::from_pb(u.role).map(|r| r.as_str()).unwrap_or("unknown").to_string(),
+        created_at_ms: u.created_at_ms,
+    }
+}
+
+/// Creates a user. The tenant is created with it if it does not exist yet.
+pub async fn do_create_user(ctx: &AuthContext, node: &Node, req: UserRequest) -> Result<UserView> {
+    require_admin(ctx)?;
+    if !synod_store::identity::valid_name(&req.username) {
+        return Err(ApiError::InvalidArgument(format!(
+            "user name {:?}: 1 to 64 ASCII letters, digits, '-', '_' or '.'",
+            req.username
+        )));
+    }
+    if req.password.len() < 8 || req.password.len() > 1024 {
+        return Err(ApiError::InvalidArgument("a password has 8 to 1024 bytes".into()));
+    }
+    let role = Role::parse(&req.role)?;
+    let tenant = req.tenant.clone().unwrap_or_else(|| ctx.tenant.clone());
+    auth::check_tenant_name(&tenant)?;
+    create_user(node, &req.username, &req.password, &tenant, role, false).await.inspect(|u| {
+        audit("user_created", &ctx.subject, &format!("{} in {} as {}", u.username, u.tenant, u.role));
+    })
+}
+
+/// Creates (or with `replace`, replaces) a user, creating its tenant first.
+pub async fn create_user(
+    node: &Node,
+    name: &str,
+    password: &str,
+    tenant: &str,
+    role: Role,
+    replace: bool,
+) -> Result<UserView> {
+    propose(node, Kind::PutTenant(pb::PutTenant { name: tenant.to_string() })).await?;
+    let password = password.to_string();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::Internal(format!("password hash: {e}")))??;
+    let user = pb::UserRecord {
+        name: name.to_string(),
+        tenant: tenant.to_string(),
+        role: role.to_pb() as i32,
+        password_hash: hash,
+        ..Default::default()
+    };
+    match propose(node, Kind::PutUser(pb::PutUser { user: Some(user), replace })).await? {
+        Outcome::User(u) => Ok(user_view(u)),
+        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+pub fn do_list_users(ctx: &AuthContext, node: &Node) -> Result<Vec<UserView>> {
+    require_admin(ctx)?;
+    Ok(node.raft.store.list_users()?.into_iter().map(user_view).collect())
+}
+
+pub async fn do_delete_user(ctx: &AuthContext, node: &Node, name: &str) -> Result<()> {
+    require_admin(ctx)?;
+    propose(node, Kind::DeleteUser(pb::DeleteUser { name: name.to_string() })).await?;
+    audit("user_deleted", &ctx.subject, name);
+    Ok(())
+}
+
+// ---- API keys
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyRequest {
+    pub name: Option<String>,
+    /// The caller's own role when absent; never above it.
+    pub role: Option<String>,
+    /// Seconds until it expires; never when absent.
+    pub expires_in: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub role: String,
+    pub owner: String,
+    pub created_at_ms: u64,
+    pub expires_at_ms: Option<u64>,
+    pub revoked_at_ms: Option<u64>,
+    pub last_used_ms: Option<u64>,
+    /// The key itself: only in the answer that created it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+fn key_view(k: pb::ApiKeyRecord, key: Option<String>) -> ApiKeyView {
+    let nonzero = |v: u64| Some(v).filter(|v| *v != 0);
+    ApiKeyView {
+        role: Role::from_pb(k.role).map(|r| r.as_str()).unwrap_or("unknown").to_string(),
+        id: k.id,
+        name: k.name,
+        tenant: k.tenant,
+        owner: k.owner,
+        created_at_ms: k.created_at_ms,
+        expires_at_ms: nonzero(k.expires_at_ms),
+        revoked_at_ms: nonzero(k.revoked_at_ms),
+        last_used_ms: nonzero(k.last_used_ms),
+        key,
+    }
+}
+
+fn rank(r: Role) -> u8 {
+    match r {
+        Role::Reader => 0,
+        Role::User => 1,
+        Role::Admin => 2,
+    }
+}
+
+/// Creates an API key in the caller's tenant, with at most the caller's role.
+pub async fn do_create_api_key(ctx: &AuthContext, node: &Node, req: ApiKeyRequest) -> Result<ApiKeyView> {
+    let role = match req.role.as_deref() {
+        None => ctx.role,
+        Some(r) => Role::parse(r)?,
+    };
+    if rank(role) > rank(ctx.role) {
+        return Err(ApiError::PermissionDenied(format!(
+            "a {} cannot create a key with role {}",
+            ctx.role.as_str(),
+            role.as_str()
+        )));
+    }
+    let name = req.name.unwrap_or_default();
+    if name.len() > 128 {
+        return Err(ApiError::InvalidArgument("an API key name has at most 128 bytes".into()));
+    }
+    let expires_at_ms = match req.expires_in {
+        None | Some(0) => 0,
+        Some(s) if s > 10 * 365 * 86_400 => {
+            return Err(ApiError::InvalidArgument("expires_in is at most ten years (in seconds)".into()));
+        }
+        Some(s) => now_ms() + s * 1000,
+    };
+    let (id, full, hash) = auth::new_api_key();
+    let rec = pb::ApiKeyRecord {
+        id,
+        tenant: ctx.tenant.clone(),
+        role: role.to_pb() as i32,
+        owner: ctx.subject.clone(),
+        name,
+        secret_sha256: hash,
+        expires_at_ms,
+        ..Default::default()
+    };
+    match propose(node, Kind::PutApiKey(pb::PutApiKey { key: Some(rec) })).await? {
+        Outcome::ApiKey(k) => {
+            audit("apikey_created", &ctx.subject, &format!("{} in {} as {}", k.id, k.tenant, role.as_str()));
+            Ok(key_view(k, Some(full)))
+        }
+        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// The caller's tenant's keys, without their secrets.
+pub fn do_list_api_keys(ctx: &AuthContext, node: &Node) -> Result<Vec<ApiKeyView>> {
+    Ok(node.raft.store.list_api_keys(&ctx.tenant)?.into_iter().map(|k| key_view(k, None)).collect())
+}
+
+/// Revokes a key of the caller's tenant: an admin any, others their own.
+pub async fn do_revoke_api_key(ctx: &AuthContext, node: &Node, id: &str) -> Result<ApiKeyView> {
+    let missing = || ApiError::NotFound(format!("API key {id} not found"));
+    let rec = node.raft.store.get_api_key(id)?.filter(|k| k.tenant == ctx.tenant).ok_or_else(missing)?;
+    if ctx.role != Role::Admin && rec.owner != ctx.subject {
+        return Err(missing());
+    }
+    match propose(node, Kind::RevokeApiKey(pb::RevokeApiKey { tenant: ctx.tenant.clone(), id: id.to_string() })).await?
+    {
+        Outcome::ApiKey(k) => {
+            audit("apikey_revoked", &ctx.subject, id);
+            Ok(key_view(k, None))
+        }
+        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// Sends the last-used times this node saw (at most every `every`).
+pub async fn flush_key_uses(node: std::sync::Arc<Node>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let uses: Vec<pb::ApiKeyUse> =
+            std::mem::take(&mut *node.key_uses.lock().expect("key use lock is never poisoned"))
+                .into_iter()
+                .map(|(id, at_ms)| pb::ApiKeyUse { id, at_ms })
+                .collect();
+        if uses.is_empty() {
+            continue;
+        }
+        if let Err(e) = node.raft.write(&command(Kind::TouchApiKeys(pb::TouchApiKeys { uses }))).await {
+            tracing::warn!(error = %e, "recording API key use");
+        }
+    }
+}
+
+/// The first admin, on the node that bootstrapped the cluster: password
+/// from SYNOD_ADMIN_PASSWORD, or generated, printed once and written with
+/// mode 0600 to `<data-dir>/admin-password`.
+pub async fn bootstrap_admin(node: &Node) -> anyhow::Result<()> {
+    if node.raft.store.get_user("admin")?.is_some() {
+        return Ok(());
+    }
+    let (password, generated) = match std::env::var("SYNOD_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (auth::random_token(18), true),
+    };
+    create_user(node, "admin", &password, DEFAULT_TENANT, Role::Admin, false)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the first admin: {e}"))?;
+    audit("user_created", "bootstrap", "admin in default as admin");
+    if generated {
+        let path = node.cfg.node.data_dir.join("admin-password");
+        write_private(&path, password.as_bytes())?;
+        // Printed once, on purpose: the operator's only other copy is the file.
+        println!("synod: created user 'admin' with password {password} (also in {})", path.display());
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new file readable by its owner only.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}

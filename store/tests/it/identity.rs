@@ -1,0 +1,116 @@
+use synod_store::pb::{self, RejectCode, Role, command::Kind, command_result::Outcome};
+
+use crate::util::*;
+
+fn code(r: &pb::CommandResult) -> Option<RejectCode> {
+    match &r.outcome {
+        Some(Outcome::Rejected(x)) => RejectCode::try_from(x.code).ok(),
+        _ => None,
+    }
+}
+
+fn tenant(name: &str) -> Kind {
+    Kind::PutTenant(pb::PutTenant { name: name.into() })
+}
+
+fn user(name: &str, tenant: &str, role: Role, replace: bool) -> Kind {
+    Kind::PutUser(pb::PutUser {
+        user: Some(pb::UserRecord {
+            name: name.into(),
+            tenant: tenant.into(),
+            role: role as i32,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            ..Default::default()
+        }),
+        replace,
+    })
+}
+
+fn key(id: &str, tenant: &str) -> Kind {
+    Kind::PutApiKey(pb::PutApiKey {
+        key: Some(pb::ApiKeyRecord {
+            id: id.into(),
+            tenant: tenant.into(),
+            role: Role::User as i32,
+            owner: "ann".into(),
+            secret_sha256: vec![7; 32],
+            ..Default::default()
+        }),
+    })
+}
+
+#[test]
+fn users_need_an_existing_tenant_and_unique_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let r = must_apply(
+        &store,
+        1,
+        &[
+            cmd(10, user("ann", "acme", Role::User, false)),
+            cmd(11, tenant("acme")),
+            cmd(12, tenant("acme")),
+            cmd(13, user("ann", "acme", Role::User, false)),
+            cmd(14, user("ann", "acme", Role::Reader, false)),
+            cmd(15, user("ann", "acme", Role::Reader, true)),
+            cmd(16, user("bad/name", "acme", Role::User, false)),
+            cmd(17, user("bob", "acme", Role::Unspecified, false)),
+        ],
+    );
+    assert_eq!(code(&r[0]), Some(RejectCode::NotFound), "no tenant yet");
+    assert_eq!(code(&r[1]), None);
+    assert!(
+        matches!(&r[2].outcome, Some(Outcome::Tenant(t)) if t.created_at_ms == 11),
+        "creating twice keeps the first"
+    );
+    assert_eq!(code(&r[3]), None);
+    assert_eq!(code(&r[4]), Some(RejectCode::AlreadyDone), "a second create is refused");
+    assert_eq!(code(&r[5]), None, "replace is allowed");
+    assert_eq!(code(&r[6]), Some(RejectCode::Invalid));
+    assert_eq!(code(&r[7]), Some(RejectCode::Invalid));
+    let ann = store.get_user("ann").unwrap().unwrap();
+    assert_eq!((ann.role, ann.created_at_ms, ann.updated_at_ms), (Role::Reader as i32, 13, 15));
+    assert_eq!(store.list_users().unwrap().len(), 1);
+    assert_eq!(store.list_tenants().unwrap().len(), 1);
+
+    must_apply(&store, 9, &[cmd(20, Kind::DeleteUser(pb::DeleteUser { name: "ann".into() }))]);
+    assert!(store.get_user("ann").unwrap().is_none());
+}
+
+#[test]
+fn api_keys_are_found_by_id_revoked_and_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let r = must_apply(
+        &store,
+        1,
+        &[
+            cmd(10, tenant("acme")),
+            cmd(11, key("k1", "acme")),
+            cmd(12, key("k1", "acme")),
+            cmd(13, key("k2", "nowhere")),
+            cmd(14, Kind::TouchApiKeys(pb::TouchApiKeys { uses: vec![pb::ApiKeyUse { id: "k1".into(), at_ms: 50 }] })),
+            cmd(15, Kind::TouchApiKeys(pb::TouchApiKeys { uses: vec![pb::ApiKeyUse { id: "k1".into(), at_ms: 40 }] })),
+        ],
+    );
+    assert_eq!(code(&r[1]), None);
+    assert_eq!(code(&r[2]), Some(RejectCode::AlreadyDone), "ids are unique");
+    assert_eq!(code(&r[3]), Some(RejectCode::NotFound));
+    let k = store.get_api_key("k1").unwrap().unwrap();
+    assert_eq!((k.tenant.as_str(), k.created_at_ms, k.last_used_ms, k.revoked_at_ms), ("acme", 11, 50, 0));
+    assert!(store.get_api_key("k2").unwrap().is_none());
+
+    let r = must_apply(
+        &store,
+        7,
+        &[
+            cmd(20, Kind::RevokeApiKey(pb::RevokeApiKey { tenant: "other".into(), id: "k1".into() })),
+            cmd(21, Kind::RevokeApiKey(pb::RevokeApiKey { tenant: "acme".into(), id: "k1".into() })),
+            cmd(22, Kind::RevokeApiKey(pb::RevokeApiKey { tenant: "acme".into(), id: "k1".into() })),
+        ],
+    );
+    assert_eq!(code(&r[0]), Some(RejectCode::NotFound), "another tenant cannot revoke it");
+    assert_eq!(store.get_api_key("k1").unwrap().unwrap().revoked_at_ms, 21, "revoking again keeps the first time");
+    assert_eq!(store.list_api_keys("acme").unwrap().len(), 1);
+    assert!(store.list_api_keys("other").unwrap().is_empty());
+}
