@@ -209,6 +209,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if !cfg.security.enabled {
         tracing::warn!("security.enabled is false: for local development only");
     }
+    if cfg.security.tls.is_enabled() || cfg.security.cluster_tls.is_enabled() {
+        bail!(
+            "security.tls and security.cluster_tls are not supported yet; unset them (and keep nodes on a trusted network)"
+        );
+    }
     let cfg = Arc::new(cfg);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().context("http client")?;
 
