@@ -23,17 +23,51 @@ pub struct Security {
     /// Login attempts per client address (ten times the per-user rate:
     /// many users may share an address).
     addr_logins: RateLimiter,
+    /// Requests per tenant on this node.
+    tenant_requests: TokenBuckets,
 }
 
 impl Security {
-    pub fn new(enabled: bool, keys: TokenKeys, logins_per_minute: u32) -> Security {
+    pub fn new(enabled: bool, keys: TokenKeys, logins_per_minute: u32, tenant_rps: u32) -> Security {
         let minute = Duration::from_secs(60);
         Security {
             enabled,
             keys,
             user_logins: RateLimiter::new(logins_per_minute, minute),
             addr_logins: RateLimiter::new(logins_per_minute.saturating_mul(10), minute),
+            tenant_requests: TokenBuckets::new(tenant_rps),
         }
+    }
+}
+
+/// One token bucket per key, refilled at `rate` per second and holding at
+/// most one second's worth; rate 0 means no limit.
+#[derive(Debug)]
+struct TokenBuckets {
+    rate: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl TokenBuckets {
+    fn new(rate: u32) -> TokenBuckets {
+        TokenBuckets { rate: f64::from(rate), buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes a token for `key`; Err(seconds until one is there) when empty.
+    fn take(&self, key: &str) -> std::result::Result<(), u64> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let mut buckets = self.buckets.lock().expect("token bucket lock is never poisoned");
+        let now = Instant::now();
+        let (tokens, at) = buckets.entry(key.to_string()).or_insert((self.rate, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
+        *at = now;
+        if *tokens < 1.0 {
+            return Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64);
+        }
+        *tokens -= 1.0;
+        Ok(())
     }
 }
 
@@ -87,6 +121,20 @@ pub fn authenticate(
     api_key: Option<&[u8]>,
     tenant: Option<&[u8]>,
 ) -> Result<AuthContext> {
+    let ctx = caller(node, bearer, api_key, tenant)?;
+    // Nodes calling each other are not a tenant's traffic.
+    if !ctx.subject.starts_with("node:")
+        && let Err(retry_after_s) = node.security.tenant_requests.take(&ctx.tenant)
+    {
+        return Err(ApiError::RateLimited {
+            message: format!("tenant {} is over security.tenant_requests_per_second on this node", ctx.tenant),
+            retry_after_s,
+        });
+    }
+    Ok(ctx)
+}
+
+fn caller(node: &Node, bearer: Option<&[u8]>, api_key: Option<&[u8]>, tenant: Option<&[u8]>) -> Result<AuthContext> {
     let sec = &node.security;
     if !sec.enabled {
         return AuthContext::from_header(tenant);

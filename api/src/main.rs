@@ -35,7 +35,16 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCmd::Show { config }) => {
             let cfg = synod_config::Config::load(config.as_deref(), std::env::vars())?;
-            println!("{}", serde_json::to_string_pretty(&cfg)?);
+            let mut shown = serde_json::to_value(&cfg)?;
+            // Secrets are never printed.
+            for (section, key) in [("security", "jwt_secret"), ("external", "openai_api_key")] {
+                if let Some(v) = shown.get_mut(section).and_then(|s| s.get_mut(key))
+                    && !v.is_null()
+                {
+                    *v = "<redacted>".into();
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(())
         }
         Command::Bench(cmd) => {

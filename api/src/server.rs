@@ -304,7 +304,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(node = id, "data dir already belongs to a cluster; --join ignored");
     }
 
-    let security = crate::identity::Security::new(cfg.security.enabled, keys, cfg.security.login_rate_per_minute);
+    let security = crate::identity::Security::new(
+        cfg.security.enabled,
+        keys,
+        cfg.security.login_rate_per_minute,
+        cfg.security.tenant_requests_per_second,
+    );
     let node: SharedNode = Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins, security));
     if cfg.node.join.is_none() {
         let n = node.clone();

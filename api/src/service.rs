@@ -226,6 +226,7 @@ fn rejection_to_error(r: pb::Rejection) -> ApiError {
         pb::RejectCode::StaleEpoch | pb::RejectCode::AlreadyDone => {
             ApiError::FailedPrecondition { message: r.message, details: None }
         }
+        pb::RejectCode::QuotaExceeded => ApiError::RateLimited { message: r.message, retry_after_s: 1 },
         pb::RejectCode::Unsupported | pb::RejectCode::Unspecified => ApiError::Internal(r.message),
     }
 }

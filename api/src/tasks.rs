@@ -238,7 +238,8 @@ pub async fn do_submit_tasks(ctx: &AuthContext, node: &Node, reqs: Vec<SubmitReq
         .map(|(i, r)| validate(ctx, node, r).map_err(|e| if reqs.len() > 1 { prefix(e, i) } else { e }))
         .collect::<Result<Vec<_>>>()?;
     let n = specs.len();
-    let out = node.raft.write(&command(Kind::SubmitTasks(pb::SubmitTasks { tasks: specs }))).await?;
+    let max_queued = node.cfg.security.tenant_max_queued_tasks;
+    let out = node.raft.write(&command(Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued }))).await?;
     let Some(Outcome::Batch(b)) = out.result.outcome else {
         return Err(ApiError::Internal(format!("unexpected submit outcome {:?}", out.result.outcome)));
     };
@@ -246,6 +247,9 @@ pub async fn do_submit_tasks(ctx: &AuthContext, node: &Node, reqs: Vec<SubmitReq
     b.items
         .into_iter()
         .map(|item| match item.rejected {
+            Some(r) if r.code == pb::RejectCode::QuotaExceeded as i32 => {
+                Err(ApiError::RateLimited { message: r.message, retry_after_s: 1 })
+            }
             Some(r) => Err(ApiError::InvalidArgument(r.message)),
             None => Ok(SubmitResponse { id: item.id, state: "queued".into(), duplicate: item.duplicate }),
         })

@@ -238,6 +238,10 @@ pub struct SecurityConfig {
     pub cluster_tls: ClusterTlsConfig,
     /// Login attempts allowed per user and minute.
     pub login_rate_per_minute: u32,
+    /// Most tasks one tenant may have queued; 0 = no limit.
+    pub tenant_max_queued_tasks: u64,
+    /// Requests per second one tenant may make to one node; 0 = no limit.
+    pub tenant_requests_per_second: u32,
 }
 
 /// Hand-written so that `{:?}` of a config never prints the secret.
@@ -252,6 +256,8 @@ impl fmt::Debug for SecurityConfig {
             .field("tls", &self.tls)
             .field("cluster_tls", &self.cluster_tls)
             .field("login_rate_per_minute", &self.login_rate_per_minute)
+            .field("tenant_max_queued_tasks", &self.tenant_max_queued_tasks)
+            .field("tenant_requests_per_second", &self.tenant_requests_per_second)
             .finish()
     }
 }
@@ -267,6 +273,8 @@ impl Default for SecurityConfig {
             tls: TlsConfig::default(),
             cluster_tls: ClusterTlsConfig::default(),
             login_rate_per_minute: 10,
+            tenant_max_queued_tasks: 1_000_000,
+            tenant_requests_per_second: 20_000,
         }
     }
 }

@@ -65,17 +65,20 @@ pub fn backoff_ms(b: Option<&pb::Backoff>, attempt: usize) -> u64 {
     if delay.is_finite() { (delay as u64).min(max) } else { max }
 }
 
+/// A replicated counter's value.
+fn counter(ctx: &BatchCtx<'_>, tenant: &str, name: &str) -> Result<u64> {
+    match ctx.get(&stats_key(tenant, name))? {
+        None => Ok(0),
+        Some(b) => {
+            Ok(u64::from_be_bytes(b.as_slice().try_into().map_err(|_| Error::corrupt("task counter", "not 8 bytes"))?))
+        }
+    }
+}
+
 /// Adds `delta` to a replicated counter.
 fn bump(ctx: &mut BatchCtx<'_>, tenant: &str, name: &str, delta: i64) -> Result<()> {
-    let key = stats_key(tenant, name);
-    let cur = match ctx.get(&key)? {
-        None => 0,
-        Some(b) => {
-            u64::from_be_bytes(b.as_slice().try_into().map_err(|_| Error::corrupt("task counter", "not 8 bytes"))?)
-        }
-    };
-    let next = cur.saturating_add_signed(delta);
-    ctx.put(key, next.to_be_bytes().to_vec());
+    let next = counter(ctx, tenant, name)?.saturating_add_signed(delta);
+    ctx.put(stats_key(tenant, name), next.to_be_bytes().to_vec());
     Ok(())
 }
 
@@ -228,6 +231,24 @@ pub fn state_name(s: TaskState) -> &'static str {
 }
 
 pub(crate) fn submit(ctx: &mut BatchCtx<'_>, c: pb::SubmitTasks, now: u64) -> Result<CommandResult> {
+    if c.max_queued > 0 {
+        let mut per_tenant = std::collections::BTreeMap::<&str, u64>::new();
+        for spec in &c.tasks {
+            *per_tenant.entry(spec.tenant.as_str()).or_default() += 1;
+        }
+        for (tenant, n) in per_tenant {
+            let queued = counter(ctx, tenant, "queued")?;
+            if queued + n > c.max_queued {
+                let message = format!(
+                    "tenant {tenant} has {queued} tasks queued; {n} more would pass its quota of {}",
+                    c.max_queued
+                );
+                return Ok(batch(
+                    c.tasks.iter().map(|s| item_rejected(&s.id, RejectCode::QuotaExceeded, &*message)).collect(),
+                ));
+            }
+        }
+    }
     let mut items = Vec::with_capacity(c.tasks.len());
     for spec in c.tasks {
         if !valid_name(&spec.tenant) || !valid_name(&spec.id) || spec.task_type.is_empty() || spec.priority > 9 {

@@ -261,3 +261,39 @@ async fn the_first_admin_logs_in_with_the_configured_password() {
     assert_eq!(code, 401);
     assert!(!t.nodes[0].data_dir.join("admin-password").exists(), "a configured password is not written down");
 }
+
+#[tokio::test]
+async fn tenant_quotas_and_request_rates_answer_429() {
+    let args: Vec<String> = ["security.tenant_max_queued_tasks=5", "security.tenant_requests_per_second=20"]
+        .iter()
+        .flat_map(|s| ["--set".to_string(), s.to_string()])
+        .collect();
+    let t = must_single(&args).await;
+    let url = t.nodes[0].url();
+    // Tasks no node can take stay queued.
+    let task = json!({"type": "echo", "payload": {}, "labels": {"gpu": "h100"}});
+    let r =
+        t.http.post(format!("{url}/tasks/submit")).json(&json!({"tasks": vec![task.clone(); 5]})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = t.http.post(format!("{url}/tasks/submit")).json(&task).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "resource_exhausted", "{v}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, list) = t.get(0, "/tasks?limit=100").await.unwrap();
+    assert_eq!(list["tasks"].as_array().unwrap().len(), 5, "the refused submit stored nothing");
+
+    // 20 requests a second: a burst of 60 meets 429 with Retry-After.
+    let mut limited = 0;
+    for _ in 0..60 {
+        let r = t.http.get(format!("{url}/tasks?limit=1")).send().await.unwrap();
+        if r.status().as_u16() == 429 {
+            assert!(r.headers().get("retry-after").is_some());
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "a burst of 60 against a rate of 20/s is limited");
+    // Health checks are not a tenant's requests.
+    assert_eq!(t.http.get(format!("{url}/health")).send().await.unwrap().status().as_u16(), 200);
+}

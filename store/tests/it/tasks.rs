@@ -61,7 +61,8 @@ fn must_state(store: &synod_store::Store, id: &str) -> (TaskState, pb::TaskRecor
 fn idempotent_submit_yields_one_task() {
     let dir = tempfile::tempdir().unwrap();
     let store = must_open(dir.path());
-    let submit = |id: &str| cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec(id, "k1", 3)] }));
+    let submit =
+        |id: &str| cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec(id, "k1", 3)], max_queued: 0 }));
     let r = must_apply(&store, 1, &[submit("a"), submit("b")]);
     assert_eq!(items(&r[0])[0].id, "a");
     let second = &items(&r[1])[0];
@@ -77,7 +78,10 @@ fn completion_is_exactly_once_and_fenced_by_epoch() {
     must_apply(
         &store,
         1,
-        &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 3)] })), cmd(2, assign("t", 7))],
+        &[
+            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 3)], max_queued: 0 })),
+            cmd(2, assign("t", 7)),
+        ],
     );
     let (s, rec) = must_state(&store, "t");
     assert_eq!((s, rec.lease_epoch, rec.node_id), (TaskState::Assigned, 1, 7));
@@ -117,7 +121,10 @@ fn retries_with_backoff_then_dead_letter() {
     must_apply(
         &store,
         1,
-        &[cmd(1000, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 2)] })), cmd(1000, assign("t", 1))],
+        &[
+            cmd(1000, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 2)], max_queued: 0 })),
+            cmd(1000, assign("t", 1)),
+        ],
     );
     must_apply(&store, 3, &[cmd(2000, complete("t", 1, 1, None, true))]);
     let (s, rec) = must_state(&store, "t");
@@ -140,7 +147,7 @@ fn non_retryable_failure_fails_at_once() {
         &store,
         1,
         &[
-            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 5)] })),
+            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 5)], max_queued: 0 })),
             cmd(1, assign("t", 1)),
             cmd(2, complete("t", 1, 1, None, false)),
         ],
@@ -157,7 +164,10 @@ fn cancel_queued_and_running() {
         &store,
         1,
         &[
-            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("q", "", 3), spec("r", "", 3)] })),
+            cmd(
+                1,
+                Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("q", "", 3), spec("r", "", 3)], max_queued: 0 }),
+            ),
             cmd(1, assign("r", 4)),
         ],
     );
@@ -192,7 +202,7 @@ fn queue_scan_is_fair_per_tenant_and_ordered() {
     lazy.priority = 0;
     specs.push(lazy);
     specs.push(urgent);
-    must_apply(&store, 1, &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs }))]);
+    must_apply(&store, 1, &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0 }))]);
     let q = store.queued_tasks(5).unwrap();
     let big = q.iter().filter(|t| t.tenant == "big").count();
     let small: Vec<&str> = q.iter().filter(|t| t.tenant == "small").map(|t| t.id.as_str()).collect();
@@ -208,7 +218,10 @@ fn counters_follow_every_transition() {
         &store,
         1,
         &[
-            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("a", "", 2), spec("b", "", 1)] })),
+            cmd(
+                1,
+                Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("a", "", 2), spec("b", "", 1)], max_queued: 0 }),
+            ),
             cmd(2, assign("a", 1)),
             cmd(3, complete("a", 1, 1, None, true)),
             cmd(4, assign("a", 1)),
@@ -235,7 +248,7 @@ fn large_payloads_and_results_live_in_the_blob_cf_and_travel_in_snapshots() {
         &store,
         1,
         &[
-            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![s, spec("small", "", 1)] })),
+            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![s, spec("small", "", 1)], max_queued: 0 })),
             cmd(2, assign("big", 1)),
         ],
     );
@@ -284,7 +297,7 @@ fn queue_and_lease_views_survive_reopen_and_snapshot_install() {
             &store,
             1,
             &[
-                cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs })),
+                cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0 })),
                 cmd(2, assign("t0", 3)),
                 cmd(3, assign("t1", 4)),
                 cmd(4, complete("t1", 4, 1, Some("{}"), false)),
@@ -299,7 +312,33 @@ fn queue_and_lease_views_survive_reopen_and_snapshot_install() {
     };
     assert_eq!(views(&must_open(&dir.path().join("a"))), expected, "after reopen");
     let other = must_open(&dir.path().join("b"));
-    must_apply(&other, 1, &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("stale", "", 1)] }))]);
+    must_apply(
+        &other,
+        1,
+        &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("stale", "", 1)], max_queued: 0 }))],
+    );
     other.install_snapshot(&path).unwrap();
     assert_eq!(views(&other), expected, "after a snapshot install (the stale task is gone)");
+}
+
+#[test]
+fn a_batch_that_could_pass_the_queue_quota_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let submit = |ids: &[&str]| {
+        cmd(
+            1,
+            Kind::SubmitTasks(pb::SubmitTasks { tasks: ids.iter().map(|i| spec(i, "", 1)).collect(), max_queued: 3 }),
+        )
+    };
+    let r = must_apply(&store, 1, &[submit(&["a", "b"]), submit(&["c", "d"])]);
+    assert!(items(&r[0]).iter().all(|i| i.rejected.is_none()));
+    let refused = items(&r[1]);
+    assert_eq!(refused.len(), 2);
+    assert!(refused.iter().all(|i| i.rejected.as_ref().is_some_and(|x| x.code == RejectCode::QuotaExceeded as i32)));
+    assert!(store.get_task("acme", "c").unwrap().is_none(), "nothing of a refused batch is stored");
+    // A task leaves the queue: now c and d fit (b, c, d queued; a assigned).
+    let r = must_apply(&store, 3, &[cmd(2, assign("a", 1)), submit(&["c", "d"]), submit(&["e"])]);
+    assert!(items(&r[1]).iter().all(|i| i.rejected.is_none()));
+    assert!(items(&r[2])[0].rejected.is_some(), "the quota of 3 is full");
 }
