@@ -45,6 +45,9 @@ pub enum Command {
     Task(TaskArgs),
     /// Log in (POST /login) and keep the token for the other commands.
     Login(LoginArgs),
+    /// Development certificates.
+    #[command(subcommand)]
+    Certs(CertsCmd),
     /// Users (admin): list, create, delete.
     User(UserArgs),
     /// Tenants (admin): list, create.
@@ -101,6 +104,25 @@ pub struct Target {
     /// An API key (sent as X-API-Key) instead of a token.
     #[arg(long, global = true, env = "SYNOD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// PEM CA to trust for an https:// --addr (e.g. the ca.pem of `synod certs init`).
+    #[arg(long, global = true, env = "SYNOD_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCmd {
+    /// Write a development CA and one certificate per node into DIR
+    /// (ca.pem, ca.key, node<i>.pem, node<i>.key), for security.tls and
+    /// security.cluster_tls. Never overwrites.
+    Init {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// More names or addresses the node certificates are valid for
+        /// (repeatable); localhost, 127.0.0.1, ::1 and node<i> always are.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -361,14 +383,18 @@ pub fn token_file() -> PathBuf {
 
 impl Client {
     pub fn new(base: &str) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        Client::with_ca(base, None)
+    }
+
+    fn with_ca(base: &str, ca: Option<&std::path::Path>) -> anyhow::Result<Client> {
+        let http = crate::tls::http_client(ca, std::time::Duration::from_secs(30))?;
         Ok(Client { base: base.trim_end_matches('/').to_string(), http, always: Vec::new() })
     }
 
     /// A client of `target` with its credentials: --api-key, else --token,
     /// else the token `synod login` saved (if any).
     pub fn of(target: &Target) -> anyhow::Result<Client> {
-        let mut c = Client::new(&target.addr)?;
+        let mut c = Client::with_ca(&target.addr, target.ca_cert.as_deref())?;
         if let Some(k) = &target.api_key {
             c.always.push(("x-api-key", k.clone()));
         } else if let Some(t) = target.token.clone().or_else(|| std::fs::read_to_string(token_file()).ok()) {
@@ -555,7 +581,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_string()
                 }
             };
-            let c = Client::new(&target.addr)?;
+            let c = Client::with_ca(&target.addr, target.ca_cert.as_deref())?;
             let body = serde_json::json!({"grant_type": "password", "username": username, "password": password});
             let (v, _) = c.call(Method::POST, "/login", Some(body), &[]).await?;
             let token = v["access_token"].as_str().context("login answer without access_token")?;
@@ -604,6 +630,11 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                 ApiKeyCmd::Revoke { id } => c.call(Method::DELETE, &format!("/apikeys/{id}"), None, &[]).await?,
             };
             print(&v);
+        }
+        Command::Certs(CertsCmd::Init { dir, nodes, hosts }) => {
+            for path in crate::tls::certs_init(&dir, nodes, &hosts)? {
+                println!("{}", path.display());
+            }
         }
         Command::Serve(_) | Command::Config(_) | Command::Bench(_) => unreachable!("dispatched by main"),
     }

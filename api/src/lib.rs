@@ -22,6 +22,7 @@ pub mod server;
 pub mod service;
 pub mod supervisor;
 pub mod tasks;
+pub mod tls;
 
 /// Generated types of the public `synod.v1` gRPC API.
 #[allow(clippy::all, missing_docs)]

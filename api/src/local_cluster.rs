@@ -17,12 +17,14 @@ pub struct LocalNode {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub args: Vec<String>,
+    /// Serves REST over TLS.
+    pub https: bool,
     child: Option<Child>,
 }
 
 impl LocalNode {
     pub fn url(&self) -> String {
-        format!("http://{}", self.http)
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.http)
     }
 
     pub fn is_running(&self) -> bool {
@@ -42,13 +44,8 @@ pub struct LocalCluster {
     pub admin_password: String,
     /// An admin token of tenant `default`, signed with `secret`.
     pub admin_token: String,
-}
-
-/// An HTTP client that sends `Authorization: Bearer <token>`.
-pub fn client_with_token(token: &str) -> anyhow::Result<reqwest::Client> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
-    Ok(reqwest::Client::builder().timeout(Duration::from_secs(5)).default_headers(headers).build()?)
+    /// With TLS: the CA the harness trusts; new nodes serve HTTPS.
+    ca: Option<PathBuf>,
 }
 
 /// A port that was free a moment ago and that this process has not handed
@@ -71,27 +68,49 @@ impl LocalCluster {
     /// Nodes will keep their data dirs and logs under `root`.
     pub fn new(bin: &Path, root: &Path) -> anyhow::Result<LocalCluster> {
         std::fs::create_dir_all(root)?;
+        crate::tls::install_provider();
         let secret = crate::auth::random_token(32);
         let admin_password = format!("admin-{}", crate::auth::random_token(9));
         let keys = crate::auth::TokenKeys::hs256(secret.as_bytes(), Duration::from_secs(7 * 86_400));
         let admin_token = keys
             .issue("admin", crate::auth::DEFAULT_TENANT, crate::auth::Role::Admin, crate::service::now_ms() / 1000)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let http = client_with_token(&admin_token)?;
-        Ok(LocalCluster {
+        let mut c = LocalCluster {
             bin: bin.to_path_buf(),
             root: root.to_path_buf(),
             nodes: Vec::new(),
-            http,
+            http: reqwest::Client::new(),
             secret,
             admin_password,
             admin_token,
-        })
+            ca: None,
+        };
+        c.http = c.client()?;
+        Ok(c)
+    }
+
+    /// From now on nodes serve REST over TLS (their `extra` arguments must
+    /// name the certificates) and the harness trusts `ca`.
+    pub fn use_tls(&mut self, ca: &Path) -> anyhow::Result<()> {
+        self.ca = Some(ca.to_path_buf());
+        self.http = self.client()?;
+        Ok(())
     }
 
     /// A new client (its own connections) that sends the admin token.
     pub fn fresh_http(&self) -> reqwest::Client {
-        client_with_token(&self.admin_token).expect("a client with a valid header builds")
+        self.client().expect("a client with a valid header and CA builds")
+    }
+
+    fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.admin_token).parse()?);
+        let b = reqwest::Client::builder().timeout(Duration::from_secs(5)).default_headers(headers);
+        let b = match &self.ca {
+            Some(ca) => b.use_preconfigured_tls(crate::tls::client_config(ca)?),
+            None => b,
+        };
+        Ok(b.build()?)
     }
 
     /// Adds and starts a node; `join` is the index of a node to join through
@@ -127,6 +146,7 @@ impl LocalCluster {
             log: self.root.join(format!("node{i}.log")),
             data_dir,
             args,
+            https: self.ca.is_some(),
             child: None,
         });
         self.start(i)?;

@@ -56,6 +56,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    synod_api::tls::install_provider();
     let cli = Cli::parse();
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,

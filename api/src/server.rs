@@ -165,6 +165,11 @@ async fn shutdown_signal() {
     }
 }
 
+/// The CA a node trusts when it calls other nodes over HTTPS.
+pub fn trusted_ca(cfg: &Config) -> Option<&Path> {
+    cfg.security.tls.ca.as_deref().or(cfg.security.cluster_tls.ca.as_deref())
+}
+
 /// File in the data dir that holds a generated cluster secret.
 const SECRET_FILE: &str = "cluster-secret";
 
@@ -209,13 +214,25 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if !cfg.security.enabled {
         tracing::warn!("security.enabled is false: for local development only");
     }
-    if cfg.security.tls.is_enabled() || cfg.security.cluster_tls.is_enabled() {
-        bail!(
-            "security.tls and security.cluster_tls are not supported yet; unset them (and keep nodes on a trusted network)"
-        );
-    }
+    crate::tls::install_provider();
+    let cluster_tls =
+        match (&cfg.security.cluster_tls.ca, &cfg.security.cluster_tls.cert, &cfg.security.cluster_tls.key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+                // Parse now, so a bad file fails at start and not at the first peer.
+                crate::tls::load_certs(ca)?;
+                crate::tls::load_certs(cert)?;
+                crate::tls::load_key(key)?;
+                Some(synod_raft::ClusterTls { ca_pem: read(ca)?, cert_pem: read(cert)?, key_pem: read(key)? })
+            }
+            _ => None,
+        };
+    let rest_tls = match (&cfg.security.tls.cert, &cfg.security.tls.key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let cfg = Arc::new(cfg);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().context("http client")?;
+    let client = crate::tls::http_client(trusted_ca(&cfg), Duration::from_secs(10)).context("http client")?;
 
     // Bind first, so a port conflict fails before anything is written.
     let http_listener =
@@ -264,6 +281,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         snapshot_chunk_size: cfg.cluster.snapshot_chunk_size.as_u64() as usize,
         write_timeout: cfg.cluster.write_timeout.get(),
         peer_addr_overrides: cfg.cluster.peer_addr_overrides.clone(),
+        tls: cluster_tls.clone(),
     })
     .await
     .context("starting raft")?;
@@ -274,8 +292,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
 
     // The Raft transport runs until the very end: in-flight writes need it.
+    let mut raft_builder = tonic::transport::Server::builder();
+    if let Some(t) = &cluster_tls {
+        raft_builder = raft_builder.tls_config(t.server_config()).context("Raft transport TLS")?;
+    }
     let raft_server = tokio::spawn(
-        tonic::transport::Server::builder()
+        raft_builder
             .add_service(raft.service())
             .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), stopped(stop_rx.clone())),
     );
@@ -335,16 +357,33 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let n = node.clone();
     let autoscaler = sup.spawn("autoscaler", move || synod_scheduler::autoscale::run(n.clone()));
 
-    let http = axum::serve(
-        http_listener,
-        crate::rest::router(node.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let grpc = tonic::transport::Server::builder()
+    let router = crate::rest::router(node.clone());
+    let http: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match rest_tls {
+        Some(tls) => {
+            let stop = stopped(stop_rx.clone());
+            Box::pin(async move {
+                crate::tls::serve_https(http_listener, router, tls, stop).await;
+                Ok(())
+            })
+        }
+        None => Box::pin(
+            axum::serve(http_listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        ),
+    };
+    let mut grpc_builder = tonic::transport::Server::builder();
+    if let (Some(cert), Some(key)) = (&cfg.security.tls.cert, &cfg.security.tls.key) {
+        let identity = tonic::transport::Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?);
+        grpc_builder = grpc_builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .context("public gRPC TLS")?;
+    }
+    let grpc = grpc_builder
         .add_service(crate::pb::cluster_server::ClusterServer::new(crate::grpc::ClusterGrpc::new(node.clone())))
         .add_service(crate::pb::tasks_server::TasksServer::new(crate::grpc_tasks::TasksGrpc::new(node.clone())))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx.clone()));
-    let http = tokio::spawn(async move { http.await });
+    let http = tokio::spawn(http);
     let grpc = tokio::spawn(grpc);
 
     tracing::info!(

@@ -239,10 +239,11 @@ impl Node {
         plugins: synod_plugins::Registry,
         security: crate::identity::Security,
     ) -> Node {
-        let http = reqwest::Client::builder()
-            .timeout(cfg.cluster.write_timeout.get() + Duration::from_secs(2))
-            .build()
-            .expect("a plain reqwest client builds");
+        let http = crate::tls::http_client(
+            crate::server::trusted_ca(&cfg),
+            cfg.cluster.write_timeout.get() + Duration::from_secs(2),
+        )
+        .expect("the CA was loaded at start");
         let pool = cfg.scaling.min_workers.clamp(1, cfg.scaling.max_workers.max(1));
         Node {
             raft,
@@ -325,7 +326,8 @@ impl Node {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T> {
-        let url = format!("http://{}{path}", node.http_addr);
+        let scheme = if self.cfg.security.tls.is_enabled() { "https" } else { "http" };
+        let url = format!("{scheme}://{}{path}", node.http_addr);
         let mut req = self
             .http
             .request(method, &url)
@@ -544,6 +546,9 @@ pub async fn do_add_learner(node: &Node, req: JoinRequest, forwarded: bool) -> R
             http_addr: req.http_addr.clone(),
             grpc_addr: req.grpc_addr.clone(),
         };
+        // A node that cannot be reached (or, with cluster TLS, whose
+        // certificate is not the cluster CA's) never becomes a member.
+        node.raft.probe(req.id, &req.raft_addr).await?;
         let log_index = node.raft.add_learner(req.id, synod_node).await?;
         tracing::info!(node = req.id, raft_addr = %req.raft_addr, "learner added");
         Ok(MembershipReply { log_index, message: format!("node {} added as a learner", req.id) })

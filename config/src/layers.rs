@@ -36,6 +36,7 @@ pub const IGNORED_ENV_VARS: &[&str] = &[
     "SYNOD_TOKEN_FILE",
     "SYNOD_API_KEY",
     "SYNOD_PASSWORD",
+    "SYNOD_CA_CERT",
 ];
 
 fn yaml_options() -> serde_saphyr::Options {

@@ -190,6 +190,9 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// PEM private key.
     pub key: Option<PathBuf>,
+    /// PEM CA that signed the nodes' certificates: nodes trust it when they
+    /// call each other over HTTPS (join, forwarding to the leader).
+    pub ca: Option<PathBuf>,
 }
 
 impl TlsConfig {

@@ -28,11 +28,48 @@ pub struct Peers {
     overrides: Arc<BTreeMap<u64, String>>,
     channels: Arc<Mutex<BTreeMap<(u64, String), Channel>>>,
     pub(crate) snapshot_chunk: usize,
+    tls: Option<Arc<ClusterTls>>,
+}
+
+/// Mutual TLS between nodes: every node presents a certificate signed by
+/// the cluster CA and accepts only peers that do (PEM bytes).
+#[derive(Clone)]
+pub struct ClusterTls {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClusterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterTls { .. }")
+    }
+}
+
+impl ClusterTls {
+    /// The Raft server's TLS settings: our identity, and peers must present
+    /// a certificate signed by the cluster CA.
+    pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&self.ca_pem))
+    }
+
+    fn client_config(&self) -> tonic::transport::ClientTlsConfig {
+        tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem))
+            .identity(tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem))
+    }
 }
 
 impl Peers {
-    pub fn new(overrides: BTreeMap<u64, String>, snapshot_chunk: usize) -> Self {
-        Peers { overrides: Arc::new(overrides), channels: Default::default(), snapshot_chunk: snapshot_chunk.max(1024) }
+    pub fn new(overrides: BTreeMap<u64, String>, snapshot_chunk: usize, tls: Option<ClusterTls>) -> Self {
+        Peers {
+            overrides: Arc::new(overrides),
+            channels: Default::default(),
+            snapshot_chunk: snapshot_chunk.max(1024),
+            tls: tls.map(Arc::new),
+        }
     }
 
     /// A client for `id`, whose advertised Raft address is `addr`.
@@ -43,8 +80,13 @@ impl Peers {
         if let Some(ch) = channels.get(&key) {
             return Ok(RaftServiceClient::new(ch.clone()).max_decoding_message_size(usize::MAX));
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad raft address {addr:?} of node {id}: {e}"))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| format!("bad raft address {addr:?} of node {id}: {e}"))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.client_config()).map_err(|e| format!("TLS to node {id}: {e}"))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

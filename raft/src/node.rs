@@ -44,6 +44,8 @@ pub struct RaftConfig {
     pub snapshot_chunk_size: usize,
     pub write_timeout: Duration,
     pub peer_addr_overrides: BTreeMap<u64, String>,
+    /// Mutual TLS on the Raft transport (`security.cluster_tls`).
+    pub tls: Option<crate::network::ClusterTls>,
 }
 
 type MembershipResult = std::result::Result<
@@ -94,7 +96,7 @@ impl RaftNode {
             ..Default::default()
         };
         let raft_cfg = Arc::new(raft_cfg.validate().map_err(|e| Error::Internal(format!("raft config: {e}")))?);
-        let peers = Peers::new(cfg.peer_addr_overrides.clone(), cfg.snapshot_chunk_size);
+        let peers = Peers::new(cfg.peer_addr_overrides.clone(), cfg.snapshot_chunk_size, cfg.tls.clone());
         let raft = Raft::new(cfg.id, raft_cfg, peers.clone(), LogStore::new(store.clone()), sm.clone())
             .await
             .map_err(|e| Error::Internal(format!("start raft: {e}")))?;
@@ -304,6 +306,21 @@ impl RaftNode {
                     return Err(Self::membership_err(e));
                 }
             }
+        }
+    }
+
+    /// Checks that node `id` answers on the Raft transport at `addr` (with
+    /// cluster TLS on, that its certificate is signed by the cluster CA).
+    /// A node of an older version without `Ping` counts as unreachable.
+    pub async fn probe(&self, id: u64, addr: &str) -> Result<()> {
+        let mut client = self.peers.client(id, addr).map_err(Error::Unavailable)?;
+        let unreachable = |why: String| {
+            Error::Membership(format!("node {id} is not reachable over the Raft transport at {addr}: {why}"))
+        };
+        match tokio::time::timeout(Duration::from_secs(3), client.ping(tonic::Request::new(Empty {}))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(s)) => Err(unreachable(s.message().to_string())),
+            Err(_) => Err(unreachable("no answer within 3 s".into())),
         }
     }
 

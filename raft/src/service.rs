@@ -107,6 +107,10 @@ impl RaftService for RaftServiceImpl {
         }
     }
 
+    async fn ping(&self, _req: Request<Empty>) -> Result<Response<Empty>, Status> {
+        Ok(Response::new(Empty {}))
+    }
+
     async fn read_index(&self, _req: Request<Empty>) -> Result<Response<ReadIndexReply>, Status> {
         match self.node.read_index_local().await {
             Ok(Some(read_index)) => Ok(Response::new(ReadIndexReply { read_index })),

@@ -8,4 +8,5 @@ mod t40_membership;
 mod t50_restart_all;
 mod t60_tasks;
 mod t70_security;
+mod t80_tls;
 mod util;

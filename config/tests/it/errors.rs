@@ -28,7 +28,7 @@ fn unknown_nested_key() {
 #[test]
 fn unknown_key_two_levels_down_and_in_a_list() {
     let e = must_fail("security:\n  tls:\n    crt: a.pem\n", "unknown_key");
-    assert_eq!(e.to_string(), "config.yaml: unknown key `security.tls.crt` (expected one of: cert, key)");
+    assert_eq!(e.to_string(), "config.yaml: unknown key `security.tls.crt` (expected one of: cert, key, ca)");
     let e = must_fail("plugins:\n  subprocess:\n    - name: a\n      cmd: b\n", "unknown_key");
     assert_eq!(e.key(), Some("plugins.subprocess[0].cmd"), "{e}");
 }
