@@ -121,10 +121,10 @@ pub(crate) async fn timed<T>(
 #[tonic::async_trait]
 impl Cluster for ClusterGrpc {
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
-        authorize(&self.node, &req, "Cluster.Status")?;
+        let ctx = authorize(&self.node, &req, "Cluster.Status")?;
         let StatusRequest {} = req.into_inner();
         timed("Status", async {
-            let s = service::do_cluster_status(&self.node)?;
+            let s = service::do_cluster_status(&ctx, &self.node)?;
             Ok(pb::ClusterStatus {
                 node_id: s.node_id,
                 leader_id: s.leader_id,
@@ -152,60 +152,64 @@ impl Cluster for ClusterGrpc {
     }
 
     async fn registry(&self, req: Request<pb::RegistryRequest>) -> Result<Response<pb::RegistryResponse>, Status> {
-        authorize(&self.node, &req, "Cluster.Registry")?;
+        let ctx = authorize(&self.node, &req, "Cluster.Registry")?;
         let pb::RegistryRequest { consistency } = req.into_inner();
         timed("Registry", async {
             let c = Consistency::parse(Some(&consistency))?;
-            let v = service::do_list_registry(&self.node, c).await?;
+            let v = service::do_list_registry(&ctx, &self.node, c).await?;
             Ok(pb::RegistryResponse { nodes: v.nodes.into_iter().map(entry).collect() })
         })
         .await
     }
 
     async fn get_node(&self, req: Request<NodeRef>) -> Result<Response<pb::RegistryEntry>, Status> {
-        authorize(&self.node, &req, "Cluster.GetNode")?;
+        let ctx = authorize(&self.node, &req, "Cluster.GetNode")?;
         let NodeRef { id } = req.into_inner();
-        timed("GetNode", async { Ok(entry(service::do_get_node(&self.node, id, Consistency::Local).await?)) }).await
+        timed("GetNode", async { Ok(entry(service::do_get_node(&ctx, &self.node, id, Consistency::Local).await?)) })
+            .await
     }
 
     async fn set_labels(&self, req: Request<SetLabelsRequest>) -> Result<Response<pb::RegistryEntry>, Status> {
-        authorize(&self.node, &req, "Cluster.SetLabels")?;
+        let ctx = authorize(&self.node, &req, "Cluster.SetLabels")?;
         let SetLabelsRequest { id, labels, if_match } = req.into_inner();
-        timed("SetLabels", async { Ok(entry(service::do_set_labels(&self.node, id, labels, if_match).await?)) }).await
+        timed("SetLabels", async { Ok(entry(service::do_set_labels(&ctx, &self.node, id, labels, if_match).await?)) })
+            .await
     }
 
     async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Result<Response<pb::MembershipReply>, Status> {
-        authorize(&self.node, &req, "Cluster.AddLearner")?;
+        let ctx = authorize(&self.node, &req, "Cluster.AddLearner")?;
         let AddLearnerRequest { id, raft_addr, http_addr, grpc_addr } = req.into_inner();
         timed("AddLearner", async {
             Ok(reply(
-                service::do_add_learner(&self.node, JoinRequest { id, raft_addr, http_addr, grpc_addr }, false).await?,
+                service::do_add_learner(&ctx, &self.node, JoinRequest { id, raft_addr, http_addr, grpc_addr }, false)
+                    .await?,
             ))
         })
         .await
     }
 
     async fn promote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
-        authorize(&self.node, &req, "Cluster.Promote")?;
+        let ctx = authorize(&self.node, &req, "Cluster.Promote")?;
         let NodeRef { id } = req.into_inner();
-        timed("Promote", async { Ok(reply(service::do_promote(&self.node, id, false).await?)) }).await
+        timed("Promote", async { Ok(reply(service::do_promote(&ctx, &self.node, id, false).await?)) }).await
     }
 
     async fn demote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
-        authorize(&self.node, &req, "Cluster.Demote")?;
+        let ctx = authorize(&self.node, &req, "Cluster.Demote")?;
         let NodeRef { id } = req.into_inner();
-        timed("Demote", async { Ok(reply(service::do_demote(&self.node, id, false, false).await?)) }).await
+        timed("Demote", async { Ok(reply(service::do_demote(&ctx, &self.node, id, false, false).await?)) }).await
     }
 
     async fn remove(&self, req: Request<RemoveRequest>) -> Result<Response<pb::MembershipReply>, Status> {
-        authorize(&self.node, &req, "Cluster.Remove")?;
+        let ctx = authorize(&self.node, &req, "Cluster.Remove")?;
         let RemoveRequest { id, force } = req.into_inner();
-        timed("Remove", async { Ok(reply(service::do_remove(&self.node, id, force, false).await?)) }).await
+        timed("Remove", async { Ok(reply(service::do_remove(&ctx, &self.node, id, force, false).await?)) }).await
     }
 
     async fn transfer_leader(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
-        authorize(&self.node, &req, "Cluster.TransferLeader")?;
+        let ctx = authorize(&self.node, &req, "Cluster.TransferLeader")?;
         let NodeRef { id } = req.into_inner();
-        timed("TransferLeader", async { Ok(reply(service::do_transfer_leader(&self.node, id, false).await?)) }).await
+        timed("TransferLeader", async { Ok(reply(service::do_transfer_leader(&ctx, &self.node, id, false).await?)) })
+            .await
     }
 }

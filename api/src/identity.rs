@@ -104,7 +104,7 @@ impl RateLimiter {
     }
 }
 
-fn audit(event: &'static str, who: &str, what: &str) {
+pub fn audit(event: &'static str, who: &str, what: &str) {
     metrics::counter!("synod_audit_events_total", "event" => event).increment(1);
     tracing::info!(target: "audit", event, who, what, "audit");
 }
@@ -187,7 +187,7 @@ fn api_key_caller(node: &Node, key: &str) -> Result<AuthContext> {
     Ok(AuthContext { subject: format!("apikey:{}", rec.id), tenant: rec.tenant, role })
 }
 
-fn require_admin(ctx: &AuthContext) -> Result<()> {
+pub fn require_admin(ctx: &AuthContext) -> Result<()> {
     if ctx.role == Role::Admin {
         Ok(())
     } else {

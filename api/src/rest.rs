@@ -294,22 +294,27 @@ async fn metrics(State(node): State<SharedNode>) -> Response {
         .into_response()
 }
 
-async fn cluster_status(State(node): State<SharedNode>) -> Result<Response> {
-    Ok(ok(service::do_cluster_status(&node)?))
+async fn cluster_status(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
+    Ok(ok(service::do_cluster_status(&ctx, &node)?))
 }
 
-async fn registry(State(node): State<SharedNode>, Q(q): Q<ConsistencyQuery>) -> Result<Response> {
+async fn registry(State(node): State<SharedNode>, ctx: AuthContext, Q(q): Q<ConsistencyQuery>) -> Result<Response> {
     let c = Consistency::parse(q.consistency.as_deref())?;
-    Ok(ok(service::do_list_registry(&node, c).await?))
+    Ok(ok(service::do_list_registry(&ctx, &node, c).await?))
 }
 
 fn etag(version: u64) -> [(header::HeaderName, HeaderValue); 1] {
     [(header::ETAG, HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header value"))]
 }
 
-async fn get_node(State(node): State<SharedNode>, P(id): P<u64>, Q(q): Q<ConsistencyQuery>) -> Result<Response> {
+async fn get_node(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    P(id): P<u64>,
+    Q(q): Q<ConsistencyQuery>,
+) -> Result<Response> {
     let c = Consistency::parse(q.consistency.as_deref())?;
-    let view = service::do_get_node(&node, id, c).await?;
+    let view = service::do_get_node(&ctx, &node, id, c).await?;
     Ok((etag(view.record_version), axum::Json(view)).into_response())
 }
 
@@ -328,63 +333,82 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>> {
 
 async fn set_labels(
     State(node): State<SharedNode>,
+    ctx: AuthContext,
     P(id): P<u64>,
     headers: HeaderMap,
     Json(labels): Json<BTreeMap<String, String>>,
 ) -> Result<Response> {
     let expected = if_match(&headers)?;
-    let view = service::do_set_labels(&node, id, labels, expected).await?;
+    let view = service::do_set_labels(&ctx, &node, id, labels, expected).await?;
     Ok((etag(view.record_version), axum::Json(view)).into_response())
 }
 
-async fn promote(State(node): State<SharedNode>, P(id): P<u64>, headers: HeaderMap) -> Result<Response> {
-    Ok(ok(service::do_promote(&node, id, forwarded(&headers)).await?))
+async fn promote(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    P(id): P<u64>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    Ok(ok(service::do_promote(&ctx, &node, id, forwarded(&headers)).await?))
 }
 
 async fn demote(
     State(node): State<SharedNode>,
+    ctx: AuthContext,
     P(id): P<u64>,
     Q(q): Q<ForceQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    Ok(ok(service::do_demote(&node, id, q.force, forwarded(&headers)).await?))
+    Ok(ok(service::do_demote(&ctx, &node, id, q.force, forwarded(&headers)).await?))
 }
 
 async fn remove(
     State(node): State<SharedNode>,
+    ctx: AuthContext,
     P(id): P<u64>,
     Q(q): Q<ForceQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    Ok(ok(service::do_remove(&node, id, q.force, forwarded(&headers)).await?))
+    Ok(ok(service::do_remove(&ctx, &node, id, q.force, forwarded(&headers)).await?))
 }
 
-async fn transfer_leader(State(node): State<SharedNode>, P(id): P<u64>, headers: HeaderMap) -> Result<Response> {
-    Ok(ok(service::do_transfer_leader(&node, id, forwarded(&headers)).await?))
+async fn transfer_leader(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    P(id): P<u64>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    Ok(ok(service::do_transfer_leader(&ctx, &node, id, forwarded(&headers)).await?))
 }
 
-async fn drain(State(node): State<SharedNode>, P(id): P<u64>) -> Result<Response> {
-    Ok(ok(service::do_set_draining(&node, id, true).await?))
+async fn drain(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<u64>) -> Result<Response> {
+    Ok(ok(service::do_set_draining(&ctx, &node, id, true).await?))
 }
 
-async fn undrain(State(node): State<SharedNode>, P(id): P<u64>) -> Result<Response> {
-    Ok(ok(service::do_set_draining(&node, id, false).await?))
+async fn undrain(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<u64>) -> Result<Response> {
+    Ok(ok(service::do_set_draining(&ctx, &node, id, false).await?))
 }
 
 async fn add_learner(
     State(node): State<SharedNode>,
+    ctx: AuthContext,
     headers: HeaderMap,
     Json(req): Json<JoinRequest>,
 ) -> Result<Response> {
-    Ok(ok(service::do_add_learner(&node, req, forwarded(&headers)).await?))
+    Ok(ok(service::do_add_learner(&ctx, &node, req, forwarded(&headers)).await?))
 }
 
-async fn allocate_id(State(node): State<SharedNode>) -> Result<Response> {
-    Ok(ok(json!({"id": service::do_allocate_node_id(&node).await?})))
+async fn allocate_id(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
+    Ok(ok(json!({"id": service::do_allocate_node_id(&ctx, &node).await?})))
 }
 
-async fn heartbeat(State(node): State<SharedNode>, headers: HeaderMap, Json(hb): Json<Heartbeat>) -> Result<Response> {
-    Ok(ok(service::do_heartbeat(&node, hb, forwarded(&headers)).await?))
+async fn heartbeat(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    headers: HeaderMap,
+    Json(hb): Json<Heartbeat>,
+) -> Result<Response> {
+    Ok(ok(service::do_heartbeat(&ctx, &node, hb, forwarded(&headers)).await?))
 }
 
 /// `POST /tasks/submit`: one task (`{"type", "payload", ...}`, optional

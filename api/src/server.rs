@@ -429,7 +429,7 @@ async fn heartbeat_loop(node: SharedNode) {
             worker_slots: node.pool_size.load(std::sync::atomic::Ordering::Relaxed) as u32,
             running_tasks: node.raft.store.leased_tasks(Some(node.id())).map(|l| l.len() as u32).unwrap_or(0),
         };
-        match service::do_heartbeat(&node, hb, false).await {
+        match service::do_heartbeat(&crate::auth::AuthContext::node(node.id()), &node, hb, false).await {
             Ok(_) => failures = 0,
             Err(e) => {
                 failures += 1;
@@ -473,7 +473,10 @@ async fn leader_loop(node: SharedNode) {
         });
         if let Some(id) = candidate {
             match node.raft.promote(id).await {
-                Ok(_) => tracing::info!(node = id, voters = voters + 1, "learner promoted automatically"),
+                Ok(_) => {
+                    tracing::info!(node = id, voters = voters + 1, "learner promoted automatically");
+                    crate::identity::audit("membership_promote", &format!("node:{}", node.id()), &format!("node {id}"));
+                }
                 Err(e) => tracing::warn!(node = id, error = %e, "automatic promotion failed"),
             }
         }

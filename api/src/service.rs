@@ -386,7 +386,25 @@ impl Node {
 
 // ---- do_* functions
 
-pub fn do_cluster_status(node: &Node) -> Result<ClusterStatusView> {
+use crate::auth::AuthContext;
+use crate::identity::require_admin;
+
+/// Logs and counts a membership change where the caller made it (not on
+/// the leader it was forwarded to, where the caller is a node).
+fn audited(
+    ctx: &AuthContext,
+    forwarded: bool,
+    event: &'static str,
+    id: u64,
+    r: Result<MembershipReply>,
+) -> Result<MembershipReply> {
+    if !forwarded && let Ok(reply) = &r {
+        crate::identity::audit(event, &ctx.subject, &format!("node {id}: {}", reply.message));
+    }
+    r
+}
+
+pub fn do_cluster_status(_ctx: &AuthContext, node: &Node) -> Result<ClusterStatusView> {
     let m = node.raft.metrics();
     let liveness = node.liveness_map()?;
     let registry: BTreeMap<u64, pb::NodeRecord> =
@@ -454,7 +472,7 @@ fn entry_view(node: &Node, rec: pb::NodeRecord, m: &synod_raft::RaftMetrics, now
     }
 }
 
-pub async fn do_list_registry(node: &Node, consistency: Consistency) -> Result<RegistryView> {
+pub async fn do_list_registry(_ctx: &AuthContext, node: &Node, consistency: Consistency) -> Result<RegistryView> {
     if consistency == Consistency::Linearizable {
         node.raft.read_barrier().await?;
     }
@@ -471,7 +489,12 @@ pub async fn do_list_registry(node: &Node, consistency: Consistency) -> Result<R
     Ok(RegistryView { nodes, behind_by })
 }
 
-pub async fn do_get_node(node: &Node, id: u64, consistency: Consistency) -> Result<RegistryEntryView> {
+pub async fn do_get_node(
+    _ctx: &AuthContext,
+    node: &Node,
+    id: u64,
+    consistency: Consistency,
+) -> Result<RegistryEntryView> {
     if consistency == Consistency::Linearizable {
         node.raft.read_barrier().await?;
     }
@@ -498,11 +521,13 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
 }
 
 pub async fn do_set_labels(
+    ctx: &AuthContext,
     node: &Node,
     id: u64,
     labels: BTreeMap<String, String>,
     if_match: Option<u64>,
 ) -> Result<RegistryEntryView> {
+    require_admin(ctx)?;
     validate_labels(&labels)?;
     let (outcome, _) =
         node.propose(Kind::SetLabels(pb::SetNodeLabels { node_id: id, labels, expected_version: if_match })).await?;
@@ -513,7 +538,8 @@ pub async fn do_set_labels(
 }
 
 /// Reserves a fresh node id for a node about to join.
-pub async fn do_allocate_node_id(node: &Node) -> Result<u64> {
+pub async fn do_allocate_node_id(ctx: &AuthContext, node: &Node) -> Result<u64> {
+    require_admin(ctx)?;
     match node.propose(Kind::AllocateNodeId(pb::AllocateNodeId {})).await? {
         (Outcome::NodeId(id), _) => Ok(id),
         (other, _) => Err(ApiError::Internal(format!("unexpected allocate outcome {other:?}"))),
@@ -529,63 +555,83 @@ fn check_addr(what: &str, addr: &str) -> Result<()> {
 
 /// Adds a node as a learner (leader only; forwarded otherwise). Used by
 /// `--join` and `synod cluster add-learner`.
-pub async fn do_add_learner(node: &Node, req: JoinRequest, forwarded: bool) -> Result<MembershipReply> {
+pub async fn do_add_learner(
+    ctx: &AuthContext,
+    node: &Node,
+    req: JoinRequest,
+    forwarded: bool,
+) -> Result<MembershipReply> {
+    require_admin(ctx)?;
     if req.id == 0 {
         return Err(ApiError::InvalidArgument("node id 0 is reserved".into()));
     }
     check_addr("raft_addr", &req.raft_addr)?;
     check_addr("http_addr", &req.http_addr)?;
     let body = serde_json::to_value(&req).expect("plain struct");
-    node.on_leader(forwarded, reqwest::Method::POST, "/cluster/add-learner", Some(&body), async {
-        let m = node.raft.metrics();
-        if m.membership_config.membership().voter_ids().any(|v| v == req.id) {
-            return Ok(MembershipReply { log_index: 0, message: format!("node {} is already a voter", req.id) });
-        }
-        let synod_node = SynodNode {
-            raft_addr: req.raft_addr.clone(),
-            http_addr: req.http_addr.clone(),
-            grpc_addr: req.grpc_addr.clone(),
-        };
-        // A node that cannot be reached (or, with cluster TLS, whose
-        // certificate is not the cluster CA's) never becomes a member.
-        node.raft.probe(req.id, &req.raft_addr).await?;
-        let log_index = node.raft.add_learner(req.id, synod_node).await?;
-        tracing::info!(node = req.id, raft_addr = %req.raft_addr, "learner added");
-        Ok(MembershipReply { log_index, message: format!("node {} added as a learner", req.id) })
-    })
-    .await
+    let r = node
+        .on_leader(forwarded, reqwest::Method::POST, "/cluster/add-learner", Some(&body), async {
+            let m = node.raft.metrics();
+            if m.membership_config.membership().voter_ids().any(|v| v == req.id) {
+                return Ok(MembershipReply { log_index: 0, message: format!("node {} is already a voter", req.id) });
+            }
+            let synod_node = SynodNode {
+                raft_addr: req.raft_addr.clone(),
+                http_addr: req.http_addr.clone(),
+                grpc_addr: req.grpc_addr.clone(),
+            };
+            // A node that cannot be reached (or, with cluster TLS, whose
+            // certificate is not the cluster CA's) never becomes a member.
+            node.raft.probe(req.id, &req.raft_addr).await?;
+            let log_index = node.raft.add_learner(req.id, synod_node).await?;
+            tracing::info!(node = req.id, raft_addr = %req.raft_addr, "learner added");
+            Ok(MembershipReply { log_index, message: format!("node {} added as a learner", req.id) })
+        })
+        .await;
+    audited(ctx, forwarded, "membership_add_learner", req.id, r)
 }
 
-pub async fn do_promote(node: &Node, id: u64, forwarded: bool) -> Result<MembershipReply> {
-    node.on_leader(forwarded, reqwest::Method::POST, &format!("/cluster/nodes/{id}/promote"), None, async {
-        let m = node.raft.metrics();
-        let membership = m.membership_config.membership();
-        if membership.voter_ids().any(|v| v == id) {
-            return Ok(MembershipReply { log_index: 0, message: format!("node {id} is already a voter") });
-        }
-        if !membership.learner_ids().any(|l| l == id) {
-            return Err(ApiError::NotFound(format!("node {id} is not a learner of this cluster")));
-        }
-        let log_index = node.raft.promote(id).await?;
-        tracing::info!(node = id, "learner promoted to voter");
-        Ok(MembershipReply { log_index, message: format!("node {id} promoted to voter") })
-    })
-    .await
+pub async fn do_promote(ctx: &AuthContext, node: &Node, id: u64, forwarded: bool) -> Result<MembershipReply> {
+    require_admin(ctx)?;
+    let r = node
+        .on_leader(forwarded, reqwest::Method::POST, &format!("/cluster/nodes/{id}/promote"), None, async {
+            let m = node.raft.metrics();
+            let membership = m.membership_config.membership();
+            if membership.voter_ids().any(|v| v == id) {
+                return Ok(MembershipReply { log_index: 0, message: format!("node {id} is already a voter") });
+            }
+            if !membership.learner_ids().any(|l| l == id) {
+                return Err(ApiError::NotFound(format!("node {id} is not a learner of this cluster")));
+            }
+            let log_index = node.raft.promote(id).await?;
+            tracing::info!(node = id, "learner promoted to voter");
+            Ok(MembershipReply { log_index, message: format!("node {id} promoted to voter") })
+        })
+        .await;
+    audited(ctx, forwarded, "membership_promote", id, r)
 }
 
-pub async fn do_demote(node: &Node, id: u64, force: bool, forwarded: bool) -> Result<MembershipReply> {
+pub async fn do_demote(
+    ctx: &AuthContext,
+    node: &Node,
+    id: u64,
+    force: bool,
+    forwarded: bool,
+) -> Result<MembershipReply> {
+    require_admin(ctx)?;
     let path = format!("/cluster/nodes/{id}/demote{}", if force { "?force=true" } else { "" });
-    node.on_leader(forwarded, reqwest::Method::POST, &path, None, async {
-        let m = node.raft.metrics();
-        if !m.membership_config.membership().voter_ids().any(|v| v == id) {
-            return Err(ApiError::NotFound(format!("node {id} is not a voter of this cluster")));
-        }
-        check_quorum_after_removing(node, id, force)?;
-        let log_index = node.raft.demote(id).await?;
-        tracing::info!(node = id, "voter demoted to learner");
-        Ok(MembershipReply { log_index, message: format!("node {id} demoted to learner") })
-    })
-    .await
+    let r = node
+        .on_leader(forwarded, reqwest::Method::POST, &path, None, async {
+            let m = node.raft.metrics();
+            if !m.membership_config.membership().voter_ids().any(|v| v == id) {
+                return Err(ApiError::NotFound(format!("node {id} is not a voter of this cluster")));
+            }
+            check_quorum_after_removing(node, id, force)?;
+            let log_index = node.raft.demote(id).await?;
+            tracing::info!(node = id, "voter demoted to learner");
+            Ok(MembershipReply { log_index, message: format!("node {id} demoted to learner") })
+        })
+        .await;
+    audited(ctx, forwarded, "membership_demote", id, r)
 }
 
 /// Refuses to take voter `id` out when the remaining voters would not hold
@@ -620,52 +666,67 @@ fn check_quorum_after_removing(node: &Node, id: u64, force: bool) -> Result<()> 
     Ok(())
 }
 
-pub async fn do_remove(node: &Node, id: u64, force: bool, forwarded: bool) -> Result<MembershipReply> {
+pub async fn do_remove(
+    ctx: &AuthContext,
+    node: &Node,
+    id: u64,
+    force: bool,
+    forwarded: bool,
+) -> Result<MembershipReply> {
+    require_admin(ctx)?;
     let path = format!("/cluster/nodes/{id}/remove{}", if force { "?force=true" } else { "" });
-    node.on_leader(forwarded, reqwest::Method::POST, &path, None, async {
-        let m = node.raft.metrics();
-        let member = m.membership_config.membership().get_node(&id).is_some();
-        let registered = node.raft.store.get_node(id)?.is_some();
-        if !member && !registered {
-            return Err(ApiError::NotFound(format!("node {id} is not part of this cluster")));
-        }
-        check_quorum_after_removing(node, id, force)?;
-        let mut log_index = 0;
-        if member {
-            log_index = node.raft.remove(id).await?;
-        }
-        if registered {
-            let (_, idx) = node.propose(Kind::RemoveNode(pb::RemoveNode { node_id: id })).await?;
-            log_index = idx;
-        }
-        tracing::info!(node = id, force, "node removed");
-        Ok(MembershipReply { log_index, message: format!("node {id} removed") })
-    })
-    .await
+    let r = node
+        .on_leader(forwarded, reqwest::Method::POST, &path, None, async {
+            let m = node.raft.metrics();
+            let member = m.membership_config.membership().get_node(&id).is_some();
+            let registered = node.raft.store.get_node(id)?.is_some();
+            if !member && !registered {
+                return Err(ApiError::NotFound(format!("node {id} is not part of this cluster")));
+            }
+            check_quorum_after_removing(node, id, force)?;
+            let mut log_index = 0;
+            if member {
+                log_index = node.raft.remove(id).await?;
+            }
+            if registered {
+                let (_, idx) = node.propose(Kind::RemoveNode(pb::RemoveNode { node_id: id })).await?;
+                log_index = idx;
+            }
+            tracing::info!(node = id, force, "node removed");
+            Ok(MembershipReply { log_index, message: format!("node {id} removed") })
+        })
+        .await;
+    audited(ctx, forwarded, "membership_remove", id, r)
 }
 
-pub async fn do_transfer_leader(node: &Node, id: u64, forwarded: bool) -> Result<MembershipReply> {
-    node.on_leader(forwarded, reqwest::Method::POST, &format!("/cluster/nodes/{id}/transfer-leader"), None, async {
-        let m = node.raft.metrics();
-        if !m.membership_config.membership().voter_ids().any(|v| v == id) {
-            return Err(ApiError::NotFound(format!("node {id} is not a voter of this cluster")));
-        }
-        if id == node.id() {
-            return Ok(MembershipReply { log_index: 0, message: format!("node {id} already leads") });
-        }
-        node.raft.transfer_leader(id).await?;
-        // Wait for the handover so the caller sees the new leader.
-        let waited =
-            node.raft.raft.wait(Some(node.cfg.cluster.write_timeout.get())).current_leader(id, "transfer").await;
-        match waited {
-            Ok(_) => Ok(MembershipReply { log_index: 0, message: format!("node {id} is now the leader") }),
-            Err(e) => Err(ApiError::Unavailable(format!("leadership transfer to {id} not confirmed: {e}"))),
-        }
-    })
-    .await
+pub async fn do_transfer_leader(ctx: &AuthContext, node: &Node, id: u64, forwarded: bool) -> Result<MembershipReply> {
+    require_admin(ctx)?;
+    let r = node
+        .on_leader(forwarded, reqwest::Method::POST, &format!("/cluster/nodes/{id}/transfer-leader"), None, async {
+            let m = node.raft.metrics();
+            if !m.membership_config.membership().voter_ids().any(|v| v == id) {
+                return Err(ApiError::NotFound(format!("node {id} is not a voter of this cluster")));
+            }
+            if id == node.id() {
+                return Ok(MembershipReply { log_index: 0, message: format!("node {id} already leads") });
+            }
+            node.raft.transfer_leader(id).await?;
+            // Wait for the handover so the caller sees the new leader.
+            let waited =
+                node.raft.raft.wait(Some(node.cfg.cluster.write_timeout.get())).current_leader(id, "transfer").await;
+            match waited {
+                Ok(_) => Ok(MembershipReply { log_index: 0, message: format!("node {id} is now the leader") }),
+                Err(e) => Err(ApiError::Unavailable(format!("leadership transfer to {id} not confirmed: {e}"))),
+            }
+        })
+        .await;
+    audited(ctx, forwarded, "leader_transfer", id, r)
 }
 
-pub async fn do_set_draining(node: &Node, id: u64, draining: bool) -> Result<RegistryEntryView> {
+pub async fn do_set_draining(ctx: &AuthContext, node: &Node, id: u64, draining: bool) -> Result<RegistryEntryView> {
+    require_admin(ctx)?;
+    let what = if draining { "node_drain" } else { "node_undrain" };
+    crate::identity::audit(what, &ctx.subject, &format!("node {id}"));
     match node.propose(Kind::SetDraining(pb::SetNodeDraining { node_id: id, draining })).await? {
         (Outcome::Node(rec), _) => Ok(entry_view(node, rec, &node.raft.metrics(), now_ms())),
         (other, _) => Err(ApiError::Internal(format!("unexpected drain outcome {other:?}"))),
@@ -674,7 +735,8 @@ pub async fn do_set_draining(node: &Node, id: u64, draining: bool) -> Result<Reg
 
 /// A node's heartbeat, stamped with the leader's clock (leader only;
 /// forwarded otherwise). Registers the node, or refreshes its record.
-pub async fn do_heartbeat(node: &Node, hb: Heartbeat, forwarded: bool) -> Result<MembershipReply> {
+pub async fn do_heartbeat(ctx: &AuthContext, node: &Node, hb: Heartbeat, forwarded: bool) -> Result<MembershipReply> {
+    require_admin(ctx)?;
     let body = serde_json::to_value(&hb).expect("plain struct");
     node.on_leader(forwarded, reqwest::Method::POST, "/internal/heartbeat", Some(&body), async {
         let info: pb::NodeInfo = hb.info.clone().into();

@@ -30,6 +30,8 @@ async fn remove_a_node_then_add_a_fresh_one() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let audited = metric(&t, via, "synod_audit_events_total{event=\"membership_remove\"}").await;
+    assert_eq!(audited, 1.0, "the removal is audited where the admin made it");
     t.kill(victim);
     let status = t.status(leader).await.unwrap();
     assert_eq!(status["voters"].as_array().unwrap().len(), 2, "{status}");
