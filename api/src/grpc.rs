@@ -86,6 +86,15 @@ pub const GRPC_METHODS: &[(&str, Access)] = &[
     ("Tasks.List", Access::Read),
     ("Tasks.Cancel", Access::Write),
     ("Tasks.Watch", Access::Read),
+    ("Identity.Login", Access::Public),
+    ("Identity.CreateUser", Access::Admin),
+    ("Identity.ListUsers", Access::Admin),
+    ("Identity.DeleteUser", Access::Admin),
+    ("Identity.CreateTenant", Access::Admin),
+    ("Identity.ListTenants", Access::Admin),
+    ("Identity.CreateApiKey", Access::Read),
+    ("Identity.ListApiKeys", Access::Read),
+    ("Identity.RevokeApiKey", Access::Read),
 ];
 
 /// The caller of `method`, from the `authorization` (Bearer) or `x-api-key`

@@ -234,6 +234,9 @@ pub struct LoginResponse {
 /// The OAuth2 password grant. `client` (the peer address) is rate-limited
 /// alongside the user name.
 pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<LoginResponse> {
+    if req.username.is_empty() || req.password.is_empty() {
+        return Err(ApiError::InvalidArgument("username and password are required".into()));
+    }
     if let Some(g) = req.grant_type.as_deref()
         && g != "password"
     {

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod cli;
 pub mod error;
 pub mod grpc;
+pub mod grpc_identity;
 pub mod grpc_tasks;
 pub mod identity;
 pub mod local_cluster;

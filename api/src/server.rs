@@ -382,6 +382,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let grpc = grpc_builder
         .add_service(crate::pb::cluster_server::ClusterServer::new(crate::grpc::ClusterGrpc::new(node.clone())))
         .add_service(crate::pb::tasks_server::TasksServer::new(crate::grpc_tasks::TasksGrpc::new(node.clone())))
+        .add_service(crate::pb::identity_server::IdentityServer::new(crate::grpc_identity::IdentityGrpc::new(
+            node.clone(),
+        )))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx.clone()));
     let http = tokio::spawn(http);
     let grpc = tokio::spawn(grpc);

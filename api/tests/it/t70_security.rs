@@ -115,8 +115,12 @@ async fn every_route_and_method_checks_its_caller() {
     }
 
     // gRPC: the same rules; every method of the protos is in the table.
-    let protos = [include_str!("../../proto/synod/v1/cluster.proto"), include_str!("../../proto/synod/v1/tasks.proto")];
-    for (service, proto) in ["Cluster", "Tasks"].iter().zip(protos) {
+    let protos = [
+        include_str!("../../proto/synod/v1/cluster.proto"),
+        include_str!("../../proto/synod/v1/tasks.proto"),
+        include_str!("../../proto/synod/v1/identity.proto"),
+    ];
+    for (service, proto) in ["Cluster", "Tasks", "Identity"].iter().zip(protos) {
         for line in proto.lines().map(str::trim).filter(|l| l.starts_with("rpc ")) {
             let name = line[4..].split('(').next().unwrap().trim();
             let full = format!("{service}.{name}");
@@ -141,6 +145,7 @@ async fn every_route_and_method_checks_its_caller() {
             let r = grpc.unary(req, path.parse().unwrap(), codec).await;
             let code = r.err().map(|s| s.code());
             match (who, access) {
+                (_, Access::Public) => assert_ne!(code, Some(tonic::Code::Unauthenticated), "{method} is public"),
                 ("nobody" | "expired", _) => assert_eq!(code, Some(tonic::Code::Unauthenticated), "{method} as {who}"),
                 ("reader", Access::Write | Access::Admin) => {
                     assert_eq!(code, Some(tonic::Code::PermissionDenied), "{method} as a reader")
@@ -149,6 +154,20 @@ async fn every_route_and_method_checks_its_caller() {
             }
         }
     }
+
+    // The gRPC twins of /login and /apikeys.
+    let mut identity = synod_api::pb::identity_client::IdentityClient::new(channel.clone());
+    let login = synod_api::pb::LoginRequest { username: "uma".into(), password: "password-1".into() };
+    let token = identity.login(login).await.unwrap().into_inner().access_token;
+    let mut req = tonic::Request::new(synod_api::pb::CreateApiKeyRequest {
+        name: "grpc".into(),
+        role: String::new(),
+        expires_in: 0,
+    });
+    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let created = identity.create_api_key(req).await.unwrap().into_inner();
+    assert!(created.key.starts_with("sk_"), "{created:?}");
+    assert_eq!((created.tenant.as_str(), created.role.as_str()), ("acme", "user"));
 
     // Tenants: bob (beta) cannot see uma's (acme) task; the admin only by naming acme.
     let (code, v) =
