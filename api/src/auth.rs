@@ -159,6 +159,40 @@ impl TokenKeys {
         }
     }
 
+    /// EdDSA (Ed25519) or RS256 keys from a PEM private key (PKCS#8, or
+    /// PKCS#1 for RSA); the public half is derived from it.
+    pub fn from_pem(alg: &str, pem: &[u8], ttl: Duration) -> std::result::Result<TokenKeys, String> {
+        use aws_lc_rs::signature::KeyPair;
+        use rustls_pki_types::PrivateKeyDer;
+        use rustls_pki_types::pem::PemObject;
+        let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("not a PEM private key: {e}"))?;
+        let raw = der.secret_der();
+        match alg {
+            "EdDSA" => {
+                let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(raw)
+                    .map_err(|e| format!("not an Ed25519 PKCS#8 key: {e}"))?;
+                Ok(TokenKeys {
+                    alg: Algorithm::EdDSA,
+                    encoding: EncodingKey::from_ed_pem(pem).map_err(|e| e.to_string())?,
+                    decoding: DecodingKey::from_ed_der(pair.public_key().as_ref()),
+                    ttl,
+                })
+            }
+            "RS256" => {
+                let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(raw)
+                    .or_else(|_| aws_lc_rs::rsa::KeyPair::from_der(raw))
+                    .map_err(|e| format!("not an RSA private key: {e}"))?;
+                Ok(TokenKeys {
+                    alg: Algorithm::RS256,
+                    encoding: EncodingKey::from_rsa_pem(pem).map_err(|e| e.to_string())?,
+                    decoding: DecodingKey::from_rsa_der(pair.public_key().as_ref()),
+                    ttl,
+                })
+            }
+            other => Err(format!("no key pair algorithm {other:?} (EdDSA or RS256)")),
+        }
+    }
+
     /// A signed token for `sub` acting in `tenant` with `role`, valid for
     /// the configured lifetime from `now_s` (seconds since the epoch).
     pub fn issue(&self, sub: &str, tenant: &str, role: Role, now_s: u64) -> Result<String> {
@@ -292,6 +326,26 @@ mod tests {
         let none = format!("{}.{}.", B64.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
         assert!(keys.verify(&none).is_err(), "alg none");
         assert!(keys.verify("garbage").is_err());
+    }
+
+    #[test]
+    fn ed25519_and_rsa_keys_sign_and_verify_and_are_not_interchangeable() {
+        let now = crate::service::now_ms() / 1000;
+        let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap().serialize_pem();
+        let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap().serialize_pem();
+        let ttl = Duration::from_secs(60);
+        let ed_keys = TokenKeys::from_pem("EdDSA", ed.as_bytes(), ttl).unwrap();
+        let rsa_keys = TokenKeys::from_pem("RS256", rsa.as_bytes(), ttl).unwrap();
+        for keys in [&ed_keys, &rsa_keys] {
+            let t = keys.issue("ann", "acme", Role::Reader, now).unwrap();
+            assert_eq!(keys.verify(&t).unwrap().role, Role::Reader);
+        }
+        let t = ed_keys.issue("ann", "acme", Role::Admin, now).unwrap();
+        assert!(rsa_keys.verify(&t).is_err(), "an EdDSA token is no RS256 token");
+        let hs = TokenKeys::hs256(b"0123456789abcdef0123456789abcdef", ttl);
+        assert!(ed_keys.verify(&hs.issue("ann", "acme", Role::Admin, now).unwrap()).is_err(), "algorithm confusion");
+        assert!(TokenKeys::from_pem("EdDSA", rsa.as_bytes(), ttl).is_err());
+        assert!(TokenKeys::from_pem("HS512", ed.as_bytes(), ttl).is_err());
     }
 
     #[test]

@@ -180,7 +180,15 @@ const SECRET_FILE: &str = "cluster-secret";
 fn token_keys(cfg: &Config) -> anyhow::Result<crate::auth::TokenKeys> {
     let ttl = cfg.security.token_ttl.get();
     if cfg.security.jwt_algorithm != "HS256" {
-        bail!("security.jwt_algorithm {} is not supported yet; use HS256 (the default)", cfg.security.jwt_algorithm);
+        let Some(path) = &cfg.security.jwt_secret else {
+            bail!(
+                "security.jwt_algorithm {} needs security.jwt_secret: the path of the PEM private key",
+                cfg.security.jwt_algorithm
+            );
+        };
+        let pem = std::fs::read(path).with_context(|| format!("reading security.jwt_secret {path}"))?;
+        return crate::auth::TokenKeys::from_pem(&cfg.security.jwt_algorithm, &pem, ttl)
+            .map_err(|e| anyhow::anyhow!("security.jwt_secret {path}: {e}"));
     }
     if let Some(s) = &cfg.security.jwt_secret {
         if s.len() < 16 {

@@ -316,3 +316,35 @@ async fn tenant_quotas_and_request_rates_answer_429() {
     // Health checks are not a tenant's requests.
     assert_eq!(t.http.get(format!("{url}/health")).send().await.unwrap().status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn an_ed25519_key_pair_signs_the_tokens_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("jwt.pem");
+    std::fs::write(&key, rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap().serialize_pem()).unwrap();
+    let args: Vec<String> =
+        ["security.jwt_algorithm=EdDSA".to_string(), format!("security.jwt_secret={}", key.display())]
+            .into_iter()
+            .flat_map(|s| ["--set".to_string(), s])
+            .collect();
+    let t = must_single(&args).await;
+    let token = t
+        .wait_for("the first admin", READY, || async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let body = json!({"username": "admin", "password": t.admin_password});
+            let (code, v) = call(&t, 0, "POST", "/login", None, Some(body)).await;
+            (code == 200).then(|| v["access_token"].as_str().unwrap().to_string())
+        })
+        .await
+        .unwrap();
+    let header: Value = {
+        use base64::Engine;
+        let h = token.split('.').next().unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
+    };
+    assert_eq!(header["alg"], "EdDSA");
+    let (code, _) = call(&t, 0, "GET", "/cluster/status", Some(&format!("Bearer {token}")), None).await;
+    assert_eq!(code, 200);
+    let (code, _) = call(&t, 0, "GET", "/cluster/status", Some(&format!("Bearer {}", t.admin_token)), None).await;
+    assert_eq!(code, 401, "an HS256 token is refused by an EdDSA cluster");
+}
