@@ -158,6 +158,16 @@ pub enum UserCmd {
         #[arg(long, default_value = "user")]
         role: String,
     },
+    /// Change a user's password, role or tenant.
+    Update {
+        username: String,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     Delete {
         username: String,
     },
@@ -602,6 +612,10 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     let body =
                         serde_json::json!({"username": username, "password": password, "tenant": tenant, "role": role});
                     c.call(Method::POST, "/users", Some(body), &[]).await?
+                }
+                UserCmd::Update { username, password, role, tenant } => {
+                    let body = serde_json::json!({"password": password, "role": role, "tenant": tenant});
+                    c.call(Method::PUT, &format!("/users/{username}"), Some(body), &[]).await?
                 }
                 UserCmd::Delete { username } => {
                     c.call(Method::DELETE, &format!("/users/{username}"), None, &[]).await?

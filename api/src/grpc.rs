@@ -89,6 +89,7 @@ pub const GRPC_METHODS: &[(&str, Access)] = &[
     ("Identity.Login", Access::Public),
     ("Identity.CreateUser", Access::Admin),
     ("Identity.ListUsers", Access::Admin),
+    ("Identity.UpdateUser", Access::Admin),
     ("Identity.DeleteUser", Access::Admin),
     ("Identity.CreateTenant", Access::Admin),
     ("Identity.ListTenants", Access::Admin),

@@ -74,6 +74,16 @@ impl Identity for IdentityGrpc {
         .await
     }
 
+    async fn update_user(&self, req: Request<UpdateUserRequest>) -> Result<Response<pb::User>, Status> {
+        let ctx = authorize(&self.node, &req, "Identity.UpdateUser")?;
+        let UpdateUserRequest { username, password, role, tenant } = req.into_inner();
+        timed("Identity.UpdateUser", async {
+            let r = identity::UserUpdate { password, role, tenant };
+            Ok(user(identity::do_update_user(&ctx, &self.node, &username, r).await?))
+        })
+        .await
+    }
+
     async fn delete_user(&self, req: Request<DeleteUserRequest>) -> Result<Response<DeleteUserReply>, Status> {
         let ctx = authorize(&self.node, &req, "Identity.DeleteUser")?;
         let DeleteUserRequest { username } = req.into_inner();

@@ -392,6 +392,45 @@ pub async fn create_user(
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    pub password: Option<String>,
+    pub role: Option<String>,
+    pub tenant: Option<String>,
+}
+
+/// Changes a user's password, role or tenant (what the request names).
+pub async fn do_update_user(ctx: &AuthContext, node: &Node, name: &str, req: UserUpdate) -> Result<UserView> {
+    require_admin(ctx)?;
+    let mut user =
+        node.raft.store.get_user(name)?.ok_or_else(|| ApiError::NotFound(format!("user {name} not found")))?;
+    if let Some(p) = req.password {
+        if p.len() < 8 || p.len() > 1024 {
+            return Err(ApiError::InvalidArgument("a password has 8 to 1024 bytes".into()));
+        }
+        user.password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&p))
+            .await
+            .map_err(|e| ApiError::Internal(format!("password hash: {e}")))??;
+    }
+    if let Some(r) = req.role {
+        user.role = Role::parse(&r)?.to_pb() as i32;
+    }
+    if let Some(t) = req.tenant {
+        auth::check_tenant_name(&t)?;
+        propose(node, Kind::PutTenant(pb::PutTenant { name: t.clone() })).await?;
+        user.tenant = t;
+    }
+    match propose(node, Kind::PutUser(pb::PutUser { user: Some(user), replace: true })).await? {
+        Outcome::User(u) => {
+            let v = user_view(u);
+            audit("user_updated", &ctx.subject, &format!("{} in {} as {}", v.username, v.tenant, v.role));
+            Ok(v)
+        }
+        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
 pub fn do_list_users(ctx: &AuthContext, node: &Node) -> Result<Vec<UserView>> {
     require_admin(ctx)?;
     Ok(node.raft.store.list_users()?.into_iter().map(user_view).collect())

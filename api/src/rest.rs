@@ -151,6 +151,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/tenants", Access::Admin),
     ("GET", "/users", Access::Admin),
     ("POST", "/users", Access::Admin),
+    ("PUT", "/users/{name}", Access::Admin),
     ("DELETE", "/users/{name}", Access::Admin),
     ("GET", "/apikeys", Access::Read),
     ("POST", "/apikeys", Access::Read),
@@ -186,6 +187,7 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("POST", "/tenants") => post(create_tenant),
         ("GET", "/users") => get(list_users),
         ("POST", "/users") => post(create_user),
+        ("PUT", "/users/{name}") => put(update_user),
         ("DELETE", "/users/{name}") => axum::routing::delete(delete_user),
         ("GET", "/apikeys") => get(list_api_keys),
         ("POST", "/apikeys") => post(create_api_key),
@@ -533,6 +535,15 @@ async fn create_user(
     Json(req): Json<crate::identity::UserRequest>,
 ) -> Result<Response> {
     Ok(ok(crate::identity::do_create_user(&ctx, &node, req).await?))
+}
+
+async fn update_user(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    P(name): P<String>,
+    Json(req): Json<crate::identity::UserUpdate>,
+) -> Result<Response> {
+    Ok(ok(crate::identity::do_update_user(&ctx, &node, &name, req).await?))
 }
 
 async fn delete_user(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {

@@ -157,8 +157,8 @@ async fn every_route_and_method_checks_its_caller() {
 
     // The gRPC twins of /login and /apikeys.
     let mut identity = synod_api::pb::identity_client::IdentityClient::new(channel.clone());
-    let login = synod_api::pb::LoginRequest { username: "uma".into(), password: "password-1".into() };
-    let token = identity.login(login).await.unwrap().into_inner().access_token;
+    let creds = synod_api::pb::LoginRequest { username: "uma".into(), password: "password-1".into() };
+    let token = identity.login(creds).await.unwrap().into_inner().access_token;
     let mut req = tonic::Request::new(synod_api::pb::CreateApiKeyRequest {
         name: "grpc".into(),
         role: String::new(),
@@ -229,6 +229,14 @@ async fn every_route_and_method_checks_its_caller() {
         .await
         .unwrap();
     }
+
+    // An admin turns the reader into a user; her next token may write.
+    let (code, v) = call(&t, 0, "PUT", "/users/rita", Some(&admin), Some(json!({"role": "user"}))).await;
+    assert_eq!((code, v["role"].as_str()), (200, Some("user")), "{v}");
+    let rita = login(&t, "rita", "password-1").await;
+    let (code, v) =
+        call(&t, 0, "POST", "/tasks/submit", Some(&rita), Some(json!({"type": "echo", "payload": {}}))).await;
+    assert_eq!(code, 200, "{v}");
 
     // Logins: form-encoded like OAuth2 clients, wrong password, rate limit.
     let r = reqwest::Client::new()
