@@ -176,8 +176,9 @@ const SECRET_FILE: &str = "cluster-secret";
 /// The token keys: HS256 with `security.jwt_secret`, else the secret this
 /// node generated when it bootstrapped the cluster (`<data-dir>/cluster-secret`).
 /// Every node of a cluster needs the same secret, so a node that joins a
-/// secured cluster must be given it.
-fn token_keys(cfg: &Config) -> anyhow::Result<crate::auth::TokenKeys> {
+/// secured cluster must be given it. Also answers the secret material, from
+/// which the Raft transport token is derived.
+fn cluster_keys(cfg: &Config) -> anyhow::Result<(crate::auth::TokenKeys, Vec<u8>)> {
     let ttl = cfg.security.token_ttl.get();
     if cfg.security.jwt_algorithm != "HS256" {
         let Some(path) = &cfg.security.jwt_secret else {
@@ -187,18 +188,20 @@ fn token_keys(cfg: &Config) -> anyhow::Result<crate::auth::TokenKeys> {
             );
         };
         let pem = std::fs::read(path).with_context(|| format!("reading security.jwt_secret {path}"))?;
-        return crate::auth::TokenKeys::from_pem(&cfg.security.jwt_algorithm, &pem, ttl)
-            .map_err(|e| anyhow::anyhow!("security.jwt_secret {path}: {e}"));
+        let keys = crate::auth::TokenKeys::from_pem(&cfg.security.jwt_algorithm, &pem, ttl)
+            .map_err(|e| anyhow::anyhow!("security.jwt_secret {path}: {e}"))?;
+        return Ok((keys, pem));
     }
+    let hs = |secret: &[u8]| (crate::auth::TokenKeys::hs256(secret, ttl), secret.to_vec());
     if let Some(s) = &cfg.security.jwt_secret {
         if s.len() < 16 {
             bail!("security.jwt_secret must have at least 16 bytes");
         }
-        return Ok(crate::auth::TokenKeys::hs256(s.as_bytes(), ttl));
+        return Ok(hs(s.as_bytes()));
     }
     let file = cfg.node.data_dir.join(SECRET_FILE);
     if let Ok(s) = std::fs::read_to_string(&file) {
-        return Ok(crate::auth::TokenKeys::hs256(s.trim().as_bytes(), ttl));
+        return Ok(hs(s.trim().as_bytes()));
     }
     let fresh = !cfg.node.data_dir.join(NODE_ID_FILE).exists();
     if !cfg.security.enabled || (cfg.node.join.is_none() && fresh) {
@@ -208,12 +211,22 @@ fn token_keys(cfg: &Config) -> anyhow::Result<crate::auth::TokenKeys> {
             crate::identity::write_private(&file, secret.as_bytes())
                 .with_context(|| format!("writing {}", file.display()))?;
         }
-        return Ok(crate::auth::TokenKeys::hs256(secret.as_bytes(), ttl));
+        return Ok(hs(secret.as_bytes()));
     }
     bail!(
         "this node needs the cluster's secret: set security.jwt_secret (or SYNOD_SECURITY_JWT_SECRET) to the \
          contents of {SECRET_FILE} in the data dir of the node that bootstrapped the cluster"
     )
+}
+
+/// The token every Raft RPC carries: a hash of the cluster secret, so only
+/// nodes given the secret can talk Raft to each other (none with security off).
+fn transport_token(cfg: &Config, material: &[u8]) -> Option<String> {
+    cfg.security.enabled.then(|| {
+        let mut input = b"synod raft transport v1\0".to_vec();
+        input.extend_from_slice(material);
+        crate::auth::sha256(&input).iter().map(|b| format!("{b:02x}")).collect()
+    })
 }
 
 /// Runs a node until SIGTERM / SIGINT.
@@ -250,7 +263,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let raft_listener =
         TcpListener::bind(cfg.node.raft_addr).await.with_context(|| format!("bind Raft {}", cfg.node.raft_addr))?;
 
-    let keys = token_keys(&cfg)?;
+    let (keys, material) = cluster_keys(&cfg)?;
     let join_token = keys
         .issue("node:joining", crate::auth::DEFAULT_TENANT, crate::auth::Role::Admin, crate::service::now_ms() / 1000)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -290,6 +303,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         write_timeout: cfg.cluster.write_timeout.get(),
         peer_addr_overrides: cfg.cluster.peer_addr_overrides.clone(),
         tls: cluster_tls.clone(),
+        transport_token: transport_token(&cfg, &material),
     })
     .await
     .context("starting raft")?;

@@ -28,7 +28,7 @@ pub mod pb {
 pub use error::{Error, Result};
 pub use impl_raft_log_storage::LogStore;
 pub use impl_raft_state_machine::StateMachine;
-pub use network::{ClusterTls, Peers};
+pub use network::{ClusterTls, Peers, TransportToken};
 pub use node::{RaftConfig, RaftNode, WriteOutcome};
 pub use openraft::ServerState;
 pub use types::*;

@@ -11,6 +11,9 @@ use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::{decode, encode};
@@ -18,7 +21,60 @@ use crate::pb::raft_service_client::RaftServiceClient;
 use crate::pb::{Blob, SnapshotChunk};
 use crate::types::{Snapshot, SynodNode, TypeConfig, Vote};
 
-pub type Client = RaftServiceClient<Channel>;
+pub type Client = RaftServiceClient<InterceptedService<Channel, TransportToken>>;
+
+/// Metadata key of the transport token.
+pub const TOKEN_HEADER: &str = "x-synod-cluster";
+
+/// The shared token every internal RPC carries, derived from the cluster
+/// secret by the caller of [`crate::RaftNode::start`]: without it, anyone
+/// who reaches the Raft port could propose commands (users, keys) around
+/// the API's checks. `None` (security off) sends and checks nothing.
+#[derive(Clone, Default)]
+pub struct TransportToken(Option<MetadataValue<Ascii>>);
+
+impl TransportToken {
+    pub fn new(token: Option<&str>) -> Result<TransportToken, String> {
+        token
+            .map(|t| t.parse::<MetadataValue<Ascii>>().map_err(|e| format!("transport token: {e}")))
+            .transpose()
+            .map(TransportToken)
+    }
+
+    fn matches(&self, got: Option<&MetadataValue<Ascii>>) -> bool {
+        match (&self.0, got) {
+            (None, _) => true,
+            (Some(want), Some(got)) => {
+                let (a, b) = (want.as_bytes(), got.as_bytes());
+                a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+            }
+            (Some(_), None) => false,
+        }
+    }
+}
+
+impl Interceptor for TransportToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert(TOKEN_HEADER, t.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The server side: refuses calls without the cluster's token.
+#[derive(Clone)]
+pub struct TokenCheck(pub TransportToken);
+
+impl Interceptor for TokenCheck {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if self.0.matches(req.metadata().get(TOKEN_HEADER)) {
+            Ok(req)
+        } else {
+            Err(tonic::Status::unauthenticated("not a member of this cluster (missing or wrong cluster token)"))
+        }
+    }
+}
 
 /// Channels to peers, shared by Raft replication and request forwarding.
 /// `overrides` maps a node id to the address to dial instead of the one in
@@ -29,6 +85,7 @@ pub struct Peers {
     channels: Arc<Mutex<BTreeMap<(u64, String), Channel>>>,
     pub(crate) snapshot_chunk: usize,
     tls: Option<Arc<ClusterTls>>,
+    token: TransportToken,
 }
 
 /// Mutual TLS between nodes: every node presents a certificate signed by
@@ -63,12 +120,18 @@ impl ClusterTls {
 }
 
 impl Peers {
-    pub fn new(overrides: BTreeMap<u64, String>, snapshot_chunk: usize, tls: Option<ClusterTls>) -> Self {
+    pub fn new(
+        overrides: BTreeMap<u64, String>,
+        snapshot_chunk: usize,
+        tls: Option<ClusterTls>,
+        token: TransportToken,
+    ) -> Self {
         Peers {
             overrides: Arc::new(overrides),
             channels: Default::default(),
             snapshot_chunk: snapshot_chunk.max(1024),
             tls: tls.map(Arc::new),
+            token,
         }
     }
 
@@ -78,7 +141,8 @@ impl Peers {
         let mut channels = self.channels.lock().expect("peer map lock is never poisoned: no panics while held");
         let key = (id, addr.clone());
         if let Some(ch) = channels.get(&key) {
-            return Ok(RaftServiceClient::new(ch.clone()).max_decoding_message_size(usize::MAX));
+            return Ok(RaftServiceClient::with_interceptor(ch.clone(), self.token.clone())
+                .max_decoding_message_size(usize::MAX));
         }
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
@@ -94,7 +158,7 @@ impl Peers {
         let ch = endpoint.connect_lazy();
         channels.retain(|(nid, _), _| *nid != id);
         channels.insert(key, ch.clone());
-        Ok(RaftServiceClient::new(ch).max_decoding_message_size(usize::MAX))
+        Ok(RaftServiceClient::with_interceptor(ch, self.token.clone()).max_decoding_message_size(usize::MAX))
     }
 }
 

@@ -22,12 +22,13 @@ use synod_store::pb::{self, CommandResult};
 use synod_store::{Store, StoreOptions};
 
 use crate::error::{Error, Result};
-use crate::network::{Peers, never_sent};
+use crate::network::{Peers, TokenCheck, TransportToken, never_sent};
 use crate::pb::raft_service_server::RaftServiceServer;
 use crate::pb::{Blob, Empty};
 use crate::service::{LEADER_HINT, LocalWrite, RaftServiceImpl};
 use crate::types::{Raft, RaftMetrics, Request, SynodNode};
 use crate::{LogStore, StateMachine};
+use tonic::service::interceptor::InterceptedService;
 
 /// Everything needed to start one node's Raft.
 #[derive(Debug, Clone)]
@@ -46,6 +47,8 @@ pub struct RaftConfig {
     pub peer_addr_overrides: BTreeMap<u64, String>,
     /// Mutual TLS on the Raft transport (`security.cluster_tls`).
     pub tls: Option<crate::network::ClusterTls>,
+    /// The token every internal RPC must carry (see [`TransportToken`]).
+    pub transport_token: Option<String>,
 }
 
 type MembershipResult = std::result::Result<
@@ -70,6 +73,7 @@ pub struct RaftNode {
     peers: Peers,
     write_timeout: Duration,
     metrics_task: Arc<tokio::task::JoinHandle<()>>,
+    token: TransportToken,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -96,19 +100,23 @@ impl RaftNode {
             ..Default::default()
         };
         let raft_cfg = Arc::new(raft_cfg.validate().map_err(|e| Error::Internal(format!("raft config: {e}")))?);
-        let peers = Peers::new(cfg.peer_addr_overrides.clone(), cfg.snapshot_chunk_size, cfg.tls.clone());
+        let token = TransportToken::new(cfg.transport_token.as_deref()).map_err(Error::Internal)?;
+        let peers =
+            Peers::new(cfg.peer_addr_overrides.clone(), cfg.snapshot_chunk_size, cfg.tls.clone(), token.clone());
         let raft = Raft::new(cfg.id, raft_cfg, peers.clone(), LogStore::new(store.clone()), sm.clone())
             .await
             .map_err(|e| Error::Internal(format!("start raft: {e}")))?;
         let metrics_task = Arc::new(tokio::spawn(crate::metrics::watch(raft.clone(), store.clone())));
-        Ok(RaftNode { id: cfg.id, raft, store, sm, peers, write_timeout: cfg.write_timeout, metrics_task })
+        Ok(RaftNode { id: cfg.id, raft, store, sm, peers, write_timeout: cfg.write_timeout, metrics_task, token })
     }
 
-    /// The tonic service other nodes call.
-    pub fn service(&self) -> RaftServiceServer<RaftServiceImpl> {
-        RaftServiceServer::new(RaftServiceImpl::new(self.clone()))
+    /// The tonic service other nodes call; it refuses calls without the
+    /// cluster's transport token.
+    pub fn service(&self) -> InterceptedService<RaftServiceServer<RaftServiceImpl>, TokenCheck> {
+        let server = RaftServiceServer::new(RaftServiceImpl::new(self.clone()))
             .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        InterceptedService::new(server, TokenCheck(self.token.clone()))
     }
 
     /// True once this node has a vote, a log or a membership.

@@ -287,6 +287,15 @@ async fn the_first_admin_logs_in_with_the_configured_password() {
     let (code, _) = call(&t, 0, "GET", "/cluster/status", None, None).await;
     assert_eq!(code, 401);
     assert!(!t.nodes[0].data_dir.join("admin-password").exists(), "a configured password is not written down");
+
+    // The Raft port refuses callers without the cluster's transport token,
+    // so nobody can propose commands (a user, a key) around the API.
+    use synod_raft::pb::raft_service_client::RaftServiceClient;
+    let mut raft = RaftServiceClient::connect(format!("http://{}", t.nodes[0].raft)).await.unwrap();
+    let err = raft.ping(synod_raft::pb::Empty {}).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+    let err = raft.client_write(synod_raft::pb::Blob { data: vec![1, 2, 3] }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
 }
 
 #[tokio::test]
