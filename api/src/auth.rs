@@ -210,6 +210,11 @@ impl TokenKeys {
 
     /// The caller a token names, if its signature, algorithm and expiry hold.
     pub fn verify(&self, token: &str) -> Result<AuthContext> {
+        self.verify_issued(token).map(|(ctx, _)| ctx)
+    }
+
+    /// As [`TokenKeys::verify`], with the token's issue time (`iat`, seconds).
+    pub fn verify_issued(&self, token: &str) -> Result<(AuthContext, u64)> {
         let mut v = Validation::new(self.alg);
         v.leeway = 5;
         v.set_required_spec_claims(&["exp", "sub"]);
@@ -218,7 +223,7 @@ impl TokenKeys {
         let c = data.claims;
         let role = Role::parse(&c.role).map_err(|_| ApiError::Unauthenticated("invalid token: unknown role".into()))?;
         check_tenant_name(&c.tenant).map_err(|_| ApiError::Unauthenticated("invalid token: bad tenant".into()))?;
-        Ok(AuthContext { subject: c.sub, tenant: c.tenant, role })
+        Ok((AuthContext { subject: c.sub, tenant: c.tenant, role }, c.iat))
     }
 }
 

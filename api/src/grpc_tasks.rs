@@ -179,9 +179,15 @@ impl Tasks for TasksGrpc {
                 return;
             }
             let mut watch = node.raft.raft.metrics();
+            // A stream lives at most a day, and ends when its client goes.
+            let expires = tokio::time::Instant::now() + Duration::from_secs(86_400);
             while !finished {
                 use openraft::rt::WatchReceiver;
-                let _ = tokio::time::timeout(Duration::from_millis(200), watch.changed()).await;
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep_until(expires) => return,
+                    _ = tokio::time::timeout(Duration::from_millis(200), watch.changed()) => {}
+                }
                 let v = match tasks::do_task_status(&ctx, &node, &id) {
                     Ok(v) => v,
                     Err(e) => {

@@ -60,6 +60,13 @@ impl TokenBuckets {
         }
         let mut buckets = self.buckets.lock().expect("token bucket lock is never poisoned");
         let now = Instant::now();
+        if buckets.len() >= MAX_TRACKED {
+            // Buckets idle for a second are full again: dropping them changes nothing.
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(1));
+            if buckets.len() >= MAX_TRACKED {
+                buckets.clear();
+            }
+        }
         let (tokens, at) = buckets.entry(key.to_string()).or_insert((self.rate, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
         *at = now;
@@ -70,6 +77,9 @@ impl TokenBuckets {
         Ok(())
     }
 }
+
+/// Most keys a limiter tracks; beyond that old entries are dropped.
+const MAX_TRACKED: usize = 10_000;
 
 /// At most `limit` events per key in a sliding `window` (fixed buckets).
 #[derive(Debug)]
@@ -88,8 +98,12 @@ impl RateLimiter {
     fn check(&self, key: &str) -> std::result::Result<(), u64> {
         let mut seen = self.seen.lock().expect("rate limiter lock is never poisoned");
         let now = Instant::now();
-        if seen.len() > 100_000 {
+        if seen.len() >= MAX_TRACKED {
             seen.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+            if seen.len() >= MAX_TRACKED {
+                // Still full: forget everything rather than grow without bound.
+                seen.clear();
+            }
         }
         let entry = seen.entry(key.to_string()).or_insert((now, 0));
         if now.duration_since(entry.0) >= self.window {
@@ -145,7 +159,11 @@ fn caller(node: &Node, bearer: Option<&[u8]>, api_key: Option<&[u8]>, tenant: Op
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
                 .ok_or_else(|| ApiError::Unauthenticated("Authorization must be 'Bearer <token>'".into()))?;
-            sec.keys.verify(token.trim())?
+            let (ctx, issued_s) = sec.keys.verify_issued(token.trim())?;
+            if !ctx.subject.starts_with("node:") {
+                current_user_token(node, &ctx, issued_s)?;
+            }
+            ctx
         }
         (None, Some(k)) => api_key_caller(node, std::str::from_utf8(k).unwrap_or(""))?,
         (None, None) => {
@@ -168,6 +186,20 @@ fn caller(node: &Node, bearer: Option<&[u8]>, api_key: Option<&[u8]>, tenant: Op
     Ok(ctx)
 }
 
+/// A user's token stays good only while the user exists and has not
+/// changed (password, role, tenant) since it was issued.
+fn current_user_token(node: &Node, ctx: &AuthContext, issued_s: u64) -> Result<()> {
+    let user = node
+        .raft
+        .store
+        .get_user(&ctx.subject)?
+        .ok_or_else(|| ApiError::Unauthenticated("token of a deleted user".into()))?;
+    if issued_s.saturating_mul(1000) < user.tokens_not_before_ms {
+        return Err(ApiError::Unauthenticated("token issued before the user last changed; log in again".into()));
+    }
+    Ok(())
+}
+
 fn api_key_caller(node: &Node, key: &str) -> Result<AuthContext> {
     let bad = || ApiError::Unauthenticated("invalid API key".into());
     let (id, secret) = auth::split_api_key(key).ok_or_else(bad)?;
@@ -182,8 +214,20 @@ fn api_key_caller(node: &Node, key: &str) -> Result<AuthContext> {
     if rec.expires_at_ms != 0 && rec.expires_at_ms <= now {
         return Err(ApiError::Unauthenticated("API key expired".into()));
     }
+    // A key is worth no more than its owner now: a deleted owner's keys
+    // stop, a demoted owner's keys are demoted, a moved owner's stay behind.
+    let owner = node
+        .raft
+        .store
+        .get_user(&rec.owner)?
+        .ok_or_else(|| ApiError::Unauthenticated("API key of a deleted user".into()))?;
+    let owner_role = Role::from_pb(owner.role).ok_or_else(bad)?;
+    if owner_role != Role::Admin && owner.tenant != rec.tenant {
+        return Err(ApiError::Unauthenticated("API key of a user who left its tenant".into()));
+    }
+    let key_role = Role::from_pb(rec.role).ok_or_else(bad)?;
+    let role = if rank(owner_role) < rank(key_role) { owner_role } else { key_role };
     node.key_uses.lock().expect("key use lock is never poisoned").insert(rec.id.clone(), now);
-    let role = Role::from_pb(rec.role).ok_or_else(bad)?;
     Ok(AuthContext { subject: format!("apikey:{}", rec.id), tenant: rec.tenant, role })
 }
 
@@ -214,7 +258,7 @@ async fn propose(node: &Node, kind: Kind) -> Result<Outcome> {
 
 // ---- login
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub grant_type: Option<String>,
@@ -242,12 +286,17 @@ pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<Lo
     {
         return Err(ApiError::InvalidArgument(format!("unsupported grant_type {g:?}; use password")));
     }
+    if !synod_store::identity::valid_name(&req.username) || req.password.len() > 1024 {
+        return Err(ApiError::Unauthenticated("wrong user name or password".into()));
+    }
     let sec = &node.security;
-    for limited in [sec.user_logins.check(&req.username), sec.addr_logins.check(client)] {
-        if let Err(wait) = limited {
-            audit("login_rate_limited", &req.username, client);
-            return Err(ApiError::RateLimited { message: "too many login attempts".into(), retry_after_s: wait });
-        }
+    // The address first, and stop there: a flood from one address must not
+    // grow the per-user table.
+    let limited =
+        sec.addr_logins.check(client).and_then(|()| sec.user_logins.check(&format!("{}@{client}", req.username)));
+    if let Err(wait) = limited {
+        audit("login_rate_limited", &req.username, client);
+        return Err(ApiError::RateLimited { message: "too many login attempts".into(), retry_after_s: wait });
     }
     let user = node.raft.store.get_user(&req.username)?;
     // Check a hash even for an unknown user, so timing does not tell who exists.
@@ -256,9 +305,7 @@ pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<Lo
         None => dummy_hash()?,
     };
     let password = req.password.clone();
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
-        .await
-        .map_err(|e| ApiError::Internal(format!("password check: {e}")))?;
+    let ok = argon2_task(move || auth::verify_password(&hash, &password)).await?;
     let Some(user) = user.filter(|_| ok) else {
         audit("login_failed", &req.username, client);
         return Err(ApiError::Unauthenticated("wrong user name or password".into()));
@@ -267,6 +314,17 @@ pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<Lo
     let token = node.security.keys.issue(&user.name, &user.tenant, role, now_ms() / 1000)?;
     audit("login", &user.name, client);
     Ok(LoginResponse { access_token: token, token_type: "bearer".into(), expires_in: node.security.keys.ttl.as_secs() })
+}
+
+/// Runs an Argon2 hash or check on the blocking pool, at most one per core
+/// at a time (each takes ~19 MiB and tens of milliseconds).
+async fn argon2_task<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+    });
+    let _permit = slots.acquire().await.map_err(|e| ApiError::Internal(format!("argon2 slots: {e}")))?;
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("password hashing: {e}")))
 }
 
 /// An Argon2id hash of a random password nobody knows, made once.
@@ -318,7 +376,7 @@ pub fn do_list_tenants(ctx: &AuthContext, node: &Node) -> Result<Vec<TenantView>
 
 // ---- users
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserRequest {
     pub username: String,
@@ -376,9 +434,7 @@ pub async fn create_user(
 ) -> Result<UserView> {
     propose(node, Kind::PutTenant(pb::PutTenant { name: tenant.to_string() })).await?;
     let password = password.to_string();
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| ApiError::Internal(format!("password hash: {e}")))??;
+    let hash = argon2_task(move || auth::hash_password(&password)).await??;
     let user = pb::UserRecord {
         name: name.to_string(),
         tenant: tenant.to_string(),
@@ -392,7 +448,7 @@ pub async fn create_user(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserUpdate {
     pub password: Option<String>,
@@ -409,13 +465,13 @@ pub async fn do_update_user(ctx: &AuthContext, node: &Node, name: &str, req: Use
         if p.len() < 8 || p.len() > 1024 {
             return Err(ApiError::InvalidArgument("a password has 8 to 1024 bytes".into()));
         }
-        user.password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&p))
-            .await
-            .map_err(|e| ApiError::Internal(format!("password hash: {e}")))??;
+        user.password_hash = argon2_task(move || auth::hash_password(&p)).await??;
     }
     if let Some(r) = req.role {
         user.role = Role::parse(&r)?.to_pb() as i32;
     }
+    // Tokens issued before the change stop working (seconds: iat's unit).
+    user.tokens_not_before_ms = now_ms() / 1000 * 1000;
     if let Some(t) = req.tenant {
         auth::check_tenant_name(&t)?;
         propose(node, Kind::PutTenant(pb::PutTenant { name: t.clone() })).await?;
@@ -497,6 +553,9 @@ fn rank(r: Role) -> u8 {
 
 /// Creates an API key in the caller's tenant, with at most the caller's role.
 pub async fn do_create_api_key(ctx: &AuthContext, node: &Node, req: ApiKeyRequest) -> Result<ApiKeyView> {
+    if ctx.subject.starts_with("apikey:") {
+        return Err(ApiError::PermissionDenied("an API key cannot create API keys; log in as a user".into()));
+    }
     let role = match req.role.as_deref() {
         None => ctx.role,
         Some(r) => Role::parse(r)?,
@@ -586,19 +645,28 @@ pub async fn bootstrap_admin(node: &Node) -> anyhow::Result<()> {
     if node.raft.store.get_user("admin")?.is_some() {
         return Ok(());
     }
+    let file = node.cfg.node.data_dir.join("admin-password");
     let (password, generated) = match std::env::var("SYNOD_ADMIN_PASSWORD") {
-        Ok(p) if !p.is_empty() => (p, false),
-        _ => (auth::random_token(18), true),
+        Ok(p) if p.len() >= 8 => (p, false),
+        Ok(p) if !p.is_empty() => anyhow::bail!("SYNOD_ADMIN_PASSWORD must have at least 8 bytes"),
+        // A password written by an attempt that did not finish is reused.
+        _ => match std::fs::read_to_string(&file) {
+            Ok(p) => (p, false),
+            Err(_) => {
+                let p = auth::random_token(18);
+                // Written before the user exists, so it is never lost.
+                write_private(&file, p.as_bytes())?;
+                (p, true)
+            }
+        },
     };
     create_user(node, "admin", &password, DEFAULT_TENANT, Role::Admin, false)
         .await
         .map_err(|e| anyhow::anyhow!("creating the first admin: {e}"))?;
     audit("user_created", "bootstrap", "admin in default as admin");
     if generated {
-        let path = node.cfg.node.data_dir.join("admin-password");
-        write_private(&path, password.as_bytes())?;
         // Printed once, on purpose: the operator's only other copy is the file.
-        println!("synod: created user 'admin' with password {password} (also in {})", path.display());
+        println!("synod: created user 'admin' with password {password} (also in {})", file.display());
     }
     Ok(())
 }

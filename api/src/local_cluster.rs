@@ -258,9 +258,17 @@ impl LocalCluster {
         }
     }
 
+    /// Ready, and the first admin (whom `admin_token` names) exists there:
+    /// a token of a user that does not exist yet is refused.
     pub async fn wait_ready(&self, i: usize, within: Duration) -> anyhow::Result<()> {
         self.wait_for(&format!("node {i} ready"), within, || async move {
             matches!(self.get(i, "/health/ready").await, Ok((200, _))).then_some(())
+        })
+        .await?;
+        self.wait_for(&format!("the first admin on node {i}"), within, || async move {
+            let (code, v) = self.get(i, "/users").await.ok()?;
+            let missing = code == 401 && v["error"]["message"].as_str().is_some_and(|m| m.contains("deleted user"));
+            (!missing).then_some(())
         })
         .await
     }

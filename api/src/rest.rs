@@ -45,8 +45,10 @@ fn ok<T: serde::Serialize>(v: T) -> Response {
     axum::Json(v).into_response()
 }
 
-fn forwarded(headers: &HeaderMap) -> bool {
-    headers.contains_key(FORWARDED_HEADER)
+/// A request one node forwarded to another: only a node may say so (a
+/// client setting the header would otherwise skip forwarding and audit).
+fn forwarded(ctx: &AuthContext, headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_HEADER) && ctx.subject.starts_with("node:")
 }
 
 #[derive(Deserialize)]
@@ -248,7 +250,9 @@ async fn authenticate(State(node): State<SharedNode>, mut req: Request, next: Ne
 pub fn permit(ctx: &AuthContext, rule: Access) -> Result<()> {
     use crate::auth::Role;
     let ok = match rule {
-        Access::Public | Access::Metrics | Access::Read => true,
+        Access::Public | Access::Read => true,
+        // Checked only with security.metrics_auth: every tenant's counts.
+        Access::Metrics => ctx.role == Role::Admin,
         Access::Write => matches!(ctx.role, Role::Admin | Role::User),
         Access::Admin => ctx.role == Role::Admin,
     };
@@ -351,7 +355,7 @@ async fn promote(
     P(id): P<u64>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    Ok(ok(service::do_promote(&ctx, &node, id, forwarded(&headers)).await?))
+    Ok(ok(service::do_promote(&ctx, &node, id, forwarded(&ctx, &headers)).await?))
 }
 
 async fn demote(
@@ -361,7 +365,7 @@ async fn demote(
     Q(q): Q<ForceQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    Ok(ok(service::do_demote(&ctx, &node, id, q.force, forwarded(&headers)).await?))
+    Ok(ok(service::do_demote(&ctx, &node, id, q.force, forwarded(&ctx, &headers)).await?))
 }
 
 async fn remove(
@@ -371,7 +375,7 @@ async fn remove(
     Q(q): Q<ForceQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    Ok(ok(service::do_remove(&ctx, &node, id, q.force, forwarded(&headers)).await?))
+    Ok(ok(service::do_remove(&ctx, &node, id, q.force, forwarded(&ctx, &headers)).await?))
 }
 
 async fn transfer_leader(
@@ -380,7 +384,7 @@ async fn transfer_leader(
     P(id): P<u64>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    Ok(ok(service::do_transfer_leader(&ctx, &node, id, forwarded(&headers)).await?))
+    Ok(ok(service::do_transfer_leader(&ctx, &node, id, forwarded(&ctx, &headers)).await?))
 }
 
 async fn drain(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<u64>) -> Result<Response> {
@@ -397,7 +401,7 @@ async fn add_learner(
     headers: HeaderMap,
     Json(req): Json<JoinRequest>,
 ) -> Result<Response> {
-    Ok(ok(service::do_add_learner(&ctx, &node, req, forwarded(&headers)).await?))
+    Ok(ok(service::do_add_learner(&ctx, &node, req, forwarded(&ctx, &headers)).await?))
 }
 
 async fn allocate_id(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
@@ -410,7 +414,7 @@ async fn heartbeat(
     headers: HeaderMap,
     Json(hb): Json<Heartbeat>,
 ) -> Result<Response> {
-    Ok(ok(service::do_heartbeat(&ctx, &node, hb, forwarded(&headers)).await?))
+    Ok(ok(service::do_heartbeat(&ctx, &node, hb, forwarded(&ctx, &headers)).await?))
 }
 
 /// `POST /tasks/submit`: one task (`{"type", "payload", ...}`, optional

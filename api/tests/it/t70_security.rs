@@ -230,13 +230,59 @@ async fn every_route_and_method_checks_its_caller() {
         .unwrap();
     }
 
-    // An admin turns the reader into a user; her next token may write.
+    // An admin turns the reader into a user: her old token is void, her
+    // next one may write.
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a token's iat has whole seconds
     let (code, v) = call(&t, 0, "PUT", "/users/rita", Some(&admin), Some(json!({"role": "user"}))).await;
     assert_eq!((code, v["role"].as_str()), (200, Some("user")), "{v}");
+    let (code, _) = call(&t, 0, "GET", "/tasks", Some(&rita), None).await;
+    assert_eq!(code, 401, "a token issued before the role change");
     let rita = login(&t, "rita", "password-1").await;
     let (code, v) =
         call(&t, 0, "POST", "/tasks/submit", Some(&rita), Some(json!({"type": "echo", "payload": {}}))).await;
     assert_eq!(code, 200, "{v}");
+
+    // A deleted user's token and keys stop at once; a key cannot mint keys.
+    let (code, _) = call(
+        &t,
+        0,
+        "POST",
+        "/users",
+        Some(&admin),
+        Some(json!({"username": "dan", "password": "password-1", "tenant": "acme", "role": "user"})),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let dan = login(&t, "dan", "password-1").await;
+    let (_, k) = call(&t, 0, "POST", "/apikeys", Some(&dan), Some(json!({"name": "dan's"}))).await;
+    let dan_key = k["key"].as_str().unwrap().to_string();
+    let r = reqwest::Client::new()
+        .post(format!("{}/apikeys", t.nodes[0].url()))
+        .header("x-api-key", &dan_key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403, "an API key cannot create API keys");
+    let (code, _) = call(&t, 0, "DELETE", "/users/dan", Some(&admin), None).await;
+    assert_eq!(code, 200);
+    t.wait_for("dan's credentials to stop on every node", READY, || async {
+        for i in 0..3 {
+            let (code, _) = call(&t, i, "GET", "/tasks", Some(&dan), None).await;
+            let r = reqwest::Client::new()
+                .get(format!("{}/tasks", t.nodes[i].url()))
+                .header("x-api-key", &dan_key)
+                .send()
+                .await
+                .unwrap();
+            if code != 401 || r.status().as_u16() != 401 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
+    .unwrap();
 
     // Logins: form-encoded like OAuth2 clients, wrong password, rate limit.
     let r = reqwest::Client::new()
