@@ -59,6 +59,8 @@ pub(crate) fn put_user(ctx: &mut BatchCtx<'_>, c: pb::PutUser, now: u64) -> Resu
             return Ok(rejected(RejectCode::AlreadyDone, format!("user {} already exists", user.name)));
         }
         Some(old) => user.created_at_ms = old.created_at_ms,
+        // Replacing a user that is gone (deleted meanwhile) must not revive it.
+        None if c.replace => return Ok(rejected(RejectCode::NotFound, format!("user {} does not exist", user.name))),
         None => user.created_at_ms = now,
     }
     user.updated_at_ms = now;

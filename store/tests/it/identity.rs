@@ -73,7 +73,15 @@ fn users_need_an_existing_tenant_and_unique_names() {
     assert_eq!(store.list_users().unwrap().len(), 1);
     assert_eq!(store.list_tenants().unwrap().len(), 1);
 
-    must_apply(&store, 9, &[cmd(20, Kind::DeleteUser(pb::DeleteUser { name: "ann".into() }))]);
+    let r = must_apply(
+        &store,
+        9,
+        &[
+            cmd(20, Kind::DeleteUser(pb::DeleteUser { name: "ann".into() })),
+            cmd(21, user("ann", "acme", Role::User, true)),
+        ],
+    );
+    assert_eq!(code(&r[1]), Some(RejectCode::NotFound), "a replace does not revive a deleted user");
     assert!(store.get_user("ann").unwrap().is_none());
 }
 
