@@ -187,6 +187,39 @@ pub fn parse_log_key(key: &[u8]) -> Option<u64> {
 /// An upper bound above every key Synod writes (all keys start with ASCII).
 pub const KEY_UPPER_BOUND: &[u8] = &[0xff; 8];
 
+/// The highest collection uid ever assigned, a big-endian `u64`.
+pub const KEY_COLLECTION_UID_SEQ: &[u8] = b"_sys/seq/collection_uid";
+
+/// Prefix of one tenant's collection records.
+pub fn collection_prefix(tenant: &str) -> Vec<u8> {
+    let mut k = tenant_prefix(tenant);
+    k.extend_from_slice(b"coll/");
+    k
+}
+
+/// `t/<tenant>/coll/<name>`: a collection record.
+pub fn collection_key(tenant: &str, name: &str) -> Vec<u8> {
+    let mut k = collection_prefix(tenant);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Prefix of one collection's points: `t/<tenant>/pt/<uid: u64 BE>/`.
+pub fn points_prefix(tenant: &str, uid: u64) -> Vec<u8> {
+    let mut k = tenant_prefix(tenant);
+    k.extend_from_slice(b"pt/");
+    k.extend_from_slice(&uid.to_be_bytes());
+    k.push(b'/');
+    k
+}
+
+/// `t/<tenant>/pt/<uid>/<id>`: a point (ids are `s:<string>` or `u:<decimal>`).
+pub fn point_key(tenant: &str, uid: u64, id: &str) -> Vec<u8> {
+    let mut k = points_prefix(tenant, uid);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
 /// `_sys/tenants/<name>`: a tenant record.
 pub const PREFIX_TENANT: &[u8] = b"_sys/tenants/";
 /// `_sys/users/<name>`: a user record. User names are global: a login

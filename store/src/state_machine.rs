@@ -74,6 +74,12 @@ impl<'s> BatchCtx<'s> {
         self.batch.put_cf(self.store.cf(CF_BLOBS), key, value);
     }
 
+    /// Deletes `start..end` in the batch only: for prefixes no later command
+    /// can address (a deleted collection's points, keyed by its uid).
+    pub(crate) fn delete_range(&mut self, start: &[u8], end: &[u8]) {
+        self.batch.delete_range_cf(self.store.cf(CF_SM_DATA), start, end);
+    }
+
     pub(crate) fn delete(&mut self, key: Vec<u8>) {
         self.batch.delete_cf(self.store.cf(CF_SM_DATA), &key);
         self.overlay.insert(key, None);
@@ -187,5 +193,9 @@ fn apply_command(ctx: &mut BatchCtx<'_>, cmd: pb::Command) -> Result<CommandResu
         Kind::PutApiKey(c) => crate::identity::put_api_key(ctx, c, now),
         Kind::RevokeApiKey(c) => crate::identity::revoke_api_key(ctx, c, now),
         Kind::TouchApiKeys(c) => crate::identity::touch_api_keys(ctx, c),
+        Kind::CreateCollection(c) => crate::vectors::create_collection(ctx, c, now),
+        Kind::DeleteCollection(c) => crate::vectors::delete_collection(ctx, c),
+        Kind::UpsertPoints(c) => crate::vectors::upsert_points(ctx, c),
+        Kind::DeletePoints(c) => crate::vectors::delete_points(ctx, c),
     }
 }

@@ -5,3 +5,4 @@ mod identity;
 mod snapshot;
 mod tasks;
 mod util;
+mod vectors;

@@ -1,0 +1,111 @@
+use synod_store::pb::{self, Metric, RejectCode, command::Kind, command_result::Outcome};
+use synod_store::vectors::{decode_vector, encode_vector, point_id_key};
+
+use crate::util::*;
+
+fn create(name: &str, dimension: u32) -> Kind {
+    Kind::CreateCollection(pb::CreateCollection {
+        collection: Some(pb::CollectionRecord {
+            tenant: "acme".into(),
+            name: name.into(),
+            dimension,
+            metric: Metric::Cosine as i32,
+            ..Default::default()
+        }),
+    })
+}
+
+fn point(id: &str, v: &[f32]) -> pb::Point {
+    pb::Point { id: id.into(), vector: encode_vector(v), metadata_json: r#"{"k":1}"#.into(), ..Default::default() }
+}
+
+fn upsert(coll: &str, points: Vec<pb::Point>) -> Kind {
+    Kind::UpsertPoints(pb::UpsertPoints { tenant: "acme".into(), collection: coll.into(), points })
+}
+
+fn code(r: &pb::CommandResult) -> Option<RejectCode> {
+    match &r.outcome {
+        Some(Outcome::Rejected(x)) => RejectCode::try_from(x.code).ok(),
+        _ => None,
+    }
+}
+
+#[test]
+fn points_are_checked_counted_replaced_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let r = must_apply(
+        &store,
+        1,
+        &[
+            cmd(1, create("docs", 3)),
+            cmd(2, create("docs", 3)),
+            cmd(3, upsert("docs", vec![point("a", &[1.0, 0.0, 0.0]), point("b", &[0.0, 1.0, 0.0])])),
+            cmd(4, upsert("docs", vec![point("a", &[0.0, 0.0, 1.0])])),
+            cmd(5, upsert("docs", vec![point("c", &[1.0, 2.0, 3.0]), point("d", &[1.0, 2.0])])),
+            cmd(6, upsert("docs", vec![point("e", &[f32::NAN, 0.0, 0.0])])),
+            cmd(7, upsert("nope", vec![point("a", &[1.0, 0.0, 0.0])])),
+        ],
+    );
+    assert_eq!(code(&r[0]), None);
+    assert_eq!(code(&r[1]), Some(RejectCode::AlreadyDone));
+    assert_eq!(code(&r[4]), Some(RejectCode::Invalid), "a wrong dimension refuses the whole batch");
+    assert_eq!(code(&r[5]), Some(RejectCode::Invalid), "NaN");
+    assert_eq!(code(&r[6]), Some(RejectCode::NotFound));
+    let coll = store.get_collection("acme", "docs").unwrap().unwrap();
+    assert_eq!(coll.points, 2, "a and b; the upsert of a replaced it; c was refused with d");
+    let a = store.get_point(&coll, &point_id_key("a", false)).unwrap().unwrap();
+    assert_eq!(decode_vector(&a.vector).unwrap(), vec![0.0, 0.0, 1.0]);
+    assert!(store.get_point(&coll, &point_id_key("c", false)).unwrap().is_none());
+
+    must_apply(
+        &store,
+        8,
+        &[cmd(
+            8,
+            Kind::DeletePoints(pb::DeletePoints {
+                tenant: "acme".into(),
+                collection: "docs".into(),
+                ids: vec![point_id_key("a", false), point_id_key("zz", false)],
+            }),
+        )],
+    );
+    let coll = store.get_collection("acme", "docs").unwrap().unwrap();
+    assert_eq!(coll.points, 1);
+    let mut ids = Vec::new();
+    store
+        .for_each_point(&coll, |p| {
+            ids.push(p.id);
+            true
+        })
+        .unwrap();
+    assert_eq!(ids, ["b"]);
+}
+
+#[test]
+fn a_collection_created_again_does_not_see_the_old_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    must_apply(
+        &store,
+        1,
+        &[
+            cmd(1, create("docs", 2)),
+            cmd(2, upsert("docs", vec![point("a", &[1.0, 0.0])])),
+            cmd(3, Kind::DeleteCollection(pb::DeleteCollection { tenant: "acme".into(), name: "docs".into() })),
+            cmd(4, create("docs", 2)),
+        ],
+    );
+    let coll = store.get_collection("acme", "docs").unwrap().unwrap();
+    assert_eq!(coll.points, 0);
+    let mut n = 0;
+    store
+        .for_each_point(&coll, |_| {
+            n += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(n, 0, "the old points are gone");
+    assert_eq!(store.list_collections("acme").unwrap().len(), 1);
+    assert!(store.list_collections("other").unwrap().is_empty());
+}
