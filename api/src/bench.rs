@@ -82,7 +82,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
 async fn failover(runs: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let (mut c, _guard) = three_nodes(dir).await?;
     let record = c.node_id(0).await?;
-    let quick = reqwest::Client::builder().timeout(Duration::from_millis(1000)).build()?;
+    let quick = c.client_builder()?.timeout(Duration::from_millis(1000)).build()?;
     let mut samples = Vec::new();
     for run in 0..runs {
         let leader = c
@@ -129,7 +129,7 @@ async fn writes(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyh
     let url = format!("{}/cluster/nodes/{record}/labels", c.nodes[leader].url());
     for n in clients {
         let http =
-            reqwest::Client::builder().pool_max_idle_per_host(n.max(1)).timeout(Duration::from_secs(10)).build()?;
+            c.client_builder()?.pool_max_idle_per_host(n.max(1)).timeout(Duration::from_secs(10)).build()?;
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -214,7 +214,7 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
     let (mut c, _guard) = three_nodes(dir).await?;
     let leader = c.wait_for("a leader", Duration::from_secs(10), || c.leader_index(0)).await?;
     let base = c.nodes[leader].url();
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).timeout(Duration::from_secs(30)).build()?;
+    let http = c.client_builder()?.pool_max_idle_per_host(256).timeout(Duration::from_secs(30)).build()?;
 
     // 1. Submit throughput (single-task submits of a trivial task).
     for n in &clients {

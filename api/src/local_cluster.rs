@@ -103,14 +103,18 @@ impl LocalCluster {
     }
 
     fn client(&self) -> anyhow::Result<reqwest::Client> {
+        Ok(self.client_builder()?.timeout(Duration::from_secs(5)).build()?)
+    }
+
+    /// A client builder that sends the admin token (and trusts the CA).
+    pub fn client_builder(&self) -> anyhow::Result<reqwest::ClientBuilder> {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.admin_token).parse()?);
-        let b = reqwest::Client::builder().timeout(Duration::from_secs(5)).default_headers(headers);
-        let b = match &self.ca {
+        let b = reqwest::Client::builder().default_headers(headers);
+        Ok(match &self.ca {
             Some(ca) => b.use_preconfigured_tls(crate::tls::client_config(ca)?),
             None => b,
-        };
-        Ok(b.build()?)
+        })
     }
 
     /// Adds and starts a node; `join` is the index of a node to join through
