@@ -128,8 +128,7 @@ async fn writes(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyh
     let record = c.node_id(leader).await?;
     let url = format!("{}/cluster/nodes/{record}/labels", c.nodes[leader].url());
     for n in clients {
-        let http =
-            c.client_builder()?.pool_max_idle_per_host(n.max(1)).timeout(Duration::from_secs(10)).build()?;
+        let http = c.client_builder()?.pool_max_idle_per_host(n.max(1)).timeout(Duration::from_secs(10)).build()?;
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let mut tasks = Vec::new();
