@@ -24,6 +24,7 @@ pub mod service;
 pub mod supervisor;
 pub mod tasks;
 pub mod tls;
+pub mod vectors;
 
 /// Generated types of the public `synod.v1` gRPC API.
 #[allow(clippy::all, missing_docs)]

@@ -158,6 +158,14 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/apikeys", Access::Read),
     ("POST", "/apikeys", Access::Read),
     ("DELETE", "/apikeys/{id}", Access::Read),
+    ("GET", "/collections", Access::Read),
+    ("POST", "/collections", Access::Write),
+    ("GET", "/collections/{name}", Access::Read),
+    ("DELETE", "/collections/{name}", Access::Write),
+    ("POST", "/collections/{name}/points", Access::Write),
+    ("DELETE", "/collections/{name}/points", Access::Write),
+    ("GET", "/collections/{name}/points/{id}", Access::Read),
+    ("POST", "/vector/search", Access::Read),
 ];
 
 fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> {
@@ -194,6 +202,14 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("GET", "/apikeys") => get(list_api_keys),
         ("POST", "/apikeys") => post(create_api_key),
         ("DELETE", "/apikeys/{id}") => axum::routing::delete(revoke_api_key),
+        ("GET", "/collections") => get(list_collections),
+        ("POST", "/collections") => post(create_collection),
+        ("GET", "/collections/{name}") => get(get_collection),
+        ("DELETE", "/collections/{name}") => axum::routing::delete(delete_collection),
+        ("POST", "/collections/{name}/points") => post(upsert_points),
+        ("DELETE", "/collections/{name}/points") => axum::routing::delete(delete_points),
+        ("GET", "/collections/{name}/points/{id}") => get(get_point),
+        ("POST", "/vector/search") => post(search),
         (m, p) => panic!("route {m} {p} is in ROUTES but has no handler"),
     }
 }
@@ -573,4 +589,61 @@ async fn create_api_key(
 
 async fn revoke_api_key(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<String>) -> Result<Response> {
     Ok(ok(crate::identity::do_revoke_api_key(&ctx, &node, &id).await?))
+}
+
+// ---- vectors
+
+async fn list_collections(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
+    Ok(ok(json!({"collections": crate::vectors::do_list_collections(&ctx, &node)?})))
+}
+
+async fn create_collection(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    Json(req): Json<crate::vectors::CollectionRequest>,
+) -> Result<Response> {
+    Ok(ok(crate::vectors::do_create_collection(&ctx, &node, req).await?))
+}
+
+async fn get_collection(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
+    Ok(ok(crate::vectors::do_get_collection(&ctx, &node, &name)?))
+}
+
+async fn delete_collection(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
+    crate::vectors::do_delete_collection(&ctx, &node, &name).await?;
+    Ok(ok(json!({"deleted": name})))
+}
+
+async fn upsert_points(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    P(name): P<String>,
+    Json(req): Json<crate::vectors::UpsertRequest>,
+) -> Result<Response> {
+    Ok(ok(crate::vectors::do_upsert_points(&ctx, &node, &name, req).await?))
+}
+
+async fn delete_points(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    P(name): P<String>,
+    Json(req): Json<crate::vectors::DeletePointsRequest>,
+) -> Result<Response> {
+    Ok(ok(crate::vectors::do_delete_points(&ctx, &node, &name, req).await?))
+}
+
+async fn get_point(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    P((name, id)): P<(String, String)>,
+) -> Result<Response> {
+    Ok(ok(crate::vectors::do_get_point(&ctx, &node, &name, &id)?))
+}
+
+async fn search(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    Json(req): Json<crate::vectors::SearchRequest>,
+) -> Result<Response> {
+    Ok(ok(crate::vectors::do_search(&ctx, &node, req).await?))
 }

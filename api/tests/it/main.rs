@@ -9,4 +9,5 @@ mod t50_restart_all;
 mod t60_tasks;
 mod t70_security;
 mod t80_tls;
+mod t90_vectors;
 mod util;

@@ -1,0 +1,97 @@
+//! Vector collections on a real cluster: points written through one node
+//! are found by a linearizable search on another; filters, deletes,
+//! replacement, bad input, tenants, and a whole-cluster restart.
+
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+async fn post(t: &TestCluster, i: usize, path: &str, body: Value) -> (u16, Value) {
+    let r = t.http.post(format!("{}{path}", t.nodes[i].url())).json(&body).send().await.unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+fn ids(v: &Value) -> Vec<Value> {
+    v["results"].as_array().unwrap().iter().map(|h| h["id"].clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_written_on_one_node_are_searched_on_another() {
+    let mut t = must_three(&[]).await;
+    let (code, v) = post(&t, 0, "/collections", json!({"name": "docs", "dimension": 2, "metric": "l2"})).await;
+    assert_eq!(code, 200, "{v}");
+    // 100 points on a line; even ones tagged.
+    let points: Vec<Value> = (0..100u64)
+        .map(|i| json!({"id": i, "vector": [i as f32, 0.0], "metadata": {"even": i % 2 == 0, "n": i}}))
+        .collect();
+    let (code, v) = post(&t, 1, "/collections/docs/points", json!({"points": points})).await;
+    assert_eq!((code, v["points"].as_u64()), (200, Some(100)), "{v}");
+
+    let search = json!({"collection": "docs", "vector": [41.2, 0.0], "top_k": 3, "consistency": "linearizable"});
+    let (code, v) = post(&t, 2, "/vector/search", search).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(ids(&v), [json!(41), json!(42), json!(40)], "{v}");
+    assert!(v["results"][0]["score"].as_f64().unwrap() > v["results"][1]["score"].as_f64().unwrap());
+
+    let filtered = json!({"collection": "docs", "vector": [41.2, 0.0], "top_k": 3,
+        "filter": {"must": [{"key": "even", "match": false}, {"key": "n", "range": {"gte": 50}}]}});
+    let (_, v) = post(&t, 2, "/vector/search", filtered).await;
+    assert_eq!(ids(&v), [json!(51), json!(53), json!(55)], "{v}");
+
+    // Replace 41, delete 42: a search no longer returns them where they were.
+    let (code, _) =
+        post(&t, 0, "/collections/docs/points", json!({"points": [{"id": 41, "vector": [1000.0, 0.0]}]})).await;
+    assert_eq!(code, 200);
+    let r = t
+        .http
+        .delete(format!("{}/collections/docs/points", t.nodes[0].url()))
+        .json(&json!({"ids": [42]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let search = json!({"collection": "docs", "vector": [41.2, 0.0], "top_k": 3, "consistency": "linearizable"});
+    let (_, v) = post(&t, 1, "/vector/search", search.clone()).await;
+    assert_eq!(ids(&v), [json!(40), json!(43), json!(39)], "{v}");
+    let (code, p) = t.get(2, "/collections/docs/points/41").await.unwrap();
+    assert_eq!((code, p["vector"][0].as_f64()), (200, Some(1000.0)), "{p}");
+
+    // Bad input changes nothing.
+    for (body, what) in [
+        (json!({"points": [{"id": 1, "vector": [1.0]}]}), "wrong dimension"),
+        (json!({"points": [{"id": -1, "vector": [1.0, 0.0]}]}), "negative id"),
+        (json!({"points": [{"id": 7, "vector": [1.0, 0.0], "metadata": [1]}]}), "metadata not an object"),
+        (json!({"points": []}), "empty batch"),
+    ] {
+        let (code, v) = post(&t, 0, "/collections/docs/points", body).await;
+        assert_eq!(code, 400, "{what}: {v}");
+    }
+    let (code, _) = post(&t, 0, "/collections/nope/points", json!({"points": [{"id": 1, "vector": [1.0, 0.0]}]})).await;
+    assert_eq!(code, 404);
+    let (_, c) = t.get(0, "/collections/docs").await.unwrap();
+    assert_eq!(c["points"], 99, "{c}");
+
+    // Another tenant sees nothing of it.
+    let r = t
+        .http
+        .get(format!("{}/collections/docs", t.nodes[0].url()))
+        .header("x-synod-tenant", "other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    // A whole-cluster restart: the same answer.
+    for i in 0..3 {
+        t.kill(i);
+    }
+    for i in 0..3 {
+        t.start(i).unwrap();
+    }
+    for i in 0..3 {
+        t.wait_ready(i, READY).await.unwrap();
+    }
+    let (code, after) = post(&t, 2, "/vector/search", search).await;
+    assert_eq!((code, ids(&after)), (200, ids(&v)), "{after}");
+}
