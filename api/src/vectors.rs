@@ -152,6 +152,19 @@ fn load(ctx: &AuthContext, node: &Node, name: &str) -> Result<pb::CollectionReco
         .ok_or_else(|| ApiError::NotFound(format!("collection {name} not found")))
 }
 
+/// As [`load`], but a collection this node has not applied yet (created
+/// through another node a moment ago) is waited for: writes never fail on
+/// a lagging node's view.
+async fn load_fresh(ctx: &AuthContext, node: &Node, name: &str) -> Result<pb::CollectionRecord> {
+    match load(ctx, node, name) {
+        Err(ApiError::NotFound(_)) => {
+            node.raft.read_barrier().await?;
+            load(ctx, node, name)
+        }
+        other => other,
+    }
+}
+
 pub fn do_get_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<CollectionView> {
     Ok(collection_view(load(ctx, node, name)?))
 }
@@ -206,7 +219,7 @@ pub async fn do_upsert_points(
     req: UpsertRequest,
 ) -> Result<CollectionView> {
     require_write(ctx)?;
-    let coll = load(ctx, node, name)?;
+    let coll = load_fresh(ctx, node, name).await?;
     let max = node.cfg.vector_db.max_batch;
     if req.points.is_empty() || req.points.len() > max {
         return Err(ApiError::InvalidArgument(format!(
@@ -218,10 +231,10 @@ pub async fn do_upsert_points(
     for (i, p) in req.points.into_iter().enumerate() {
         let at = |m: String| ApiError::InvalidArgument(format!("points[{i}]: {m}"));
         let (id, numeric_id) = parse_id(&p.id).map_err(|e| at(e.to_string()))?;
-        let Some(vector) = p.vector else {
-            return Err(at(
-                "a vector is required (text-only points need the collection's vectorizer, not built yet)".into()
-            ));
+        let vector = match (p.vector, &p.text) {
+            (Some(v), _) => v,
+            (None, Some(text)) => embed(ctx, node, &coll, text).await.map_err(|e| at(e.to_string()))?,
+            (None, None) => return Err(at("a point needs a vector or a text".into())),
         };
         if vector.len() != coll.dimension as usize {
             return Err(at(format!(
@@ -263,13 +276,49 @@ pub async fn do_delete_points(
     req: DeletePointsRequest,
 ) -> Result<CollectionView> {
     require_write(ctx)?;
-    load(ctx, node, name)?;
+    load_fresh(ctx, node, name).await?;
     if req.ids.len() > node.cfg.vector_db.max_batch {
         return Err(ApiError::InvalidArgument("too many ids in one delete (vector_db.max_batch)".into()));
     }
     let ids = req.ids.iter().map(|v| parse_id(v).map(|(id, n)| point_id_key(&id, n))).collect::<Result<Vec<_>>>()?;
     let kind = Kind::DeletePoints(pb::DeletePoints { tenant: ctx.tenant.clone(), collection: name.into(), ids });
     collection_of(propose(node, kind).await?)
+}
+
+/// The vector of `text` from the collection's vectorizer (a plugin that
+/// takes `{"text", "dimension"}` and answers `{"vector"}`).
+async fn embed(ctx: &AuthContext, node: &Node, coll: &pb::CollectionRecord, text: &str) -> Result<Vec<f32>> {
+    if coll.vectorizer.is_empty() {
+        return Err(ApiError::InvalidArgument(format!(
+            "collection {} has no vectorizer: send vectors, or create it with \"vectorizer\"",
+            coll.name
+        )));
+    }
+    let run = synod_plugins::TaskContext {
+        task_id: format!("embed:{}", coll.name),
+        tenant: ctx.tenant.clone(),
+        attempt: 1,
+        cancel: synod_plugins::CancelToken::new(),
+    };
+    let payload = serde_json::json!({"text": text, "dimension": coll.dimension});
+    let out = node
+        .plugins
+        .execute(&coll.vectorizer, payload, run, std::time::Duration::from_secs(30))
+        .await
+        .map_err(|e| ApiError::InvalidArgument(format!("vectorizer {}: {e}", coll.vectorizer)))?;
+    let v: Vec<f32> = out["vector"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect())
+        .unwrap_or_default();
+    if v.len() != coll.dimension as usize || v.iter().any(|x| !x.is_finite()) {
+        return Err(ApiError::Internal(format!(
+            "vectorizer {} answered {} components for dimension {}",
+            coll.vectorizer,
+            v.len(),
+            coll.dimension
+        )));
+    }
+    Ok(v)
 }
 
 fn point_body(p: pb::Point) -> PointBody {
@@ -327,11 +376,10 @@ pub async fn do_search(ctx: &AuthContext, node: &Node, req: SearchRequest) -> Re
         node.raft.read_barrier().await?;
     }
     let coll = load(ctx, node, &req.collection)?;
-    let Some(query) = req.vector else {
-        return Err(ApiError::InvalidArgument(match req.text {
-            Some(_) => "search by text needs the collection's vectorizer, not built yet; send a vector".into(),
-            None => "a search needs a vector".into(),
-        }));
+    let query = match (req.vector, &req.text) {
+        (Some(v), _) => v,
+        (None, Some(text)) => embed(ctx, node, &coll, text).await?,
+        (None, None) => return Err(ApiError::InvalidArgument("a search needs a vector or a text".into())),
     };
     if query.len() != coll.dimension as usize || query.iter().any(|x| !x.is_finite()) {
         return Err(ApiError::InvalidArgument(format!(
