@@ -232,6 +232,23 @@ impl<H: Host> Worker<H> {
         };
         metrics::histogram!("synod_tasks_run_seconds", "type" => spec.task_type.clone())
             .record(started.elapsed().as_secs_f64());
+        // A vector naming a collection is stored there before the task
+        // counts as done; a refused upsert fails the task for good (the same
+        // input would be refused again), an unavailable cluster for a retry.
+        let outcome = match outcome {
+            Ok(v) => match self.store_vector(&tenant, &id, &v).await {
+                Ok(()) => Ok(v),
+                Err((error, retryable)) => {
+                    let _ = self
+                        .tx
+                        .send(Report::Done(pb::Completion { task: Some(tref), result: None, error, retryable }))
+                        .await;
+                    self.forget(&key, epoch);
+                    return;
+                }
+            },
+            Err(e) => Err(e),
+        };
         if outcome.is_ok() && rec.created_at_ms > 0 {
             let e2e = now_ms().saturating_sub(rec.created_at_ms) as f64 / 1000.0;
             metrics::histogram!("synod_tasks_end_to_end_seconds").record(e2e);
@@ -258,6 +275,43 @@ impl<H: Host> Worker<H> {
             && f.epoch == epoch
         {
             f.finished = true;
+        }
+    }
+
+    /// Upserts the vector of a task result that names a `collection` (the
+    /// `vectorize` plugin passes `collection`, `id`, `text` and `metadata`
+    /// through) into that collection of the task's tenant. The point's id is
+    /// the result's `id`, else the task id. Idempotent: a rerun replaces it.
+    async fn store_vector(
+        &self,
+        tenant: &str,
+        task_id: &str,
+        result: &serde_json::Value,
+    ) -> Result<(), (String, bool)> {
+        let Some(collection) = result.get("collection").and_then(|c| c.as_str()) else { return Ok(()) };
+        let Some(vector) = result.get("vector").and_then(|v| v.as_array()) else {
+            return Err((format!("the result names collection {collection} but has no vector"), false));
+        };
+        let vector: Vec<f32> = vector.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect();
+        let id = result.get("id").and_then(|i| i.as_str()).unwrap_or(task_id).to_string();
+        let point = pb::Point {
+            id,
+            numeric_id: false,
+            vector: synod_store::vectors::encode_vector(&vector),
+            text: result.get("text").and_then(|t| t.as_str()).unwrap_or_default().to_string(),
+            metadata_json: result.get("metadata").filter(|m| m.is_object()).map(|m| m.to_string()).unwrap_or_default(),
+        };
+        let kind = Kind::UpsertPoints(pb::UpsertPoints {
+            tenant: tenant.to_string(),
+            collection: collection.to_string(),
+            points: vec![point],
+        });
+        match self.node.propose(kind).await {
+            Ok(pb::CommandResult { outcome: Some(pb::command_result::Outcome::Rejected(r)) }) => {
+                Err((format!("storing the vector in {collection}: {}", r.message), false))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err((format!("storing the vector in {collection}: {e}"), true)),
         }
     }
 

@@ -97,6 +97,23 @@ async fn points_written_on_one_node_are_searched_on_another() {
     let (code, v) = post(&t, 2, "/vector/search", json!({"collection": "docs", "text": "a cat"})).await;
     assert_eq!(code, 400, "no vectorizer: {v}");
 
+    // Tasks write here: a vectorize task naming a collection stores its vector.
+    let task = json!({"type": "vectorize", "payload": {"text": "a tabby cat sat down", "dimension": 64,
+        "collection": "texts", "id": "from-task", "metadata": {"src": "task"}}});
+    let (code, v) = post(&t, 1, "/tasks/submit", task).await;
+    assert_eq!(code, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (_, r) = t.get(1, &format!("/tasks/{id}/result?wait=30")).await.unwrap();
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let (_, v) = post(&t, 2, "/vector/search", json!({"collection": "texts", "text": "tabby cat", "top_k": 1})).await;
+    assert_eq!(ids(&v), [json!("from-task")], "{v}");
+    assert_eq!(v["results"][0]["metadata"]["src"], "task", "{v}");
+    let bad = json!({"type": "vectorize", "payload": {"text": "x", "dimension": 64, "collection": "missing"}});
+    let (_, v) = post(&t, 1, "/tasks/submit", bad).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let (_, r) = t.get(1, &format!("/tasks/{id}/result?wait=30")).await.unwrap();
+    assert_eq!(r["state"], "failed", "a vector for a missing collection fails its task: {r}");
+
     // A whole-cluster restart: the same answer.
     for i in 0..3 {
         t.kill(i);
