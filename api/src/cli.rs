@@ -48,6 +48,8 @@ pub enum Command {
     /// Development certificates.
     #[command(subcommand)]
     Certs(CertsCmd),
+    /// Vector collections, points and search.
+    Vector(VectorArgs),
     /// Users (admin): list, create, delete.
     User(UserArgs),
     /// Tenants (admin): list, create.
@@ -107,6 +109,62 @@ pub struct Target {
     /// PEM CA to trust for an https:// --addr (e.g. the ca.pem of `synod certs init`).
     #[arg(long, global = true, env = "SYNOD_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VectorArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The tenant to act in (admins only; sent as X-Synod-Tenant).
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
+    #[command(subcommand)]
+    pub cmd: VectorCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VectorCmd {
+    /// Create a collection.
+    Create {
+        name: String,
+        #[arg(long)]
+        dimension: u32,
+        /// cosine, l2 or dot (default: vector_db.default_metric).
+        #[arg(long)]
+        metric: Option<String>,
+        /// A task type that embeds text (e.g. vectorize).
+        #[arg(long)]
+        vectorizer: Option<String>,
+    },
+    List,
+    Get {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+    /// Upsert points: --points '[{"id": 1, "vector": [...], "metadata": {...}}]'.
+    Upsert {
+        name: String,
+        #[arg(long)]
+        points: String,
+    },
+    /// Search by --vector JSON or --text.
+    Search {
+        name: String,
+        #[arg(long)]
+        vector: Option<String>,
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// {"must": [...]} as JSON.
+        #[arg(long)]
+        filter: Option<String>,
+        /// local, leader or linearizable.
+        #[arg(long)]
+        consistency: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -642,6 +700,44 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     c.call(Method::POST, "/apikeys", Some(body), &[]).await?
                 }
                 ApiKeyCmd::Revoke { id } => c.call(Method::DELETE, &format!("/apikeys/{id}"), None, &[]).await?,
+            };
+            print(&v);
+        }
+        Command::Vector(VectorArgs { target, tenant, cmd }) => {
+            let c = Client::of(&target)?.with_tenant(tenant);
+            let json = |what: &str, s: &str| -> anyhow::Result<Value> {
+                serde_json::from_str(s).with_context(|| format!("--{what} is not JSON"))
+            };
+            let (v, _) = match cmd {
+                VectorCmd::Create { name, dimension, metric, vectorizer } => {
+                    let body = serde_json::json!({"name": name, "dimension": dimension, "metric": metric, "vectorizer": vectorizer});
+                    c.call(Method::POST, "/collections", Some(body), &[]).await?
+                }
+                VectorCmd::List => c.call(Method::GET, "/collections", None, &[]).await?,
+                VectorCmd::Get { name } => c.call(Method::GET, &format!("/collections/{name}"), None, &[]).await?,
+                VectorCmd::Delete { name } => {
+                    c.call(Method::DELETE, &format!("/collections/{name}"), None, &[]).await?
+                }
+                VectorCmd::Upsert { name, points } => {
+                    let body = serde_json::json!({"points": json("points", &points)?});
+                    c.call(Method::POST, &format!("/collections/{name}/points"), Some(body), &[]).await?
+                }
+                VectorCmd::Search { name, vector, text, top_k, filter, consistency } => {
+                    let mut body = serde_json::json!({"collection": name, "top_k": top_k});
+                    if let Some(v) = vector {
+                        body["vector"] = json("vector", &v)?;
+                    }
+                    if let Some(t) = text {
+                        body["text"] = t.into();
+                    }
+                    if let Some(f) = filter {
+                        body["filter"] = json("filter", &f)?;
+                    }
+                    if let Some(cs) = consistency {
+                        body["consistency"] = cs.into();
+                    }
+                    c.call(Method::POST, "/vector/search", Some(body), &[]).await?
+                }
             };
             print(&v);
         }
