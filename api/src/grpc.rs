@@ -96,6 +96,14 @@ pub const GRPC_METHODS: &[(&str, Access)] = &[
     ("Identity.CreateApiKey", Access::Read),
     ("Identity.ListApiKeys", Access::Read),
     ("Identity.RevokeApiKey", Access::Read),
+    ("Vectors.CreateCollection", Access::Write),
+    ("Vectors.ListCollections", Access::Read),
+    ("Vectors.GetCollection", Access::Read),
+    ("Vectors.DeleteCollection", Access::Write),
+    ("Vectors.UpsertPoints", Access::Write),
+    ("Vectors.DeletePoints", Access::Write),
+    ("Vectors.GetPoint", Access::Read),
+    ("Vectors.Search", Access::Read),
 ];
 
 /// The caller of `method`, from the `authorization` (Bearer) or `x-api-key`

@@ -119,7 +119,7 @@ impl Tasks for TasksGrpc {
     async fn status(&self, req: Request<TaskId>) -> Result<Response<pb::Task>, Status> {
         let ctx = authorize(&self.node, &req, "Tasks.Status")?;
         let TaskId { id } = req.into_inner();
-        timed("Tasks.Status", async { Ok(task(tasks::do_task_status(&ctx, &self.node, &id)?)) }).await
+        timed("Tasks.Status", async { Ok(task(tasks::do_task_status(&ctx, &self.node, &id).await?)) }).await
     }
 
     async fn result(&self, req: Request<ResultRequest>) -> Result<Response<pb::TaskResult>, Status> {
@@ -169,7 +169,7 @@ impl Tasks for TasksGrpc {
         let ctx = authorize(&self.node, &req, "Tasks.Watch")?;
         let TaskId { id } = req.into_inner();
         // The first answer (or a not-found) comes before the stream starts.
-        let first = tasks::do_task_status(&ctx, &self.node, &id).map_err(Status::from)?;
+        let first = tasks::do_task_status(&ctx, &self.node, &id).await.map_err(Status::from)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let node = self.node.clone();
         tokio::spawn(async move {
@@ -188,7 +188,7 @@ impl Tasks for TasksGrpc {
                     _ = tokio::time::sleep_until(expires) => return,
                     _ = tokio::time::timeout(Duration::from_millis(200), watch.changed()) => {}
                 }
-                let v = match tasks::do_task_status(&ctx, &node, &id) {
+                let v = match tasks::do_task_status(&ctx, &node, &id).await {
                     Ok(v) => v,
                     Err(e) => {
                         let _ = tx.send(Err(Status::from(e))).await;

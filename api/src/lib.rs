@@ -15,6 +15,7 @@ pub mod error;
 pub mod grpc;
 pub mod grpc_identity;
 pub mod grpc_tasks;
+pub mod grpc_vectors;
 pub mod identity;
 pub mod local_cluster;
 pub mod metrics;

@@ -478,7 +478,7 @@ async fn submit_tasks(
 }
 
 async fn task_status(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<String>) -> Result<Response> {
-    Ok(ok(tasks::do_task_status(&ctx, &node, &id)?))
+    Ok(ok(tasks::do_task_status(&ctx, &node, &id).await?))
 }
 
 #[derive(Deserialize)]

@@ -407,6 +407,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .add_service(crate::pb::identity_server::IdentityServer::new(crate::grpc_identity::IdentityGrpc::new(
             node.clone(),
         )))
+        .add_service(crate::pb::vectors_server::VectorsServer::new(crate::grpc_vectors::VectorsGrpc::new(node.clone())))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx.clone()));
     let http = tokio::spawn(http);
     let grpc = tokio::spawn(grpc);

@@ -275,13 +275,19 @@ fn require_write(ctx: &AuthContext) -> Result<()> {
 }
 
 /// The caller's task `id`; another tenant's task is as absent as one that
-/// never existed.
-fn load(ctx: &AuthContext, node: &Node, id: &str) -> Result<pb::TaskRecord> {
+/// never existed. A task this node has not applied yet (submitted a moment
+/// ago, through it or another node) is waited for through the read index,
+/// so a client reads its own acknowledged submit anywhere.
+async fn load(ctx: &AuthContext, node: &Node, id: &str) -> Result<pb::TaskRecord> {
+    if let Some(rec) = node.raft.store.get_task(&ctx.tenant, id)? {
+        return Ok(rec);
+    }
+    node.raft.read_barrier().await?;
     node.raft.store.get_task(&ctx.tenant, id)?.ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))
 }
 
-pub fn do_task_status(ctx: &AuthContext, node: &Node, id: &str) -> Result<TaskView> {
-    view(&node.raft.store, &load(ctx, node, id)?)
+pub async fn do_task_status(ctx: &AuthContext, node: &Node, id: &str) -> Result<TaskView> {
+    view(&node.raft.store, &load(ctx, node, id).await?)
 }
 
 fn result_view(store: &synod_store::Store, rec: &pb::TaskRecord) -> Result<ResultView> {
@@ -305,7 +311,7 @@ pub async fn do_task_result(ctx: &AuthContext, node: &Node, id: &str, wait: Dura
     let deadline = Instant::now() + wait.min(Duration::from_secs(60));
     let mut applied = node.raft.raft.metrics();
     loop {
-        let v = result_view(&node.raft.store, &load(ctx, node, id)?)?;
+        let v = result_view(&node.raft.store, &load(ctx, node, id).await?)?;
         if v.finished || Instant::now() >= deadline {
             return Ok(v);
         }

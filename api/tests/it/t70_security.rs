@@ -119,8 +119,9 @@ async fn every_route_and_method_checks_its_caller() {
         include_str!("../../proto/synod/v1/cluster.proto"),
         include_str!("../../proto/synod/v1/tasks.proto"),
         include_str!("../../proto/synod/v1/identity.proto"),
+        include_str!("../../proto/synod/v1/vectors.proto"),
     ];
-    for (service, proto) in ["Cluster", "Tasks", "Identity"].iter().zip(protos) {
+    for (service, proto) in ["Cluster", "Tasks", "Identity", "Vectors"].iter().zip(protos) {
         for line in proto.lines().map(str::trim).filter(|l| l.starts_with("rpc ")) {
             let name = line[4..].split('(').next().unwrap().trim();
             let full = format!("{service}.{name}");

@@ -34,6 +34,25 @@ async fn points_written_on_one_node_are_searched_on_another() {
     assert_eq!(ids(&v), [json!(41), json!(42), json!(40)], "{v}");
     assert!(v["results"][0]["score"].as_f64().unwrap() > v["results"][1]["score"].as_f64().unwrap());
 
+    // The gRPC twin answers the same.
+    let mut grpc =
+        synod_api::pb::vectors_client::VectorsClient::with_interceptor(must_channel(&t, 1).await, AdminAuth::of(&t));
+    let reply = grpc
+        .search(synod_api::pb::SearchRequest {
+            collection: "docs".into(),
+            vector: vec![41.2, 0.0],
+            text: String::new(),
+            top_k: 3,
+            filter_json: String::new(),
+            consistency: "linearizable".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<String> = reply.results.iter().map(|h| h.id.as_ref().unwrap().id.clone()).collect();
+    assert_eq!(got, ["41", "42", "40"]);
+    assert!(reply.results.iter().all(|h| h.id.as_ref().unwrap().numeric_id));
+
     let filtered = json!({"collection": "docs", "vector": [41.2, 0.0], "top_k": 3,
         "filter": {"must": [{"key": "even", "match": false}, {"key": "n", "range": {"gte": 50}}]}});
     let (_, v) = post(&t, 2, "/vector/search", filtered).await;
