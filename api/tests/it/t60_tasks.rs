@@ -214,7 +214,9 @@ async fn every_task_succeeds_once_when_a_worker_and_then_the_leader_die() {
     let worker = (leader + 1) % 3;
     let other = (leader + 2) % 3;
 
-    let ids = submit_many(&t, &[leader, worker, other], 1000, 20).await;
+    // 200 ms each: long enough that tasks are still running on the worker
+    // when the submits are done (1,000 of 20 ms could all finish first).
+    let ids = submit_many(&t, &[leader, worker, other], 1000, 200).await;
     // Kill a worker while tasks are running on it.
     let worker_id = t.node_id(worker).await.unwrap();
     t.wait_for("tasks running on the worker", READY, || async {
