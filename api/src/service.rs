@@ -740,6 +740,14 @@ pub async fn do_heartbeat(ctx: &AuthContext, node: &Node, hb: Heartbeat, forward
     let body = serde_json::to_value(&hb).expect("plain struct");
     node.on_leader(forwarded, reqwest::Method::POST, "/internal/heartbeat", Some(&body), async {
         let info: pb::NodeInfo = hb.info.clone().into();
+        // A removed node that has not stopped yet must not register itself
+        // again: only members of the cluster heartbeat.
+        if node.raft.metrics().membership_config.membership().get_node(&info.id).is_none() {
+            return Err(ApiError::FailedPrecondition {
+                message: format!("node {} is not a member of this cluster", info.id),
+                details: None,
+            });
+        }
         let known = node.raft.store.get_node(info.id)?;
         let needs_register = match &known {
             None => true,
