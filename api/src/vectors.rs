@@ -79,6 +79,7 @@ async fn propose(node: &Node, kind: Kind) -> Result<Outcome> {
                 pb::RejectCode::NotFound => ApiError::NotFound(r.message),
                 pb::RejectCode::AlreadyDone => ApiError::FailedPrecondition { message: r.message, details: None },
                 pb::RejectCode::Invalid => ApiError::InvalidArgument(r.message),
+                pb::RejectCode::QuotaExceeded => ApiError::RateLimited { message: r.message, retry_after_s: 1 },
                 _ => ApiError::Internal(r.message),
             })
         }
@@ -259,7 +260,12 @@ pub async fn do_upsert_points(
             metadata_json,
         });
     }
-    let kind = Kind::UpsertPoints(pb::UpsertPoints { tenant: ctx.tenant.clone(), collection: name.into(), points });
+    let kind = Kind::UpsertPoints(pb::UpsertPoints {
+        tenant: ctx.tenant.clone(),
+        collection: name.into(),
+        points,
+        max_vectors: node.cfg.security.tenant_max_vectors,
+    });
     collection_of(propose(node, kind).await?)
 }
 

@@ -245,6 +245,8 @@ pub struct SecurityConfig {
     pub tenant_max_queued_tasks: u64,
     /// Requests per second one tenant may make to one node; 0 = no limit.
     pub tenant_requests_per_second: u32,
+    /// Most vectors one tenant may store over all its collections; 0 = no limit.
+    pub tenant_max_vectors: u64,
 }
 
 /// Hand-written so that `{:?}` of a config never prints the secret.
@@ -261,6 +263,7 @@ impl fmt::Debug for SecurityConfig {
             .field("login_rate_per_minute", &self.login_rate_per_minute)
             .field("tenant_max_queued_tasks", &self.tenant_max_queued_tasks)
             .field("tenant_requests_per_second", &self.tenant_requests_per_second)
+            .field("tenant_max_vectors", &self.tenant_max_vectors)
             .finish()
     }
 }
@@ -278,6 +281,7 @@ impl Default for SecurityConfig {
             login_rate_per_minute: 10,
             tenant_max_queued_tasks: 1_000_000,
             tenant_requests_per_second: 20_000,
+            tenant_max_vectors: 10_000_000,
         }
     }
 }

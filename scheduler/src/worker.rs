@@ -305,6 +305,7 @@ impl<H: Host> Worker<H> {
             tenant: tenant.to_string(),
             collection: collection.to_string(),
             points: vec![point],
+            max_vectors: self.node.config().security.tenant_max_vectors,
         });
         match self.node.propose(kind).await {
             Ok(pb::CommandResult { outcome: Some(pb::command_result::Outcome::Rejected(r)) }) => {

@@ -66,7 +66,7 @@ pub fn backoff_ms(b: Option<&pb::Backoff>, attempt: usize) -> u64 {
 }
 
 /// A replicated counter's value.
-fn counter(ctx: &BatchCtx<'_>, tenant: &str, name: &str) -> Result<u64> {
+pub(crate) fn counter(ctx: &BatchCtx<'_>, tenant: &str, name: &str) -> Result<u64> {
     match ctx.get(&stats_key(tenant, name))? {
         None => Ok(0),
         Some(b) => {
@@ -76,7 +76,7 @@ fn counter(ctx: &BatchCtx<'_>, tenant: &str, name: &str) -> Result<u64> {
 }
 
 /// Adds `delta` to a replicated counter.
-fn bump(ctx: &mut BatchCtx<'_>, tenant: &str, name: &str, delta: i64) -> Result<()> {
+pub(crate) fn bump(ctx: &mut BatchCtx<'_>, tenant: &str, name: &str, delta: i64) -> Result<()> {
     let next = counter(ctx, tenant, name)?.saturating_add_signed(delta);
     ctx.put(stats_key(tenant, name), next.to_be_bytes().to_vec());
     Ok(())

@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 use crate::pb::{self, CollectionRecord, CommandResult, Metric, Point, RejectCode, command_result::Outcome};
 use crate::schema::*;
 use crate::state_machine::{BatchCtx, ok, rejected};
+use crate::tasks::{bump, counter};
+
+/// The replicated per-tenant counter of stored points (`_sys/stats/`).
+pub const VECTORS_COUNTER: &str = "vectors";
 
 /// Largest dimension apply() accepts (the API enforces the configured one).
 pub const MAX_DIMENSION: u32 = 65_536;
@@ -88,6 +92,7 @@ pub(crate) fn delete_collection(ctx: &mut BatchCtx<'_>, c: pb::DeleteCollection)
     *end.last_mut().expect("the prefix ends with '/'") += 1;
     ctx.delete_range(&start, &end);
     ctx.delete(collection_key(&coll.tenant, &coll.name));
+    bump(ctx, &coll.tenant, VECTORS_COUNTER, -(coll.points as i64))?;
     Ok(ok())
 }
 
@@ -101,13 +106,28 @@ pub(crate) fn upsert_points(ctx: &mut BatchCtx<'_>, c: pb::UpsertPoints) -> Resu
             return Ok(rejected(RejectCode::Invalid, format!("points[{i}]: {why}")));
         }
     }
+    let stored = counter(ctx, &coll.tenant, VECTORS_COUNTER)?;
+    if c.max_vectors > 0 && stored + c.points.len() as u64 > c.max_vectors {
+        return Ok(rejected(
+            RejectCode::QuotaExceeded,
+            format!(
+                "tenant {} stores {stored} vectors; {} more would pass its quota of {}",
+                coll.tenant,
+                c.points.len(),
+                c.max_vectors
+            ),
+        ));
+    }
+    let mut added = 0;
     for p in c.points {
         let key = point_key(&coll.tenant, coll.uid, &point_id_key(&p.id, p.numeric_id));
         if ctx.get(&key)?.is_none() {
-            coll.points += 1;
+            added += 1;
         }
         ctx.put(key, p.encode_to_vec());
     }
+    coll.points += added;
+    bump(ctx, &coll.tenant, VECTORS_COUNTER, added as i64)?;
     ctx.put(collection_key(&coll.tenant, &coll.name), coll.encode_to_vec());
     Ok(collection_result(coll))
 }
@@ -143,6 +163,7 @@ pub(crate) fn delete_points(ctx: &mut BatchCtx<'_>, c: pb::DeletePoints) -> Resu
         if ctx.get(&key)?.is_some() {
             ctx.delete(key);
             coll.points = coll.points.saturating_sub(1);
+            bump(ctx, &coll.tenant, VECTORS_COUNTER, -1)?;
         }
     }
     ctx.put(collection_key(&coll.tenant, &coll.name), coll.encode_to_vec());

@@ -347,10 +347,14 @@ async fn the_first_admin_logs_in_with_the_configured_password() {
 
 #[tokio::test]
 async fn tenant_quotas_and_request_rates_answer_429() {
-    let args: Vec<String> = ["security.tenant_max_queued_tasks=5", "security.tenant_requests_per_second=20"]
-        .iter()
-        .flat_map(|s| ["--set".to_string(), s.to_string()])
-        .collect();
+    let args: Vec<String> = [
+        "security.tenant_max_queued_tasks=5",
+        "security.tenant_requests_per_second=20",
+        "security.tenant_max_vectors=2",
+    ]
+    .iter()
+    .flat_map(|s| ["--set".to_string(), s.to_string()])
+    .collect();
     let t = must_single(&args).await;
     let url = t.nodes[0].url();
     // Tasks no node can take stay queued.
@@ -366,6 +370,18 @@ async fn tenant_quotas_and_request_rates_answer_429() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, list) = t.get(0, "/tasks?limit=100").await.unwrap();
     assert_eq!(list["tasks"].as_array().unwrap().len(), 5, "the refused submit stored nothing");
+
+    // At most 2 vectors: a third is refused whole, and nothing is stored.
+    let coll = json!({"name": "v", "dimension": 1});
+    assert_eq!(t.http.post(format!("{url}/collections")).json(&coll).send().await.unwrap().status().as_u16(), 200);
+    let pts =
+        |ids: &[u64]| json!({"points": ids.iter().map(|i| json!({"id": i, "vector": [1.0]})).collect::<Vec<_>>()});
+    let r = t.http.post(format!("{url}/collections/v/points")).json(&pts(&[1, 2])).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = t.http.post(format!("{url}/collections/v/points")).json(&pts(&[3])).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let (_, c) = t.get(0, "/collections/v").await.unwrap();
+    assert_eq!(c["points"], 2, "{c}");
 
     // 20 requests a second: a burst of 60 meets 429 with Retry-After.
     let mut limited = 0;

@@ -20,7 +20,7 @@ fn point(id: &str, v: &[f32]) -> pb::Point {
 }
 
 fn upsert(coll: &str, points: Vec<pb::Point>) -> Kind {
-    Kind::UpsertPoints(pb::UpsertPoints { tenant: "acme".into(), collection: coll.into(), points })
+    Kind::UpsertPoints(pb::UpsertPoints { tenant: "acme".into(), collection: coll.into(), points, max_vectors: 0 })
 }
 
 fn code(r: &pb::CommandResult) -> Option<RejectCode> {
@@ -108,4 +108,36 @@ fn a_collection_created_again_does_not_see_the_old_points() {
     assert_eq!(n, 0, "the old points are gone");
     assert_eq!(store.list_collections("acme").unwrap().len(), 1);
     assert!(store.list_collections("other").unwrap().is_empty());
+}
+
+#[test]
+fn the_vector_quota_counts_every_collection_of_a_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let capped = |coll: &str, ids: &[&str]| {
+        Kind::UpsertPoints(pb::UpsertPoints {
+            tenant: "acme".into(),
+            collection: coll.into(),
+            points: ids.iter().map(|i| point(i, &[1.0, 0.0])).collect(),
+            max_vectors: 3,
+        })
+    };
+    let r = must_apply(
+        &store,
+        1,
+        &[
+            cmd(1, create("a", 2)),
+            cmd(2, create("b", 2)),
+            cmd(3, capped("a", &["1", "2"])),
+            cmd(4, capped("b", &["1", "2"])),
+            cmd(5, capped("b", &["1"])),
+            cmd(6, Kind::DeleteCollection(pb::DeleteCollection { tenant: "acme".into(), name: "a".into() })),
+            cmd(7, capped("b", &["2", "3"])),
+        ],
+    );
+    assert_eq!(code(&r[2]), None);
+    assert_eq!(code(&r[3]), Some(RejectCode::QuotaExceeded), "2 + 2 > 3 over both collections");
+    assert_eq!(code(&r[4]), None, "2 + 1 fits");
+    assert_eq!(code(&r[6]), None, "deleting a frees its 2: 1 + 2 fits");
+    assert_eq!(store.get_collection("acme", "b").unwrap().unwrap().points, 3);
 }
