@@ -50,6 +50,24 @@ impl AuthContext {
         Ok(AuthContext { subject: "anonymous".into(), tenant: tenant.to_string(), role: Role::Admin })
     }
 
+    /// Writes need the user or admin role; a reader may only read.
+    pub fn require_write(&self) -> Result<()> {
+        match self.role {
+            Role::Admin | Role::User => Ok(()),
+            Role::Reader => {
+                Err(ApiError::PermissionDenied(format!("{} may only read in tenant {}", self.subject, self.tenant)))
+            }
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<()> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied(format!("{} is not an admin", self.subject)))
+        }
+    }
+
     /// A node acting on its own behalf (heartbeats).
     pub fn node(id: u64) -> AuthContext {
         AuthContext { subject: format!("node:{id}"), tenant: DEFAULT_TENANT.into(), role: Role::Admin }

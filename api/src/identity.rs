@@ -231,31 +231,6 @@ fn api_key_caller(node: &Node, key: &str) -> Result<AuthContext> {
     Ok(AuthContext { subject: format!("apikey:{}", rec.id), tenant: rec.tenant, role })
 }
 
-pub fn require_admin(ctx: &AuthContext) -> Result<()> {
-    if ctx.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(ApiError::PermissionDenied(format!("{} is not an admin", ctx.subject)))
-    }
-}
-
-fn rejected(r: pb::Rejection) -> ApiError {
-    match pb::RejectCode::try_from(r.code).unwrap_or(pb::RejectCode::Unspecified) {
-        pb::RejectCode::NotFound => ApiError::NotFound(r.message),
-        pb::RejectCode::AlreadyDone => ApiError::FailedPrecondition { message: r.message, details: None },
-        pb::RejectCode::Invalid => ApiError::InvalidArgument(r.message),
-        _ => ApiError::Internal(r.message),
-    }
-}
-
-async fn propose(node: &Node, kind: Kind) -> Result<Outcome> {
-    match node.raft.write(&command(kind)).await?.result.outcome {
-        Some(Outcome::Rejected(r)) => Err(rejected(r)),
-        Some(o) => Ok(o),
-        None => Err(ApiError::Internal("a command without an outcome".into())),
-    }
-}
-
 // ---- login
 
 #[derive(Deserialize)]
@@ -352,9 +327,9 @@ pub struct TenantRequest {
 }
 
 pub async fn do_create_tenant(ctx: &AuthContext, node: &Node, req: TenantRequest) -> Result<TenantView> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     auth::check_tenant_name(&req.name)?;
-    match propose(node, Kind::PutTenant(pb::PutTenant { name: req.name.clone() })).await? {
+    match node.propose(Kind::PutTenant(pb::PutTenant { name: req.name.clone() })).await?.0 {
         Outcome::Tenant(t) => {
             audit("tenant_created", &ctx.subject, &t.name);
             Ok(TenantView { name: t.name, created_at_ms: t.created_at_ms })
@@ -364,7 +339,7 @@ pub async fn do_create_tenant(ctx: &AuthContext, node: &Node, req: TenantRequest
 }
 
 pub fn do_list_tenants(ctx: &AuthContext, node: &Node) -> Result<Vec<TenantView>> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     Ok(node
         .raft
         .store
@@ -405,7 +380,7 @@ fn user_view(u: pb::UserRecord) -> UserView {
 
 /// Creates a user. The tenant is created with it if it does not exist yet.
 pub async fn do_create_user(ctx: &AuthContext, node: &Node, req: UserRequest) -> Result<UserView> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     if !synod_store::identity::valid_name(&req.username) {
         return Err(ApiError::InvalidArgument(format!(
             "user name {:?}: 1 to 64 ASCII letters, digits, '-', '_' or '.'",
@@ -432,7 +407,7 @@ pub async fn create_user(
     role: Role,
     replace: bool,
 ) -> Result<UserView> {
-    propose(node, Kind::PutTenant(pb::PutTenant { name: tenant.to_string() })).await?;
+    node.propose(Kind::PutTenant(pb::PutTenant { name: tenant.to_string() })).await?;
     let password = password.to_string();
     let hash = argon2_task(move || auth::hash_password(&password)).await??;
     let user = pb::UserRecord {
@@ -442,7 +417,7 @@ pub async fn create_user(
         password_hash: hash,
         ..Default::default()
     };
-    match propose(node, Kind::PutUser(pb::PutUser { user: Some(user), replace })).await? {
+    match node.propose(Kind::PutUser(pb::PutUser { user: Some(user), replace })).await?.0 {
         Outcome::User(u) => Ok(user_view(u)),
         other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
     }
@@ -458,7 +433,7 @@ pub struct UserUpdate {
 
 /// Changes a user's password, role or tenant (what the request names).
 pub async fn do_update_user(ctx: &AuthContext, node: &Node, name: &str, req: UserUpdate) -> Result<UserView> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     let mut user =
         node.raft.store.get_user(name)?.ok_or_else(|| ApiError::NotFound(format!("user {name} not found")))?;
     if let Some(p) = req.password {
@@ -474,10 +449,10 @@ pub async fn do_update_user(ctx: &AuthContext, node: &Node, name: &str, req: Use
     user.tokens_not_before_ms = now_ms() / 1000 * 1000;
     if let Some(t) = req.tenant {
         auth::check_tenant_name(&t)?;
-        propose(node, Kind::PutTenant(pb::PutTenant { name: t.clone() })).await?;
+        node.propose(Kind::PutTenant(pb::PutTenant { name: t.clone() })).await?;
         user.tenant = t;
     }
-    match propose(node, Kind::PutUser(pb::PutUser { user: Some(user), replace: true })).await? {
+    match node.propose(Kind::PutUser(pb::PutUser { user: Some(user), replace: true })).await?.0 {
         Outcome::User(u) => {
             let v = user_view(u);
             audit("user_updated", &ctx.subject, &format!("{} in {} as {}", v.username, v.tenant, v.role));
@@ -488,13 +463,13 @@ pub async fn do_update_user(ctx: &AuthContext, node: &Node, name: &str, req: Use
 }
 
 pub fn do_list_users(ctx: &AuthContext, node: &Node) -> Result<Vec<UserView>> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     Ok(node.raft.store.list_users()?.into_iter().map(user_view).collect())
 }
 
 pub async fn do_delete_user(ctx: &AuthContext, node: &Node, name: &str) -> Result<()> {
-    require_admin(ctx)?;
-    propose(node, Kind::DeleteUser(pb::DeleteUser { name: name.to_string() })).await?;
+    ctx.require_admin()?;
+    node.propose(Kind::DeleteUser(pb::DeleteUser { name: name.to_string() })).await?;
     audit("user_deleted", &ctx.subject, name);
     Ok(())
 }
@@ -589,7 +564,7 @@ pub async fn do_create_api_key(ctx: &AuthContext, node: &Node, req: ApiKeyReques
         expires_at_ms,
         ..Default::default()
     };
-    match propose(node, Kind::PutApiKey(pb::PutApiKey { key: Some(rec) })).await? {
+    match node.propose(Kind::PutApiKey(pb::PutApiKey { key: Some(rec) })).await?.0 {
         Outcome::ApiKey(k) => {
             audit("apikey_created", &ctx.subject, &format!("{} in {} as {}", k.id, k.tenant, role.as_str()));
             Ok(key_view(k, Some(full)))
@@ -610,7 +585,7 @@ pub async fn do_revoke_api_key(ctx: &AuthContext, node: &Node, id: &str) -> Resu
     if ctx.role != Role::Admin && rec.owner != ctx.subject {
         return Err(missing());
     }
-    match propose(node, Kind::RevokeApiKey(pb::RevokeApiKey { tenant: ctx.tenant.clone(), id: id.to_string() })).await?
+    match node.propose(Kind::RevokeApiKey(pb::RevokeApiKey { tenant: ctx.tenant.clone(), id: id.to_string() })).await?.0
     {
         Outcome::ApiKey(k) => {
             audit("apikey_revoked", &ctx.subject, id);

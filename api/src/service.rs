@@ -266,7 +266,9 @@ impl Node {
 
     /// Proposes `kind` and returns the state machine's outcome, turning a
     /// rejection into the matching client error.
-    async fn propose(&self, kind: Kind) -> Result<(Outcome, u64)> {
+    /// Proposes a command; a business rejection becomes its API error.
+    /// Answers the outcome and the entry's log index.
+    pub(crate) async fn propose(&self, kind: Kind) -> Result<(Outcome, u64)> {
         let out = self.raft.write(&command(kind)).await?;
         match out.result.outcome {
             Some(Outcome::Rejected(r)) => Err(rejection_to_error(r)),
@@ -387,7 +389,6 @@ impl Node {
 // ---- do_* functions
 
 use crate::auth::AuthContext;
-use crate::identity::require_admin;
 
 /// Logs and counts a membership change where the caller made it (not on
 /// the leader it was forwarded to, where the caller is a node).
@@ -527,7 +528,7 @@ pub async fn do_set_labels(
     labels: BTreeMap<String, String>,
     if_match: Option<u64>,
 ) -> Result<RegistryEntryView> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     validate_labels(&labels)?;
     let (outcome, _) =
         node.propose(Kind::SetLabels(pb::SetNodeLabels { node_id: id, labels, expected_version: if_match })).await?;
@@ -539,7 +540,7 @@ pub async fn do_set_labels(
 
 /// Reserves a fresh node id for a node about to join.
 pub async fn do_allocate_node_id(ctx: &AuthContext, node: &Node) -> Result<u64> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     match node.propose(Kind::AllocateNodeId(pb::AllocateNodeId {})).await? {
         (Outcome::NodeId(id), _) => Ok(id),
         (other, _) => Err(ApiError::Internal(format!("unexpected allocate outcome {other:?}"))),
@@ -561,7 +562,7 @@ pub async fn do_add_learner(
     req: JoinRequest,
     forwarded: bool,
 ) -> Result<MembershipReply> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     if req.id == 0 {
         return Err(ApiError::InvalidArgument("node id 0 is reserved".into()));
     }
@@ -591,7 +592,7 @@ pub async fn do_add_learner(
 }
 
 pub async fn do_promote(ctx: &AuthContext, node: &Node, id: u64, forwarded: bool) -> Result<MembershipReply> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     let r = node
         .on_leader(forwarded, reqwest::Method::POST, &format!("/cluster/nodes/{id}/promote"), None, async {
             let m = node.raft.metrics();
@@ -617,7 +618,7 @@ pub async fn do_demote(
     force: bool,
     forwarded: bool,
 ) -> Result<MembershipReply> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     let path = format!("/cluster/nodes/{id}/demote{}", if force { "?force=true" } else { "" });
     let r = node
         .on_leader(forwarded, reqwest::Method::POST, &path, None, async {
@@ -673,7 +674,7 @@ pub async fn do_remove(
     force: bool,
     forwarded: bool,
 ) -> Result<MembershipReply> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     let path = format!("/cluster/nodes/{id}/remove{}", if force { "?force=true" } else { "" });
     let r = node
         .on_leader(forwarded, reqwest::Method::POST, &path, None, async {
@@ -700,7 +701,7 @@ pub async fn do_remove(
 }
 
 pub async fn do_transfer_leader(ctx: &AuthContext, node: &Node, id: u64, forwarded: bool) -> Result<MembershipReply> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     let r = node
         .on_leader(forwarded, reqwest::Method::POST, &format!("/cluster/nodes/{id}/transfer-leader"), None, async {
             let m = node.raft.metrics();
@@ -724,7 +725,7 @@ pub async fn do_transfer_leader(ctx: &AuthContext, node: &Node, id: u64, forward
 }
 
 pub async fn do_set_draining(ctx: &AuthContext, node: &Node, id: u64, draining: bool) -> Result<RegistryEntryView> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     let what = if draining { "node_drain" } else { "node_undrain" };
     crate::identity::audit(what, &ctx.subject, &format!("node {id}"));
     match node.propose(Kind::SetDraining(pb::SetNodeDraining { node_id: id, draining })).await? {
@@ -736,7 +737,7 @@ pub async fn do_set_draining(ctx: &AuthContext, node: &Node, id: u64, draining: 
 /// A node's heartbeat, stamped with the leader's clock (leader only;
 /// forwarded otherwise). Registers the node, or refreshes its record.
 pub async fn do_heartbeat(ctx: &AuthContext, node: &Node, hb: Heartbeat, forwarded: bool) -> Result<MembershipReply> {
-    require_admin(ctx)?;
+    ctx.require_admin()?;
     let body = serde_json::to_value(&hb).expect("plain struct");
     node.on_leader(forwarded, reqwest::Method::POST, "/internal/heartbeat", Some(&body), async {
         let info: pb::NodeInfo = hb.info.clone().into();

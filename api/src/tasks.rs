@@ -10,7 +10,7 @@ use serde_json::Value;
 use synod_store::pb::{self, TaskState, command::Kind, command_result::Outcome};
 use synod_store::tasks::{is_terminal, state_name};
 
-use crate::auth::{AuthContext, Role};
+use crate::auth::AuthContext;
 use crate::error::{ApiError, Result};
 use crate::service::{Node, command, now_ms};
 
@@ -225,7 +225,7 @@ fn validate(ctx: &AuthContext, node: &Node, req: &SubmitRequest) -> Result<pb::T
 /// Validates every task first (one bad task refuses the whole batch and
 /// stores nothing), then submits them in one replicated command.
 pub async fn do_submit_tasks(ctx: &AuthContext, node: &Node, reqs: Vec<SubmitRequest>) -> Result<Vec<SubmitResponse>> {
-    require_write(ctx)?;
+    ctx.require_write()?;
     if reqs.is_empty() {
         return Err(ApiError::InvalidArgument("no tasks to submit".into()));
     }
@@ -261,16 +261,6 @@ fn prefix(e: ApiError, i: usize) -> ApiError {
         ApiError::InvalidArgument(m) => ApiError::InvalidArgument(format!("tasks[{i}]: {m}")),
         ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(format!("tasks[{i}]: {m}")),
         other => other,
-    }
-}
-
-/// Readers may read; writes need the user or admin role.
-fn require_write(ctx: &AuthContext) -> Result<()> {
-    match ctx.role {
-        Role::Admin | Role::User => Ok(()),
-        Role::Reader => {
-            Err(ApiError::PermissionDenied(format!("{} may only read in tenant {}", ctx.subject, ctx.tenant)))
-        }
     }
 }
 
@@ -355,7 +345,7 @@ pub fn do_list_tasks(ctx: &AuthContext, node: &Node, q: ListQuery) -> Result<Tas
 }
 
 pub async fn do_cancel_task(ctx: &AuthContext, node: &Node, id: &str) -> Result<TaskView> {
-    require_write(ctx)?;
+    ctx.require_write()?;
     let out = node
         .raft
         .write(&command(Kind::CancelTask(pb::CancelTask { tenant: ctx.tenant.clone(), id: id.to_string() })))

@@ -9,16 +9,9 @@ use synod_store::pb::{self, Metric, command::Kind, command_result::Outcome};
 use synod_store::vector_search::{Filter, exact_search};
 use synod_store::vectors::{decode_vector, encode_vector, point_id_key};
 
-use crate::auth::{AuthContext, Role};
+use crate::auth::AuthContext;
 use crate::error::{ApiError, Result};
-use crate::service::{Consistency, Node, command};
-
-fn require_write(ctx: &AuthContext) -> Result<()> {
-    match ctx.role {
-        Role::Admin | Role::User => Ok(()),
-        Role::Reader => Err(ApiError::PermissionDenied(format!("{} may only read", ctx.subject))),
-    }
-}
+use crate::service::{Consistency, Node};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -72,22 +65,6 @@ fn collection_view(c: pb::CollectionRecord) -> CollectionView {
     }
 }
 
-async fn propose(node: &Node, kind: Kind) -> Result<Outcome> {
-    match node.raft.write(&command(kind)).await?.result.outcome {
-        Some(Outcome::Rejected(r)) => {
-            Err(match pb::RejectCode::try_from(r.code).unwrap_or(pb::RejectCode::Unspecified) {
-                pb::RejectCode::NotFound => ApiError::NotFound(r.message),
-                pb::RejectCode::AlreadyDone => ApiError::FailedPrecondition { message: r.message, details: None },
-                pb::RejectCode::Invalid => ApiError::InvalidArgument(r.message),
-                pb::RejectCode::QuotaExceeded => ApiError::RateLimited { message: r.message, retry_after_s: 1 },
-                _ => ApiError::Internal(r.message),
-            })
-        }
-        Some(o) => Ok(o),
-        None => Err(ApiError::Internal("a command without an outcome".into())),
-    }
-}
-
 fn collection_of(out: Outcome) -> Result<CollectionView> {
     match out {
         Outcome::Collection(c) => Ok(collection_view(c)),
@@ -96,7 +73,7 @@ fn collection_of(out: Outcome) -> Result<CollectionView> {
 }
 
 pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: CollectionRequest) -> Result<CollectionView> {
-    require_write(ctx)?;
+    ctx.require_write()?;
     let cfg = &node.cfg.vector_db;
     if !synod_store::vectors::valid_collection_name(&req.name) {
         return Err(ApiError::InvalidArgument(format!(
@@ -143,7 +120,7 @@ pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: Collectio
         vectorizer: req.vectorizer.unwrap_or_default(),
         ..Default::default()
     };
-    collection_of(propose(node, Kind::CreateCollection(pb::CreateCollection { collection: Some(rec) })).await?)
+    collection_of(node.propose(Kind::CreateCollection(pb::CreateCollection { collection: Some(rec) })).await?.0)
 }
 
 fn load(ctx: &AuthContext, node: &Node, name: &str) -> Result<pb::CollectionRecord> {
@@ -175,8 +152,8 @@ pub fn do_list_collections(ctx: &AuthContext, node: &Node) -> Result<Vec<Collect
 }
 
 pub async fn do_delete_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<()> {
-    require_write(ctx)?;
-    propose(node, Kind::DeleteCollection(pb::DeleteCollection { tenant: ctx.tenant.clone(), name: name.into() }))
+    ctx.require_write()?;
+    node.propose(Kind::DeleteCollection(pb::DeleteCollection { tenant: ctx.tenant.clone(), name: name.into() }))
         .await?;
     Ok(())
 }
@@ -219,7 +196,7 @@ pub async fn do_upsert_points(
     name: &str,
     req: UpsertRequest,
 ) -> Result<CollectionView> {
-    require_write(ctx)?;
+    ctx.require_write()?;
     let coll = load_fresh(ctx, node, name).await?;
     let max = node.cfg.vector_db.max_batch;
     if req.points.is_empty() || req.points.len() > max {
@@ -266,7 +243,7 @@ pub async fn do_upsert_points(
         points,
         max_vectors: node.cfg.security.tenant_max_vectors,
     });
-    collection_of(propose(node, kind).await?)
+    collection_of(node.propose(kind).await?.0)
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,14 +258,14 @@ pub async fn do_delete_points(
     name: &str,
     req: DeletePointsRequest,
 ) -> Result<CollectionView> {
-    require_write(ctx)?;
+    ctx.require_write()?;
     load_fresh(ctx, node, name).await?;
     if req.ids.len() > node.cfg.vector_db.max_batch {
         return Err(ApiError::InvalidArgument("too many ids in one delete (vector_db.max_batch)".into()));
     }
     let ids = req.ids.iter().map(|v| parse_id(v).map(|(id, n)| point_id_key(&id, n))).collect::<Result<Vec<_>>>()?;
     let kind = Kind::DeletePoints(pb::DeletePoints { tenant: ctx.tenant.clone(), collection: name.into(), ids });
-    collection_of(propose(node, kind).await?)
+    collection_of(node.propose(kind).await?.0)
 }
 
 /// The vector of `text` from the collection's vectorizer (a plugin that
