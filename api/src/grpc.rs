@@ -104,6 +104,7 @@ pub const GRPC_METHODS: &[(&str, Access)] = &[
     ("Vectors.DeletePoints", Access::Write),
     ("Vectors.GetPoint", Access::Read),
     ("Vectors.Search", Access::Read),
+    ("Vectors.SearchBatch", Access::Read),
 ];
 
 /// The caller of `method`, from the `authorization` (Bearer) or `x-api-key`

@@ -84,7 +84,7 @@ impl Vectors for VectorsGrpc {
         let ctx = authorize(&self.node, &req, "Vectors.ListCollections")?;
         let ListCollectionsRequest {} = req.into_inner();
         timed("Vectors.ListCollections", async {
-            let collections = v::do_list_collections(&ctx, &self.node)?.into_iter().map(collection).collect();
+            let collections = v::do_list_collections(&ctx, &self.node).await?.into_iter().map(collection).collect();
             Ok(CollectionList { collections })
         })
         .await
@@ -93,7 +93,8 @@ impl Vectors for VectorsGrpc {
     async fn get_collection(&self, req: Request<CollectionName>) -> Result<Response<pb::Collection>, Status> {
         let ctx = authorize(&self.node, &req, "Vectors.GetCollection")?;
         let CollectionName { name } = req.into_inner();
-        timed("Vectors.GetCollection", async { Ok(collection(v::do_get_collection(&ctx, &self.node, &name)?)) }).await
+        timed("Vectors.GetCollection", async { Ok(collection(v::do_get_collection(&ctx, &self.node, &name).await?)) })
+            .await
     }
 
     async fn delete_collection(&self, req: Request<CollectionName>) -> Result<Response<DeleteCollectionReply>, Status> {
@@ -141,7 +142,7 @@ impl Vectors for VectorsGrpc {
         let ctx = authorize(&self.node, &req, "Vectors.GetPoint")?;
         let GetPointRequest { collection: name, id } = req.into_inner();
         timed("Vectors.GetPoint", async {
-            let p = v::do_get_point(&ctx, &self.node, &name, &id)?;
+            let p = v::do_get_point(&ctx, &self.node, &name, &id).await?;
             let r = id_ref(&p.id);
             Ok(VectorPoint {
                 id: r.id,
@@ -156,37 +157,62 @@ impl Vectors for VectorsGrpc {
 
     async fn search(&self, req: Request<pb::SearchRequest>) -> Result<Response<SearchReply>, Status> {
         let ctx = authorize(&self.node, &req, "Vectors.Search")?;
-        let pb::SearchRequest { collection: name, vector, text, top_k, filter_json, consistency } = req.into_inner();
+        let pb::SearchRequest { collection: name, vector, text, top_k, filter_json, consistency, ef } =
+            req.into_inner();
         timed("Vectors.Search", async {
-            let filter = match json_or_none(&filter_json, "filter_json")? {
-                None => None,
-                Some(f) => Some(
-                    serde_json::from_value(f).map_err(|e| ApiError::InvalidArgument(format!("filter_json: {e}")))?,
-                ),
-            };
+            let q = query_body(pb::Query { vector, text, top_k, filter_json, ef })?;
             let r = v::SearchRequest {
                 collection: name,
-                vector: Some(vector).filter(|v| !v.is_empty()),
-                text: Some(text).filter(|t| !t.is_empty()),
-                top_k: Some(top_k as usize).filter(|k| *k != 0),
-                filter,
-                ef: None,
+                vector: q.vector,
+                text: q.text,
+                top_k: q.top_k,
+                filter: q.filter,
+                ef: q.ef,
                 consistency: Some(consistency).filter(|c| !c.is_empty()),
             };
             let out = v::do_search(&ctx, &self.node, r).await?;
-            Ok(SearchReply {
-                results: out
-                    .results
-                    .into_iter()
-                    .map(|h| pb::SearchHit {
-                        id: Some(id_ref(&h.id)),
-                        score: h.score,
-                        metadata_json: h.metadata.to_string(),
-                    })
-                    .collect(),
+            Ok(SearchReply { results: hits(out.results), behind_by: out.behind_by })
+        })
+        .await
+    }
+
+    async fn search_batch(&self, req: Request<SearchBatchRequest>) -> Result<Response<SearchBatchReply>, Status> {
+        let ctx = authorize(&self.node, &req, "Vectors.SearchBatch")?;
+        let SearchBatchRequest { collection, queries, consistency } = req.into_inner();
+        timed("Vectors.SearchBatch", async {
+            let r = v::BatchSearchRequest {
+                collection,
+                queries: queries.into_iter().map(query_body).collect::<Result<Vec<_>, _>>()?,
+                consistency: Some(consistency).filter(|c| !c.is_empty()),
+            };
+            let out = v::do_search_batch(&ctx, &self.node, r).await?;
+            Ok(SearchBatchReply {
+                results: out.results.into_iter().map(|r| HitList { hits: hits(r) }).collect(),
                 behind_by: out.behind_by,
             })
         })
         .await
     }
+}
+
+fn query_body(q: pb::Query) -> Result<v::QueryBody, ApiError> {
+    let pb::Query { vector, text, top_k, filter_json, ef } = q;
+    let filter = match json_or_none(&filter_json, "filter_json")? {
+        None => None,
+        Some(f) => Some(serde_json::from_value(f).map_err(|e| ApiError::InvalidArgument(format!("filter_json: {e}")))?),
+    };
+    Ok(v::QueryBody {
+        vector: Some(vector).filter(|v| !v.is_empty()),
+        text: Some(text).filter(|t| !t.is_empty()),
+        top_k: Some(top_k as usize).filter(|k| *k != 0),
+        filter,
+        ef: Some(ef as usize).filter(|e| *e != 0),
+    })
+}
+
+fn hits(results: Vec<v::SearchHit>) -> Vec<pb::SearchHit> {
+    results
+        .into_iter()
+        .map(|h| pb::SearchHit { id: Some(id_ref(&h.id)), score: h.score, metadata_json: h.metadata.to_string() })
+        .collect()
 }

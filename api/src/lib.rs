@@ -25,6 +25,7 @@ pub mod service;
 pub mod supervisor;
 pub mod tasks;
 pub mod tls;
+pub mod vector_store;
 pub mod vectors;
 
 /// Generated types of the public `synod.v1` gRPC API.

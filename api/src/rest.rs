@@ -166,6 +166,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("DELETE", "/collections/{name}/points", Access::Write),
     ("GET", "/collections/{name}/points/{id}", Access::Read),
     ("POST", "/vector/search", Access::Read),
+    ("POST", "/vector/search/batch", Access::Read),
 ];
 
 fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> {
@@ -210,6 +211,7 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("DELETE", "/collections/{name}/points") => axum::routing::delete(delete_points),
         ("GET", "/collections/{name}/points/{id}") => get(get_point),
         ("POST", "/vector/search") => post(search),
+        ("POST", "/vector/search/batch") => post(search_batch),
         (m, p) => panic!("route {m} {p} is in ROUTES but has no handler"),
     }
 }
@@ -594,7 +596,7 @@ async fn revoke_api_key(State(node): State<SharedNode>, ctx: AuthContext, P(id):
 // ---- vectors
 
 async fn list_collections(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
-    Ok(ok(json!({"collections": crate::vectors::do_list_collections(&ctx, &node)?})))
+    Ok(ok(json!({"collections": crate::vectors::do_list_collections(&ctx, &node).await?})))
 }
 
 async fn create_collection(
@@ -606,7 +608,7 @@ async fn create_collection(
 }
 
 async fn get_collection(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
-    Ok(ok(crate::vectors::do_get_collection(&ctx, &node, &name)?))
+    Ok(ok(crate::vectors::do_get_collection(&ctx, &node, &name).await?))
 }
 
 async fn delete_collection(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
@@ -637,7 +639,7 @@ async fn get_point(
     ctx: AuthContext,
     P((name, id)): P<(String, String)>,
 ) -> Result<Response> {
-    Ok(ok(crate::vectors::do_get_point(&ctx, &node, &name, &id)?))
+    Ok(ok(crate::vectors::do_get_point(&ctx, &node, &name, &id).await?))
 }
 
 async fn search(
@@ -646,4 +648,12 @@ async fn search(
     Json(req): Json<crate::vectors::SearchRequest>,
 ) -> Result<Response> {
     Ok(ok(crate::vectors::do_search(&ctx, &node, req).await?))
+}
+
+async fn search_batch(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    Json(req): Json<crate::vectors::BatchSearchRequest>,
+) -> Result<Response> {
+    Ok(ok(crate::vectors::do_search_batch(&ctx, &node, req).await?))
 }

@@ -147,6 +147,10 @@ fn store_options(cfg: &Config) -> synod_store::StoreOptions {
             C::Lz4 => synod_store::Compression::Lz4,
             C::Zstd => synod_store::Compression::Zstd,
         },
+        vector_index: synod_store::vector_index::IndexOptions {
+            segment_size: cfg.vector_db.segment_size,
+            compaction_tombstone_ratio: cfg.vector_db.compaction_tombstone_ratio,
+        },
     }
 }
 

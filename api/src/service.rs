@@ -198,6 +198,9 @@ pub enum Consistency {
     /// Whatever this node has applied.
     #[default]
     Local,
+    /// What the leader has committed, confirmed by its lease instead of a
+    /// quorum round; this node waits until it has applied that much.
+    Leader,
     /// Through the leader's read index: reflects every write acknowledged
     /// before the read started.
     Linearizable,
@@ -207,9 +210,23 @@ impl Consistency {
     pub fn parse(s: Option<&str>) -> Result<Self> {
         match s.unwrap_or("local") {
             "" | "local" => Ok(Consistency::Local),
-            "linearizable" | "leader" => Ok(Consistency::Linearizable),
-            other => {
-                Err(ApiError::InvalidArgument(format!("unknown consistency {other:?} (use local or linearizable)")))
+            "leader" => Ok(Consistency::Leader),
+            "linearizable" => Ok(Consistency::Linearizable),
+            other => Err(ApiError::InvalidArgument(format!(
+                "unknown consistency {other:?} (use local, leader or linearizable)"
+            ))),
+        }
+    }
+
+    /// Waits until this node can answer at this consistency, and returns
+    /// how many committed entries it had not applied (0 unless `local`).
+    pub async fn barrier(self, node: &Node) -> Result<u64> {
+        match self {
+            Consistency::Linearizable => node.raft.read_barrier().await.map(|_| 0).map_err(Into::into),
+            Consistency::Leader => node.raft.leader_read_barrier().await.map(|_| 0).map_err(Into::into),
+            Consistency::Local => {
+                let m = node.raft.metrics();
+                Ok(synod_raft::commit_index(&m).saturating_sub(synod_raft::applied_index(&m)))
             }
         }
     }
@@ -474,18 +491,9 @@ fn entry_view(node: &Node, rec: pb::NodeRecord, m: &synod_raft::RaftMetrics, now
 }
 
 pub async fn do_list_registry(_ctx: &AuthContext, node: &Node, consistency: Consistency) -> Result<RegistryView> {
-    if consistency == Consistency::Linearizable {
-        node.raft.read_barrier().await?;
-    }
+    let behind_by = consistency.barrier(node).await?;
     let m = node.raft.metrics();
     let now = now_ms();
-    let behind_by = match consistency {
-        Consistency::Linearizable => 0,
-        Consistency::Local => {
-            let commit = synod_raft::commit_index(&m);
-            commit.saturating_sub(synod_raft::applied_index(&m))
-        }
-    };
     let nodes = node.raft.store.list_nodes()?.into_iter().map(|r| entry_view(node, r, &m, now)).collect();
     Ok(RegistryView { nodes, behind_by })
 }
@@ -496,9 +504,7 @@ pub async fn do_get_node(
     id: u64,
     consistency: Consistency,
 ) -> Result<RegistryEntryView> {
-    if consistency == Consistency::Linearizable {
-        node.raft.read_barrier().await?;
-    }
+    consistency.barrier(node).await?;
     let rec =
         node.raft.store.get_node(id)?.ok_or_else(|| ApiError::NotFound(format!("node {id} is not registered")))?;
     Ok(entry_view(node, rec, &node.raft.metrics(), now_ms()))

@@ -1,17 +1,20 @@
 //! Vector collections in the service layer: create, list, get, delete;
-//! upsert, get and delete points; search. Collections belong to the
-//! caller's tenant. Search is exact for now (every point is scored); the
-//! HNSW index is the next step and will answer the same way.
+//! upsert, get and delete points; search one query or a batch. Collections
+//! belong to the caller's tenant. This layer checks the caller, the limits
+//! and the shapes, embeds text with the collection's vectorizer, and hands
+//! the rest to a [`VectorStore`] (the built-in one: Raft and HNSW).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use synod_store::pb::{self, Metric, command::Kind, command_result::Outcome};
-use synod_store::vector_search::{Filter, exact_search};
-use synod_store::vectors::{decode_vector, encode_vector, point_id_key};
+use synod_store::pb::Metric;
+use synod_store::vector_search::Filter;
 
 use crate::auth::AuthContext;
 use crate::error::{ApiError, Result};
 use crate::service::{Consistency, Node};
+use crate::vector_store::{
+    Builtin, CollectionInfo, CollectionSpec, Match, PointId, PointRecord, VectorQuery, VectorStore,
+};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -43,32 +46,29 @@ pub struct CollectionView {
     pub created_at_ms: u64,
 }
 
-fn metric_name(m: i32) -> &'static str {
-    match Metric::try_from(m) {
-        Ok(Metric::Cosine) => "cosine",
-        Ok(Metric::L2) => "l2",
-        Ok(Metric::Dot) => "dot",
-        _ => "unknown",
+/// The vector store this node serves from.
+fn store(node: &Node) -> impl VectorStore + '_ {
+    Builtin { node }
+}
+
+fn metric_name(m: Metric) -> &'static str {
+    match m {
+        Metric::Cosine => "cosine",
+        Metric::L2 => "l2",
+        Metric::Dot => "dot",
+        Metric::Unspecified => "unknown",
     }
 }
 
-fn collection_view(c: pb::CollectionRecord) -> CollectionView {
-    let h = c.hnsw.unwrap_or_default();
+fn collection_view(c: CollectionInfo) -> CollectionView {
     CollectionView {
-        metric: metric_name(c.metric).to_string(),
-        name: c.name,
-        dimension: c.dimension,
-        hnsw: HnswRequest { m: Some(h.m), ef_construction: Some(h.ef_construction), ef: Some(h.ef) },
-        vectorizer: Some(c.vectorizer).filter(|v| !v.is_empty()),
+        metric: metric_name(c.spec.metric).to_string(),
+        name: c.spec.name,
+        dimension: c.spec.dimension,
+        hnsw: HnswRequest { m: Some(c.spec.m), ef_construction: Some(c.spec.ef_construction), ef: Some(c.spec.ef) },
+        vectorizer: c.spec.vectorizer,
         points: c.points,
         created_at_ms: c.created_at_ms,
-    }
-}
-
-fn collection_of(out: Outcome) -> Result<CollectionView> {
-    match out {
-        Outcome::Collection(c) => Ok(collection_view(c)),
-        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
     }
 }
 
@@ -111,51 +111,46 @@ pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: Collectio
     {
         return Err(ApiError::InvalidArgument(format!("vectorizer {v:?} is not a task type of this cluster")));
     }
-    let rec = pb::CollectionRecord {
-        tenant: ctx.tenant.clone(),
+    let spec = CollectionSpec {
         name: req.name,
         dimension: req.dimension,
-        metric: metric as i32,
-        hnsw: Some(pb::HnswParams { m, ef_construction, ef }),
-        vectorizer: req.vectorizer.unwrap_or_default(),
-        ..Default::default()
+        metric,
+        m,
+        ef_construction,
+        ef,
+        vectorizer: req.vectorizer,
     };
-    collection_of(node.propose(Kind::CreateCollection(pb::CreateCollection { collection: Some(rec) })).await?.0)
+    Ok(collection_view(store(node).create_collection(&ctx.tenant, spec).await?))
 }
 
-fn load(ctx: &AuthContext, node: &Node, name: &str) -> Result<pb::CollectionRecord> {
-    node.raft
-        .store
-        .get_collection(&ctx.tenant, name)?
+async fn load(ctx: &AuthContext, node: &Node, name: &str, read: Consistency) -> Result<CollectionInfo> {
+    store(node)
+        .get_collection(&ctx.tenant, name, read)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("collection {name} not found")))
 }
 
 /// As [`load`], but a collection this node has not applied yet (created
 /// through another node a moment ago) is waited for: writes never fail on
 /// a lagging node's view.
-async fn load_fresh(ctx: &AuthContext, node: &Node, name: &str) -> Result<pb::CollectionRecord> {
-    match load(ctx, node, name) {
-        Err(ApiError::NotFound(_)) => {
-            node.raft.read_barrier().await?;
-            load(ctx, node, name)
-        }
+async fn load_fresh(ctx: &AuthContext, node: &Node, name: &str) -> Result<CollectionInfo> {
+    match load(ctx, node, name, Consistency::Local).await {
+        Err(ApiError::NotFound(_)) => load(ctx, node, name, Consistency::Linearizable).await,
         other => other,
     }
 }
 
-pub fn do_get_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<CollectionView> {
-    Ok(collection_view(load(ctx, node, name)?))
+pub async fn do_get_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<CollectionView> {
+    Ok(collection_view(load(ctx, node, name, Consistency::Local).await?))
 }
 
-pub fn do_list_collections(ctx: &AuthContext, node: &Node) -> Result<Vec<CollectionView>> {
-    Ok(node.raft.store.list_collections(&ctx.tenant)?.into_iter().map(collection_view).collect())
+pub async fn do_list_collections(ctx: &AuthContext, node: &Node) -> Result<Vec<CollectionView>> {
+    Ok(store(node).list_collections(&ctx.tenant).await?.into_iter().map(collection_view).collect())
 }
 
 pub async fn do_delete_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<()> {
     ctx.require_write()?;
-    node.propose(Kind::DeleteCollection(pb::DeleteCollection { tenant: ctx.tenant.clone(), name: name.into() }))
-        .await?;
-    Ok(())
+    store(node).delete_collection(&ctx.tenant, name).await
 }
 
 /// A point as clients send and see it.
@@ -175,19 +170,27 @@ pub struct UpsertRequest {
     pub points: Vec<PointBody>,
 }
 
-/// (key-form id, numeric?) of a client's id.
-fn parse_id(id: &Value) -> Result<(String, bool)> {
+fn parse_id(id: &Value) -> Result<PointId> {
     match id {
-        Value::String(s) if !s.is_empty() && s.len() <= 256 => Ok((s.clone(), false)),
-        Value::Number(n) if n.is_u64() => Ok((n.to_string(), true)),
+        Value::String(s) if !s.is_empty() && s.len() <= 256 => Ok(PointId::Str(s.clone())),
+        Value::Number(n) if n.is_u64() => Ok(PointId::Num(n.as_u64().unwrap_or_default())),
         other => Err(ApiError::InvalidArgument(format!(
             "point id {other}: a non-empty string (at most 256 bytes) or an unsigned integer"
         ))),
     }
 }
 
-fn id_value(p: &pb::Point) -> Value {
-    if p.numeric_id { p.id.parse::<u64>().map(Value::from).unwrap_or(Value::Null) } else { Value::String(p.id.clone()) }
+fn check_vector(v: &[f32], dimension: u32, what: &str) -> Result<()> {
+    if v.len() != dimension as usize {
+        return Err(ApiError::InvalidArgument(format!(
+            "{what} has {} components; the collection has dimension {dimension}",
+            v.len()
+        )));
+    }
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(ApiError::InvalidArgument(format!("{what} has a NaN or infinite component")));
+    }
+    Ok(())
 }
 
 pub async fn do_upsert_points(
@@ -208,42 +211,21 @@ pub async fn do_upsert_points(
     let mut points = Vec::with_capacity(req.points.len());
     for (i, p) in req.points.into_iter().enumerate() {
         let at = |m: String| ApiError::InvalidArgument(format!("points[{i}]: {m}"));
-        let (id, numeric_id) = parse_id(&p.id).map_err(|e| at(e.to_string()))?;
+        let id = parse_id(&p.id).map_err(|e| at(e.to_string()))?;
         let vector = match (p.vector, &p.text) {
             (Some(v), _) => v,
             (None, Some(text)) => embed(ctx, node, &coll, text).await.map_err(|e| at(e.to_string()))?,
             (None, None) => return Err(at("a point needs a vector or a text".into())),
         };
-        if vector.len() != coll.dimension as usize {
-            return Err(at(format!(
-                "the vector has {} components; the collection has dimension {}",
-                vector.len(),
-                coll.dimension
-            )));
-        }
-        if vector.iter().any(|x| !x.is_finite()) {
-            return Err(at("the vector has a NaN or infinite component".into()));
-        }
-        let metadata_json = match p.metadata {
-            None | Some(Value::Null) => String::new(),
-            Some(m @ Value::Object(_)) => m.to_string(),
+        check_vector(&vector, coll.spec.dimension, "the vector").map_err(|e| at(e.to_string()))?;
+        let metadata = match p.metadata {
+            None | Some(Value::Null) => None,
+            Some(m @ Value::Object(_)) => Some(m),
             Some(_) => return Err(at("metadata must be a JSON object".into())),
         };
-        points.push(pb::Point {
-            id,
-            numeric_id,
-            vector: encode_vector(&vector),
-            text: p.text.unwrap_or_default(),
-            metadata_json,
-        });
+        points.push(PointRecord { id, vector, text: p.text, metadata });
     }
-    let kind = Kind::UpsertPoints(pb::UpsertPoints {
-        tenant: ctx.tenant.clone(),
-        collection: name.into(),
-        points,
-        max_vectors: node.cfg.security.tenant_max_vectors,
-    });
-    collection_of(node.propose(kind).await?.0)
+    Ok(collection_view(store(node).upsert_points(&ctx.tenant, name, points).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,72 +241,80 @@ pub async fn do_delete_points(
     req: DeletePointsRequest,
 ) -> Result<CollectionView> {
     ctx.require_write()?;
-    load_fresh(ctx, node, name).await?;
-    if req.ids.len() > node.cfg.vector_db.max_batch {
-        return Err(ApiError::InvalidArgument("too many ids in one delete (vector_db.max_batch)".into()));
+    if req.ids.is_empty() || req.ids.len() > node.cfg.vector_db.max_batch {
+        return Err(ApiError::InvalidArgument(format!(
+            "{} ids in one delete; 1 to {} (vector_db.max_batch)",
+            req.ids.len(),
+            node.cfg.vector_db.max_batch
+        )));
     }
-    let ids = req.ids.iter().map(|v| parse_id(v).map(|(id, n)| point_id_key(&id, n))).collect::<Result<Vec<_>>>()?;
-    let kind = Kind::DeletePoints(pb::DeletePoints { tenant: ctx.tenant.clone(), collection: name.into(), ids });
-    collection_of(node.propose(kind).await?.0)
+    let ids = req.ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
+    Ok(collection_view(store(node).delete_points(&ctx.tenant, name, ids).await?))
 }
 
 /// The vector of `text` from the collection's vectorizer (a plugin that
 /// takes `{"text", "dimension"}` and answers `{"vector"}`).
-async fn embed(ctx: &AuthContext, node: &Node, coll: &pb::CollectionRecord, text: &str) -> Result<Vec<f32>> {
-    if coll.vectorizer.is_empty() {
+async fn embed(ctx: &AuthContext, node: &Node, coll: &CollectionInfo, text: &str) -> Result<Vec<f32>> {
+    let Some(vectorizer) = &coll.spec.vectorizer else {
         return Err(ApiError::InvalidArgument(format!(
             "collection {} has no vectorizer: send vectors, or create it with \"vectorizer\"",
-            coll.name
+            coll.spec.name
         )));
-    }
+    };
     let run = synod_plugins::TaskContext {
-        task_id: format!("embed:{}", coll.name),
+        task_id: format!("embed:{}", coll.spec.name),
         tenant: ctx.tenant.clone(),
         attempt: 1,
         cancel: synod_plugins::CancelToken::new(),
     };
-    let payload = serde_json::json!({"text": text, "dimension": coll.dimension});
+    let payload = serde_json::json!({"text": text, "dimension": coll.spec.dimension});
     let out = node
         .plugins
-        .execute(&coll.vectorizer, payload, run, std::time::Duration::from_secs(30))
+        .execute(vectorizer, payload, run, std::time::Duration::from_secs(30))
         .await
-        .map_err(|e| ApiError::InvalidArgument(format!("vectorizer {}: {e}", coll.vectorizer)))?;
+        .map_err(|e| ApiError::InvalidArgument(format!("vectorizer {vectorizer}: {e}")))?;
     let v: Vec<f32> = out["vector"]
         .as_array()
         .map(|a| a.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect())
         .unwrap_or_default();
-    if v.len() != coll.dimension as usize || v.iter().any(|x| !x.is_finite()) {
+    if v.len() != coll.spec.dimension as usize || v.iter().any(|x| !x.is_finite()) {
         return Err(ApiError::Internal(format!(
-            "vectorizer {} answered {} components for dimension {}",
-            coll.vectorizer,
+            "vectorizer {vectorizer} answered {} components for dimension {}",
             v.len(),
-            coll.dimension
+            coll.spec.dimension
         )));
     }
     Ok(v)
 }
 
-fn point_body(p: pb::Point) -> PointBody {
-    PointBody {
-        id: id_value(&p),
-        vector: decode_vector(&p.vector),
-        text: Some(p.text).filter(|t| !t.is_empty()),
-        metadata: serde_json::from_str(&p.metadata_json).ok(),
-    }
+fn point_body(p: PointRecord) -> PointBody {
+    PointBody { id: p.id.to_json(), vector: Some(p.vector), text: p.text, metadata: p.metadata }
 }
 
-pub fn do_get_point(ctx: &AuthContext, node: &Node, name: &str, id: &str) -> Result<PointBody> {
-    let coll = load(ctx, node, name)?;
+pub async fn do_get_point(ctx: &AuthContext, node: &Node, name: &str, id: &str) -> Result<PointBody> {
+    let s = store(node);
+    load(ctx, node, name, Consistency::Local).await?;
     // A path id that parses as an integer names the numeric id first.
     let found = match id.parse::<u64>() {
-        Ok(_) => node.raft.store.get_point(&coll, &point_id_key(id, true))?,
+        Ok(n) => s.get_point(&ctx.tenant, name, &PointId::Num(n)).await?,
         Err(_) => None,
     };
     let found = match found {
         Some(p) => Some(p),
-        None => node.raft.store.get_point(&coll, &point_id_key(id, false))?,
+        None => s.get_point(&ctx.tenant, name, &PointId::Str(id.to_string())).await?,
     };
     found.map(point_body).ok_or_else(|| ApiError::NotFound(format!("point {id} not found in {name}")))
+}
+
+/// One query of a search: a vector or a text, and what to return.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryBody {
+    pub vector: Option<Vec<f32>>,
+    pub text: Option<String>,
+    pub top_k: Option<usize>,
+    pub filter: Option<Filter>,
+    pub ef: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,6 +329,14 @@ pub struct SearchRequest {
     pub consistency: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSearchRequest {
+    pub collection: String,
+    pub queries: Vec<QueryBody>,
+    pub consistency: Option<String>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SearchHit {
     pub id: Value,
@@ -349,64 +347,89 @@ pub struct SearchHit {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SearchResponse {
     pub results: Vec<SearchHit>,
-    /// Entries this node had not applied yet when it answered (local reads).
+    /// Committed entries this node had not applied when it answered
+    /// (`local` reads; 0 otherwise).
     pub behind_by: u64,
 }
 
-pub async fn do_search(ctx: &AuthContext, node: &Node, req: SearchRequest) -> Result<SearchResponse> {
-    let consistency = Consistency::parse(req.consistency.as_deref().or(Some(&node.cfg.vector_db.default_consistency)))?;
-    if consistency == Consistency::Linearizable {
-        node.raft.read_barrier().await?;
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchSearchResponse {
+    /// One list per query, in order.
+    pub results: Vec<Vec<SearchHit>>,
+    pub behind_by: u64,
+}
+
+fn hit(m: Match) -> SearchHit {
+    SearchHit {
+        id: m.id.to_json(),
+        score: m.score,
+        metadata: std::sync::Arc::try_unwrap(m.metadata).unwrap_or_else(|a| (*a).clone()),
     }
-    let coll = load(ctx, node, &req.collection)?;
-    let query = match (req.vector, &req.text) {
-        (Some(v), _) => v,
-        (None, Some(text)) => embed(ctx, node, &coll, text).await?,
-        (None, None) => return Err(ApiError::InvalidArgument("a search needs a vector or a text".into())),
+}
+
+async fn query(ctx: &AuthContext, node: &Node, coll: &CollectionInfo, q: QueryBody, at: &str) -> Result<VectorQuery> {
+    let with = |e: ApiError| match e {
+        ApiError::InvalidArgument(m) if !at.is_empty() => ApiError::InvalidArgument(format!("{at}: {m}")),
+        other => other,
     };
-    if query.len() != coll.dimension as usize || query.iter().any(|x| !x.is_finite()) {
+    let vector = match (q.vector, &q.text) {
+        (Some(_), Some(_)) => {
+            return Err(with(ApiError::InvalidArgument("a query has a vector or a text, not both".into())));
+        }
+        (Some(v), None) => v,
+        (None, Some(text)) => embed(ctx, node, coll, text).await.map_err(with)?,
+        (None, None) => return Err(with(ApiError::InvalidArgument("a search needs a vector or a text".into()))),
+    };
+    check_vector(&vector, coll.spec.dimension, "the query").map_err(with)?;
+    let top_k = q.top_k.unwrap_or(10);
+    if !(1..=1000).contains(&top_k) {
+        return Err(with(ApiError::InvalidArgument(format!("top_k {top_k} is out of range 1..=1000"))));
+    }
+    if let Some(ef) = q.ef
+        && !(1..=10_000).contains(&ef)
+    {
+        return Err(with(ApiError::InvalidArgument(format!("ef {ef} is out of range 1..=10000"))));
+    }
+    if let Some(f) = &q.filter {
+        f.validate().map_err(|m| with(ApiError::InvalidArgument(m)))?;
+    }
+    Ok(VectorQuery { vector, top_k, filter: q.filter, ef: q.ef })
+}
+
+fn consistency(node: &Node, asked: Option<&str>) -> Result<Consistency> {
+    Consistency::parse(Some(asked.unwrap_or(&node.cfg.vector_db.default_consistency)))
+}
+
+pub async fn do_search(ctx: &AuthContext, node: &Node, req: SearchRequest) -> Result<SearchResponse> {
+    let read = consistency(node, req.consistency.as_deref())?;
+    let coll = load(ctx, node, &req.collection, read).await?;
+    let body = QueryBody { vector: req.vector, text: req.text, top_k: req.top_k, filter: req.filter, ef: req.ef };
+    let q = query(ctx, node, &coll, body, "").await?;
+    // The barrier ran in `load`; the search reads what this node has now.
+    let mut out = store(node).search(&ctx.tenant, &req.collection, &[q], Consistency::Local).await?;
+    let behind_by = if read == Consistency::Local { out.behind_by } else { 0 };
+    let results = out.results.pop().unwrap_or_default().into_iter().map(hit).collect();
+    Ok(SearchResponse { results, behind_by })
+}
+
+pub async fn do_search_batch(ctx: &AuthContext, node: &Node, req: BatchSearchRequest) -> Result<BatchSearchResponse> {
+    let read = consistency(node, req.consistency.as_deref())?;
+    let max = node.cfg.vector_db.max_batch;
+    if req.queries.is_empty() || req.queries.len() > max {
         return Err(ApiError::InvalidArgument(format!(
-            "the query needs {} finite components; it has {}",
-            coll.dimension,
-            query.len()
+            "{} queries in one batch; 1 to {max} (vector_db.max_batch)",
+            req.queries.len()
         )));
     }
-    let top_k = req.top_k.unwrap_or(10);
-    if !(1..=1000).contains(&top_k) {
-        return Err(ApiError::InvalidArgument(format!("top_k {top_k} is out of range 1..=1000")));
+    let coll = load(ctx, node, &req.collection, read).await?;
+    let mut queries = Vec::with_capacity(req.queries.len());
+    for (i, q) in req.queries.into_iter().enumerate() {
+        queries.push(query(ctx, node, &coll, q, &format!("queries[{i}]")).await?);
     }
-    if let Some(f) = &req.filter {
-        f.validate().map_err(ApiError::InvalidArgument)?;
-    }
-    let metric = Metric::try_from(coll.metric).unwrap_or(Metric::Cosine);
-    let mut points: Vec<(String, Vec<f32>, Value, Value)> = Vec::new();
-    node.raft.store.for_each_point(&coll, |p| {
-        if let Some(v) = decode_vector(&p.vector) {
-            let meta = serde_json::from_str(&p.metadata_json).unwrap_or(Value::Object(Default::default()));
-            points.push((point_id_key(&p.id, p.numeric_id), v, meta, id_value(&p)));
-        }
-        true
-    })?;
-    let hits = exact_search(
-        metric,
-        &query,
-        top_k,
-        req.filter.as_ref(),
-        points.iter().map(|(k, v, m, _)| (k.as_str(), v.as_slice(), m)),
-    );
-    let by_key: std::collections::HashMap<&str, (&Value, &Value)> =
-        points.iter().map(|(k, _, m, id)| (k.as_str(), (id, m))).collect();
-    let results = hits
-        .into_iter()
-        .filter_map(|h| {
-            let (id, meta) = by_key.get(h.id.as_str())?;
-            Some(SearchHit { id: (*id).clone(), score: h.score, metadata: (*meta).clone() })
-        })
-        .collect();
-    let m = node.raft.metrics();
-    let behind_by = match consistency {
-        Consistency::Linearizable => 0,
-        Consistency::Local => synod_raft::commit_index(&m).saturating_sub(synod_raft::applied_index(&m)),
-    };
-    Ok(SearchResponse { results, behind_by })
+    let out = store(node).search(&ctx.tenant, &req.collection, &queries, Consistency::Local).await?;
+    let behind_by = if read == Consistency::Local { out.behind_by } else { 0 };
+    Ok(BatchSearchResponse {
+        results: out.results.into_iter().map(|r| r.into_iter().map(hit).collect()).collect(),
+        behind_by,
+    })
 }

@@ -363,7 +363,8 @@ pub struct VectorDbConfig {
     pub hnsw_ef: usize,
     /// Most points in one upsert or delete.
     pub max_batch: usize,
-    /// Points per index segment.
+    /// Points per HNSW segment; a full segment takes no more points and
+    /// new ones start the next.
     pub segment_size: usize,
     /// Share of deleted points in a segment (0..=1) that triggers compaction.
     pub compaction_tombstone_ratio: f64,
@@ -377,11 +378,11 @@ impl Default for VectorDbConfig {
         VectorDbConfig {
             max_dimension: 4096,
             default_metric: Metric::Cosine,
-            hnsw_m: 16,
+            hnsw_m: 32,
             hnsw_ef_construction: 200,
-            hnsw_ef: 64,
+            hnsw_ef: 200,
             max_batch: 1000,
-            segment_size: 10_000,
+            segment_size: 1_000_000,
             compaction_tombstone_ratio: 0.2,
             default_consistency: "leader".to_owned(),
         }

@@ -24,7 +24,7 @@ use synod_store::{Store, StoreOptions};
 use crate::error::{Error, Result};
 use crate::network::{Peers, TokenCheck, TransportToken, never_sent};
 use crate::pb::raft_service_server::RaftServiceServer;
-use crate::pb::{Blob, Empty};
+use crate::pb::{Blob, Empty, ReadIndexRequest};
 use crate::service::{LEADER_HINT, LocalWrite, RaftServiceImpl};
 use crate::types::{Raft, RaftMetrics, Request, SynodNode};
 use crate::{LogStore, StateMachine};
@@ -234,9 +234,22 @@ impl RaftNode {
     /// A linearizable read barrier: returns once this node has applied
     /// everything committed before the call (read index through the leader).
     pub async fn read_barrier(&self) -> Result<u64> {
+        self.barrier(false).await
+    }
+
+    /// A read barrier at the leader's word: the leader answers from its
+    /// lease, without a quorum round, while the lease lasts (a full read
+    /// index otherwise). Returns once this node has applied everything the
+    /// leader had committed; weaker than [`Self::read_barrier`] only if
+    /// clocks drift more than the lease allows.
+    pub async fn leader_read_barrier(&self) -> Result<u64> {
+        self.barrier(true).await
+    }
+
+    async fn barrier(&self, lease: bool) -> Result<u64> {
         let deadline = Instant::now() + self.write_timeout;
         loop {
-            if let Some(idx) = self.read_index_local().await? {
+            if let Some(idx) = self.read_index_local(lease).await? {
                 return Ok(idx);
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -248,7 +261,7 @@ impl RaftNode {
                 continue;
             };
             let mut client = self.peers.client(leader, &node.raft_addr).map_err(Error::Unavailable)?;
-            let mut req = tonic::Request::new(Empty {});
+            let mut req = tonic::Request::new(ReadIndexRequest { lease });
             req.set_timeout(remaining);
             match client.read_index(req).await {
                 Ok(r) => {
@@ -266,8 +279,12 @@ impl RaftNode {
     }
 
     /// Read index on this node if it is the leader (`None` otherwise); waits
-    /// for the local state machine to apply up to it.
-    pub(crate) async fn read_index_local(&self) -> Result<Option<u64>> {
+    /// for the local state machine to apply up to it. With `lease`, a valid
+    /// leader lease stands in for the quorum round.
+    pub(crate) async fn read_index_local(&self, lease: bool) -> Result<Option<u64>> {
+        if lease && let Ok(read) = self.raft.ensure_linearizable(ReadPolicy::LeaseRead).await {
+            return Ok(Some(read.index()));
+        }
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(read) => Ok(Some(read.index())),
             Err(e) => match e.forward_to_leader() {

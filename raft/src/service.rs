@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::codec::{decode, encode};
 use crate::node::RaftNode;
 use crate::pb::raft_service_server::RaftService;
-use crate::pb::{Blob, Empty, ReadIndexReply, SnapshotChunk, WriteReply};
+use crate::pb::{Blob, Empty, ReadIndexReply, ReadIndexRequest, SnapshotChunk, WriteReply};
 use crate::types::{Snapshot, SnapshotFile, SnapshotMeta, TypeConfig, Vote};
 
 /// Metadata key carrying the leader's id on a "not leader" answer.
@@ -111,8 +111,8 @@ impl RaftService for RaftServiceImpl {
         Ok(Response::new(Empty {}))
     }
 
-    async fn read_index(&self, _req: Request<Empty>) -> Result<Response<ReadIndexReply>, Status> {
-        match self.node.read_index_local().await {
+    async fn read_index(&self, req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
+        match self.node.read_index_local(req.into_inner().lease).await {
             Ok(Some(read_index)) => Ok(Response::new(ReadIndexReply { read_index })),
             Ok(None) => Err(Status::failed_precondition("not leader")),
             Err(e) => Err(Status::unavailable(e.to_string())),

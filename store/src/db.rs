@@ -24,6 +24,8 @@ pub struct StoreOptions {
     pub block_cache_bytes: u64,
     pub write_buffer_bytes: u64,
     pub compression: Compression,
+    /// How the per-node vector index is segmented and compacted.
+    pub vector_index: crate::vector_index::IndexOptions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,7 @@ impl Default for StoreOptions {
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 64 << 20,
             compression: Compression::Lz4,
+            vector_index: Default::default(),
         }
     }
 }
@@ -51,6 +54,8 @@ pub struct Store {
     pub(crate) fsync: bool,
     /// The live queue and lease index entries (see `index_mirror`).
     pub(crate) mirror: Arc<crate::index_mirror::IndexMirror>,
+    /// The vector search index (see `vector_index`).
+    pub(crate) vectors: crate::vector_index::VectorIndexes,
 }
 
 impl std::fmt::Debug for Store {
@@ -85,9 +90,15 @@ impl Store {
         db_opts.set_max_background_jobs(2);
         let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_opts()));
         let db = DB::open_cf_descriptors(&db_opts, dir.join("db"), cfs).map_err(Error::rocks("open"))?;
-        let store = Store { db: Arc::new(db), fsync: opts.fsync, mirror: Default::default() };
+        let store = Store {
+            db: Arc::new(db),
+            fsync: opts.fsync,
+            mirror: Default::default(),
+            vectors: crate::vector_index::VectorIndexes::new(opts.vector_index),
+        };
         store.check_format_version()?;
         store.mirror.load(&store.db)?;
+        store.load_vector_index()?;
         Ok(store)
     }
 

@@ -34,6 +34,7 @@ pub mod schema;
 mod snapshot;
 mod state_machine;
 pub mod tasks;
+pub mod vector_index;
 pub mod vector_search;
 pub mod vectors;
 

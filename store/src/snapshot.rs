@@ -154,6 +154,7 @@ impl Store {
         info.bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         self.write(b, true)?;
         self.mirror.load(&self.db)?;
+        self.load_vector_index()?;
         Ok(info)
     }
 

@@ -137,6 +137,7 @@ impl Store {
         }
         self.write(ctx.batch, false)?;
         self.mirror.update(ctx.overlay.iter());
+        self.vectors.update(ctx.overlay.iter());
         Ok(results)
     }
 

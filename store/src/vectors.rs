@@ -192,6 +192,47 @@ impl Store {
         Ok(out)
     }
 
+    /// Every tenant's collections. Tenants are found by skipping from one
+    /// `t/<tenant>/` prefix to the next, never walking their records.
+    pub fn list_all_collections(&self) -> Result<Vec<CollectionRecord>> {
+        let mut out = Vec::new();
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_SM_DATA));
+        let mut seek = b"t/".to_vec();
+        loop {
+            it.seek(&seek);
+            let Some(key) = it.key() else { break };
+            let Some(rest) = key.strip_prefix(b"t/") else { break };
+            let Some(slash) = rest.iter().position(|b| *b == b'/') else { break };
+            let tenant = String::from_utf8_lossy(&rest[..slash]).into_owned();
+            out.extend(self.list_collections(&tenant)?);
+            // Past every key of this tenant: '0' follows '/'.
+            seek = format!("t/{tenant}0").into_bytes();
+        }
+        it.status().map_err(Error::rocks("scan tenants"))?;
+        Ok(out)
+    }
+
+    /// This node's vector search index.
+    pub fn vector_index(&self) -> &crate::vector_index::VectorIndexes {
+        &self.vectors
+    }
+
+    /// Rebuilds the vector index from the stored points (at open and after
+    /// a snapshot install); graphs are then built in the background.
+    pub(crate) fn load_vector_index(&self) -> Result<()> {
+        let mut all = Vec::new();
+        for c in self.list_all_collections()? {
+            let mut points = Vec::new();
+            self.for_each_point(&c, |p| {
+                points.push(p);
+                true
+            })?;
+            all.push((c, points));
+        }
+        self.vectors.reset(all);
+        Ok(())
+    }
+
     /// One point of a collection, by its key form (see [`point_id_key`]).
     pub fn get_point(&self, coll: &CollectionRecord, id_key: &str) -> Result<Option<Point>> {
         match self.get(CF_SM_DATA, &point_key(&coll.tenant, coll.uid, id_key))? {

@@ -45,6 +45,7 @@ async fn points_written_on_one_node_are_searched_on_another() {
             top_k: 3,
             filter_json: String::new(),
             consistency: "linearizable".into(),
+            ef: 0,
         })
         .await
         .unwrap()
@@ -52,6 +53,62 @@ async fn points_written_on_one_node_are_searched_on_another() {
     let got: Vec<String> = reply.results.iter().map(|h| h.id.as_ref().unwrap().id.clone()).collect();
     assert_eq!(got, ["41", "42", "40"]);
     assert!(reply.results.iter().all(|h| h.id.as_ref().unwrap().numeric_id));
+
+    // A batch: one list per query, in order, over REST and gRPC.
+    let batch = json!({"collection": "docs", "consistency": "leader", "queries": [
+        {"vector": [10.1, 0.0], "top_k": 2},
+        {"vector": [77.2, 0.0], "top_k": 1, "ef": 500, "filter": {"must": [{"key": "even", "match": true}]}}
+    ]});
+    let (code, v) = post(&t, 2, "/vector/search/batch", batch).await;
+    assert_eq!(code, 200, "{v}");
+    let lists: Vec<Vec<Value>> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_array().unwrap().iter().map(|h| h["id"].clone()).collect())
+        .collect();
+    assert_eq!(lists, [vec![json!(10), json!(11)], vec![json!(78)]], "{v}");
+    let reply = grpc
+        .search_batch(synod_api::pb::SearchBatchRequest {
+            collection: "docs".into(),
+            queries: vec![synod_api::pb::Query { vector: vec![3.2, 0.0], top_k: 2, ..Default::default() }],
+            consistency: "local".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<String> = reply.results[0].hits.iter().map(|h| h.id.as_ref().unwrap().id.clone()).collect();
+    assert_eq!(got, ["3", "4"]);
+    // Every consistency answers; a local read says how far behind it was.
+    for c in ["local", "leader", "linearizable"] {
+        let (code, v) = post(
+            &t,
+            1,
+            "/vector/search",
+            json!({"collection": "docs", "vector": [5.0, 0.0], "top_k": 1, "consistency": c}),
+        )
+        .await;
+        assert_eq!((code, ids(&v)), (200, vec![json!(5)]), "{c}: {v}");
+        assert!(v["behind_by"].is_u64(), "{c}: {v}");
+    }
+    for (body, what) in [
+        (json!({"collection": "docs", "vector": [1.0], "top_k": 1}), "query of the wrong dimension"),
+        (json!({"collection": "docs", "vector": [1.0, 0.0], "top_k": 0}), "top_k 0"),
+        (json!({"collection": "docs", "vector": [1.0, 0.0], "ef": 0}), "ef 0"),
+        (json!({"collection": "docs", "vector": [1.0, 0.0], "consistency": "eventual"}), "unknown consistency"),
+        (json!({"collection": "docs", "vector": [1.0, 0.0], "filter": {"should": []}}), "unknown filter clause"),
+        (json!({"collection": "docs", "vector": [1.0, 0.0], "filter": {"must": [{"key": "n"}]}}), "empty condition"),
+        (json!({"collection": "docs", "vector": [1.0, 0.0], "text": "x"}), "vector and text"),
+        (json!({"collection": "docs"}), "no query"),
+    ] {
+        let (code, v) = post(&t, 0, "/vector/search", body).await;
+        assert_eq!(code, 400, "{what}: {v}");
+        assert!(v["error"]["message"].is_string(), "{what}: {v}");
+    }
+    let (code, v) = post(&t, 0, "/vector/search/batch", json!({"collection": "docs", "queries": []})).await;
+    assert_eq!(code, 400, "empty batch: {v}");
+    let (code, v) = post(&t, 0, "/vector/search", json!({"collection": "nope", "vector": [1.0, 0.0]})).await;
+    assert_eq!(code, 404, "{v}");
 
     let filtered = json!({"collection": "docs", "vector": [41.2, 0.0], "top_k": 3,
         "filter": {"must": [{"key": "even", "match": false}, {"key": "n", "range": {"gte": 50}}]}});

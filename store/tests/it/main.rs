@@ -5,4 +5,5 @@ mod identity;
 mod snapshot;
 mod tasks;
 mod util;
+mod vector_index;
 mod vectors;

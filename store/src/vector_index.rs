@@ -1,0 +1,822 @@
+//! The per-node vector search index: derived state, like the task index
+//! mirror. Built from the replicated points at open, updated after each
+//! applied batch is written, rebuilt after a snapshot install. apply()
+//! never reads it, and two nodes may hold different graphs for the same
+//! points (HNSW insertion runs in parallel); they hold the same points.
+//!
+//! ```text
+//!   apply() ──► growing segment ──(builder thread)──► indexed segments
+//!               exact scan          insert in batches   HNSW (hnsw_rs), one open
+//!               key -> vector                           for appends, closed at
+//!                                                       vector_db.segment_size
+//! ```
+//!
+//! - A point first lands in the growing segment, which every search scans
+//!   exactly. A background thread moves the growing points into the open
+//!   indexed segment in batches; a point is in exactly one place at a time
+//!   (the move commits under the collection's write lock).
+//! - Deletes and replaced versions are tombstones in their segment, excluded
+//!   during graph traversal. A segment whose tombstones pass
+//!   `vector_db.compaction_tombstone_ratio` is rebuilt from its live points.
+//! - Every metric becomes a squared Euclidean distance on prepared vectors:
+//!   cosine on unit vectors; dot product as maximum inner product through
+//!   one extra component, `sqrt(B² - |x|²)` with `B` a norm bound per
+//!   segment (queries get 0 there). Scores are recomputed from the vectors,
+//!   so they equal what [`crate::vector_search::score`] gives.
+//! - Filters run inside the traversal (hnsw_rs `FilterT`), so a selective
+//!   filter still finds its matches; when the graph yields fewer than `k`
+//!   matches, the segment is scanned exactly instead.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use hnsw_rs::prelude::{Distance, FilterT, Hnsw};
+use prost::Message;
+use serde_json::Value;
+
+use crate::pb::{CollectionRecord, Metric, Point};
+use crate::vector_search::{Filter, score};
+use crate::vectors::{decode_vector, point_id_key};
+
+/// Most points moved from the growing segment into a graph in one step.
+const FLUSH_BATCH: usize = 4096;
+/// Below this many points a batch is inserted on the builder thread alone.
+const PARALLEL_INSERT_MIN: usize = 512;
+/// hnsw_rs layers; 16 is its maximum and plenty for a billion points.
+const MAX_LAYERS: usize = 16;
+/// Headroom over the largest norm of a dot-product segment's first batch.
+const DOT_BOUND_SLACK: f32 = 1.25;
+
+/// How the index is cut into segments and when they are compacted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IndexOptions {
+    /// Points per indexed segment before it is closed to appends.
+    pub segment_size: usize,
+    /// Share of tombstones that triggers a segment's rebuild.
+    pub compaction_tombstone_ratio: f64,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions { segment_size: 1_000_000, compaction_tombstone_ratio: 0.2 }
+    }
+}
+
+/// The distance a segment's graph is built on: squared Euclidean (l2, and
+/// cosine on unit vectors), or for the dot product `B² - a·b`, which is
+/// never negative while every vector (and the query, scaled) has a norm of
+/// at most the segment's bound `B`.
+#[derive(Debug, Clone, Copy)]
+pub enum SegmentDistance {
+    SquaredL2,
+    InnerProduct { bound: f32 },
+}
+
+impl Distance<f32> for SegmentDistance {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        match *self {
+            SegmentDistance::SquaredL2 => squared_l2(a, b),
+            SegmentDistance::InnerProduct { bound } => (bound * bound - dot(a, b)).max(0.0),
+        }
+    }
+}
+
+pub fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..8 {
+            let d = x[i] - y[i];
+            acc[i] += d * d;
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+fn unit(v: &[f32]) -> Vec<f32> {
+    let n = dot(v, v).sqrt();
+    if n == 0.0 { v.to_vec() } else { v.iter().map(|x| x / n).collect() }
+}
+
+/// A stored vector as its segment's graph holds it: unit length for
+/// cosine, as given otherwise.
+fn prepare_stored(metric: Metric, v: &[f32]) -> Vec<f32> {
+    match metric {
+        Metric::Cosine => unit(v),
+        _ => v.to_vec(),
+    }
+}
+
+/// A query as one segment compares it: unit length for cosine; for the
+/// dot product scaled to the segment's bound (the order is unchanged).
+fn prepare_query(metric: Metric, q: &[f32], bound: f32) -> Vec<f32> {
+    match metric {
+        Metric::Cosine => unit(q),
+        Metric::Dot | Metric::Unspecified => unit(q).into_iter().map(|x| x * bound).collect(),
+        Metric::L2 => q.to_vec(),
+    }
+}
+
+/// One search of one collection.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub vector: &'a [f32],
+    pub k: usize,
+    /// Candidate list size in the graph (raised to `k` when smaller).
+    pub ef: usize,
+    pub filter: Option<&'a Filter>,
+}
+
+/// A search result: the point's key-form id, its score and metadata.
+#[derive(Debug, Clone)]
+pub struct IndexHit {
+    pub key: Arc<str>,
+    pub score: f32,
+    pub metadata: Arc<Value>,
+}
+
+/// Point counts and memory of the whole index, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IndexStats {
+    pub collections: usize,
+    /// Live points (indexed or growing).
+    pub points: usize,
+    /// Points waiting in growing segments.
+    pub growing: usize,
+    pub segments: usize,
+    /// Deleted points still in a graph.
+    pub tombstones: usize,
+    /// Estimated bytes held by the index (graphs, vectors, ids, metadata).
+    pub bytes: u64,
+}
+
+struct Entry {
+    key: Arc<str>,
+    metadata: Arc<Value>,
+    deleted: AtomicBool,
+}
+
+/// An HNSW graph over a fixed-after-append set of points. Origin ids in
+/// the graph are offsets into `entries`.
+struct Segment {
+    id: u32,
+    hnsw: Hnsw<'static, f32, SegmentDistance>,
+    /// By offset. A point is in the graph before it is here: offsets past
+    /// `entries.len()` are still being moved and are skipped by searches.
+    entries: RwLock<Vec<Entry>>,
+    tombstones: AtomicUsize,
+    /// The dot-product norm bound (0 for other metrics).
+    bound: f32,
+    closed: AtomicBool,
+}
+
+impl Segment {
+    fn len(&self) -> usize {
+        self.entries.read().expect("segment lock").len()
+    }
+
+    /// Every point of the graph by offset, with its prepared vector.
+    fn vectors(&self) -> Vec<Option<Vec<f32>>> {
+        let mut out = vec![None; self.hnsw.get_nb_point()];
+        for p in self.hnsw.get_point_indexation() {
+            if let Some(slot) = out.get_mut(p.get_origin_id()) {
+                *slot = Some(p.get_v().to_vec());
+            }
+        }
+        out
+    }
+
+    fn search(&self, c: &CollectionIndex, query: &Query<'_>) -> Vec<IndexHit> {
+        let q = &prepare_query(c.metric, query.vector, self.bound)[..];
+        let entries = self.entries.read().expect("segment lock");
+        let n = entries.len();
+        let tombstones = self.tombstones.load(Relaxed);
+        let live = n.saturating_sub(tombstones);
+        if live == 0 {
+            return Vec::new();
+        }
+        let accept = |id: &usize| {
+            entries
+                .get(*id)
+                .is_some_and(|e| !e.deleted.load(Relaxed) && query.filter.is_none_or(|f| f.matches(&e.metadata)))
+        };
+        let ef = query.ef.max(query.k);
+        let exhaustive = query.filter.is_some() || tombstones > 0 || self.hnsw.get_nb_point() > n;
+        let found = if exhaustive {
+            self.hnsw.search_filter(q, query.k, ef, Some(&accept as &dyn FilterT))
+        } else {
+            self.hnsw.search(q, query.k, ef)
+        };
+        let indexation = self.hnsw.get_point_indexation();
+        let mut hits: Vec<IndexHit> = found
+            .iter()
+            .filter(|nb| accept(&nb.get_origin_id()))
+            .filter_map(|nb| {
+                let v = indexation.get_point_data(&nb.p_id)?;
+                let e = &entries[nb.get_origin_id()];
+                Some(IndexHit {
+                    key: e.key.clone(),
+                    score: score(c.metric, query.vector, &v),
+                    metadata: e.metadata.clone(),
+                })
+            })
+            .collect();
+        if exhaustive && hits.len() < query.k.min(live) {
+            // The graph ran out of matches before k: the filter is selective
+            // (or the matches sit where the graph does not lead). Scan.
+            let mut all = Vec::new();
+            for p in indexation {
+                let id = p.get_origin_id();
+                if accept(&id) {
+                    let e = &entries[id];
+                    let s = score(c.metric, query.vector, p.get_v());
+                    all.push(IndexHit { key: e.key.clone(), score: s, metadata: e.metadata.clone() });
+                }
+            }
+            hits = best(all, query.k);
+        }
+        hits
+    }
+
+    /// Estimated bytes: hnsw_rs keeps per point its vector, a point record,
+    /// a table of 16 neighbour lists, and up to 2m neighbours on layer 0
+    /// (each an `Arc` to a record of 32 bytes); plus our entry.
+    fn bytes(&self, m: usize) -> u64 {
+        let n = self.hnsw.get_nb_point() as u64;
+        let dim = self.hnsw.get_point_indexation().get_data_dimension() as u64;
+        let per_point = dim * 4 + 80 + 48 + 16 * 24 + (2 * m as u64) * 40;
+        let entries: u64 = self
+            .entries
+            .read()
+            .expect("segment lock")
+            .iter()
+            .map(|e| 48 + e.key.len() as u64 + json_bytes(&e.metadata))
+            .sum();
+        n * per_point + entries
+    }
+}
+
+fn json_bytes(v: &Value) -> u64 {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => s.len() as u64,
+        Value::Array(a) => a.iter().map(|x| 32 + json_bytes(x)).sum(),
+        Value::Object(o) => o.iter().map(|(k, x)| 64 + k.len() as u64 + json_bytes(x)).sum(),
+    }
+}
+
+/// The `k` best hits, best first; ties by key, duplicates (a point seen in
+/// two places while it moves) kept once.
+fn best(mut hits: Vec<IndexHit>, k: usize) -> Vec<IndexHit> {
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key)));
+    let mut seen = std::collections::HashSet::new();
+    hits.retain(|h| seen.insert(h.key.clone()));
+    hits.truncate(k);
+    hits
+}
+
+/// A point on its way into a graph: from the growing segment (`from` is
+/// its sequence number there) or from a segment being compacted (`from` is
+/// its offset there).
+struct Moving {
+    key: Arc<str>,
+    from: u64,
+    vector: Vec<f32>,
+    metadata: Arc<Value>,
+}
+
+struct Pending {
+    seq: u64,
+    vector: Vec<f32>,
+    metadata: Arc<Value>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Points not yet in a graph, searched exactly.
+    growing: HashMap<Arc<str>, Pending>,
+    /// Where each indexed point lives: (segment id, offset).
+    indexed: HashMap<Arc<str>, (u32, u32)>,
+    segments: Vec<Arc<Segment>>,
+    next_seq: u64,
+    next_segment: u32,
+}
+
+impl State {
+    fn segment(&self, id: u32) -> Option<&Arc<Segment>> {
+        self.segments.iter().find(|s| s.id == id)
+    }
+
+    /// Tombstones the indexed copy of `key`, if there is one.
+    fn bury(&mut self, key: &str) {
+        if let Some((seg, off)) = self.indexed.remove(key)
+            && let Some(s) = self.segment(seg)
+            && let Some(e) = s.entries.read().expect("segment lock").get(off as usize)
+            && !e.deleted.swap(true, Relaxed)
+        {
+            s.tombstones.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// The index of one collection.
+pub struct CollectionIndex {
+    pub uid: u64,
+    pub tenant: String,
+    pub name: String,
+    pub dimension: usize,
+    pub metric: Metric,
+    m: usize,
+    ef_construction: usize,
+    pub default_ef: usize,
+    options: IndexOptions,
+    state: RwLock<State>,
+    /// One builder step (flush or compaction) at a time.
+    building: Mutex<()>,
+}
+
+impl CollectionIndex {
+    fn new(c: &CollectionRecord, options: IndexOptions) -> CollectionIndex {
+        let h = c.hnsw.unwrap_or_default();
+        CollectionIndex {
+            uid: c.uid,
+            tenant: c.tenant.clone(),
+            name: c.name.clone(),
+            dimension: c.dimension as usize,
+            metric: Metric::try_from(c.metric).unwrap_or(Metric::Cosine),
+            m: (h.m as usize).clamp(2, 128),
+            ef_construction: (h.ef_construction as usize).max(1),
+            default_ef: (h.ef as usize).max(1),
+            options,
+            state: RwLock::new(State::default()),
+            building: Mutex::new(()),
+        }
+    }
+
+    fn upsert(&self, key: Arc<str>, vector: Vec<f32>, metadata: Value) {
+        let mut st = self.state.write().expect("collection lock");
+        st.bury(&key);
+        st.next_seq += 1;
+        let seq = st.next_seq;
+        st.growing.insert(key, Pending { seq, vector, metadata: Arc::new(metadata) });
+    }
+
+    fn delete(&self, key: &str) {
+        let mut st = self.state.write().expect("collection lock");
+        st.bury(key);
+        st.growing.remove(key);
+    }
+
+    /// The `k` best points for the query, best first.
+    pub fn search(&self, query: &Query<'_>) -> Vec<IndexHit> {
+        // The read lock is held for the whole search, so a concurrent
+        // upsert is seen entirely or not at all.
+        let st = self.state.read().expect("collection lock");
+        let mut hits: Vec<IndexHit> = st
+            .growing
+            .iter()
+            .filter(|(_, p)| query.filter.is_none_or(|f| f.matches(&p.metadata)))
+            .map(|(k, p)| IndexHit {
+                key: k.clone(),
+                score: score(self.metric, query.vector, &p.vector),
+                metadata: p.metadata.clone(),
+            })
+            .collect();
+        hits = best(hits, query.k);
+        for s in &st.segments {
+            hits.extend(s.search(self, query));
+        }
+        best(hits, query.k)
+    }
+
+    /// Live points and points still waiting for the graph.
+    pub fn counts(&self) -> (usize, usize) {
+        let st = self.state.read().expect("collection lock");
+        (st.growing.len() + st.indexed.len(), st.growing.len())
+    }
+
+    /// Moves up to [`FLUSH_BATCH`] growing points into the open segment.
+    /// Returns whether it moved any.
+    fn flush(&self) -> bool {
+        let _one = self.building.lock().expect("builder lock");
+        let size = self.options.segment_size.max(1);
+        let (open, batch): (Option<Arc<Segment>>, Vec<Moving>) = {
+            let st = self.state.read().expect("collection lock");
+            let open = st.segments.last().filter(|s| !s.closed.load(Relaxed) && s.hnsw.get_nb_point() < size).cloned();
+            let room = open.as_ref().map_or(size, |s| size - s.hnsw.get_nb_point());
+            let batch = st
+                .growing
+                .iter()
+                .take(FLUSH_BATCH.min(room))
+                .map(|(k, p)| Moving {
+                    key: k.clone(),
+                    from: p.seq,
+                    vector: p.vector.clone(),
+                    metadata: p.metadata.clone(),
+                })
+                .collect();
+            (open, batch)
+        };
+        if batch.is_empty() {
+            return false;
+        }
+        let max_norm = batch.iter().map(|m| dot(&m.vector, &m.vector).sqrt()).fold(0.0f32, f32::max);
+        let seg = match open.filter(|s| self.metric != Metric::Dot || max_norm <= s.bound) {
+            Some(s) => s,
+            None => {
+                let mut st = self.state.write().expect("collection lock");
+                if let Some(last) = st.segments.last() {
+                    last.closed.store(true, Relaxed);
+                }
+                let seg = self.new_segment(&mut st, max_norm * DOT_BOUND_SLACK, batch.len());
+                st.segments.push(seg.clone());
+                seg
+            }
+        };
+        let base = seg.hnsw.get_nb_point();
+        let prepared: Vec<Vec<f32>> = batch.iter().map(|m| prepare_stored(self.metric, &m.vector)).collect();
+        insert(&seg.hnsw, &prepared, base);
+        let mut st = self.state.write().expect("collection lock");
+        let mut entries = seg.entries.write().expect("segment lock");
+        for (i, Moving { key, from: seq, metadata, .. }) in batch.into_iter().enumerate() {
+            let current = st.growing.get(&key).is_some_and(|p| p.seq == seq);
+            if current {
+                st.growing.remove(&key);
+                st.indexed.insert(key.clone(), (seg.id, (base + i) as u32));
+            } else {
+                seg.tombstones.fetch_add(1, Relaxed);
+            }
+            entries.push(Entry { key, metadata, deleted: AtomicBool::new(!current) });
+        }
+        if entries.len() >= self.options.segment_size {
+            seg.closed.store(true, Relaxed);
+        }
+        true
+    }
+
+    fn new_segment(&self, st: &mut State, bound: f32, expected: usize) -> Arc<Segment> {
+        st.next_segment += 1;
+        let capacity = expected.max(1);
+        let bound = if self.metric == Metric::Dot { bound.max(f32::MIN_POSITIVE) } else { 1.0 };
+        Arc::new(Segment {
+            id: st.next_segment,
+            hnsw: {
+                let distance = match self.metric {
+                    Metric::Dot => SegmentDistance::InnerProduct { bound },
+                    _ => SegmentDistance::SquaredL2,
+                };
+                Hnsw::new(self.m, capacity, MAX_LAYERS, self.ef_construction, distance)
+            },
+            entries: RwLock::new(Vec::new()),
+            tombstones: AtomicUsize::new(0),
+            bound,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Rebuilds the first segment whose tombstones pass the ratio from its
+    /// live points. Returns whether it rebuilt one.
+    fn compact(&self) -> bool {
+        let _one = self.building.lock().expect("builder lock");
+        let ratio = self.options.compaction_tombstone_ratio;
+        let old = {
+            let st = self.state.read().expect("collection lock");
+            st.segments
+                .iter()
+                .find(|s| {
+                    let (n, t) = (s.len(), s.tombstones.load(Relaxed));
+                    t > 0 && (t == n || t as f64 >= ratio * n as f64)
+                })
+                .cloned()
+        };
+        let Some(old) = old else { return false };
+        let vectors = old.vectors();
+        let live: Vec<Moving> = {
+            let entries = old.entries.read().expect("segment lock");
+            entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| !e.deleted.load(Relaxed))
+                .filter_map(|(i, e)| {
+                    let v = vectors.get(i)?.as_ref()?;
+                    Some(Moving { key: e.key.clone(), from: i as u64, vector: v.clone(), metadata: e.metadata.clone() })
+                })
+                .collect()
+        };
+        drop(vectors);
+        let max_norm = live.iter().map(|m| dot(&m.vector, &m.vector).sqrt()).fold(0.0f32, f32::max);
+        let new = {
+            let mut st = self.state.write().expect("collection lock");
+            self.new_segment(&mut st, max_norm * DOT_BOUND_SLACK, live.len())
+        };
+        let prepared: Vec<Vec<f32>> = live.iter().map(|m| prepare_stored(self.metric, &m.vector)).collect();
+        insert(&new.hnsw, &prepared, 0);
+        let mut st = self.state.write().expect("collection lock");
+        {
+            let mut entries = new.entries.write().expect("segment lock");
+            for (i, Moving { key, from, metadata, .. }) in live.into_iter().enumerate() {
+                // Deleted or replaced while we rebuilt: a tombstone here too.
+                let current = st.indexed.get(&key) == Some(&(old.id, from as u32));
+                if current {
+                    st.indexed.insert(key.clone(), (new.id, i as u32));
+                } else {
+                    new.tombstones.fetch_add(1, Relaxed);
+                }
+                entries.push(Entry { key, metadata, deleted: AtomicBool::new(!current) });
+            }
+            new.closed.store(old.closed.load(Relaxed) || entries.len() >= self.options.segment_size, Relaxed);
+        }
+        let empty = new.len() == new.tombstones.load(Relaxed);
+        st.segments.retain(|s| s.id != old.id);
+        if !empty {
+            // Back where the old one was; the open segment stays last.
+            let at = st.segments.iter().position(|s| s.id > old.id).unwrap_or(st.segments.len());
+            st.segments.insert(at, new);
+        }
+        true
+    }
+
+    fn stats(&self) -> IndexStats {
+        let st = self.state.read().expect("collection lock");
+        let dim = self.dimension as u64;
+        let growing: u64 =
+            st.growing.iter().map(|(k, p)| dim * 4 + 96 + k.len() as u64 + json_bytes(&p.metadata)).sum();
+        IndexStats {
+            collections: 1,
+            points: st.growing.len() + st.indexed.len(),
+            growing: st.growing.len(),
+            segments: st.segments.len(),
+            tombstones: st.segments.iter().map(|s| s.tombstones.load(Relaxed)).sum(),
+            bytes: growing + st.indexed.len() as u64 * 48 + st.segments.iter().map(|s| s.bytes(self.m)).sum::<u64>(),
+        }
+    }
+
+    fn busy(&self) -> bool {
+        let st = self.state.read().expect("collection lock");
+        let ratio = self.options.compaction_tombstone_ratio;
+        !st.growing.is_empty()
+            || st.segments.iter().any(|s| {
+                let (n, t) = (s.len(), s.tombstones.load(Relaxed));
+                t > 0 && (t == n || t as f64 >= ratio * n as f64)
+            })
+    }
+}
+
+/// Inserts `prepared` with origin ids `base..`, in parallel when it pays.
+fn insert(hnsw: &Hnsw<'static, f32, SegmentDistance>, prepared: &[Vec<f32>], base: usize) {
+    let items: Vec<(&[f32], usize)> = prepared.iter().enumerate().map(|(i, v)| (v.as_slice(), base + i)).collect();
+    if items.len() >= PARALLEL_INSERT_MIN {
+        hnsw.parallel_insert_slice(&items);
+    } else {
+        for item in items {
+            hnsw.insert_slice(item);
+        }
+    }
+}
+
+struct Shared {
+    options: IndexOptions,
+    collections: RwLock<HashMap<u64, Arc<CollectionIndex>>>,
+    wake: Mutex<Sender<()>>,
+    /// Set while a wake-up is queued, so apply() sends at most one.
+    woken: AtomicBool,
+    /// Completed builder steps, for tests and benchmarks that wait.
+    steps: AtomicU64,
+}
+
+/// Every collection's index on this node. Cheap to clone.
+#[derive(Clone)]
+pub struct VectorIndexes {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for VectorIndexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndexes").field("options", &self.shared.options).finish()
+    }
+}
+
+impl VectorIndexes {
+    /// An empty index set and its builder thread (which ends when the last
+    /// clone is dropped).
+    pub fn new(options: IndexOptions) -> VectorIndexes {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = Arc::new(Shared {
+            options,
+            collections: RwLock::new(HashMap::new()),
+            wake: Mutex::new(tx),
+            woken: AtomicBool::new(false),
+            steps: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("synod-vector-index".into())
+            .spawn(move || builder(weak, rx))
+            .expect("spawn the vector index builder");
+        VectorIndexes { shared }
+    }
+
+    pub fn options(&self) -> IndexOptions {
+        self.shared.options
+    }
+
+    fn wake(&self) {
+        if !self.shared.woken.swap(true, Relaxed) {
+            let _ = self.shared.wake.lock().expect("wake lock").send(());
+        }
+    }
+
+    /// The index of the collection with this uid, if this node has it.
+    pub fn get(&self, uid: u64) -> Option<Arc<CollectionIndex>> {
+        self.shared.collections.read().expect("index map lock").get(&uid).cloned()
+    }
+
+    /// Replaces every index with the given collections and their points
+    /// (at open and after a snapshot install).
+    pub(crate) fn reset(&self, collections: Vec<(CollectionRecord, Vec<Point>)>) {
+        let mut fresh = HashMap::new();
+        for (c, points) in collections {
+            let idx = CollectionIndex::new(&c, self.shared.options);
+            for p in points {
+                add_point(&idx, &p);
+            }
+            fresh.insert(c.uid, Arc::new(idx));
+        }
+        *self.shared.collections.write().expect("index map lock") = fresh;
+        self.wake();
+    }
+
+    /// Applies what one written batch changed: collection records first,
+    /// then points (a point of a collection dropped in the same batch is
+    /// ignored).
+    pub(crate) fn update<'a>(&self, changes: impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + Clone) {
+        let mut touched = false;
+        for (k, v) in changes.clone() {
+            let Some((tenant, name)) = parse_collection_key(k) else { continue };
+            let mut map = self.shared.collections.write().expect("index map lock");
+            let record = v.as_deref().and_then(|b| CollectionRecord::decode(b).ok());
+            match record {
+                Some(c) if map.contains_key(&c.uid) => {}
+                Some(c) => {
+                    map.retain(|_, i| !(i.tenant == c.tenant && i.name == c.name));
+                    map.insert(c.uid, Arc::new(CollectionIndex::new(&c, self.shared.options)));
+                }
+                None => map.retain(|_, i| !(i.tenant == tenant && i.name == name)),
+            }
+        }
+        for (k, v) in changes {
+            let Some((uid, key)) = parse_point_key(k) else { continue };
+            let Some(idx) = self.get(uid) else { continue };
+            match v.as_deref().map(Point::decode) {
+                Some(Ok(p)) => add_point(&idx, &p),
+                Some(Err(_)) => {}
+                None => idx.delete(key),
+            }
+            touched = true;
+        }
+        if touched {
+            self.wake();
+        }
+    }
+
+    /// Counts and memory over every collection.
+    pub fn stats(&self) -> IndexStats {
+        let all: Vec<_> = self.shared.collections.read().expect("index map lock").values().cloned().collect();
+        all.iter().map(|c| c.stats()).fold(IndexStats::default(), |a, b| IndexStats {
+            collections: a.collections + b.collections,
+            points: a.points + b.points,
+            growing: a.growing + b.growing,
+            segments: a.segments + b.segments,
+            tombstones: a.tombstones + b.tombstones,
+            bytes: a.bytes + b.bytes,
+        })
+    }
+
+    /// Waits until every growing point is in a graph and no segment waits
+    /// for compaction; false on timeout. For tests and benchmarks.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let all: Vec<_> = self.shared.collections.read().expect("index map lock").values().cloned().collect();
+            if !all.iter().any(|c| c.busy()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            self.wake();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn add_point(idx: &CollectionIndex, p: &Point) {
+    let Some(vector) = decode_vector(&p.vector).filter(|v| v.len() == idx.dimension) else { return };
+    let metadata = if p.metadata_json.is_empty() {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_str(&p.metadata_json).unwrap_or_else(|_| Value::Object(Default::default()))
+    };
+    idx.upsert(point_id_key(&p.id, p.numeric_id).into(), vector, metadata);
+}
+
+/// `t/<tenant>/coll/<name>` → (tenant, name).
+fn parse_collection_key(k: &[u8]) -> Option<(&str, &str)> {
+    let rest = k.strip_prefix(b"t/")?;
+    let slash = rest.iter().position(|b| *b == b'/')?;
+    let name = rest[slash + 1..].strip_prefix(b"coll/")?;
+    Some((std::str::from_utf8(&rest[..slash]).ok()?, std::str::from_utf8(name).ok()?))
+}
+
+/// `t/<tenant>/pt/<uid: 8 bytes>/<id key>` → (uid, id key).
+fn parse_point_key(k: &[u8]) -> Option<(u64, &str)> {
+    let rest = k.strip_prefix(b"t/")?;
+    let slash = rest.iter().position(|b| *b == b'/')?;
+    let rest = rest[slash + 1..].strip_prefix(b"pt/")?;
+    if rest.len() < 10 || rest[8] != b'/' {
+        return None;
+    }
+    let uid = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    Some((uid, std::str::from_utf8(&rest[9..]).ok()?))
+}
+
+/// The builder thread: moves growing points into graphs and compacts,
+/// whenever woken and every half second.
+fn builder(shared: Weak<Shared>, wake: Receiver<()>) {
+    loop {
+        match wake.recv_timeout(Duration::from_millis(500)) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let Some(shared) = shared.upgrade() else { return };
+        shared.woken.store(false, Relaxed);
+        loop {
+            let all: Vec<_> = shared.collections.read().expect("index map lock").values().cloned().collect();
+            let mut worked = false;
+            for c in all {
+                worked |= c.flush();
+                worked |= c.compact();
+            }
+            if !worked {
+                break;
+            }
+            shared.steps.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_distances_order_points_as_scores_do() {
+        let q = [0.5f32, 1.0, -0.25];
+        let pts = [[3.0f32, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 2.0, 1.0], [-2.0, -2.0, 0.0], [0.1, 0.1, 0.1]];
+        for (metric, distance) in [
+            (Metric::Cosine, SegmentDistance::SquaredL2),
+            (Metric::L2, SegmentDistance::SquaredL2),
+            (Metric::Dot, SegmentDistance::InnerProduct { bound: 5.0 }),
+        ] {
+            let qp = prepare_query(metric, &q, 5.0);
+            let mut by_dist: Vec<usize> = (0..pts.len()).collect();
+            by_dist.sort_by(|a, b| {
+                let da = distance.eval(&qp, &prepare_stored(metric, &pts[*a]));
+                let db = distance.eval(&qp, &prepare_stored(metric, &pts[*b]));
+                assert!(da >= 0.0 && db >= 0.0);
+                da.total_cmp(&db)
+            });
+            let mut by_score: Vec<usize> = (0..pts.len()).collect();
+            by_score.sort_by(|a, b| score(metric, &q, &pts[*b]).total_cmp(&score(metric, &q, &pts[*a])));
+            assert_eq!(by_dist, by_score, "{metric:?}");
+        }
+    }
+
+    #[test]
+    fn keys_parse_back() {
+        let k = crate::schema::point_key("acme", 0x2f2f_0000_0000_002f, "s:a/b");
+        assert_eq!(parse_point_key(&k), Some((0x2f2f_0000_0000_002f, "s:a/b")), "a '/' in the uid bytes is fine");
+        let c = crate::schema::collection_key("acme", "docs");
+        assert_eq!(parse_collection_key(&c), Some(("acme", "docs")));
+        assert_eq!(parse_point_key(&c), None);
+        assert_eq!(parse_collection_key(&k), None);
+    }
+}
