@@ -31,6 +31,30 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Vector search: build time, memory, recall@10 and QPS at several ef,
+    /// on the index directly and through REST and gRPC of one node.
+    Vectors {
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        /// cosine, l2 or dot.
+        #[arg(long, default_value = "l2")]
+        metric: String,
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        #[arg(long, value_delimiter = ',', default_value = "32,64,128,200,400")]
+        ef: Vec<usize>,
+        /// Also write base.f32, queries.f32 and truth.u32 here, for
+        /// bench/hnswlib_compare.py (the same data in hnswlib).
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Skip the REST and gRPC part.
+        #[arg(long)]
+        index_only: bool,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Committed label writes per second through the leader at each client count.
     Writes {
         #[arg(long, value_delimiter = ',', default_value = "1,64")]
@@ -42,7 +66,7 @@ pub enum BenchCmd {
     },
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -76,6 +100,19 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Failover { runs, dir } => failover(runs, dir).await,
         BenchCmd::Writes { clients, seconds, dir } => writes(clients, seconds, dir).await,
         BenchCmd::Tasks { clients, seconds, dir } => tasks(clients, seconds, dir).await,
+        BenchCmd::Vectors { n, dim, metric, queries, ef, save, index_only, dir } => {
+            crate::bench_vectors::run(crate::bench_vectors::Params {
+                n,
+                dim,
+                metric,
+                queries,
+                ef,
+                save,
+                index_only,
+                dir,
+            })
+            .await
+        }
     }
 }
 

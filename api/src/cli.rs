@@ -135,6 +135,15 @@ pub enum VectorCmd {
         /// A task type that embeds text (e.g. vectorize).
         #[arg(long)]
         vectorizer: Option<String>,
+        /// HNSW links per node (default: vector_db.hnsw_m).
+        #[arg(long)]
+        m: Option<u32>,
+        /// HNSW build candidate list (default: vector_db.hnsw_ef_construction).
+        #[arg(long)]
+        ef_construction: Option<u32>,
+        /// HNSW search candidate list (default: vector_db.hnsw_ef).
+        #[arg(long)]
+        ef: Option<u32>,
     },
     List,
     Get {
@@ -143,11 +152,33 @@ pub enum VectorCmd {
     Delete {
         name: String,
     },
-    /// Upsert points: --points '[{"id": 1, "vector": [...], "metadata": {...}}]'.
+    /// Upsert points: --points '[{"id": 1, "vector": [...], "metadata": {...}}]'
+    /// (or --points @file.json).
     Upsert {
         name: String,
         #[arg(long)]
         points: String,
+    },
+    /// Delete points by id: --ids '[1, "a"]'.
+    DeletePoints {
+        name: String,
+        #[arg(long)]
+        ids: String,
+    },
+    /// One point by id.
+    GetPoint {
+        name: String,
+        id: String,
+    },
+    /// Many queries in one call: --queries '[{"vector": [...], "top_k": 5}, {"text": "..."}]'
+    /// (or --queries @file.json).
+    SearchBatch {
+        name: String,
+        #[arg(long)]
+        queries: String,
+        /// local, leader or linearizable.
+        #[arg(long)]
+        consistency: Option<String>,
     },
     /// Search by --vector JSON or --text.
     Search {
@@ -161,6 +192,9 @@ pub enum VectorCmd {
         /// {"must": [...]} as JSON.
         #[arg(long)]
         filter: Option<String>,
+        /// HNSW candidate list size (default: the collection's).
+        #[arg(long)]
+        ef: Option<usize>,
         /// local, leader or linearizable.
         #[arg(long)]
         consistency: Option<String>,
@@ -705,12 +739,18 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Vector(VectorArgs { target, tenant, cmd }) => {
             let c = Client::of(&target)?.with_tenant(tenant);
+            // JSON inline, or `@path` for a file.
             let json = |what: &str, s: &str| -> anyhow::Result<Value> {
-                serde_json::from_str(s).with_context(|| format!("--{what} is not JSON"))
+                let text = match s.strip_prefix('@') {
+                    Some(path) => std::fs::read_to_string(path).with_context(|| format!("--{what}: read {path}"))?,
+                    None => s.to_string(),
+                };
+                serde_json::from_str(&text).with_context(|| format!("--{what} is not JSON"))
             };
             let (v, _) = match cmd {
-                VectorCmd::Create { name, dimension, metric, vectorizer } => {
-                    let body = serde_json::json!({"name": name, "dimension": dimension, "metric": metric, "vectorizer": vectorizer});
+                VectorCmd::Create { name, dimension, metric, vectorizer, m, ef_construction, ef } => {
+                    let body = serde_json::json!({"name": name, "dimension": dimension, "metric": metric,
+                        "vectorizer": vectorizer, "hnsw": {"m": m, "ef_construction": ef_construction, "ef": ef}});
                     c.call(Method::POST, "/collections", Some(body), &[]).await?
                 }
                 VectorCmd::List => c.call(Method::GET, "/collections", None, &[]).await?,
@@ -722,8 +762,23 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     let body = serde_json::json!({"points": json("points", &points)?});
                     c.call(Method::POST, &format!("/collections/{name}/points"), Some(body), &[]).await?
                 }
-                VectorCmd::Search { name, vector, text, top_k, filter, consistency } => {
+                VectorCmd::DeletePoints { name, ids } => {
+                    let body = serde_json::json!({"ids": json("ids", &ids)?});
+                    c.call(Method::DELETE, &format!("/collections/{name}/points"), Some(body), &[]).await?
+                }
+                VectorCmd::GetPoint { name, id } => {
+                    c.call(Method::GET, &format!("/collections/{name}/points/{id}"), None, &[]).await?
+                }
+                VectorCmd::SearchBatch { name, queries, consistency } => {
+                    let body = serde_json::json!({"collection": name, "queries": json("queries", &queries)?,
+                        "consistency": consistency});
+                    c.call(Method::POST, "/vector/search/batch", Some(body), &[]).await?
+                }
+                VectorCmd::Search { name, vector, text, top_k, filter, ef, consistency } => {
                     let mut body = serde_json::json!({"collection": name, "top_k": top_k});
+                    if let Some(ef) = ef {
+                        body["ef"] = ef.into();
+                    }
                     if let Some(v) = vector {
                         body["vector"] = json("vector", &v)?;
                     }

@@ -62,3 +62,19 @@ pub fn export_task_counters(store: &synod_store::Store) {
         }
     }
 }
+
+/// The vector index of this node (derived state, so per node):
+/// `synod_vector_index_points`, `..._growing_points` (not yet in a graph),
+/// `..._segments`, `..._tombstones`, `..._bytes` (estimated) and
+/// `synod_vector_index_bytes_per_million_vectors`.
+pub fn export_vector_index(store: &synod_store::Store) {
+    let s = store.vector_index().stats();
+    metrics::gauge!("synod_vector_index_collections").set(s.collections as f64);
+    metrics::gauge!("synod_vector_index_points").set(s.points as f64);
+    metrics::gauge!("synod_vector_index_growing_points").set(s.growing as f64);
+    metrics::gauge!("synod_vector_index_segments").set(s.segments as f64);
+    metrics::gauge!("synod_vector_index_tombstones").set(s.tombstones as f64);
+    metrics::gauge!("synod_vector_index_bytes").set(s.bytes as f64);
+    let per_million = if s.points == 0 { 0.0 } else { s.bytes as f64 * 1e6 / s.points as f64 };
+    metrics::gauge!("synod_vector_index_bytes_per_million_vectors").set(per_million);
+}

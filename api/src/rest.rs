@@ -318,6 +318,7 @@ async fn ready(State(node): State<SharedNode>) -> Response {
 
 async fn metrics(State(node): State<SharedNode>) -> Response {
     crate::metrics::export_task_counters(&node.raft.store);
+    crate::metrics::export_vector_index(&node.raft.store);
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], crate::metrics::render())
         .into_response()
 }

@@ -27,6 +27,7 @@
 
 mod db;
 mod error;
+pub mod hnsw;
 pub mod identity;
 mod index_mirror;
 mod registry;

@@ -33,10 +33,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use hnsw_rs::prelude::{Distance, FilterT, Hnsw};
 use prost::Message;
 use serde_json::Value;
 
+use crate::hnsw::{Distance, Graph, dot};
 use crate::pb::{CollectionRecord, Metric, Point};
 use crate::vector_search::{Filter, score};
 use crate::vectors::{decode_vector, point_id_key};
@@ -45,8 +45,6 @@ use crate::vectors::{decode_vector, point_id_key};
 const FLUSH_BATCH: usize = 4096;
 /// Below this many points a batch is inserted on the builder thread alone.
 const PARALLEL_INSERT_MIN: usize = 512;
-/// hnsw_rs layers; 16 is its maximum and plenty for a billion points.
-const MAX_LAYERS: usize = 16;
 /// Headroom over the largest norm of a dot-product segment's first batch.
 const DOT_BOUND_SLACK: f32 = 1.25;
 
@@ -63,52 +61,6 @@ impl Default for IndexOptions {
     fn default() -> Self {
         IndexOptions { segment_size: 1_000_000, compaction_tombstone_ratio: 0.2 }
     }
-}
-
-/// The distance a segment's graph is built on: squared Euclidean (l2, and
-/// cosine on unit vectors), or for the dot product `B² - a·b`, which is
-/// never negative while every vector (and the query, scaled) has a norm of
-/// at most the segment's bound `B`.
-#[derive(Debug, Clone, Copy)]
-pub enum SegmentDistance {
-    SquaredL2,
-    InnerProduct { bound: f32 },
-}
-
-impl Distance<f32> for SegmentDistance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        match *self {
-            SegmentDistance::SquaredL2 => squared_l2(a, b),
-            SegmentDistance::InnerProduct { bound } => (bound * bound - dot(a, b)).max(0.0),
-        }
-    }
-}
-
-pub fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, ra) = a.as_chunks::<8>();
-    let (cb, rb) = b.as_chunks::<8>();
-    for (x, y) in ca.iter().zip(cb) {
-        for i in 0..8 {
-            let d = x[i] - y[i];
-            acc[i] += d * d;
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, ra) = a.as_chunks::<8>();
-    let (cb, rb) = b.as_chunks::<8>();
-    for (x, y) in ca.iter().zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 fn unit(v: &[f32]) -> Vec<f32> {
@@ -174,11 +126,11 @@ struct Entry {
     deleted: AtomicBool,
 }
 
-/// An HNSW graph over a fixed-after-append set of points. Origin ids in
-/// the graph are offsets into `entries`.
+/// An HNSW graph over an append-only set of points. Node ids in the graph
+/// are offsets into `entries`.
 struct Segment {
     id: u32,
-    hnsw: Hnsw<'static, f32, SegmentDistance>,
+    graph: Graph,
     /// By offset. A point is in the graph before it is here: offsets past
     /// `entries.len()` are still being moved and are skipped by searches.
     entries: RwLock<Vec<Entry>>,
@@ -194,13 +146,9 @@ impl Segment {
     }
 
     /// Every point of the graph by offset, with its prepared vector.
-    fn vectors(&self) -> Vec<Option<Vec<f32>>> {
-        let mut out = vec![None; self.hnsw.get_nb_point()];
-        for p in self.hnsw.get_point_indexation() {
-            if let Some(slot) = out.get_mut(p.get_origin_id()) {
-                *slot = Some(p.get_v().to_vec());
-            }
-        }
+    fn vectors(&self) -> Vec<Vec<f32>> {
+        let mut out = Vec::with_capacity(self.graph.len());
+        self.graph.for_each(|_, v| out.push(v.to_vec()));
         out
     }
 
@@ -213,56 +161,36 @@ impl Segment {
         if live == 0 {
             return Vec::new();
         }
-        let accept = |id: &usize| {
+        let accept = |id: u32| {
             entries
-                .get(*id)
+                .get(id as usize)
                 .is_some_and(|e| !e.deleted.load(Relaxed) && query.filter.is_none_or(|f| f.matches(&e.metadata)))
         };
         let ef = query.ef.max(query.k);
-        let exhaustive = query.filter.is_some() || tombstones > 0 || self.hnsw.get_nb_point() > n;
-        let found = if exhaustive {
-            self.hnsw.search_filter(q, query.k, ef, Some(&accept as &dyn FilterT))
-        } else {
-            self.hnsw.search(q, query.k, ef)
+        let exhaustive = query.filter.is_some() || tombstones > 0 || self.graph.len() > n;
+        let found = self.graph.search(q, query.k, ef, if exhaustive { Some(&accept) } else { None });
+        let hit = |id: u32, v: &[f32]| {
+            let e = &entries[id as usize];
+            IndexHit { key: e.key.clone(), score: score(c.metric, query.vector, v), metadata: e.metadata.clone() }
         };
-        let indexation = self.hnsw.get_point_indexation();
-        let mut hits: Vec<IndexHit> = found
-            .iter()
-            .filter(|nb| accept(&nb.get_origin_id()))
-            .filter_map(|nb| {
-                let v = indexation.get_point_data(&nb.p_id)?;
-                let e = &entries[nb.get_origin_id()];
-                Some(IndexHit {
-                    key: e.key.clone(),
-                    score: score(c.metric, query.vector, &v),
-                    metadata: e.metadata.clone(),
-                })
-            })
-            .collect();
+        let mut hits: Vec<IndexHit> =
+            found.iter().filter(|(id, _, _)| accept(*id)).map(|(id, _, v)| hit(*id, v)).collect();
         if exhaustive && hits.len() < query.k.min(live) {
             // The graph ran out of matches before k: the filter is selective
             // (or the matches sit where the graph does not lead). Scan.
             let mut all = Vec::new();
-            for p in indexation {
-                let id = p.get_origin_id();
-                if accept(&id) {
-                    let e = &entries[id];
-                    let s = score(c.metric, query.vector, p.get_v());
-                    all.push(IndexHit { key: e.key.clone(), score: s, metadata: e.metadata.clone() });
+            self.graph.for_each(|id, v| {
+                if accept(id) {
+                    all.push(hit(id, v));
                 }
-            }
+            });
             hits = best(all, query.k);
         }
         hits
     }
 
-    /// Estimated bytes: hnsw_rs keeps per point its vector, a point record,
-    /// a table of 16 neighbour lists, and up to 2m neighbours on layer 0
-    /// (each an `Arc` to a record of 32 bytes); plus our entry.
-    fn bytes(&self, m: usize) -> u64 {
-        let n = self.hnsw.get_nb_point() as u64;
-        let dim = self.hnsw.get_point_indexation().get_data_dimension() as u64;
-        let per_point = dim * 4 + 80 + 48 + 16 * 24 + (2 * m as u64) * 40;
+    /// Bytes held: the graph, and per point its key, metadata and entry.
+    fn bytes(&self) -> u64 {
         let entries: u64 = self
             .entries
             .read()
@@ -270,7 +198,7 @@ impl Segment {
             .iter()
             .map(|e| 48 + e.key.len() as u64 + json_bytes(&e.metadata))
             .sum();
-        n * per_point + entries
+        self.graph.bytes() + entries
     }
 }
 
@@ -420,8 +348,8 @@ impl CollectionIndex {
         let size = self.options.segment_size.max(1);
         let (open, batch): (Option<Arc<Segment>>, Vec<Moving>) = {
             let st = self.state.read().expect("collection lock");
-            let open = st.segments.last().filter(|s| !s.closed.load(Relaxed) && s.hnsw.get_nb_point() < size).cloned();
-            let room = open.as_ref().map_or(size, |s| size - s.hnsw.get_nb_point());
+            let open = st.segments.last().filter(|s| !s.closed.load(Relaxed) && s.graph.len() < size).cloned();
+            let room = open.as_ref().map_or(size, |s| size - s.graph.len());
             let batch = st
                 .growing
                 .iter()
@@ -446,14 +374,13 @@ impl CollectionIndex {
                 if let Some(last) = st.segments.last() {
                     last.closed.store(true, Relaxed);
                 }
-                let seg = self.new_segment(&mut st, max_norm * DOT_BOUND_SLACK, batch.len());
+                let seg = self.new_segment(&mut st, max_norm * DOT_BOUND_SLACK);
                 st.segments.push(seg.clone());
                 seg
             }
         };
-        let base = seg.hnsw.get_nb_point();
         let prepared: Vec<Vec<f32>> = batch.iter().map(|m| prepare_stored(self.metric, &m.vector)).collect();
-        insert(&seg.hnsw, &prepared, base);
+        let base = insert(&seg.graph, &prepared);
         let mut st = self.state.write().expect("collection lock");
         let mut entries = seg.entries.write().expect("segment lock");
         for (i, Moving { key, from: seq, metadata, .. }) in batch.into_iter().enumerate() {
@@ -472,19 +399,16 @@ impl CollectionIndex {
         true
     }
 
-    fn new_segment(&self, st: &mut State, bound: f32, expected: usize) -> Arc<Segment> {
+    fn new_segment(&self, st: &mut State, bound: f32) -> Arc<Segment> {
         st.next_segment += 1;
-        let capacity = expected.max(1);
         let bound = if self.metric == Metric::Dot { bound.max(f32::MIN_POSITIVE) } else { 1.0 };
+        let distance = match self.metric {
+            Metric::Dot => Distance::InnerProduct { bound },
+            _ => Distance::SquaredL2,
+        };
         Arc::new(Segment {
             id: st.next_segment,
-            hnsw: {
-                let distance = match self.metric {
-                    Metric::Dot => SegmentDistance::InnerProduct { bound },
-                    _ => SegmentDistance::SquaredL2,
-                };
-                Hnsw::new(self.m, capacity, MAX_LAYERS, self.ef_construction, distance)
-            },
+            graph: Graph::new(self.dimension, self.m, self.ef_construction, distance),
             entries: RwLock::new(Vec::new()),
             tombstones: AtomicUsize::new(0),
             bound,
@@ -516,7 +440,7 @@ impl CollectionIndex {
                 .enumerate()
                 .filter(|(_, e)| !e.deleted.load(Relaxed))
                 .filter_map(|(i, e)| {
-                    let v = vectors.get(i)?.as_ref()?;
+                    let v = vectors.get(i)?;
                     Some(Moving { key: e.key.clone(), from: i as u64, vector: v.clone(), metadata: e.metadata.clone() })
                 })
                 .collect()
@@ -525,10 +449,10 @@ impl CollectionIndex {
         let max_norm = live.iter().map(|m| dot(&m.vector, &m.vector).sqrt()).fold(0.0f32, f32::max);
         let new = {
             let mut st = self.state.write().expect("collection lock");
-            self.new_segment(&mut st, max_norm * DOT_BOUND_SLACK, live.len())
+            self.new_segment(&mut st, max_norm * DOT_BOUND_SLACK)
         };
         let prepared: Vec<Vec<f32>> = live.iter().map(|m| prepare_stored(self.metric, &m.vector)).collect();
-        insert(&new.hnsw, &prepared, 0);
+        insert(&new.graph, &prepared);
         let mut st = self.state.write().expect("collection lock");
         {
             let mut entries = new.entries.write().expect("segment lock");
@@ -565,7 +489,7 @@ impl CollectionIndex {
             growing: st.growing.len(),
             segments: st.segments.len(),
             tombstones: st.segments.iter().map(|s| s.tombstones.load(Relaxed)).sum(),
-            bytes: growing + st.indexed.len() as u64 * 48 + st.segments.iter().map(|s| s.bytes(self.m)).sum::<u64>(),
+            bytes: growing + st.indexed.len() as u64 * 48 + st.segments.iter().map(|s| s.bytes()).sum::<u64>(),
         }
     }
 
@@ -580,16 +504,30 @@ impl CollectionIndex {
     }
 }
 
-/// Inserts `prepared` with origin ids `base..`, in parallel when it pays.
-fn insert(hnsw: &Hnsw<'static, f32, SegmentDistance>, prepared: &[Vec<f32>], base: usize) {
-    let items: Vec<(&[f32], usize)> = prepared.iter().enumerate().map(|(i, v)| (v.as_slice(), base + i)).collect();
-    if items.len() >= PARALLEL_INSERT_MIN {
-        hnsw.parallel_insert_slice(&items);
+/// Adds `prepared` to the graph (two threads for a large batch) and returns
+/// the id of the first.
+fn insert(graph: &Graph, prepared: &[Vec<f32>]) -> usize {
+    let first = graph.reserve(prepared);
+    let ids = first..first + prepared.len() as u32;
+    if prepared.len() < PARALLEL_INSERT_MIN {
+        ids.for_each(|id| graph.link(id));
     } else {
-        for item in items {
-            hnsw.insert_slice(item);
-        }
+        let next = std::sync::atomic::AtomicU32::new(ids.start);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    loop {
+                        let id = next.fetch_add(1, Relaxed);
+                        if id >= ids.end {
+                            break;
+                        }
+                        graph.link(id);
+                    }
+                });
+            }
+        });
     }
+    first as usize
 }
 
 struct Shared {
@@ -789,6 +727,7 @@ mod tests {
 
     #[test]
     fn graph_distances_order_points_as_scores_do() {
+        use crate::hnsw::Distance as SegmentDistance;
         let q = [0.5f32, 1.0, -0.25];
         let pts = [[3.0f32, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 2.0, 1.0], [-2.0, -2.0, 0.0], [0.1, 0.1, 0.1]];
         for (metric, distance) in [

@@ -162,6 +162,21 @@ pub fn exact_search<'a>(
     out
 }
 
+/// Seeded vectors uniform in [-1, 1) (SplitMix64), the same on every
+/// machine: the data of the recall tests, `synod bench vectors` and
+/// `bench/hnswlib_compare.py`, which reimplements it.
+pub fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (0..n).map(|_| (0..dim).map(|_| (next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0).collect()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -1,0 +1,348 @@
+//! `synod bench vectors`: the HNSW index measured directly (build time,
+//! memory, recall@10 and QPS at several ef, rebuild after reopen), then the
+//! same queries through REST and gRPC of one node, so the API overhead per
+//! query is visible. Seeded data; `--save` writes it for hnswlib.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use prost::Message;
+use serde_json::{Value, json};
+use synod_store::pb::{self, Metric, command::Kind};
+use synod_store::vector_index::Query;
+use synod_store::vector_search::{exact_search, random_vectors};
+use synod_store::vectors::encode_vector;
+use synod_store::{ApplyEntry, Store, StoreOptions};
+
+use crate::bench::percentile;
+use crate::local_cluster::LocalCluster;
+
+pub struct Params {
+    pub n: usize,
+    pub dim: usize,
+    pub metric: String,
+    pub queries: usize,
+    pub ef: Vec<usize>,
+    pub save: Option<PathBuf>,
+    pub index_only: bool,
+    pub dir: Option<PathBuf>,
+}
+
+const K: usize = 10;
+const BATCH: usize = 1000;
+/// Points per REST upsert: 400 vectors of 128 floats as JSON stay under
+/// the default `node.max_body_size` (1 MiB).
+const REST_BATCH: usize = 400;
+
+fn metric(s: &str) -> anyhow::Result<Metric> {
+    Ok(match s {
+        "cosine" => Metric::Cosine,
+        "l2" => Metric::L2,
+        "dot" => Metric::Dot,
+        other => anyhow::bail!("unknown metric {other:?} (cosine, l2 or dot)"),
+    })
+}
+
+/// This process's resident memory, from /proc (Linux).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+/// Exact top-K ids (as `u64`) of every query, on both cores.
+fn truth(m: Metric, base: &[Vec<f32>], queries: &[Vec<f32>]) -> Vec<Vec<u64>> {
+    let ids: Vec<String> = (0..base.len()).map(|i| i.to_string()).collect();
+    let meta = Value::Null;
+    let one = |q: &Vec<f32>| -> Vec<u64> {
+        let cands = ids.iter().zip(base).map(|(i, v)| (i.as_str(), v.as_slice(), &meta));
+        exact_search(m, q, K, None, cands).into_iter().filter_map(|h| h.id.parse().ok()).collect()
+    };
+    let half = queries.len() / 2;
+    std::thread::scope(|s| {
+        let a = s.spawn(|| queries[..half].iter().map(one).collect::<Vec<_>>());
+        let mut out = queries[half..].iter().map(one).collect::<Vec<_>>();
+        let mut first = a.join().expect("truth thread");
+        first.append(&mut out);
+        first
+    })
+}
+
+fn recall(truth: &[Vec<u64>], got: &[Vec<u64>]) -> f64 {
+    let found: usize = truth.iter().zip(got).map(|(t, g)| g.iter().filter(|x| t.contains(x)).count()).sum();
+    found as f64 / (K * truth.len()) as f64
+}
+
+fn save(dir: &Path, base: &[Vec<f32>], queries: &[Vec<f32>], truth: &[Vec<u64>]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let floats = |name: &str, rows: &[Vec<f32>]| -> anyhow::Result<()> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join(name))?);
+        for r in rows {
+            for x in r {
+                f.write_all(&x.to_le_bytes())?;
+            }
+        }
+        Ok(f.flush()?)
+    };
+    floats("base.f32", base)?;
+    floats("queries.f32", queries)?;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("truth.u32"))?);
+    for r in truth {
+        for x in r {
+            f.write_all(&(*x as u32).to_le_bytes())?;
+        }
+    }
+    f.flush()?;
+    println!(
+        "saved base.f32 ({} x {}), queries.f32, truth.u32 (top {K}) in {}",
+        base.len(),
+        base[0].len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn upsert_command(i0: usize, rows: &[Vec<f32>]) -> Vec<u8> {
+    let points = rows
+        .iter()
+        .enumerate()
+        .map(|(j, v)| pb::Point {
+            id: (i0 + j).to_string(),
+            numeric_id: true,
+            vector: encode_vector(v),
+            ..Default::default()
+        })
+        .collect();
+    let kind =
+        Kind::UpsertPoints(pb::UpsertPoints { tenant: "bench".into(), collection: "b".into(), points, max_vectors: 0 });
+    pb::Command { format_version: 1, stamped_at_ms: 1, kind: Some(kind) }.encode_to_vec()
+}
+
+fn apply_one(store: &Store, index: u64, cmd: &[u8]) -> anyhow::Result<()> {
+    let log_id = format!("bench-{index}").into_bytes();
+    store.apply(&[ApplyEntry { index, log_id: &log_id, membership: None, command: Some(cmd) }])?;
+    Ok(())
+}
+
+pub async fn run(p: Params) -> anyhow::Result<()> {
+    let m = metric(&p.metric)?;
+    let cfg = synod_config::VectorDbConfig::default();
+    println!(
+        "vectors: n {} dim {} metric {} m {} ef_construction {} ({} cores)",
+        p.n,
+        p.dim,
+        p.metric,
+        cfg.hnsw_m,
+        cfg.hnsw_ef_construction,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let base = random_vectors(p.n, p.dim, 7);
+    let queries = random_vectors(p.queries, p.dim, 99);
+    let t = Instant::now();
+    let truth = truth(m, &base, &queries);
+    println!("exact search of {} queries: {:.1} ms/query (brute force, 2 threads)", p.queries, {
+        t.elapsed().as_secs_f64() * 1000.0 / p.queries as f64
+    });
+    if let Some(dir) = &p.save {
+        save(dir, &base, &queries, &truth)?;
+    }
+    let (root, _guard) = match &p.dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+
+    // 1. The index directly.
+    let opts = StoreOptions {
+        fsync: false,
+        vector_index: synod_store::vector_index::IndexOptions {
+            segment_size: cfg.segment_size,
+            compaction_tombstone_ratio: cfg.compaction_tombstone_ratio,
+        },
+        ..Default::default()
+    };
+    let direct_dir = root.join("direct");
+    let rss0 = rss_bytes();
+    let store = Store::open(&direct_dir, &opts)?;
+    let create = Kind::CreateCollection(pb::CreateCollection {
+        collection: Some(pb::CollectionRecord {
+            tenant: "bench".into(),
+            name: "b".into(),
+            dimension: p.dim as u32,
+            metric: m as i32,
+            hnsw: Some(pb::HnswParams {
+                m: cfg.hnsw_m as u32,
+                ef_construction: cfg.hnsw_ef_construction as u32,
+                ef: cfg.hnsw_ef as u32,
+            }),
+            ..Default::default()
+        }),
+    });
+    apply_one(&store, 1, &pb::Command { format_version: 1, stamped_at_ms: 1, kind: Some(create) }.encode_to_vec())?;
+    let t = Instant::now();
+    for (b, chunk) in base.chunks(BATCH).enumerate() {
+        apply_one(&store, 2 + b as u64, &upsert_command(b * BATCH, chunk))?;
+    }
+    let applied = t.elapsed();
+    anyhow::ensure!(store.vector_index().wait_idle(Duration::from_secs(3600)), "the index did not finish building");
+    let build = t.elapsed();
+    let stats = store.vector_index().stats();
+    println!(
+        "index build: {:.1} s for {} points ({:.0} points/s; applying took {:.1} s), {} segment(s)",
+        build.as_secs_f64(),
+        stats.points,
+        stats.points as f64 / build.as_secs_f64(),
+        applied.as_secs_f64(),
+        stats.segments
+    );
+    println!(
+        "index memory: {:.0} MiB estimated ({:.0} MiB per million vectors); process RSS grew {:.0} MiB (RocksDB included)",
+        mib(stats.bytes),
+        mib(stats.bytes) * 1e6 / stats.points.max(1) as f64,
+        mib(rss_bytes().saturating_sub(rss0))
+    );
+    let coll = store.get_collection("bench", "b")?.context("the bench collection")?;
+    let index = store.vector_index().get(coll.uid).context("the bench index")?;
+    let mut direct_p50 = Vec::new();
+    for &ef in &p.ef {
+        let mut lat = Vec::with_capacity(queries.len());
+        let mut got = Vec::with_capacity(queries.len());
+        let t = Instant::now();
+        for q in &queries {
+            let s = Instant::now();
+            let hits = index.search(&Query { vector: q, k: K, ef, filter: None });
+            lat.push(s.elapsed().as_secs_f64() * 1e6);
+            got.push(hits.iter().filter_map(|h| h.key.strip_prefix("u:")?.parse().ok()).collect::<Vec<u64>>());
+        }
+        let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        direct_p50.push(percentile(&lat, 0.5));
+        println!(
+            "index   ef {ef:>4}: recall@10 {:.4}, {qps:>7.0} QPS (1 thread), p50 {:.0} us, p99 {:.0} us",
+            recall(&truth, &got),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
+    }
+    drop(index);
+    drop(store);
+    let t = Instant::now();
+    let store = Store::open(&direct_dir, &opts)?;
+    let opened = t.elapsed();
+    anyhow::ensure!(store.vector_index().wait_idle(Duration::from_secs(3600)), "the rebuild did not finish");
+    println!(
+        "restart: open (points loaded, searches exact meanwhile) {:.2} s; graphs rebuilt after {:.1} s",
+        opened.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    drop(store);
+    if p.index_only {
+        return Ok(());
+    }
+
+    // 2. The same through one node's REST and gRPC.
+    let bin = std::env::current_exe().context("locating the synod binary")?;
+    let mut c = LocalCluster::new(&bin, &root.join("cluster"))?;
+    c.add_node(None, &[])?;
+    c.wait_ready(0, Duration::from_secs(30)).await?;
+    let http = c.client_builder()?.timeout(Duration::from_secs(60)).build()?;
+    let url = c.nodes[0].url();
+    let body = json!({"name": "b", "dimension": p.dim, "metric": p.metric});
+    let r = http.post(format!("{url}/collections")).json(&body).send().await?;
+    anyhow::ensure!(r.status().is_success(), "create collection: {}", r.text().await?);
+    let t = Instant::now();
+    for (b, chunk) in base.chunks(REST_BATCH).enumerate() {
+        let points: Vec<Value> =
+            chunk.iter().enumerate().map(|(j, v)| json!({"id": b * REST_BATCH + j, "vector": v})).collect();
+        let r = http.post(format!("{url}/collections/b/points")).json(&json!({"points": points})).send().await?;
+        anyhow::ensure!(r.status().is_success(), "upsert: {}", r.text().await?);
+    }
+    let ingest = t.elapsed();
+    c.wait_for("the node's index to finish", Duration::from_secs(3600), || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let text = http.get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
+            let growing = text
+                .lines()
+                .find(|l| l.starts_with("synod_vector_index_growing_points "))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()?;
+            (growing == 0.0).then_some(())
+        }
+    })
+    .await?;
+    println!(
+        "REST ingest: {} points in {:.1} s ({:.0} points/s, batches of {BATCH}, 1 client, through Raft with fsync); indexed after {:.1} s",
+        p.n,
+        ingest.as_secs_f64(),
+        p.n as f64 / ingest.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.nodes[0].grpc))?.connect().await?;
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", c.admin_token).parse()?;
+    let mut grpc =
+        crate::pb::vectors_client::VectorsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", bearer.clone());
+            Ok(req)
+        });
+    for (i, &ef) in p.ef.iter().enumerate() {
+        let (mut lat, mut got) = (Vec::new(), Vec::new());
+        let t = Instant::now();
+        for q in &queries {
+            let s = Instant::now();
+            let body = json!({"collection": "b", "vector": q, "top_k": K, "ef": ef, "consistency": "local"});
+            let v: Value = http.post(format!("{url}/vector/search")).json(&body).send().await?.json().await?;
+            lat.push(s.elapsed().as_secs_f64() * 1e6);
+            let ids = v["results"].as_array().context("search results")?.iter().filter_map(|h| h["id"].as_u64());
+            got.push(ids.collect::<Vec<u64>>());
+        }
+        let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        let rest_p50 = percentile(&lat, 0.5);
+        let rest_recall = recall(&truth, &got);
+        let (mut glat, mut ggot) = (Vec::new(), Vec::new());
+        let gt = Instant::now();
+        for q in &queries {
+            let s = Instant::now();
+            let req = crate::pb::SearchRequest {
+                collection: "b".into(),
+                vector: q.clone(),
+                top_k: K as u32,
+                ef: ef as u32,
+                consistency: "local".into(),
+                ..Default::default()
+            };
+            let reply = grpc.search(req).await?.into_inner();
+            glat.push(s.elapsed().as_secs_f64() * 1e6);
+            ggot.push(reply.results.iter().filter_map(|h| h.id.as_ref()?.id.parse().ok()).collect::<Vec<u64>>());
+        }
+        let gqps = queries.len() as f64 / gt.elapsed().as_secs_f64();
+        glat.sort_by(f64::total_cmp);
+        let grpc_p50 = percentile(&glat, 0.5);
+        println!(
+            "REST    ef {ef:>4}: recall@10 {rest_recall:.4}, {qps:>7.0} QPS (1 client), p50 {rest_p50:.0} us: +{:.0} us over the index",
+            rest_p50 - direct_p50[i]
+        );
+        println!(
+            "gRPC    ef {ef:>4}: recall@10 {:.4}, {gqps:>7.0} QPS (1 client), p50 {grpc_p50:.0} us: +{:.0} us over the index",
+            recall(&truth, &ggot),
+            grpc_p50 - direct_p50[i]
+        );
+    }
+    let text = http.get(format!("{url}/metrics")).send().await?.text().await?;
+    for l in text.lines().filter(|l| l.starts_with("synod_vector_index_bytes")) {
+        println!("node metric: {l}");
+    }
+    Ok(())
+}
