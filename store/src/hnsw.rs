@@ -171,6 +171,14 @@ impl Data {
     }
 }
 
+/// One layer of an insert's plan: the new node's links, and for each of
+/// them (neighbour, its list as planned from, its list after).
+struct LayerPlan {
+    layer: u8,
+    mine: Vec<u32>,
+    theirs: Vec<(u32, Vec<u32>, Vec<u32>)>,
+}
+
 /// An HNSW graph of `dim`-dimensional vectors.
 pub struct Graph {
     m: usize,
@@ -280,9 +288,10 @@ impl Graph {
         }
     }
 
-    /// The neighbours node `id` should have on each of its layers, from
-    /// searches of the graph as it is (read lock held by the caller).
-    fn plan(&self, d: &Data, id: u32, entry: u32) -> Vec<(u8, Vec<u32>)> {
+    /// The neighbours node `id` should have on each of its layers, and the
+    /// new lists of those neighbours, from searches of the graph as it is
+    /// (read lock held by the caller, so plans run in parallel).
+    fn plan(&self, d: &Data, id: u32, entry: u32) -> Vec<LayerPlan> {
         let q = d.vector(id);
         let level = d.levels[id as usize];
         VISITED.with(|v| {
@@ -295,8 +304,19 @@ impl Graph {
             for layer in (0..=level.min(d.top)).rev() {
                 let mut found = self.search_layer(d, q, &cur, self.ef_construction, layer, None, v);
                 found.retain(|n| n.id != id);
+                // A new node takes m links on every layer (as hnswlib does);
+                // layer-0 lists may grow to 2m through later reverse links.
                 let cap = if layer == 0 { self.m0 } else { self.m };
-                plan.push((layer, self.select(d, &found, cap)));
+                let mine = self.select(d, &found, self.m);
+                let theirs = mine
+                    .iter()
+                    .map(|&e| {
+                        let before = d.neighbours(e, layer, self.m0).to_vec();
+                        let after = self.with_link(d, e, &before, id, cap);
+                        (e, before, after)
+                    })
+                    .collect();
+                plan.push(LayerPlan { layer, mine, theirs });
                 if !found.is_empty() {
                     cur = found;
                 }
@@ -305,26 +325,34 @@ impl Graph {
         })
     }
 
-    /// Writes the planned links and the reverse ones, shrinking neighbours
-    /// that overflow with the same heuristic.
-    fn connect(&self, d: &mut Data, id: u32, plan: Vec<(u8, Vec<u32>)>) {
-        for (layer, list) in plan {
-            d.set_neighbours(id, layer, self.m0, &list);
+    /// `e`'s list `list` with `id` added, shrunk by the heuristic when it
+    /// overflows.
+    fn with_link(&self, d: &Data, e: u32, list: &[u32], id: u32, cap: usize) -> Vec<u32> {
+        let mut out = list.to_vec();
+        if out.contains(&id) {
+            return out;
+        }
+        out.push(id);
+        if out.len() > cap {
+            let ev = d.vector(e);
+            let mut cands: Vec<Near> =
+                out.iter().map(|&n| Near { d: self.distance.eval(ev, d.vector(n)), id: n }).collect();
+            cands.sort();
+            out = self.select(d, &cands, cap);
+        }
+        out
+    }
+
+    /// Writes the planned links and the reverse ones; a neighbour whose
+    /// list changed since the plan is recomputed here.
+    fn connect(&self, d: &mut Data, id: u32, plan: Vec<LayerPlan>) {
+        for LayerPlan { layer, mine, theirs } in plan {
+            d.set_neighbours(id, layer, self.m0, &mine);
             let cap = if layer == 0 { self.m0 } else { self.m };
-            for e in list {
-                let mut theirs = d.neighbours(e, layer, self.m0).to_vec();
-                if theirs.contains(&id) {
-                    continue;
-                }
-                theirs.push(id);
-                if theirs.len() > cap {
-                    let ev = d.vector(e);
-                    let mut cands: Vec<Near> =
-                        theirs.iter().map(|&n| Near { d: self.distance.eval(ev, d.vector(n)), id: n }).collect();
-                    cands.sort();
-                    theirs = self.select(d, &cands, cap);
-                }
-                d.set_neighbours(e, layer, self.m0, &theirs);
+            for (e, before, after) in theirs {
+                let now = d.neighbours(e, layer, self.m0);
+                let list = if now == before.as_slice() { after } else { self.with_link(d, e, now, id, cap) };
+                d.set_neighbours(e, layer, self.m0, &list);
             }
         }
     }
@@ -436,6 +464,128 @@ impl Graph {
     }
 }
 
+/// The file form of a graph (little-endian): magic, then dim, m,
+/// ef_construction (u32), the distance (u8 tag, f32 bound), the node count
+/// n (u32), the entry point (u32, `u32::MAX` for none), the top layer (u8),
+/// levels (n u8), layer-0 lengths (n u16), layer-0 slots (n × 2m u32),
+/// vectors (n × dim f32), then for every node of level > 0 and each of its
+/// layers a length (u16) and the ids (u32).
+const MAGIC: &[u8; 8] = b"SYNHNSW1";
+
+impl Graph {
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        let d = self.data.read().expect("graph lock");
+        w.write_all(MAGIC)?;
+        for x in [d.dim as u32, self.m as u32, self.ef_construction as u32] {
+            w.write_all(&x.to_le_bytes())?;
+        }
+        let (tag, bound) = match self.distance {
+            Distance::SquaredL2 => (0u8, 0f32),
+            Distance::InnerProduct { bound } => (1, bound),
+        };
+        w.write_all(&[tag])?;
+        w.write_all(&bound.to_le_bytes())?;
+        w.write_all(&(d.len() as u32).to_le_bytes())?;
+        w.write_all(&d.entry.unwrap_or(u32::MAX).to_le_bytes())?;
+        w.write_all(&[d.top])?;
+        w.write_all(&d.levels)?;
+        let mut buf = Vec::with_capacity(4 * d.links0.len().max(d.vectors.len()));
+        buf.extend(d.len0.iter().flat_map(|x| x.to_le_bytes()));
+        w.write_all(&buf)?;
+        buf.clear();
+        buf.extend(d.links0.iter().flat_map(|x| x.to_le_bytes()));
+        w.write_all(&buf)?;
+        buf.clear();
+        buf.extend(d.vectors.iter().flat_map(|x| x.to_le_bytes()));
+        w.write_all(&buf)?;
+        for layers in &d.upper {
+            for l in layers {
+                w.write_all(&(l.len() as u16).to_le_bytes())?;
+                for id in l {
+                    w.write_all(&id.to_le_bytes())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what [`Graph::write_to`] wrote, checking every id and length,
+    /// so a damaged file is refused instead of searched.
+    pub fn read_from(r: &mut impl std::io::Read) -> std::io::Result<Graph> {
+        use std::io::{Error, ErrorKind};
+        let bad = |what: &str| Error::new(ErrorKind::InvalidData, format!("vector index file: {what}"));
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(bad("not a graph"));
+        }
+        fn u32s(r: &mut impl std::io::Read, n: usize) -> std::io::Result<Vec<u32>> {
+            let mut b = vec![0u8; 4 * n];
+            r.read_exact(&mut b)?;
+            Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        }
+        let head = u32s(r, 3)?;
+        let (dim, m, ef_construction) = (head[0] as usize, head[1] as usize, head[2] as usize);
+        if dim == 0 || dim > 65_536 || !(2..=128).contains(&m) {
+            return Err(bad("dimension or m out of range"));
+        }
+        let mut byte = [0u8; 1];
+        r.read_exact(&mut byte)?;
+        let bound = f32::from_bits(u32s(r, 1)?[0]);
+        let distance = match byte[0] {
+            0 => Distance::SquaredL2,
+            1 if bound.is_finite() && bound > 0.0 => Distance::InnerProduct { bound },
+            _ => return Err(bad("unknown distance")),
+        };
+        let nums = u32s(r, 2)?;
+        let (n, entry) = (nums[0] as usize, nums[1]);
+        if n.saturating_mul(dim + 2 * m) > 1 << 34 {
+            return Err(bad("node count out of range"));
+        }
+        r.read_exact(&mut byte)?;
+        let top = byte[0];
+        let g = Graph::new(dim, m, ef_construction, distance);
+        let m0 = g.m0;
+        let mut levels = vec![0u8; n];
+        r.read_exact(&mut levels)?;
+        let mut b = vec![0u8; 2 * n];
+        r.read_exact(&mut b)?;
+        let len0: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let links0 = u32s(r, n * m0)?;
+        let vectors: Vec<f32> = u32s(r, n * dim)?.into_iter().map(f32::from_bits).collect();
+        let mut upper = Vec::with_capacity(n);
+        for &level in &levels {
+            if level > MAX_LEVEL {
+                return Err(bad("level out of range"));
+            }
+            let mut layers = Vec::with_capacity(level as usize);
+            for _ in 0..level {
+                let mut lb = [0u8; 2];
+                r.read_exact(&mut lb)?;
+                let len = u16::from_le_bytes(lb) as usize;
+                if len > m {
+                    return Err(bad("too many links"));
+                }
+                layers.push(u32s(r, len)?);
+            }
+            upper.push(layers);
+        }
+        let in_range = |id: &u32| (*id as usize) < n;
+        let entry = (entry != u32::MAX).then_some(entry);
+        if len0.iter().any(|l| *l as usize > m0)
+            || !links0.iter().all(in_range)
+            || !upper.iter().flatten().flatten().all(in_range)
+            || entry.is_some_and(|e| !in_range(&e) || levels[e as usize] != top)
+            || (entry.is_none() && top != 0)
+            || vectors.iter().any(|x| !x.is_finite())
+        {
+            return Err(bad("links, entry point or vectors out of range"));
+        }
+        *g.data.write().expect("graph lock") = Data { dim, vectors, levels, links0, len0, upper, entry, top };
+        Ok(g)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,6 +617,30 @@ mod tests {
             let want: Vec<f32> = truth.iter().filter(|t| t.1 % 2 == 1).take(5).map(|t| t.0).collect();
             assert_eq!(got.iter().map(|h| h.1).collect::<Vec<_>>(), want);
         }
+    }
+
+    #[test]
+    fn a_written_graph_reads_back_the_same_and_a_damaged_one_is_refused() {
+        let pts = grid(300);
+        let g = Graph::new(3, 6, 32, Distance::InnerProduct { bound: 60.0 });
+        g.reserve(&pts);
+        (0..300).for_each(|id| g.link(id));
+        let mut file = Vec::new();
+        g.write_to(&mut file).unwrap();
+        let back = Graph::read_from(&mut file.as_slice()).unwrap();
+        assert_eq!(back.distance(), g.distance());
+        for q in [[1.0f32, 2.0, 3.0], [30.0, 5.0, 0.0]] {
+            assert_eq!(back.search(&q, 5, 50, None), g.search(&q, 5, 50, None));
+        }
+        let mut again = Vec::new();
+        back.write_to(&mut again).unwrap();
+        assert_eq!(again, file, "a round trip is byte for byte");
+        assert!(Graph::read_from(&mut &file[..file.len() - 3]).is_err(), "truncated");
+        let mut bad = file.clone();
+        let slots = 8 + 12 + 5 + 9 + 300 + 600; // header, levels, lengths: then layer-0 slots
+        bad[slots..slots + 4].copy_from_slice(&9_999u32.to_le_bytes());
+        assert!(Graph::read_from(&mut bad.as_slice()).is_err(), "a link past the end");
+        assert!(Graph::read_from(&mut &b"SYNHNSW0"[..]).is_err());
     }
 
     #[test]
