@@ -234,17 +234,37 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         );
     }
     drop(index);
-    drop(store);
     let t = Instant::now();
-    let store = Store::open(&direct_dir, &opts)?;
-    let opened = t.elapsed();
-    anyhow::ensure!(store.vector_index().wait_idle(Duration::from_secs(3600)), "the rebuild did not finish");
-    println!(
-        "restart: open (points loaded, searches exact meanwhile) {:.2} s; graphs rebuilt after {:.1} s",
-        opened.as_secs_f64(),
-        t.elapsed().as_secs_f64()
-    );
+    let written = store.vector_index().persist_now()?;
+    println!("index write-out: {written} segment file(s) in {:.2} s", t.elapsed().as_secs_f64());
     drop(store);
+    // Restart with the files (reload), then without them (rebuild).
+    for reload in [true, false] {
+        if !reload {
+            std::fs::remove_dir_all(direct_dir.join("vector-index"))?;
+        }
+        let t = Instant::now();
+        let store = Store::open(&direct_dir, &opts)?;
+        let opened = t.elapsed();
+        anyhow::ensure!(store.vector_index().wait_idle(Duration::from_secs(3600)), "the rebuild did not finish");
+        let coll = store.get_collection("bench", "b")?.context("the bench collection")?;
+        let index = store.vector_index().get(coll.uid).context("the bench index")?;
+        let got: Vec<Vec<u64>> = queries
+            .iter()
+            .map(|q| {
+                let hits = index.search(&Query { vector: q, k: K, ef: cfg.hnsw_ef, filter: None });
+                hits.iter().filter_map(|h| h.key.strip_prefix("u:")?.parse().ok()).collect()
+            })
+            .collect();
+        println!(
+            "restart {}: open {:.2} s, every graph ready after {:.2} s, recall@10 at ef {} then {:.4}",
+            if reload { "reloading the segment files" } else { "rebuilding (no files)" },
+            opened.as_secs_f64(),
+            t.elapsed().as_secs_f64(),
+            cfg.hnsw_ef,
+            recall(&truth, &got)
+        );
+    }
     if p.index_only {
         return Ok(());
     }

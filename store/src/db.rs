@@ -94,7 +94,7 @@ impl Store {
             db: Arc::new(db),
             fsync: opts.fsync,
             mirror: Default::default(),
-            vectors: crate::vector_index::VectorIndexes::new(opts.vector_index),
+            vectors: crate::vector_index::VectorIndexes::new(opts.vector_index, Some(dir.join("vector-index"))),
         };
         store.check_format_version()?;
         store.mirror.load(&store.db)?;

@@ -447,6 +447,18 @@ impl Graph {
         })
     }
 
+    /// Whether node `id` holds exactly `v`.
+    pub fn same_vector(&self, id: u32, v: &[f32]) -> bool {
+        let d = self.data.read().expect("graph lock");
+        (id as usize) < d.len()
+            && d.vector(id).iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits())
+            && d.dim == v.len()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.data.read().expect("graph lock").dim
+    }
+
     /// Calls `f` with every node's id and vector, in id order.
     pub fn for_each(&self, mut f: impl FnMut(u32, &[f32])) {
         let d = self.data.read().expect("graph lock");

@@ -28,6 +28,8 @@
 //!   matches, the segment is scanned exactly instead.
 
 use std::collections::HashMap;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -45,6 +47,10 @@ use crate::vectors::{decode_vector, point_id_key};
 const FLUSH_BATCH: usize = 4096;
 /// Below this many points a batch is inserted on the builder thread alone.
 const PARALLEL_INSERT_MIN: usize = 512;
+/// Segments smaller than this are rebuilt at open rather than written out.
+const PERSIST_MIN: usize = 1000;
+/// A written segment is written again once it has grown by this factor.
+const PERSIST_GROWTH: f64 = 1.1;
 /// Headroom over the largest norm of a dot-product segment's first batch.
 const DOT_BOUND_SLACK: f32 = 1.25;
 
@@ -135,9 +141,11 @@ struct Segment {
     /// `entries.len()` are still being moved and are skipped by searches.
     entries: RwLock<Vec<Entry>>,
     tombstones: AtomicUsize,
-    /// The dot-product norm bound (0 for other metrics).
+    /// The dot-product norm bound (1 for other metrics).
     bound: f32,
     closed: AtomicBool,
+    /// Graph size when last written to its file (0: never).
+    written: AtomicUsize,
 }
 
 impl Segment {
@@ -277,12 +285,14 @@ pub struct CollectionIndex {
     pub default_ef: usize,
     options: IndexOptions,
     state: RwLock<State>,
-    /// One builder step (flush or compaction) at a time.
+    /// One builder step (flush, compaction or write-out) at a time.
     building: Mutex<()>,
+    /// Where this node keeps its segment files.
+    files: Option<PathBuf>,
 }
 
 impl CollectionIndex {
-    fn new(c: &CollectionRecord, options: IndexOptions) -> CollectionIndex {
+    fn new(c: &CollectionRecord, options: IndexOptions, files: Option<PathBuf>) -> CollectionIndex {
         let h = c.hnsw.unwrap_or_default();
         CollectionIndex {
             uid: c.uid,
@@ -296,7 +306,99 @@ impl CollectionIndex {
             options,
             state: RwLock::new(State::default()),
             building: Mutex::new(()),
+            files,
         }
+    }
+
+    /// Writes each segment that holds at least [`PERSIST_MIN`] points and
+    /// grew by [`PERSIST_GROWTH`] since it was last written. Returns how
+    /// many it wrote.
+    fn persist(&self) -> std::io::Result<usize> {
+        let Some(dir) = &self.files else { return Ok(0) };
+        let _one = self.building.lock().expect("builder lock");
+        let segments = self.state.read().expect("collection lock").segments.clone();
+        let mut wrote = 0;
+        for s in segments {
+            let n = s.graph.len();
+            if n < PERSIST_MIN || (n as f64) < s.written.load(Relaxed) as f64 * PERSIST_GROWTH {
+                continue;
+            }
+            let keys: Vec<Arc<str>> = s.entries.read().expect("segment lock").iter().map(|e| e.key.clone()).collect();
+            if keys.len() != n {
+                continue;
+            }
+            write_segment(dir, self.uid, &s, &keys)?;
+            s.written.store(n, Relaxed);
+            wrote += 1;
+        }
+        Ok(wrote)
+    }
+
+    /// This collection's index from its stored points, reusing the graphs
+    /// of its segment files: a point whose key and vector a file holds is
+    /// taken from there, every other point goes to the growing segment, and
+    /// a file entry no stored point claims is a tombstone.
+    fn load(c: &CollectionRecord, options: IndexOptions, files: Option<PathBuf>, points: Vec<Point>) -> Self {
+        let idx = CollectionIndex::new(c, options, files);
+        let mut loaded = idx.files.as_deref().map(|d| read_segments(d, idx.uid)).unwrap_or_default();
+        loaded.retain(|l| {
+            let ip = matches!(l.graph.distance(), Distance::InnerProduct { .. });
+            l.graph.dim() == idx.dimension && ip == (idx.metric == Metric::Dot)
+        });
+        let mut owner: HashMap<Arc<str>, (usize, u32)> = HashMap::new();
+        for (li, l) in loaded.iter().enumerate() {
+            for (off, k) in l.keys.iter().enumerate() {
+                owner.insert(k.clone(), (li, off as u32));
+            }
+        }
+        let mut metadata: Vec<Vec<Option<Arc<Value>>>> = loaded.iter().map(|l| vec![None; l.keys.len()]).collect();
+        for p in points {
+            let Some((key, vector, meta)) = point_parts(&idx, &p) else { continue };
+            if let Some(&(li, off)) = owner.get(key.as_ref())
+                && metadata[li][off as usize].is_none()
+                && loaded[li].graph.same_vector(off, &prepare_stored(idx.metric, &vector))
+            {
+                metadata[li][off as usize] = Some(Arc::new(meta));
+                continue;
+            }
+            idx.upsert(key, vector, meta);
+        }
+        {
+            let mut st = idx.state.write().expect("collection lock");
+            for (l, metas) in loaded.into_iter().zip(metadata) {
+                let mut tombstones = 0;
+                let mut entries = Vec::with_capacity(l.keys.len());
+                for (off, (key, meta)) in l.keys.into_iter().zip(metas).enumerate() {
+                    match meta {
+                        Some(m) => {
+                            st.indexed.insert(key.clone(), (l.id, off as u32));
+                            entries.push(Entry { key, metadata: m, deleted: AtomicBool::new(false) });
+                        }
+                        None => {
+                            tombstones += 1;
+                            let metadata = Arc::new(Value::Null);
+                            entries.push(Entry { key, metadata, deleted: AtomicBool::new(true) });
+                        }
+                    }
+                }
+                let n = entries.len();
+                let bound = match l.graph.distance() {
+                    Distance::InnerProduct { bound } => bound,
+                    Distance::SquaredL2 => 1.0,
+                };
+                st.next_segment = st.next_segment.max(l.id);
+                st.segments.push(Arc::new(Segment {
+                    id: l.id,
+                    graph: l.graph,
+                    entries: RwLock::new(entries),
+                    tombstones: AtomicUsize::new(tombstones),
+                    bound,
+                    closed: AtomicBool::new(l.closed),
+                    written: AtomicUsize::new(n),
+                }));
+            }
+        }
+        idx
     }
 
     fn upsert(&self, key: Arc<str>, vector: Vec<f32>, metadata: Value) {
@@ -413,6 +515,7 @@ impl CollectionIndex {
             tombstones: AtomicUsize::new(0),
             bound,
             closed: AtomicBool::new(false),
+            written: AtomicUsize::new(0),
         })
     }
 
@@ -470,6 +573,9 @@ impl CollectionIndex {
         }
         let empty = new.len() == new.tombstones.load(Relaxed);
         st.segments.retain(|s| s.id != old.id);
+        if let Some(dir) = &self.files {
+            let _ = std::fs::remove_file(segment_path(dir, self.uid, old.id));
+        }
         if !empty {
             // Back where the old one was; the open segment stays last.
             let at = st.segments.iter().position(|s| s.id > old.id).unwrap_or(st.segments.len());
@@ -532,6 +638,9 @@ fn insert(graph: &Graph, prepared: &[Vec<f32>]) -> usize {
 
 struct Shared {
     options: IndexOptions,
+    /// Where segment files are written (`<data-dir>/vector-index`), if
+    /// anywhere.
+    files: Option<PathBuf>,
     collections: RwLock<HashMap<u64, Arc<CollectionIndex>>>,
     wake: Mutex<Sender<()>>,
     /// Set while a wake-up is queued, so apply() sends at most one.
@@ -554,11 +663,12 @@ impl std::fmt::Debug for VectorIndexes {
 
 impl VectorIndexes {
     /// An empty index set and its builder thread (which ends when the last
-    /// clone is dropped).
-    pub fn new(options: IndexOptions) -> VectorIndexes {
+    /// clone is dropped); segment files go to `files`.
+    pub fn new(options: IndexOptions, files: Option<PathBuf>) -> VectorIndexes {
         let (tx, rx) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared {
             options,
+            files,
             collections: RwLock::new(HashMap::new()),
             wake: Mutex::new(tx),
             woken: AtomicBool::new(false),
@@ -588,18 +698,26 @@ impl VectorIndexes {
     }
 
     /// Replaces every index with the given collections and their points
-    /// (at open and after a snapshot install).
+    /// (at open and after a snapshot install), reusing segment files, and
+    /// removes the files of collections that no longer exist.
     pub(crate) fn reset(&self, collections: Vec<(CollectionRecord, Vec<Point>)>) {
         let mut fresh = HashMap::new();
         for (c, points) in collections {
-            let idx = CollectionIndex::new(&c, self.shared.options);
-            for p in points {
-                add_point(&idx, &p);
-            }
+            let idx = CollectionIndex::load(&c, self.shared.options, self.shared.files.clone(), points);
             fresh.insert(c.uid, Arc::new(idx));
+        }
+        if let Some(dir) = &self.shared.files {
+            remove_segment_files(dir, |uid| !fresh.contains_key(&uid));
         }
         *self.shared.collections.write().expect("index map lock") = fresh;
         self.wake();
+    }
+
+    /// Writes every segment due for it now (the builder does it when idle);
+    /// returns how many it wrote.
+    pub fn persist_now(&self) -> std::io::Result<usize> {
+        let all: Vec<_> = self.shared.collections.read().expect("index map lock").values().cloned().collect();
+        all.iter().map(|c| c.persist()).sum()
     }
 
     /// Applies what one written batch changed: collection records first,
@@ -614,10 +732,11 @@ impl VectorIndexes {
             match record {
                 Some(c) if map.contains_key(&c.uid) => {}
                 Some(c) => {
-                    map.retain(|_, i| !(i.tenant == c.tenant && i.name == c.name));
-                    map.insert(c.uid, Arc::new(CollectionIndex::new(&c, self.shared.options)));
+                    self.drop_where(&mut map, |i| i.tenant == c.tenant && i.name == c.name);
+                    let idx = CollectionIndex::new(&c, self.shared.options, self.shared.files.clone());
+                    map.insert(c.uid, Arc::new(idx));
                 }
-                None => map.retain(|_, i| !(i.tenant == tenant && i.name == name)),
+                None => self.drop_where(&mut map, |i| i.tenant == tenant && i.name == name),
             }
         }
         for (k, v) in changes {
@@ -632,6 +751,19 @@ impl VectorIndexes {
         }
         if touched {
             self.wake();
+        }
+    }
+
+    /// Drops the indexes `gone` picks, and their segment files.
+    fn drop_where(&self, map: &mut HashMap<u64, Arc<CollectionIndex>>, gone: impl Fn(&CollectionIndex) -> bool) {
+        let uids: Vec<u64> = map.values().filter(|i| gone(i)).map(|i| i.uid).collect();
+        for uid in &uids {
+            map.remove(uid);
+        }
+        if let Some(dir) = &self.shared.files
+            && !uids.is_empty()
+        {
+            remove_segment_files(dir, |uid| uids.contains(&uid));
         }
     }
 
@@ -666,14 +798,125 @@ impl VectorIndexes {
     }
 }
 
-fn add_point(idx: &CollectionIndex, p: &Point) {
-    let Some(vector) = decode_vector(&p.vector).filter(|v| v.len() == idx.dimension) else { return };
+/// A stored point's key, vector and metadata, if its vector fits.
+fn point_parts(idx: &CollectionIndex, p: &Point) -> Option<(Arc<str>, Vec<f32>, Value)> {
+    let vector = decode_vector(&p.vector).filter(|v| v.len() == idx.dimension)?;
     let metadata = if p.metadata_json.is_empty() {
         Value::Object(Default::default())
     } else {
         serde_json::from_str(&p.metadata_json).unwrap_or_else(|_| Value::Object(Default::default()))
     };
-    idx.upsert(point_id_key(&p.id, p.numeric_id).into(), vector, metadata);
+    Some((point_id_key(&p.id, p.numeric_id).into(), vector, metadata))
+}
+
+fn add_point(idx: &CollectionIndex, p: &Point) {
+    if let Some((key, vector, metadata)) = point_parts(idx, p) {
+        idx.upsert(key, vector, metadata);
+    }
+}
+
+// ---- segment files: `<data-dir>/vector-index/<uid:016x>-<segment:08x>.seg`
+//
+// A cache of the graphs, never the truth: at open every point is checked
+// against RocksDB (key and vector), so a stale or missing file costs a
+// rebuild, never a wrong answer. Layout (little-endian): magic, collection
+// uid (u64), segment id (u32), closed (u8), key count (u32), each key
+// (u16 length, UTF-8), then the graph (`hnsw::Graph::write_to`).
+
+const SEGMENT_MAGIC: &[u8; 8] = b"SYNSEG01";
+
+fn segment_path(dir: &Path, uid: u64, segment: u32) -> PathBuf {
+    dir.join(format!("{uid:016x}-{segment:08x}.seg"))
+}
+
+fn write_segment(dir: &Path, uid: u64, s: &Segment, keys: &[Arc<str>]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = segment_path(dir, uid, s.id);
+    let tmp = path.with_extension("seg.tmp");
+    let mut w = BufWriter::new(std::fs::File::create(&tmp)?);
+    w.write_all(SEGMENT_MAGIC)?;
+    w.write_all(&uid.to_le_bytes())?;
+    w.write_all(&s.id.to_le_bytes())?;
+    w.write_all(&[s.closed.load(Relaxed) as u8])?;
+    w.write_all(&(keys.len() as u32).to_le_bytes())?;
+    for k in keys {
+        w.write_all(&(k.len() as u16).to_le_bytes())?;
+        w.write_all(k.as_bytes())?;
+    }
+    s.graph.write_to(&mut w)?;
+    let f = w.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(tmp, path)
+}
+
+struct LoadedSegment {
+    id: u32,
+    closed: bool,
+    keys: Vec<Arc<str>>,
+    graph: Graph,
+}
+
+fn read_segment(path: &Path, uid: u64) -> std::io::Result<LoadedSegment> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut r = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut head = [0u8; 25];
+    r.read_exact(&mut head)?;
+    if &head[..8] != SEGMENT_MAGIC || u64::from_le_bytes(head[8..16].try_into().expect("8 bytes")) != uid {
+        return Err(bad("not a segment of this collection"));
+    }
+    let id = u32::from_le_bytes(head[16..20].try_into().expect("4 bytes"));
+    let closed = head[20] != 0;
+    let n = u32::from_le_bytes(head[21..25].try_into().expect("4 bytes")) as usize;
+    let mut keys = Vec::with_capacity(n.min(1 << 24));
+    for _ in 0..n {
+        let mut len = [0u8; 2];
+        r.read_exact(&mut len)?;
+        let mut k = vec![0u8; u16::from_le_bytes(len) as usize];
+        r.read_exact(&mut k)?;
+        keys.push(Arc::<str>::from(String::from_utf8(k).map_err(|_| bad("a key is not UTF-8"))?));
+    }
+    let graph = Graph::read_from(&mut r)?;
+    if graph.len() != keys.len() {
+        return Err(bad("keys and graph differ in length"));
+    }
+    Ok(LoadedSegment { id, closed, keys, graph })
+}
+
+/// The readable segment files of a collection, by segment id; unreadable
+/// ones are logged and removed (their points are rebuilt).
+fn read_segments(dir: &Path, uid: u64) -> Vec<LoadedSegment> {
+    let prefix = format!("{uid:016x}-");
+    let Ok(listing) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in listing.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&prefix) || !name.ends_with(".seg") {
+            continue;
+        }
+        match read_segment(&e.path(), uid) {
+            Ok(l) => out.push(l),
+            Err(err) => {
+                tracing::warn!(file = %e.path().display(), error = %err, "vector index file refused; rebuilding its points");
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    out.sort_by_key(|l| l.id);
+    out
+}
+
+/// Removes segment files (and leftovers of interrupted writes) of the
+/// collections `gone` picks by uid.
+fn remove_segment_files(dir: &Path, gone: impl Fn(u64) -> bool) {
+    let Ok(listing) = std::fs::read_dir(dir) else { return };
+    for e in listing.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let uid = name.split('-').next().and_then(|h| u64::from_str_radix(h, 16).ok());
+        if name.ends_with(".tmp") || uid.is_some_and(&gone) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// `t/<tenant>/coll/<name>` → (tenant, name).
@@ -717,6 +960,14 @@ fn builder(shared: Weak<Shared>, wake: Receiver<()>) {
                 break;
             }
             shared.steps.fetch_add(1, Relaxed);
+        }
+        // Idle: write out the segments that grew, so a restart reloads
+        // them instead of rebuilding.
+        let all: Vec<_> = shared.collections.read().expect("index map lock").values().cloned().collect();
+        for c in all {
+            if let Err(e) = c.persist() {
+                tracing::warn!(collection = %c.name, error = %e, "could not write the vector index; a restart rebuilds it");
+            }
         }
     }
 }

@@ -247,3 +247,72 @@ fn searches_answer_the_same_after_restart_and_on_a_node_installed_from_a_snapsho
     let reopened = open_with(dir.path(), 2_000);
     assert_eq!(answers(&reopened), expected, "the index is rebuilt at open");
 }
+
+#[test]
+fn a_restart_reloads_segment_files_and_never_trusts_a_stale_or_damaged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Data::random(3_000, 16, 41);
+    let queries = random_vectors(20, 16, 43);
+    let exact = |store: &Store| -> Vec<Vec<String>> {
+        queries.iter().map(|q| search(store, "p", q, 10, 3_000, None)).collect()
+    };
+    let mut index = {
+        let store = open_with(dir.path(), 1_000_000);
+        must_apply(&store, 1, &[cmd(1, create("p", 16, Metric::L2))]);
+        let index = load(&store, "p", &data, 2);
+        indexed(&store);
+        store.vector_index().persist_now().unwrap();
+        index
+    };
+    let files = || std::fs::read_dir(dir.path().join("vector-index")).unwrap().count();
+    assert_eq!(files(), 1, "one segment file");
+    {
+        let store = open_with(dir.path(), 1_000_000);
+        let stats = store.vector_index().stats();
+        assert_eq!((stats.points, stats.growing), (3_000, 0), "every point came from the file, none waits for a graph");
+        // Change the data behind the file's back: move point 5, delete 6.
+        let moved =
+            pb::Point { id: "5".into(), numeric_id: true, vector: encode_vector(&[9.0; 16]), ..Default::default() };
+        let kinds = [
+            Kind::UpsertPoints(pb::UpsertPoints {
+                tenant: "acme".into(),
+                collection: "p".into(),
+                points: vec![moved],
+                max_vectors: 0,
+            }),
+            Kind::DeletePoints(pb::DeletePoints {
+                tenant: "acme".into(),
+                collection: "p".into(),
+                ids: vec![point_id_key("6", true)],
+            }),
+        ];
+        for k in kinds {
+            must_apply(&store, index, &[cmd(index, k)]);
+            index += 1;
+        }
+        // The file is not rewritten for two changes (it is stale now).
+    }
+    let store = open_with(dir.path(), 1_000_000);
+    indexed(&store);
+    let mut current = Data::random(3_000, 16, 41);
+    current.vectors[5] = vec![9.0; 16];
+    let gone = point_id_key("6", true);
+    for (q, got) in queries.iter().zip(exact(&store)) {
+        let cands = current.candidates().filter(|(id, _, _)| *id != gone);
+        let truth: Vec<String> = exact_search(Metric::L2, q, 10, None, cands).into_iter().map(|h| h.id).collect();
+        assert_eq!(got, truth, "the stale file's old copy of 5 and deleted 6 are not returned");
+    }
+    assert_eq!(search(&store, "p", &[9.0; 16], 1, 64, None), ["u:5"], "5 is where it moved");
+    let answers = exact(&store);
+    drop(store);
+    // A damaged file is refused, removed, and its points rebuilt.
+    let path = std::fs::read_dir(dir.path().join("vector-index")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let cut = bytes.len() / 2;
+    bytes.truncate(cut);
+    std::fs::write(&path, bytes).unwrap();
+    let store = open_with(dir.path(), 1_000_000);
+    assert_eq!(store.vector_index().stats().growing, 2_999, "rebuilt from RocksDB");
+    indexed(&store);
+    assert_eq!(exact(&store), answers);
+}
