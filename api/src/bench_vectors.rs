@@ -303,7 +303,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     })
     .await?;
     println!(
-        "REST ingest: {} points in {:.1} s ({:.0} points/s, batches of {BATCH}, 1 client, through Raft with fsync); indexed after {:.1} s",
+        "REST ingest: {} points in {:.1} s ({:.0} points/s, batches of {REST_BATCH}, 1 client, through Raft with fsync); indexed after {:.1} s",
         p.n,
         ingest.as_secs_f64(),
         p.n as f64 / ingest.as_secs_f64(),

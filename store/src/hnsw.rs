@@ -343,15 +343,39 @@ impl Graph {
         out
     }
 
-    /// Writes the planned links and the reverse ones; a neighbour whose
-    /// list changed since the plan is recomputed here.
+    /// Writes the planned links and the reverse ones. A neighbour whose list
+    /// another insert changed since the plan gets the link the cheap way
+    /// (appended, or replacing its farthest link if nearer), so the write
+    /// lock is never held for a heuristic's worth of distances.
     fn connect(&self, d: &mut Data, id: u32, plan: Vec<LayerPlan>) {
         for LayerPlan { layer, mine, theirs } in plan {
             d.set_neighbours(id, layer, self.m0, &mine);
             let cap = if layer == 0 { self.m0 } else { self.m };
             for (e, before, after) in theirs {
                 let now = d.neighbours(e, layer, self.m0);
-                let list = if now == before.as_slice() { after } else { self.with_link(d, e, now, id, cap) };
+                if now == before.as_slice() {
+                    d.set_neighbours(e, layer, self.m0, &after);
+                    continue;
+                }
+                if now.contains(&id) {
+                    continue;
+                }
+                let mut list = now.to_vec();
+                if list.len() < cap {
+                    list.push(id);
+                } else {
+                    let ev = d.vector(e);
+                    let dist = |n: u32| self.distance.eval(ev, d.vector(n));
+                    let (far, far_d) = list
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &n)| (i, dist(n)))
+                        .max_by(|a, b| a.1.total_cmp(&b.1))
+                        .expect("a full list is not empty");
+                    if dist(id) < far_d {
+                        list[far] = id;
+                    }
+                }
                 d.set_neighbours(e, layer, self.m0, &list);
             }
         }
@@ -390,6 +414,7 @@ impl Graph {
         visited.reset(d.len());
         let mut cands: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
         let mut found: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
+        let mut fresh: Vec<u32> = Vec::with_capacity(self.m0);
         let takes = |id: u32| accept.is_none_or(|f| f(id));
         for e in entry {
             if visited.insert(e.id) {
@@ -406,10 +431,16 @@ impl Graph {
             if found.len() >= ef && found.peek().is_some_and(|w| c.d > w.d) {
                 break;
             }
+            // Unvisited neighbours first, touching each one's vector so the
+            // memory loads overlap (safe Rust has no prefetch instruction).
+            fresh.clear();
             for &n in d.neighbours(c.id, layer, self.m0) {
-                if !visited.insert(n) {
-                    continue;
+                if visited.insert(n) {
+                    std::hint::black_box(d.vector(n)[0]);
+                    fresh.push(n);
                 }
+            }
+            for &n in fresh.iter() {
                 let dn = self.distance.eval(q, d.vector(n));
                 if found.len() < ef || found.peek().is_some_and(|w| dn < w.d) {
                     cands.push(Reverse(Near { d: dn, id: n }));

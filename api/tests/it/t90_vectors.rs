@@ -204,3 +204,58 @@ async fn points_written_on_one_node_are_searched_on_another() {
     assert_eq!(code, 200, "{after}");
     assert_eq!(ids(&after), ids(&before), "{after}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_caught_up_by_snapshot_searches_the_same() {
+    let mut extra = fast_args();
+    for s in ["cluster.snapshot_logs_threshold=50", "cluster.logs_to_keep=0"] {
+        extra.extend(["--set".to_string(), s.to_string()]);
+    }
+    let mut t = must_three(&extra).await;
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let (lagging, other) = ((leader + 1) % 3, (leader + 2) % 3);
+    let (code, v) = post(&t, other, "/collections", json!({"name": "snap", "dimension": 4, "metric": "l2"})).await;
+    assert_eq!(code, 200, "{v}");
+    t.kill(lagging);
+    let down_at_index = t.status(leader).await.unwrap()["last_log_index"].as_u64().unwrap();
+    // Batches of 10 points, one log entry each, until the leader's log is
+    // purged past where the killed node stopped.
+    let mut batch = 0u64;
+    t.wait_for("the leader to purge its log past the killed node", READY, || {
+        batch += 1;
+        let b = batch;
+        let t = &t;
+        async move {
+            let points: Vec<Value> = (0..10u64)
+                .map(|j| {
+                    let i = b * 10 + j;
+                    json!({"id": i, "vector": [i as f32, (i % 7) as f32, (i % 3) as f32, 1.0], "metadata": {"b": b}})
+                })
+                .collect();
+            let (code, v) = post(t, other, "/collections/snap/points", json!({"points": points})).await;
+            assert_eq!(code, 200, "{v}");
+            let purged = t.status(leader).await.ok()?["purged_index"].as_u64()?;
+            (b >= 60 && purged > down_at_index + 1).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    let stored = batch * 10;
+    t.start(lagging).unwrap();
+    t.wait_ready(lagging, READY).await.unwrap();
+    t.wait_for("the lagging node to hold every point", READY, || async {
+        let (_, c) = t.get(lagging, "/collections/snap").await.ok()?;
+        (c["points"].as_u64()? == stored).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(metric(&t, lagging, "synod_raft_snapshots_installed_total").await >= 1.0, "caught up by snapshot");
+    for q in [[3.3, 1.0, 0.0, 1.0], [250.0, 6.0, 2.0, 1.0], [-10.0, 0.0, 0.0, 0.0]] {
+        let body = |c: &str| json!({"collection": "snap", "vector": q, "top_k": 5, "ef": 2000, "consistency": c});
+        let (_, want) = post(&t, leader, "/vector/search", body("linearizable")).await;
+        let (code, got) = post(&t, lagging, "/vector/search", body("local")).await;
+        assert_eq!(code, 200, "{got}");
+        assert_eq!(got["results"], want["results"], "query {q:?}");
+        assert_eq!(ids(&got).len(), 5);
+    }
+}
