@@ -18,7 +18,9 @@ pub fn score(metric: Metric, query: &[f32], v: &[f32]) -> f32 {
         Metric::Dot | Metric::Unspecified => dot(query, v),
         Metric::Cosine => {
             let (nq, nv) = (dot(query, query).sqrt(), dot(v, v).sqrt());
-            if nq == 0.0 || nv == 0.0 { 0.0 } else { dot(query, v) / (nq * nv) }
+            // Clamped: rounding can put a vector's score against itself
+            // a hair above 1.
+            if nq == 0.0 || nv == 0.0 { 0.0 } else { (dot(query, v) / (nq * nv)).clamp(-1.0, 1.0) }
         }
         Metric::L2 => -query.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt(),
     }
@@ -193,6 +195,8 @@ mod tests {
         assert!((score(Metric::Cosine, &q, &[2.0, 0.0]) - 1.0).abs() < 1e-6);
         assert_eq!(score(Metric::L2, &q, &q), 0.0);
         assert_eq!(score(Metric::Cosine, &q, &[0.0, 0.0]), 0.0, "a zero vector scores 0, not NaN");
+        let v = [0.1f32, 0.7, -0.3, 0.9, 0.33];
+        assert!(score(Metric::Cosine, &v, &v) <= 1.0, "never above 1");
     }
 
     #[test]
