@@ -39,6 +39,43 @@ impl Distance {
             Distance::InnerProduct { bound } => (bound * bound - dot(a, b)).max(0.0),
         }
     }
+
+    /// As [`Distance::eval`], on vectors stored as their f32 bits.
+    fn bits(&self, a: &[u32], b: &[u32]) -> f32 {
+        let f = f32::from_bits;
+        let mut acc = [0f32; 8];
+        let (ca, ra) = a.as_chunks::<8>();
+        let (cb, rb) = b.as_chunks::<8>();
+        match *self {
+            Distance::SquaredL2 => {
+                for (x, y) in ca.iter().zip(cb) {
+                    for i in 0..8 {
+                        let d = f(x[i]) - f(y[i]);
+                        acc[i] += d * d;
+                    }
+                }
+                let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (f(*x) - f(*y)) * (f(*x) - f(*y))).sum();
+                acc.iter().sum::<f32>() + tail
+            }
+            Distance::InnerProduct { bound } => {
+                for (x, y) in ca.iter().zip(cb) {
+                    for i in 0..8 {
+                        acc[i] += f(x[i]) * f(y[i]);
+                    }
+                }
+                let tail: f32 = ra.iter().zip(rb).map(|(x, y)| f(*x) * f(*y)).sum();
+                (bound * bound - (acc.iter().sum::<f32>() + tail)).max(0.0)
+            }
+        }
+    }
+}
+
+fn to_bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn from_bits(v: &[u32]) -> Vec<f32> {
+    v.iter().map(|x| f32::from_bits(*x)).collect()
 }
 
 /// Squared Euclidean distance, in eight lanes the compiler vectorizes.
@@ -128,12 +165,12 @@ thread_local! {
 
 struct Data {
     dim: usize,
-    /// Every vector, node after node.
-    vectors: Vec<f32>,
+    m0: usize,
+    /// One block of `1 + m0 + dim` words per node: its layer-0 link count,
+    /// `m0` link slots, and its vector's f32 bits. Links next to the vector:
+    /// the walk that measures a node finds its links in cache after.
+    nodes: Vec<u32>,
     levels: Vec<u8>,
-    /// Layer 0: `m0` slots per node, the first `len0[i]` in use.
-    links0: Vec<u32>,
-    len0: Vec<u16>,
     /// Layers 1..=level of each node: `upper[i][l - 1]`.
     upper: Vec<Vec<Vec<u32>>>,
     entry: Option<u32>,
@@ -145,25 +182,29 @@ impl Data {
         self.levels.len()
     }
 
-    fn vector(&self, id: u32) -> &[f32] {
-        let i = id as usize * self.dim;
-        &self.vectors[i..i + self.dim]
+    fn block(&self, id: u32) -> usize {
+        id as usize * (1 + self.m0 + self.dim)
     }
 
-    fn neighbours(&self, id: u32, layer: u8, m0: usize) -> &[u32] {
+    fn vector(&self, id: u32) -> &[u32] {
+        let o = self.block(id) + 1 + self.m0;
+        &self.nodes[o..o + self.dim]
+    }
+
+    fn neighbours(&self, id: u32, layer: u8, _m0: usize) -> &[u32] {
         if layer == 0 {
-            let i = id as usize * m0;
-            &self.links0[i..i + self.len0[id as usize] as usize]
+            let o = self.block(id);
+            &self.nodes[o + 1..o + 1 + self.nodes[o] as usize]
         } else {
             self.upper[id as usize].get(layer as usize - 1).map_or(&[], Vec::as_slice)
         }
     }
 
-    fn set_neighbours(&mut self, id: u32, layer: u8, m0: usize, list: &[u32]) {
+    fn set_neighbours(&mut self, id: u32, layer: u8, _m0: usize, list: &[u32]) {
         if layer == 0 {
-            let i = id as usize * m0;
-            self.links0[i..i + list.len()].copy_from_slice(list);
-            self.len0[id as usize] = list.len() as u16;
+            let o = self.block(id);
+            self.nodes[o] = list.len() as u32;
+            self.nodes[o + 1..o + 1 + list.len()].copy_from_slice(list);
         } else if let Some(l) = self.upper[id as usize].get_mut(layer as usize - 1) {
             l.clear();
             l.extend_from_slice(list);
@@ -218,10 +259,9 @@ impl Graph {
             distance,
             data: RwLock::new(Data {
                 dim,
-                vectors: Vec::new(),
+                m0: 2 * m,
+                nodes: Vec::new(),
                 levels: Vec::new(),
-                links0: Vec::new(),
-                len0: Vec::new(),
                 upper: Vec::new(),
                 entry: None,
                 top: 0,
@@ -249,11 +289,10 @@ impl Graph {
         let first = d.len() as u32;
         for (i, v) in vectors.iter().enumerate() {
             let level = level_of(first + i as u32, self.level_scale);
-            d.vectors.extend_from_slice(v);
+            let slots = d.nodes.len() + 1 + self.m0;
+            d.nodes.resize(slots, 0);
+            d.nodes.extend(v.iter().map(|x| x.to_bits()));
             d.levels.push(level);
-            d.len0.push(0);
-            let slots = d.links0.len() + self.m0;
-            d.links0.resize(slots, 0);
             d.upper.push(vec![Vec::new(); level as usize]);
         }
         first
@@ -296,7 +335,7 @@ impl Graph {
         let level = d.levels[id as usize];
         VISITED.with(|v| {
             let v = &mut *v.borrow_mut();
-            let mut cur = vec![Near { d: self.distance.eval(q, d.vector(entry)), id: entry }];
+            let mut cur = vec![Near { d: self.distance.bits(q, d.vector(entry)), id: entry }];
             for layer in (level.saturating_add(1)..=d.top).rev() {
                 cur = self.search_layer(d, q, &cur, 1, layer, None, v);
             }
@@ -336,7 +375,7 @@ impl Graph {
         if out.len() > cap {
             let ev = d.vector(e);
             let mut cands: Vec<Near> =
-                out.iter().map(|&n| Near { d: self.distance.eval(ev, d.vector(n)), id: n }).collect();
+                out.iter().map(|&n| Near { d: self.distance.bits(ev, d.vector(n)), id: n }).collect();
             cands.sort();
             out = self.select(d, &cands, cap);
         }
@@ -365,7 +404,7 @@ impl Graph {
                     list.push(id);
                 } else {
                     let ev = d.vector(e);
-                    let dist = |n: u32| self.distance.eval(ev, d.vector(n));
+                    let dist = |n: u32| self.distance.bits(ev, d.vector(n));
                     let (far, far_d) = list
                         .iter()
                         .enumerate()
@@ -390,7 +429,7 @@ impl Graph {
                 break;
             }
             let cv = d.vector(c.id);
-            if out.iter().all(|r| self.distance.eval(cv, d.vector(r.id)) > c.d) {
+            if out.iter().all(|r| self.distance.bits(cv, d.vector(r.id)) > c.d) {
                 out.push(*c);
             }
         }
@@ -404,7 +443,7 @@ impl Graph {
     fn search_layer(
         &self,
         d: &Data,
-        q: &[f32],
+        q: &[u32],
         entry: &[Near],
         ef: usize,
         layer: u8,
@@ -441,7 +480,7 @@ impl Graph {
                 }
             }
             for &n in fresh.iter() {
-                let dn = self.distance.eval(q, d.vector(n));
+                let dn = self.distance.bits(q, d.vector(n));
                 if found.len() < ef || found.peek().is_some_and(|w| dn < w.d) {
                     cands.push(Reverse(Near { d: dn, id: n }));
                     if takes(n) {
@@ -467,14 +506,15 @@ impl Graph {
     ) -> Vec<(u32, f32, Vec<f32>)> {
         let d = self.data.read().expect("graph lock");
         let Some(ep) = d.entry else { return Vec::new() };
+        let q = to_bits(q);
         VISITED.with(|v| {
             let v = &mut *v.borrow_mut();
-            let mut cur = vec![Near { d: self.distance.eval(q, d.vector(ep)), id: ep }];
+            let mut cur = vec![Near { d: self.distance.bits(&q, d.vector(ep)), id: ep }];
             for layer in (1..=d.top).rev() {
-                cur = self.search_layer(&d, q, &cur, 1, layer, None, v);
+                cur = self.search_layer(&d, &q, &cur, 1, layer, None, v);
             }
-            let found = self.search_layer(&d, q, &cur, ef.max(k), 0, accept, v);
-            found.into_iter().take(k).map(|n| (n.id, n.d, d.vector(n.id).to_vec())).collect()
+            let found = self.search_layer(&d, &q, &cur, ef.max(k), 0, accept, v);
+            found.into_iter().take(k).map(|n| (n.id, n.d, from_bits(d.vector(n.id)))).collect()
         })
     }
 
@@ -482,7 +522,7 @@ impl Graph {
     pub fn same_vector(&self, id: u32, v: &[f32]) -> bool {
         let d = self.data.read().expect("graph lock");
         (id as usize) < d.len()
-            && d.vector(id).iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits())
+            && d.vector(id).iter().zip(v).all(|(a, b)| *a == b.to_bits())
             && d.dim == v.len()
     }
 
@@ -493,8 +533,11 @@ impl Graph {
     /// Calls `f` with every node's id and vector, in id order.
     pub fn for_each(&self, mut f: impl FnMut(u32, &[f32])) {
         let d = self.data.read().expect("graph lock");
+        let mut v = Vec::with_capacity(d.dim);
         for id in 0..d.len() as u32 {
-            f(id, d.vector(id));
+            v.clear();
+            v.extend(d.vector(id).iter().map(|x| f32::from_bits(*x)));
+            f(id, &v);
         }
     }
 
@@ -502,8 +545,7 @@ impl Graph {
     pub fn bytes(&self) -> u64 {
         let d = self.data.read().expect("graph lock");
         let upper: usize = d.upper.iter().map(|u| 24 + u.iter().map(|l| 24 + 4 * l.capacity()).sum::<usize>()).sum();
-        (4 * d.vectors.capacity() + 4 * d.links0.capacity() + 2 * d.len0.capacity() + d.levels.capacity() + upper)
-            as u64
+        (4 * d.nodes.capacity() + d.levels.capacity() + upper) as u64
     }
 }
 
@@ -532,14 +574,17 @@ impl Graph {
         w.write_all(&d.entry.unwrap_or(u32::MAX).to_le_bytes())?;
         w.write_all(&[d.top])?;
         w.write_all(&d.levels)?;
-        let mut buf = Vec::with_capacity(4 * d.links0.len().max(d.vectors.len()));
-        buf.extend(d.len0.iter().flat_map(|x| x.to_le_bytes()));
+        let n = d.len() as u32;
+        let stride = 1 + self.m0 + d.dim;
+        let blocks = || d.nodes.chunks_exact(stride);
+        let mut buf = Vec::with_capacity(4 * d.nodes.len());
+        buf.extend(blocks().flat_map(|b| (b[0] as u16).to_le_bytes()));
         w.write_all(&buf)?;
         buf.clear();
-        buf.extend(d.links0.iter().flat_map(|x| x.to_le_bytes()));
+        buf.extend(blocks().flat_map(|b| b[1..1 + self.m0].iter().flat_map(|x| x.to_le_bytes())));
         w.write_all(&buf)?;
         buf.clear();
-        buf.extend(d.vectors.iter().flat_map(|x| x.to_le_bytes()));
+        buf.extend((0..n).flat_map(|id| d.vector(id).iter().flat_map(|x| x.to_le_bytes())));
         w.write_all(&buf)?;
         for layers in &d.upper {
             for l in layers {
@@ -595,7 +640,7 @@ impl Graph {
         r.read_exact(&mut b)?;
         let len0: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
         let links0 = u32s(r, n * m0)?;
-        let vectors: Vec<f32> = u32s(r, n * dim)?.into_iter().map(f32::from_bits).collect();
+        let vectors = u32s(r, n * dim)?;
         let mut upper = Vec::with_capacity(n);
         for &level in &levels {
             if level > MAX_LEVEL {
@@ -620,11 +665,17 @@ impl Graph {
             || !upper.iter().flatten().flatten().all(in_range)
             || entry.is_some_and(|e| !in_range(&e) || levels[e as usize] != top)
             || (entry.is_none() && top != 0)
-            || vectors.iter().any(|x| !x.is_finite())
+            || vectors.iter().any(|x| !f32::from_bits(*x).is_finite())
         {
             return Err(bad("links, entry point or vectors out of range"));
         }
-        *g.data.write().expect("graph lock") = Data { dim, vectors, levels, links0, len0, upper, entry, top };
+        let mut nodes = Vec::with_capacity(n * (1 + m0 + dim));
+        for i in 0..n {
+            nodes.push(len0[i] as u32);
+            nodes.extend_from_slice(&links0[i * m0..(i + 1) * m0]);
+            nodes.extend_from_slice(&vectors[i * dim..(i + 1) * dim]);
+        }
+        *g.data.write().expect("graph lock") = Data { dim, m0, nodes, levels, upper, entry, top };
         Ok(g)
     }
 }
