@@ -107,6 +107,11 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Nodes linked one at a time before [`Graph::link_all`] plans in chunks.
+const SEQUENTIAL_UNTIL: usize = 1024;
+/// Nodes planned together under one read lock.
+const CHUNK: u32 = 64;
+
 /// Highest layer a node can have (P = m^-16: never, in practice).
 const MAX_LEVEL: u8 = 16;
 
@@ -327,6 +332,52 @@ impl Graph {
         }
     }
 
+    /// Connects reserved nodes `ids`, on `threads` threads: nodes are
+    /// planned in chunks under one read lock, each thread planning a share,
+    /// and a chunk's links are written under one write lock. The nodes of a
+    /// chunk do not see each other while planning, so the first nodes of a
+    /// graph (until [`SEQUENTIAL_UNTIL`]) are linked one by one.
+    pub fn link_all(&self, ids: std::ops::Range<u32>, threads: usize) {
+        let mut next = ids.start;
+        while next < ids.end {
+            if threads < 2 || (next as usize) < SEQUENTIAL_UNTIL {
+                self.link(next);
+                next += 1;
+                continue;
+            }
+            let chunk: Vec<u32> = (next..ids.end.min(next + CHUNK)).collect();
+            next += chunk.len() as u32;
+            let plans: Vec<(u32, Vec<LayerPlan>)> = {
+                let d = self.data.read().expect("graph lock");
+                let Some(ep) = d.entry else {
+                    drop(d);
+                    chunk.into_iter().for_each(|id| self.link(id));
+                    continue;
+                };
+                let d = &*d;
+                let share = chunk.len().div_ceil(threads);
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = chunk
+                        .chunks(share)
+                        .map(|part| {
+                            s.spawn(move || part.iter().map(|&id| (id, self.plan(d, id, ep))).collect::<Vec<_>>())
+                        })
+                        .collect();
+                    handles.into_iter().flat_map(|h| h.join().expect("a planning thread")).collect()
+                })
+            };
+            let mut d = self.data.write().expect("graph lock");
+            for (id, plan) in plans {
+                self.connect(&mut d, id, plan);
+                let level = d.levels[id as usize];
+                if level > d.top {
+                    d.entry = Some(id);
+                    d.top = level;
+                }
+            }
+        }
+    }
+
     /// The neighbours node `id` should have on each of its layers, and the
     /// new lists of those neighbours, from searches of the graph as it is
     /// (read lock held by the caller, so plans run in parallel).
@@ -521,9 +572,7 @@ impl Graph {
     /// Whether node `id` holds exactly `v`.
     pub fn same_vector(&self, id: u32, v: &[f32]) -> bool {
         let d = self.data.read().expect("graph lock");
-        (id as usize) < d.len()
-            && d.vector(id).iter().zip(v).all(|(a, b)| *a == b.to_bits())
-            && d.dim == v.len()
+        (id as usize) < d.len() && d.vector(id).iter().zip(v).all(|(a, b)| *a == b.to_bits()) && d.dim == v.len()
     }
 
     pub fn dim(&self) -> usize {

@@ -45,6 +45,8 @@ use crate::vectors::{decode_vector, point_id_key};
 
 /// Most points moved from the growing segment into a graph in one step.
 const FLUSH_BATCH: usize = 4096;
+/// Threads that plan graph inserts (the machine this was tuned on has 2).
+const BUILD_THREADS: usize = 2;
 /// Below this many points a batch is inserted on the builder thread alone.
 const PARALLEL_INSERT_MIN: usize = 512;
 /// Segments smaller than this are rebuilt at open rather than written out.
@@ -614,25 +616,8 @@ impl CollectionIndex {
 /// the id of the first.
 fn insert(graph: &Graph, prepared: &[Vec<f32>]) -> usize {
     let first = graph.reserve(prepared);
-    let ids = first..first + prepared.len() as u32;
-    if prepared.len() < PARALLEL_INSERT_MIN {
-        ids.for_each(|id| graph.link(id));
-    } else {
-        let next = std::sync::atomic::AtomicU32::new(ids.start);
-        std::thread::scope(|s| {
-            for _ in 0..2 {
-                s.spawn(|| {
-                    loop {
-                        let id = next.fetch_add(1, Relaxed);
-                        if id >= ids.end {
-                            break;
-                        }
-                        graph.link(id);
-                    }
-                });
-            }
-        });
-    }
+    let threads = if prepared.len() < PARALLEL_INSERT_MIN { 1 } else { BUILD_THREADS };
+    graph.link_all(first..first + prepared.len() as u32, threads);
     first as usize
 }
 
