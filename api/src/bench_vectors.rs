@@ -31,6 +31,9 @@ pub struct Params {
 }
 
 const K: usize = 10;
+/// The collection that measures API overhead, and its ef.
+const SMALL: usize = 1000;
+const SMALL_EF: usize = 64;
 const BATCH: usize = 1000;
 /// Points per REST upsert: 400 vectors of 128 floats as JSON stay under
 /// the default `node.max_body_size` (1 MiB).
@@ -109,7 +112,7 @@ fn save(dir: &Path, base: &[Vec<f32>], queries: &[Vec<f32>], truth: &[Vec<u64>])
     Ok(())
 }
 
-fn upsert_command(i0: usize, rows: &[Vec<f32>]) -> Vec<u8> {
+fn upsert_command(collection: &str, i0: usize, rows: &[Vec<f32>]) -> Vec<u8> {
     let points = rows
         .iter()
         .enumerate()
@@ -120,8 +123,12 @@ fn upsert_command(i0: usize, rows: &[Vec<f32>]) -> Vec<u8> {
             ..Default::default()
         })
         .collect();
-    let kind =
-        Kind::UpsertPoints(pb::UpsertPoints { tenant: "bench".into(), collection: "b".into(), points, max_vectors: 0 });
+    let kind = Kind::UpsertPoints(pb::UpsertPoints {
+        tenant: "bench".into(),
+        collection: collection.into(),
+        points,
+        max_vectors: 0,
+    });
     pb::Command { format_version: 1, stamped_at_ms: 1, kind: Some(kind) }.encode_to_vec()
 }
 
@@ -173,24 +180,27 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     let direct_dir = root.join("direct");
     let rss0 = rss_bytes();
     let store = Store::open(&direct_dir, &opts)?;
-    let create = Kind::CreateCollection(pb::CreateCollection {
-        collection: Some(pb::CollectionRecord {
-            tenant: "bench".into(),
-            name: "b".into(),
-            dimension: p.dim as u32,
-            metric: m as i32,
-            hnsw: Some(pb::HnswParams {
-                m: cfg.hnsw_m as u32,
-                ef_construction: cfg.hnsw_ef_construction as u32,
-                ef: cfg.hnsw_ef as u32,
+    let create = |name: &str| {
+        Kind::CreateCollection(pb::CreateCollection {
+            collection: Some(pb::CollectionRecord {
+                tenant: "bench".into(),
+                name: name.into(),
+                dimension: p.dim as u32,
+                metric: m as i32,
+                hnsw: Some(pb::HnswParams {
+                    m: cfg.hnsw_m as u32,
+                    ef_construction: cfg.hnsw_ef_construction as u32,
+                    ef: cfg.hnsw_ef as u32,
+                }),
+                ..Default::default()
             }),
-            ..Default::default()
-        }),
-    });
-    apply_one(&store, 1, &pb::Command { format_version: 1, stamped_at_ms: 1, kind: Some(create) }.encode_to_vec())?;
+        })
+    };
+    let command = |kind: Kind| pb::Command { format_version: 1, stamped_at_ms: 1, kind: Some(kind) }.encode_to_vec();
+    apply_one(&store, 1, &command(create("b")))?;
     let t = Instant::now();
     for (b, chunk) in base.chunks(BATCH).enumerate() {
-        apply_one(&store, 2 + b as u64, &upsert_command(b * BATCH, chunk))?;
+        apply_one(&store, 2 + b as u64, &upsert_command("b", b * BATCH, chunk))?;
     }
     let applied = t.elapsed();
     anyhow::ensure!(store.vector_index().wait_idle(Duration::from_secs(3600)), "the index did not finish building");
@@ -233,6 +243,30 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
             percentile(&lat, 0.99)
         );
     }
+    // A small collection: its search takes microseconds, so the REST and
+    // gRPC latencies on it below show what the API adds per query.
+    let small = &base[..SMALL.min(base.len())];
+    let mut at = 2 + base.len().div_ceil(BATCH) as u64;
+    apply_one(&store, at, &command(create("small")))?;
+    for (b, chunk) in small.chunks(BATCH).enumerate() {
+        at += 1;
+        apply_one(&store, at, &upsert_command("small", b * BATCH, chunk))?;
+    }
+    anyhow::ensure!(store.vector_index().wait_idle(Duration::from_secs(600)), "the small index");
+    let small_coll = store.get_collection("bench", "small")?.context("the small collection")?;
+    let small_index = store.vector_index().get(small_coll.uid).context("the small index")?;
+    let mut lat: Vec<f64> = queries
+        .iter()
+        .map(|q| {
+            let s = Instant::now();
+            std::hint::black_box(small_index.search(&Query { vector: q, k: K, ef: SMALL_EF, filter: None }));
+            s.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let small_direct = percentile(&lat, 0.5);
+    println!("index   {SMALL} points, ef {SMALL_EF}: p50 {small_direct:.0} us (for the API overhead below)");
+    drop(small_index);
     drop(index);
     let t = Instant::now();
     let written = store.vector_index().persist_now()?;
@@ -351,15 +385,53 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         glat.sort_by(f64::total_cmp);
         let grpc_p50 = percentile(&glat, 0.5);
         println!(
-            "REST    ef {ef:>4}: recall@10 {rest_recall:.4}, {qps:>7.0} QPS (1 client), p50 {rest_p50:.0} us: +{:.0} us over the index",
-            rest_p50 - direct_p50[i]
+            "REST    ef {ef:>4}: recall@10 {rest_recall:.4}, {qps:>7.0} QPS (1 client), p50 {rest_p50:.0} us (index in process: {:.0} us)",
+            direct_p50[i]
         );
         println!(
-            "gRPC    ef {ef:>4}: recall@10 {:.4}, {gqps:>7.0} QPS (1 client), p50 {grpc_p50:.0} us: +{:.0} us over the index",
-            recall(&truth, &ggot),
-            grpc_p50 - direct_p50[i]
+            "gRPC    ef {ef:>4}: recall@10 {:.4}, {gqps:>7.0} QPS (1 client), p50 {grpc_p50:.0} us",
+            recall(&truth, &ggot)
         );
     }
+    // API overhead: the same queries on the small collection.
+    let body = json!({"name": "small", "dimension": p.dim, "metric": p.metric});
+    let r = http.post(format!("{url}/collections")).json(&body).send().await?;
+    anyhow::ensure!(r.status().is_success(), "create collection: {}", r.text().await?);
+    for (b, chunk) in small.chunks(REST_BATCH).enumerate() {
+        let points: Vec<Value> =
+            chunk.iter().enumerate().map(|(j, v)| json!({"id": b * REST_BATCH + j, "vector": v})).collect();
+        let r = http.post(format!("{url}/collections/small/points")).json(&json!({"points": points})).send().await?;
+        anyhow::ensure!(r.status().is_success(), "upsert: {}", r.text().await?);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (mut rest, mut grpc_lat) = (Vec::new(), Vec::new());
+    for q in &queries {
+        let s = Instant::now();
+        let body = json!({"collection": "small", "vector": q, "top_k": K, "ef": SMALL_EF, "consistency": "local"});
+        let r = http.post(format!("{url}/vector/search")).json(&body).send().await?;
+        anyhow::ensure!(r.status().is_success(), "search: {}", r.text().await?);
+        r.bytes().await?;
+        rest.push(s.elapsed().as_secs_f64() * 1e6);
+        let s = Instant::now();
+        let req = crate::pb::SearchRequest {
+            collection: "small".into(),
+            vector: q.clone(),
+            top_k: K as u32,
+            ef: SMALL_EF as u32,
+            consistency: "local".into(),
+            ..Default::default()
+        };
+        grpc.search(req).await?;
+        grpc_lat.push(s.elapsed().as_secs_f64() * 1e6);
+    }
+    rest.sort_by(f64::total_cmp);
+    grpc_lat.sort_by(f64::total_cmp);
+    let (rest_p50, grpc_p50) = (percentile(&rest, 0.5), percentile(&grpc_lat, 0.5));
+    println!(
+        "API overhead per query ({SMALL} points, ef {SMALL_EF}, 1 client, token checked): REST p50 {rest_p50:.0} us, gRPC p50 {grpc_p50:.0} us; the index alone {small_direct:.0} us: +{:.0} us REST, +{:.0} us gRPC",
+        rest_p50 - small_direct,
+        grpc_p50 - small_direct
+    );
     let text = http.get(format!("{url}/metrics")).send().await?.text().await?;
     for l in text.lines().filter(|l| l.starts_with("synod_vector_index_bytes")) {
         println!("node metric: {l}");
