@@ -157,6 +157,15 @@ async fn points_written_on_one_node_are_searched_on_another() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
+    let r = t
+        .http
+        .post(format!("{}/vector/search", t.nodes[1].url()))
+        .header("x-synod-tenant", "other")
+        .json(&json!({"collection": "docs", "vector": [1.0, 0.0]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "nor search it");
 
     // Text in: a collection with a vectorizer embeds texts and queries.
     let (code, v) =
