@@ -1,12 +1,14 @@
 //! A hierarchical navigable small world graph (Malkov and Yashunin, 2016),
-//! laid out for the cache: every vector in one contiguous array, layer-0
-//! links in fixed slots next to each other, upper layers (one node in `m`)
-//! in small vectors. Searches run under a read lock; an insert searches
-//! under the read lock and links under a short write lock, so two inserts
-//! run in parallel and searches proceed between them.
+//! laid out for the cache: one block per node holding its layer-0 links
+//! (fixed slots) and then its vector, all blocks in one array; upper layers
+//! (one node in `m`) in small vectors. Searches run under a read lock. An
+//! insert plans under the read lock (several nodes in parallel with
+//! [`Graph::link_all`]) and links under a short write lock, so searches
+//! proceed between inserts.
 //!
 //! Node ids are dense `u32`s in insertion order: [`Graph::reserve`] appends
-//! vectors (unreachable until linked), [`Graph::link`] connects one.
+//! vectors (unreachable until linked), [`Graph::link`] connects one and
+//! [`Graph::link_all`] many.
 //!
 //! Why not hnsw_rs (DESIGN §5's choice): measured on 20,000 random 128-d
 //! vectors, m 32, ef 200, on this 2-core machine, hnsw_rs answered 312
