@@ -1,4 +1,8 @@
-//! Synod's chaos harness (not built yet; arrives with the chaos issue).
+//! Synod's chaos harness, black-box against real `synod` processes. Built
+//! so far: the per-link TCP proxy ([`proxy`]) and the queue workload's
+//! history and checker ([`history`], [`queue`]). Still to come (see the
+//! chaos issue): the process runner, nemeses, generators, the register and
+//! set workloads, the CLI and the timeline picture.
 //!
 //! It will start real `synod` processes on 127.0.0.x, route every directed
 //! Raft link through its own TCP proxy (partitions without root), inject
@@ -7,5 +11,7 @@
 //! completions (ok / fail / indeterminate), and check them: no acknowledged
 //! task lost, no task completed twice, stale leases fenced, linearizable
 //! registers, identical state digests after heal.
-//!
-//! Black-box: it drives `synod` only through its public API.
+
+pub mod history;
+pub mod proxy;
+pub mod queue;

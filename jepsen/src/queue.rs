@@ -1,0 +1,225 @@
+//! The queue workload's checker. Operations (values are JSON objects):
+//!
+//! - `submit`: invoke `{"key"}` (its idempotency key); ok `{"key", "task"}`.
+//! - `lease`: a worker was handed a task: ok `{"task", "epoch"}`.
+//! - `complete`: a worker's completion: ok `{"task", "epoch"}` when the
+//!   cluster accepted it, fail when it refused it (a stale epoch).
+//! - `read`: the final read after heal: ok `{"tasks": [{"task", "key",
+//!   "state"}]}`, every task the cluster holds.
+//!
+//! It fails a history on: an acknowledged submit whose task did not
+//! succeed (lost); a task nobody submitted (unexpected); two accepted
+//! completions of one task; an accepted completion with a stale epoch; a
+//! task handed out after it completed; two tasks for one idempotency key.
+//! Running a task more than once is allowed (at-least-once) and counted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::history::{History, Kind};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Every violation found; empty means the history is valid.
+    pub errors: Vec<String>,
+    pub acknowledged: usize,
+    pub indeterminate_submits: usize,
+    pub succeeded: usize,
+    /// Tasks handed out more than once (retries after a lease was lost).
+    pub executed_more_than_once: usize,
+    pub refused_completions: usize,
+}
+
+impl Report {
+    pub fn valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+fn s(v: &Value, k: &str) -> Option<String> {
+    v.get(k)?.as_str().map(str::to_string)
+}
+
+fn n(v: &Value, k: &str) -> Option<u64> {
+    v.get(k)?.as_u64()
+}
+
+pub fn check(h: &History) -> Report {
+    let mut r = Report::default();
+    let mut invoked_keys = BTreeSet::new();
+    let mut acked: BTreeMap<String, String> = BTreeMap::new(); // task -> key
+    let mut task_of_key: BTreeMap<String, String> = BTreeMap::new();
+    let mut max_epoch: BTreeMap<String, u64> = BTreeMap::new();
+    let mut leases: BTreeMap<String, usize> = BTreeMap::new();
+    let mut completed: BTreeMap<String, u64> = BTreeMap::new(); // task -> epoch
+    let mut final_read: Option<&Value> = None;
+    for op in &h.ops {
+        let v = &op.value;
+        match (op.f.as_str(), op.kind) {
+            ("submit", Kind::Invoke) => {
+                if let Some(k) = s(v, "key") {
+                    invoked_keys.insert(k);
+                }
+            }
+            ("submit", Kind::Info) => r.indeterminate_submits += 1,
+            ("submit", Kind::Ok) => {
+                let (Some(key), Some(task)) = (s(v, "key"), s(v, "task")) else {
+                    r.errors.push(format!("a submit ok without key and task: {v}"));
+                    continue;
+                };
+                if let Some(other) = task_of_key.get(&key)
+                    && *other != task
+                {
+                    r.errors.push(format!("idempotency key {key} made two tasks: {other} and {task}"));
+                }
+                task_of_key.insert(key.clone(), task.clone());
+                acked.insert(task, key);
+            }
+            ("lease", Kind::Ok) => {
+                let (Some(task), Some(epoch)) = (s(v, "task"), n(v, "epoch")) else { continue };
+                if let Some(done) = completed.get(&task) {
+                    r.errors.push(format!("task {task} handed out (epoch {epoch}) after it completed at epoch {done}"));
+                }
+                *leases.entry(task.clone()).or_default() += 1;
+                let m = max_epoch.entry(task).or_default();
+                *m = (*m).max(epoch);
+            }
+            ("complete", Kind::Fail) => r.refused_completions += 1,
+            ("complete", Kind::Ok) => {
+                let (Some(task), Some(epoch)) = (s(v, "task"), n(v, "epoch")) else { continue };
+                if let Some(first) = completed.get(&task) {
+                    r.errors.push(format!("task {task} completed twice (epochs {first} and {epoch})"));
+                }
+                if let Some(m) = max_epoch.get(&task)
+                    && epoch < *m
+                {
+                    r.errors.push(format!(
+                        "task {task}: a completion with stale epoch {epoch} was accepted (lease epoch {m})"
+                    ));
+                }
+                completed.insert(task, epoch);
+            }
+            ("read", Kind::Ok) => final_read = Some(v),
+            _ => {}
+        }
+    }
+    r.acknowledged = acked.len();
+    r.executed_more_than_once = leases.values().filter(|c| **c > 1).count();
+    let Some(read) = final_read else {
+        r.errors.push("no final read: the run is unknown".into());
+        return r;
+    };
+    let mut state: BTreeMap<String, String> = BTreeMap::new();
+    let mut keys_seen: BTreeMap<String, String> = BTreeMap::new();
+    for t in read.get("tasks").and_then(Value::as_array).into_iter().flatten() {
+        let (Some(task), Some(st)) = (s(t, "task"), s(t, "state")) else { continue };
+        if let Some(key) = s(t, "key") {
+            if !invoked_keys.contains(&key) {
+                r.errors.push(format!("task {task} has key {key}, which no client submitted (unexpected)"));
+            }
+            if let Some(other) = keys_seen.insert(key.clone(), task.clone()) {
+                r.errors.push(format!("idempotency key {key} made two tasks: {other} and {task}"));
+            }
+        } else {
+            r.errors.push(format!("task {task} has no idempotency key: no client submitted it (unexpected)"));
+        }
+        state.insert(task, st);
+    }
+    for (task, key) in &acked {
+        match state.get(task).map(String::as_str) {
+            Some("succeeded") => r.succeeded += 1,
+            Some(other) => r.errors.push(format!("acknowledged task {task} ({key}) ended {other}, not succeeded")),
+            None => r.errors.push(format!("acknowledged task {task} ({key}) is lost: the final read lacks it")),
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// One operation: (process, kind, f, value).
+    type Step = (u64, Kind, &'static str, Value);
+
+    /// A history from steps in order.
+    fn history(ops: &[Step]) -> History {
+        let mut h = History::default();
+        for (i, (p, k, f, v)) in ops.iter().enumerate() {
+            h.push(*p, *k, f, v.clone(), i as u64);
+        }
+        h
+    }
+
+    fn good() -> Vec<Step> {
+        vec![
+            (1, Kind::Invoke, "submit", json!({"key": "k1"})),
+            (1, Kind::Ok, "submit", json!({"key": "k1", "task": "t1"})),
+            (2, Kind::Invoke, "submit", json!({"key": "k2"})),
+            (2, Kind::Info, "submit", json!({"key": "k2"})),
+            (9, Kind::Ok, "lease", json!({"task": "t1", "epoch": 1})),
+            (9, Kind::Ok, "lease", json!({"task": "t1", "epoch": 2})),
+            (9, Kind::Fail, "complete", json!({"task": "t1", "epoch": 1})),
+            (9, Kind::Ok, "complete", json!({"task": "t1", "epoch": 2})),
+            (
+                0,
+                Kind::Ok,
+                "read",
+                json!({"tasks": [
+                    {"task": "t1", "key": "k1", "state": "succeeded"},
+                    {"task": "t2", "key": "k2", "state": "succeeded"}
+                ]}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_good_history_passes_and_is_counted() {
+        let r = check(&history(&good()));
+        assert!(r.valid(), "{:?}", r.errors);
+        assert_eq!((r.acknowledged, r.succeeded, r.indeterminate_submits), (1, 1, 1));
+        assert_eq!((r.executed_more_than_once, r.refused_completions), (1, 1));
+    }
+
+    /// Each bad history must be rejected, naming what it caught.
+    #[test]
+    fn every_kind_of_bad_history_is_rejected() {
+        let mut cases: Vec<(&str, Vec<Step>)> = Vec::new();
+        let mut lost = good();
+        lost[8].3 = json!({"tasks": [{"task": "t2", "key": "k2", "state": "succeeded"}]});
+        cases.push(("lost", lost));
+        let mut unfinished = good();
+        unfinished[8].3 = json!({"tasks": [{"task": "t1", "key": "k1", "state": "queued"}]});
+        cases.push(("not succeeded", unfinished));
+        let mut unexpected = good();
+        unexpected[8].3 = json!({"tasks": [
+            {"task": "t1", "key": "k1", "state": "succeeded"},
+            {"task": "t9", "key": "never", "state": "succeeded"}
+        ]});
+        cases.push(("unexpected", unexpected));
+        let mut twice = good();
+        twice.insert(8, (9, Kind::Ok, "complete", json!({"task": "t1", "epoch": 2})));
+        cases.push(("completed twice", twice));
+        let mut stale = good();
+        stale[6].1 = Kind::Ok;
+        stale.remove(7);
+        cases.push(("stale epoch", stale));
+        let mut after = good();
+        after.insert(8, (9, Kind::Ok, "lease", json!({"task": "t1", "epoch": 3})));
+        cases.push(("after it completed", after));
+        let mut idem = good();
+        idem.insert(2, (3, Kind::Ok, "submit", json!({"key": "k1", "task": "t7"})));
+        cases.push(("two tasks", idem));
+        let mut no_read = good();
+        no_read.pop();
+        cases.push(("unknown", no_read));
+        for (what, ops) in cases {
+            let r = check(&history(&ops));
+            assert!(!r.valid(), "{what}: accepted");
+            assert!(r.errors.iter().any(|e| e.contains(what)), "{what}: {:?}", r.errors);
+        }
+    }
+}
