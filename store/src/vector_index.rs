@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -439,12 +439,6 @@ impl CollectionIndex {
         best(hits, query.k)
     }
 
-    /// Live points and points still waiting for the graph.
-    pub fn counts(&self) -> (usize, usize) {
-        let st = self.state.read().expect("collection lock");
-        (st.growing.len() + st.indexed.len(), st.growing.len())
-    }
-
     /// Moves up to [`FLUSH_BATCH`] growing points into the open segment.
     /// Returns whether it moved any.
     fn flush(&self) -> bool {
@@ -630,8 +624,6 @@ struct Shared {
     wake: Mutex<Sender<()>>,
     /// Set while a wake-up is queued, so apply() sends at most one.
     woken: AtomicBool,
-    /// Completed builder steps, for tests and benchmarks that wait.
-    steps: AtomicU64,
 }
 
 /// Every collection's index on this node. Cheap to clone.
@@ -657,7 +649,6 @@ impl VectorIndexes {
             collections: RwLock::new(HashMap::new()),
             wake: Mutex::new(tx),
             woken: AtomicBool::new(false),
-            steps: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -665,10 +656,6 @@ impl VectorIndexes {
             .spawn(move || builder(weak, rx))
             .expect("spawn the vector index builder");
         VectorIndexes { shared }
-    }
-
-    pub fn options(&self) -> IndexOptions {
-        self.shared.options
     }
 
     fn wake(&self) {
@@ -944,7 +931,6 @@ fn builder(shared: Weak<Shared>, wake: Receiver<()>) {
             if !worked {
                 break;
             }
-            shared.steps.fetch_add(1, Relaxed);
         }
         // Idle: write out the segments that grew, so a restart reloads
         // them instead of rebuilding.
