@@ -1,8 +1,9 @@
 //! Synod's chaos harness, black-box against real `synod` processes. Built
-//! so far: the per-link TCP proxy ([`proxy`]) and the queue workload's
-//! history and checker ([`history`], [`queue`]). Still to come (see the
-//! chaos issue): the process runner, nemeses, generators, the register and
-//! set workloads, the CLI and the timeline picture.
+//! so far: the process runner with every Raft link through its own proxy
+//! ([`cluster`]), the per-link TCP proxy ([`proxy`]), and the queue
+//! workload's history and checker ([`history`], [`queue`]). Still to come
+//! (see the chaos issue): nemeses, generators, the register and set
+//! workloads, the CLI and the timeline picture.
 //!
 //! It will start real `synod` processes on 127.0.0.x, route every directed
 //! Raft link through its own TCP proxy (partitions without root), inject
@@ -12,6 +13,7 @@
 //! task lost, no task completed twice, stale leases fenced, linearizable
 //! registers, identical state digests after heal.
 
+pub mod cluster;
 pub mod history;
 pub mod proxy;
 pub mod queue;

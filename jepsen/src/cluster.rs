@@ -1,0 +1,268 @@
+//! Real `synod` processes for a run: each on its own ports and data dir,
+//! logs captured, every directed Raft link through its own [`Proxy`]
+//! (node i dials node j at the i→j proxy, by `cluster.peer_addr_overrides`
+//! in i's config file), every process killed when the cluster is dropped,
+//! even when the run fails.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::proxy::{Fault, Proxy};
+
+pub struct Node {
+    /// The Raft node id (1-based, given with `--node-id`).
+    pub id: u64,
+    pub http: String,
+    pub raft: String,
+    pub log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    bin: PathBuf,
+    pub nodes: Vec<Node>,
+    /// (from id, to id) → the proxy `from` dials `to` through.
+    pub links: BTreeMap<(u64, u64), Proxy>,
+    secret: String,
+    password: String,
+    token: Option<String>,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A minimal HTTP/1.1 call (the harness stays free of the server's client
+/// stack): returns the status and the JSON body (Null if none).
+pub async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<(u16, Value)> {
+    let mut s = TcpStream::connect(addr).await?;
+    let body = body.unwrap_or("");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let ctype = if body.starts_with('{') { "application/json" } else { "application/x-www-form-urlencoded" };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let json = if chunked { dechunk(rest) } else { rest.to_string() };
+    Ok((status, serde_json::from_str(&json).unwrap_or(Value::Null)))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+impl Cluster {
+    /// Starts `n` nodes under `root`: node 1 bootstraps, the others join
+    /// it; returns once all `n` are voters. `seed` seeds the proxies.
+    pub async fn start(bin: &Path, root: &Path, n: usize, seed: u64) -> std::io::Result<Cluster> {
+        std::fs::create_dir_all(root)?;
+        let mut c = Cluster {
+            bin: bin.to_path_buf(),
+            nodes: Vec::new(),
+            links: BTreeMap::new(),
+            secret: format!("jepsen-secret-{seed:016x}-0123456789"),
+            password: "jepsen-admin".into(),
+            token: None,
+        };
+        let raft: Vec<String> =
+            (0..n).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
+        for from in 1..=n as u64 {
+            for to in 1..=n as u64 {
+                if from != to {
+                    let p =
+                        Proxy::start("127.0.0.1:0", raft[to as usize - 1].clone(), seed ^ (from << 32) ^ to).await?;
+                    c.links.insert((from, to), p);
+                }
+            }
+        }
+        for (i, raft_addr) in raft.iter().enumerate() {
+            let id = i as u64 + 1;
+            let dir = root.join(format!("n{id}"));
+            let mut yaml = String::from("cluster:\n  peer_addr_overrides:\n");
+            for ((from, to), p) in &c.links {
+                if *from == id {
+                    yaml.push_str(&format!("    {to}: \"{}\"\n", p.addr));
+                }
+            }
+            let config = root.join(format!("n{id}.yaml"));
+            std::fs::write(&config, yaml)?;
+            let http = format!("127.0.0.1:{}", free_port()?);
+            let mut args: Vec<String> = vec![
+                "serve".into(),
+                "--config".into(),
+                config.display().to_string(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--node-id".into(),
+                id.to_string(),
+                "--http-addr".into(),
+                http.clone(),
+                "--grpc-addr".into(),
+                format!("127.0.0.1:{}", free_port()?),
+                "--raft-addr".into(),
+                raft_addr.clone(),
+            ];
+            if i > 0 {
+                args.extend(["--join".into(), format!("http://{}", c.nodes[0].http)]);
+            }
+            c.nodes.push(Node {
+                id,
+                http,
+                raft: raft_addr.clone(),
+                log: root.join(format!("n{id}.log")),
+                args,
+                child: None,
+            });
+            c.spawn(i)?;
+            c.wait_ready(i, Duration::from_secs(60)).await?;
+        }
+        c.login().await?;
+        c.wait(Duration::from_secs(60), "every node a voter", |c| async move {
+            let (_, v) = c.get(0, "/cluster/status").await.ok()?;
+            (v["voters"].as_array()?.len() == n).then_some(())
+        })
+        .await?;
+        Ok(c)
+    }
+
+    fn spawn(&mut self, i: usize) -> std::io::Result<()> {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
+        let child = Command::new(&self.bin)
+            .args(&node.args)
+            .env("SYNOD_SECURITY_JWT_SECRET", &self.secret)
+            .env("SYNOD_ADMIN_PASSWORD", &self.password)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a killed node again (it rejoins with its data).
+    pub async fn restart(&mut self, i: usize) -> std::io::Result<()> {
+        self.spawn(i)?;
+        self.wait_ready(i, Duration::from_secs(60)).await
+    }
+
+    async fn login(&mut self) -> std::io::Result<()> {
+        let body = format!("grant_type=password&username=admin&password={}", self.password);
+        let (code, v) = http(&self.nodes[0].http, "POST", "/login", None, Some(&body)).await?;
+        self.token = v["access_token"].as_str().map(str::to_string);
+        if self.token.is_none() {
+            return Err(std::io::Error::other(format!("login: {code} {v}")));
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, i: usize, path: &str) -> std::io::Result<(u16, Value)> {
+        http(&self.nodes[i].http, "GET", path, self.token.as_deref(), None).await
+    }
+
+    pub async fn post(&self, i: usize, path: &str, body: &Value) -> std::io::Result<(u16, Value)> {
+        http(&self.nodes[i].http, "POST", path, self.token.as_deref(), Some(&body.to_string())).await
+    }
+
+    async fn wait_ready(&self, i: usize, within: Duration) -> std::io::Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = http(&self.nodes[i].http, "GET", "/health/ready", None, None).await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(std::io::Error::other(format!("node {} not ready; log {}", self.nodes[i].id, self.nodes[i].log.display())))
+    }
+
+    /// Polls `f` until it answers, for at most `within`.
+    pub async fn wait<'a, T, F, Fut>(&'a self, within: Duration, what: &str, f: F) -> std::io::Result<T>
+    where
+        F: Fn(&'a Cluster) -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(v) = f(self).await {
+                return Ok(v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(std::io::Error::other(format!("timed out waiting for {what}")))
+    }
+
+    /// The leader's id as node `i` sees it.
+    pub async fn leader_seen_by(&self, i: usize) -> Option<u64> {
+        let (_, v) = self.get(i, "/cluster/status").await.ok()?;
+        v["leader_id"].as_u64()
+    }
+
+    /// The last lines of every node's log, for a failure message.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("---- node {} ({})\n", n.id, n.log.display()));
+            for l in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Cuts (or heals, with [`Fault::Pass`]) every link to and from `id`.
+    pub fn isolate(&self, id: u64, fault: Fault) {
+        for ((from, to), p) in &self.links {
+            if *from == id || *to == id {
+                p.set(fault);
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
