@@ -9,6 +9,7 @@ use std::collections::BinaryHeap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::hnsw::{dot, squared_l2};
 use crate::pb::Metric;
 
 /// The score of `v` for `query`: cosine similarity, the dot product, or the
@@ -22,12 +23,8 @@ pub fn score(metric: Metric, query: &[f32], v: &[f32]) -> f32 {
             // a hair above 1.
             if nq == 0.0 || nv == 0.0 { 0.0 } else { (dot(query, v) / (nq * nv)).clamp(-1.0, 1.0) }
         }
-        Metric::L2 => -query.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt(),
+        Metric::L2 => -squared_l2(query, v).sqrt(),
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// One condition on a metadata key.
