@@ -151,6 +151,7 @@ impl Cluster for ClusterGrpc {
                 commit_index: s.commit_index,
                 applied_index: s.applied_index,
                 last_log_index: s.last_log_index,
+                membership_joint: s.membership_joint,
                 nodes: s
                     .nodes
                     .into_iter()

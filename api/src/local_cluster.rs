@@ -277,11 +277,16 @@ impl LocalCluster {
         .await
     }
 
-    /// Waits until node `via` reports `voters` voters, all of them ready.
+    /// Waits until node `via` reports `voters` voters and a leader, with
+    /// the membership change finished (not in its joint phase, where the
+    /// old voter set must still agree).
     pub async fn wait_voters(&self, via: usize, voters: usize, within: Duration) -> anyhow::Result<Value> {
         self.wait_for(&format!("{voters} voters"), within, || async move {
             let s = self.status(via).await.ok()?;
-            (s["voters"].as_array()?.len() == voters && s["leader_id"].as_u64().is_some()).then_some(s)
+            (s["voters"].as_array()?.len() == voters
+                && s["membership_joint"] == false
+                && s["leader_id"].as_u64().is_some())
+            .then_some(s)
         })
         .await
     }

@@ -76,6 +76,9 @@ pub struct ClusterStatusView {
     pub purged_index: Option<u64>,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+    /// True while a membership change is in its joint phase (old and new
+    /// voter sets must both agree); `voters` is then the union of the two.
+    pub membership_joint: bool,
     pub nodes: Vec<NodeStatusView>,
 }
 
@@ -460,6 +463,7 @@ pub fn do_cluster_status(_ctx: &AuthContext, node: &Node) -> Result<ClusterStatu
         purged_index: m.purged.as_ref().map(|l| l.index),
         voters: membership.voter_ids().collect(),
         learners: membership.learner_ids().collect(),
+        membership_joint: membership.get_joint_config().len() > 1,
         nodes,
     })
 }
