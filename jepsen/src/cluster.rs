@@ -22,7 +22,7 @@ pub struct Node {
     pub raft: String,
     pub log: PathBuf,
     args: Vec<String>,
-    child: Option<Child>,
+    child: std::sync::Mutex<Option<Child>>,
 }
 
 pub struct Cluster {
@@ -39,8 +39,97 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A minimal HTTP/1.1 call (the harness stays free of the server's client
-/// stack): returns the status and the JSON body (Null if none).
+/// How an HTTP call ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// An answer: the status, the JSON body (Null if none) and the `ETag`.
+    Answer { status: u16, body: Value, etag: Option<String> },
+    /// The connection was refused: the request never left.
+    NotSent,
+    /// Sent, then no whole answer within the timeout (or the connection
+    /// broke): the server may or may not have acted on it.
+    NoAnswer,
+}
+
+impl Reply {
+    pub fn outcome(&self) -> crate::history::Outcome {
+        match self {
+            Reply::Answer { status, .. } => crate::history::Outcome::Status(*status),
+            Reply::NotSent => crate::history::Outcome::NotSent,
+            Reply::NoAnswer => crate::history::Outcome::NoAnswer,
+        }
+    }
+}
+
+/// One HTTP/1.1 request with extra headers and a deadline (the harness
+/// stays free of the server's client stack).
+pub async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> Reply {
+    let Ok(Ok(mut s)) = tokio::time::timeout(timeout, TcpStream::connect(addr)).await else {
+        return Reply::NotSent;
+    };
+    let body = body.unwrap_or("");
+    let ctype = if body.starts_with('{') || body.starts_with('[') {
+        "application/json"
+    } else {
+        "application/x-www-form-urlencoded"
+    };
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ctype}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()));
+    let exchange = async {
+        s.write_all(req.as_bytes()).await?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(raw)) if !raw.is_empty() => raw,
+        _ => return Reply::NoAnswer,
+    };
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let Some(status) = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()) else {
+        return Reply::NoAnswer;
+    };
+    let lower = head.to_ascii_lowercase();
+    let json = if lower.contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    let etag = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("etag")).map(|(_, v)| v.trim()))
+        .map(|v| v.trim_matches('"').to_string());
+    Reply::Answer { status, body: serde_json::from_str(&json).unwrap_or(Value::Null), etag }
+}
+
+/// A GET whose answer is text (`/metrics`), with a 10 s deadline.
+pub async fn text_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await??;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let raw = tokio::time::timeout(Duration::from_secs(10), async {
+        s.write_all(req.as_bytes()).await?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    })
+    .await??;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.split_whitespace().nth(1).is_some_and(|c| c.starts_with('2')) {
+        return Err(std::io::Error::other(format!("GET {path}: {}", head.lines().next().unwrap_or(""))));
+    }
+    Ok(if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() })
+}
+
+/// A call with a generous deadline for the harness's own bookkeeping:
+/// the status and the JSON body, or an error if there was no answer.
 pub async fn http(
     addr: &str,
     method: &str,
@@ -48,23 +137,11 @@ pub async fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> std::io::Result<(u16, Value)> {
-    let mut s = TcpStream::connect(addr).await?;
-    let body = body.unwrap_or("");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let ctype = if body.starts_with('{') { "application/json" } else { "application/x-www-form-urlencoded" };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    let json = if chunked { dechunk(rest) } else { rest.to_string() };
-    Ok((status, serde_json::from_str(&json).unwrap_or(Value::Null)))
+    let auth: Vec<(&str, String)> = token.map(|t| ("Authorization", format!("Bearer {t}"))).into_iter().collect();
+    match request(addr, method, path, &auth, body, Duration::from_secs(30)).await {
+        Reply::Answer { status, body, .. } => Ok((status, body)),
+        other => Err(std::io::Error::other(format!("{method} {addr}{path}: {other:?}"))),
+    }
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -84,6 +161,14 @@ impl Cluster {
     /// Starts `n` nodes under `root`: node 1 bootstraps, the others join
     /// it; returns once all `n` are voters. `seed` seeds the proxies.
     pub async fn start(bin: &Path, root: &Path, n: usize, seed: u64) -> std::io::Result<Cluster> {
+        Cluster::start_with(bin, root, n, seed, "").await
+    }
+
+    /// [`Cluster::start`] with more YAML appended to every node's config
+    /// file, right after the `cluster:` section's `peer_addr_overrides`:
+    /// lines indented by two spaces continue the `cluster:` section, and
+    /// unindented ones start other sections.
+    pub async fn start_with(bin: &Path, root: &Path, n: usize, seed: u64, extra: &str) -> std::io::Result<Cluster> {
         std::fs::create_dir_all(root)?;
         let mut c = Cluster {
             bin: bin.to_path_buf(),
@@ -113,6 +198,7 @@ impl Cluster {
                     yaml.push_str(&format!("    {to}: \"{}\"\n", p.addr));
                 }
             }
+            yaml.push_str(extra);
             let config = root.join(format!("n{id}.yaml"));
             std::fs::write(&config, yaml)?;
             let http = format!("127.0.0.1:{}", free_port()?);
@@ -140,7 +226,7 @@ impl Cluster {
                 raft: raft_addr.clone(),
                 log: root.join(format!("n{id}.log")),
                 args,
-                child: None,
+                child: Default::default(),
             });
             c.spawn(i)?;
             c.wait_ready(i, Duration::from_secs(60)).await?;
@@ -157,8 +243,9 @@ impl Cluster {
         Ok(c)
     }
 
-    fn spawn(&mut self, i: usize) -> std::io::Result<()> {
-        let node = &mut self.nodes[i];
+    /// Starts node `i`'s process (again), without waiting for it.
+    pub fn spawn(&self, i: usize) -> std::io::Result<()> {
+        let node = &self.nodes[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
         let child = Command::new(&self.bin)
             .args(&node.args)
@@ -168,22 +255,53 @@ impl Cluster {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        node.child = Some(child);
+        *node.child.lock().expect("child lock") = Some(child);
         Ok(())
     }
 
     /// kill -9.
-    pub fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].child.take() {
+    pub fn kill(&self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.lock().expect("child lock").take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
     /// Starts a killed node again (it rejoins with its data).
-    pub async fn restart(&mut self, i: usize) -> std::io::Result<()> {
+    pub async fn restart(&self, i: usize) -> std::io::Result<()> {
         self.spawn(i)?;
         self.wait_ready(i, Duration::from_secs(60)).await
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].child.lock().expect("child lock").is_some()
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`) to node `i`'s process.
+    pub fn signal(&self, i: usize, sig: &str) -> std::io::Result<()> {
+        let Some(pid) = self.nodes[i].child.lock().expect("child lock").as_ref().map(Child::id) else {
+            return Ok(());
+        };
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?;
+        if status.success() { Ok(()) } else { Err(std::io::Error::other(format!("kill -{sig} failed: {status}"))) }
+    }
+
+    /// A request to node `i` as admin, with a deadline: see [`Reply`].
+    pub async fn call(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Reply {
+        let mut all: Vec<(&str, String)> = headers.to_vec();
+        if let Some(t) = &self.token {
+            all.push(("Authorization", format!("Bearer {t}")));
+        }
+        let body = body.map(Value::to_string);
+        request(&self.nodes[i].http, method, path, &all, body.as_deref(), timeout).await
     }
 
     async fn login(&mut self) -> std::io::Result<()> {
@@ -204,7 +322,7 @@ impl Cluster {
         http(&self.nodes[i].http, "POST", path, self.token.as_deref(), Some(&body.to_string())).await
     }
 
-    async fn wait_ready(&self, i: usize, within: Duration) -> std::io::Result<()> {
+    pub async fn wait_ready(&self, i: usize, within: Duration) -> std::io::Result<()> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok((200, _)) = http(&self.nodes[i].http, "GET", "/health/ready", None, None).await {
@@ -237,6 +355,20 @@ impl Cluster {
         v["leader_id"].as_u64()
     }
 
+    /// The index of the node that running nodes name as leader (asked
+    /// with short deadlines, so a paused node cannot stall the caller).
+    pub async fn leader_index(&self) -> Option<usize> {
+        for i in (0..self.nodes.len()).filter(|i| self.is_running(*i)) {
+            if let Reply::Answer { status: 200, body, .. } =
+                self.call(i, "GET", "/cluster/status", &[], None, Duration::from_millis(500)).await
+                && let Some(id) = body["leader_id"].as_u64()
+            {
+                return self.nodes.iter().position(|n| n.id == id);
+            }
+        }
+        None
+    }
+
     /// The last lines of every node's log, for a failure message.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();
@@ -250,6 +382,20 @@ impl Cluster {
             }
         }
         out
+    }
+
+    /// Sets the fault of the directed link `from` → `to` (node ids).
+    pub fn link(&self, from: u64, to: u64, fault: Fault) {
+        if let Some(p) = self.links.get(&(from, to)) {
+            p.set(fault);
+        }
+    }
+
+    /// Every link back to [`Fault::Pass`].
+    pub fn heal(&self) {
+        for p in self.links.values() {
+            p.set(Fault::Pass);
+        }
     }
 
     /// Cuts (or heals, with [`Fault::Pass`]) every link to and from `id`.

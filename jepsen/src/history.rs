@@ -57,6 +57,36 @@ pub fn classify(outcome: Outcome) -> Kind {
     }
 }
 
+/// Records a run's operations as they happen, from many tasks at once;
+/// times are nanoseconds since the recorder was made.
+#[derive(Debug)]
+pub struct Recorder {
+    start: std::time::Instant,
+    history: std::sync::Mutex<History>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder { start: std::time::Instant::now(), history: Default::default() }
+    }
+}
+
+impl Recorder {
+    pub fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    pub fn record(&self, process: u64, kind: Kind, f: &str, value: Value) {
+        let t = self.now_ns();
+        self.history.lock().expect("history lock").push(process, kind, f, value, t);
+    }
+
+    /// A copy of everything recorded so far.
+    pub fn history(&self) -> History {
+        self.history.lock().expect("history lock").clone()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
     pub ops: Vec<Op>,

@@ -15,5 +15,9 @@
 
 pub mod cluster;
 pub mod history;
+pub mod nemesis;
 pub mod proxy;
 pub mod queue;
+pub mod register;
+pub mod run;
+pub mod timeline;

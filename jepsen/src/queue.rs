@@ -5,7 +5,10 @@
 //! - `complete`: a worker's completion: ok `{"task", "epoch"}` when the
 //!   cluster accepted it, fail when it refused it (a stale epoch).
 //! - `read`: the final read after heal: ok `{"tasks": [{"task", "key",
-//!   "state"}]}`, every task the cluster holds.
+//!   "state", "lease_epoch", "attempts"}]}`, every task the cluster holds;
+//!   `attempts` (`[{"epoch", "ended_at_ms", "error"}]`) is the cluster's
+//!   own record of each lease, for workers the harness cannot watch (they
+//!   run inside the nodes): it is checked like `lease` and `complete`.
 //!
 //! It fails a history on: an acknowledged submit whose task did not
 //! succeed (lost); a task nobody submitted (unexpected); two accepted
@@ -106,6 +109,12 @@ pub fn check(h: &History) -> Report {
     }
     r.acknowledged = acked.len();
     r.executed_more_than_once = leases.values().filter(|c| **c > 1).count();
+    r.refused_completions += h
+        .ops
+        .iter()
+        .filter(|o| o.f == "stale_reports" && o.kind == Kind::Ok)
+        .filter_map(|o| o.value.get("refused").and_then(Value::as_u64))
+        .sum::<u64>() as usize;
     let Some(read) = final_read else {
         r.errors.push("no final read: the run is unknown".into());
         return r;
@@ -124,6 +133,7 @@ pub fn check(h: &History) -> Report {
         } else {
             r.errors.push(format!("task {task} has no idempotency key: no client submitted it (unexpected)"));
         }
+        check_attempts(&task, &st, t, &mut r);
         state.insert(task, st);
     }
     for (task, key) in &acked {
@@ -134,6 +144,47 @@ pub fn check(h: &History) -> Report {
         }
     }
     r
+}
+
+/// The cluster's record of one task's leases: the completion it accepted
+/// (the attempt that ended without an error) must hold the last lease, be
+/// the only one, and no lease may follow it.
+fn check_attempts(task: &str, state: &str, t: &Value, r: &mut Report) {
+    let Some(attempts) = t.get("attempts").and_then(Value::as_array) else { return };
+    if attempts.len() > 1 {
+        r.executed_more_than_once += 1;
+    }
+    let epoch = |a: &Value| n(a, "epoch").unwrap_or(0);
+    let ended_ok: Vec<&Value> = attempts
+        .iter()
+        .filter(|a| n(a, "ended_at_ms").is_some() && a.get("error").is_none_or(Value::is_null))
+        .collect();
+    if state != "succeeded" {
+        return;
+    }
+    if ended_ok.len() > 1 {
+        let es: Vec<u64> = ended_ok.iter().map(|a| epoch(a)).collect();
+        r.errors.push(format!("task {task} completed twice (attempts at epochs {es:?} both ended without error)"));
+    }
+    let Some(done) = ended_ok.last() else {
+        r.errors.push(format!("task {task} succeeded with no attempt that ended without error"));
+        return;
+    };
+    let last = attempts.iter().map(epoch).max().unwrap_or(0);
+    let lease = n(t, "lease_epoch").unwrap_or(0);
+    if epoch(done) < lease || epoch(done) < last {
+        r.errors.push(format!(
+            "task {task}: a completion with stale epoch {} was accepted (lease epoch {lease}, last attempt {last})",
+            epoch(done)
+        ));
+    }
+    if let Some(later) = attempts.iter().find(|a| epoch(a) > epoch(done)) {
+        r.errors.push(format!(
+            "task {task} handed out (epoch {}) after it completed at epoch {}",
+            epoch(later),
+            epoch(done)
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +225,41 @@ mod tests {
                 ]}),
             ),
         ]
+    }
+
+    /// A task as the final read reports it, with attempts (epoch, ended,
+    /// error) in order.
+    fn task(id: &str, key: &str, state: &str, lease: u64, attempts: &[(u64, bool, Option<&str>)]) -> Value {
+        let attempts: Vec<Value> = attempts
+            .iter()
+            .map(|(e, ended, err)| json!({"epoch": e, "ended_at_ms": ended.then_some(5), "error": err}))
+            .collect();
+        json!({"task": id, "key": key, "state": state, "lease_epoch": lease, "attempts": attempts})
+    }
+
+    #[test]
+    fn the_clusters_record_of_attempts_is_checked() {
+        let read = |t: Value| {
+            history(&[
+                (1, Kind::Invoke, "submit", json!({"key": "k1"})),
+                (1, Kind::Ok, "submit", json!({"key": "k1", "task": "t1"})),
+                (0, Kind::Ok, "read", json!({"tasks": [t]})),
+            ])
+        };
+        let retried = task("t1", "k1", "succeeded", 2, &[(1, true, Some("node 2 is dead")), (2, true, None)]);
+        let r = check(&read(retried));
+        assert!(r.valid(), "{:?}", r.errors);
+        assert_eq!(r.executed_more_than_once, 1);
+        let cases = [
+            ("completed twice", task("t1", "k1", "succeeded", 2, &[(1, true, None), (2, true, None)])),
+            ("stale epoch", task("t1", "k1", "succeeded", 2, &[(1, true, None), (2, false, None)])),
+            ("after it completed", task("t1", "k1", "succeeded", 1, &[(1, true, None), (2, false, None)])),
+            ("no attempt", task("t1", "k1", "succeeded", 1, &[(1, false, None)])),
+        ];
+        for (what, t) in cases {
+            let r = check(&read(t));
+            assert!(r.errors.iter().any(|e| e.contains(what)), "{what}: {:?}", r.errors);
+        }
     }
 
     #[test]

@@ -1,0 +1,257 @@
+//! Nemeses: the faults a run injects, from a seeded schedule (the same
+//! seed gives the same sequence of faults, shapes and targets; the timing
+//! of what the nodes do in between is theirs).
+//!
+//! - `kill`: kill -9 one node, the leader, a minority, or all, then start
+//!   them again with their data;
+//! - `pause`: SIGSTOP one node or the leader for 0.5 to 5 s (past the
+//!   election timeout, and sometimes past the task lease), then SIGCONT;
+//! - `partition`: through the link proxies: one node isolated, the leader
+//!   isolated (clients still reach it), one-way cuts (a node's outbound or
+//!   inbound links), majority/minority halves, and on 5 nodes or more the
+//!   ring and bridge shapes.
+//!
+//! Each fault is recorded in the history as an invocation when installed
+//! and a completion when healed (process [`NEMESIS`]).
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::cluster::Cluster;
+use crate::history::{Kind, Recorder};
+use crate::proxy::Fault;
+
+/// The history's process id for faults.
+pub const NEMESIS: u64 = 1_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Nemesis {
+    Kill,
+    Pause,
+    Partition,
+}
+
+impl Nemesis {
+    pub const ALL: [Nemesis; 3] = [Nemesis::Kill, Nemesis::Pause, Nemesis::Partition];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Nemesis::Kill => "kill",
+            Nemesis::Pause => "pause",
+            Nemesis::Partition => "partition",
+        }
+    }
+}
+
+impl FromStr for Nemesis {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Nemesis::ALL
+            .into_iter()
+            .find(|n| n.name() == s)
+            .ok_or_else(|| format!("unknown nemesis {s:?} (expected one of: kill, pause, partition)"))
+    }
+}
+
+/// Sleeps `d`, or less if the deadline comes first; false once it has.
+async fn sleep_until(d: Duration, deadline: Instant) -> bool {
+    let now = Instant::now();
+    if now >= deadline {
+        return false;
+    }
+    tokio::time::sleep(d.min(deadline - now)).await;
+    Instant::now() < deadline
+}
+
+fn secs(rng: &mut StdRng, lo: f64, hi: f64) -> Duration {
+    Duration::from_secs_f64(rng.random_range(lo..hi))
+}
+
+/// Runs faults from `enabled` until `deadline`, healing each before the
+/// next, and heals everything at the end. Returns how many times each
+/// nemesis was installed.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    rec: Arc<Recorder>,
+    enabled: Vec<Nemesis>,
+    seed: u64,
+    deadline: Instant,
+) -> BTreeMap<&'static str, usize> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
+    let mut installed: BTreeMap<&'static str, usize> = enabled.iter().map(|n| (n.name(), 0)).collect();
+    let n = cluster.nodes.len();
+    while !enabled.is_empty() {
+        let healthy = secs(&mut rng, 1.0, 3.0);
+        if !sleep_until(healthy, deadline).await {
+            break;
+        }
+        let nemesis = enabled[rng.random_range(0..enabled.len())];
+        let pick = rng.random_range(0..n);
+        let choice: u32 = rng.random_range(0..100);
+        let hold = match nemesis {
+            Nemesis::Pause => secs(&mut rng, 0.5, 5.0),
+            _ => secs(&mut rng, 1.0, 5.0),
+        };
+        let leader = cluster.leader_index().await;
+        let (shape, targets) = match nemesis {
+            Nemesis::Kill => match choice {
+                0..40 => ("one", vec![pick]),
+                40..75 => ("leader", vec![leader.unwrap_or(pick)]),
+                75..90 => ("minority", minority(&mut rng, n)),
+                _ => ("all", (0..n).collect()),
+            },
+            Nemesis::Pause => match choice {
+                0..50 => ("one", vec![pick]),
+                _ => ("leader", vec![leader.unwrap_or(pick)]),
+            },
+            Nemesis::Partition => {
+                let mut shapes = vec!["isolate one", "isolate leader", "one-way out", "one-way in", "halves"];
+                if n >= 5 {
+                    shapes.extend(["ring", "bridge"]);
+                }
+                let shape = shapes[choice as usize % shapes.len()];
+                let target = if shape == "isolate leader" { leader.unwrap_or(pick) } else { pick };
+                (shape, partition(&cluster, shape, target, &mut rng))
+            }
+        };
+        let ids: Vec<u64> = targets.iter().map(|i| cluster.nodes[*i].id).collect();
+        let what = json!({"nemesis": nemesis.name(), "shape": shape, "nodes": ids});
+        rec.record(NEMESIS, Kind::Invoke, nemesis.name(), what.clone());
+        let mut ok = true;
+        for t in &targets {
+            match nemesis {
+                Nemesis::Kill => cluster.kill(*t),
+                Nemesis::Pause => ok &= cluster.signal(*t, "STOP").is_ok(),
+                Nemesis::Partition => {}
+            }
+        }
+        *installed.entry(nemesis.name()).or_default() += usize::from(ok);
+        tokio::time::sleep(hold).await;
+        for t in &targets {
+            match nemesis {
+                Nemesis::Kill => ok &= cluster.spawn(*t).is_ok(),
+                Nemesis::Pause => ok &= cluster.signal(*t, "CONT").is_ok(),
+                Nemesis::Partition => {}
+            }
+        }
+        if nemesis == Nemesis::Partition {
+            cluster.heal();
+        }
+        let kind = if ok { Kind::Ok } else { Kind::Fail };
+        rec.record(NEMESIS, kind, nemesis.name(), what);
+    }
+    heal_all(&cluster);
+    installed
+}
+
+/// Every link passes, every paused node runs, every killed node is started.
+pub fn heal_all(cluster: &Cluster) {
+    cluster.heal();
+    for i in 0..cluster.nodes.len() {
+        if cluster.is_running(i) {
+            let _ = cluster.signal(i, "CONT");
+        } else {
+            let _ = cluster.spawn(i);
+        }
+    }
+}
+
+/// A random set of fewer than half the nodes (at least one).
+fn minority(rng: &mut StdRng, n: usize) -> Vec<usize> {
+    let size = ((n - 1) / 2).max(1);
+    let mut all: Vec<usize> = (0..n).collect();
+    for i in 0..size {
+        let j = rng.random_range(i..n);
+        all.swap(i, j);
+    }
+    all.truncate(size);
+    all.sort_unstable();
+    all
+}
+
+/// Installs a partition shape around `target` (a node index) and returns
+/// the nodes it cuts off (for the record).
+fn partition(c: &Cluster, shape: &str, target: usize, rng: &mut StdRng) -> Vec<usize> {
+    let n = c.nodes.len();
+    let id = |i: usize| c.nodes[i].id;
+    let cut = |a: usize, b: usize| {
+        c.link(id(a), id(b), Fault::Blackhole);
+        c.link(id(b), id(a), Fault::Blackhole);
+    };
+    match shape {
+        "isolate one" | "isolate leader" => {
+            c.isolate(id(target), Fault::Blackhole);
+            vec![target]
+        }
+        "one-way out" | "one-way in" => {
+            for other in (0..n).filter(|o| *o != target) {
+                let (from, to) = if shape == "one-way out" { (target, other) } else { (other, target) };
+                c.link(id(from), id(to), Fault::Blackhole);
+            }
+            vec![target]
+        }
+        "halves" => {
+            let small = minority(rng, n);
+            for a in &small {
+                for b in (0..n).filter(|b| !small.contains(b)) {
+                    cut(*a, b);
+                }
+            }
+            small
+        }
+        "ring" => {
+            // Each node hears only its two neighbours: no majority of
+            // mutually connected nodes, yet everyone has a majority path.
+            for a in 0..n {
+                for b in a + 1..n {
+                    let adjacent = b - a == 1 || (a == 0 && b == n - 1);
+                    if !adjacent {
+                        cut(a, b);
+                    }
+                }
+            }
+            (0..n).collect()
+        }
+        "bridge" => {
+            // Two halves that only `target` connects.
+            let others: Vec<usize> = (0..n).filter(|o| *o != target).collect();
+            let (left, right) = others.split_at(others.len() / 2);
+            for a in left {
+                for b in right {
+                    cut(*a, *b);
+                }
+            }
+            vec![target]
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_ones_are_refused() {
+        for n in Nemesis::ALL {
+            assert_eq!(n.name().parse::<Nemesis>(), Ok(n));
+        }
+        assert!("chaos".parse::<Nemesis>().unwrap_err().contains("kill, pause, partition"));
+    }
+
+    #[test]
+    fn a_minority_is_less_than_half_and_follows_the_seed() {
+        for n in [3, 5, 7] {
+            let a = minority(&mut StdRng::seed_from_u64(7), n);
+            assert!(!a.is_empty() && a.len() * 2 < n, "{a:?}");
+            assert_eq!(a, minority(&mut StdRng::seed_from_u64(7), n));
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! One run: start a cluster, drive a workload from several client
+//! processes while the nemeses inject faults, heal, read the final state
+//! from every node, check the history, and write the run's folder:
+//! `history.jsonl`, `results.json`, `timeline.svg` and the nodes' logs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::cluster::{Cluster, Reply};
+use crate::history::{History, Kind, Recorder, classify};
+use crate::nemesis::{self, Nemesis};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Queue,
+    Register,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Queue => "queue",
+            Workload::Register => "register",
+        }
+    }
+}
+
+impl FromStr for Workload {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "queue" => Ok(Workload::Queue),
+            "register" => Ok(Workload::Register),
+            _ => Err(format!("unknown workload {s:?} (expected one of: queue, register)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// The `synod` binary to run.
+    pub bin: PathBuf,
+    pub workload: Workload,
+    pub nemeses: Vec<Nemesis>,
+    pub nodes: usize,
+    /// How long the workload and the faults run (before heal and drain).
+    pub time_limit: Duration,
+    pub seed: u64,
+    /// Client processes.
+    pub clients: usize,
+    /// The register workload's reads: `linearizable` (the default), or
+    /// `leader` / `local` to watch the checker catch stale reads.
+    pub read_consistency: String,
+    /// The run's folder (created).
+    pub dir: PathBuf,
+}
+
+impl Opts {
+    /// A short name: `queue-kill,partition-n3-s42`.
+    pub fn name(&self) -> String {
+        let nem: Vec<&str> = self.nemeses.iter().map(|n| n.name()).collect();
+        let nem = if nem.is_empty() { "none".to_string() } else { nem.join(",") };
+        format!("{}-{}-n{}-s{}", self.workload.name(), nem, self.nodes, self.seed)
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub name: String,
+    pub valid: bool,
+    pub errors: Vec<String>,
+    /// Counts and fault installs, as written to `results.json`.
+    pub results: Value,
+}
+
+/// The per-node configuration of a run: fast failure detection and short
+/// leases so faults show within seconds, and frequent snapshots so a
+/// restarted or cut-off node often catches up by snapshot.
+const NODE_CONFIG: &str = "  node_heartbeat_interval: 300ms
+  suspect_after: 1s
+  dead_after: 2s
+  snapshot_logs_threshold: 500
+  logs_to_keep: 100
+scaling:
+  task_lease: 3s
+  recovery_timeout: 1s
+";
+
+/// A client's deadline for one operation: past the server's 5 s write
+/// timeout, so a slow commit is answered rather than cut off.
+const OP_TIMEOUT: Duration = Duration::from_secs(8);
+
+pub async fn run(o: &Opts) -> RunOutcome {
+    let name = o.name();
+    let started = Instant::now();
+    let fail = |errors: Vec<String>, results: Value| RunOutcome { name: name.clone(), valid: false, errors, results };
+    if let Err(e) = std::fs::create_dir_all(&o.dir) {
+        return fail(vec![format!("cannot create {}: {e}", o.dir.display())], Value::Null);
+    }
+    let cluster = match Cluster::start_with(&o.bin, &o.dir.join("nodes"), o.nodes, o.seed, NODE_CONFIG).await {
+        Ok(c) => Arc::new(c),
+        Err(e) => return fail(vec![format!("the cluster did not start: {e}")], Value::Null),
+    };
+    let rec = Arc::new(Recorder::default());
+    let deadline = Instant::now() + o.time_limit;
+    let sampler = tokio::spawn(sample_leaders(cluster.clone(), rec.clone(), deadline));
+    let faults = tokio::spawn(nemesis::run(cluster.clone(), rec.clone(), o.nemeses.clone(), o.seed, deadline));
+    let shared = Arc::new(Shared::default());
+    let mut clients = Vec::new();
+    for p in 1..=o.clients as u64 {
+        let (c, r, s) = (cluster.clone(), rec.clone(), shared.clone());
+        let seed = o.seed ^ p.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        clients.push(match o.workload {
+            Workload::Queue => tokio::spawn(queue_client(c, r, s, p, seed, deadline)),
+            Workload::Register => tokio::spawn(register_client(c, r, o.read_consistency.clone(), p, seed, deadline)),
+        });
+    }
+    for c in clients {
+        let _ = c.await;
+    }
+    let installed = faults.await.unwrap_or_default();
+    let _ = sampler.await;
+    nemesis::heal_all(&cluster);
+
+    let mut errors = Vec::new();
+    for i in 0..cluster.nodes.len() {
+        if let Err(e) = cluster.wait_ready(i, Duration::from_secs(90)).await {
+            errors.push(format!("after heal: {e}"));
+        }
+    }
+    let mut results = json!({
+        "name": name,
+        "workload": o.workload.name(),
+        "nemeses": o.nemeses.iter().map(|n| n.name()).collect::<Vec<_>>(),
+        "nodes": o.nodes,
+        "seed": o.seed,
+        "time_limit_s": o.time_limit.as_secs_f64(),
+        "installed": installed,
+    });
+    if errors.is_empty() {
+        match o.workload {
+            Workload::Queue => finish_queue(&cluster, &rec, &shared, &mut errors, &mut results).await,
+            Workload::Register => finish_register(&cluster, &rec, &o.read_consistency, &mut errors, &mut results).await,
+        }
+    }
+    let history = rec.history();
+    for n in &o.nemeses {
+        if installed.get(n.name()).copied().unwrap_or(0) == 0 {
+            errors.push(format!("unknown: the {} nemesis was never installed (raise --time-limit)", n.name()));
+        }
+    }
+    let oks = history.ops.iter().filter(|op| op.kind == Kind::Ok && op.process < nemesis::NEMESIS).count();
+    if oks < 20 {
+        errors.push(format!("unknown: only {oks} operations succeeded, too few to say anything"));
+    }
+    cluster_logs_check(&cluster, &mut errors);
+    drop(cluster); // the last reference: kills every node
+    results["ok_operations"] = json!(oks);
+    results["operations"] = json!(history.ops.iter().filter(|op| op.kind == Kind::Invoke).count());
+    results["seconds"] = json!(started.elapsed().as_secs_f64());
+    results["valid"] = json!(errors.is_empty());
+    results["errors"] = json!(errors);
+    let _ = history.write_jsonl(&o.dir.join("history.jsonl"));
+    let _ = std::fs::write(o.dir.join("results.json"), serde_json::to_string_pretty(&results).unwrap_or_default());
+    let _ = std::fs::write(o.dir.join("timeline.svg"), crate::timeline::svg(&history, &name));
+    RunOutcome { name, valid: errors.is_empty(), errors, results }
+}
+
+/// Fails the run on any panic in any node's log.
+fn cluster_logs_check(c: &Cluster, errors: &mut Vec<String>) {
+    for n in &c.nodes {
+        let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("panicked at")) {
+            errors.push(format!("node {} panicked: {}", n.id, line.chars().take(300).collect::<String>()));
+        }
+    }
+}
+
+/// State the clients share: idempotency keys whose submit was
+/// indeterminate, to retry after heal.
+#[derive(Default)]
+struct Shared {
+    unresolved: Mutex<Vec<String>>,
+}
+
+/// The history's process ids of the leader samplers (one per node).
+const SAMPLER: u64 = 2_000_000;
+
+/// Every 250 ms, which leader each node names: the timeline's bottom rows.
+async fn sample_leaders(c: Arc<Cluster>, rec: Arc<Recorder>, deadline: Instant) {
+    while Instant::now() < deadline {
+        for i in 0..c.nodes.len() {
+            let leader = match c.call(i, "GET", "/cluster/status", &[], None, Duration::from_millis(200)).await {
+                Reply::Answer { status: 200, body, .. } => body["leader_id"].as_u64(),
+                _ => None,
+            };
+            rec.record(SAMPLER + c.nodes[i].id, Kind::Ok, "leader", json!({"node": c.nodes[i].id, "leader": leader}));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Records an invocation and its completion from a reply: `ok` builds the
+/// completion's value from an answer in 2xx.
+fn complete(rec: &Recorder, p: u64, f: &str, invoke: &Value, reply: &Reply, ok: impl Fn(&Value) -> Value) -> Kind {
+    let kind = classify(reply.outcome());
+    let value = match (kind, reply) {
+        (Kind::Ok, Reply::Answer { body, .. }) => ok(body),
+        (_, Reply::Answer { status, body, .. }) => {
+            let mut v = invoke.clone();
+            v["status"] = json!(status);
+            v["error"] = body["error"]["message"].clone();
+            v
+        }
+        _ => {
+            let mut v = invoke.clone();
+            v["error"] = json!(format!("{:?}", reply.outcome()));
+            v
+        }
+    };
+    rec.record(p, kind, f, value);
+    kind
+}
+
+async fn submit(c: &Cluster, rec: &Recorder, p: u64, node: usize, key: &str, ms: u64) -> Kind {
+    let invoke = json!({"key": key, "node": c.nodes[node].id});
+    rec.record(p, Kind::Invoke, "submit", invoke.clone());
+    let body = json!({"type": "sleep", "payload": {"ms": ms}, "idempotency_key": key, "max_attempts": 100});
+    let reply = c.call(node, "POST", "/tasks/submit", &[], Some(&body), OP_TIMEOUT).await;
+    complete(rec, p, "submit", &invoke, &reply, |b| json!({"key": key, "task": b["id"], "duplicate": b["duplicate"]}))
+}
+
+/// Unique submits (sleep tasks of 20 to 300 ms) to random nodes, with
+/// their idempotency keys; an indeterminate one is retried later with the
+/// same key, sometimes during the faults and always after heal.
+async fn queue_client(c: Arc<Cluster>, rec: Arc<Recorder>, s: Arc<Shared>, p: u64, seed: u64, deadline: Instant) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        let node = rng.random_range(0..c.nodes.len());
+        let retry = rng.random_bool(0.2).then(|| s.unresolved.lock().expect("lock").pop()).flatten();
+        let key = retry.unwrap_or_else(|| {
+            n += 1;
+            format!("p{p}-{n}")
+        });
+        if submit(&c, &rec, p, node, &key, rng.random_range(20..300)).await == Kind::Info {
+            s.unresolved.lock().expect("lock").push(key);
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(20..80))).await;
+    }
+}
+
+/// Every task the cluster holds, as node `i` reads it, in the checker's
+/// shape.
+async fn read_tasks(c: &Cluster, i: usize) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(k) => format!("/tasks?limit=1000&cursor={k}"),
+            None => "/tasks?limit=1000".to_string(),
+        };
+        let body = match c.call(i, "GET", &path, &[], None, Duration::from_secs(30)).await {
+            Reply::Answer { status: 200, body, .. } => body,
+            other => return Err(format!("GET {path} on node {}: {other:?}", c.nodes[i].id)),
+        };
+        for t in body["tasks"].as_array().into_iter().flatten() {
+            let attempts: Vec<Value> = t["attempts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| json!({"epoch": a["epoch"], "node": a["node_id"], "ended_at_ms": a["ended_at_ms"], "error": a["error"]}))
+                .collect();
+            out.push(json!({
+                "task": t["id"],
+                "key": t["idempotency_key"],
+                "state": t["state"],
+                "lease_epoch": t["lease_epoch"],
+                "attempts": attempts,
+            }));
+        }
+        match body["next_cursor"].as_str() {
+            Some(k) => cursor = Some(k.to_string()),
+            None => return Ok(out),
+        }
+    }
+}
+
+const TERMINAL: [&str; 4] = ["succeeded", "failed", "cancelled", "dead_lettered"];
+
+/// After heal: retry every unresolved submit with its key, wait for every
+/// task to finish and every node to apply the same index, then read every
+/// node's tasks (they must agree) and check.
+async fn finish_queue(c: &Cluster, rec: &Recorder, s: &Shared, errors: &mut Vec<String>, results: &mut Value) {
+    let keys: Vec<String> = std::mem::take(&mut *s.unresolved.lock().expect("lock"));
+    for key in keys {
+        for attempt in 0..5 {
+            if submit(c, rec, 0, attempt % c.nodes.len(), &key, 20).await != Kind::Info {
+                break;
+            }
+        }
+    }
+    let drained = c
+        .wait(Duration::from_secs(180), "every task to finish", |c| async move {
+            let tasks = read_tasks(c, 0).await.ok()?;
+            tasks.iter().all(|t| TERMINAL.contains(&t["state"].as_str().unwrap_or(""))).then_some(())
+        })
+        .await;
+    if let Err(e) = drained {
+        errors.push(format!("{e} after heal"));
+    }
+    if let Err(e) = wait_converged(c).await {
+        errors.push(e);
+        return;
+    }
+    let mut reads = Vec::new();
+    for i in 0..c.nodes.len() {
+        match read_tasks(c, i).await {
+            Ok(t) => reads.push(t),
+            Err(e) => {
+                errors.push(format!("final read: {e}"));
+                return;
+            }
+        }
+    }
+    for (i, r) in reads.iter().enumerate().skip(1) {
+        if *r != reads[0] {
+            let differ = r.iter().zip(&reads[0]).find(|(a, b)| a != b);
+            errors.push(format!(
+                "node {}'s final read differs from node {}'s ({} and {} tasks; first difference: {differ:?})",
+                c.nodes[i].id,
+                c.nodes[0].id,
+                r.len(),
+                reads[0].len()
+            ));
+        }
+    }
+    rec.record(0, Kind::Ok, "read", json!({"tasks": reads[0]}));
+    let mut stale = 0u64;
+    for i in 0..c.nodes.len() {
+        stale += metric(c, i, "synod_tasks_stale_reports_total").await.unwrap_or(0.0) as u64;
+    }
+    rec.record(0, Kind::Ok, "stale_reports", json!({"refused": stale}));
+    let report = crate::queue::check(&rec.history());
+    errors.extend(report.errors.iter().cloned());
+    results["queue"] = json!({
+        "acknowledged": report.acknowledged,
+        "succeeded": report.succeeded,
+        "indeterminate_submits": report.indeterminate_submits,
+        "executed_more_than_once": report.executed_more_than_once,
+        "refused_completions": report.refused_completions,
+        "tasks": reads[0].len(),
+    });
+}
+
+/// A counter summed over its label sets, from node `i`'s `/metrics`.
+async fn metric(c: &Cluster, i: usize, name: &str) -> Option<f64> {
+    let raw = crate::cluster::text_get(&c.nodes[i].http, "/metrics").await.ok()?;
+    Some(
+        raw.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
+}
+
+/// Waits until every node has applied the leader's commit index as it is
+/// now (node heartbeats keep committing, so the indexes never stand
+/// still; everything the final read depends on is below this one).
+async fn wait_converged(c: &Cluster) -> Result<(), String> {
+    let target = c
+        .wait(Duration::from_secs(30), "a leader's commit index", |c| async move {
+            let i = c.leader_index().await?;
+            let (_, s) = c.get(i, "/cluster/status").await.ok()?;
+            s["commit_index"].as_u64()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    c.wait(Duration::from_secs(60), "every node to apply the leader's commit index", |c| async move {
+        for i in 0..c.nodes.len() {
+            let (_, s) = c.get(i, "/cluster/status").await.ok()?;
+            if s["applied_index"].as_u64()? < target {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Reads, writes and compare-and-sets on the node records' labels (one
+/// register per node record), each to a random node. A CAS expects the
+/// version this client last saw for the key.
+async fn register_client(
+    c: Arc<Cluster>,
+    rec: Arc<Recorder>,
+    consistency: String,
+    p: u64,
+    seed: u64,
+    deadline: Instant,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut last_seen: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        let node = rng.random_range(0..c.nodes.len());
+        let key = c.nodes[rng.random_range(0..c.nodes.len())].id;
+        let roll = rng.random_range(0..100);
+        if roll < 40 || !last_seen.contains_key(&key) {
+            if let Some(v) = register_read(&c, &rec, p, node, key, &consistency).await {
+                last_seen.insert(key, v);
+            }
+        } else {
+            n += 1;
+            let value = format!("{p}-{n}");
+            let expect = (roll >= 70).then(|| last_seen[&key]);
+            if let Some(v) = register_write(&c, &rec, p, node, key, &value, expect).await {
+                last_seen.insert(key, v);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(10..50))).await;
+    }
+}
+
+async fn register_read(c: &Cluster, rec: &Recorder, p: u64, node: usize, key: u64, consistency: &str) -> Option<u64> {
+    let invoke = json!({"key": key.to_string(), "node": c.nodes[node].id});
+    rec.record(p, Kind::Invoke, "read", invoke.clone());
+    let path = format!("/cluster/nodes/{key}?consistency={consistency}");
+    let reply = c.call(node, "GET", &path, &[], None, OP_TIMEOUT).await;
+    // A read changes nothing: one without an answer simply failed.
+    let reply = if reply == Reply::NoAnswer { Reply::NotSent } else { reply };
+    let kind = complete(
+        rec,
+        p,
+        "read",
+        &invoke,
+        &reply,
+        |b| json!({"key": key.to_string(), "value": b["labels"]["v"], "version": b["record_version"]}),
+    );
+    match (kind, reply) {
+        (Kind::Ok, Reply::Answer { body, .. }) => body["record_version"].as_u64(),
+        _ => None,
+    }
+}
+
+async fn register_write(
+    c: &Cluster,
+    rec: &Recorder,
+    p: u64,
+    node: usize,
+    key: u64,
+    value: &str,
+    expect: Option<u64>,
+) -> Option<u64> {
+    let f = if expect.is_some() { "cas" } else { "write" };
+    let mut invoke = json!({"key": key.to_string(), "value": value, "node": c.nodes[node].id});
+    let mut headers = Vec::new();
+    if let Some(e) = expect {
+        invoke["expect"] = json!(e);
+        headers.push(("If-Match", format!("\"{e}\"")));
+    }
+    rec.record(p, Kind::Invoke, f, invoke.clone());
+    let path = format!("/cluster/nodes/{key}/labels");
+    let reply = c.call(node, "PUT", &path, &headers, Some(&json!({"v": value})), OP_TIMEOUT).await;
+    let kind = complete(
+        rec,
+        p,
+        f,
+        &invoke,
+        &reply,
+        |b| json!({"key": key.to_string(), "value": value, "version": b["record_version"]}),
+    );
+    match (kind, reply) {
+        (Kind::Ok, Reply::Answer { body, .. }) => body["record_version"].as_u64(),
+        // A refused CAS: read again before the next one.
+        _ => None,
+    }
+}
+
+/// After heal: a linearizable read of every register on every node, then
+/// the check.
+async fn finish_register(
+    c: &Cluster,
+    rec: &Recorder,
+    consistency: &str,
+    errors: &mut Vec<String>,
+    results: &mut Value,
+) {
+    for i in 0..c.nodes.len() {
+        for key in c.nodes.iter().map(|n| n.id) {
+            if register_read(c, rec, 0, i, key, consistency).await.is_none() {
+                errors.push(format!("final read of register {key} on node {} failed", c.nodes[i].id));
+            }
+        }
+    }
+    let report = crate::register::check(&rec.history());
+    errors.extend(report.errors.iter().cloned());
+    results["register"] = json!({
+        "read_consistency": consistency,
+        "reads": report.reads,
+        "writes": report.writes,
+        "cas_ok": report.cas_ok,
+        "cas_refused": report.cas_refused,
+        "indeterminate": report.indeterminate,
+    });
+}
+
+/// Loads a run's history back (for `check` on a saved folder).
+pub fn load(dir: &std::path::Path) -> std::io::Result<History> {
+    History::read_jsonl(&dir.join("history.jsonl"))
+}
