@@ -7,7 +7,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/synod-target
 export CARGO_TARGET_DIR
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps lint fmt bench
+.PHONY: run test deps lint fmt bench chaos-long
 
 # System packages the build needs on Debian/Ubuntu: libclang for RocksDB's
 # bindings, a C++ compiler for RocksDB itself; procps for the kill binary
@@ -29,7 +29,9 @@ run: deps
 	$(CARGO_TARGET_DIR)/release/synod serve --log-format text
 
 # The whole suite, one (debug) profile; cluster tests run the debug binary.
-# Doc tests first, so the last summary line CI reads is the whole suite's.
+# Doc tests first; then the unit and cluster tests; then the short chaos
+# matrix (real nodes under faults, ~4 min), whose last line is
+# `N passed, N failed`. Run folders land in ./jepsen-runs.
 test: deps
 	cargo fmt --all -- --check
 	cargo test --workspace --doc
@@ -38,6 +40,14 @@ test: deps
 	else \
 	  cargo test --workspace --no-fail-fast; \
 	fi
+	cargo build -p synod-api --bin synod
+	cargo run -q -p synod-jepsen -- matrix short
+
+# The long chaos matrix: 5 nodes, every nemesis alone and all together, on
+# both workloads (~20 min on 2 cores). Pass SEED=N to replay a schedule.
+chaos-long:
+	cargo build -p synod-api --bin synod
+	cargo run -q -p synod-jepsen -- matrix long $(if $(SEED),--seed $(SEED))
 
 lint:
 	cargo fmt --all -- --check

@@ -1,17 +1,11 @@
-//! Synod's chaos harness, black-box against real `synod` processes. Built
-//! so far: the process runner with every Raft link through its own proxy
-//! ([`cluster`]), the per-link TCP proxy ([`proxy`]), and the queue
-//! workload's history and checker ([`history`], [`queue`]). Still to come
-//! (see the chaos issue): nemeses, generators, the register and set
-//! workloads, the CLI and the timeline picture.
-//!
-//! It will start real `synod` processes on 127.0.0.x, route every directed
-//! Raft link through its own TCP proxy (partitions without root), inject
-//! faults (kill -9, SIGSTOP, partitions, membership changes, snapshot
-//! pressure) from seeded generators, record histories of invocations and
-//! completions (ok / fail / indeterminate), and check them: no acknowledged
-//! task lost, no task completed twice, stale leases fenced, linearizable
-//! registers, identical state digests after heal.
+//! Synod's chaos harness, black-box against real `synod` processes: it
+//! starts nodes on 127.0.0.1 with every Raft link through its own TCP proxy
+//! ([`cluster`], [`proxy`]), injects faults from a seeded schedule
+//! ([`nemesis`]: kill -9, SIGSTOP, partitions, membership changes, snapshot
+//! pressure), drives a workload and records its history of invocations and
+//! completions (ok / fail / indeterminate, [`history`]), heals, reads the
+//! final state from every node and checks it ([`queue`], [`register`]), and
+//! writes the run's folder with a timeline picture ([`run`], [`timeline`]).
 
 pub mod cluster;
 pub mod history;

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! synod-jepsen test --workload queue --nemesis kill,partition --nodes 3 --time-limit 60 --seed 7
-//! synod-jepsen matrix short      # what `make test` runs (~5 min on 2 cores)
-//! synod-jepsen matrix long       # 5 nodes, every nemesis, longer runs
+//! synod-jepsen matrix short      # what `make test` runs (~4 min on 2 cores)
+//! synod-jepsen matrix long       # 5 nodes, every nemesis alone and all together (~20 min)
 //! synod-jepsen check DIR         # check a saved run's history again
 //! ```
 //!
@@ -46,7 +46,8 @@ enum Cmd {
     Test {
         #[arg(long, default_value = "queue")]
         workload: String,
-        /// Comma-separated: kill, pause, partition (or none).
+        /// Comma-separated: kill, pause, partition, membership, snapshot
+        /// (or none).
         #[arg(long, default_value = "kill,pause,partition")]
         nemesis: String,
         #[arg(long, default_value_t = 3)]
@@ -97,21 +98,22 @@ fn matrix(which: &str) -> Result<Vec<Plan>, String> {
     use Workload::{Queue, Register};
     match which {
         "short" => Ok(vec![
-            (Queue, "kill", 3, 25),
-            (Queue, "partition", 3, 25),
-            (Queue, "pause", 3, 25),
-            (Register, "partition", 3, 25),
+            (Queue, "kill", 3, 30),
+            (Queue, "partition", 3, 30),
+            (Queue, "pause", 3, 30),
+            (Register, "partition", 3, 30),
+            (Queue, "membership,snapshot", 3, 30),
         ]),
-        "long" => Ok(vec![
-            (Queue, "kill", 5, 90),
-            (Queue, "pause", 5, 90),
-            (Queue, "partition", 5, 90),
-            (Queue, "kill,pause,partition", 5, 120),
-            (Register, "kill", 5, 90),
-            (Register, "pause", 5, 90),
-            (Register, "partition", 5, 90),
-            (Register, "kill,pause,partition", 5, 120),
-        ]),
+        "long" => {
+            let mut plans = Vec::new();
+            for w in [Queue, Register] {
+                for n in ["kill", "pause", "partition", "membership", "snapshot"] {
+                    plans.push((w, n, 5, 60));
+                }
+                plans.push((w, "kill,pause,partition,membership,snapshot", 5, 120));
+            }
+            Ok(plans)
+        }
         _ => Err(format!("unknown matrix {which:?} (expected short or long)")),
     }
 }

@@ -9,7 +9,13 @@
 //! - `partition`: through the link proxies: one node isolated, the leader
 //!   isolated (clients still reach it), one-way cuts (a node's outbound or
 //!   inbound links), majority/minority halves, and on 5 nodes or more the
-//!   ring and bridge shapes.
+//!   ring and bridge shapes;
+//! - `membership`: under load, transfer leadership to another voter, or
+//!   demote a voter to learner and promote it back (`cluster.auto_promote`
+//!   may promote it first);
+//! - `snapshot`: cut a follower off until the leader has purged the log
+//!   past it (runs use a small snapshot threshold), so that healing makes
+//!   it catch up by snapshot.
 //!
 //! Each fault is recorded in the history as an invocation when installed
 //! and a completion when healed (process [`NEMESIS`]).
@@ -35,16 +41,21 @@ pub enum Nemesis {
     Kill,
     Pause,
     Partition,
+    Membership,
+    Snapshot,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 3] = [Nemesis::Kill, Nemesis::Pause, Nemesis::Partition];
+    pub const ALL: [Nemesis; 5] =
+        [Nemesis::Kill, Nemesis::Pause, Nemesis::Partition, Nemesis::Membership, Nemesis::Snapshot];
 
     pub fn name(self) -> &'static str {
         match self {
             Nemesis::Kill => "kill",
             Nemesis::Pause => "pause",
             Nemesis::Partition => "partition",
+            Nemesis::Membership => "membership",
+            Nemesis::Snapshot => "snapshot",
         }
     }
 }
@@ -53,10 +64,9 @@ impl FromStr for Nemesis {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Nemesis::ALL
-            .into_iter()
-            .find(|n| n.name() == s)
-            .ok_or_else(|| format!("unknown nemesis {s:?} (expected one of: kill, pause, partition)"))
+        Nemesis::ALL.into_iter().find(|n| n.name() == s).ok_or_else(|| {
+            format!("unknown nemesis {s:?} (expected one of: kill, pause, partition, membership, snapshot)")
+        })
     }
 }
 
@@ -120,6 +130,18 @@ pub async fn run(
                 let target = if shape == "isolate leader" { leader.unwrap_or(pick) } else { pick };
                 (shape, partition(&cluster, shape, target, &mut rng))
             }
+            Nemesis::Membership => {
+                let l = leader.unwrap_or(pick);
+                let other = (l + 1 + rng.random_range(0..n - 1)) % n;
+                match choice {
+                    0..50 => ("transfer leader", vec![other]),
+                    _ => ("demote and promote", vec![other]),
+                }
+            }
+            Nemesis::Snapshot => {
+                let l = leader.unwrap_or(pick);
+                ("lag behind a snapshot", vec![(l + 1 + rng.random_range(0..n - 1)) % n])
+            }
         };
         let ids: Vec<u64> = targets.iter().map(|i| cluster.nodes[*i].id).collect();
         let what = json!({"nemesis": nemesis.name(), "shape": shape, "nodes": ids});
@@ -130,18 +152,32 @@ pub async fn run(
                 Nemesis::Kill => cluster.kill(*t),
                 Nemesis::Pause => ok &= cluster.signal(*t, "STOP").is_ok(),
                 Nemesis::Partition => {}
+                Nemesis::Membership => {
+                    let action = if shape == "transfer leader" { "transfer-leader" } else { "demote" };
+                    ok &= admin(&cluster, *t, action).await;
+                }
+                Nemesis::Snapshot => {
+                    cluster.isolate(cluster.nodes[*t].id, Fault::Blackhole);
+                    ok &= purged_past(&cluster, *t, Duration::from_secs(20)).await;
+                }
             }
         }
         *installed.entry(nemesis.name()).or_default() += usize::from(ok);
-        tokio::time::sleep(hold).await;
+        if nemesis != Nemesis::Snapshot {
+            tokio::time::sleep(hold).await;
+        }
         for t in &targets {
             match nemesis {
                 Nemesis::Kill => ok &= cluster.spawn(*t).is_ok(),
                 Nemesis::Pause => ok &= cluster.signal(*t, "CONT").is_ok(),
-                Nemesis::Partition => {}
+                Nemesis::Membership if shape == "demote and promote" => {
+                    // Auto-promotion may have been first: 404 is fine then.
+                    admin(&cluster, *t, "promote").await;
+                }
+                _ => {}
             }
         }
-        if nemesis == Nemesis::Partition {
+        if matches!(nemesis, Nemesis::Partition | Nemesis::Snapshot) {
             cluster.heal();
         }
         let kind = if ok { Kind::Ok } else { Kind::Fail };
@@ -149,6 +185,43 @@ pub async fn run(
     }
     heal_all(&cluster);
     installed
+}
+
+/// `POST /cluster/nodes/{id}/{action}` for node index `t`, through the
+/// first node that answers (the server forwards to the leader); true on 200.
+async fn admin(c: &Cluster, t: usize, action: &str) -> bool {
+    let path = format!("/cluster/nodes/{}/{action}", c.nodes[t].id);
+    for i in (0..c.nodes.len()).filter(|i| *i != t) {
+        match c.call(i, "POST", &path, &[], Some(&json!({})), Duration::from_secs(10)).await {
+            crate::cluster::Reply::Answer { status, .. } => return status == 200,
+            _ => continue,
+        }
+    }
+    false
+}
+
+/// Waits (up to `within`) until the leader has purged its log past what
+/// node `t` has applied: true once `t` can only catch up by snapshot.
+async fn purged_past(c: &Cluster, t: usize, within: Duration) -> bool {
+    let status = |i: usize| async move {
+        match c.call(i, "GET", "/cluster/status", &[], None, Duration::from_secs(1)).await {
+            crate::cluster::Reply::Answer { status: 200, body, .. } => Some(body),
+            _ => None,
+        }
+    };
+    let Some(applied) = status(t).await.and_then(|s| s["applied_index"].as_u64()) else { return false };
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(l) = c.leader_index().await
+            && l != t
+            && let Some(purged) = status(l).await.and_then(|s| s["purged_index"].as_u64())
+            && purged > applied
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
 }
 
 /// Every link passes, every paused node runs, every killed node is started.
@@ -243,7 +316,7 @@ mod tests {
         for n in Nemesis::ALL {
             assert_eq!(n.name().parse::<Nemesis>(), Ok(n));
         }
-        assert!("chaos".parse::<Nemesis>().unwrap_err().contains("kill, pause, partition"));
+        assert!("chaos".parse::<Nemesis>().unwrap_err().contains("kill, pause, partition, membership, snapshot"));
     }
 
     #[test]

@@ -82,9 +82,9 @@ pub struct RunOutcome {
     pub results: Value,
 }
 
-/// The per-node configuration of a run: fast failure detection and short
-/// leases so faults show within seconds, and frequent snapshots so a
-/// restarted or cut-off node often catches up by snapshot.
+/// The per-node configuration of a run (after `voters: N`): fast failure
+/// detection and short leases so faults show within seconds, and frequent
+/// snapshots so a restarted or cut-off node often catches up by snapshot.
 const NODE_CONFIG: &str = "  node_heartbeat_interval: 300ms
   suspect_after: 1s
   dead_after: 2s
@@ -103,10 +103,16 @@ pub async fn run(o: &Opts) -> RunOutcome {
     let name = o.name();
     let started = Instant::now();
     let fail = |errors: Vec<String>, results: Value| RunOutcome { name: name.clone(), valid: false, errors, results };
+    // A rerun of the same name and seed replaces the old folder (data dirs
+    // included: nodes must start empty).
+    if o.dir.join("nodes").exists() && std::fs::remove_dir_all(&o.dir).is_err() {
+        return fail(vec![format!("cannot remove the old run folder {}", o.dir.display())], Value::Null);
+    }
     if let Err(e) = std::fs::create_dir_all(&o.dir) {
         return fail(vec![format!("cannot create {}: {e}", o.dir.display())], Value::Null);
     }
-    let cluster = match Cluster::start_with(&o.bin, &o.dir.join("nodes"), o.nodes, o.seed, NODE_CONFIG).await {
+    let config = format!("  voters: {}\n{NODE_CONFIG}", o.nodes);
+    let cluster = match Cluster::start_with(&o.bin, &o.dir.join("nodes"), o.nodes, o.seed, &config).await {
         Ok(c) => Arc::new(c),
         Err(e) => return fail(vec![format!("the cluster did not start: {e}")], Value::Null),
     };
@@ -162,7 +168,7 @@ pub async fn run(o: &Opts) -> RunOutcome {
     if oks < 20 {
         errors.push(format!("unknown: only {oks} operations succeeded, too few to say anything"));
     }
-    cluster_logs_check(&cluster, &mut errors);
+    results["snapshots"] = cluster_logs_check(&cluster, &mut errors);
     drop(cluster); // the last reference: kills every node
     results["ok_operations"] = json!(oks);
     results["operations"] = json!(history.ops.iter().filter(|op| op.kind == Kind::Invoke).count());
@@ -175,14 +181,19 @@ pub async fn run(o: &Opts) -> RunOutcome {
     RunOutcome { name, valid: errors.is_empty(), errors, results }
 }
 
-/// Fails the run on any panic in any node's log.
-fn cluster_logs_check(c: &Cluster, errors: &mut Vec<String>) {
+/// Fails the run on any panic in any node's log; counts the snapshots
+/// built and installed (logs survive restarts, metrics do not).
+fn cluster_logs_check(c: &Cluster, errors: &mut Vec<String>) -> Value {
+    let (mut built, mut installed) = (0, 0);
     for n in &c.nodes {
         let text = std::fs::read_to_string(&n.log).unwrap_or_default();
         if let Some(line) = text.lines().find(|l| l.contains("panicked at")) {
             errors.push(format!("node {} panicked: {}", n.id, line.chars().take(300).collect::<String>()));
         }
+        built += text.matches("snapshot built").count();
+        installed += text.matches("snapshot installed").count();
     }
+    json!({"built": built, "installed": installed})
 }
 
 /// State the clients share: idempotency keys whose submit was
