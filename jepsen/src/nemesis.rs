@@ -97,12 +97,21 @@ pub async fn run(
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
     let mut installed: BTreeMap<&'static str, usize> = enabled.iter().map(|n| (n.name(), 0)).collect();
     let n = cluster.nodes.len();
+    let mut turns: Vec<Nemesis> = Vec::new();
     while !enabled.is_empty() {
         let healthy = secs(&mut rng, 1.0, 3.0);
         if !sleep_until(healthy, deadline).await {
             break;
         }
-        let nemesis = enabled[rng.random_range(0..enabled.len())];
+        // Every enabled nemesis in turn, in a seeded order per round, so
+        // each one is installed even in a short run.
+        if turns.is_empty() {
+            turns = enabled.clone();
+            for i in (1..turns.len()).rev() {
+                turns.swap(i, rng.random_range(0..=i));
+            }
+        }
+        let nemesis = turns.pop().expect("refilled above");
         let pick = rng.random_range(0..n);
         let choice: u32 = rng.random_range(0..100);
         let hold = match nemesis {

@@ -259,11 +259,15 @@ async fn queue_client(c: Arc<Cluster>, rec: Arc<Recorder>, s: Arc<Shared>, p: u6
     while Instant::now() < deadline {
         let node = rng.random_range(0..c.nodes.len());
         let retry = rng.random_bool(0.2).then(|| s.unresolved.lock().expect("lock").pop()).flatten();
+        let retrying = retry.is_some();
         let key = retry.unwrap_or_else(|| {
             n += 1;
             format!("p{p}-{n}")
         });
-        if submit(&c, &rec, p, node, &key, rng.random_range(20..300)).await == Kind::Info {
+        // A key stays unresolved until a submit with it is acknowledged: a
+        // retry refused outright says nothing about the first attempt.
+        let kind = submit(&c, &rec, p, node, &key, rng.random_range(20..300)).await;
+        if kind == Kind::Info || (retrying && kind != Kind::Ok) {
             s.unresolved.lock().expect("lock").push(key);
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(20..80))).await;
@@ -315,7 +319,7 @@ async fn finish_queue(c: &Cluster, rec: &Recorder, s: &Shared, errors: &mut Vec<
     let keys: Vec<String> = std::mem::take(&mut *s.unresolved.lock().expect("lock"));
     for key in keys {
         for attempt in 0..5 {
-            if submit(c, rec, 0, attempt % c.nodes.len(), &key, 20).await != Kind::Info {
+            if submit(c, rec, 0, attempt % c.nodes.len(), &key, 20).await == Kind::Ok {
                 break;
             }
         }
