@@ -4,7 +4,8 @@
 //! ([`nemesis`]: kill -9, SIGSTOP, partitions, membership changes, snapshot
 //! pressure), drives a workload and records its history of invocations and
 //! completions (ok / fail / indeterminate, [`history`]), heals, reads the
-//! final state from every node and checks it ([`queue`], [`register`]), and
+//! final state from every node and checks it ([`queue`], [`register`],
+//! [`set`]), and
 //! writes the run's folder with a timeline picture ([`run`], [`timeline`]).
 
 pub mod cluster;
@@ -14,4 +15,5 @@ pub mod proxy;
 pub mod queue;
 pub mod register;
 pub mod run;
+pub mod set;
 pub mod timeline;

@@ -57,8 +57,9 @@ enum Cmd {
         time_limit: u64,
         #[arg(long, default_value_t = 4)]
         clients: usize,
-        /// The register workload's reads: linearizable, leader or local
-        /// (local reads are not linearizable: the checker should say so).
+        /// The register and set workloads' reads: linearizable, leader or
+        /// local (local reads are not linearizable: the checker should say
+        /// so).
         #[arg(long, default_value = "linearizable")]
         read_consistency: String,
         #[command(flatten)]
@@ -95,7 +96,7 @@ fn seed_of(c: &Common) -> u64 {
 type Plan = (Workload, &'static str, usize, u64);
 
 fn matrix(which: &str) -> Result<Vec<Plan>, String> {
-    use Workload::{Queue, Register};
+    use Workload::{Queue, Register, Set};
     match which {
         "short" => Ok(vec![
             (Queue, "kill", 3, 30),
@@ -103,6 +104,7 @@ fn matrix(which: &str) -> Result<Vec<Plan>, String> {
             (Queue, "pause", 3, 30),
             (Register, "partition", 3, 30),
             (Queue, "membership,snapshot", 3, 30),
+            (Set, "kill", 3, 30),
         ]),
         "long" => {
             let mut plans = Vec::new();
@@ -112,6 +114,7 @@ fn matrix(which: &str) -> Result<Vec<Plan>, String> {
                 }
                 plans.push((w, "kill,pause,partition,membership,snapshot", 5, 120));
             }
+            plans.push((Set, "kill,pause,partition,membership,snapshot", 5, 120));
             Ok(plans)
         }
         _ => Err(format!("unknown matrix {which:?} (expected short or long)")),
@@ -149,12 +152,14 @@ async fn main() -> ExitCode {
         Cmd::Check { dir } => {
             return match synod_jepsen::run::load(&dir) {
                 Ok(h) => {
-                    let q = synod_jepsen::queue::check(&h);
-                    let r = synod_jepsen::register::check(&h);
-                    let errors: Vec<&String> = if h.ops.iter().any(|o| o.f == "submit") {
-                        q.errors.iter().collect()
+                    let nodes = h.ops.iter().filter(|o| o.f == "leader").filter_map(|o| o.value["node"].as_u64());
+                    let nodes = nodes.collect::<std::collections::BTreeSet<_>>().len();
+                    let errors = if h.ops.iter().any(|o| o.f == "submit") {
+                        synod_jepsen::queue::check(&h).errors
+                    } else if h.ops.iter().any(|o| o.f == "add") {
+                        synod_jepsen::set::check(&h, nodes).errors
                     } else {
-                        r.errors.iter().collect()
+                        synod_jepsen::register::check(&h).errors
                     };
                     for e in &errors {
                         println!("error: {e}");

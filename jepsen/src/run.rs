@@ -21,6 +21,7 @@ use crate::nemesis::{self, Nemesis};
 pub enum Workload {
     Queue,
     Register,
+    Set,
 }
 
 impl Workload {
@@ -28,6 +29,7 @@ impl Workload {
         match self {
             Workload::Queue => "queue",
             Workload::Register => "register",
+            Workload::Set => "set",
         }
     }
 }
@@ -39,7 +41,8 @@ impl FromStr for Workload {
         match s {
             "queue" => Ok(Workload::Queue),
             "register" => Ok(Workload::Register),
-            _ => Err(format!("unknown workload {s:?} (expected one of: queue, register)")),
+            "set" => Ok(Workload::Set),
+            _ => Err(format!("unknown workload {s:?} (expected one of: queue, register, set)")),
         }
     }
 }
@@ -56,8 +59,9 @@ pub struct Opts {
     pub seed: u64,
     /// Client processes.
     pub clients: usize,
-    /// The register workload's reads: `linearizable` (the default), or
-    /// `leader` / `local` to watch the checker catch stale reads.
+    /// The register and set workloads' reads: `linearizable` (the
+    /// default), or `leader` / `local` to watch the checker catch stale
+    /// reads.
     pub read_consistency: String,
     /// The run's folder (created).
     pub dir: PathBuf,
@@ -116,6 +120,11 @@ pub async fn run(o: &Opts) -> RunOutcome {
         Ok(c) => Arc::new(c),
         Err(e) => return fail(vec![format!("the cluster did not start: {e}")], Value::Null),
     };
+    if o.workload == Workload::Set
+        && let Err(e) = create_collection(&cluster).await
+    {
+        return fail(vec![e], Value::Null);
+    }
     let rec = Arc::new(Recorder::default());
     let deadline = Instant::now() + o.time_limit;
     let sampler = tokio::spawn(sample_leaders(cluster.clone(), rec.clone(), deadline));
@@ -128,6 +137,7 @@ pub async fn run(o: &Opts) -> RunOutcome {
         clients.push(match o.workload {
             Workload::Queue => tokio::spawn(queue_client(c, r, s, p, seed, deadline)),
             Workload::Register => tokio::spawn(register_client(c, r, o.read_consistency.clone(), p, seed, deadline)),
+            Workload::Set => tokio::spawn(set_client(c, r, o.read_consistency.clone(), p, seed, deadline)),
         });
     }
     for c in clients {
@@ -156,6 +166,7 @@ pub async fn run(o: &Opts) -> RunOutcome {
         match o.workload {
             Workload::Queue => finish_queue(&cluster, &rec, &shared, &mut errors, &mut results).await,
             Workload::Register => finish_register(&cluster, &rec, &o.read_consistency, &mut errors, &mut results).await,
+            Workload::Set => finish_set(&cluster, &rec, &mut errors, &mut results).await,
         }
     }
     let history = rec.history();
@@ -527,6 +538,115 @@ async fn finish_register(
         "cas_ok": report.cas_ok,
         "cas_refused": report.cas_refused,
         "indeterminate": report.indeterminate,
+    });
+}
+
+/// The set workload's collection.
+const COLLECTION: &str = "jepsen";
+
+async fn create_collection(c: &Cluster) -> Result<(), String> {
+    let body = json!({"name": COLLECTION, "dimension": 4, "metric": "l2"});
+    c.wait(Duration::from_secs(30), "the set workload's collection", |c| {
+        let body = body.clone();
+        async move {
+            match c.call(0, "POST", "/collections", &[], Some(&body), OP_TIMEOUT).await {
+                Reply::Answer { status: 200 | 409, .. } => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Unique point inserts to random nodes; now and then a linearizable
+/// search, on another random node, for a point whose add has completed
+/// (by its own vector and a filter on its id, so the answer is exact).
+async fn set_client(c: Arc<Cluster>, rec: Arc<Recorder>, consistency: String, p: u64, seed: u64, deadline: Instant) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut n = 0u64;
+    let mut last: Option<(String, Vec<f32>)> = None;
+    while Instant::now() < deadline {
+        let node = rng.random_range(0..c.nodes.len());
+        match &last {
+            Some((id, vector)) if rng.random_bool(0.3) => {
+                let invoke = json!({"id": id, "node": c.nodes[node].id});
+                rec.record(p, Kind::Invoke, "search", invoke.clone());
+                let body = json!({
+                    "collection": COLLECTION, "vector": vector, "top_k": 1, "consistency": consistency,
+                    "filter": {"must": [{"key": "id", "match": id}]},
+                });
+                let reply = c.call(node, "POST", "/vector/search", &[], Some(&body), OP_TIMEOUT).await;
+                let reply = if reply == Reply::NoAnswer { Reply::NotSent } else { reply };
+                complete(
+                    &rec,
+                    p,
+                    "search",
+                    &invoke,
+                    &reply,
+                    |b| json!({"id": id, "found": b["results"][0]["id"].as_str() == Some(id.as_str())}),
+                );
+            }
+            _ => {
+                n += 1;
+                let id = format!("p{p}-{n}");
+                let vector: Vec<f32> = (0..4).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let invoke = json!({"id": id, "node": c.nodes[node].id});
+                rec.record(p, Kind::Invoke, "add", invoke.clone());
+                let body = json!({"points": [{"id": id, "vector": vector, "metadata": {"id": id}}]});
+                let path = format!("/collections/{COLLECTION}/points");
+                let reply = c.call(node, "POST", &path, &[], Some(&body), OP_TIMEOUT).await;
+                if complete(&rec, p, "add", &invoke, &reply, |_| json!({"id": id})) == Kind::Ok {
+                    last = Some((id, vector));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(10..50))).await;
+    }
+}
+
+/// After heal: every node's copy of every attempted id, and its count.
+async fn finish_set(c: &Cluster, rec: &Recorder, errors: &mut Vec<String>, results: &mut Value) {
+    if let Err(e) = wait_converged(c).await {
+        errors.push(e);
+        return;
+    }
+    let ids: std::collections::BTreeSet<String> = rec
+        .history()
+        .ops
+        .iter()
+        .filter(|o| o.f == "add" && o.kind == Kind::Invoke)
+        .filter_map(|o| o.value["id"].as_str().map(str::to_string))
+        .collect();
+    for i in 0..c.nodes.len() {
+        let mut present = Vec::new();
+        for id in &ids {
+            let path = format!("/collections/{COLLECTION}/points/{id}");
+            match c.call(i, "GET", &path, &[], None, Duration::from_secs(10)).await {
+                Reply::Answer { status: 200, .. } => present.push(id.clone()),
+                Reply::Answer { status: 404, .. } => {}
+                other => {
+                    errors.push(format!("final read of {id} on node {}: {other:?}", c.nodes[i].id));
+                    return;
+                }
+            }
+        }
+        let count = match c.call(i, "GET", &format!("/collections/{COLLECTION}"), &[], None, OP_TIMEOUT).await {
+            Reply::Answer { status: 200, body, .. } => body["points"].as_u64().unwrap_or(0),
+            other => {
+                errors.push(format!("final count on node {}: {other:?}", c.nodes[i].id));
+                return;
+            }
+        };
+        rec.record(0, Kind::Ok, "read", json!({"node": c.nodes[i].id, "present": present, "count": count}));
+    }
+    let report = crate::set::check(&rec.history(), c.nodes.len());
+    errors.extend(report.errors.iter().cloned());
+    results["set"] = json!({
+        "acknowledged": report.acknowledged,
+        "indeterminate": report.indeterminate,
+        "indeterminate_present": report.indeterminate_present,
+        "searches": report.searches,
     });
 }
 
