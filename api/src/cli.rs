@@ -318,6 +318,9 @@ pub struct ClusterArgs {
 pub enum ClusterCmd {
     /// Leader, term, commit index and every member (GET /cluster/status).
     Status,
+    /// This node's state digest and applied index (GET /debug/digest;
+    /// needs observability.debug_endpoints).
+    Digest,
     /// Add a node as a learner (POST /cluster/add-learner).
     AddLearner {
         id: u64,
@@ -562,6 +565,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             let c = Client::of(&target)?;
             let (v, _) = match cmd {
                 ClusterCmd::Status => c.call(Method::GET, "/cluster/status", None, &[]).await?,
+                ClusterCmd::Digest => c.call(Method::GET, "/debug/digest", None, &[]).await?,
                 ClusterCmd::AddLearner { id, raft_addr, http_addr, grpc_addr } => {
                     let body = serde_json::json!({"id": id, "raft_addr": raft_addr, "http_addr": http_addr, "grpc_addr": grpc_addr});
                     c.call(Method::POST, "/cluster/add-learner", Some(body), &[]).await?

@@ -79,6 +79,7 @@ pub const GRPC_METHODS: &[(&str, Access)] = &[
     ("Cluster.Demote", Access::Admin),
     ("Cluster.Remove", Access::Admin),
     ("Cluster.TransferLeader", Access::Admin),
+    ("Cluster.Digest", Access::Admin),
     ("Tasks.Submit", Access::Write),
     ("Tasks.SubmitBatch", Access::Write),
     ("Tasks.Status", Access::Read),
@@ -167,6 +168,16 @@ impl Cluster for ClusterGrpc {
                     })
                     .collect(),
             })
+        })
+        .await
+    }
+
+    async fn digest(&self, req: Request<StatusRequest>) -> Result<Response<pb::StateDigest>, Status> {
+        let ctx = authorize(&self.node, &req, "Cluster.Digest")?;
+        let StatusRequest {} = req.into_inner();
+        timed("Digest", async {
+            let d = service::do_state_digest(&ctx, &self.node)?;
+            Ok(pb::StateDigest { node_id: d.node_id, applied_index: d.applied_index, digest: d.digest })
         })
         .await
     }

@@ -133,6 +133,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/cluster/nodes", Access::Read),
     ("GET", "/cluster/nodes/{id}", Access::Read),
     ("PUT", "/cluster/nodes/{id}/labels", Access::Admin),
+    ("GET", "/debug/digest", Access::Admin),
     ("POST", "/cluster/nodes/{id}/promote", Access::Admin),
     ("POST", "/cluster/nodes/{id}/demote", Access::Admin),
     ("POST", "/cluster/nodes/{id}/remove", Access::Admin),
@@ -176,6 +177,7 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("GET", "/metrics") => get(metrics),
         ("POST", "/login") => post(login),
         ("GET", "/cluster/status") => get(cluster_status),
+        ("GET", "/debug/digest") => get(state_digest),
         ("GET", "/agents/registry" | "/cluster/nodes") => get(registry),
         ("GET", "/cluster/nodes/{id}") => get(get_node),
         ("PUT", "/cluster/nodes/{id}/labels") => put(set_labels),
@@ -321,6 +323,10 @@ async fn metrics(State(node): State<SharedNode>) -> Response {
     crate::metrics::export_vector_index(&node.raft.store);
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], crate::metrics::render())
         .into_response()
+}
+
+async fn state_digest(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
+    Ok(ok(service::do_state_digest(&ctx, &node)?))
 }
 
 async fn cluster_status(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {

@@ -425,6 +425,26 @@ fn audited(
     r
 }
 
+/// This node's state digest (`observability.debug_endpoints`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DigestView {
+    pub node_id: u64,
+    /// The index of the last entry applied to the digested state.
+    pub applied_index: u64,
+    /// FNV-1a over the replicated state, as 16 hex digits: equal on every
+    /// node at the same applied index.
+    pub digest: String,
+}
+
+pub fn do_state_digest(ctx: &AuthContext, node: &Node) -> Result<DigestView> {
+    ctx.require_admin()?;
+    if !node.cfg.observability.debug_endpoints {
+        return Err(ApiError::NotFound("the debug endpoints are off (set observability.debug_endpoints: true)".into()));
+    }
+    let (applied, digest) = node.raft.state_digest()?;
+    Ok(DigestView { node_id: node.id(), applied_index: applied.unwrap_or(0), digest: format!("{digest:016x}") })
+}
+
 pub fn do_cluster_status(_ctx: &AuthContext, node: &Node) -> Result<ClusterStatusView> {
     let m = node.raft.metrics();
     let liveness = node.liveness_map()?;

@@ -503,11 +503,18 @@ pub struct ObservabilityConfig {
     pub log_level: String,
     /// Serve Prometheus metrics on `/metrics`.
     pub metrics_enabled: bool,
+    /// Serve the testing endpoints (`GET /debug/digest`, admin only).
+    pub debug_endpoints: bool,
 }
 
 impl Default for ObservabilityConfig {
     fn default() -> Self {
-        ObservabilityConfig { log_format: LogFormat::Json, log_level: "info".to_owned(), metrics_enabled: true }
+        ObservabilityConfig {
+            log_format: LogFormat::Json,
+            log_level: "info".to_owned(),
+            metrics_enabled: true,
+            debug_endpoints: false,
+        }
     }
 }
 

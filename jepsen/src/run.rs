@@ -88,7 +88,8 @@ pub struct RunOutcome {
 
 /// The per-node configuration of a run (after `voters: N`): fast failure
 /// detection and short leases so faults show within seconds, and frequent
-/// snapshots so a restarted or cut-off node often catches up by snapshot.
+/// snapshots so a restarted or cut-off node often catches up by snapshot;
+/// and `GET /debug/digest` for comparing the nodes' states after heal.
 const NODE_CONFIG: &str = "  node_heartbeat_interval: 300ms
   suspect_after: 1s
   dead_after: 2s
@@ -97,6 +98,8 @@ const NODE_CONFIG: &str = "  node_heartbeat_interval: 300ms
 scaling:
   task_lease: 3s
   recovery_timeout: 1s
+observability:
+  debug_endpoints: true
 ";
 
 /// A client's deadline for one operation: past the server's 5 s write
@@ -169,6 +172,9 @@ pub async fn run(o: &Opts) -> RunOutcome {
             Workload::Set => finish_set(&cluster, &rec, &mut errors, &mut results).await,
         }
     }
+    if errors.is_empty() {
+        compare_digests(&cluster, &mut errors, &mut results).await;
+    }
     let history = rec.history();
     for n in &o.nemeses {
         if installed.get(n.name()).copied().unwrap_or(0) == 0 {
@@ -190,6 +196,46 @@ pub async fn run(o: &Opts) -> RunOutcome {
     let _ = std::fs::write(o.dir.join("results.json"), serde_json::to_string_pretty(&results).unwrap_or_default());
     let _ = std::fs::write(o.dir.join("timeline.svg"), crate::timeline::svg(&history, &name));
     RunOutcome { name, valid: errors.is_empty(), errors, results }
+}
+
+/// After heal, the nodes' state digests: nodes at one applied index must
+/// have one digest. Background writes (node heartbeats) keep the index
+/// moving, so it asks until every node answers at the same index.
+async fn compare_digests(c: &Cluster, errors: &mut Vec<String>, results: &mut Value) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut at: BTreeMap<u64, BTreeMap<String, Vec<u64>>> = BTreeMap::new();
+        for (i, n) in c.nodes.iter().enumerate() {
+            match c.call(i, "GET", "/debug/digest", &[], None, Duration::from_secs(5)).await {
+                Reply::Answer { status: 200, body, .. } => {
+                    let index = body["applied_index"].as_u64().unwrap_or(0);
+                    let digest = body["digest"].as_str().unwrap_or("").to_string();
+                    at.entry(index).or_default().entry(digest).or_default().push(n.id);
+                }
+                other => {
+                    errors.push(format!("GET /debug/digest on node {}: {other:?}", n.id));
+                    return;
+                }
+            }
+        }
+        for (index, digests) in &at {
+            if digests.len() > 1 {
+                errors.push(format!("state digests differ at applied index {index}: {digests:?}"));
+                return;
+            }
+        }
+        if let Some((index, digests)) = at.iter().next()
+            && at.len() == 1
+        {
+            results["digest"] = json!({"applied_index": index, "digest": digests.keys().next()});
+            return;
+        }
+        if Instant::now() > deadline {
+            errors.push(format!("unknown: the nodes were never at one applied index in 30 s: {at:?}"));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Fails the run on any panic in any node's log; counts the snapshots

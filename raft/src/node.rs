@@ -119,6 +119,22 @@ impl RaftNode {
         InterceptedService::new(server, TokenCheck(self.token.clone()))
     }
 
+    /// The digest of the replicated state and the index of the last entry
+    /// applied to it, read together from one store snapshot: two nodes at
+    /// the same index must have the same digest.
+    pub fn state_digest(&self) -> Result<(Option<u64>, u64)> {
+        let (applied, digest) = self.store.state_digest_applied()?;
+        let index = match applied {
+            Some(b) => Some(
+                crate::codec::decode::<crate::types::LogId>(&b, "applied log id")
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                    .index,
+            ),
+            None => None,
+        };
+        Ok((index, digest))
+    }
+
     /// True once this node has a vote, a log or a membership.
     pub async fn is_initialized(&self) -> Result<bool> {
         self.raft.is_initialized().await.map_err(|e| Error::Stopped(e.to_string()))

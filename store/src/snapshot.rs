@@ -158,12 +158,23 @@ impl Store {
         Ok(info)
     }
 
-    /// A digest of the replicated state (data and applied meta), equal on
-    /// every node that applied the same log prefix.
+    /// A digest of the replicated state (data and blobs), equal on every
+    /// node that applied the same log prefix.
     pub fn state_digest(&self) -> Result<u64> {
+        Ok(self.state_digest_applied()?.1)
+    }
+
+    /// [`Store::state_digest`] and the opaque id of the last applied entry,
+    /// read from one RocksDB snapshot, so the pair is consistent while
+    /// entries are being applied.
+    pub fn state_digest_applied(&self) -> Result<(Option<Vec<u8>>, u64)> {
+        let snap = self.db.snapshot();
+        let applied = snap.get_cf(self.cf(CF_SM_META), KEY_APPLIED).map_err(Error::rocks("digest applied"))?;
         let mut h = Fnv::new();
         for cf in [CF_SM_DATA, CF_BLOBS] {
-            for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
+            let mut ro = ReadOptions::default();
+            ro.set_snapshot(&snap);
+            for item in self.db.iterator_cf_opt(self.cf(cf), ro, IteratorMode::Start) {
                 let (k, v) = item.map_err(Error::rocks("digest scan"))?;
                 h.update(&(k.len() as u32).to_be_bytes());
                 h.update(&k);
@@ -171,7 +182,7 @@ impl Store {
                 h.update(&v);
             }
         }
-        Ok(h.0)
+        Ok((applied, h.0))
     }
 }
 

@@ -75,6 +75,8 @@ async fn bad_requests_get_the_json_error_body_and_change_nothing() {
         (t.http.put(format!("{url}/cluster/nodes/99/labels")).json(&json!({"a": "b"})), 404, "not_found"),
         (t.http.put(format!("{url}/cluster/nodes/x/labels")).json(&json!({"a": "b"})), 400, "invalid_argument"),
         (t.http.get(format!("{url}/no/such/route")), 404, "not_found"),
+        // Off unless observability.debug_endpoints is set.
+        (t.http.get(format!("{url}/debug/digest")), 404, "not_found"),
         (t.http.get(format!("{url}/agents/registry?consistency=eventual")), 400, "invalid_argument"),
         (t.http.post(format!("{url}/cluster/nodes/42/promote")), 404, "not_found"),
         (t.http.post(format!("{url}/cluster/nodes/1/remove")), 412, "failed_precondition"),

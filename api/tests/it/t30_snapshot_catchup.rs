@@ -6,7 +6,7 @@ use crate::util::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_the_purged_log_catches_up_by_snapshot() {
     let mut extra = fast_args();
-    for s in ["cluster.snapshot_logs_threshold=50", "cluster.logs_to_keep=0"] {
+    for s in ["cluster.snapshot_logs_threshold=50", "cluster.logs_to_keep=0", "observability.debug_endpoints=true"] {
         extra.extend(["--set".to_string(), s.to_string()]);
     }
     let mut t = must_three(&extra).await;
@@ -48,4 +48,13 @@ async fn a_node_behind_the_purged_log_catches_up_by_snapshot() {
     let installed = metric(&t, lagging, "synod_raft_snapshots_installed_total").await;
     assert!(installed >= 1.0, "the lagging node caught up without installing a snapshot");
     assert!(t.log_text(lagging).contains("snapshot installed"));
+    // The installed state is the leader's: equal digests at one applied index.
+    t.wait_for("equal state digests at one applied index", READY, || async {
+        let (_, a) = t.get(leader, "/debug/digest").await.ok()?;
+        let (_, b) = t.get(lagging, "/debug/digest").await.ok()?;
+        (a["applied_index"].as_u64()? == b["applied_index"].as_u64()?).then_some((a, b))
+    })
+    .await
+    .map(|(a, b)| assert_eq!(a["digest"], b["digest"], "{a} {b}"))
+    .unwrap();
 }
