@@ -240,6 +240,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!("security.enabled is false: for local development only");
     }
     crate::tls::install_provider();
+    synod_raft::failpoints::arm(&cfg.observability.failpoints)
+        .map_err(|e| anyhow::anyhow!("observability.failpoints: {e}"))?;
     let cluster_tls =
         match (&cfg.security.cluster_tls.ca, &cfg.security.cluster_tls.cert, &cfg.security.cluster_tls.key) {
             (Some(ca), Some(cert), Some(key)) => {

@@ -505,6 +505,9 @@ pub struct ObservabilityConfig {
     pub metrics_enabled: bool,
     /// Serve the testing endpoints (`GET /debug/digest`, admin only).
     pub debug_endpoints: bool,
+    /// Testing only: crash this process at a storage step, e.g.
+    /// `log_append@20` (see `synod_raft::failpoints`). Empty: none.
+    pub failpoints: String,
 }
 
 impl Default for ObservabilityConfig {
@@ -514,6 +517,7 @@ impl Default for ObservabilityConfig {
             log_level: "info".to_owned(),
             metrics_enabled: true,
             debug_endpoints: false,
+            failpoints: String::new(),
         }
     }
 }

@@ -245,10 +245,17 @@ impl Cluster {
 
     /// Starts node `i`'s process (again), without waiting for it.
     pub fn spawn(&self, i: usize) -> std::io::Result<()> {
+        self.spawn_with(i, &[])
+    }
+
+    /// [`Cluster::spawn`] with more command-line arguments (e.g. `--set
+    /// observability.failpoints=apply@5`) for this start only.
+    pub fn spawn_with(&self, i: usize, extra: &[String]) -> std::io::Result<()> {
         let node = &self.nodes[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
         let child = Command::new(&self.bin)
             .args(&node.args)
+            .args(extra)
             .env("SYNOD_SECURITY_JWT_SECRET", &self.secret)
             .env("SYNOD_ADMIN_PASSWORD", &self.password)
             .stdin(Stdio::null())
@@ -271,6 +278,16 @@ impl Cluster {
     pub async fn restart(&self, i: usize) -> std::io::Result<()> {
         self.spawn(i)?;
         self.wait_ready(i, Duration::from_secs(60)).await
+    }
+
+    /// True if node `i`'s process has exited on its own (it is reaped).
+    pub fn exited(&self, i: usize) -> bool {
+        let mut child = self.nodes[i].child.lock().expect("child lock");
+        let gone = child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+        if gone {
+            *child = None;
+        }
+        gone
     }
 
     pub fn is_running(&self, i: usize) -> bool {

@@ -3,7 +3,7 @@
 //! ```text
 //! synod-jepsen test --workload queue --nemesis kill,partition --nodes 3 --time-limit 60 --seed 7
 //! synod-jepsen matrix short      # what `make test` runs (~4 min on 2 cores)
-//! synod-jepsen matrix long       # 5 nodes, every nemesis alone and all together (~20 min)
+//! synod-jepsen matrix long       # 5 nodes, every nemesis alone and all together (~30 min)
 //! synod-jepsen check DIR         # check a saved run's history again
 //! ```
 //!
@@ -46,8 +46,8 @@ enum Cmd {
     Test {
         #[arg(long, default_value = "queue")]
         workload: String,
-        /// Comma-separated: kill, pause, partition, membership, snapshot
-        /// (or none).
+        /// Comma-separated: kill, pause, partition, membership, snapshot,
+        /// crash (or none).
         #[arg(long, default_value = "kill,pause,partition")]
         nemesis: String,
         #[arg(long, default_value_t = 3)]
@@ -95,6 +95,8 @@ fn seed_of(c: &Common) -> u64 {
 /// (workload, nemeses, nodes, seconds)
 type Plan = (Workload, &'static str, usize, u64);
 
+const ALL: &str = "kill,pause,partition,membership,snapshot,crash";
+
 fn matrix(which: &str) -> Result<Vec<Plan>, String> {
     use Workload::{Queue, Register, Set};
     match which {
@@ -104,17 +106,17 @@ fn matrix(which: &str) -> Result<Vec<Plan>, String> {
             (Queue, "pause", 3, 30),
             (Register, "partition", 3, 30),
             (Queue, "membership,snapshot", 3, 30),
-            (Set, "kill", 3, 30),
+            (Set, "kill,crash", 3, 30),
         ]),
         "long" => {
             let mut plans = Vec::new();
             for w in [Queue, Register] {
-                for n in ["kill", "pause", "partition", "membership", "snapshot"] {
+                for n in ["kill", "pause", "partition", "membership", "snapshot", "crash"] {
                     plans.push((w, n, 5, 60));
                 }
-                plans.push((w, "kill,pause,partition,membership,snapshot", 5, 120));
+                plans.push((w, ALL, 5, 120));
             }
-            plans.push((Set, "kill,pause,partition,membership,snapshot", 5, 120));
+            plans.push((Set, ALL, 5, 120));
             Ok(plans)
         }
         _ => Err(format!("unknown matrix {which:?} (expected short or long)")),

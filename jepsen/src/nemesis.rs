@@ -15,7 +15,11 @@
 //!   may promote it first);
 //! - `snapshot`: cut a follower off until the leader has purged the log
 //!   past it (runs use a small snapshot threshold), so that healing makes
-//!   it catch up by snapshot.
+//!   it catch up by snapshot;
+//! - `crash`: restart one node or the leader with a failpoint armed
+//!   (`observability.failpoints`: crash at the Nth log append, vote save,
+//!   apply or snapshot install) and count it installed when the node
+//!   crashed there; it is then started again without.
 //!
 //! Each fault is recorded in the history as an invocation when installed
 //! and a completion when healed (process [`NEMESIS`]).
@@ -43,11 +47,12 @@ pub enum Nemesis {
     Partition,
     Membership,
     Snapshot,
+    Crash,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 5] =
-        [Nemesis::Kill, Nemesis::Pause, Nemesis::Partition, Nemesis::Membership, Nemesis::Snapshot];
+    pub const ALL: [Nemesis; 6] =
+        [Nemesis::Kill, Nemesis::Pause, Nemesis::Partition, Nemesis::Membership, Nemesis::Snapshot, Nemesis::Crash];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -56,6 +61,7 @@ impl Nemesis {
             Nemesis::Partition => "partition",
             Nemesis::Membership => "membership",
             Nemesis::Snapshot => "snapshot",
+            Nemesis::Crash => "crash",
         }
     }
 }
@@ -65,7 +71,7 @@ impl FromStr for Nemesis {
 
     fn from_str(s: &str) -> Result<Self, String> {
         Nemesis::ALL.into_iter().find(|n| n.name() == s).ok_or_else(|| {
-            format!("unknown nemesis {s:?} (expected one of: kill, pause, partition, membership, snapshot)")
+            format!("unknown nemesis {s:?} (expected one of: kill, pause, partition, membership, snapshot, crash)")
         })
     }
 }
@@ -119,6 +125,7 @@ pub async fn run(
             _ => secs(&mut rng, 1.0, 5.0),
         };
         let leader = cluster.leader_index().await;
+        let mut failpoint = String::new();
         let (shape, targets) = match nemesis {
             Nemesis::Kill => match choice {
                 0..40 => ("one", vec![pick]),
@@ -151,9 +158,25 @@ pub async fn run(
                 let l = leader.unwrap_or(pick);
                 ("lag behind a snapshot", vec![(l + 1 + rng.random_range(0..n - 1)) % n])
             }
+            Nemesis::Crash => {
+                let points = ["log_append", "vote_save", "apply", "snapshot_install"];
+                let point = points[choice as usize % points.len()];
+                // Votes and installs are rare: arm those on their first hits.
+                let at = if matches!(point, "vote_save" | "snapshot_install") {
+                    rng.random_range(1..3)
+                } else {
+                    rng.random_range(1..30)
+                };
+                failpoint = format!("{point}@{at}");
+                let target = if rng.random_bool(0.5) { leader.unwrap_or(pick) } else { pick };
+                ("failpoint", vec![target])
+            }
         };
         let ids: Vec<u64> = targets.iter().map(|i| cluster.nodes[*i].id).collect();
-        let what = json!({"nemesis": nemesis.name(), "shape": shape, "nodes": ids});
+        let mut what = json!({"nemesis": nemesis.name(), "shape": shape, "nodes": ids});
+        if nemesis == Nemesis::Crash {
+            what["failpoint"] = json!(failpoint);
+        }
         rec.record(NEMESIS, Kind::Invoke, nemesis.name(), what.clone());
         let mut ok = true;
         for t in &targets {
@@ -169,12 +192,22 @@ pub async fn run(
                     cluster.isolate(cluster.nodes[*t].id, Fault::Blackhole);
                     ok &= purged_past(&cluster, *t, Duration::from_secs(20)).await;
                 }
+                Nemesis::Crash => {
+                    cluster.kill(*t);
+                    let arg = format!("observability.failpoints={failpoint}");
+                    ok &= cluster.spawn_with(*t, &["--set".into(), arg]).is_ok();
+                }
             }
         }
-        *installed.entry(nemesis.name()).or_default() += usize::from(ok);
         if nemesis != Nemesis::Snapshot {
             tokio::time::sleep(hold).await;
         }
+        if nemesis == Nemesis::Crash {
+            // Installed only if the node really crashed at its failpoint.
+            ok &= targets.iter().all(|t| cluster.exited(*t));
+            what["crashed"] = json!(ok);
+        }
+        *installed.entry(nemesis.name()).or_default() += usize::from(ok);
         for t in &targets {
             match nemesis {
                 Nemesis::Kill => ok &= cluster.spawn(*t).is_ok(),
@@ -183,13 +216,23 @@ pub async fn run(
                     // Auto-promotion may have been first: 404 is fine then.
                     admin(&cluster, *t, "promote").await;
                 }
+                Nemesis::Crash => {
+                    cluster.kill(*t);
+                    let _ = cluster.spawn(*t);
+                }
                 _ => {}
             }
         }
         if matches!(nemesis, Nemesis::Partition | Nemesis::Snapshot) {
             cluster.heal();
         }
-        let kind = if ok { Kind::Ok } else { Kind::Fail };
+        // A crash failpoint that was not reached is a fault not installed,
+        // not a harness failure: record it as info.
+        let kind = match (ok, nemesis) {
+            (true, _) => Kind::Ok,
+            (false, Nemesis::Crash) => Kind::Info,
+            (false, _) => Kind::Fail,
+        };
         rec.record(NEMESIS, kind, nemesis.name(), what);
     }
     heal_all(&cluster);
@@ -325,7 +368,9 @@ mod tests {
         for n in Nemesis::ALL {
             assert_eq!(n.name().parse::<Nemesis>(), Ok(n));
         }
-        assert!("chaos".parse::<Nemesis>().unwrap_err().contains("kill, pause, partition, membership, snapshot"));
+        assert!(
+            "chaos".parse::<Nemesis>().unwrap_err().contains("kill, pause, partition, membership, snapshot, crash")
+        );
     }
 
     #[test]

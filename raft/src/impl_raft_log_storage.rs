@@ -89,6 +89,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         self.store.raft_meta_put(KEY_VOTE, &encode(vote), true)?;
+        crate::failpoints::hit("vote_save");
         Ok(())
     }
 
@@ -113,6 +114,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let n = encoded.len();
         let result = self.store.log_append(encoded).map_err(io::Error::from);
         crate::metrics::log_appended(n, started.elapsed());
+        crate::failpoints::hit("log_append");
         let ok = result.is_ok();
         callback.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
         if ok { Ok(()) } else { result }

@@ -154,6 +154,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             })
             .collect();
         let results = self.store.apply(&apply_entries)?;
+        crate::failpoints::hit("apply");
         crate::metrics::entries_applied(batch.len());
         drop(apply_entries);
         // Answer only after the batch is in RocksDB, so a client that hears
@@ -173,6 +174,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
         let started = std::time::Instant::now();
         let info = self.store.install_snapshot(&snapshot.path)?;
+        crate::failpoints::hit("snapshot_install");
         // Keep the installed file as this node's current snapshot.
         let path = self.final_path(meta);
         if snapshot.path.starts_with(&self.dir) && snapshot.path.extension().is_some_and(|e| e == "part") {

@@ -11,6 +11,7 @@
 
 mod codec;
 mod error;
+pub mod failpoints;
 mod impl_raft_log_storage;
 mod impl_raft_state_machine;
 mod metrics;
