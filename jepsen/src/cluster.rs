@@ -19,6 +19,7 @@ pub struct Node {
     /// The Raft node id (1-based, given with `--node-id`).
     pub id: u64,
     pub http: String,
+    pub grpc: String,
     pub raft: String,
     pub log: PathBuf,
     args: Vec<String>,
@@ -33,6 +34,8 @@ pub struct Cluster {
     secret: String,
     password: String,
     token: Option<String>,
+    /// Nodes (ids) found to have exited on their own, not by the harness.
+    died: std::sync::Mutex<Vec<u64>>,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -177,6 +180,7 @@ impl Cluster {
             secret: format!("jepsen-secret-{seed:016x}-0123456789"),
             password: "jepsen-admin".into(),
             token: None,
+            died: Default::default(),
         };
         let raft: Vec<String> =
             (0..n).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
@@ -202,6 +206,7 @@ impl Cluster {
             let config = root.join(format!("n{id}.yaml"));
             std::fs::write(&config, yaml)?;
             let http = format!("127.0.0.1:{}", free_port()?);
+            let grpc = format!("127.0.0.1:{}", free_port()?);
             let mut args: Vec<String> = vec![
                 "serve".into(),
                 "--config".into(),
@@ -213,7 +218,7 @@ impl Cluster {
                 "--http-addr".into(),
                 http.clone(),
                 "--grpc-addr".into(),
-                format!("127.0.0.1:{}", free_port()?),
+                grpc.clone(),
                 "--raft-addr".into(),
                 raft_addr.clone(),
             ];
@@ -223,6 +228,7 @@ impl Cluster {
             c.nodes.push(Node {
                 id,
                 http,
+                grpc,
                 raft: raft_addr.clone(),
                 log: root.join(format!("n{id}.log")),
                 args,
@@ -266,8 +272,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// kill -9.
+    /// kill -9. A node that had already exited on its own is recorded
+    /// (see [`Cluster::died`]).
     pub fn kill(&self, i: usize) {
+        if self.exited(i) {
+            self.died.lock().expect("died lock").push(self.nodes[i].id);
+        }
         if let Some(mut c) = self.nodes[i].child.lock().expect("child lock").take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -278,6 +288,20 @@ impl Cluster {
     pub async fn restart(&self, i: usize) -> std::io::Result<()> {
         self.spawn(i)?;
         self.wait_ready(i, Duration::from_secs(60)).await
+    }
+
+    /// The nodes found to have exited without the harness killing them
+    /// (a crash: abort, segfault, OOM), by [`Cluster::kill`] and
+    /// [`Cluster::check_alive`].
+    pub fn died(&self) -> Vec<u64> {
+        self.died.lock().expect("died lock").clone()
+    }
+
+    /// Records node `i` as died if its process has exited on its own.
+    pub fn check_alive(&self, i: usize) {
+        if self.exited(i) {
+            self.died.lock().expect("died lock").push(self.nodes[i].id);
+        }
     }
 
     /// True if node `i`'s process has exited on its own (it is reaped).
@@ -427,8 +451,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.kill(i);
+        for n in &self.nodes {
+            if let Some(mut c) = n.child.lock().expect("child lock").take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 }

@@ -10,9 +10,10 @@
 //!   isolated (clients still reach it), one-way cuts (a node's outbound or
 //!   inbound links), majority/minority halves, and on 5 nodes or more the
 //!   ring and bridge shapes;
-//! - `membership`: under load, transfer leadership to another voter, or
+//! - `membership`: under load, transfer leadership to another voter;
 //!   demote a voter to learner and promote it back (`cluster.auto_promote`
-//!   may promote it first);
+//!   may promote it first); or remove a voter and add it back as a learner
+//!   (auto-promoted to voter again);
 //! - `snapshot`: cut a follower off until the leader has purged the log
 //!   past it (runs use a small snapshot threshold), so that healing makes
 //!   it catch up by snapshot;
@@ -150,8 +151,9 @@ pub async fn run(
                 let l = leader.unwrap_or(pick);
                 let other = (l + 1 + rng.random_range(0..n - 1)) % n;
                 match choice {
-                    0..50 => ("transfer leader", vec![other]),
-                    _ => ("demote and promote", vec![other]),
+                    0..34 => ("transfer leader", vec![other]),
+                    34..67 => ("demote and promote", vec![other]),
+                    _ => ("remove and add back", vec![other]),
                 }
             }
             Nemesis::Snapshot => {
@@ -159,13 +161,14 @@ pub async fn run(
                 ("lag behind a snapshot", vec![(l + 1 + rng.random_range(0..n - 1)) % n])
             }
             Nemesis::Crash => {
-                let points = ["log_append", "vote_save", "apply", "snapshot_install"];
-                let point = points[choice as usize % points.len()];
-                // Votes and installs are rare: arm those on their first hits.
-                let at = if matches!(point, "vote_save" | "snapshot_install") {
-                    rng.random_range(1..3)
-                } else {
-                    rng.random_range(1..30)
+                // Appends and applies happen on every write; votes and
+                // snapshot installs are rare, so they are drawn less often
+                // and armed on their first hit.
+                let (point, at) = match choice {
+                    0..45 => ("apply", rng.random_range(1..30)),
+                    45..90 => ("log_append", rng.random_range(1..30)),
+                    90..97 => ("vote_save", 1),
+                    _ => ("snapshot_install", 1),
                 };
                 failpoint = format!("{point}@{at}");
                 let target = if rng.random_bool(0.5) { leader.unwrap_or(pick) } else { pick };
@@ -185,7 +188,11 @@ pub async fn run(
                 Nemesis::Pause => ok &= cluster.signal(*t, "STOP").is_ok(),
                 Nemesis::Partition => {}
                 Nemesis::Membership => {
-                    let action = if shape == "transfer leader" { "transfer-leader" } else { "demote" };
+                    let action = match shape {
+                        "transfer leader" => "transfer-leader",
+                        "demote and promote" => "demote",
+                        _ => "remove",
+                    };
                     ok &= admin(&cluster, *t, action).await;
                 }
                 Nemesis::Snapshot => {
@@ -216,7 +223,12 @@ pub async fn run(
                     // Auto-promotion may have been first: 404 is fine then.
                     admin(&cluster, *t, "promote").await;
                 }
+                Nemesis::Membership if shape == "remove and add back" => {
+                    ok &= add_learner(&cluster, *t).await;
+                }
                 Nemesis::Crash => {
+                    // A late failpoint crash is expected here, not a death.
+                    let _ = cluster.exited(*t);
                     cluster.kill(*t);
                     let _ = cluster.spawn(*t);
                 }
@@ -252,6 +264,20 @@ async fn admin(c: &Cluster, t: usize, action: &str) -> bool {
     false
 }
 
+/// `POST /cluster/add-learner` for node index `t` (with its addresses),
+/// through the first other node that answers; true on 200.
+async fn add_learner(c: &Cluster, t: usize) -> bool {
+    let n = &c.nodes[t];
+    let body = json!({"id": n.id, "raft_addr": n.raft, "http_addr": n.http, "grpc_addr": n.grpc});
+    for i in (0..c.nodes.len()).filter(|i| *i != t) {
+        match c.call(i, "POST", "/cluster/add-learner", &[], Some(&body), Duration::from_secs(10)).await {
+            crate::cluster::Reply::Answer { status, .. } => return status == 200,
+            _ => continue,
+        }
+    }
+    false
+}
+
 /// Waits (up to `within`) until the leader has purged its log past what
 /// node `t` has applied: true once `t` can only catch up by snapshot.
 async fn purged_past(c: &Cluster, t: usize, within: Duration) -> bool {
@@ -280,6 +306,7 @@ async fn purged_past(c: &Cluster, t: usize, within: Duration) -> bool {
 pub fn heal_all(cluster: &Cluster) {
     cluster.heal();
     for i in 0..cluster.nodes.len() {
+        cluster.check_alive(i);
         if cluster.is_running(i) {
             let _ = cluster.signal(i, "CONT");
         } else {

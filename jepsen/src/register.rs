@@ -6,7 +6,8 @@
 //! - `write`: invoke `{"key", "value"}`; ok adds `"version"`, the version
 //!   it made;
 //! - `cas`: invoke `{"key", "value", "expect"}` (the version it requires);
-//!   ok adds `"version"`; fail means refused (412: another version).
+//!   ok adds `"version"`; fail means refused, with its `"status"` (412:
+//!   another version; 404: the record is gone, removed with its node).
 //!
 //! Values are unique per write, so a read names the write it saw. Versions
 //! are the register's total order, which makes checking linearizability
@@ -56,6 +57,8 @@ struct Done {
     value: Option<String>,
     expect: Option<u64>,
     version: Option<u64>,
+    /// The HTTP status of a refusal, when recorded.
+    status: Option<u64>,
 }
 
 /// A value for a message: `"a"`, or `null` when unset.
@@ -114,6 +117,7 @@ fn push(by_key: &mut BTreeMap<String, Vec<Done>>, f: &str, kind: Kind, inv: u64,
         value: text(cv, "value").or_else(|| text(iv, "value")),
         expect: iv.get("expect").and_then(Value::as_u64),
         version: cv.get("version").and_then(Value::as_u64),
+        status: cv.get("status").and_then(Value::as_u64),
     });
 }
 
@@ -190,6 +194,20 @@ fn check_key(key: &str, ops: &[Done], r: &mut Report) {
             writer.insert(v, w);
         }
     }
+    // One value per version, whoever saw it.
+    let mut at: BTreeMap<u64, &Option<String>> = BTreeMap::new();
+    for d in &seen {
+        let v = d.version.unwrap_or_default();
+        if let Some(other) = at.insert(v, &d.value)
+            && *other != d.value
+        {
+            r.errors.push(format!(
+                "key {key}: version {v} was seen with two values, {} and {}",
+                show(other),
+                show(&d.value)
+            ));
+        }
+    }
     for rd in seen.iter().filter(|d| d.f == "read") {
         let v = rd.version.unwrap_or_default();
         if let Some(w) = made.get(&v)
@@ -201,8 +219,27 @@ fn check_key(key: &str, ops: &[Done], r: &mut Report) {
                 show(&w.value)
             ));
         }
+        // Null: never written, or the record registered again.
         let Some(x) = &rd.value else { continue };
-        let Some(w) = writer.get(x.as_str()) else { continue };
+        let Some(w) = writer.get(x.as_str()) else {
+            r.errors.push(format!("key {key}: a read saw {x:?}, which no client wrote"));
+            continue;
+        };
+        // A value written at version vw is read at vw, or later only if no
+        // other write made a version in between.
+        if w.kind == Kind::Ok
+            && let Some(vw) = w.version
+        {
+            if v < vw {
+                r.errors.push(format!("key {key}: a read at version {v} saw {x:?}, which was written at version {vw}"));
+            } else if v > vw
+                && let Some((vo, _)) = made.range(vw + 1..=v).next()
+            {
+                r.errors.push(format!(
+                    "key {key}: a read at version {v} saw {x:?}, written at version {vw} and overwritten at version {vo}"
+                ));
+            }
+        }
         if w.kind == Kind::Fail {
             r.errors.push(format!("key {key}: a read saw {x:?}, written by a write that was refused"));
         }
@@ -212,8 +249,10 @@ fn check_key(key: &str, ops: &[Done], r: &mut Report) {
     }
     // A refused CAS needs the version to have moved past `expect` by the
     // time it completed: an operation at a later version, or a write in
-    // flight, invoked before then.
-    for c in ops.iter().filter(|d| d.f == "cas" && d.kind == Kind::Fail) {
+    // flight, invoked before then. Only a version mismatch (412) says
+    // that: not a CAS never sent, nor a 404 (the record removed with its
+    // node by the membership nemesis).
+    for c in ops.iter().filter(|d| d.f == "cas" && d.kind == Kind::Fail && d.status == Some(412)) {
         let Some(p) = c.expect else { continue };
         let moved = ops.iter().any(|d| {
             d.invoked < c.completed
@@ -254,7 +293,7 @@ mod tests {
             (2, Kind::Invoke, "cas", json!({"key": "1", "value": "b", "expect": 2})),
             (3, Kind::Invoke, "cas", json!({"key": "1", "value": "c", "expect": 2})),
             (2, Kind::Ok, "cas", json!({"key": "1", "value": "b", "version": 3})),
-            (3, Kind::Fail, "cas", json!({"key": "1", "value": "c"})),
+            (3, Kind::Fail, "cas", json!({"key": "1", "value": "c", "status": 412})),
             (1, Kind::Invoke, "write", json!({"key": "1", "value": "d"})),
             (1, Kind::Info, "write", json!({"key": "1", "value": "d"})),
             (2, Kind::Invoke, "read", json!({"key": "1"})),
@@ -298,6 +337,23 @@ mod tests {
         cas.remove(6);
         cas.remove(4);
         cases.push(("nothing had moved", cas));
+        // The same refusal as a 404 (record removed) is not judged.
+        let mut gone = good();
+        gone.remove(6);
+        gone.remove(4);
+        gone[5].3 = json!({"key": "1", "value": "c", "status": 404});
+        let r = check(&history(&gone));
+        assert!(r.valid(), "a 404 refusal was judged: {:?}", r.errors);
+        let mut unwritten = good();
+        unwritten[11].3 = json!({"key": "1", "value": "zz", "version": 4});
+        cases.push(("which no client wrote", unwritten));
+        let mut overwritten = good();
+        overwritten[11].3 = json!({"key": "1", "value": "a", "version": 3});
+        cases.push(("overwritten at version 3", overwritten));
+        let mut two = good();
+        two.push((3, Kind::Invoke, "read", json!({"key": "1"})));
+        two.push((3, Kind::Ok, "read", json!({"key": "1", "value": "b", "version": 4})));
+        cases.push(("two values", two));
         let mut reordered = good();
         reordered[3].3 = json!({"key": "1", "value": "a", "version": 4});
         reordered[11].3 = json!({"key": "1", "value": "d", "version": 5});

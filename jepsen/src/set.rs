@@ -11,9 +11,10 @@
 //!   its point count.
 //!
 //! It fails on: an acknowledged add missing from any node's final read
-//! (lost); a search that missed a point whose add had completed (a stale
-//! read); a present id whose add was refused; a node holding more points
-//! than the ids it was asked about (unexpected); a node with no read.
+//! (lost); a point on some nodes but not others (diverged); a search that
+//! missed a point whose add had completed (a stale read); a present id
+//! whose add was refused; a node holding more points than the ids it was
+//! asked about (unexpected); a node with no read.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -103,6 +104,18 @@ pub fn check(h: &History, nodes: usize) -> Report {
         }
         present_somewhere.extend(present);
     }
+    // Every node must hold the same points: one present anywhere is
+    // present everywhere (an indeterminate add included).
+    for read in &reads {
+        let node = read.get("node").cloned().unwrap_or_default();
+        let present: BTreeSet<&str> =
+            read.get("present").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        for i in present_somewhere.iter().filter(|i| !present.contains(i.as_str())) {
+            if outcome.get(i) != Some(&Kind::Ok) {
+                r.errors.push(format!("point {i} is on some nodes but not on node {node}: the nodes diverged"));
+            }
+        }
+    }
     r.indeterminate_present =
         outcome.iter().filter(|(i, k)| **k == Kind::Info && present_somewhere.contains(*i)).count();
     r
@@ -161,6 +174,9 @@ mod tests {
         let mut unexpected = good();
         unexpected[8].3 = json!({"node": 1, "present": ["a", "b"], "count": 3});
         cases.push(("unexpected", unexpected));
+        let mut diverged = good();
+        diverged[9].3 = json!({"node": 2, "present": ["a"], "count": 1});
+        cases.push(("diverged", diverged));
         let mut unknown = good();
         unknown.pop();
         cases.push(("unknown", unknown));

@@ -47,13 +47,26 @@ pub(crate) fn register(ctx: &mut BatchCtx<'_>, c: pb::RegisterNode, now: u64) ->
     bump_seq(ctx, info.id)?;
     let key = node_key(info.id);
     let rec = match ctx.get_msg::<NodeRecord>(&key, "node record")? {
-        None => NodeRecord {
-            info: Some(info),
-            registered_at_ms: now,
-            last_heartbeat_ms: now,
-            version: 1,
-            ..Default::default()
-        },
+        None => {
+            // A node removed before continues its old record's versions.
+            let removed = node_removed_key(info.id);
+            let last = match ctx.get(&removed)? {
+                Some(b) => {
+                    ctx.delete(removed);
+                    u64::from_be_bytes(
+                        b.as_slice().try_into().map_err(|_| Error::corrupt("removed node", "not 8 bytes"))?,
+                    )
+                }
+                None => 0,
+            };
+            NodeRecord {
+                info: Some(info),
+                registered_at_ms: now,
+                last_heartbeat_ms: now,
+                version: last + 1,
+                ..Default::default()
+            }
+        }
         Some(mut rec) => {
             let old = rec.info.take().unwrap_or_default();
             let labels = if c.labels_set { info.labels.clone() } else { old.labels.clone() };
@@ -122,10 +135,13 @@ pub(crate) fn set_draining(ctx: &mut BatchCtx<'_>, c: pb::SetNodeDraining, now: 
 
 pub(crate) fn remove(ctx: &mut BatchCtx<'_>, c: pb::RemoveNode) -> Result<CommandResult> {
     let key = node_key(c.node_id);
-    if ctx.get(&key)?.is_none() {
+    let Some(rec) = ctx.get_msg::<NodeRecord>(&key, "node record")? else {
         return Ok(not_found(c.node_id));
-    }
+    };
     ctx.delete(key);
+    // Kept so that registering the node again never reuses a version (an
+    // ETag a client may hold for a compare-and-set).
+    ctx.put(node_removed_key(c.node_id), rec.version.to_be_bytes().to_vec());
     Ok(ok())
 }
 

@@ -61,8 +61,20 @@ pub const SM_FORMAT_VERSION: u32 = 1;
 
 /// Prefix of registry records; followed by the big-endian node id.
 pub const PREFIX_NODE: &[u8] = b"_sys/nodes/";
+/// Prefix of removed nodes' last record versions (big-endian `u64`);
+/// followed by the big-endian node id. A record registered again continues
+/// from there, so its ETags never repeat one a client may still hold.
+pub const PREFIX_NODE_REMOVED: &[u8] = b"_sys/nodes-removed/";
 /// The highest node id ever allocated, a big-endian `u64`.
 pub const KEY_NODE_ID_SEQ: &[u8] = b"_sys/seq/node_id";
+
+/// Key of a removed node's last record version.
+pub fn node_removed_key(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(PREFIX_NODE_REMOVED.len() + 8);
+    k.extend_from_slice(PREFIX_NODE_REMOVED);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
 
 /// Key of one registry record.
 pub fn node_key(id: u64) -> Vec<u8> {

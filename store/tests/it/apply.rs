@@ -31,6 +31,34 @@ fn register_then_cas_labels() {
     assert_eq!(rec.version, 2);
 }
 
+/// Found by the chaos suite's register workload under the membership
+/// nemesis (remove a node, add it back): the re-created record restarted
+/// at version 1, so its versions repeated ETags of the old record, and a
+/// compare-and-set holding an old ETag could succeed on the new one.
+#[test]
+fn a_node_registered_again_after_removal_never_repeats_a_record_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    must_apply(
+        &store,
+        1,
+        &[
+            cmd(10, register(1)),
+            cmd(11, set_labels(1, &[("v", "a")], None)),
+            cmd(12, set_labels(1, &[("v", "b")], None)),
+        ],
+    );
+    assert_eq!(store.get_node(1).unwrap().unwrap().version, 3);
+    let r = must_apply(&store, 4, &[cmd(13, Kind::RemoveNode(pb::RemoveNode { node_id: 1 })), cmd(14, register(1))]);
+    let Some(Outcome::Node(rec)) = &r[1].outcome else { panic!("registered again: {r:?}") };
+    assert_eq!(rec.version, 4, "the new record continues after the removed one's version 3");
+    // An ETag of the old record does not match the new one.
+    let r = must_apply(&store, 6, &[cmd(15, set_labels(1, &[("v", "stale")], Some(3)))]);
+    let Some(Outcome::Rejected(rej)) = &r[0].outcome else { panic!("an old ETag matched: {r:?}") };
+    assert_eq!(rej.current_version, Some(4));
+    assert!(store.get_node(1).unwrap().unwrap().info.unwrap().labels.is_empty());
+}
+
 #[test]
 fn later_commands_in_one_batch_see_earlier_ones() {
     let dir = tempfile::tempdir().unwrap();
