@@ -15,8 +15,8 @@
 //!   may promote it first); or remove a voter and add it back as a learner
 //!   (auto-promoted to voter again);
 //! - `snapshot`: cut a follower off until the leader has purged the log
-//!   past it (runs use a small snapshot threshold), so that healing makes
-//!   it catch up by snapshot;
+//!   past it (up to 30 s; runs snapshot every 200 entries), so that
+//!   healing makes it catch up by snapshot;
 //! - `crash`: restart one node or the leader with a failpoint armed
 //!   (`observability.failpoints`: crash at the Nth log append, vote save,
 //!   apply or snapshot install) and count it installed when the node
@@ -38,7 +38,8 @@ use crate::cluster::Cluster;
 use crate::history::{Kind, Recorder};
 use crate::proxy::Fault;
 
-/// The history's process id for faults.
+/// The history's process id for faults (and, above it, one per node for
+/// the register writes a fault causes).
 pub const NEMESIS: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -193,11 +194,20 @@ pub async fn run(
                         "demote and promote" => "demote",
                         _ => "remove",
                     };
+                    if action == "remove" {
+                        // The node's record goes, and comes back at a new
+                        // version when it registers again: a write no
+                        // client made, of unknown time, to the register
+                        // workload's key for that node.
+                        let id = cluster.nodes[*t].id;
+                        let write = json!({"key": id.to_string(), "value": null, "by": "registering again"});
+                        rec.record(NEMESIS + 1 + id, Kind::Invoke, "write", write);
+                    }
                     ok &= admin(&cluster, *t, action).await;
                 }
                 Nemesis::Snapshot => {
                     cluster.isolate(cluster.nodes[*t].id, Fault::Blackhole);
-                    ok &= purged_past(&cluster, *t, Duration::from_secs(20)).await;
+                    ok &= purged_past(&cluster, *t, Duration::from_secs(30)).await;
                 }
                 Nemesis::Crash => {
                     cluster.kill(*t);

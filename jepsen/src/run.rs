@@ -93,8 +93,8 @@ pub struct RunOutcome {
 const NODE_CONFIG: &str = "  node_heartbeat_interval: 300ms
   suspect_after: 1s
   dead_after: 2s
-  snapshot_logs_threshold: 500
-  logs_to_keep: 100
+  snapshot_logs_threshold: 200
+  logs_to_keep: 50
 scaling:
   task_lease: 3s
   recovery_timeout: 1s
