@@ -30,8 +30,9 @@ run: deps
 
 # The whole suite, one (debug) profile; cluster tests run the debug binary.
 # Doc tests first; then the unit and cluster tests; then the short chaos
-# matrix (real nodes under faults, ~4 min), whose last line is
-# `N passed, N failed`. Run folders land in ./jepsen-runs.
+# matrix (real nodes under faults, ~4 min; it runs the synod binary the
+# tests above just built), whose last line is `N passed, N failed`. Run
+# folders land in ./jepsen-runs.
 test: deps
 	cargo fmt --all -- --check
 	cargo test --workspace --doc
@@ -40,7 +41,6 @@ test: deps
 	else \
 	  cargo test --workspace --no-fail-fast; \
 	fi
-	cargo build -p synod-api --bin synod
 	cargo run -q -p synod-jepsen -- matrix short
 
 # The long chaos matrix: 5 nodes, every nemesis alone and all together, on
