@@ -38,8 +38,23 @@ pub struct Cluster {
     died: std::sync::Mutex<Vec<u64>>,
 }
 
+/// A port for a node to listen on. Not one the kernel hands out (port 0
+/// draws from the ephemeral range, 32768-60999, where outbound connections
+/// take their ports too: one of them took a node's Raft port between this
+/// check and the node's bind in a long-matrix run). Ports come from
+/// 20000-31999, each at most once per harness process, starting at an
+/// offset by process id so two harnesses rarely meet.
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let offset = (std::process::id() % 600) * 20;
+    for _ in 0..12_000 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + ((offset + n) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other("no free port in 20000-31999"))
 }
 
 /// How an HTTP call ended.
