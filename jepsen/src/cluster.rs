@@ -299,12 +299,6 @@ impl Cluster {
         }
     }
 
-    /// Starts a killed node again (it rejoins with its data).
-    pub async fn restart(&self, i: usize) -> std::io::Result<()> {
-        self.spawn(i)?;
-        self.wait_ready(i, Duration::from_secs(60)).await
-    }
-
     /// The nodes found to have exited without the harness killing them
     /// (a crash: abort, segfault, OOM), by [`Cluster::kill`] and
     /// [`Cluster::check_alive`].
