@@ -27,6 +27,18 @@ fn color(kind: Kind) -> &'static str {
 
 const LEADER_COLORS: [&str; 7] = ["#1e88e5", "#8e24aa", "#00897b", "#f4511e", "#6d4c41", "#3949ab", "#c0ca33"];
 
+/// `  leader 1 ■ leader 2 ■ ...` for the leaders the samples name.
+fn leader_legend(h: &History) -> String {
+    let mut ids: Vec<u64> =
+        h.ops.iter().filter(|o| o.f == "leader").filter_map(|o| o.value["leader"].as_u64()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.iter()
+        .map(|id| format!(r#" <tspan fill="{}">■</tspan> {id}"#, LEADER_COLORS[*id as usize % LEADER_COLORS.len()]))
+        .collect::<Vec<_>>()
+        .concat()
+}
+
 pub fn svg(h: &History, title: &str) -> String {
     let end = h.ops.iter().map(|o| o.time_ns).max().unwrap_or(1).max(1) as f64;
     let x = |t: u64| LEFT + (t as f64 / end) * (WIDTH - LEFT - 10.0);
@@ -45,7 +57,8 @@ pub fn svg(h: &History, title: &str) -> String {
     let top = 40.0;
     let row_of: BTreeMap<u64, f64> = clients.iter().enumerate().map(|(i, p)| (*p, top + i as f64 * ROW)).collect();
     let fault_y = top + clients.len() as f64 * ROW + 6.0;
-    let leader_top = fault_y + ROW + 10.0;
+    // Fault names on three staggered lines, so neighbours do not overlap.
+    let leader_top = fault_y + 3.0 * ROW + 10.0;
     let height = leader_top + samplers.len() as f64 * ROW + 30.0;
     let mut s = String::new();
     let _ = write!(
@@ -55,11 +68,13 @@ pub fn svg(h: &History, title: &str) -> String {
     let _ = write!(s, r#"<text x="4" y="16" font-size="13">{}</text>"#, escape(title));
     let _ = write!(
         s,
-        r##"<text x="4" y="30">ok <tspan fill="#43a047">■</tspan> failed <tspan fill="#e53935">■</tspan> indeterminate <tspan fill="#ffa000">■</tspan>; shaded: faults; bottom rows: the leader each node names; {:.1} s</text>"##,
+        r##"<text x="4" y="30"><tspan fill="#43a047">■</tspan> ok <tspan fill="#e53935">■</tspan> failed <tspan fill="#ffa000">■</tspan> indeterminate · shaded: faults (hover for details) · bottom rows: the leader each node names:{} · {:.1} s</text>"##,
+        leader_legend(h),
         end / 1e9
     );
     // Fault windows.
     let mut open: Option<(u64, String)> = None;
+    let mut n = 0;
     for op in h.ops.iter().filter(|o| o.process == NEMESIS) {
         match op.kind {
             Kind::Invoke => {
@@ -69,14 +84,16 @@ pub fn svg(h: &History, title: &str) -> String {
             _ => {
                 if let Some((t0, label)) = open.take() {
                     let (x0, x1) = (x(t0), x(op.time_ns));
+                    let line = fault_y + 10.0 + (n % 3) as f64 * ROW;
+                    n += 1;
                     let _ = write!(
                         s,
-                        r##"<rect x="{x0:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="#9e9e9e" fill-opacity="0.18"><title>{}</title></rect><text x="{x0:.1}" y="{:.1}">{}</text>"##,
+                        r##"<rect x="{x0:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="#9e9e9e" fill-opacity="0.18"><title>{}</title></rect><text x="{x0:.1}" y="{line:.1}"><title>{}</title>{}</text>"##,
                         (x1 - x0).max(1.0),
-                        fault_y + ROW - top,
+                        line - top,
                         escape(&label),
-                        fault_y + 10.0,
-                        escape(&label)
+                        escape(&label),
+                        escape(&op.f)
                     );
                 }
             }
