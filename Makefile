@@ -44,7 +44,8 @@ test: deps
 	cargo run -q -p synod-jepsen -- matrix short
 
 # The long chaos matrix: 5 nodes, every nemesis alone and all together, on
-# both workloads (~20 min on 2 cores). Pass SEED=N to replay a schedule.
+# the queue and register workloads, and set under all of them (~22 min on
+# 2 cores). Pass SEED=N to replay a schedule.
 chaos-long:
 	cargo build -p synod-api --bin synod
 	cargo run -q -p synod-jepsen -- matrix long $(if $(SEED),--seed $(SEED))

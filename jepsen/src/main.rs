@@ -3,7 +3,7 @@
 //! ```text
 //! synod-jepsen test --workload queue --nemesis kill,partition --nodes 3 --time-limit 60 --seed 7
 //! synod-jepsen matrix short      # what `make test` runs (~4 min on 2 cores)
-//! synod-jepsen matrix long       # 5 nodes, every nemesis alone and all together (~30 min)
+//! synod-jepsen matrix long       # 5 nodes, every nemesis alone and all together (~22 min)
 //! synod-jepsen check DIR         # check a saved run's history again
 //! ```
 //!
