@@ -119,6 +119,21 @@ impl History {
     }
 }
 
+/// One hand-written operation for the checkers' tests: (process, kind,
+/// f, value).
+#[cfg(test)]
+pub(crate) type Step = (u64, Kind, &'static str, Value);
+
+/// A history from steps in time order, 10 ns apart.
+#[cfg(test)]
+pub(crate) fn from_steps(steps: &[Step]) -> History {
+    let mut h = History::default();
+    for (i, (p, k, f, v)) in steps.iter().enumerate() {
+        h.push(*p, *k, f, v.clone(), i as u64 * 10);
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -193,17 +193,7 @@ mod tests {
 
     use super::*;
 
-    /// One operation: (process, kind, f, value).
-    type Step = (u64, Kind, &'static str, Value);
-
-    /// A history from steps in order.
-    fn history(ops: &[Step]) -> History {
-        let mut h = History::default();
-        for (i, (p, k, f, v)) in ops.iter().enumerate() {
-            h.push(*p, *k, f, v.clone(), i as u64);
-        }
-        h
-    }
+    use crate::history::{Step, from_steps as history};
 
     fn good() -> Vec<Step> {
         vec![

@@ -127,15 +127,7 @@ mod tests {
 
     use super::*;
 
-    type Step = (u64, Kind, &'static str, Value);
-
-    fn history(steps: &[Step]) -> History {
-        let mut h = History::default();
-        for (i, (p, k, f, v)) in steps.iter().enumerate() {
-            h.push(*p, *k, f, v.clone(), i as u64);
-        }
-        h
-    }
+    use crate::history::{Step, from_steps as history};
 
     fn good() -> Vec<Step> {
         vec![
