@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # bindings, a C++ compiler for RocksDB itself; procps for the kill binary
 # the cluster tests use to send SIGTERM/SIGSTOP/SIGCONT to real nodes.
 deps:
-	@if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
+	@if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1 \
 	   || ! command -v c++ >/dev/null 2>&1 || { [ ! -x /bin/kill ] && [ ! -x /usr/bin/kill ]; }; then \
 	  echo "installing build dependencies (libclang-dev, clang, g++, procps)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev clang g++ make procps; \
