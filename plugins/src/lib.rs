@@ -9,24 +9,28 @@
 //! Built now: the trait, the registry, and the built-ins (payloads and
 //! outputs in each type's docs):
 //! - [`NormalizePlugin`] `normalize`: Unicode NFC/NFKC, lowercase, whitespace
-//! - [`TokenizePlugin`] `tokenize`: Unicode words, lowercased
-//! - [`VectorizePlugin`] `vectorize`: deterministic hashing vectorizer
-//!   `hashing-v1` ([`hashing_vector`])
+//! - [`TokenizePlugin`] `tokenize`: a model's Hugging Face tokenizer, or
+//!   Unicode words, lowercased
+//! - [`VectorizePlugin`] `vectorize`: sentence embeddings with an installed
+//!   model ([`Models`], [`EmbeddingModel`]: all-MiniLM-L6-v2 on candle), or
+//!   the deterministic hashing vectorizer `hashing-v1` ([`hashing_vector`])
 //! - [`PipelinePlugin`] `pipeline`: several of the above in one task, each
 //!   step's output the next step's input (which chains fit: its docs)
 //! - [`EchoPlugin`] `echo`, [`SleepPlugin`] `sleep`, [`FailPlugin`] `fail`:
 //!   for tests, demos and chaos runs
 //!
-//! Later: the HuggingFace `tokenizer.json` tokenizer, the all-MiniLM-L6-v2
-//! sentence-embedding model on candle, the WebAssembly and subprocess
-//! loaders, and the external adapters (OpenAI-compatible, HuggingFace,
+//! Models are installed by [`install`] (`synod model install`) into a
+//! models directory that [`Models`] scans; each loaded model has a dynamic
+//! batcher, so concurrent requests share forward passes.
+//!
+//! Later: the WebAssembly and subprocess loaders, and the external adapters (OpenAI-compatible, HuggingFace,
 //! Pinecone, Milvus, Qdrant) with retry, timeout and circuit breaker.
 //!
 //! **Must never touch RocksDB or Raft**: no `synod-store` or `synod-raft`
 //! dependency. Plugins compute; storing their results is the caller's job.
 //!
 //! Key types: [`Registry`], [`Plugin`], [`PluginInfo`], [`TaskContext`],
-//! [`CancelToken`], [`PluginError`].
+//! [`CancelToken`], [`PluginError`], [`Models`], [`EmbeddingModel`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -45,9 +49,13 @@
 //! # }
 //! ```
 
+mod bert;
 mod demo;
 mod error;
+mod install;
 mod metrics;
+mod model;
+mod models;
 mod payload;
 mod pipeline;
 mod plugin;
@@ -56,10 +64,16 @@ mod text;
 mod vectorize;
 
 pub use demo::{EchoPlugin, FailPlugin, MAX_SLEEP_MS, SleepPlugin};
-pub use error::{PluginError, RegisterError, Result};
+pub use error::{ModelError, PluginError, RegisterError, Result};
+pub use install::{CATALOG, CatalogEntry, InstallSource, Installed, catalog_entry, install, verify_installed};
+pub use model::{EmbeddingModel, MANIFEST_FILE, ModelManifest, Tokens, check_model_name, sha256_file};
+pub use models::{BatchConfig, BatchStats, ModelInfo, Models};
 pub use payload::MAX_TEXT_BYTES;
 pub use pipeline::{MAX_PIPELINE_RESULT_BYTES, MAX_PIPELINE_STEPS, MAX_STEP_OUTPUT_BYTES, PipelinePlugin};
 pub use plugin::{CancelToken, Plugin, PluginInfo, TaskContext};
-pub use registry::{MAX_NAME_LEN, Registry, builtins};
+pub use registry::{MAX_NAME_LEN, Registry, builtins, builtins_with_models};
 pub use text::{Form, NormalizePlugin, TokenizePlugin, normalize_text, words};
-pub use vectorize::{DEFAULT_DIMENSION, HASHING_MODEL, MAX_DIMENSION, VectorizePlugin, fnv1a64, hashing_vector};
+pub use vectorize::{
+    DEFAULT_DIMENSION, HASHING_MODEL, MAX_DIMENSION, MAX_TEXTS, VectorizePlugin, fnv1a64, hashing_vector,
+    model_capability,
+};

@@ -49,6 +49,14 @@ pub trait Plugin: Send + Sync + 'static {
     /// refused before anything is stored. The message is shown to the caller.
     fn validate(&self, payload: &Value) -> Result<(), String>;
 
+    /// What a node needs, beyond this plugin, to run `payload`: capability
+    /// strings such as `model:all-MiniLM-L6-v2`. The scheduler places the
+    /// task only on nodes that advertise all of them. Called after
+    /// [`Plugin::validate`] accepted the payload.
+    fn requirements(&self, _payload: &Value) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The work. Runs on a blocking thread; may take long; must be
     /// deterministic where the built-in says so. A long run polls
     /// `ctx.cancel` and returns [`PluginError::Cancelled`] when it is set.

@@ -27,8 +27,8 @@ use tracing::{debug, error, warn};
 use crate::demo::{EchoPlugin, FailPlugin, SleepPlugin};
 use crate::pipeline::PipelinePlugin;
 use crate::text::{NormalizePlugin, TokenizePlugin};
-use crate::vectorize::VectorizePlugin;
-use crate::{CancelToken, Plugin, PluginError, PluginInfo, RegisterError, TaskContext, metrics};
+use crate::vectorize::{HASHING_MODEL, VectorizePlugin};
+use crate::{CancelToken, Models, Plugin, PluginError, PluginInfo, RegisterError, TaskContext, metrics};
 
 /// Longest plugin name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -60,13 +60,19 @@ impl WeakRegistry {
 /// runs other plugins, so it needs a registry: [`Registry::with_builtins`]
 /// adds it, or register [`PipelinePlugin::new`] yourself.
 pub fn builtins() -> Vec<Arc<dyn Plugin>> {
+    builtins_with_models(Arc::new(Models::none()), HASHING_MODEL)
+}
+
+/// [`builtins`] whose `vectorize` and `tokenize` use the node's `models`,
+/// `vectorize` defaulting to `default_model`.
+pub fn builtins_with_models(models: Arc<Models>, default_model: &str) -> Vec<Arc<dyn Plugin>> {
     vec![
         Arc::new(EchoPlugin),
         Arc::new(FailPlugin),
         Arc::new(NormalizePlugin),
         Arc::new(SleepPlugin),
-        Arc::new(TokenizePlugin),
-        Arc::new(VectorizePlugin),
+        Arc::new(TokenizePlugin::new(models.clone())),
+        Arc::new(VectorizePlugin::new(models, default_model)),
     ]
 }
 
@@ -79,8 +85,14 @@ impl Registry {
     /// A registry holding every built-in: those of [`builtins`] and
     /// `pipeline` ([`PipelinePlugin`]) over this registry.
     pub fn with_builtins() -> Self {
+        Registry::with_models(Arc::new(Models::none()), HASHING_MODEL)
+    }
+
+    /// [`Registry::with_builtins`] over a node's models: see
+    /// [`builtins_with_models`].
+    pub fn with_models(models: Arc<Models>, default_model: &str) -> Self {
         let registry = Registry::new();
-        for plugin in builtins() {
+        for plugin in builtins_with_models(models, default_model) {
             registry.register(plugin).expect("built-in names are valid and distinct");
         }
         registry.register(Arc::new(PipelinePlugin::new(&registry))).expect("`pipeline` is a free, valid name");
@@ -136,6 +148,14 @@ impl Registry {
                 Err(PluginError::Panicked(message))
             }
         }
+    }
+
+    /// What a node needs to run this task besides the plugin: see
+    /// [`Plugin::requirements`]. Empty for an unknown type or a bad payload
+    /// (which [`Registry::validate`] refuses).
+    pub fn requirements(&self, task_type: &str, payload: &Value) -> Vec<String> {
+        let Some(plugin) = self.get(task_type) else { return Vec::new() };
+        std::panic::catch_unwind(AssertUnwindSafe(|| plugin.requirements(payload))).unwrap_or_default()
     }
 
     /// Runs the task on tokio's blocking pool with a timeout (which includes

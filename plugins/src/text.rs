@@ -5,8 +5,12 @@ use serde_json::{Value, json};
 use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
 
+use std::sync::Arc;
+
+use crate::model::{MAX_MODEL_NAME_LEN, check_model_name};
 use crate::payload::{Fields, MAX_TEXT_BYTES};
-use crate::{Plugin, PluginError, PluginInfo, TaskContext};
+use crate::vectorize::model_capability;
+use crate::{Models, Plugin, PluginError, PluginInfo, TaskContext};
 
 /// A Unicode normalization form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,37 +109,85 @@ impl Plugin for NormalizePlugin {
     }
 }
 
-/// Built-in `tokenize`: a simple word tokenizer, until the HuggingFace
-/// `tokenizer.json` tokenizer arrives. Deterministic.
+/// Built-in `tokenize`: a model's Hugging Face tokenizer, or a simple word
+/// tokenizer. Deterministic.
 ///
-/// Payload: `{"text": "Hello, wörld!"}` (`text` required, at most 1 MiB).
+/// Payload: `{"text": "Hello, wörld!", "tokenizer": "all-MiniLM-L6-v2"}`
+/// (`text` required, at most 1 MiB; `tokenizer` an installed model's name).
 ///
-/// Output: `{"tokens": ["hello", "wörld"], "count": 2}`: the words of the
-/// NFKC-normalized, lowercased text by Unicode word segmentation (UAX #29);
-/// punctuation and whitespace are dropped. These are the words `vectorize`
-/// hashes.
-#[derive(Debug, Default)]
-pub struct TokenizePlugin;
+/// Output with `tokenizer`: the model's `tokenizer.json` as the model uses
+/// it (special tokens added, truncated at its `max_seq_length`, no padding),
+/// the same as the Python `tokenizers` package:
+/// `{"ids": [101, 7592, ...], "tokens": ["[CLS]", "hello", ...], "offsets": [[0, 0], [0, 5], ...],
+///   "count": 6, "tokenizer": "all-MiniLM-L6-v2"}`; `offsets` are `[start, end)`
+/// in characters of `text`, `[0, 0]` for special tokens.
+///
+/// Output without: `{"tokens": ["hello", "wörld"], "count": 2}`: the words of
+/// the NFKC-normalized, lowercased text by Unicode word segmentation
+/// (UAX #29); punctuation and whitespace are dropped. These are the words
+/// the `hashing-v1` vectorizer hashes.
+pub struct TokenizePlugin {
+    models: Arc<Models>,
+}
+
+impl std::fmt::Debug for TokenizePlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenizePlugin").finish_non_exhaustive()
+    }
+}
+
+impl Default for TokenizePlugin {
+    /// Word splitting only: no models.
+    fn default() -> Self {
+        TokenizePlugin::new(Arc::new(Models::none()))
+    }
+}
 
 impl TokenizePlugin {
-    fn parse(payload: &Value) -> Result<&str, String> {
-        Fields::parse(payload, &["text"])?.required_str("text", MAX_TEXT_BYTES)
+    /// `tokenize` over the node's `models`.
+    pub fn new(models: Arc<Models>) -> Self {
+        TokenizePlugin { models }
+    }
+
+    fn parse(payload: &Value) -> Result<(&str, Option<&str>), String> {
+        let f = Fields::parse(payload, &["text", "tokenizer"])?;
+        let tokenizer = f.str("tokenizer", MAX_MODEL_NAME_LEN)?;
+        if let Some(name) = tokenizer {
+            check_model_name(name).map_err(|e| format!("`tokenizer`: {e}"))?;
+        }
+        Ok((f.required_str("text", MAX_TEXT_BYTES)?, tokenizer))
     }
 }
 
 impl Plugin for TokenizePlugin {
     fn info(&self) -> PluginInfo {
-        PluginInfo::builtin("tokenize", "Unicode word tokenizer (NFKC, lowercased)")
+        PluginInfo::builtin(
+            "tokenize",
+            "a model's Hugging Face tokenizer (ids, tokens, offsets), or Unicode words (NFKC, lowercased)",
+        )
     }
 
     fn validate(&self, payload: &Value) -> Result<(), String> {
         TokenizePlugin::parse(payload).map(drop)
     }
 
+    fn requirements(&self, payload: &Value) -> Vec<String> {
+        match TokenizePlugin::parse(payload) {
+            Ok((_, Some(model))) => vec![model_capability(model)],
+            _ => Vec::new(),
+        }
+    }
+
     fn run(&self, payload: &Value, _ctx: &TaskContext) -> Result<Value, PluginError> {
-        let text = TokenizePlugin::parse(payload).map_err(PluginError::InvalidInput)?;
-        let tokens = words(text);
-        Ok(json!({ "count": tokens.len(), "tokens": tokens }))
+        let (text, tokenizer) = TokenizePlugin::parse(payload).map_err(PluginError::InvalidInput)?;
+        let Some(model) = tokenizer else {
+            let tokens = words(text);
+            return Ok(json!({ "count": tokens.len(), "tokens": tokens }));
+        };
+        let t = self.models.tokenize(model, text)?;
+        Ok(json!({
+            "count": t.ids.len(), "ids": t.ids, "tokens": t.tokens, "offsets": t.offsets, "tokenizer": model,
+        }))
     }
 }
 

@@ -1,16 +1,19 @@
-//! The `vectorize` built-in: a deterministic hashing vectorizer
-//! (`hashing-v1`), until the sentence-embedding model arrives.
+//! The `vectorize` built-in: sentence embeddings from an installed model, or
+//! the deterministic hashing vectorizer (`hashing-v1`).
 //!
 //! Vectors are stored and later compared with query vectors computed by
 //! another node or another build, so `hashing-v1` is a format: any change to
 //! its words, features, hash or weights is a new model name, never an edit.
 //! The golden test at the bottom pins it.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
+use crate::model::{MAX_MODEL_NAME_LEN, check_model_name};
 use crate::payload::{Fields, MAX_TEXT_BYTES, type_name};
 use crate::text::words;
-use crate::{Plugin, PluginError, PluginInfo, TaskContext};
+use crate::{Models, Plugin, PluginError, PluginInfo, TaskContext};
 
 /// The model name in `vectorize`'s output.
 pub const HASHING_MODEL: &str = "hashing-v1";
@@ -87,43 +90,95 @@ fn fmix64(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-/// Built-in `vectorize`: text to a vector with the deterministic hashing
-/// vectorizer `hashing-v1` (see [`hashing_vector`]); similar wording gives
-/// similar vectors, meaning does not. The same text and dimension give the
-/// same vector on every node and build.
+/// Built-in `vectorize`: text to a vector with a sentence-embedding model
+/// installed on the node (all-MiniLM-L6-v2 by default, see [`crate::Models`])
+/// or the deterministic hashing vectorizer `hashing-v1` ([`hashing_vector`]),
+/// which needs no install: similar wording gives similar vectors, meaning
+/// does not.
 ///
 /// Payload (the seed's `{"text": "hello world"}` is enough):
 /// ```json
-/// {"text": "hello world", "dimension": 384,
+/// {"text": "hello world", "model": "all-MiniLM-L6-v2",
 ///  "collection": "docs", "id": "doc-1", "metadata": {"lang": "en"}}
 /// ```
-/// - `text` (string, required, at most 1 MiB)
-/// - `dimension` (integer 1..=4096, default 384)
-/// - passthrough, copied to the output when present, for a later indexing
-///   step: `collection` (string, at most 255 bytes), `id` (string of at
-///   most 255 bytes, or a non-negative integer), `metadata` (object, at most
-///   64 KiB as JSON)
+/// - `text` (string, at most 1 MiB) or `texts` (1 to 1024 strings, at most
+///   1 MiB together): exactly one of them
+/// - `model`: an installed model's name or `hashing-v1` (default: the
+///   node's default model, `plugins.default_model`)
+/// - `dimension`: for `hashing-v1`, 1..=4096 (default 384); for a model,
+///   if given, it must be the model's
+/// - passthrough with `text` only, copied to the output when present, for a
+///   later indexing step: `collection` (string, at most 255 bytes), `id`
+///   (string of at most 255 bytes, or a non-negative integer), `metadata`
+///   (object, at most 64 KiB as JSON)
 ///
-/// Output:
+/// Output for `text`:
 /// ```json
-/// {"vector": [0.0, 0.6666667, 0.0, -0.3333333, ...], "dimension": 384, "model": "hashing-v1",
+/// {"vector": [0.0191957, 0.1200854, ...], "dimension": 384, "model": "all-MiniLM-L6-v2",
 ///  "text": "hello world", "collection": "docs", "id": "doc-1", "metadata": {"lang": "en"}}
 /// ```
-/// `vector` has L2 norm 1, or is all zeros when the text has no words.
-#[derive(Debug, Default)]
-pub struct VectorizePlugin;
+/// and for `texts`: `{"vectors": [[...], ...], "count": 2, "dimension": 384, "model": "..."}`.
+/// Vectors have L2 norm 1 (a `hashing-v1` vector is all zeros when the text
+/// has no words). A task naming a model runs only on nodes that have it.
+pub struct VectorizePlugin {
+    models: Arc<Models>,
+    default_model: String,
+}
+
+impl std::fmt::Debug for VectorizePlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorizePlugin").field("default_model", &self.default_model).finish_non_exhaustive()
+    }
+}
+
+impl Default for VectorizePlugin {
+    /// No models; `hashing-v1` is the default.
+    fn default() -> Self {
+        VectorizePlugin::new(Arc::new(Models::none()), HASHING_MODEL)
+    }
+}
+
+/// Most texts in one `vectorize` task.
+pub const MAX_TEXTS: usize = 1024;
+
+enum Input<'a> {
+    One(&'a str),
+    Many(Vec<&'a str>),
+}
 
 struct VectorizeArgs<'a> {
-    text: &'a str,
-    dimension: usize,
+    input: Input<'a>,
+    model: &'a str,
+    dimension: Option<usize>,
     passthrough: Map<String, Value>,
 }
 
 impl VectorizePlugin {
-    fn parse(payload: &Value) -> Result<VectorizeArgs<'_>, String> {
-        let f = Fields::parse(payload, &["text", "dimension", "collection", "id", "metadata"])?;
-        let text = f.required_str("text", MAX_TEXT_BYTES)?;
-        let dimension = f.u64_in("dimension", 1..=MAX_DIMENSION as u64)?.map_or(DEFAULT_DIMENSION, |d| d as usize);
+    /// `vectorize` over the node's `models`, using `default_model` when a
+    /// payload names none.
+    pub fn new(models: Arc<Models>, default_model: impl Into<String>) -> Self {
+        VectorizePlugin { models, default_model: default_model.into() }
+    }
+
+    fn parse<'a>(&'a self, payload: &'a Value) -> Result<VectorizeArgs<'a>, String> {
+        let f = Fields::parse(payload, &["text", "texts", "model", "dimension", "collection", "id", "metadata"])?;
+        let input = match (f.str("text", MAX_TEXT_BYTES)?, f.get("texts")) {
+            (Some(text), None) => Input::One(text),
+            (None, Some(texts)) => Input::Many(parse_texts(texts)?),
+            (Some(_), Some(_)) => return Err("give `text` or `texts`, not both".to_owned()),
+            (None, None) => return Err("missing field `text` (a string) or `texts` (a list of strings)".to_owned()),
+        };
+        let model = f.str("model", MAX_MODEL_NAME_LEN)?.unwrap_or(&self.default_model);
+        if model != HASHING_MODEL {
+            check_model_name(model).map_err(|e| format!("`model`: {e}"))?;
+        }
+        let dimension = f.u64_in("dimension", 1..=MAX_DIMENSION as u64)?.map(|d| d as usize);
+        if model != HASHING_MODEL
+            && let (Some(asked), Some(has)) = (dimension, self.models.dimension(model))
+            && asked != has
+        {
+            return Err(format!("`dimension` is {asked}, but model {model} gives {has}"));
+        }
         let mut passthrough = Map::new();
         if let Some(c) = f.str("collection", MAX_NAME_BYTES)? {
             passthrough.insert("collection".to_owned(), Value::from(c));
@@ -145,28 +200,105 @@ impl VectorizePlugin {
         if let Some(m) = f.object("metadata", MAX_METADATA_BYTES)? {
             passthrough.insert("metadata".to_owned(), Value::Object(m.clone()));
         }
-        Ok(VectorizeArgs { text, dimension, passthrough })
+        if matches!(input, Input::Many(_)) && !passthrough.is_empty() {
+            return Err("`collection`, `id` and `metadata` go with `text`, not `texts`".to_owned());
+        }
+        Ok(VectorizeArgs { input, model, dimension, passthrough })
     }
+
+    /// The vectors of `texts` with `model`: `hashing-v1` here, any other on
+    /// the node's models (batched with concurrent requests).
+    fn vectors(
+        &self,
+        model: &str,
+        texts: &[&str],
+        dimension: Option<usize>,
+        ctx: &TaskContext,
+    ) -> Result<(Vec<Vec<f32>>, usize), PluginError> {
+        if model == HASHING_MODEL {
+            let d = dimension.unwrap_or(DEFAULT_DIMENSION);
+            return Ok((texts.iter().map(|t| hashing_vector(t, d)).collect(), d));
+        }
+        let owned = texts.iter().map(|t| (*t).to_owned()).collect();
+        let vectors = self.models.embed(model, owned, Some(ctx.cancel.clone()))?;
+        ctx.cancel.check()?;
+        let d = self.models.dimension(model).unwrap_or_else(|| vectors.first().map_or(0, Vec::len));
+        if let Some(asked) = dimension
+            && asked != d
+        {
+            return Err(PluginError::InvalidInput(format!("`dimension` is {asked}, but model {model} gives {d}")));
+        }
+        Ok((vectors, d))
+    }
+}
+
+fn parse_texts(value: &Value) -> Result<Vec<&str>, String> {
+    let Value::Array(items) = value else {
+        return Err(format!("`texts` must be a list of strings, got {}", type_name(value)));
+    };
+    if items.is_empty() || items.len() > MAX_TEXTS {
+        return Err(format!("`texts` must hold 1 to {MAX_TEXTS} strings, got {}", items.len()));
+    }
+    let mut total = 0;
+    let mut texts = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::String(s) = item else {
+            return Err(format!("`texts[{i}]` must be a string, got {}", type_name(item)));
+        };
+        total += s.len();
+        texts.push(s.as_str());
+    }
+    if total > MAX_TEXT_BYTES {
+        return Err(format!("`texts` hold {total} bytes; the limit is {MAX_TEXT_BYTES}"));
+    }
+    Ok(texts)
 }
 
 impl Plugin for VectorizePlugin {
     fn info(&self) -> PluginInfo {
-        PluginInfo::builtin("vectorize", "deterministic hashing vectorizer (model hashing-v1)")
+        PluginInfo::builtin(
+            "vectorize",
+            "sentence embeddings with an installed model (default all-MiniLM-L6-v2) or the hashing-v1 vectorizer",
+        )
     }
 
     fn validate(&self, payload: &Value) -> Result<(), String> {
-        VectorizePlugin::parse(payload).map(drop)
+        self.parse(payload).map(drop)
     }
 
-    fn run(&self, payload: &Value, _ctx: &TaskContext) -> Result<Value, PluginError> {
-        let a = VectorizePlugin::parse(payload).map_err(PluginError::InvalidInput)?;
+    fn requirements(&self, payload: &Value) -> Vec<String> {
+        match self.parse(payload) {
+            Ok(a) if a.model != HASHING_MODEL => vec![model_capability(a.model)],
+            _ => Vec::new(),
+        }
+    }
+
+    fn run(&self, payload: &Value, ctx: &TaskContext) -> Result<Value, PluginError> {
+        let a = self.parse(payload).map_err(PluginError::InvalidInput)?;
         let mut out = a.passthrough;
-        out.insert("vector".to_owned(), json!(hashing_vector(a.text, a.dimension)));
-        out.insert("dimension".to_owned(), json!(a.dimension));
-        out.insert("model".to_owned(), json!(HASHING_MODEL));
-        out.insert("text".to_owned(), json!(a.text));
+        match a.input {
+            Input::One(text) => {
+                let (mut vectors, d) = self.vectors(a.model, &[text], a.dimension, ctx)?;
+                out.insert("vector".to_owned(), json!(vectors.pop().unwrap_or_default()));
+                out.insert("dimension".to_owned(), json!(d));
+                out.insert("text".to_owned(), json!(text));
+            }
+            Input::Many(texts) => {
+                let (vectors, d) = self.vectors(a.model, &texts, a.dimension, ctx)?;
+                out.insert("count".to_owned(), json!(vectors.len()));
+                out.insert("vectors".to_owned(), json!(vectors));
+                out.insert("dimension".to_owned(), json!(d));
+            }
+        }
+        out.insert("model".to_owned(), json!(a.model));
         Ok(Value::Object(out))
     }
+}
+
+/// The capability a node advertises for an installed model, and a task
+/// naming the model requires: `model:<name>`.
+pub fn model_capability(model: &str) -> String {
+    format!("model:{model}")
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 mod builtins;
 mod execute;
+mod models;
 mod pipeline;
 mod registry;
 mod util;

@@ -184,3 +184,26 @@ pub fn execute_recorded(
         .expect("a runtime");
     metrics::with_local_recorder(log, || runtime.block_on(registry.execute(task_type, payload, ctx(), GENEROUS)))
 }
+
+/// The models directory `make test` installs all-MiniLM-L6-v2 into
+/// (`SYNOD_TEST_MODELS_DIR`). Tests that need the real model fail without it:
+/// they test the model, so skipping would pass vacuously.
+pub fn must_models_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("SYNOD_TEST_MODELS_DIR").unwrap_or_else(|| {
+        panic!("SYNOD_TEST_MODELS_DIR is not set: run `make test`, or `make model` and export the directory it prints")
+    });
+    let dir = std::path::PathBuf::from(dir);
+    assert!(
+        dir.join("all-MiniLM-L6-v2").join(synod_plugins::MANIFEST_FILE).is_file(),
+        "{} has no all-MiniLM-L6-v2: run `make model`",
+        dir.display()
+    );
+    dir
+}
+
+/// `shared/testdata/minilm-reference.json`: sentence-transformers' vectors.
+pub fn reference() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/minilm-reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("the reference file is JSON")
+}

@@ -1,0 +1,333 @@
+//! A BERT encoder on candle, the architecture of all-MiniLM-L6-v2 and of most
+//! sentence-transformers models: embeddings, `num_hidden_layers` post-norm
+//! transformer layers, nothing after them (pooling is the caller's).
+//!
+//! ```text
+//!  ids [b, s] ─► word + position + token-type embeddings ─► LayerNorm
+//!    ─► layer × N:  x ─► qkv (one matmul) ─► softmax(q·kᵀ/√d + mask)·v ─► dense ─► +x ─► LayerNorm ─► y
+//!                   y ─► dense ─► GELU (erf) ─► dense ─► +y ─► LayerNorm
+//!    ─► hidden [b, s, h]
+//! ```
+//!
+//! Written here rather than taken from candle-transformers so the crate
+//! builds only what it runs, and so the three attention projections are one
+//! matrix product: the weights are concatenated once at load time.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use serde::Deserialize;
+
+/// The fields of a Hugging Face `config.json` the encoder needs.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub model_type: Option<String>,
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+}
+
+fn default_type_vocab_size() -> usize {
+    2
+}
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+fn default_hidden_act() -> String {
+    "gelu".to_owned()
+}
+
+impl BertConfig {
+    /// Refuses what this encoder does not implement, before any weight is read.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(t) = &self.model_type
+            && t != "bert"
+        {
+            return Err(format!("model_type `{t}` is not supported (only `bert`)"));
+        }
+        if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_python") {
+            return Err(format!("hidden_act `{}` is not supported (only `gelu`)", self.hidden_act));
+        }
+        if let Some(p) = &self.position_embedding_type
+            && p != "absolute"
+        {
+            return Err(format!("position_embedding_type `{p}` is not supported (only `absolute`)"));
+        }
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.num_hidden_layers == 0 || self.num_hidden_layers > 128 {
+            return Err(format!("num_hidden_layers {} is out of range 1..=128", self.num_hidden_layers));
+        }
+        Ok(())
+    }
+}
+
+/// A dense layer `y = x·Wᵀ + b`, with `Wᵀ` stored contiguous so every call
+/// is one plain matrix product over the flattened batch.
+struct Linear {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn new(weight: Tensor, bias: Tensor) -> candle_core::Result<Self> {
+        Ok(Linear { weight_t: weight.t()?.contiguous()?, bias })
+    }
+
+    /// `x` is `[n, in]`.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.weight_t)?.broadcast_add(&self.bias)
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+struct Layer {
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+/// The encoder with its weights, ready to run. Immutable, so one instance
+/// serves every thread.
+pub(crate) struct Bert {
+    word_embeddings: Tensor,
+    position_embeddings: Tensor,
+    token_type_row: Tensor,
+    embeddings_norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+    head_dim: usize,
+    hidden: usize,
+    max_positions: usize,
+    device: Device,
+}
+
+/// Named tensors from a safetensors file; names may carry a `bert.` prefix.
+struct Weights {
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Weights {
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor, String> {
+        let tensor = self
+            .tensors
+            .remove(name)
+            .or_else(|| self.tensors.remove(&format!("bert.{name}")))
+            .ok_or_else(|| format!("the weights have no tensor `{name}`"))?;
+        if tensor.dims() != shape {
+            return Err(format!("tensor `{name}` has shape {:?}, expected {shape:?}", tensor.dims()));
+        }
+        tensor.to_dtype(DType::F32).map_err(|e| format!("tensor `{name}`: {e}"))
+    }
+
+    fn linear(&mut self, prefix: &str, out: usize, inp: usize) -> Result<Linear, String> {
+        let w = self.take(&format!("{prefix}.weight"), &[out, inp])?;
+        let b = self.take(&format!("{prefix}.bias"), &[out])?;
+        Linear::new(w, b).map_err(|e| format!("{prefix}: {e}"))
+    }
+
+    fn norm(&mut self, prefix: &str, size: usize, eps: f64) -> Result<LayerNorm, String> {
+        Ok(LayerNorm {
+            weight: self.take(&format!("{prefix}.weight"), &[size])?,
+            bias: self.take(&format!("{prefix}.bias"), &[size])?,
+            eps: eps as f32,
+        })
+    }
+}
+
+impl Bert {
+    /// Builds the encoder from the bytes of a safetensors file. Every tensor
+    /// is checked for presence and shape, so a mismatched file is refused
+    /// here and not at the first forward pass.
+    pub(crate) fn load(config: &BertConfig, safetensors: &[u8]) -> Result<Bert, String> {
+        config.check()?;
+        let device = Device::Cpu;
+        let tensors = candle_core::safetensors::load_buffer(safetensors, &device)
+            .map_err(|e| format!("not a readable safetensors file: {e}"))?;
+        let mut w = Weights { tensors };
+        let h = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let word_embeddings = w.take("embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
+        let position_embeddings =
+            w.take("embeddings.position_embeddings.weight", &[config.max_position_embeddings, h])?;
+        let token_types = w.take("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?;
+        // Synod encodes single sentences: every token has type 0.
+        let token_type_row = token_types.get(0).map_err(|e| e.to_string())?;
+        let embeddings_norm = w.norm("embeddings.LayerNorm", h, eps)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            let mut part = |name: &str| -> Result<(Tensor, Tensor), String> {
+                let prefix = format!("{p}.attention.self.{name}");
+                Ok((w.take(&format!("{prefix}.weight"), &[h, h])?, w.take(&format!("{prefix}.bias"), &[h])?))
+            };
+            let (qw, qb) = part("query")?;
+            let (kw, kb) = part("key")?;
+            let (vw, vb) = part("value")?;
+            let fuse = |e: candle_core::Error| format!("{p}: {e}");
+            let qkv = Linear::new(
+                Tensor::cat(&[&qw, &kw, &vw], 0).map_err(fuse)?,
+                Tensor::cat(&[&qb, &kb, &vb], 0).map_err(fuse)?,
+            )
+            .map_err(fuse)?;
+            layers.push(Layer {
+                qkv,
+                attention_out: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attention_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
+                intermediate: w.linear(&format!("{p}.intermediate.dense"), config.intermediate_size, h)?,
+                output: w.linear(&format!("{p}.output.dense"), h, config.intermediate_size)?,
+                output_norm: w.norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+            });
+        }
+        Ok(Bert {
+            word_embeddings,
+            position_embeddings,
+            token_type_row,
+            embeddings_norm,
+            layers,
+            heads: config.num_attention_heads,
+            head_dim: h / config.num_attention_heads,
+            hidden: h,
+            max_positions: config.max_position_embeddings,
+            device,
+        })
+    }
+
+    pub(crate) fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    pub(crate) fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Mean-pooled, L2-normalised sentence vectors of a batch of token id
+    /// sequences (each at most [`Bert::max_positions`] long, at least one
+    /// token). Sequences are padded to the longest; padding is masked out of
+    /// attention and of the mean, so a sequence's vector does not depend on
+    /// its batch.
+    pub(crate) fn embed(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let b = batch.len();
+        if b == 0 {
+            return Ok(Vec::new());
+        }
+        let s = batch.iter().map(|ids| ids.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![0u32; b * s];
+        let mut mask = vec![0f32; b * s];
+        for (row, seq) in batch.iter().enumerate() {
+            ids[row * s..row * s + seq.len()].copy_from_slice(seq);
+            mask[row * s..row * s + seq.len()].fill(1.0);
+        }
+        let padded = batch.iter().any(|seq| seq.len() != s);
+        let ids = Tensor::from_vec(ids, b * s, &self.device)?;
+        let mask = Tensor::from_vec(mask, (b, s), &self.device)?;
+        // 0 for tokens, a large negative for padding: exp() of it is 0.
+        let attention_bias = if padded { Some(((mask.clone() - 1.0)? * 1e9)?.reshape((b, 1, 1, s))?) } else { None };
+
+        let h = self.hidden;
+        let x = self.word_embeddings.index_select(&ids, 0)?.reshape((b, s, h))?;
+        let x = x.broadcast_add(&self.position_embeddings.narrow(0, 0, s)?)?;
+        let x = x.broadcast_add(&self.token_type_row)?;
+        let mut x = self.embeddings_norm.forward(&x)?.reshape((b * s, h))?;
+        for layer in &self.layers {
+            x = self.layer(layer, &x, b, s, attention_bias.as_ref())?;
+        }
+
+        // Mean over the tokens that are not padding, then unit length.
+        let x = x.reshape((b, s, h))?;
+        let summed = x.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
+        let counts = mask.sum_keepdim(1)?.clamp(1e-9, f32::MAX)?;
+        let mean = summed.broadcast_div(&counts)?;
+        let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
+        mean.broadcast_div(&norms)?.to_vec2::<f32>()
+    }
+
+    fn layer(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        b: usize,
+        s: usize,
+        attention_bias: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let (heads, d, h) = (self.heads, self.head_dim, self.hidden);
+        // [b*s, 3h] -> [3, b, heads, s, d]
+        let qkv = layer.qkv.forward(x)?.reshape((b, s, 3, heads, d))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+        let q = (qkv.get(0)? * (1.0 / (d as f64).sqrt()))?;
+        let k = qkv.get(1)?;
+        let v = qkv.get(2)?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(bias) = attention_bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * s, h))?;
+        let attended = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + x)?)?;
+        let inner = layer.intermediate.forward(&attended)?.gelu_erf()?;
+        layer.output_norm.forward(&(layer.output.forward(&inner)? + attended)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BertConfig {
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 16, "max_position_embeddings": 12, "model_type": "bert"
+        }))
+        .expect("a valid config")
+    }
+
+    #[test]
+    fn unsupported_configs_are_refused_by_name() {
+        let mut c = config();
+        assert_eq!(c.check(), Ok(()));
+        c.hidden_act = "relu".into();
+        assert!(c.check().unwrap_err().contains("hidden_act `relu`"));
+        let mut c = config();
+        c.num_attention_heads = 3;
+        assert!(c.check().unwrap_err().contains("not a multiple"));
+        let mut c = config();
+        c.model_type = Some("roberta".into());
+        assert!(c.check().unwrap_err().contains("roberta"));
+    }
+
+    #[test]
+    fn garbage_weights_are_an_error_not_a_panic() {
+        let err = Bert::load(&config(), b"not safetensors").err().expect("garbage is refused");
+        assert!(err.contains("safetensors"), "{err}");
+        assert!(Bert::load(&config(), &[0xff; 8]).is_err());
+    }
+}
