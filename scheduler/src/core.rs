@@ -64,6 +64,9 @@ pub struct NodeView {
     pub labels: BTreeMap<String, String>,
     /// Task types (plugins) present on the node.
     pub task_types: BTreeSet<String>,
+    /// What else it offers (`model:all-MiniLM-L6-v2`).
+    #[serde(default)]
+    pub capabilities: BTreeSet<String>,
     pub worker_slots: u32,
     /// Recent CPU load, 0..1 and above when overloaded; a tie-breaker only.
     pub cpu_load: f64,
@@ -80,6 +83,9 @@ pub struct QueuedTask {
     pub priority: u8,
     /// Labels a node must carry with equal values.
     pub required_labels: BTreeMap<String, String>,
+    /// Capabilities a node must offer (`model:all-MiniLM-L6-v2`).
+    #[serde(default)]
+    pub requires: BTreeSet<String>,
     pub enqueued_at_ms: u64,
     /// Retry backoff: the task is not eligible before this instant.
     pub not_before_ms: u64,
@@ -362,11 +368,15 @@ impl<'a> Nodes<'a> {
     }
 }
 
-/// Tasks with the same type and required labels fit the same nodes; a class's
+/// A task's type, required labels and required capabilities.
+type ClassKey<'a> = (&'a str, &'a BTreeMap<String, String>, &'a BTreeSet<String>);
+
+/// Tasks with the same type, required labels and required capabilities fit
+/// the same nodes; a class's
 /// node list is computed the first time one of its tasks is examined.
 #[derive(Default)]
 struct Classes<'a> {
-    index: HashMap<(&'a str, &'a BTreeMap<String, String>), usize>,
+    index: HashMap<ClassKey<'a>, usize>,
     /// Indices into `Nodes::all` that are open and fit the class; emptied
     /// once none of them has a free slot (it cannot get one back this round).
     fitting: Vec<Vec<usize>>,
@@ -375,7 +385,7 @@ struct Classes<'a> {
 impl<'a> Classes<'a> {
     /// The least-loaded node with a free slot that fits `task`.
     fn place(&mut self, task: &'a QueuedTask, nodes: &Nodes<'_>) -> Option<usize> {
-        let class = *self.index.entry((&task.task_type, &task.required_labels)).or_insert_with(|| {
+        let class = *self.index.entry((&task.task_type, &task.required_labels, &task.requires)).or_insert_with(|| {
             let fit = nodes.all.iter().enumerate().filter(|(_, n)| n.open && fits(n.view, task)).map(|(i, _)| i);
             self.fitting.push(fit.collect());
             self.fitting.len() - 1
@@ -394,9 +404,12 @@ impl<'a> Classes<'a> {
     }
 }
 
-/// Static fit: the node runs the task type and carries every required label.
+/// Static fit: the node runs the task type, carries every required label and
+/// offers every required capability.
 fn fits(node: &NodeView, task: &QueuedTask) -> bool {
-    node.task_types.contains(&task.task_type) && task.required_labels.iter().all(|(k, v)| node.labels.get(k) == Some(v))
+    node.task_types.contains(&task.task_type)
+        && task.required_labels.iter().all(|(k, v)| node.labels.get(k) == Some(v))
+        && task.requires.is_subset(&node.capabilities)
 }
 
 #[cfg(test)]
@@ -410,6 +423,7 @@ mod tests {
             draining: false,
             labels: BTreeMap::new(),
             task_types: ["echo".to_string()].into(),
+            capabilities: BTreeSet::new(),
             worker_slots: 4,
             cpu_load: 0.0,
             last_heartbeat_ms: 1_000,
@@ -423,6 +437,7 @@ mod tests {
             task_type: "echo".into(),
             priority,
             required_labels: BTreeMap::new(),
+            requires: BTreeSet::new(),
             enqueued_at_ms,
             not_before_ms: 0,
         }

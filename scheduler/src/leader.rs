@@ -43,6 +43,7 @@ pub fn build_view(host: &impl Host, now: u64) -> anyhow::Result<View> {
                 draining: r.draining,
                 labels: info.labels,
                 task_types: info.task_types.into_iter().collect(),
+                capabilities: info.capabilities.into_iter().collect(),
                 worker_slots,
                 cpu_load: r.load.map(|l| l.cpu_load).unwrap_or(0.0),
                 last_heartbeat_ms: r.last_heartbeat_ms,
@@ -77,6 +78,7 @@ pub fn build_view(host: &impl Host, now: u64) -> anyhow::Result<View> {
             task_type: q.entry.task_type,
             priority: q.entry.priority.min(9) as u8,
             required_labels: q.entry.labels,
+            requires: q.entry.requires.into_iter().collect(),
             enqueued_at_ms: q.entry.enqueued_at_ms,
             not_before_ms: q.entry.not_before_ms,
         })

@@ -27,7 +27,7 @@
 //! [`Params`], [`Decision`], [`RequeueReason`], [`Host`].
 //!
 //! ```
-//! use std::collections::BTreeMap;
+//! use std::collections::{BTreeMap, BTreeSet};
 //! use synod_scheduler::{Decision, Liveness, NodeView, Params, QueuedTask, View, decide};
 //!
 //! let node = NodeView {
@@ -36,6 +36,7 @@
 //!     draining: false,
 //!     labels: BTreeMap::new(),
 //!     task_types: ["echo".to_string()].into(),
+//!     capabilities: BTreeSet::new(),
 //!     worker_slots: 2,
 //!     cpu_load: 0.1,
 //!     last_heartbeat_ms: 9_000,
@@ -46,6 +47,7 @@
 //!     task_type: "echo".into(),
 //!     priority: 5,
 //!     required_labels: BTreeMap::new(),
+//!     requires: BTreeSet::new(),
 //!     enqueued_at_ms: 8_000,
 //!     not_before_ms: 0,
 //! };

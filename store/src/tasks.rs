@@ -124,6 +124,7 @@ fn enqueue(ctx: &mut BatchCtx<'_>, rec: &mut TaskRecord, now: u64, not_before: u
         labels: spec.labels.clone(),
         enqueued_at_ms: now,
         not_before_ms: not_before,
+        requires: spec.requires.clone(),
     };
     ctx.put(queued_key(&spec.tenant, spec.priority, now, &spec.id), entry.encode_to_vec());
 }

@@ -137,3 +137,24 @@ fn duplicate_node_ids_count_once_first_wins() {
     let v = view(vec![node(1, 1), second], tasks("acme", "t", 5), vec![]);
     assert_eq!(assigned(&decide_now(&v)).len(), 1, "the first entry's single slot");
 }
+
+#[test]
+fn a_task_needing_a_model_goes_only_to_a_node_that_has_it() {
+    let with_model = |id| {
+        let mut n = node(id, 4);
+        n.capabilities = ["model:all-MiniLM-L6-v2".to_string()].into();
+        n
+    };
+    let mut embed = task("acme", "embed");
+    embed.requires = ["model:all-MiniLM-L6-v2".to_string()].into();
+    // Node 1 is idle but lacks the model; node 2 is busier and has it.
+    let mut busy = with_model(2);
+    busy.cpu_load = 0.9;
+    let decisions = decide_now(&view(vec![node(1, 4), busy], vec![embed.clone(), task("acme", "plain")], vec![]));
+    let placed: Vec<(String, u64)> = assigned(&decisions).into_iter().map(|(_, id, n)| (id, n)).collect();
+    assert!(placed.contains(&("embed".to_string(), 2)), "{placed:?}");
+    assert!(placed.contains(&("plain".to_string(), 1)), "the plain task prefers the idle node: {placed:?}");
+    // Control: with no node offering the model the task waits.
+    let decisions = decide_now(&view(vec![node(1, 4)], vec![embed], vec![]));
+    assert!(assigned(&decisions).is_empty(), "{decisions:?}");
+}

@@ -11,6 +11,7 @@ use crate::util::NOW;
 
 const TENANTS: &[&str] = &["a", "b", "c"];
 const TYPES: &[&str] = &["echo", "embed"];
+const CAPABILITIES: &[&str] = &["model:a", "model:b"];
 
 fn label_set() -> impl Strategy<Value = BTreeMap<String, String>> {
     (
@@ -41,17 +42,18 @@ fn node_view() -> impl Strategy<Value = NodeView> {
         ]),
         prop::bool::weighted(0.15),
         label_set(),
-        prop::sample::subsequence(TYPES.to_vec(), 0..=2),
+        (prop::sample::subsequence(TYPES.to_vec(), 0..=2), prop::sample::subsequence(CAPABILITIES.to_vec(), 0..=2)),
         0..5u32,
         0.0..2.0f64,
         0..8_000u64,
     )
-        .prop_map(|(id, liveness, draining, labels, types, worker_slots, cpu_load, silent)| NodeView {
+        .prop_map(|(id, liveness, draining, labels, (types, caps), worker_slots, cpu_load, silent)| NodeView {
             id,
             liveness,
             draining,
             labels,
             task_types: types.into_iter().map(String::from).collect(),
+            capabilities: caps.into_iter().map(String::from).collect(),
             worker_slots,
             cpu_load,
             last_heartbeat_ms: NOW - silent,
@@ -64,17 +66,21 @@ fn queued_task() -> impl Strategy<Value = QueuedTask> {
         0..20u32,
         prop::sample::select(TYPES.to_vec()),
         0..12u8,
-        prop::bool::weighted(0.3)
-            .prop_flat_map(|some| if some { label_set().boxed() } else { Just(BTreeMap::new()).boxed() }),
+        (
+            prop::bool::weighted(0.3)
+                .prop_flat_map(|some| if some { label_set().boxed() } else { Just(BTreeMap::new()).boxed() }),
+            prop::option::weighted(0.3, prop::sample::select(CAPABILITIES.to_vec())),
+        ),
         0..100_000u64,
         prop::option::weighted(0.2, 0..4_000u64),
     )
-        .prop_map(|(tenant, id, task_type, priority, required_labels, waited, backoff)| QueuedTask {
+        .prop_map(|(tenant, id, task_type, priority, (required_labels, requires), waited, backoff)| QueuedTask {
             tenant: tenant.into(),
             id: format!("t{id}"),
             task_type: task_type.into(),
             priority,
             required_labels,
+            requires: requires.into_iter().map(String::from).collect(),
             enqueued_at_ms: NOW - waited,
             not_before_ms: backoff.map_or(0, |b| NOW - 2_000 + b),
         })
@@ -136,7 +142,9 @@ fn open(node: &NodeView, now: u64, params: &Params) -> bool {
 }
 
 fn fits(node: &NodeView, task: &QueuedTask) -> bool {
-    node.task_types.contains(&task.task_type) && task.required_labels.iter().all(|(k, v)| node.labels.get(k) == Some(v))
+    node.task_types.contains(&task.task_type)
+        && task.required_labels.iter().all(|(k, v)| node.labels.get(k) == Some(v))
+        && task.requires.iter().all(|c| node.capabilities.contains(c))
 }
 
 fn check(view: &View, now: u64, params: &Params, decisions: &[Decision]) -> Result<(), TestCaseError> {

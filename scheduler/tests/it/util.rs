@@ -15,6 +15,7 @@ pub fn node(id: u64, slots: u32) -> NodeView {
         draining: false,
         labels: BTreeMap::new(),
         task_types: ["echo".to_string()].into(),
+        capabilities: Default::default(),
         worker_slots: slots,
         cpu_load: 0.0,
         last_heartbeat_ms: NOW,
@@ -29,6 +30,7 @@ pub fn task(tenant: &str, id: &str) -> QueuedTask {
         task_type: "echo".into(),
         priority: 0,
         required_labels: BTreeMap::new(),
+        requires: Default::default(),
         enqueued_at_ms: NOW,
         not_before_ms: 0,
     }

@@ -15,6 +15,7 @@ fn spec(id: &str, key: &str, max_attempts: u32) -> pb::TaskSpec {
         backoff: Some(pb::Backoff { initial_ms: 100, multiplier: 2.0, max_ms: 1000 }),
         timeout_ms: 1000,
         labels: Default::default(),
+        requires: Vec::new(),
     }
 }
 
