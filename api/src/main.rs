@@ -47,6 +47,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(())
         }
+        Command::Model(cmd) => synod_api::cli::run_model(cmd),
         Command::Bench(cmd) => {
             init_logs(cli.log_format.unwrap_or(LogFormat::Text), "warn");
             rt.block_on(synod_api::bench::run(cmd))

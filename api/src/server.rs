@@ -279,7 +279,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         http_addr: advertised(&cfg.node.advertise_http, cfg.node.http_addr),
         grpc_addr: advertised(&cfg.node.advertise_grpc, cfg.node.grpc_addr),
     };
-    let plugins = synod_plugins::Registry::with_builtins();
+    let models_dir = cfg.plugins.models_dir.clone().unwrap_or_else(|| cfg.node.data_dir.join("models"));
+    let models = Arc::new(synod_plugins::Models::open(
+        Some(models_dir),
+        synod_plugins::BatchConfig {
+            max_texts: cfg.plugins.embed_batch_max_texts,
+            max_wait: cfg.plugins.embed_batch_max_wait.get(),
+        },
+    ));
+    let plugins = synod_plugins::Registry::with_models(models.clone(), &cfg.plugins.default_model);
     let info = pb::NodeInfo {
         id,
         raft_addr: me.raft_addr.clone(),
@@ -293,6 +301,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             worker_slots: cfg.scaling.max_workers as u32,
         }),
         task_types: plugins.names().into_iter().collect(),
+        capabilities: model_capabilities(&models),
     };
 
     let raft = RaftNode::start(RaftConfig {
@@ -360,7 +369,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.security.login_rate_per_minute,
         cfg.security.tenant_requests_per_second,
     );
-    let node: SharedNode = Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins, security));
+    let node: SharedNode = Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins, models.clone(), security));
     if cfg.node.join.is_none() {
         let n = node.clone();
         tokio::spawn(async move {
@@ -448,14 +457,31 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What this node offers tasks besides its plugins: `model:<name>` for each
+/// model it has installed and has not found broken.
+fn model_capabilities(models: &synod_plugins::Models) -> Vec<String> {
+    models.names().iter().map(|m| synod_plugins::model_capability(m)).collect()
+}
+
 /// Every node: register, then heartbeat to the leader, which stamps it.
 async fn heartbeat_loop(node: SharedNode) {
     let every = node.cfg.cluster.node_heartbeat_interval.get();
     let mut failures = 0u32;
     loop {
         let applied = node.raft.metrics().last_applied.map(|l| l.index).unwrap_or(0);
+        // Models installed (or found broken) since the last beat change what
+        // this node offers; the leader re-registers it when its info differs.
+        let models = node.models.clone();
+        let capabilities = tokio::task::spawn_blocking(move || {
+            models.rescan();
+            model_capabilities(&models)
+        })
+        .await
+        .unwrap_or_default();
+        let mut info = NodeInfoJson::from(&node.info);
+        info.capabilities = capabilities;
         let hb = Heartbeat {
-            info: NodeInfoJson::from(&node.info),
+            info,
             applied_index: applied,
             cpu_load: cpu_load(),
             worker_slots: node.pool_size.load(std::sync::atomic::Ordering::Relaxed) as u32,

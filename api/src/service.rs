@@ -24,6 +24,9 @@ pub struct Node {
     pub cfg: Arc<Config>,
     pub info: pb::NodeInfo,
     pub plugins: synod_plugins::Registry,
+    /// This node's embedding models (the registry's `vectorize` and
+    /// `tokenize` run them; text searches embed with them).
+    pub models: Arc<synod_plugins::Models>,
     pub supervisor: std::sync::Arc<crate::supervisor::Supervisor>,
     /// Current worker pool size (between scaling.min_workers and max_workers).
     pub pool_size: std::sync::atomic::AtomicUsize,
@@ -100,6 +103,12 @@ pub struct RegistryEntryView {
     pub version: String,
     pub labels: BTreeMap<String, String>,
     pub capacity: CapacityView,
+    /// The task types (plugins) the node runs.
+    #[serde(default)]
+    pub task_types: Vec<String>,
+    /// What else it offers tasks: `model:<name>` per installed model.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
     pub cpu_load: f64,
     pub draining: bool,
     pub registered_at_ms: u64,
@@ -158,6 +167,9 @@ pub struct NodeInfoJson {
     pub capacity: CapacityView,
     #[serde(default)]
     pub task_types: Vec<String>,
+    /// `model:<name>` for each embedding model the node can run.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 impl From<&pb::NodeInfo> for NodeInfoJson {
@@ -172,6 +184,7 @@ impl From<&pb::NodeInfo> for NodeInfoJson {
             labels: i.labels.clone(),
             capacity: CapacityView { cpus: c.cpus, memory_bytes: c.memory_bytes, worker_slots: c.worker_slots },
             task_types: i.task_types.clone(),
+            capabilities: i.capabilities.clone(),
         }
     }
 }
@@ -191,6 +204,7 @@ impl From<NodeInfoJson> for pb::NodeInfo {
                 worker_slots: i.capacity.worker_slots,
             }),
             task_types: i.task_types,
+            capabilities: i.capabilities,
         }
     }
 }
@@ -257,6 +271,7 @@ impl Node {
         cfg: Arc<Config>,
         info: pb::NodeInfo,
         plugins: synod_plugins::Registry,
+        models: Arc<synod_plugins::Models>,
         security: crate::identity::Security,
     ) -> Node {
         let http = crate::tls::http_client(
@@ -270,6 +285,7 @@ impl Node {
             cfg,
             info,
             plugins,
+            models,
             supervisor: crate::supervisor::Supervisor::new(),
             pool_size: std::sync::atomic::AtomicUsize::new(pool),
             desired_nodes: std::sync::atomic::AtomicUsize::new(0),
@@ -393,6 +409,33 @@ impl Node {
         synod_scheduler::liveness(&self.cfg, last_heartbeat_ms, now).as_str()
     }
 
+    /// Refuses `requires` (capabilities a task needs, `model:<name>`) that no
+    /// live node offers: such a task would wait in the queue for ever. This
+    /// node's own models count before its registry record catches up.
+    pub fn check_offered(&self, requires: &[String]) -> Result<()> {
+        if requires.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut offered: std::collections::BTreeSet<String> =
+            self.models.names().iter().map(|m| synod_plugins::model_capability(m)).collect();
+        for rec in self.raft.store.list_nodes()? {
+            if synod_scheduler::liveness(&self.cfg, rec.last_heartbeat_ms, now) == synod_scheduler::Liveness::Dead {
+                continue;
+            }
+            offered.extend(rec.info.map(|i| i.capabilities).unwrap_or_default());
+        }
+        let Some(missing) = requires.iter().find(|r| !offered.contains(*r)) else { return Ok(()) };
+        let models: Vec<&str> = offered.iter().filter_map(|c| c.strip_prefix("model:")).collect();
+        let have = if models.is_empty() {
+            "no live node has a model installed (synod model install all-MiniLM-L6-v2)".to_owned()
+        } else {
+            format!("installed on live nodes: {}", models.join(", "))
+        };
+        let what = missing.strip_prefix("model:").map_or_else(|| missing.clone(), |m| format!("model {m:?}"));
+        Err(ApiError::InvalidArgument(format!("{what} is not installed on any live node; {have}")))
+    }
+
     /// The liveness of every registered node, by id.
     fn liveness_map(&self) -> Result<BTreeMap<u64, &'static str>> {
         let now = now_ms();
@@ -503,6 +546,8 @@ fn entry_view(node: &Node, rec: pb::NodeRecord, m: &synod_raft::RaftMetrics, now
         version: info.version,
         labels: info.labels,
         capacity: CapacityView { cpus: cap.cpus, memory_bytes: cap.memory_bytes, worker_slots: cap.worker_slots },
+        task_types: info.task_types,
+        capabilities: info.capabilities,
         cpu_load: rec.load.map(|l| l.cpu_load).unwrap_or(0.0),
         draining: rec.draining,
         registered_at_ms: rec.registered_at_ms,

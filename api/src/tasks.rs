@@ -198,6 +198,8 @@ fn validate(ctx: &AuthContext, node: &Node, req: &SubmitRequest) -> Result<pb::T
         )),
         other => ApiError::InvalidArgument(format!("task type {:?}: {other}", req.task_type)),
     })?;
+    let requires = node.plugins.requirements(&req.task_type, &req.payload);
+    node.check_offered(&requires)?;
     for (k, v) in &req.labels {
         if k.is_empty() || k.len() > 253 || v.len() > 1024 {
             return Err(ApiError::InvalidArgument(format!("label {k:?}: keys 1..=253 bytes, values up to 1024")));
@@ -219,6 +221,7 @@ fn validate(ctx: &AuthContext, node: &Node, req: &SubmitRequest) -> Result<pb::T
         }),
         timeout_ms,
         labels: req.labels.clone(),
+        requires,
     })
 }
 

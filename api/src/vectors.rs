@@ -106,10 +106,8 @@ pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: Collectio
             "hnsw: m within 2..=128, ef_construction and ef within 1..=10000".into(),
         ));
     }
-    if let Some(v) = &req.vectorizer
-        && !node.plugins.names().into_iter().any(|n| n == *v)
-    {
-        return Err(ApiError::InvalidArgument(format!("vectorizer {v:?} is not a task type of this cluster")));
+    if let Some(v) = &req.vectorizer {
+        check_vectorizer(node, v, req.dimension)?;
     }
     let spec = CollectionSpec {
         name: req.name,
@@ -252,8 +250,28 @@ pub async fn do_delete_points(
     Ok(collection_view(store(node).delete_points(&ctx.tenant, name, ids).await?))
 }
 
-/// The vector of `text` from the collection's vectorizer (a plugin that
-/// takes `{"text", "dimension"}` and answers `{"vector"}`).
+/// A collection's `vectorizer` is a model (`all-MiniLM-L6-v2`, `hashing-v1`),
+/// run by the `vectorize` built-in, or a task type whose plugin takes
+/// `{"text", "dimension"}` and answers `{"vector"}`. A model must be on some
+/// live node and, when this node knows it, give the collection's dimension.
+fn check_vectorizer(node: &Node, vectorizer: &str, dimension: u32) -> Result<()> {
+    if node.plugins.get(vectorizer).is_some() || vectorizer == synod_plugins::HASHING_MODEL {
+        return Ok(());
+    }
+    synod_plugins::check_model_name(vectorizer).map_err(|e| {
+        ApiError::InvalidArgument(format!("vectorizer {vectorizer:?} is neither a model nor a task type: {e}"))
+    })?;
+    node.check_offered(&[synod_plugins::model_capability(vectorizer)])?;
+    match node.models.dimension(vectorizer) {
+        Some(d) if d != dimension as usize => Err(ApiError::InvalidArgument(format!(
+            "vectorizer {vectorizer} gives {d}-dimensional vectors; the collection's dimension is {dimension}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The vector of `text` from the collection's vectorizer (see
+/// [`check_vectorizer`]), embedded on this node.
 async fn embed(ctx: &AuthContext, node: &Node, coll: &CollectionInfo, text: &str) -> Result<Vec<f32>> {
     let Some(vectorizer) = &coll.spec.vectorizer else {
         return Err(ApiError::InvalidArgument(format!(
@@ -267,12 +285,16 @@ async fn embed(ctx: &AuthContext, node: &Node, coll: &CollectionInfo, text: &str
         attempt: 1,
         cancel: synod_plugins::CancelToken::new(),
     };
-    let payload = serde_json::json!({"text": text, "dimension": coll.spec.dimension});
-    let out = node
-        .plugins
-        .execute(vectorizer, payload, run, std::time::Duration::from_secs(30))
-        .await
-        .map_err(|e| ApiError::InvalidArgument(format!("vectorizer {vectorizer}: {e}")))?;
+    let (plugin, payload) = if node.plugins.get(vectorizer).is_some() {
+        (vectorizer.as_str(), serde_json::json!({"text": text, "dimension": coll.spec.dimension}))
+    } else {
+        ("vectorize", serde_json::json!({"text": text, "dimension": coll.spec.dimension, "model": vectorizer}))
+    };
+    let out = node.plugins.execute(plugin, payload, run, std::time::Duration::from_secs(30)).await.map_err(|e| {
+        let message = format!("vectorizer {vectorizer}: {e}");
+        // A model missing on this node may be on another: the caller can retry there.
+        if e.retryable() { ApiError::Unavailable(message) } else { ApiError::InvalidArgument(message) }
+    })?;
     let v: Vec<f32> = out["vector"]
         .as_array()
         .map(|a| a.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect())

@@ -37,6 +37,8 @@ pub const IGNORED_ENV_VARS: &[&str] = &[
     "SYNOD_API_KEY",
     "SYNOD_PASSWORD",
     "SYNOD_CA_CERT",
+    // Read by the test suites: where `make test` installed the models.
+    "SYNOD_TEST_MODELS_DIR",
 ];
 
 fn yaml_options() -> serde_saphyr::Options {

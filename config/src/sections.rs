@@ -413,6 +413,16 @@ impl Default for SubprocessPlugin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginsConfig {
+    /// Folder of installed embedding models (`synod model install`);
+    /// `None` is `<node.data_dir>/models`.
+    pub models_dir: Option<PathBuf>,
+    /// The model `vectorize` uses when its payload names none.
+    pub default_model: String,
+    /// Most texts one forward pass of a model embeds together.
+    pub embed_batch_max_texts: usize,
+    /// How long a request waits for others to share its forward pass; 0
+    /// batches only what queued while the model was busy.
+    pub embed_batch_max_wait: Dur,
     /// Folder scanned for `*.wasm` plugins; `None` loads none.
     pub dir: Option<PathBuf>,
     /// Largest WASM module loaded.
@@ -426,6 +436,10 @@ pub struct PluginsConfig {
 impl Default for PluginsConfig {
     fn default() -> Self {
         PluginsConfig {
+            models_dir: None,
+            default_model: "all-MiniLM-L6-v2".to_owned(),
+            embed_batch_max_texts: 64,
+            embed_batch_max_wait: Dur::from_millis(0),
             dir: None,
             wasm_max_module_size: ByteSize::mib(16),
             wasm_fuel: 1_000_000_000,

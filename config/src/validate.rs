@@ -160,6 +160,13 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
     one_of(&v.default_consistency, &CONSISTENCY_LEVELS, "vector_db.default_consistency")?;
 
     let p = &c.plugins;
+    rule(!p.default_model.is_empty() && p.default_model.len() <= 64, "plugins.default_model", || {
+        "plugins.default_model must be 1 to 64 characters".to_owned()
+    })?;
+    at_least(p.embed_batch_max_texts, 1, "plugins.embed_batch_max_texts")?;
+    rule(p.embed_batch_max_wait.get() <= std::time::Duration::from_secs(1), "plugins.embed_batch_max_wait", || {
+        "plugins.embed_batch_max_wait must be at most 1s".to_owned()
+    })?;
     positive_size(p.wasm_max_module_size, "plugins.wasm_max_module_size")?;
     rule(p.wasm_fuel > 0, "plugins.wasm_fuel", || "plugins.wasm_fuel must be greater than 0".to_owned())?;
     let mut names = BTreeSet::new();

@@ -10,4 +10,5 @@ mod t60_tasks;
 mod t70_security;
 mod t80_tls;
 mod t90_vectors;
+mod t95_models;
 mod util;

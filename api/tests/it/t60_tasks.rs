@@ -46,13 +46,14 @@ async fn must_status(t: &TestCluster, via: usize, id: &str) -> Value {
 
 #[tokio::test]
 async fn the_seed_example_runs_and_bad_submits_store_nothing() {
-    let t = must_single(&[]).await;
+    let t = must_single(&model_args()).await;
     let id = must_submit(&t, 0, json!({"type": "vectorize", "payload": {"text": "hello world"}})).await;
     let r = must_result(&t, 0, &id).await;
     assert_eq!(r["state"], "succeeded", "{r}");
-    let v = r["result"]["vector"].as_array().unwrap();
-    let norm: f64 = v.iter().map(|x| x.as_f64().unwrap().powi(2)).sum::<f64>().sqrt();
-    assert!((norm - 1.0).abs() < 1e-3, "L2-normalised: {norm}");
+    assert_eq!(r["result"]["model"], "all-MiniLM-L6-v2", "{r}");
+    let v: Vec<f32> = serde_json::from_value(r["result"]["vector"].clone()).unwrap();
+    let sim = cosine(&v, &reference_vector("hello world"));
+    assert!(sim >= 0.9999, "the seed's request gives sentence-transformers' vector: cosine {sim}");
     let text = t.http.get(format!("{}/metrics", t.nodes[0].url())).send().await.unwrap().text().await.unwrap();
     let line = text
         .lines()
@@ -68,6 +69,8 @@ async fn the_seed_example_runs_and_bad_submits_store_nothing() {
         (json!({"type": "no-such-type", "payload": {}}), 400),
         (json!({"type": "vectorize", "payload": {"text": 5}}), 400),
         (json!({"type": "vectorize"}), 400),
+        (json!({"type": "vectorize", "payload": {"text": "x", "model": "no-such-model"}}), 400),
+        (json!({"type": "tokenize", "payload": {"text": "x", "tokenizer": "no-such-model"}}), 400),
         (json!({"type": "echo", "payload": {}, "priority": 10}), 400),
         (json!({"type": "echo", "payload": {}, "bogus": 1}), 400),
         (json!({"type": "echo", "payload": {"blob": "x".repeat(1_100_000)}}), 413),
@@ -568,4 +571,20 @@ async fn tenants_see_only_their_own_tasks_and_share_the_workers_fairly() {
         "plugin runs: 4,000 big and 11 small tasks"
     );
     assert_eq!(metric(&t, 0, "synod_tasks_stale_reports_total").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_model_no_live_node_has_is_refused_and_hashing_needs_none() {
+    let t = must_single(&[]).await; // no models installed
+    let (code, v) = submit(&t, 0, json!({"type": "vectorize", "payload": {"text": "hello world"}})).await;
+    assert_eq!(code, 400, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("all-MiniLM-L6-v2") && message.contains("not installed"), "{v}");
+    assert_eq!(t.get(0, "/tasks?limit=10").await.unwrap().1["tasks"].as_array().map(Vec::len), Some(0));
+    // Control: the hashing vectorizer needs no model and runs.
+    let id =
+        must_submit(&t, 0, json!({"type": "vectorize", "payload": {"text": "hello world", "model": "hashing-v1"}}))
+            .await;
+    let r = must_result(&t, 0, &id).await;
+    assert_eq!((r["state"].as_str(), r["result"]["model"].as_str()), (Some("succeeded"), Some("hashing-v1")), "{r}");
 }

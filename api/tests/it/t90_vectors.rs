@@ -169,7 +169,7 @@ async fn points_written_on_one_node_are_searched_on_another() {
 
     // Text in: a collection with a vectorizer embeds texts and queries.
     let (code, v) =
-        post(&t, 0, "/collections", json!({"name": "texts", "dimension": 64, "vectorizer": "vectorize"})).await;
+        post(&t, 0, "/collections", json!({"name": "texts", "dimension": 64, "vectorizer": "hashing-v1"})).await;
     assert_eq!(code, 200, "{v}");
     let texts = ["the cat sat on the mat", "dogs bark at night", "quantum fields and particles"];
     let points: Vec<Value> = texts.iter().enumerate().map(|(i, s)| json!({"id": format!("t{i}"), "text": s})).collect();
@@ -183,7 +183,7 @@ async fn points_written_on_one_node_are_searched_on_another() {
     assert_eq!(code, 400, "no vectorizer: {v}");
 
     // Tasks write here: a vectorize task naming a collection stores its vector.
-    let task = json!({"type": "vectorize", "payload": {"text": "a tabby cat sat down", "dimension": 64,
+    let task = json!({"type": "vectorize", "payload": {"text": "a tabby cat sat down", "dimension": 64, "model": "hashing-v1",
         "collection": "texts", "id": "from-task", "metadata": {"src": "task"}}});
     let (code, v) = post(&t, 1, "/tasks/submit", task).await;
     assert_eq!(code, 200, "{v}");
@@ -193,7 +193,7 @@ async fn points_written_on_one_node_are_searched_on_another() {
     let (_, v) = post(&t, 2, "/vector/search", json!({"collection": "texts", "text": "tabby cat", "top_k": 1})).await;
     assert_eq!(ids(&v), [json!("from-task")], "{v}");
     assert_eq!(v["results"][0]["metadata"]["src"], "task", "{v}");
-    let bad = json!({"type": "vectorize", "payload": {"text": "x", "dimension": 64, "collection": "missing"}});
+    let bad = json!({"type": "vectorize", "payload": {"text": "x", "dimension": 64, "model": "hashing-v1", "collection": "missing"}});
     let (_, v) = post(&t, 1, "/tasks/submit", bad).await;
     let id = v["id"].as_str().unwrap().to_string();
     let (_, r) = t.get(1, &format!("/tasks/{id}/result?wait=30")).await.unwrap();

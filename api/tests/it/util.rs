@@ -143,3 +143,32 @@ pub async fn must_channel(t: &LocalCluster, i: usize) -> tonic::transport::Chann
         .await
         .expect("gRPC connect")
 }
+
+/// `--set plugins.models_dir=...`: the models `make test` installed
+/// (`SYNOD_TEST_MODELS_DIR`), all-MiniLM-L6-v2 among them. A test that needs
+/// the real model fails without it rather than passing vacuously.
+pub fn model_args() -> Vec<String> {
+    let dir = std::env::var("SYNOD_TEST_MODELS_DIR")
+        .unwrap_or_else(|_| panic!("SYNOD_TEST_MODELS_DIR is not set: run `make test` (or `make model`)"));
+    assert!(
+        std::path::Path::new(&dir).join("all-MiniLM-L6-v2").join("synod-model.json").is_file(),
+        "{dir} has no all-MiniLM-L6-v2: run `make model`"
+    );
+    vec!["--set".to_string(), format!("plugins.models_dir={dir}")]
+}
+
+/// sentence-transformers' vector of `text` from shared/testdata/minilm-reference.json.
+pub fn reference_vector(text: &str) -> Vec<f32> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/minilm-reference.json");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("the reference file")).unwrap();
+    let case = file["public"].as_array().unwrap().iter().find(|c| c["text"] == text);
+    let case = case.unwrap_or_else(|| panic!("{text:?} is not a reference sentence"));
+    serde_json::from_value(case["embedding"].clone()).unwrap()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
