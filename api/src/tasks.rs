@@ -222,6 +222,7 @@ fn validate(ctx: &AuthContext, node: &Node, req: &SubmitRequest) -> Result<pb::T
         timeout_ms,
         labels: req.labels.clone(),
         requires,
+        plugin_version: node.plugins.get(&req.task_type).and_then(|p| p.info().sha256).unwrap_or_default(),
     })
 }
 

@@ -283,6 +283,7 @@ async fn embed(ctx: &AuthContext, node: &Node, coll: &CollectionInfo, text: &str
         task_id: format!("embed:{}", coll.spec.name),
         tenant: ctx.tenant.clone(),
         attempt: 1,
+        plugin_version: None,
         cancel: synod_plugins::CancelToken::new(),
     };
     let (plugin, payload) = if node.plugins.get(vectorizer).is_some() {

@@ -62,6 +62,7 @@ mod plugin;
 mod registry;
 mod text;
 mod vectorize;
+mod wasm;
 
 pub use demo::{EchoPlugin, FailPlugin, MAX_SLEEP_MS, SleepPlugin};
 pub use error::{ModelError, PluginError, RegisterError, Result};
@@ -76,4 +77,7 @@ pub use text::{Form, NormalizePlugin, TokenizePlugin, normalize_text, words};
 pub use vectorize::{
     DEFAULT_DIMENSION, HASHING_MODEL, MAX_DIMENSION, MAX_TEXTS, VectorizePlugin, fnv1a64, hashing_vector,
     model_capability,
+};
+pub use wasm::{
+    WASM_ABI_VERSION, WASM_PERMISSIONS, WasmLimits, WasmManifest, WasmModule, WasmPlugin, check_manifest, module_sha256,
 };

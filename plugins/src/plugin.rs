@@ -22,6 +22,9 @@ pub struct PluginInfo {
     pub version: String,
     /// One sentence for humans.
     pub description: String,
+    /// The module's sha256, for a loaded (WASM or subprocess) plugin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 impl PluginInfo {
@@ -32,6 +35,7 @@ impl PluginInfo {
             kind: "builtin".to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             description: description.to_owned(),
+            sha256: None,
         }
     }
 }
@@ -70,6 +74,9 @@ pub struct TaskContext {
     pub tenant: String,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The plugin version (module sha256) that was current when the task was
+    /// submitted, for plugins loaded at run time; `None` runs the current one.
+    pub plugin_version: Option<String>,
     /// Set when the task is no longer wanted (cancel, timeout, lost lease).
     pub cancel: CancelToken,
 }
@@ -77,7 +84,13 @@ pub struct TaskContext {
 impl TaskContext {
     /// A context with a fresh, unset cancel token.
     pub fn new(task_id: impl Into<String>, tenant: impl Into<String>, attempt: u32) -> Self {
-        TaskContext { task_id: task_id.into(), tenant: tenant.into(), attempt, cancel: CancelToken::new() }
+        TaskContext {
+            task_id: task_id.into(),
+            tenant: tenant.into(),
+            attempt,
+            plugin_version: None,
+            cancel: CancelToken::new(),
+        }
     }
 }
 

@@ -120,6 +120,31 @@ impl Registry {
         }
     }
 
+    /// Adds `plugin`, or replaces the plugin of the same name unless that
+    /// one is a built-in: how a loaded plugin's new version takes over. Tasks
+    /// already running keep the old `Arc` until they finish.
+    pub fn replace(&self, plugin: Arc<dyn Plugin>) -> Result<(), RegisterError> {
+        let name = plugin.info().name;
+        check_name(&name)?;
+        let mut map = self.write();
+        if let Some(old) = map.get(&name)
+            && old.info().kind == "builtin"
+        {
+            return Err(RegisterError::AlreadyRegistered { name });
+        }
+        map.insert(name, plugin);
+        Ok(())
+    }
+
+    /// Removes a loaded plugin; built-ins stay. Returns whether one was removed.
+    pub fn unregister(&self, name: &str) -> bool {
+        let mut map = self.write();
+        match map.get(name) {
+            Some(p) if p.info().kind != "builtin" => map.remove(name).is_some(),
+            _ => false,
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<dyn Plugin>> {
         self.read().get(name).cloned()
     }
@@ -262,6 +287,11 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     } else {
         "non-string panic payload".to_owned()
     }
+}
+
+/// A name that can be a task type: 1 to 64 of `a-z 0-9 _ - .`, starting with a letter.
+pub(crate) fn check_task_type(name: &str) -> Result<(), RegisterError> {
+    check_name(name)
 }
 
 fn check_name(name: &str) -> Result<(), RegisterError> {

@@ -216,8 +216,13 @@ impl<H: Host> Worker<H> {
                 return;
             }
         };
-        let ctx =
-            TaskContext { task_id: id.clone(), tenant: tenant.clone(), attempt: rec.attempts.len() as u32, cancel };
+        let ctx = TaskContext {
+            task_id: id.clone(),
+            tenant: tenant.clone(),
+            attempt: rec.attempts.len() as u32,
+            plugin_version: Some(spec.plugin_version.clone()).filter(|v| !v.is_empty()),
+            cancel,
+        };
         let timeout = Duration::from_millis(spec.timeout_ms.max(1));
         // Report "running" only for tasks that take a while: a trivial task
         // then costs one Raft write less (apply stamps its start at completion).

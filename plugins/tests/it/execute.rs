@@ -95,6 +95,7 @@ fn a_panicking_validate_is_contained() {
                 kind: "test".into(),
                 version: "0".into(),
                 description: "panics in validate".into(),
+                sha256: None,
             }
         }
         fn validate(&self, _: &serde_json::Value) -> Result<(), String> {

@@ -9,3 +9,4 @@ mod pipeline;
 mod registry;
 mod util;
 mod validate;
+mod wasm;

@@ -58,6 +58,7 @@ impl Plugin for FnPlugin {
             kind: "test".to_owned(),
             version: "0".to_owned(),
             description: "closure-backed test plugin".to_owned(),
+            sha256: None,
         }
     }
 

@@ -16,6 +16,7 @@ fn spec(id: &str, key: &str, max_attempts: u32) -> pb::TaskSpec {
         timeout_ms: 1000,
         labels: Default::default(),
         requires: Vec::new(),
+        plugin_version: String::new(),
     }
 }
 
