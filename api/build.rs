@@ -3,7 +3,13 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(
-        ["synod/v1/cluster.proto", "synod/v1/tasks.proto", "synod/v1/identity.proto", "synod/v1/vectors.proto"],
+        [
+            "synod/v1/cluster.proto",
+            "synod/v1/tasks.proto",
+            "synod/v1/identity.proto",
+            "synod/v1/vectors.proto",
+            "synod/v1/plugins.proto",
+        ],
         ["proto"],
     )?;
     tonic_prost_build::configure().btree_map(".").compile_fds(fds)?;

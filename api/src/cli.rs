@@ -56,6 +56,8 @@ pub enum Command {
     Tenant(TenantArgs),
     /// API keys of your tenant: list, create, revoke.
     Apikey(ApiKeyArgs),
+    /// Plugins: list, info, load a WASM plugin cluster-wide, unload.
+    Plugin(PluginArgs),
     /// Embedding models in this machine's models directory: install, list.
     #[command(subcommand)]
     Model(ModelCmd),
@@ -359,6 +361,41 @@ pub enum UserCmd {
     Delete {
         username: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: PluginCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCmd {
+    /// Every plugin: kind, version, sha256, the nodes where it is ready.
+    List,
+    /// One plugin, with its manifest and kept versions.
+    Info { name: String },
+    /// Load a WASM module (.wasm or .wat) cluster-wide (admin); a new version
+    /// replaces the current one.
+    Load {
+        /// The module file.
+        file: PathBuf,
+        /// The task type it serves.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A manifest JSON file with the limits and permissions (its name and
+        /// version are overridden by --name and --version).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Remove a loaded plugin from every node (admin).
+    Unload { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -811,6 +848,39 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                 }
                 UserCmd::Delete { username } => {
                     c.call(Method::DELETE, &format!("/users/{username}"), None, &[]).await?
+                }
+            };
+            print(&v);
+        }
+        Command::Plugin(PluginArgs { target, cmd }) => {
+            let c = Client::of(&target)?;
+            let (v, _) = match cmd {
+                PluginCmd::List => c.call(Method::GET, "/plugins/list", None, &[]).await?,
+                PluginCmd::Info { name } => c.call(Method::GET, &format!("/plugins/{name}"), None, &[]).await?,
+                PluginCmd::Load { file, name, version, description, manifest } => {
+                    use base64::Engine;
+                    let module = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                    let mut m = match manifest {
+                        Some(path) => {
+                            let text = std::fs::read_to_string(&path)
+                                .with_context(|| format!("--manifest: read {}", path.display()))?;
+                            serde_json::from_str(&text).context("--manifest is not JSON")?
+                        }
+                        None => serde_json::json!({}),
+                    };
+                    m["name"] = name.into();
+                    m["version"] = version.into();
+                    if !description.is_empty() {
+                        m["description"] = description.into();
+                    }
+                    let body = serde_json::json!({
+                        "manifest": m,
+                        "module_base64": base64::engine::general_purpose::STANDARD.encode(module),
+                    });
+                    c.call(Method::POST, "/plugins/load", Some(body), &[]).await?
+                }
+                PluginCmd::Unload { name } => {
+                    c.call(Method::POST, &format!("/plugins/{name}/unload"), None, &[]).await?
                 }
             };
             print(&v);

@@ -110,6 +110,10 @@ pub const GRPC_METHODS: &[(&str, Access)] = &[
     ("Vectors.GetPoint", Access::Read),
     ("Vectors.Search", Access::Read),
     ("Vectors.SearchBatch", Access::Read),
+    ("Plugins.List", Access::Read),
+    ("Plugins.Info", Access::Read),
+    ("Plugins.Load", Access::Admin),
+    ("Plugins.Unload", Access::Admin),
 ];
 
 /// The caller of `method`, from the `authorization` (Bearer) or `x-api-key`

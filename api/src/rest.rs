@@ -150,6 +150,9 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/tasks/{id}/result", Access::Read),
     ("POST", "/tasks/{id}/cancel", Access::Write),
     ("GET", "/plugins/list", Access::Read),
+    ("POST", "/plugins/load", Access::Admin),
+    ("GET", "/plugins/{name}", Access::Read),
+    ("POST", "/plugins/{name}/unload", Access::Admin),
     ("GET", "/tenants", Access::Admin),
     ("POST", "/tenants", Access::Admin),
     ("GET", "/users", Access::Admin),
@@ -196,6 +199,9 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("GET", "/tasks/{id}/result") => get(task_result),
         ("POST", "/tasks/{id}/cancel") => post(cancel_task),
         ("GET", "/plugins/list") => get(list_plugins),
+        ("POST", "/plugins/load") => post(load_plugin),
+        ("GET", "/plugins/{name}") => get(get_plugin),
+        ("POST", "/plugins/{name}/unload") => post(unload_plugin),
         ("GET", "/tenants") => get(list_tenants),
         ("POST", "/tenants") => post(create_tenant),
         ("GET", "/users") => get(list_users),
@@ -226,8 +232,13 @@ pub fn access(method: &str, path: &str) -> Option<Access> {
 pub fn router(node: SharedNode) -> Router {
     let limit = node.cfg.node.max_body_size.as_u64() as usize;
     let mut r = Router::new();
+    // A module may be larger than other bodies: base64 of up to
+    // plugins.wasm_max_module_size, plus the manifest.
+    let module_limit = (node.cfg.plugins.wasm_max_module_size.as_u64() as usize / 3 * 4 + 64 * 1024).max(limit);
     for (method, path, _) in ROUTES {
-        r = r.route(path, handler(method, path));
+        let h = handler(method, path);
+        let h = if *path == "/plugins/load" { h.layer(axum::extract::DefaultBodyLimit::max(module_limit)) } else { h };
+        r = r.route(path, h);
     }
     r.route_layer(middleware::from_fn_with_state(node.clone(), authenticate))
         .fallback(not_found)
@@ -520,8 +531,26 @@ async fn cancel_task(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<
     Ok(ok(tasks::do_cancel_task(&ctx, &node, &id).await?))
 }
 
-async fn list_plugins(State(node): State<SharedNode>) -> Result<Response> {
-    Ok(ok(json!({"plugins": node.plugins.list()})))
+async fn list_plugins(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
+    Ok(ok(json!({"plugins": crate::plugins::do_list_plugins(&ctx, &node)?})))
+}
+
+async fn get_plugin(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
+    Ok(ok(crate::plugins::do_get_plugin(&ctx, &node, &name)?))
+}
+
+async fn load_plugin(
+    State(node): State<SharedNode>,
+    ctx: AuthContext,
+    Json(req): Json<crate::plugins::LoadRequest>,
+) -> Result<Response> {
+    let (manifest, module) = req.decode(&node)?;
+    Ok(ok(crate::plugins::do_load_plugin(&ctx, &node, manifest, module).await?))
+}
+
+async fn unload_plugin(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
+    crate::plugins::do_unload_plugin(&ctx, &node, &name).await?;
+    Ok(ok(json!({"unloaded": name})))
 }
 
 // ---- identity

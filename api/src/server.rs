@@ -393,6 +393,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let worker = sup.spawn("worker", move || synod_scheduler::worker::run(n.clone()));
     let n = node.clone();
     let autoscaler = sup.spawn("autoscaler", move || synod_scheduler::autoscale::run(n.clone()));
+    let n = node.clone();
+    let plugin_sync = sup.spawn("plugins", move || plugin_sync_loop(n.clone()));
 
     let router = crate::rest::router(node.clone());
     let http: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match rest_tls {
@@ -423,6 +425,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             node.clone(),
         )))
         .add_service(crate::pb::vectors_server::VectorsServer::new(crate::grpc_vectors::VectorsGrpc::new(node.clone())))
+        .add_service(
+            crate::pb::plugins_server::PluginsServer::new(crate::grpc_plugins::PluginsGrpc::new(node.clone()))
+                .max_decoding_message_size(cfg.plugins.wasm_max_module_size.as_u64() as usize + 64 * 1024),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx.clone()));
     let http = tokio::spawn(http);
     let grpc = tokio::spawn(grpc);
@@ -443,6 +449,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     scheduler.abort();
     worker.abort();
     autoscaler.abort();
+    plugin_sync.abort();
     key_uses.abort();
     let _ = stop_tx.send(true);
     let grace = cfg.node.shutdown_grace.get();
@@ -463,6 +470,15 @@ fn model_capabilities(models: &synod_plugins::Models) -> Vec<String> {
     models.names().iter().map(|m| synod_plugins::model_capability(m)).collect()
 }
 
+/// Every node: compile the WASM plugins the store holds (and drop unloaded
+/// ones), twice a second; cheap when nothing changed.
+async fn plugin_sync_loop(node: SharedNode) {
+    loop {
+        crate::plugins::sync_now(&node).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Every node: register, then heartbeat to the leader, which stamps it.
 async fn heartbeat_loop(node: SharedNode) {
     let every = node.cfg.cluster.node_heartbeat_interval.get();
@@ -472,14 +488,11 @@ async fn heartbeat_loop(node: SharedNode) {
         // Models installed (or found broken) since the last beat change what
         // this node offers; the leader re-registers it when its info differs.
         let models = node.models.clone();
-        let capabilities = tokio::task::spawn_blocking(move || {
-            models.rescan();
-            model_capabilities(&models)
-        })
-        .await
-        .unwrap_or_default();
+        let _ = tokio::task::spawn_blocking(move || models.rescan()).await;
         let mut info = NodeInfoJson::from(&node.info);
-        info.capabilities = capabilities;
+        info.capabilities = node.capabilities();
+        // Loaded plugins are task types too.
+        info.task_types = node.plugins.names().into_iter().collect();
         let hb = Heartbeat {
             info,
             applied_index: applied,

@@ -27,6 +27,8 @@ pub struct Node {
     /// This node's embedding models (the registry's `vectorize` and
     /// `tokenize` run them; text searches embed with them).
     pub models: Arc<synod_plugins::Models>,
+    /// The WASM plugin versions compiled here (see [`crate::plugins`]).
+    pub compiled: Arc<std::sync::Mutex<crate::plugins::Compiled>>,
     pub supervisor: std::sync::Arc<crate::supervisor::Supervisor>,
     /// Current worker pool size (between scaling.min_workers and max_workers).
     pub pool_size: std::sync::atomic::AtomicUsize,
@@ -286,6 +288,7 @@ impl Node {
             info,
             plugins,
             models,
+            compiled: Default::default(),
             supervisor: crate::supervisor::Supervisor::new(),
             pool_size: std::sync::atomic::AtomicUsize::new(pool),
             desired_nodes: std::sync::atomic::AtomicUsize::new(0),
@@ -409,6 +412,15 @@ impl Node {
         synod_scheduler::liveness(&self.cfg, last_heartbeat_ms, now).as_str()
     }
 
+    /// What this node offers tasks besides its plugins' names:
+    /// `model:<name>` per installed model, `plugin:<name>@<sha256>` per
+    /// compiled plugin version.
+    pub fn capabilities(&self) -> Vec<String> {
+        let mut caps: Vec<String> = self.models.names().iter().map(|m| synod_plugins::model_capability(m)).collect();
+        caps.extend(self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).capabilities());
+        caps
+    }
+
     /// Refuses `requires` (capabilities a task needs, `model:<name>`) that no
     /// live node offers: such a task would wait in the queue for ever. This
     /// node's own models count before its registry record catches up.
@@ -417,8 +429,7 @@ impl Node {
             return Ok(());
         }
         let now = now_ms();
-        let mut offered: std::collections::BTreeSet<String> =
-            self.models.names().iter().map(|m| synod_plugins::model_capability(m)).collect();
+        let mut offered: std::collections::BTreeSet<String> = self.capabilities().into_iter().collect();
         for rec in self.raft.store.list_nodes()? {
             if synod_scheduler::liveness(&self.cfg, rec.last_heartbeat_ms, now) == synod_scheduler::Liveness::Dead {
                 continue;
@@ -432,6 +443,11 @@ impl Node {
         } else {
             format!("installed on live nodes: {}", models.join(", "))
         };
+        if let Some(plugin) = missing.strip_prefix("plugin:") {
+            return Err(ApiError::Unavailable(format!(
+                "plugin version {plugin} is not ready on any live node yet; retry shortly"
+            )));
+        }
         let what = missing.strip_prefix("model:").map_or_else(|| missing.clone(), |m| format!("model {m:?}"));
         Err(ApiError::InvalidArgument(format!("{what} is not installed on any live node; {have}")))
     }

@@ -198,6 +198,16 @@ fn validate(ctx: &AuthContext, node: &Node, req: &SubmitRequest) -> Result<pb::T
         )),
         other => ApiError::InvalidArgument(format!("task type {:?}: {other}", req.task_type)),
     })?;
+    // A loaded plugin this node has applied the unload of, but not yet
+    // dropped from its registry (the sync loop runs twice a second).
+    if node.plugins.get(&req.task_type).is_some_and(|p| p.info().kind == "wasm")
+        && node.raft.store.get_plugin(&req.task_type)?.is_none()
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "unknown task type {:?}: the plugin was unloaded",
+            req.task_type
+        )));
+    }
     let requires = node.plugins.requirements(&req.task_type, &req.payload);
     node.check_offered(&requires)?;
     for (k, v) in &req.labels {

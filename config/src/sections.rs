@@ -427,8 +427,19 @@ pub struct PluginsConfig {
     pub dir: Option<PathBuf>,
     /// Largest WASM module loaded.
     pub wasm_max_module_size: ByteSize,
-    /// WASM fuel (instructions, roughly) per call.
+    /// WASM fuel (instructions, roughly) per call: the default and ceiling
+    /// of a manifest's `fuel`.
     pub wasm_fuel: u64,
+    /// Linear memory one WASM call may grow to (default and ceiling of a
+    /// manifest's `memory_bytes`).
+    pub wasm_max_memory: ByteSize,
+    /// Largest result one WASM call may return.
+    pub wasm_max_output: ByteSize,
+    /// Wall-clock limit of one WASM call (default and ceiling of a
+    /// manifest's `timeout_ms`).
+    pub wasm_max_timeout: Dur,
+    /// Host permissions a WASM manifest may be granted (`clock`); none by default.
+    pub wasm_allowed_permissions: Vec<String>,
     /// Plugins run as child processes.
     pub subprocess: Vec<SubprocessPlugin>,
 }
@@ -443,6 +454,10 @@ impl Default for PluginsConfig {
             dir: None,
             wasm_max_module_size: ByteSize::mib(16),
             wasm_fuel: 1_000_000_000,
+            wasm_max_memory: ByteSize::mib(64),
+            wasm_max_output: ByteSize::mib(1),
+            wasm_max_timeout: Dur::from_secs(30),
+            wasm_allowed_permissions: Vec::new(),
             subprocess: Vec::new(),
         }
     }

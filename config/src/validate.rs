@@ -169,6 +169,14 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
     })?;
     positive_size(p.wasm_max_module_size, "plugins.wasm_max_module_size")?;
     rule(p.wasm_fuel > 0, "plugins.wasm_fuel", || "plugins.wasm_fuel must be greater than 0".to_owned())?;
+    positive_size(p.wasm_max_memory, "plugins.wasm_max_memory")?;
+    positive_size(p.wasm_max_output, "plugins.wasm_max_output")?;
+    positive_dur(p.wasm_max_timeout, "plugins.wasm_max_timeout")?;
+    for perm in &p.wasm_allowed_permissions {
+        rule(perm == "clock", "plugins.wasm_allowed_permissions", || {
+            format!("plugins.wasm_allowed_permissions: unknown permission {perm:?} (known: clock)")
+        })?;
+    }
     let mut names = BTreeSet::new();
     for (i, plugin) in p.subprocess.iter().enumerate() {
         let at = format!("plugins.subprocess[{i}]");

@@ -79,5 +79,6 @@ pub use vectorize::{
     model_capability,
 };
 pub use wasm::{
-    WASM_ABI_VERSION, WASM_PERMISSIONS, WasmLimits, WasmManifest, WasmModule, WasmPlugin, check_manifest, module_sha256,
+    WASM_ABI_VERSION, WASM_PERMISSIONS, WasmLimits, WasmManifest, WasmModule, WasmPlugin, check_manifest,
+    module_sha256, plugin_capability,
 };

@@ -148,6 +148,12 @@ struct CallState {
     log_lines: u32,
 }
 
+/// The capability a node advertises for a compiled plugin version, and a
+/// task of that version requires: `plugin:<name>@<sha256>`.
+pub fn plugin_capability(name: &str, sha256: &str) -> String {
+    format!("plugin:{name}@{sha256}")
+}
+
 /// Hex sha256 of a module's bytes: its identity.
 pub fn module_sha256(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -500,6 +506,12 @@ impl crate::Plugin for WasmPlugin {
 
     fn validate(&self, payload: &Value) -> Result<(), String> {
         self.current.validate(payload)
+    }
+
+    /// The current version, compiled: a node that has not compiled it yet
+    /// (or cannot) does not get the task.
+    fn requirements(&self, _payload: &Value) -> Vec<String> {
+        vec![plugin_capability(&self.current.manifest.name, &self.current.sha256)]
     }
 
     fn run(&self, payload: &Value, ctx: &crate::TaskContext) -> Result<Value, PluginError> {

@@ -30,6 +30,7 @@ mod error;
 pub mod hnsw;
 pub mod identity;
 mod index_mirror;
+pub mod plugins;
 mod registry;
 pub mod schema;
 mod snapshot;

@@ -84,6 +84,25 @@ pub fn node_key(id: u64) -> Vec<u8> {
     k
 }
 
+/// Prefix of loaded plugins' records: `_sys/plugins/<name>`.
+pub const PREFIX_PLUGIN: &[u8] = b"_sys/plugins/";
+
+/// `_sys/plugins/<name>` in [`CF_SM_DATA`].
+pub fn plugin_key(name: &str) -> Vec<u8> {
+    let mut k = PREFIX_PLUGIN.to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `_sys/plugin-modules/<name>/<sha256>` in [`CF_BLOBS`]: a module's bytes.
+pub fn plugin_module_key(name: &str, sha256: &str) -> Vec<u8> {
+    let mut k = b"_sys/plugin-modules/".to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(sha256.as_bytes());
+    k
+}
+
 /// Prefix of the queue index: `_sys/queued/<tenant>\0<9 - priority><enqueued_at be64><id>`,
 /// so a scan within one tenant yields the most urgent, then the oldest task first.
 pub const PREFIX_QUEUED: &[u8] = b"_sys/queued/";

@@ -74,6 +74,11 @@ impl<'s> BatchCtx<'s> {
         self.batch.put_cf(self.store.cf(CF_BLOBS), key, value);
     }
 
+    /// Deletes a blob.
+    pub(crate) fn delete_blob(&mut self, key: Vec<u8>) {
+        self.batch.delete_cf(self.store.cf(CF_BLOBS), key);
+    }
+
     /// Deletes `start..end` in the batch only: for prefixes no later command
     /// can address (a deleted collection's points, keyed by its uid).
     pub(crate) fn delete_range(&mut self, start: &[u8], end: &[u8]) {
@@ -198,5 +203,7 @@ fn apply_command(ctx: &mut BatchCtx<'_>, cmd: pb::Command) -> Result<CommandResu
         Kind::DeleteCollection(c) => crate::vectors::delete_collection(ctx, c),
         Kind::UpsertPoints(c) => crate::vectors::upsert_points(ctx, c),
         Kind::DeletePoints(c) => crate::vectors::delete_points(ctx, c),
+        Kind::LoadPlugin(c) => crate::plugins::load(ctx, c, now),
+        Kind::UnloadPlugin(c) => crate::plugins::unload(ctx, c),
     }
 }

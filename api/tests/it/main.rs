@@ -11,4 +11,5 @@ mod t70_security;
 mod t80_tls;
 mod t90_vectors;
 mod t95_models;
+mod t96_wasm_plugins;
 mod util;

@@ -2,6 +2,7 @@
 
 mod apply;
 mod identity;
+mod plugins;
 mod snapshot;
 mod tasks;
 mod util;
