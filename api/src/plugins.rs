@@ -225,34 +225,16 @@ fn record_view(node: &Node, rec: &pb::PluginRecord) -> PluginView {
     }
 }
 
-/// Live nodes whose registry info passes `has`; this node by its own state.
+/// Live nodes whose registry info passes `has`, in id order.
 fn nodes_with(node: &Node, has: impl Fn(&pb::NodeInfo) -> bool) -> Vec<u64> {
-    let now = crate::service::now_ms();
-    let mut ids = BTreeSet::new();
-    let mut me = node.info.clone();
-    me.capabilities = node.capabilities();
-    if has(&me) {
-        ids.insert(me.id);
-    }
-    for rec in node.raft.store.list_nodes().unwrap_or_default() {
-        let Some(info) = rec.info else { continue };
-        let alive = synod_scheduler::liveness(&node.cfg, rec.last_heartbeat_ms, now) != synod_scheduler::Liveness::Dead;
-        if info.id != me.id && alive && has(&info) {
-            ids.insert(info.id);
-        }
-    }
-    ids.into_iter().collect()
+    let infos = node.live_infos().unwrap_or_default();
+    infos.iter().filter(|i| has(i)).map(|i| i.id).collect::<BTreeSet<u64>>().into_iter().collect()
 }
 
+/// Waits (at most `max`) until this node has applied `index`; a timeout only
+/// means the sync loop picks the change up a little later.
 async fn wait_applied(node: &Node, index: u64, max: Duration) {
-    use openraft::rt::WatchReceiver;
-    let deadline = tokio::time::Instant::now() + max;
-    let mut watch = node.raft.raft.metrics();
-    while synod_raft::applied_index(&node.raft.metrics()) < index {
-        if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
-            return;
-        }
-    }
+    let _ = node.raft.raft.wait(Some(max)).applied_index_at_least(Some(index), "a plugin change").await;
 }
 
 /// What this node has compiled: plugin name → module sha256s.

@@ -421,6 +421,25 @@ impl Node {
         caps
     }
 
+    /// The registry info of every node not declared dead; this node's own
+    /// from its current state, ahead of its registry record.
+    pub fn live_infos(&self) -> Result<Vec<pb::NodeInfo>> {
+        let now = now_ms();
+        let mut me = self.info.clone();
+        me.capabilities = self.capabilities();
+        me.task_types = self.plugins.names().into_iter().collect();
+        let mut out = vec![me];
+        for rec in self.raft.store.list_nodes()? {
+            let Some(info) = rec.info else { continue };
+            let dead =
+                synod_scheduler::liveness(&self.cfg, rec.last_heartbeat_ms, now) == synod_scheduler::Liveness::Dead;
+            if info.id != self.id() && !dead {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
     /// Refuses `requires` (capabilities a task needs, `model:<name>`) that no
     /// live node offers: such a task would wait in the queue for ever. This
     /// node's own models count before its registry record catches up.
@@ -428,14 +447,8 @@ impl Node {
         if requires.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
-        let mut offered: std::collections::BTreeSet<String> = self.capabilities().into_iter().collect();
-        for rec in self.raft.store.list_nodes()? {
-            if synod_scheduler::liveness(&self.cfg, rec.last_heartbeat_ms, now) == synod_scheduler::Liveness::Dead {
-                continue;
-            }
-            offered.extend(rec.info.map(|i| i.capabilities).unwrap_or_default());
-        }
+        let offered: std::collections::BTreeSet<String> =
+            self.live_infos()?.into_iter().flat_map(|i| i.capabilities).collect();
         let Some(missing) = requires.iter().find(|r| !offered.contains(*r)) else { return Ok(()) };
         let models: Vec<&str> = offered.iter().filter_map(|c| c.strip_prefix("model:")).collect();
         let have = if models.is_empty() {

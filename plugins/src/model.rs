@@ -124,18 +124,7 @@ impl EmbeddingModel {
     /// Loads an installed model directory, checking every file against the
     /// sha256 install recorded, so a damaged file is refused by name.
     pub fn load(dir: &Path) -> Result<EmbeddingModel, ModelError> {
-        let manifest = ModelManifest::read(dir)?;
-        for (file, expected) in &manifest.files {
-            let path = dir.join(file);
-            let actual = sha256_file(&path)?;
-            if &actual != expected {
-                return Err(ModelError::Checksum {
-                    path: path.display().to_string(),
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
-        }
+        let manifest = crate::install::verify_installed(dir)?;
         let parts = ModelParts::read(dir)?;
         if parts.bert.hidden_size() != manifest.dimension {
             return Err(ModelError::format(
