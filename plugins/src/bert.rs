@@ -293,8 +293,56 @@ impl Bert {
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * s, h))?;
         let attended = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + x)?)?;
-        let inner = layer.intermediate.forward(&attended)?.gelu_erf()?;
+        let inner = layer.intermediate.forward(&attended)?.apply_op1_no_bwd(&GeluErf)?;
         layer.output_norm.forward(&(layer.output.forward(&inner)? + attended)?)
+    }
+}
+
+/// GELU with the exact erf form BERT uses, `0.5·x·(1 + erf(x/√2))`, over a
+/// rational approximation of erf (odd degree-13 over even degree-8, on x
+/// clamped to [-4, 4], error ~1e-7) instead of a libm call per element: the
+/// loop has no calls or branches, so the compiler vectorizes it. candle's
+/// `gelu_erf` spent 11 % of a forward pass in scalar `erff`.
+struct GeluErf;
+
+#[inline]
+fn erf_approx(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.726_142e-10_f32;
+    p = p * x2 + 2.770_681_4e-8;
+    p = p * x2 - 2.101_024e-6;
+    p = p * x2 - 5.692_506_4e-5;
+    p = p * x2 - 7.349_906_3e-4;
+    p = p * x2 - 2.954_6e-3;
+    p = p * x2 - 1.609_603_3e-2;
+    let mut q = -1.456_607_2e-5f32;
+    q = q * x2 - 2.133_740_6e-4;
+    q = q * x2 - 1.682_827e-3;
+    q = q * x2 - 7.373_329e-3;
+    q = q * x2 - 1.426_473_9e-2;
+    x * p / q
+}
+
+impl candle_core::CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "synod-gelu-erf"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(data) = storage else { candle_core::bail!("synod-gelu-erf: f32 only") };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("synod-gelu-erf: contiguous input only")
+        };
+        let out = data[start..end]
+            .iter()
+            .map(|&x| 0.5 * x * (1.0 + erf_approx(x * std::f32::consts::FRAC_1_SQRT_2)))
+            .collect();
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 
@@ -322,6 +370,20 @@ mod tests {
         let mut c = config();
         c.model_type = Some("roberta".into());
         assert!(c.check().unwrap_err().contains("roberta"));
+    }
+
+    #[test]
+    fn the_fast_gelu_matches_candles_exact_one() {
+        let xs: Vec<f32> = (-12_000..=12_000).map(|i| i as f32 / 1000.0).collect();
+        let t = Tensor::from_vec(xs.clone(), xs.len(), &Device::Cpu).expect("tensor");
+        let exact = t.gelu_erf().expect("gelu").to_vec1::<f32>().expect("vec");
+        let fast = t.apply_op1_no_bwd(&GeluErf).expect("gelu").to_vec1::<f32>().expect("vec");
+        let worst = exact.iter().zip(&fast).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 2e-6, "max |exact - fast| = {worst}");
+        // Control: the tanh approximation of GELU is further off than that.
+        let tanh = t.gelu().expect("gelu").to_vec1::<f32>().expect("vec");
+        let tanh_worst = exact.iter().zip(&tanh).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(tanh_worst > 1e-4, "{tanh_worst}");
     }
 
     #[test]
