@@ -125,7 +125,8 @@ pub(crate) fn touch_api_keys(ctx: &mut BatchCtx<'_>, c: pb::TouchApiKeys) -> Res
 }
 
 impl Store {
-    fn scan<M: Message + Default>(&self, prefix: &[u8], what: &'static str) -> Result<Vec<M>> {
+    /// Every record under `prefix` in sm_data, decoded.
+    pub(crate) fn scan<M: Message + Default>(&self, prefix: &[u8], what: &'static str) -> Result<Vec<M>> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf_opt(
             self.cf(CF_SM_DATA),
@@ -138,7 +139,7 @@ impl Store {
         Ok(out)
     }
 
-    fn get_decoded<M: Message + Default>(&self, key: &[u8], what: &'static str) -> Result<Option<M>> {
+    pub(crate) fn get_decoded<M: Message + Default>(&self, key: &[u8], what: &'static str) -> Result<Option<M>> {
         match self.get(CF_SM_DATA, key)? {
             None => Ok(None),
             Some(v) => M::decode(v.as_slice()).map(Some).map_err(|e| Error::corrupt(what, e)),

@@ -14,12 +14,10 @@
 //! the ABI is the proposing node's job, before anything is proposed.
 
 use prost::Message;
-use rocksdb::{Direction, IteratorMode};
 use sha2::{Digest, Sha256};
 
 use crate::Store;
-use crate::db::bounded;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pb::{self, CommandResult, PluginRecord, RejectCode, command_result::Outcome};
 use crate::schema::*;
 use crate::state_machine::{BatchCtx, ok, rejected};
@@ -91,23 +89,11 @@ pub(crate) fn unload(ctx: &mut BatchCtx<'_>, c: pb::UnloadPlugin) -> Result<Comm
 impl Store {
     /// Every loaded plugin, by name.
     pub fn list_plugins(&self) -> Result<Vec<PluginRecord>> {
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf_opt(
-            self.cf(CF_SM_DATA),
-            bounded(PREFIX_PLUGIN),
-            IteratorMode::From(PREFIX_PLUGIN, Direction::Forward),
-        ) {
-            let (_, v) = item.map_err(Error::rocks("scan plugin records"))?;
-            out.push(PluginRecord::decode(&*v).map_err(|e| Error::corrupt("plugin record", e))?);
-        }
-        Ok(out)
+        self.scan(PREFIX_PLUGIN, "plugin record")
     }
 
     pub fn get_plugin(&self, name: &str) -> Result<Option<PluginRecord>> {
-        match self.get(CF_SM_DATA, &plugin_key(name))? {
-            None => Ok(None),
-            Some(v) => PluginRecord::decode(v.as_slice()).map(Some).map_err(|e| Error::corrupt("plugin record", e)),
-        }
+        self.get_decoded(&plugin_key(name), "plugin record")
     }
 
     /// A module's bytes, when that version is still kept.
