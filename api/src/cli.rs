@@ -56,7 +56,7 @@ pub enum Command {
     Tenant(TenantArgs),
     /// API keys of your tenant: list, create, revoke.
     Apikey(ApiKeyArgs),
-    /// Plugins: list, info, load a WASM plugin cluster-wide, unload.
+    /// Plugins: list, info, load (WASM or subprocess) cluster-wide, unload.
     Plugin(PluginArgs),
     /// Embedding models in this machine's models directory: install, list.
     #[command(subcommand)]
@@ -377,11 +377,25 @@ pub enum PluginCmd {
     List,
     /// One plugin, with its manifest and kept versions.
     Info { name: String },
-    /// Load a WASM module (.wasm or .wat) cluster-wide (admin); a new version
-    /// replaces the current one.
+    /// Load a plugin cluster-wide (admin): a WASM module (.wasm or .wat), or
+    /// with --subprocess an executable in the nodes' plugins.dir. A new
+    /// version replaces the current one.
     Load {
-        /// The module file.
-        file: PathBuf,
+        /// The WASM module file (not with --subprocess).
+        #[arg(required_unless_present = "subprocess", conflicts_with = "subprocess")]
+        file: Option<PathBuf>,
+        /// A subprocess plugin: its executable, as a path inside plugins.dir.
+        #[arg(long, value_name = "COMMAND")]
+        subprocess: Option<String>,
+        /// An argument of the subprocess (repeat for several).
+        #[arg(long = "arg", value_name = "ARG", requires = "subprocess", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// Worker processes per node (subprocess; default 1).
+        #[arg(long, requires = "subprocess")]
+        workers: Option<u32>,
+        /// A task running longer is killed, in milliseconds (default 30000).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
         /// The task type it serves.
         #[arg(long)]
         name: String,
@@ -857,9 +871,18 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             let (v, _) = match cmd {
                 PluginCmd::List => c.call(Method::GET, "/plugins/list", None, &[]).await?,
                 PluginCmd::Info { name } => c.call(Method::GET, &format!("/plugins/{name}"), None, &[]).await?,
-                PluginCmd::Load { file, name, version, description, manifest } => {
+                PluginCmd::Load {
+                    file,
+                    subprocess,
+                    args,
+                    workers,
+                    timeout_ms,
+                    name,
+                    version,
+                    description,
+                    manifest,
+                } => {
                     use base64::Engine;
-                    let module = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                     let mut m = match manifest {
                         Some(path) => {
                             let text = std::fs::read_to_string(&path)
@@ -873,10 +896,30 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     if !description.is_empty() {
                         m["description"] = description.into();
                     }
-                    let body = serde_json::json!({
-                        "manifest": m,
-                        "module_base64": base64::engine::general_purpose::STANDARD.encode(module),
-                    });
+                    if let Some(ms) = timeout_ms {
+                        m["timeout_ms"] = ms.into();
+                    }
+                    let body = match (file, subprocess) {
+                        (_, Some(command)) => {
+                            m["kind"] = "subprocess".into();
+                            m["command"] = command.into();
+                            if !args.is_empty() {
+                                m["args"] = args.into();
+                            }
+                            if let Some(n) = workers {
+                                m["workers"] = n.into();
+                            }
+                            serde_json::json!({"manifest": m})
+                        }
+                        (Some(file), None) => {
+                            let module = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                            serde_json::json!({
+                                "manifest": m,
+                                "module_base64": base64::engine::general_purpose::STANDARD.encode(module),
+                            })
+                        }
+                        (None, None) => anyhow::bail!("give a WASM module file or --subprocess COMMAND"),
+                    };
                     c.call(Method::POST, "/plugins/load", Some(body), &[]).await?
                 }
                 PluginCmd::Unload { name } => {

@@ -67,7 +67,8 @@ impl Plugins for PluginsGrpc {
         timed("Plugins.Load", async {
             let manifest = serde_json::from_str(&manifest_json)
                 .map_err(|e| ApiError::InvalidArgument(format!("manifest_json: {e}")))?;
-            Ok(info(plugins::do_load_plugin(&ctx, &self.node, manifest, module).await?))
+            let spec = plugins::LoadSpec::new(manifest, (!module.is_empty()).then_some(module))?;
+            Ok(info(plugins::do_load_plugin(&ctx, &self.node, spec).await?))
         })
         .await
     }

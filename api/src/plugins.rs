@@ -1,15 +1,20 @@
-//! Plugins from every interface: the list (built-ins, loaded WASM plugins and
-//! the nodes where each is ready), loading and unloading WASM plugins
-//! cluster-wide, and the per-node loop that compiles what the store holds.
+//! Plugins from every interface: the list (built-ins, loaded WASM and
+//! subprocess plugins and the nodes where each is ready), loading and
+//! unloading plugins cluster-wide, and the per-node loop that makes the
+//! registry match what the store holds.
 //!
 //! ```text
-//!  POST /plugins/load {manifest, module_base64}
-//!    ─► admin? ─► WasmModule::load here (ABI, imports, limits): bad ─► 400, nothing stored
-//!    ─► LoadPlugin (Raft): record + module blob ─► wait until applied here ─► sync here
-//!  every node, every 500 ms and after a snapshot: sync_plugins
-//!    store.list_plugins() vs what is compiled ─► compile new versions ─► Registry::replace
-//!    ─► unregister plugins no longer in the store ─► capabilities plugin:<name>@<sha256>
-//!       (heartbeat) ─► the scheduler places a task only where its version is compiled
+//!  POST /plugins/load {manifest, module_base64}   manifest.kind: wasm (default) | subprocess
+//!    ─► admin? ─► checked here: a WASM module compiles against the ABI; a subprocess
+//!       manifest fits the limits (its executable need not be here): bad ─► 400, nothing stored
+//!    ─► LoadPlugin (Raft): record + blob (the module; a subprocess plugin's manifest)
+//!    ─► wait until applied here ─► sync here
+//!  every node, every 500 ms: sync_plugins
+//!    store.list_plugins() vs what is registered ─► build new versions ─► Registry::replace
+//!    ─► unregister plugins no longer in the store
+//!    ─► capabilities plugin:<name>@<sha256> for each version compiled here, and for a
+//!       subprocess plugin only while its executable is in plugins.dir (heartbeat)
+//!    ─► the scheduler places a task only where its version can run
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +23,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use synod_plugins::{WasmLimits, WasmManifest, WasmModule, WasmPlugin, plugin_capability};
+use synod_plugins::{
+    SubprocessLimits, SubprocessManifest, SubprocessPlugin, WasmLimits, WasmManifest, WasmModule, WasmPlugin,
+    check_subprocess_manifest, module_sha256, plugin_capability,
+};
 use synod_store::pb::{self, command::Kind, command_result::Outcome};
 
 use crate::auth::AuthContext;
@@ -32,9 +40,51 @@ pub const KEEP_PREVIOUS: u32 = 2;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadRequest {
-    pub manifest: WasmManifest,
-    /// The module: a `.wasm` binary or `.wat` text, base64-encoded.
-    pub module_base64: String,
+    /// A [`WasmManifest`], or with `"kind": "subprocess"` a [`SubprocessManifest`].
+    pub manifest: serde_json::Value,
+    /// The module of a WASM plugin: a `.wasm` binary or `.wat` text,
+    /// base64-encoded. None for a subprocess plugin.
+    #[serde(default)]
+    pub module_base64: Option<String>,
+}
+
+/// A plugin to load, checked for shape (not yet against the ABI or limits).
+#[derive(Debug, Clone)]
+pub enum LoadSpec {
+    Wasm(WasmManifest, Vec<u8>),
+    Subprocess(SubprocessManifest),
+}
+
+impl LoadSpec {
+    /// From a manifest (its `kind` picks the type) and a module, from any interface.
+    pub fn new(mut manifest: serde_json::Value, module: Option<Vec<u8>>) -> Result<LoadSpec> {
+        let kind = match manifest.as_object_mut().map(|m| m.remove("kind")) {
+            None => return Err(ApiError::InvalidArgument("manifest must be a JSON object".into())),
+            Some(None) => "wasm".to_owned(),
+            Some(Some(serde_json::Value::String(k))) => k,
+            Some(Some(other)) => {
+                return Err(ApiError::InvalidArgument(format!("manifest.kind {other} is not a string")));
+            }
+        };
+        let bad = |e: serde_json::Error| ApiError::InvalidArgument(format!("manifest ({kind}): {e}"));
+        match (kind.as_str(), module) {
+            ("wasm", Some(module)) => Ok(LoadSpec::Wasm(serde_json::from_value(manifest).map_err(bad)?, module)),
+            ("wasm", None) => Err(ApiError::InvalidArgument("a WASM plugin needs its module (module_base64)".into())),
+            ("subprocess", None) => Ok(LoadSpec::Subprocess(serde_json::from_value(manifest).map_err(bad)?)),
+            ("subprocess", Some(_)) => Err(ApiError::InvalidArgument(
+                "a subprocess plugin has no module: its executable must be in plugins.dir on the nodes that run it"
+                    .into(),
+            )),
+            (other, _) => Err(ApiError::InvalidArgument(format!("manifest.kind {other:?} is not wasm or subprocess"))),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            LoadSpec::Wasm(m, _) => &m.name,
+            LoadSpec::Subprocess(m) => &m.name,
+        }
+    }
 }
 
 /// One version of a plugin in listings.
@@ -50,7 +100,7 @@ pub struct VersionView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PluginView {
     pub name: String,
-    /// `builtin` or `wasm`.
+    /// `builtin`, `wasm` or `subprocess`.
     pub kind: String,
     pub version: String,
     pub description: String,
@@ -83,17 +133,32 @@ pub fn wasm_limits(cfg: &synod_config::Config) -> WasmLimits {
     }
 }
 
+/// The node's subprocess plugin settings, from config.
+pub fn subprocess_limits(cfg: &synod_config::Config) -> SubprocessLimits {
+    let p = &cfg.plugins;
+    SubprocessLimits {
+        dir: p.dir.clone(),
+        max_workers: p.subprocess_max_workers,
+        max_output_bytes: p.subprocess_max_output.as_u64() as usize,
+        max_payload_bytes: cfg.storage.max_payload_size.as_u64(),
+        ..SubprocessLimits::default()
+    }
+}
+
 impl LoadRequest {
-    /// The manifest and the module's bytes.
-    pub fn decode(self, node: &Node) -> Result<(WasmManifest, Vec<u8>)> {
+    /// The plugin to load, with the module decoded.
+    pub fn decode(self, node: &Node) -> Result<LoadSpec> {
         let max = node.cfg.plugins.wasm_max_module_size.as_u64() as usize;
-        if self.module_base64.len() > max / 3 * 4 + 8 {
-            return Err(too_large(max));
-        }
-        let module = base64::engine::general_purpose::STANDARD
-            .decode(self.module_base64.trim())
-            .map_err(|e| ApiError::InvalidArgument(format!("module_base64 is not base64: {e}")))?;
-        Ok((self.manifest, module))
+        let module = match self.module_base64 {
+            Some(text) if text.len() > max / 3 * 4 + 8 => return Err(too_large(max)),
+            Some(text) => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .map_err(|e| ApiError::InvalidArgument(format!("module_base64 is not base64: {e}")))?,
+            ),
+            None => None,
+        };
+        LoadSpec::new(self.manifest, module)
     }
 }
 
@@ -101,42 +166,42 @@ fn too_large(max: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!("the module is larger than plugins.wasm_max_module_size ({max} bytes)"))
 }
 
-pub async fn do_load_plugin(
-    ctx: &AuthContext,
-    node: &Node,
-    manifest: WasmManifest,
-    module: Vec<u8>,
-) -> Result<PluginView> {
+pub async fn do_load_plugin(ctx: &AuthContext, node: &Node, spec: LoadSpec) -> Result<PluginView> {
     ctx.require_admin()?;
-    let limits = wasm_limits(&node.cfg);
-    if module.len() > limits.max_module_bytes {
-        return Err(too_large(limits.max_module_bytes));
-    }
-    if let Some(p) = node.plugins.get(&manifest.name)
+    if let Some(p) = node.plugins.get(spec.name())
         && p.info().kind == "builtin"
     {
-        return Err(ApiError::InvalidArgument(format!("`{}` is a built-in plugin's name", manifest.name)));
+        return Err(ApiError::InvalidArgument(format!("`{}` is a built-in plugin's name", spec.name())));
     }
-    let (checked_manifest, bytes) = (manifest.clone(), module.clone());
-    let loaded = tokio::task::spawn_blocking(move || WasmModule::load(checked_manifest, &bytes, &limits))
-        .await
-        .map_err(|e| ApiError::Internal(format!("checking the module: {e}")))?
-        .map_err(|e| ApiError::InvalidArgument(format!("module refused: {e}")))?;
-    crate::identity::audit(
-        "plugin_loaded",
-        &ctx.subject,
-        &format!("{} {} sha256 {}", manifest.name, manifest.version, loaded.sha256()),
-    );
-    let version = pb::PluginVersion {
-        version: manifest.version.clone(),
-        sha256: loaded.sha256().to_owned(),
-        manifest: serde_json::to_vec(&manifest).expect("a manifest serializes"),
-        loaded_at_ms: 0,
-        size: module.len() as u64,
+    let (name, kind, version, manifest, module) = match spec {
+        LoadSpec::Wasm(manifest, module) => {
+            let limits = wasm_limits(&node.cfg);
+            if module.len() > limits.max_module_bytes {
+                return Err(too_large(limits.max_module_bytes));
+            }
+            let (checked_manifest, bytes) = (manifest.clone(), module.clone());
+            tokio::task::spawn_blocking(move || WasmModule::load(checked_manifest, &bytes, &limits))
+                .await
+                .map_err(|e| ApiError::Internal(format!("checking the module: {e}")))?
+                .map_err(|e| ApiError::InvalidArgument(format!("module refused: {e}")))?;
+            let json = serde_json::to_vec(&manifest).expect("a manifest serializes");
+            (manifest.name, "wasm", manifest.version, json, module)
+        }
+        LoadSpec::Subprocess(manifest) => {
+            check_subprocess_manifest(&manifest, &subprocess_limits(&node.cfg))
+                .map_err(|e| ApiError::InvalidArgument(format!("manifest refused: {e}")))?;
+            // The manifest is the version's identity and its stored blob.
+            let json = serde_json::to_vec(&manifest).expect("a manifest serializes");
+            (manifest.name, "subprocess", manifest.version, json.clone(), json)
+        }
     };
+    let sha256 = module_sha256(&module);
+    crate::identity::audit("plugin_loaded", &ctx.subject, &format!("{name} {kind} {version} sha256 {sha256}"));
+    let size = module.len() as u64;
+    let version = pb::PluginVersion { version, sha256, manifest, loaded_at_ms: 0, size };
     let kind = Kind::LoadPlugin(pb::LoadPlugin {
-        name: manifest.name.clone(),
-        kind: "wasm".into(),
+        name,
+        kind: kind.into(),
         version: Some(version),
         module,
         keep_previous: KEEP_PREVIOUS,
@@ -174,6 +239,19 @@ pub fn do_list_plugins(_ctx: &AuthContext, node: &Node) -> Result<Vec<PluginView
                 version: info.version,
                 description: info.description,
                 sha256: None,
+                manifest: None,
+                previous: Vec::new(),
+                loaded_at_ms: None,
+            }),
+            None if compiled_declared(node, &info.name) => out.push(PluginView {
+                nodes_ready: nodes_with(node, |i| {
+                    info.sha256.as_ref().is_some_and(|s| i.capabilities.contains(&plugin_capability(&info.name, s)))
+                }),
+                name: info.name,
+                kind: info.kind,
+                version: info.version,
+                description: info.description,
+                sha256: info.sha256,
                 manifest: None,
                 previous: Vec::new(),
                 loaded_at_ms: None,
@@ -225,6 +303,11 @@ fn record_view(node: &Node, rec: &pb::PluginRecord) -> PluginView {
     }
 }
 
+/// Whether `name` is a subprocess plugin declared in this node's config.
+fn compiled_declared(node: &Node, name: &str) -> bool {
+    node.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).declared.contains_key(name)
+}
+
 /// Live nodes whose registry info passes `has`, in id order.
 fn nodes_with(node: &Node, has: impl Fn(&pb::NodeInfo) -> bool) -> Vec<u64> {
     let infos = node.live_infos().unwrap_or_default();
@@ -237,19 +320,68 @@ async fn wait_applied(node: &Node, index: u64, max: Duration) {
     let _ = node.raft.raft.wait(Some(max)).applied_index_at_least(Some(index), "a plugin change").await;
 }
 
-/// What this node has compiled: plugin name → module sha256s.
+/// What this node has built from the store: plugin name → version sha256s,
+/// and which subprocess plugins can run here.
 #[derive(Debug, Default)]
 pub struct Compiled {
     versions: BTreeMap<String, BTreeSet<String>>,
     /// Versions that failed to compile here, so they are not retried each round.
     failed: BTreeSet<String>,
+    /// Subprocess plugins (loaded, and declared in this node's config), by
+    /// name, with whether their executable is here, as of the last sync.
+    subprocess: BTreeMap<String, (Arc<SubprocessPlugin>, bool)>,
+    /// Declared in config; kept when the store has no plugin of the name.
+    declared: BTreeMap<String, Arc<SubprocessPlugin>>,
 }
 
 impl Compiled {
-    /// `plugin:<name>@<sha256>` for every version compiled here.
+    /// `plugin:<name>@<sha256>` for every version that can run here.
     pub fn capabilities(&self) -> Vec<String> {
-        self.versions.iter().flat_map(|(name, shas)| shas.iter().map(move |s| plugin_capability(name, s))).collect()
+        let runnable = |name: &String| self.subprocess.get(name).is_none_or(|(_, ready)| *ready);
+        let mut caps: Vec<String> = self
+            .versions
+            .iter()
+            .filter(|(name, _)| runnable(name))
+            .flat_map(|(name, shas)| shas.iter().map(move |s| plugin_capability(name, s)))
+            .collect();
+        for (name, (p, ready)) in &self.subprocess {
+            if *ready && !self.versions.contains_key(name) {
+                caps.push(plugin_capability(name, p.sha256()));
+            }
+        }
+        caps
     }
+}
+
+/// Registers the subprocess plugins declared in `plugins.subprocess`; a
+/// declaration that does not fit the limits stops the node with its reason.
+pub fn declare_subprocess_plugins(
+    cfg: &synod_config::Config,
+    registry: &synod_plugins::Registry,
+    compiled: &std::sync::Mutex<Compiled>,
+) -> anyhow::Result<()> {
+    let limits = subprocess_limits(cfg);
+    let mut state = compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (i, entry) in cfg.plugins.subprocess.iter().enumerate() {
+        let manifest = SubprocessManifest {
+            name: entry.name.clone(),
+            version: "config".to_owned(),
+            description: format!("declared in plugins.subprocess[{i}]"),
+            command: entry.command.clone(),
+            args: entry.args.clone(),
+            workers: Some(entry.workers),
+            timeout_ms: Some(entry.timeout.get().as_millis() as u64),
+            max_payload_bytes: None,
+        };
+        check_subprocess_manifest(&manifest, &limits).map_err(|e| anyhow::anyhow!("plugins.subprocess[{i}]: {e}"))?;
+        let sha = module_sha256(&serde_json::to_vec(&manifest).expect("a manifest serializes"));
+        let plugin = Arc::new(SubprocessPlugin::new(vec![(manifest, sha)], &limits).map_err(anyhow::Error::msg)?);
+        registry.register(plugin.clone()).map_err(|e| anyhow::anyhow!("plugins.subprocess[{i}]: {e}"))?;
+        let ready = plugin.ready().is_ok();
+        state.subprocess.insert(entry.name.clone(), (plugin.clone(), ready));
+        state.declared.insert(entry.name.clone(), plugin);
+    }
+    Ok(())
 }
 
 /// Runs [`sync_plugins`] on the blocking pool.
@@ -257,17 +389,18 @@ pub async fn sync_now(node: &Node) {
     let store = node.raft.store.clone();
     let registry = node.plugins.clone();
     let compiled = node.compiled.clone();
-    let limits = wasm_limits(&node.cfg);
+    let limits = (wasm_limits(&node.cfg), subprocess_limits(&node.cfg));
     let _ = tokio::task::spawn_blocking(move || sync_plugins(&store, &registry, &compiled, &limits)).await;
 }
 
-/// Makes this node's registry match the plugins in its store: compiles new
-/// versions, replaces changed plugins, unregisters unloaded ones.
+/// Makes this node's registry match the plugins in its store: builds new
+/// versions, replaces changed plugins, unregisters unloaded ones, and notes
+/// which subprocess plugins have their executable here.
 pub fn sync_plugins(
     store: &synod_store::Store,
     registry: &synod_plugins::Registry,
     compiled: &std::sync::Mutex<Compiled>,
-    limits: &WasmLimits,
+    limits: &(WasmLimits, SubprocessLimits),
 ) {
     let records = match store.list_plugins() {
         Ok(r) => r,
@@ -280,8 +413,19 @@ pub fn sync_plugins(
     let wanted: BTreeSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
     let gone: Vec<String> = state.versions.keys().filter(|n| !wanted.contains(n.as_str())).cloned().collect();
     for name in gone {
-        registry.unregister(&name);
         state.versions.remove(&name);
+        state.subprocess.remove(&name);
+        match state.declared.get(&name).cloned() {
+            Some(declared) => {
+                // The config's declaration serves the name again.
+                let ready = declared.ready().is_ok();
+                let _ = registry.replace(declared.clone());
+                state.subprocess.insert(name.clone(), (declared, ready));
+            }
+            None => {
+                registry.unregister(&name);
+            }
+        }
         tracing::info!(plugin = %name, "plugin unloaded");
     }
     for rec in &records {
@@ -293,37 +437,87 @@ pub fn sync_plugins(
         if state.failed.contains(&current.sha256) {
             continue;
         }
-        let mut modules = Vec::new();
-        let mut ok = BTreeSet::new();
-        for v in rec.current.iter().chain(&rec.previous) {
-            match compile(store, &rec.name, v, limits) {
-                Ok(m) => {
-                    ok.insert(v.sha256.clone());
-                    modules.push(Arc::new(m));
-                }
-                Err(e) if v.sha256 == current.sha256 => {
-                    tracing::error!(plugin = %rec.name, sha256 = %v.sha256, error = %e, "plugin does not load on this node");
-                    state.failed.insert(v.sha256.clone());
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(plugin = %rec.name, sha256 = %v.sha256, error = %e, "older plugin version does not load here")
-                }
+        let built = match rec.kind.as_str() {
+            "subprocess" => build_subprocess(rec, &limits.1).map(|p| {
+                let ready = p.ready().is_ok();
+                state.subprocess.insert(rec.name.clone(), (p.clone(), ready));
+                (p as Arc<dyn synod_plugins::Plugin>, shas)
+            }),
+            _ => build_wasm(store, rec, &limits.0).map(|(p, ok)| (Arc::new(p) as Arc<dyn synod_plugins::Plugin>, ok)),
+        };
+        let (plugin, ok) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                tracing::error!(plugin = %rec.name, sha256 = %current.sha256, error = %e, "plugin does not load on this node");
+                state.failed.insert(current.sha256.clone());
+                continue;
             }
+        };
+        if rec.kind != "subprocess" {
+            state.subprocess.remove(&rec.name);
         }
-        if modules.first().is_none_or(|m| m.sha256() != current.sha256) {
-            continue;
-        }
-        let current_module = modules.remove(0);
-        let plugin = WasmPlugin::new(current_module, modules);
-        match registry.replace(Arc::new(plugin)) {
+        match registry.replace(plugin) {
             Ok(()) => {
-                tracing::info!(plugin = %rec.name, version = %current.version, sha256 = %current.sha256, "plugin ready");
+                tracing::info!(plugin = %rec.name, kind = %rec.kind, version = %current.version, sha256 = %current.sha256, "plugin ready");
                 state.versions.insert(rec.name.clone(), ok);
             }
             Err(e) => tracing::error!(plugin = %rec.name, error = %e, "plugin not registered"),
         }
     }
+    for (name, (plugin, ready)) in state.subprocess.iter_mut() {
+        let now = plugin.ready();
+        if now.is_ok() != *ready {
+            match &now {
+                Ok(()) => tracing::info!(plugin = %name, "subprocess plugin's executable found; advertising it"),
+                Err(why) => tracing::warn!(plugin = %name, %why, "subprocess plugin cannot run on this node"),
+            }
+            *ready = now.is_ok();
+        }
+    }
+}
+
+/// A WASM plugin's current version and the kept ones that compile here.
+fn build_wasm(
+    store: &synod_store::Store,
+    rec: &pb::PluginRecord,
+    limits: &WasmLimits,
+) -> std::result::Result<(WasmPlugin, BTreeSet<String>), String> {
+    let current = rec.current.as_ref().ok_or("no current version")?;
+    let mut modules = Vec::new();
+    let mut ok = BTreeSet::new();
+    for v in rec.current.iter().chain(&rec.previous) {
+        match compile(store, &rec.name, v, limits) {
+            Ok(m) => {
+                ok.insert(v.sha256.clone());
+                modules.push(Arc::new(m));
+            }
+            Err(e) if v.sha256 == current.sha256 => return Err(e),
+            Err(e) => {
+                tracing::warn!(plugin = %rec.name, sha256 = %v.sha256, error = %e, "older plugin version does not load here")
+            }
+        }
+    }
+    let current_module = modules.remove(0);
+    Ok((WasmPlugin::new(current_module, modules), ok))
+}
+
+/// A subprocess plugin of every kept version's manifest. Its executable may
+/// be missing here: the plugin is then registered (submits validate) but
+/// not advertised.
+fn build_subprocess(
+    rec: &pb::PluginRecord,
+    limits: &SubprocessLimits,
+) -> std::result::Result<Arc<SubprocessPlugin>, String> {
+    let versions = rec
+        .current
+        .iter()
+        .chain(&rec.previous)
+        .map(|v| {
+            let m: SubprocessManifest = serde_json::from_slice(&v.manifest).map_err(|e| format!("manifest: {e}"))?;
+            Ok((m, v.sha256.clone()))
+        })
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    SubprocessPlugin::new(versions, limits).map(Arc::new)
 }
 
 fn compile(

@@ -544,8 +544,8 @@ async fn load_plugin(
     ctx: AuthContext,
     Json(req): Json<crate::plugins::LoadRequest>,
 ) -> Result<Response> {
-    let (manifest, module) = req.decode(&node)?;
-    Ok(ok(crate::plugins::do_load_plugin(&ctx, &node, manifest, module).await?))
+    let spec = req.decode(&node)?;
+    Ok(ok(crate::plugins::do_load_plugin(&ctx, &node, spec).await?))
 }
 
 async fn unload_plugin(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {

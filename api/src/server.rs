@@ -370,6 +370,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.security.tenant_requests_per_second,
     );
     let node: SharedNode = Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins, models.clone(), security));
+    crate::plugins::declare_subprocess_plugins(&cfg, &node.plugins, &node.compiled)?;
     if cfg.node.join.is_none() {
         let n = node.clone();
         tokio::spawn(async move {

@@ -457,9 +457,14 @@ impl Node {
             format!("installed on live nodes: {}", models.join(", "))
         };
         if let Some(plugin) = missing.strip_prefix("plugin:") {
-            return Err(ApiError::Unavailable(format!(
-                "plugin version {plugin} is not ready on any live node yet; retry shortly"
-            )));
+            let name = plugin.split('@').next().unwrap_or(plugin);
+            let why = match self.plugins.get(name).map(|p| p.info().kind) {
+                Some(kind) if kind == "subprocess" => {
+                    "no live node has its executable in plugins.dir (nodes check every 500 ms)"
+                }
+                _ => "nodes compile a new version within a second; retry shortly",
+            };
+            return Err(ApiError::Unavailable(format!("plugin version {plugin} is not ready on any live node: {why}")));
         }
         let what = missing.strip_prefix("model:").map_or_else(|| missing.clone(), |m| format!("model {m:?}"));
         Err(ApiError::InvalidArgument(format!("{what} is not installed on any live node; {have}")))

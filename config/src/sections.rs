@@ -389,23 +389,32 @@ impl Default for VectorDbConfig {
     }
 }
 
-/// One plugin run as a child process per call.
+/// A subprocess plugin declared in this node's config (the cluster-wide way
+/// is `POST /plugins/load`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SubprocessPlugin {
     /// Name tasks use to select the plugin; unique.
     pub name: String,
-    /// Program to run (a path or a name on `PATH`).
+    /// The executable, relative to `plugins.dir`.
     pub command: String,
     /// Arguments passed to `command`.
     pub args: Vec<String>,
     /// A call running longer is killed.
     pub timeout: Dur,
+    /// Worker processes kept (at most `plugins.subprocess_max_workers`).
+    pub workers: u32,
 }
 
 impl Default for SubprocessPlugin {
     fn default() -> Self {
-        SubprocessPlugin { name: String::new(), command: String::new(), args: Vec::new(), timeout: Dur::from_secs(30) }
+        SubprocessPlugin {
+            name: String::new(),
+            command: String::new(),
+            args: Vec::new(),
+            timeout: Dur::from_secs(30),
+            workers: 1,
+        }
     }
 }
 
@@ -423,8 +432,12 @@ pub struct PluginsConfig {
     /// How long a request waits for others to share its forward pass; 0
     /// batches only what queued while the model was busy.
     pub embed_batch_max_wait: Dur,
-    /// Folder scanned for `*.wasm` plugins; `None` loads none.
+    /// Folder of subprocess plugin executables; `None` runs none.
     pub dir: Option<PathBuf>,
+    /// Most worker processes one subprocess plugin keeps on a node.
+    pub subprocess_max_workers: u32,
+    /// Longest answer line a subprocess plugin worker may write.
+    pub subprocess_max_output: ByteSize,
     /// Largest WASM module loaded.
     pub wasm_max_module_size: ByteSize,
     /// WASM fuel (instructions, roughly) per call: the default and ceiling
@@ -440,7 +453,7 @@ pub struct PluginsConfig {
     pub wasm_max_timeout: Dur,
     /// Host permissions a WASM manifest may be granted (`clock`); none by default.
     pub wasm_allowed_permissions: Vec<String>,
-    /// Plugins run as child processes.
+    /// Subprocess plugins declared on this node only.
     pub subprocess: Vec<SubprocessPlugin>,
 }
 
@@ -452,6 +465,8 @@ impl Default for PluginsConfig {
             embed_batch_max_texts: 64,
             embed_batch_max_wait: Dur::from_millis(0),
             dir: None,
+            subprocess_max_workers: 4,
+            subprocess_max_output: ByteSize::mib(1),
             wasm_max_module_size: ByteSize::mib(16),
             wasm_fuel: 1_000_000_000,
             wasm_max_memory: ByteSize::mib(64),

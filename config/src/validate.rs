@@ -171,6 +171,10 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
     rule(p.wasm_fuel > 0, "plugins.wasm_fuel", || "plugins.wasm_fuel must be greater than 0".to_owned())?;
     positive_size(p.wasm_max_memory, "plugins.wasm_max_memory")?;
     positive_size(p.wasm_max_output, "plugins.wasm_max_output")?;
+    rule(p.subprocess_max_workers > 0, "plugins.subprocess_max_workers", || {
+        "plugins.subprocess_max_workers must be greater than 0".to_owned()
+    })?;
+    positive_size(p.subprocess_max_output, "plugins.subprocess_max_output")?;
     positive_dur(p.wasm_max_timeout, "plugins.wasm_max_timeout")?;
     for perm in &p.wasm_allowed_permissions {
         rule(perm == "clock", "plugins.wasm_allowed_permissions", || {
@@ -188,6 +192,10 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
         let command_key = format!("{at}.command");
         rule(!plugin.command.is_empty(), &command_key, || format!("{command_key} must not be empty"))?;
         positive_dur(plugin.timeout, &format!("{at}.timeout"))?;
+        let workers_key = format!("{at}.workers");
+        rule((1..=p.subprocess_max_workers).contains(&plugin.workers), &workers_key, || {
+            format!("{workers_key} must be 1 to plugins.subprocess_max_workers ({})", p.subprocess_max_workers)
+        })?;
     }
 
     let e = &c.external;

@@ -23,8 +23,12 @@
 //! models directory that [`Models`] scans; each loaded model has a dynamic
 //! batcher, so concurrent requests share forward passes.
 //!
-//! Later: the WebAssembly and subprocess loaders, and the external adapters (OpenAI-compatible, HuggingFace,
-//! Pinecone, Milvus, Qdrant) with retry, timeout and circuit breaker.
+//! Plugins loaded at run time: [`WasmPlugin`] (a WebAssembly module run in
+//! a sandbox) and [`SubprocessPlugin`] (a pool of long-lived worker
+//! processes speaking JSON lines).
+//!
+//! Later: the external adapters (OpenAI-compatible, HuggingFace, Pinecone,
+//! Milvus, Qdrant) with retry, timeout and circuit breaker.
 //!
 //! **Must never touch RocksDB or Raft**: no `synod-store` or `synod-raft`
 //! dependency. Plugins compute; storing their results is the caller's job.
@@ -60,6 +64,7 @@ mod payload;
 mod pipeline;
 mod plugin;
 mod registry;
+mod subprocess;
 mod text;
 mod vectorize;
 mod wasm;
@@ -73,6 +78,7 @@ pub use payload::MAX_TEXT_BYTES;
 pub use pipeline::{MAX_PIPELINE_RESULT_BYTES, MAX_PIPELINE_STEPS, MAX_STEP_OUTPUT_BYTES, PipelinePlugin};
 pub use plugin::{CancelToken, Plugin, PluginInfo, TaskContext};
 pub use registry::{MAX_NAME_LEN, Registry, builtins, builtins_with_models};
+pub use subprocess::{SubprocessLimits, SubprocessManifest, SubprocessPlugin, check_subprocess_manifest};
 pub use text::{Form, NormalizePlugin, TokenizePlugin, normalize_text, words};
 pub use vectorize::{
     DEFAULT_DIMENSION, HASHING_MODEL, MAX_DIMENSION, MAX_TEXTS, VectorizePlugin, fnv1a64, hashing_vector,

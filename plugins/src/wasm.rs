@@ -163,13 +163,7 @@ pub fn module_sha256(bytes: &[u8]) -> String {
 /// Checks a manifest against the node's limits: a name that can be a task
 /// type, a version label, permissions this node grants, limits within its ceilings.
 pub fn check_manifest(manifest: &WasmManifest, limits: &WasmLimits) -> Result<(), String> {
-    crate::registry::check_task_type(&manifest.name).map_err(|e| e.to_string())?;
-    if manifest.version.is_empty() || manifest.version.len() > 64 || manifest.version.chars().any(char::is_control) {
-        return Err("`version` must be 1 to 64 printable characters".to_owned());
-    }
-    if manifest.description.len() > 1024 {
-        return Err("`description` is longer than 1024 bytes".to_owned());
-    }
+    check_labels(&manifest.name, &manifest.version, &manifest.description)?;
     for p in &manifest.permissions {
         if !WASM_PERMISSIONS.contains(&p.as_str()) {
             return Err(format!("unknown permission {p:?} (known: {})", WASM_PERMISSIONS.join(", ")));
@@ -178,16 +172,32 @@ pub fn check_manifest(manifest: &WasmManifest, limits: &WasmLimits) -> Result<()
             return Err(format!("permission {p:?} is not allowed on this cluster (plugins.wasm_allowed_permissions)"));
         }
     }
-    let within = |what: &str, asked: Option<u64>, max: u64| match asked {
-        Some(0) => Err(format!("`{what}` must be greater than 0")),
-        Some(n) if n > max => Err(format!("`{what}` is {n}; this cluster allows at most {max}")),
-        _ => Ok(()),
-    };
     within("fuel", manifest.fuel, limits.max_fuel)?;
     within("memory_bytes", manifest.memory_bytes, limits.max_memory_bytes)?;
     within("timeout_ms", manifest.timeout_ms, limits.max_timeout.as_millis() as u64)?;
     within("max_payload_bytes", manifest.max_payload_bytes, limits.max_payload_bytes)?;
     Ok(())
+}
+
+/// The name, version label and description every loaded plugin's manifest has.
+pub(crate) fn check_labels(name: &str, version: &str, description: &str) -> Result<(), String> {
+    crate::registry::check_task_type(name).map_err(|e| e.to_string())?;
+    if version.is_empty() || version.len() > 64 || version.chars().any(char::is_control) {
+        return Err("`version` must be 1 to 64 printable characters".to_owned());
+    }
+    if description.len() > 1024 {
+        return Err("`description` is longer than 1024 bytes".to_owned());
+    }
+    Ok(())
+}
+
+/// A manifest's optional limit: when given, above 0 and at most `max`.
+pub(crate) fn within(what: &str, asked: Option<u64>, max: u64) -> Result<(), String> {
+    match asked {
+        Some(0) => Err(format!("`{what}` must be greater than 0")),
+        Some(n) if n > max => Err(format!("`{what}` is {n}; this cluster allows at most {max}")),
+        _ => Ok(()),
+    }
 }
 
 impl WasmModule {

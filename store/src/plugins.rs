@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!  LoadPlugin{name, version, module} ─► module blob _sys/plugin-modules/<name>/<sha256>
+//!     (a subprocess plugin's "module" is its manifest: the executable is on the nodes)
 //!     ─► record _sys/plugins/<name>: current = the new version, previous = the
 //!        replaced ones, newest first, at most keep_previous (older modules deleted)
 //!  UnloadPlugin{name} ─► record and every module deleted
@@ -40,7 +41,7 @@ pub(crate) fn load(ctx: &mut BatchCtx<'_>, c: pb::LoadPlugin, now: u64) -> Resul
     let Some(mut version) = c.version else {
         return Ok(rejected(RejectCode::Invalid, "load plugin without a version"));
     };
-    if !valid_plugin_name(&c.name) || c.kind != "wasm" {
+    if !valid_plugin_name(&c.name) || !matches!(c.kind.as_str(), "wasm" | "subprocess") {
         return Ok(rejected(RejectCode::Invalid, format!("invalid plugin name {:?} or kind {:?}", c.name, c.kind)));
     }
     if version.sha256 != hex(&Sha256::digest(&c.module)) {

@@ -12,4 +12,5 @@ mod t80_tls;
 mod t90_vectors;
 mod t95_models;
 mod t96_wasm_plugins;
+mod t97_subprocess_plugins;
 mod util;

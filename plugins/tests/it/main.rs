@@ -1,12 +1,13 @@
 //! Integration tests of synod-plugins: the registry, payload validation of
 //! every built-in, execution (timeouts, panics, cancellation), the
-//! built-ins' outputs and the `pipeline` built-in.
+//! built-ins' outputs, the `pipeline` built-in, WASM and subprocess plugins.
 
 mod builtins;
 mod execute;
 mod models;
 mod pipeline;
 mod registry;
+mod subprocess;
 mod util;
 mod validate;
 mod wasm;

@@ -84,6 +84,13 @@ fn bad_loads_and_unknown_unloads_are_refused_and_change_nothing() {
     if let Kind::LoadPlugin(c) = &mut wrong_sha {
         c.module = b"tampered".to_vec();
     }
+    let with_kind = |kind: &str| {
+        let mut c = load("greet", "1", b"v1", 1);
+        if let Kind::LoadPlugin(l) = &mut c {
+            l.kind = kind.into();
+        }
+        c
+    };
     let r = must_apply(
         &store,
         1,
@@ -91,13 +98,17 @@ fn bad_loads_and_unknown_unloads_are_refused_and_change_nothing() {
             cmd(1, wrong_sha),
             cmd(2, load("Bad Name", "1", b"v1", 1)),
             cmd(3, Kind::UnloadPlugin(pb::UnloadPlugin { name: "nope".into() })),
+            cmd(4, with_kind("docker")),
         ],
     );
     assert_eq!(
         r.iter().map(rejection).collect::<Vec<_>>(),
-        [RejectCode::Invalid, RejectCode::Invalid, RejectCode::NotFound]
+        [RejectCode::Invalid, RejectCode::Invalid, RejectCode::NotFound, RejectCode::Invalid]
     );
     assert!(store.list_plugins().unwrap().is_empty());
+    // Control: the known kinds load.
+    let r = must_apply(&store, 5, &[cmd(5, with_kind("subprocess"))]);
+    assert_eq!(record(&r[0]).kind, "subprocess");
     assert_eq!(store.plugin_module("greet", &sha(b"tampered")).unwrap(), None);
 }
 
