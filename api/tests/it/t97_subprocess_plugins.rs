@@ -201,3 +201,46 @@ async fn a_subprocess_plugin_runs_where_its_executable_is_survives_a_killed_work
     let (code, v) = post(&t, 2, "/tasks/submit", json!({"type": "textstats", "payload": {"text": "x"}})).await;
     assert_eq!(code, 400, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_loads_lists_and_unloads_wasm_and_subprocess_plugins() {
+    use synod_api::pb::plugins_client::PluginsClient;
+    use synod_api::pb::{ListPluginsRequest, LoadPluginRequest, PluginName};
+
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path());
+    let mut args = fast_args();
+    args.extend(["--set".to_owned(), format!("plugins.dir={}", dir.path().display())]);
+    let t = must_single(&args).await;
+    let mut c = PluginsClient::with_interceptor(must_channel(&t, 0).await, AdminAuth::of(&t));
+
+    let manifest = json!({"kind": "subprocess", "name": "textstats", "version": "1", "command": "textstats.py"});
+    let req = LoadPluginRequest { manifest_json: manifest.to_string(), module: Vec::new() };
+    let loaded = c.load(req).await.expect("load a subprocess plugin").into_inner();
+    assert_eq!((loaded.kind.as_str(), loaded.version.as_str()), ("subprocess", "1"));
+    assert_eq!(loaded.nodes_ready, vec![t.node_id(0).await.unwrap()]);
+
+    let greet = include_str!("../../../plugins/examples/wasm/greet.wat");
+    let req = LoadPluginRequest {
+        manifest_json: json!({"name": "greet", "version": "1"}).to_string(),
+        module: greet.as_bytes().to_vec(),
+    };
+    assert_eq!(c.load(req).await.expect("load a WASM plugin").into_inner().kind, "wasm");
+
+    // A subprocess manifest with a module, or a module-less WASM one, is refused.
+    for (manifest, module) in [(manifest.clone(), b"x".to_vec()), (json!({"name": "g2", "version": "1"}), Vec::new())] {
+        let req = LoadPluginRequest { manifest_json: manifest.to_string(), module };
+        let status = c.load(req).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    }
+
+    let list = c.list(ListPluginsRequest {}).await.unwrap().into_inner().plugins;
+    let kind = |name: &str| list.iter().find(|p| p.name == name).map(|p| p.kind.clone());
+    assert_eq!(kind("textstats").as_deref(), Some("subprocess"));
+    assert_eq!(kind("greet").as_deref(), Some("wasm"));
+    assert_eq!(kind("echo").as_deref(), Some("builtin"));
+
+    c.unload(PluginName { name: "textstats".into() }).await.expect("unload");
+    let status = c.info(PluginName { name: "textstats".into() }).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+}
