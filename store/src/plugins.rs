@@ -8,6 +8,8 @@
 //!     ─► record _sys/plugins/<name>: current = the new version, previous = the
 //!        replaced ones, newest first, at most keep_previous (older modules deleted)
 //!  UnloadPlugin{name} ─► record and every module deleted
+//!  either ─► queued tasks no node can run any more (of the unloaded type, or
+//!            requiring a dropped version) fail, not retried
 //! ```
 //!
 //! apply() checks only what it can check deterministically (names, sizes,
@@ -31,6 +33,13 @@ fn valid_plugin_name(name: &str) -> bool {
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_lowercase()
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// The capability a node advertises for a loaded plugin version; the same
+/// string as `synod_plugins::plugin_capability` (the store cannot depend on
+/// the plugins crate), which a task's `requires` names.
+fn plugin_capability(name: &str, sha256: &str) -> String {
+    format!("plugin:{name}@{sha256}")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -66,8 +75,13 @@ pub(crate) fn load(ctx: &mut BatchCtx<'_>, c: pb::LoadPlugin, now: u64) -> Resul
     previous.retain(|v| v.sha256 != version.sha256);
     let dropped: Vec<String> = previous.iter().skip(keep).map(|v| v.sha256.clone()).collect();
     previous.truncate(keep);
-    for sha in dropped {
-        ctx.delete_blob(plugin_module_key(&c.name, &sha));
+    for sha in &dropped {
+        ctx.delete_blob(plugin_module_key(&c.name, sha));
+    }
+    if !dropped.is_empty() {
+        let gone: Vec<String> = dropped.iter().map(|sha| plugin_capability(&c.name, sha)).collect();
+        let error = format!("plugin {} version was dropped (replaced more than {keep} times)", c.name);
+        crate::tasks::fail_queued(ctx, now, &error, |e| e.requires.iter().any(|r| gone.contains(r)))?;
     }
     ctx.put_blob(plugin_module_key(&c.name, &version.sha256), &c.module);
     let rec = PluginRecord { name: c.name, kind: c.kind, current: Some(version), previous };
@@ -75,7 +89,7 @@ pub(crate) fn load(ctx: &mut BatchCtx<'_>, c: pb::LoadPlugin, now: u64) -> Resul
     Ok(CommandResult { outcome: Some(Outcome::Plugin(rec)) })
 }
 
-pub(crate) fn unload(ctx: &mut BatchCtx<'_>, c: pb::UnloadPlugin) -> Result<CommandResult> {
+pub(crate) fn unload(ctx: &mut BatchCtx<'_>, c: pb::UnloadPlugin, now: u64) -> Result<CommandResult> {
     let key = plugin_key(&c.name);
     let Some(rec) = ctx.get_msg::<PluginRecord>(&key, "plugin record")? else {
         return Ok(rejected(RejectCode::NotFound, format!("no plugin {} is loaded", c.name)));
@@ -84,6 +98,8 @@ pub(crate) fn unload(ctx: &mut BatchCtx<'_>, c: pb::UnloadPlugin) -> Result<Comm
         ctx.delete_blob(plugin_module_key(&rec.name, &v.sha256));
     }
     ctx.delete(key);
+    let error = format!("plugin {} was unloaded", c.name);
+    crate::tasks::fail_queued(ctx, now, &error, |e| e.task_type == c.name)?;
     Ok(ok())
 }
 

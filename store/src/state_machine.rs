@@ -90,6 +90,23 @@ impl<'s> BatchCtx<'s> {
         self.overlay.insert(key, None);
     }
 
+    /// Every key and value under `prefix` as this batch sees it: RocksDB
+    /// with this batch's writes laid over it, in key order. Reads RocksDB
+    /// itself (never the mirrors), so it is as deterministic as `get`.
+    pub(crate) fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let cf = self.store.cf(CF_SM_DATA);
+        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        for item in self.store.db.iterator_cf_opt(cf, crate::db::bounded(prefix), mode) {
+            let (k, v) = item.map_err(Error::rocks("scan in apply"))?;
+            merged.insert(k.into_vec(), Some(v.into_vec()));
+        }
+        for (k, v) in self.overlay.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            merged.insert(k.clone(), v.clone());
+        }
+        Ok(merged.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
+    }
+
     pub(crate) fn get_msg<M: Message + Default>(&self, key: &[u8], what: &'static str) -> Result<Option<M>> {
         match self.get(key)? {
             None => Ok(None),
@@ -204,6 +221,6 @@ fn apply_command(ctx: &mut BatchCtx<'_>, cmd: pb::Command) -> Result<CommandResu
         Kind::UpsertPoints(c) => crate::vectors::upsert_points(ctx, c),
         Kind::DeletePoints(c) => crate::vectors::delete_points(ctx, c),
         Kind::LoadPlugin(c) => crate::plugins::load(ctx, c, now),
-        Kind::UnloadPlugin(c) => crate::plugins::unload(ctx, c),
+        Kind::UnloadPlugin(c) => crate::plugins::unload(ctx, c, now),
     }
 }

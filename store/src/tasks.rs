@@ -414,6 +414,37 @@ pub(crate) fn complete(ctx: &mut BatchCtx<'_>, c: pb::CompleteTasks, now: u64) -
     Ok(batch(items))
 }
 
+/// Fails every queued task whose queue entry matches `orphaned`: tasks that
+/// no node can ever run (their plugin, or the plugin version they were
+/// submitted under, is gone). Not retried: another attempt cannot succeed.
+/// Returns how many.
+pub(crate) fn fail_queued(
+    ctx: &mut BatchCtx<'_>,
+    now: u64,
+    error: &str,
+    orphaned: impl Fn(&pb::QueuedEntry) -> bool,
+) -> Result<u64> {
+    let mut failed = 0;
+    for (key, value) in ctx.scan_prefix(PREFIX_QUEUED)? {
+        let entry = pb::QueuedEntry::decode(value.as_slice()).map_err(|e| Error::corrupt("queue entry", e))?;
+        if !orphaned(&entry) {
+            continue;
+        }
+        let Some((tenant, id)) = parse_queued_key(&key) else { continue };
+        let Some(mut rec) = load(ctx, &tenant, &id)? else { continue };
+        if state(&rec) != TaskState::Queued {
+            continue;
+        }
+        dequeue(ctx, &rec);
+        rec.state = TaskState::Failed as i32;
+        rec.error = error.to_owned();
+        rec.updated_at_ms = now;
+        save_counted(ctx, &rec, Some(TaskState::Queued))?;
+        failed += 1;
+    }
+    Ok(failed)
+}
+
 pub(crate) fn cancel(ctx: &mut BatchCtx<'_>, c: pb::CancelTask, now: u64) -> Result<CommandResult> {
     let Some(mut rec) = load(ctx, &c.tenant, &c.id)? else {
         return Ok(crate::state_machine::rejected(RejectCode::NotFound, format!("task {} not found", c.id)));

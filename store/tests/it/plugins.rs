@@ -124,3 +124,80 @@ fn a_snapshot_carries_plugins_and_their_modules() {
     assert_eq!(dst.list_plugins().unwrap(), src.list_plugins().unwrap());
     assert_eq!(dst.plugin_module("greet", &sha(b"module-bytes")).unwrap().as_deref(), Some(&b"module-bytes"[..]));
 }
+
+fn submit(id: &str, task_type: &str, requires: &[String]) -> Kind {
+    Kind::SubmitTasks(pb::SubmitTasks {
+        tasks: vec![pb::TaskSpec {
+            id: id.into(),
+            tenant: "acme".into(),
+            task_type: task_type.into(),
+            payload: b"{}".to_vec(),
+            max_attempts: 3,
+            timeout_ms: 1000,
+            requires: requires.to_vec(),
+            ..Default::default()
+        }],
+        max_queued: 0,
+    })
+}
+
+fn task_state(store: &synod_store::Store, id: &str) -> (pb::TaskState, String) {
+    let rec = store.get_task("acme", id).unwrap().unwrap_or_else(|| panic!("no task {id}"));
+    (pb::TaskState::try_from(rec.state).unwrap(), rec.error)
+}
+
+#[test]
+fn unloading_a_plugin_fails_its_queued_tasks_and_no_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let cap = format!("plugin:greet@{}", sha(b"v1"));
+    must_apply(
+        &store,
+        1,
+        &[
+            cmd(1, load("greet", "1", b"v1", 1)),
+            cmd(2, submit("g1", "greet", std::slice::from_ref(&cap))),
+            cmd(3, submit("e1", "echo", &[])),
+        ],
+    );
+    // Submitted in the same batch as the unload: the scan sees the batch's own writes.
+    let r = must_apply(
+        &store,
+        4,
+        &[
+            cmd(4, submit("g2", "greet", std::slice::from_ref(&cap))),
+            cmd(5, Kind::UnloadPlugin(pb::UnloadPlugin { name: "greet".into() })),
+        ],
+    );
+    assert!(matches!(r[1].outcome, Some(Outcome::Ok(_))), "{r:?}");
+    for id in ["g1", "g2"] {
+        assert_eq!(task_state(&store, id), (pb::TaskState::Failed, "plugin greet was unloaded".into()), "{id}");
+    }
+    assert_eq!(task_state(&store, "e1").0, pb::TaskState::Queued, "another type's task is untouched");
+    let queued: Vec<String> = store.queued_tasks(100).unwrap().into_iter().map(|q| q.id).collect();
+    assert_eq!(queued, ["e1"], "the failed tasks left the queue index (and its mirror)");
+}
+
+#[test]
+fn a_dropped_version_fails_the_queued_tasks_that_require_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let cap = |v: &[u8]| vec![format!("plugin:greet@{}", sha(v))];
+    must_apply(
+        &store,
+        1,
+        &[
+            cmd(1, load("greet", "1", b"v1", 1)),
+            cmd(2, submit("on-v1", "greet", &cap(b"v1"))),
+            cmd(3, load("greet", "2", b"v2", 1)),
+            cmd(4, submit("on-v2", "greet", &cap(b"v2"))),
+        ],
+    );
+    // v1 is still kept (keep_previous 1): its task waits.
+    assert_eq!(task_state(&store, "on-v1").0, pb::TaskState::Queued);
+    must_apply(&store, 5, &[cmd(5, load("greet", "3", b"v3", 1))]);
+    let (state, error) = task_state(&store, "on-v1");
+    assert_eq!(state, pb::TaskState::Failed);
+    assert!(error.contains("version was dropped"), "{error}");
+    assert_eq!(task_state(&store, "on-v2").0, pb::TaskState::Queued, "v2 is kept");
+}
