@@ -3,15 +3,26 @@
 //! transformer layers, nothing after them (pooling is the caller's).
 //!
 //! ```text
-//!  ids [b, s] ─► word + position + token-type embeddings ─► LayerNorm
-//!    ─► layer × N:  x ─► qkv (one matmul) ─► softmax(q·kᵀ/√d + mask)·v ─► dense ─► +x ─► LayerNorm ─► y
+//!  ids of b sequences, packed end to end: [T] (T = total tokens, no padding)
+//!    ─► word + position + token-type embeddings ─► LayerNorm ─► x [T, h]
+//!    ─► layer × N:  x ─► qkv (one matmul over all T tokens)
+//!                     ─► per sequence: softmax(q·kᵀ)·v (1/√d folded into q's weights)
+//!                     ─► dense ─► +x ─► LayerNorm ─► y
 //!                   y ─► dense ─► GELU (erf) ─► dense ─► +y ─► LayerNorm
-//!    ─► hidden [b, s, h]
+//!    ─► mean of each sequence's rows (one matmul by a [b, T] averaging matrix) ─► L2 norm
 //! ```
 //!
 //! Written here rather than taken from candle-transformers so the crate
-//! builds only what it runs, and so the three attention projections are one
-//! matrix product: the weights are concatenated once at load time.
+//! builds only what it runs, so the three attention projections are one
+//! matrix product (the weights are concatenated once at load time), and so
+//! the dense layers, most of the work, run over the real tokens only: a
+//! padded batch of mixed lengths spends as much again on padding
+//! (sentence-transformers pads to the longest sentence of its batch).
+//! Attention runs per sentence, so nothing is padded anywhere. (Padding
+//! just attention, gathering rows in and out, measured slower: 101–113
+//! sentences/s at batch 32 against 138–142 per sentence. Fusing each dense
+//! layer's bias with the residual and LayerNorm, or with GELU, into custom
+//! ops measured no better than noise, so the ops stay candle's.)
 
 use std::collections::HashMap;
 
@@ -192,6 +203,9 @@ impl Bert {
                 Ok((w.take(&format!("{prefix}.weight"), &[h, h])?, w.take(&format!("{prefix}.bias"), &[h])?))
             };
             let (qw, qb) = part("query")?;
+            // softmax(q·kᵀ/√d): the scale is applied to q's weights once, here.
+            let scale = 1.0 / ((h / config.num_attention_heads) as f64).sqrt();
+            let (qw, qb) = ((qw * scale).map_err(|e| e.to_string())?, (qb * scale).map_err(|e| e.to_string())?);
             let (kw, kb) = part("key")?;
             let (vw, vb) = part("value")?;
             let fuse = |e: candle_core::Error| format!("{p}: {e}");
@@ -233,65 +247,58 @@ impl Bert {
 
     /// Mean-pooled, L2-normalised sentence vectors of a batch of token id
     /// sequences (each at most [`Bert::max_positions`] long, at least one
-    /// token). Sequences are padded to the longest; padding is masked out of
-    /// attention and of the mean, so a sequence's vector does not depend on
-    /// its batch.
+    /// token). The sequences are packed, not padded, so a sequence's vector
+    /// does not depend on its batch, and no work is spent on padding.
     pub(crate) fn embed(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
         let b = batch.len();
         if b == 0 {
             return Ok(Vec::new());
         }
-        let s = batch.iter().map(|ids| ids.len()).max().unwrap_or(0).max(1);
-        let mut ids = vec![0u32; b * s];
-        let mut mask = vec![0f32; b * s];
+        let total: usize = batch.iter().map(|ids| ids.len()).sum();
+        let mut ids = Vec::with_capacity(total);
+        let mut positions = Vec::with_capacity(total);
+        let mut spans = Vec::with_capacity(b);
+        // Row i of `pool` averages sequence i's rows of the output.
+        let mut pool = vec![0f32; b * total];
         for (row, seq) in batch.iter().enumerate() {
-            ids[row * s..row * s + seq.len()].copy_from_slice(seq);
-            mask[row * s..row * s + seq.len()].fill(1.0);
+            if seq.is_empty() || seq.len() > self.max_positions {
+                candle_core::bail!("sequence {row} has {} tokens (1..={} allowed)", seq.len(), self.max_positions);
+            }
+            let offset = ids.len();
+            spans.push((offset, seq.len()));
+            pool[row * total + offset..row * total + offset + seq.len()].fill(1.0 / seq.len() as f32);
+            ids.extend_from_slice(seq);
+            positions.extend(0..seq.len() as u32);
         }
-        let padded = batch.iter().any(|seq| seq.len() != s);
-        let ids = Tensor::from_vec(ids, b * s, &self.device)?;
-        let mask = Tensor::from_vec(mask, (b, s), &self.device)?;
-        // 0 for tokens, a large negative for padding: exp() of it is 0.
-        let attention_bias = if padded { Some(((mask.clone() - 1.0)? * 1e9)?.reshape((b, 1, 1, s))?) } else { None };
-
-        let h = self.hidden;
-        let x = self.word_embeddings.index_select(&ids, 0)?.reshape((b, s, h))?;
-        let x = x.broadcast_add(&self.position_embeddings.narrow(0, 0, s)?)?;
-        let x = x.broadcast_add(&self.token_type_row)?;
-        let mut x = self.embeddings_norm.forward(&x)?.reshape((b * s, h))?;
+        let ids = Tensor::from_vec(ids, total, &self.device)?;
+        let positions = Tensor::from_vec(positions, total, &self.device)?;
+        let x = self.word_embeddings.index_select(&ids, 0)?;
+        let x = (x + self.position_embeddings.index_select(&positions, 0)?)?.broadcast_add(&self.token_type_row)?;
+        let mut x = self.embeddings_norm.forward(&x)?;
         for layer in &self.layers {
-            x = self.layer(layer, &x, b, s, attention_bias.as_ref())?;
+            x = self.layer(layer, &x, &spans)?;
         }
-
-        // Mean over the tokens that are not padding, then unit length.
-        let x = x.reshape((b, s, h))?;
-        let summed = x.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
-        let counts = mask.sum_keepdim(1)?.clamp(1e-9, f32::MAX)?;
-        let mean = summed.broadcast_div(&counts)?;
+        let pool = Tensor::from_vec(pool, (b, total), &self.device)?;
+        let mean = pool.matmul(&x)?;
         let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
         mean.broadcast_div(&norms)?.to_vec2::<f32>()
     }
 
-    fn layer(
-        &self,
-        layer: &Layer,
-        x: &Tensor,
-        b: usize,
-        s: usize,
-        attention_bias: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
+    /// One layer over packed tokens `x` [T, h]; `spans` are the sequences'
+    /// (offset, length) in it. Attention is per sequence, so tokens attend
+    /// only within their own sentence and no mask is needed.
+    fn layer(&self, layer: &Layer, x: &Tensor, spans: &[(usize, usize)]) -> candle_core::Result<Tensor> {
         let (heads, d, h) = (self.heads, self.head_dim, self.hidden);
-        // [b*s, 3h] -> [3, b, heads, s, d]
-        let qkv = layer.qkv.forward(x)?.reshape((b, s, 3, heads, d))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
-        let q = (qkv.get(0)? * (1.0 / (d as f64).sqrt()))?;
-        let k = qkv.get(1)?;
-        let v = qkv.get(2)?;
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(bias) = attention_bias {
-            scores = scores.broadcast_add(bias)?;
+        let qkv = layer.qkv.forward(x)?;
+        let mut contexts = Vec::with_capacity(spans.len());
+        for &(offset, len) in spans {
+            // [len, 3h] -> [3, heads, len, d]
+            let t = qkv.narrow(0, offset, len)?.reshape((len, 3, heads, d))?.permute((1, 2, 0, 3))?.contiguous()?;
+            let (q, k, v) = (t.get(0)?, t.get(1)?, t.get(2)?);
+            let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+            contexts.push(probs.matmul(&v)?.transpose(0, 1)?.reshape((len, h))?);
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * s, h))?;
+        let context = Tensor::cat(&contexts, 0)?;
         let attended = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + x)?)?;
         let inner = layer.intermediate.forward(&attended)?.apply_op1_no_bwd(&GeluErf)?;
         layer.output_norm.forward(&(layer.output.forward(&inner)? + attended)?)

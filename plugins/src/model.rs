@@ -30,8 +30,8 @@ pub const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safe
 pub const SENTENCE_CONFIG_FILE: &str = "sentence_bert_config.json";
 /// Longest model name.
 pub const MAX_MODEL_NAME_LEN: usize = 64;
-/// Sequences per forward pass; a larger batch is split after sorting by
-/// length, so each pass pads little (sentence-transformers does the same).
+/// Sequences per forward pass: bounds a pass's memory (its tokens times the
+/// intermediate size) and how long one caller waits behind another.
 const FORWARD_CHUNK: usize = 32;
 
 /// What install recorded about a model directory.
@@ -162,24 +162,18 @@ impl EmbeddingModel {
         })
     }
 
-    /// One unit-length vector per text, in order. Texts are tokenized,
-    /// sorted by length and run in passes of at most 32, so a short text
-    /// beside a long one is not padded to its length.
+    /// One unit-length vector per text, in order. Texts are tokenized and
+    /// run in passes of at most 32, packed without padding (see `bert.rs`).
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
         let mut ids = Vec::with_capacity(texts.len());
         for text in texts {
             let enc = self.tokenizer.encode_fast(*text, true).map_err(|e| ModelError::Tokenize(e.to_string()))?;
             ids.push(enc.get_ids().to_vec());
         }
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-        let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(FORWARD_CHUNK) {
-            let batch: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
-            let vectors = self.bert.embed(&batch).map_err(|e| ModelError::Inference(e.to_string()))?;
-            for (&i, v) in chunk.iter().zip(vectors) {
-                out[i] = v;
-            }
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in ids.chunks(FORWARD_CHUNK) {
+            let batch: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+            out.extend(self.bert.embed(&batch).map_err(|e| ModelError::Inference(e.to_string()))?);
         }
         Ok(out)
     }
