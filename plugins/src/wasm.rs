@@ -31,7 +31,13 @@
 //!  ─► result pointer and length checked against memory and the output cap ─► JSON
 //! ```
 //!
-//! wasmi (an interpreter) rather than wasmtime: see the commit that chose it.
+//! wasmi (an interpreter) rather than wasmtime, by measurement
+//! (`bench/wasm-engines`, release, 2-core EPYC): a task of a small plugin
+//! (fresh instance, alloc, run on a 20-byte payload) costs 2.3 µs on wasmi
+//! and 29 µs on wasmtime 48; compiling the example takes 0.1–0.9 ms against
+//! 2.3–7 ms. wasmtime runs a tight loop 3.8× faster (1,050 against 275 M
+//! iterations/s): a plugin that is mostly computation is better off as a
+//! subprocess plugin or a built-in.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
