@@ -111,6 +111,12 @@ pub enum ModelCmd {
         #[command(flatten)]
         dir: ModelsDirArgs,
     },
+    /// The models on the cluster's live nodes, and which nodes have each
+    /// (GET /models).
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Where the models directory is: --models-dir, else the config's
@@ -178,6 +184,7 @@ pub fn run_model(cmd: ModelCmd) -> anyhow::Result<()> {
             let out = serde_json::json!({"models_dir": models_dir, "installed": installed, "catalog": catalog});
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
+        ModelCmd::Status { .. } => unreachable!("main sends it to run_admin: it asks a node"),
     }
     Ok(())
 }
@@ -1013,6 +1020,10 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             for path in crate::tls::certs_init(&dir, nodes, &hosts)? {
                 println!("{}", path.display());
             }
+        }
+        Command::Model(ModelCmd::Status { target }) => {
+            let (v, _) = Client::of(&target)?.call(Method::GET, "/models", None, &[]).await?;
+            print(&v);
         }
         Command::Serve(_) | Command::Config(_) | Command::Bench(_) | Command::Model(_) => {
             unreachable!("dispatched by main")

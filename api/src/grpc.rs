@@ -114,6 +114,7 @@ pub const GRPC_METHODS: &[(&str, Access)] = &[
     ("Plugins.Info", Access::Read),
     ("Plugins.Load", Access::Admin),
     ("Plugins.Unload", Access::Admin),
+    ("Plugins.ListModels", Access::Read),
 ];
 
 /// The caller of `method`, from the `authorization` (Bearer) or `x-api-key`

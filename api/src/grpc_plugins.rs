@@ -82,4 +82,21 @@ impl Plugins for PluginsGrpc {
         })
         .await
     }
+
+    async fn list_models(&self, req: Request<ListModelsRequest>) -> Result<Response<ModelList>, Status> {
+        let ctx = authorize(&self.node, &req, "Plugins.ListModels")?;
+        let ListModelsRequest {} = req.into_inner();
+        timed("Plugins.ListModels", async {
+            let models = plugins::do_list_models(&ctx, &self.node)?
+                .into_iter()
+                .map(|m| pb::ModelInfo {
+                    name: m.name,
+                    nodes_ready: m.nodes_ready,
+                    here_json: m.here.map(|h| h.to_string()).unwrap_or_default(),
+                })
+                .collect();
+            Ok(ModelList { models })
+        })
+        .await
+    }
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use synod_api::cli::{Cli, Command, ConfigCmd, LogFormat};
+use synod_api::cli::{Cli, Command, ConfigCmd, LogFormat, ModelCmd};
 
 fn init_logs(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYNOD_LOG").unwrap_or_else(|_| {
@@ -47,7 +47,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(())
         }
-        Command::Model(cmd) => synod_api::cli::run_model(cmd),
+        Command::Model(cmd) if !matches!(cmd, ModelCmd::Status { .. }) => synod_api::cli::run_model(cmd),
         Command::Bench(cmd) => {
             init_logs(cli.log_format.unwrap_or(LogFormat::Text), "warn");
             rt.block_on(synod_api::bench::run(cmd))

@@ -269,6 +269,36 @@ pub fn do_list_plugins(_ctx: &AuthContext, node: &Node) -> Result<Vec<PluginView
     Ok(out)
 }
 
+/// An embedding model as `GET /models` shows it: the live nodes that have it
+/// installed (and so run tasks needing it), and this node's install.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelView {
+    pub name: String,
+    pub nodes_ready: Vec<u64>,
+    /// This node's install (dimension, sha256, state), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub here: Option<serde_json::Value>,
+}
+
+pub fn do_list_models(_ctx: &AuthContext, node: &Node) -> Result<Vec<ModelView>> {
+    let infos = node.live_infos()?;
+    let mut ready: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for info in &infos {
+        for name in info.capabilities.iter().filter_map(|c| c.strip_prefix("model:")) {
+            ready.entry(name.to_owned()).or_default().insert(info.id);
+        }
+    }
+    let mut here: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for m in node.models.list() {
+        ready.entry(m.name.clone()).or_default();
+        here.insert(m.name.clone(), serde_json::to_value(&m).map_err(|e| ApiError::Internal(e.to_string()))?);
+    }
+    Ok(ready
+        .into_iter()
+        .map(|(name, nodes)| ModelView { here: here.remove(&name), nodes_ready: nodes.into_iter().collect(), name })
+        .collect())
+}
+
 pub fn do_get_plugin(ctx: &AuthContext, node: &Node, name: &str) -> Result<PluginView> {
     do_list_plugins(ctx, node)?
         .into_iter()

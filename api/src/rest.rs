@@ -153,6 +153,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/plugins/load", Access::Admin),
     ("GET", "/plugins/{name}", Access::Read),
     ("POST", "/plugins/{name}/unload", Access::Admin),
+    ("GET", "/models", Access::Read),
     ("GET", "/tenants", Access::Admin),
     ("POST", "/tenants", Access::Admin),
     ("GET", "/users", Access::Admin),
@@ -202,6 +203,7 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("POST", "/plugins/load") => post(load_plugin),
         ("GET", "/plugins/{name}") => get(get_plugin),
         ("POST", "/plugins/{name}/unload") => post(unload_plugin),
+        ("GET", "/models") => get(list_models),
         ("GET", "/tenants") => get(list_tenants),
         ("POST", "/tenants") => post(create_tenant),
         ("GET", "/users") => get(list_users),
@@ -533,6 +535,10 @@ async fn cancel_task(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<
 
 async fn list_plugins(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
     Ok(ok(json!({"plugins": crate::plugins::do_list_plugins(&ctx, &node)?})))
+}
+
+async fn list_models(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
+    Ok(ok(json!({"models": crate::plugins::do_list_models(&ctx, &node)?})))
 }
 
 async fn get_plugin(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {

@@ -58,6 +58,20 @@ async fn model_tasks_run_only_on_the_node_that_has_the_model() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // GET /models through a node without it names the node that has it; the
+    // node that has it shows its install too. gRPC says the same.
+    let (code, v) = t.get(0, "/models").await.unwrap();
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["models"], json!([{"name": "all-MiniLM-L6-v2", "nodes_ready": [with_model]}]));
+    let (_, v) = t.get(2, "/models").await.unwrap();
+    assert_eq!(v["models"][0]["here"]["dimension"], 384, "{v}");
+    let mut grpc =
+        synod_api::pb::plugins_client::PluginsClient::with_interceptor(must_channel(&t, 1).await, AdminAuth::of(&t));
+    let models = grpc.list_models(synod_api::pb::ListModelsRequest {}).await.unwrap().into_inner().models;
+    assert_eq!(models.len(), 1);
+    assert_eq!((models[0].name.as_str(), models[0].nodes_ready.as_slice()), ("all-MiniLM-L6-v2", &[with_model][..]));
+    assert!(models[0].here_json.is_empty(), "node 1 has no install");
+
     // Submitted through a node without the model, run on the one with it.
     for i in 0..6 {
         let text = format!("sentence number {i}");
