@@ -198,6 +198,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             tracing::warn!(path = %path.display(), "current snapshot file is missing");
             return Ok(None);
         }
+        // Checked whole before anyone is sent it or restores from it: a bad
+        // block would otherwise reach every lagging follower. A damaged one
+        // is replaced by a fresh build of the current state.
+        let check = path.clone();
+        let verified = tokio::task::spawn_blocking(move || synod_store::verify_snapshot(&check))
+            .await
+            .map_err(io::Error::other)?;
+        if let Err(e) = verified {
+            tracing::error!(path = %path.display(), error = %e, "current snapshot file is damaged; building a new one");
+            let _ = std::fs::remove_file(&path);
+            return RaftSnapshotBuilder::build_snapshot(self).await.map(Some);
+        }
         Ok(Some(Snapshot { meta, snapshot: SnapshotFile { path } }))
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! Key types: [`RaftNode`], [`RaftConfig`], [`WriteOutcome`], [`Error`].
 
-mod codec;
+pub mod codec;
 mod error;
 pub mod failpoints;
 mod impl_raft_log_storage;

@@ -266,29 +266,35 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         let first = SnapshotChunk { vote: encode(&vote), meta: encode(&snapshot.meta), data: Vec::new() };
         tracing::info!(target_node = self.target, bytes, "sending snapshot");
         // Read the file chunk by chunk as the stream is polled: memory stays
-        // bounded by one chunk. A read error ends the stream early; the
-        // receiver then fails the checksum and refuses the snapshot.
+        // bounded by one chunk. A read error ends the stream early (the
+        // receiver then refuses the cut file) and fails this send.
         let chunk = self.chunk;
-        let data = futures::stream::unfold(Some(file), move |state| async move {
-            use tokio::io::AsyncReadExt;
-            let mut file = state?;
-            let mut buf = vec![0u8; chunk];
-            let mut filled = 0;
-            while filled < chunk {
-                match file.read(&mut buf[filled..]).await {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading snapshot file");
-                        return None;
+        let read_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let failed = read_failed.clone();
+        let data = futures::stream::unfold(Some(file), move |state| {
+            let failed = failed.clone();
+            async move {
+                use tokio::io::AsyncReadExt;
+                let mut file = state?;
+                let mut buf = vec![0u8; chunk];
+                let mut filled = 0;
+                while filled < chunk {
+                    match file.read(&mut buf[filled..]).await {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading snapshot file");
+                            failed.store(true, std::sync::atomic::Ordering::Release);
+                            return None;
+                        }
                     }
                 }
+                if filled == 0 {
+                    return None;
+                }
+                buf.truncate(filled);
+                Some((SnapshotChunk { vote: Vec::new(), meta: Vec::new(), data: buf }, Some(file)))
             }
-            if filled == 0 {
-                return None;
-            }
-            buf.truncate(filled);
-            Some((SnapshotChunk { vote: Vec::new(), meta: Vec::new(), data: buf }, Some(file)))
         });
         let chunks = futures::StreamExt::chain(tokio_stream::iter([first]), data);
         let started = Instant::now();
@@ -298,6 +304,10 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
             r = send => r,
         };
         crate::metrics::rpc("snapshot", result.is_ok(), started.elapsed());
+        if read_failed.load(std::sync::atomic::Ordering::Acquire) {
+            let e = std::io::Error::other(format!("reading snapshot file {} failed mid-way", path.display()));
+            return Err(StreamingError::Network(NetworkError::new(&e)));
+        }
         match result {
             Ok(resp) => decode(&resp.into_inner().data, "snapshot response")
                 .map_err(|e| StreamingError::Network(NetworkError::new(&e))),

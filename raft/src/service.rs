@@ -81,6 +81,20 @@ impl RaftService for RaftServiceImpl {
         file.sync_all().map_err(|e| cleanup(e.to_string()))?;
         drop(file);
         tracing::info!(bytes, last_log_id = ?meta.last_log_id, "snapshot received");
+        // A damaged or cut file is refused here, as an error the sender
+        // retries: installing it would fail inside the state machine, which
+        // openraft treats as fatal to this node.
+        let check = path.clone();
+        let verified = tokio::task::spawn_blocking(move || synod_store::verify_snapshot(&check)).await;
+        if let Some(why) = match verified {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("checking it: {e}")),
+        } {
+            let _ = std::fs::remove_file(&path);
+            tracing::warn!(bytes, error = %why, "received snapshot refused before install");
+            return Err(Status::data_loss(format!("snapshot refused before install: {why}")));
+        }
         let snapshot = Snapshot { meta, snapshot: SnapshotFile { path: path.clone() } };
         let resp = self.node.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| cleanup(e.to_string()))?;
         if path.exists() {

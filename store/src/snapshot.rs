@@ -186,11 +186,29 @@ impl Store {
     }
 }
 
-/// Reads and verifies a snapshot file: magic, format, records, checksum.
 /// One snapshot record: column-family tag, key, value.
 type Record = (u8, Vec<u8>, Vec<u8>);
 
+/// Checks a snapshot file whole (magic, format, every record, checksum)
+/// without keeping its records, and returns how many it holds: what a node
+/// runs on a received snapshot before installing it, and on its own before
+/// sending it. A file that fails here would fail [`Store::install_snapshot`].
+pub fn verify_snapshot(path: &Path) -> Result<u64> {
+    let mut records = 0;
+    scan_snapshot(path, |_| records += 1)?;
+    Ok(records)
+}
+
+/// Reads and verifies a snapshot file: magic, format, records, checksum.
 fn read_snapshot(path: &Path) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    scan_snapshot(path, |r| out.push(r))?;
+    Ok(out)
+}
+
+/// Reads a snapshot file record by record into `visit`, verifying it;
+/// an error may come after some records were visited.
+fn scan_snapshot(path: &Path, mut visit: impl FnMut(Record)) -> Result<()> {
     let file = File::open(path).map_err(Error::io("open snapshot", path))?;
     let len = file.metadata().map_err(Error::io("stat snapshot", path))?.len();
     let mut r = BufReader::new(file);
@@ -211,7 +229,6 @@ fn read_snapshot(path: &Path) -> Result<Vec<Record>> {
     if format != SNAPSHOT_FORMAT {
         return Err(Error::corrupt("snapshot", format!("format {format} not understood")));
     }
-    let mut out = Vec::new();
     loop {
         let mut tag = [0u8; 1];
         read_exact(&mut r, &mut tag, &mut hash)?;
@@ -233,12 +250,12 @@ fn read_snapshot(path: &Path) -> Result<Vec<Record>> {
         };
         let k = field(&mut r, &mut hash)?;
         let v = field(&mut r, &mut hash)?;
-        out.push((tag[0], k, v));
+        visit((tag[0], k, v));
     }
     let mut digest = [0u8; 8];
     r.read_exact(&mut digest).map_err(|e| Error::corrupt("snapshot", format!("missing checksum: {e}")))?;
     if u64::from_be_bytes(digest) != hash.0 {
         return Err(Error::corrupt("snapshot", "checksum mismatch"));
     }
-    Ok(out)
+    Ok(())
 }

@@ -56,3 +56,23 @@ fn corrupt_snapshot_is_refused_and_changes_nothing() {
     std::fs::write(&path, &bytes[..mid]).unwrap();
     assert!(store.install_snapshot(&path).is_err(), "a truncated snapshot must be refused");
 }
+
+#[test]
+fn verify_snapshot_finds_what_install_would_refuse_without_installing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    must_apply(&store, 1, &[cmd(1, register(1)), cmd(2, register(2))]);
+    let path = dir.path().join("snap");
+    let built = store.build_snapshot(&path).unwrap();
+    assert_eq!(synod_store::verify_snapshot(&path).unwrap(), built.records, "a good file passes, every record read");
+
+    let bytes = std::fs::read(&path).unwrap();
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0x55;
+    std::fs::write(&path, &flipped).unwrap();
+    assert!(synod_store::verify_snapshot(&path).is_err(), "a flipped byte is found");
+    for cut in [bytes.len() - 1, bytes.len() / 2, 3] {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        assert!(synod_store::verify_snapshot(&path).is_err(), "a file cut at {cut} is found");
+    }
+}
