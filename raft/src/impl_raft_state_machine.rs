@@ -27,6 +27,9 @@ pub struct StateMachine {
     store: Store,
     dir: PathBuf,
     seq: Arc<AtomicU64>,
+    /// Serializes moves of the current-snapshot pointer: a build runs on a
+    /// clone of this state machine, beside installs.
+    current: Arc<std::sync::Mutex<()>>,
 }
 
 impl StateMachine {
@@ -40,7 +43,12 @@ impl StateMachine {
                 let _ = std::fs::remove_file(&path);
             }
         }
-        Ok(StateMachine { store, dir: dir.to_path_buf(), seq: Arc::new(AtomicU64::new(0)) })
+        Ok(StateMachine {
+            store,
+            dir: dir.to_path_buf(),
+            seq: Arc::new(AtomicU64::new(0)),
+            current: Arc::new(std::sync::Mutex::new(())),
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -59,11 +67,27 @@ impl StateMachine {
         self.dir.join(format!("snapshot-{term}-{index}-{n}.snap"))
     }
 
-    fn save_current(&self, meta: &SnapshotMeta, path: &Path) -> io::Result<()> {
+    /// Makes `path` the current snapshot, unless the current one is newer:
+    /// a build that started before an install and finished after it must not
+    /// move the pointer back to a snapshot older than the purged log.
+    /// Returns whether it moved.
+    fn save_current(&self, meta: &SnapshotMeta, path: &Path) -> io::Result<bool> {
+        let _moving = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(bytes) = self.store.sm_meta_get(KEY_SNAPSHOT_META)? {
+            let (current, _): (SnapshotMeta, String) = decode(&bytes, "snapshot meta")?;
+            if current.last_log_id > meta.last_log_id {
+                tracing::info!(
+                    built = ?meta.last_log_id,
+                    current = ?current.last_log_id,
+                    "snapshot is older than the current one; the current one stays"
+                );
+                return Ok(false);
+            }
+        }
         let record = (meta.clone(), path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         self.store.sm_meta_put(KEY_SNAPSHOT_META, &encode(&record))?;
         self.prune_old(path);
-        Ok(())
+        Ok(true)
     }
 
     fn prune_old(&self, current: &Path) {
@@ -211,5 +235,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return RaftSnapshotBuilder::build_snapshot(self).await.map(Some);
         }
         Ok(Some(Snapshot { meta, snapshot: SnapshotFile { path } }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta_at(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(openraft::LogId::new(
+                openraft::impls::leader_id_adv::LeaderId { term: 1, node_id: 1 },
+                index,
+            )),
+            ..Default::default()
+        }
+    }
+
+    /// Issue 13, defect 4: a build that finished after a newer install moved
+    /// the pointer back to the older snapshot.
+    #[test]
+    fn the_current_snapshot_only_moves_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &synod_store::StoreOptions::default()).unwrap();
+        let sm = StateMachine::new(store, &dir.path().join("snapshots")).unwrap();
+        let (newer, older) = (sm.dir.join("newer.snap"), sm.dir.join("older.snap"));
+        std::fs::write(&newer, b"x").unwrap();
+        std::fs::write(&older, b"x").unwrap();
+        assert!(sm.save_current(&meta_at(20), &newer).unwrap(), "the first snapshot becomes current");
+        assert!(!sm.save_current(&meta_at(10), &older).unwrap(), "an older one does not replace it");
+        let bytes = sm.store.sm_meta_get(KEY_SNAPSHOT_META).unwrap().unwrap();
+        let (meta, name): (SnapshotMeta, String) = decode(&bytes, "snapshot meta").unwrap();
+        assert_eq!((meta.last_log_id.map(|l| l.index), name.as_str()), (Some(20), "newer.snap"));
+        // Control: a newer one does.
+        let newest = sm.dir.join("newest.snap");
+        std::fs::write(&newest, b"x").unwrap();
+        assert!(sm.save_current(&meta_at(30), &newest).unwrap());
     }
 }
