@@ -175,6 +175,20 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// The harness's own `SYNOD_*` variables: a node refuses to start on a
+/// `SYNOD_*` variable that is not a config key, so they are kept out of the
+/// nodes' environment (exporting `SYNOD_BIN` made every node exit).
+const HARNESS_ENV: &[&str] = &["SYNOD_BIN"];
+
+/// A command that starts `bin` as a node, without the harness's variables.
+fn node_command(bin: &std::path::Path) -> Command {
+    let mut cmd = Command::new(bin);
+    for var in HARNESS_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 impl Cluster {
     /// Starts `n` nodes under `root`: node 1 bootstraps, the others join
     /// it; returns once all `n` are voters. `seed` seeds the proxies.
@@ -274,7 +288,7 @@ impl Cluster {
     pub fn spawn_with(&self, i: usize, extra: &[String]) -> std::io::Result<()> {
         let node = &self.nodes[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
-        let child = Command::new(&self.bin)
+        let child = node_command(&self.bin)
             .args(&node.args)
             .args(extra)
             .env("SYNOD_SECURITY_JWT_SECRET", &self.secret)
@@ -466,5 +480,21 @@ impl Drop for Cluster {
                 let _ = c.wait();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    /// Issue 13, defect 9: nodes inherited SYNOD_BIN and refused to start.
+    #[test]
+    fn nodes_do_not_inherit_the_harness_variables() {
+        let cmd = node_command(std::path::Path::new("/bin/true"));
+        let removed: Vec<_> = cmd.get_envs().filter(|(_, v)| v.is_none()).map(|(k, _)| k.to_owned()).collect();
+        assert_eq!(removed, ["SYNOD_BIN"]);
+        // And the config refuses the variable, which is why it must go.
+        let e = synod_config::Config::load(None, [("SYNOD_BIN".to_string(), "/x".to_string())]).unwrap_err();
+        assert!(e.to_string().contains("SYNOD_BIN"), "{e}");
     }
 }
