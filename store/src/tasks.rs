@@ -55,14 +55,29 @@ pub fn is_terminal(s: TaskState) -> bool {
     matches!(s, TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::DeadLettered)
 }
 
-/// The delay before retry number `attempt` (1-based count of attempts made).
+/// The delay before retry number `attempt` (1-based count of attempts made):
+/// `initial_ms · multiplier^(attempt-1)`, at most `max_ms`.
+///
+/// Runs in `apply()`, so in integers: the multiplier is taken in
+/// thousandths (one correctly rounded multiplication, the same on every
+/// platform) and applied step by step, rounding down each time. `f64::powi`
+/// is not specified to give the same bits everywhere.
 pub fn backoff_ms(b: Option<&pb::Backoff>, attempt: usize) -> u64 {
     let Some(b) = b else { return 0 };
-    let mult = if b.multiplier.is_finite() && b.multiplier >= 1.0 { b.multiplier } else { 1.0 };
-    let exp = attempt.saturating_sub(1).min(64) as i32;
-    let delay = (b.initial_ms as f64) * mult.powi(exp);
+    let milli = if b.multiplier.is_finite() && b.multiplier >= 1.0 {
+        (b.multiplier * 1000.0).round().min(1e15) as u64
+    } else {
+        1000
+    };
     let max = if b.max_ms == 0 { u64::MAX } else { b.max_ms };
-    if delay.is_finite() { (delay as u64).min(max) } else { max }
+    let mut delay = b.initial_ms.min(max);
+    for _ in 1..attempt.min(64) {
+        if delay >= max || milli == 1000 {
+            break;
+        }
+        delay = (u128::from(delay) * u128::from(milli) / 1000).min(u128::from(max)) as u64;
+    }
+    delay
 }
 
 /// A replicated counter's value.

@@ -139,6 +139,12 @@ fn retries_with_backoff_then_dead_letter() {
     assert!(store.queued_tasks(10).unwrap().is_empty());
     assert_eq!(backoff_ms(Some(&pb::Backoff { initial_ms: 100, multiplier: 2.0, max_ms: 1000 }), 3), 400);
     assert_eq!(backoff_ms(Some(&pb::Backoff { initial_ms: 100, multiplier: 2.0, max_ms: 1000 }), 30), 1000);
+    // Integers only (issue 13, defect 9: no f64::powi in apply): each step rounds down.
+    let b = pb::Backoff { initial_ms: 100, multiplier: 1.5, max_ms: 0 };
+    let steps: Vec<u64> = (1..=5).map(|a| backoff_ms(Some(&b), a)).collect();
+    assert_eq!(steps, [100, 150, 225, 337, 505]);
+    let huge = pb::Backoff { initial_ms: u64::MAX / 2, multiplier: 1e300, max_ms: 0 };
+    assert_eq!(backoff_ms(Some(&huge), 64), u64::MAX, "saturates, never wraps");
 }
 
 #[test]
