@@ -177,10 +177,31 @@ pub struct PeerConn {
     chunk: usize,
 }
 
-/// True when the status says the request never left this node.
+/// True when the request never left this node: the connection was not
+/// made. Decided from the status's source chain, which only this node's
+/// client stack produces (an I/O error of a failed connect, or the
+/// connector's own connect error), never from the status message, which
+/// the other side (or anything in between) controls.
 pub(crate) fn never_sent(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable
-        && (status.message().contains("connect") || status.message().contains("Connection refused"))
+    use std::io::ErrorKind::*;
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), ConnectionRefused | AddrNotAvailable | NetworkUnreachable | HostUnreachable)
+        {
+            return true;
+        }
+        // hyper-util's connector error (a connect that failed or timed
+        // out), which is not a public type to downcast to.
+        if e.to_string().starts_with("tcp connect error") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl PeerConn {
@@ -314,5 +335,33 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
             Err(status) if never_sent(&status) => Err(StreamingError::Unreachable(Unreachable::new(&status))),
             Err(status) => Err(StreamingError::Network(NetworkError::new(&status))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(status: &tonic::Status) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut e: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+        while let Some(err) = e {
+            out.push(format!("{err:?}"));
+            e = err.source();
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_never_sent_and_a_message_alone_is_not() {
+        // A port nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let ch = Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect_lazy();
+        let mut client = RaftServiceClient::new(ch);
+        let status = client.ping(crate::pb::Empty {}).await.unwrap_err();
+        assert!(never_sent(&status), "{status:?} {:?}", chain(&status));
+        // The words alone prove nothing: a server may say "connect" in any message.
+        assert!(!never_sent(&tonic::Status::unavailable("could not connect to the upstream")));
+        assert!(!never_sent(&tonic::Status::unavailable("Connection refused")));
     }
 }
