@@ -510,7 +510,16 @@ impl Pool {
         if start {
             match self.spawn() {
                 Ok(w) => {
-                    self.lock().idle.push(w);
+                    let mut state = self.lock();
+                    if state.stopped {
+                        // Stopped while it started: nobody would take it.
+                        state.live -= 1;
+                        drop(state);
+                        w.kill();
+                        return false;
+                    }
+                    state.idle.push(w);
+                    drop(state);
                     self.changed.notify_all();
                 }
                 Err(e) => {
