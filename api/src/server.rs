@@ -239,6 +239,18 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if !cfg.security.enabled {
         tracing::warn!("security.enabled is false: for local development only");
     }
+    if !cfg.storage.fsync {
+        let warning = "storage.fsync is false: a crash of this node can lose writes it acknowledged; \
+                       for tests and benchmarks only";
+        eprintln!("WARNING: {warning}");
+        tracing::warn!("{warning}");
+        if cfg.node.join.is_some() && !cfg.storage.fsync_off_in_cluster {
+            bail!(
+                "storage.fsync is false, and this node would join a cluster that counts on its acknowledged \
+                 writes: turn fsync on, or set storage.fsync_off_in_cluster: true to join anyway"
+            );
+        }
+    }
     crate::tls::install_provider();
     synod_raft::failpoints::arm(&cfg.observability.failpoints)
         .map_err(|e| anyhow::anyhow!("observability.failpoints: {e}"))?;

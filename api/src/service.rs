@@ -680,6 +680,14 @@ pub async fn do_add_learner(
     let body = serde_json::to_value(&req).expect("plain struct");
     let r = node
         .on_leader(forwarded, reqwest::Method::POST, "/cluster/add-learner", Some(&body), async {
+            if !node.cfg.storage.fsync && !node.cfg.storage.fsync_off_in_cluster {
+                return Err(ApiError::FailedPrecondition {
+                    message: "this leader runs with storage.fsync false, so a crash can lose writes the cluster \
+                              acknowledged: turn fsync on, or set storage.fsync_off_in_cluster: true"
+                        .into(),
+                    details: None,
+                });
+            }
             let m = node.raft.metrics();
             if m.membership_config.membership().voter_ids().any(|v| v == req.id) {
                 return Ok(MembershipReply { log_index: 0, message: format!("node {} is already a voter", req.id) });

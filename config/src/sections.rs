@@ -160,6 +160,8 @@ pub enum Compression {
 pub struct StorageConfig {
     /// fsync every committed write; off only for tests and benchmarks.
     pub fsync: bool,
+    /// Let a node with `fsync: false` join a cluster or admit other nodes.
+    pub fsync_off_in_cluster: bool,
     /// RocksDB block cache.
     pub block_cache_size: ByteSize,
     /// RocksDB memtable size per column family.
@@ -174,6 +176,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             fsync: true,
+            fsync_off_in_cluster: false,
             block_cache_size: ByteSize::mib(64),
             write_buffer_size: ByteSize::mib(64),
             compression: Compression::Lz4,

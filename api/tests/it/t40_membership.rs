@@ -122,3 +122,41 @@ async fn demote_promote_and_transfer_leadership_over_rest_and_grpc() {
     let now = must_leader(&t, &[other]).await;
     assert_eq!(now, other);
 }
+
+/// Issue 13, defect 9: `storage.fsync: false` was accepted silently, also on
+/// nodes of a multi-node cluster. Now it is announced at start, a leader
+/// with it admits no other node, and a node with it does not join, unless
+/// `storage.fsync_off_in_cluster` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_off_is_announced_and_kept_out_of_clusters() {
+    let no_fsync = |force: bool| {
+        let mut a = fast_args();
+        a.extend(["--set".to_string(), "storage.fsync=false".to_string()]);
+        a.extend(["--set".to_string(), format!("storage.fsync_off_in_cluster={force}")]);
+        a
+    };
+    let mut t = must_single(&no_fsync(false)).await;
+    assert!(t.log_text(0).contains("WARNING: storage.fsync is false"), "not announced");
+    let body = serde_json::json!({"id": 7, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2", "grpc_addr": ""});
+    let r = t.http.post(format!("{}/cluster/add-learner", t.nodes[0].url())).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 412);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("storage.fsync false"), "{v}");
+
+    // A node with fsync off does not join (the leader here allows it in).
+    let mut t2 = must_single(&fast_args()).await;
+    let i = t2.add_node(Some(0), &no_fsync(false)).unwrap();
+    t2.wait_for("the no-fsync node to refuse", READY, || async {
+        t2.log_text(i).contains("set storage.fsync_off_in_cluster: true to join anyway").then_some(())
+    })
+    .await
+    .expect("a node with fsync off went on to join a cluster");
+    let (code, _) = t2.get(i, "/health").await.unwrap_or((0, serde_json::Value::Null));
+    assert_eq!(code, 0, "the refusing node serves HTTP");
+    // Control: forced, it joins.
+    let j = t2.add_node(Some(0), &no_fsync(true)).unwrap();
+    t2.wait_ready(j, READY).await.expect("a forced no-fsync node joins");
+    drop(t);
+    t = t2;
+    assert!(t.nodes[j].is_running());
+}
