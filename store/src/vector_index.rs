@@ -32,7 +32,7 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -152,7 +152,7 @@ struct Segment {
 
 impl Segment {
     fn len(&self) -> usize {
-        self.entries.read().expect("segment lock").len()
+        self.entries.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Every point of the graph by offset, with its prepared vector.
@@ -164,7 +164,7 @@ impl Segment {
 
     fn search(&self, c: &CollectionIndex, query: &Query<'_>) -> Vec<IndexHit> {
         let q = &prepare_query(c.metric, query.vector, self.bound)[..];
-        let entries = self.entries.read().expect("segment lock");
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let n = entries.len();
         let tombstones = self.tombstones.load(Relaxed);
         let live = n.saturating_sub(tombstones);
@@ -204,7 +204,7 @@ impl Segment {
         let entries: u64 = self
             .entries
             .read()
-            .expect("segment lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|e| 48 + e.key.len() as u64 + json_bytes(&e.metadata))
             .sum();
@@ -267,7 +267,7 @@ impl State {
     fn bury(&mut self, key: &str) {
         if let Some((seg, off)) = self.indexed.remove(key)
             && let Some(s) = self.segment(seg)
-            && let Some(e) = s.entries.read().expect("segment lock").get(off as usize)
+            && let Some(e) = s.entries.read().unwrap_or_else(PoisonError::into_inner).get(off as usize)
             && !e.deleted.swap(true, Relaxed)
         {
             s.tombstones.fetch_add(1, Relaxed);
@@ -317,15 +317,16 @@ impl CollectionIndex {
     /// many it wrote.
     fn persist(&self) -> std::io::Result<usize> {
         let Some(dir) = &self.files else { return Ok(0) };
-        let _one = self.building.lock().expect("builder lock");
-        let segments = self.state.read().expect("collection lock").segments.clone();
+        let _one = self.building.lock().unwrap_or_else(PoisonError::into_inner);
+        let segments = self.state.read().unwrap_or_else(PoisonError::into_inner).segments.clone();
         let mut wrote = 0;
         for s in segments {
             let n = s.graph.len();
             if n < PERSIST_MIN || (n as f64) < s.written.load(Relaxed) as f64 * PERSIST_GROWTH {
                 continue;
             }
-            let keys: Vec<Arc<str>> = s.entries.read().expect("segment lock").iter().map(|e| e.key.clone()).collect();
+            let keys: Vec<Arc<str>> =
+                s.entries.read().unwrap_or_else(PoisonError::into_inner).iter().map(|e| e.key.clone()).collect();
             if keys.len() != n {
                 continue;
             }
@@ -366,7 +367,7 @@ impl CollectionIndex {
             idx.upsert(key, vector, meta);
         }
         {
-            let mut st = idx.state.write().expect("collection lock");
+            let mut st = idx.state.write().unwrap_or_else(PoisonError::into_inner);
             for (l, metas) in loaded.into_iter().zip(metadata) {
                 let mut tombstones = 0;
                 let mut entries = Vec::with_capacity(l.keys.len());
@@ -404,7 +405,7 @@ impl CollectionIndex {
     }
 
     fn upsert(&self, key: Arc<str>, vector: Vec<f32>, metadata: Value) {
-        let mut st = self.state.write().expect("collection lock");
+        let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
         st.bury(&key);
         st.next_seq += 1;
         let seq = st.next_seq;
@@ -412,7 +413,7 @@ impl CollectionIndex {
     }
 
     fn delete(&self, key: &str) {
-        let mut st = self.state.write().expect("collection lock");
+        let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
         st.bury(key);
         st.growing.remove(key);
     }
@@ -421,7 +422,7 @@ impl CollectionIndex {
     pub fn search(&self, query: &Query<'_>) -> Vec<IndexHit> {
         // The read lock is held for the whole search, so a concurrent
         // upsert is seen entirely or not at all.
-        let st = self.state.read().expect("collection lock");
+        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let mut hits: Vec<IndexHit> = st
             .growing
             .iter()
@@ -442,10 +443,10 @@ impl CollectionIndex {
     /// Moves up to [`FLUSH_BATCH`] growing points into the open segment.
     /// Returns whether it moved any.
     fn flush(&self) -> bool {
-        let _one = self.building.lock().expect("builder lock");
+        let _one = self.building.lock().unwrap_or_else(PoisonError::into_inner);
         let size = self.options.segment_size.max(1);
         let (open, batch): (Option<Arc<Segment>>, Vec<Moving>) = {
-            let st = self.state.read().expect("collection lock");
+            let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
             let open = st.segments.last().filter(|s| !s.closed.load(Relaxed) && s.graph.len() < size).cloned();
             let room = open.as_ref().map_or(size, |s| size - s.graph.len());
             let batch = st
@@ -468,7 +469,7 @@ impl CollectionIndex {
         let seg = match open.filter(|s| self.metric != Metric::Dot || max_norm <= s.bound) {
             Some(s) => s,
             None => {
-                let mut st = self.state.write().expect("collection lock");
+                let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
                 if let Some(last) = st.segments.last() {
                     last.closed.store(true, Relaxed);
                 }
@@ -479,8 +480,8 @@ impl CollectionIndex {
         };
         let prepared: Vec<Vec<f32>> = batch.iter().map(|m| prepare_stored(self.metric, &m.vector)).collect();
         let base = insert(&seg.graph, &prepared);
-        let mut st = self.state.write().expect("collection lock");
-        let mut entries = seg.entries.write().expect("segment lock");
+        let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = seg.entries.write().unwrap_or_else(PoisonError::into_inner);
         for (i, Moving { key, from: seq, metadata, .. }) in batch.into_iter().enumerate() {
             let current = st.growing.get(&key).is_some_and(|p| p.seq == seq);
             if current {
@@ -518,10 +519,10 @@ impl CollectionIndex {
     /// Rebuilds the first segment whose tombstones pass the ratio from its
     /// live points. Returns whether it rebuilt one.
     fn compact(&self) -> bool {
-        let _one = self.building.lock().expect("builder lock");
+        let _one = self.building.lock().unwrap_or_else(PoisonError::into_inner);
         let ratio = self.options.compaction_tombstone_ratio;
         let old = {
-            let st = self.state.read().expect("collection lock");
+            let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
             st.segments
                 .iter()
                 .find(|s| {
@@ -533,7 +534,7 @@ impl CollectionIndex {
         let Some(old) = old else { return false };
         let vectors = old.vectors();
         let live: Vec<Moving> = {
-            let entries = old.entries.read().expect("segment lock");
+            let entries = old.entries.read().unwrap_or_else(PoisonError::into_inner);
             entries
                 .iter()
                 .enumerate()
@@ -547,14 +548,14 @@ impl CollectionIndex {
         drop(vectors);
         let max_norm = live.iter().map(|m| dot(&m.vector, &m.vector).sqrt()).fold(0.0f32, f32::max);
         let new = {
-            let mut st = self.state.write().expect("collection lock");
+            let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
             self.new_segment(&mut st, max_norm * DOT_BOUND_SLACK)
         };
         let prepared: Vec<Vec<f32>> = live.iter().map(|m| prepare_stored(self.metric, &m.vector)).collect();
         insert(&new.graph, &prepared);
-        let mut st = self.state.write().expect("collection lock");
+        let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
         {
-            let mut entries = new.entries.write().expect("segment lock");
+            let mut entries = new.entries.write().unwrap_or_else(PoisonError::into_inner);
             for (i, Moving { key, from, metadata, .. }) in live.into_iter().enumerate() {
                 // Deleted or replaced while we rebuilt: a tombstone here too.
                 let current = st.indexed.get(&key) == Some(&(old.id, from as u32));
@@ -581,7 +582,7 @@ impl CollectionIndex {
     }
 
     fn stats(&self) -> IndexStats {
-        let st = self.state.read().expect("collection lock");
+        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let dim = self.dimension as u64;
         let growing: u64 =
             st.growing.iter().map(|(k, p)| dim * 4 + 96 + k.len() as u64 + json_bytes(&p.metadata)).sum();
@@ -596,7 +597,7 @@ impl CollectionIndex {
     }
 
     fn busy(&self) -> bool {
-        let st = self.state.read().expect("collection lock");
+        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let ratio = self.options.compaction_tombstone_ratio;
         !st.growing.is_empty()
             || st.segments.iter().any(|s| {
@@ -660,13 +661,13 @@ impl VectorIndexes {
 
     fn wake(&self) {
         if !self.shared.woken.swap(true, Relaxed) {
-            let _ = self.shared.wake.lock().expect("wake lock").send(());
+            let _ = self.shared.wake.lock().unwrap_or_else(PoisonError::into_inner).send(());
         }
     }
 
     /// The index of the collection with this uid, if this node has it.
     pub fn get(&self, uid: u64) -> Option<Arc<CollectionIndex>> {
-        self.shared.collections.read().expect("index map lock").get(&uid).cloned()
+        self.shared.collections.read().unwrap_or_else(PoisonError::into_inner).get(&uid).cloned()
     }
 
     /// Replaces every index with the given collections and their points
@@ -681,14 +682,15 @@ impl VectorIndexes {
         if let Some(dir) = &self.shared.files {
             remove_segment_files(dir, |uid| !fresh.contains_key(&uid));
         }
-        *self.shared.collections.write().expect("index map lock") = fresh;
+        *self.shared.collections.write().unwrap_or_else(PoisonError::into_inner) = fresh;
         self.wake();
     }
 
     /// Writes every segment due for it now (the builder does it when idle);
     /// returns how many it wrote.
     pub fn persist_now(&self) -> std::io::Result<usize> {
-        let all: Vec<_> = self.shared.collections.read().expect("index map lock").values().cloned().collect();
+        let all: Vec<_> =
+            self.shared.collections.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
         all.iter().map(|c| c.persist()).sum()
     }
 
@@ -699,7 +701,7 @@ impl VectorIndexes {
         let mut touched = false;
         for (k, v) in changes.clone() {
             let Some((tenant, name)) = parse_collection_key(k) else { continue };
-            let mut map = self.shared.collections.write().expect("index map lock");
+            let mut map = self.shared.collections.write().unwrap_or_else(PoisonError::into_inner);
             let record = v.as_deref().and_then(|b| CollectionRecord::decode(b).ok());
             match record {
                 Some(c) if map.contains_key(&c.uid) => {}
@@ -741,7 +743,8 @@ impl VectorIndexes {
 
     /// Counts and memory over every collection.
     pub fn stats(&self) -> IndexStats {
-        let all: Vec<_> = self.shared.collections.read().expect("index map lock").values().cloned().collect();
+        let all: Vec<_> =
+            self.shared.collections.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
         all.iter().map(|c| c.stats()).fold(IndexStats::default(), |a, b| IndexStats {
             collections: a.collections + b.collections,
             points: a.points + b.points,
@@ -757,7 +760,8 @@ impl VectorIndexes {
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let all: Vec<_> = self.shared.collections.read().expect("index map lock").values().cloned().collect();
+            let all: Vec<_> =
+                self.shared.collections.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
             if !all.iter().any(|c| c.busy()) {
                 return true;
             }
@@ -921,20 +925,30 @@ fn builder(shared: Weak<Shared>, wake: Receiver<()>) {
         }
         let Some(shared) = shared.upgrade() else { return };
         shared.woken.store(false, Relaxed);
-        loop {
-            let all: Vec<_> = shared.collections.read().expect("index map lock").values().cloned().collect();
-            let mut worked = false;
-            for c in all {
-                worked |= c.flush();
-                worked |= c.compact();
+        // A panic while building must not end the builder, nor (through a
+        // poisoned lock) every later apply(): the locks are taken poison-
+        // tolerant, the round is abandoned and retried at the next wake.
+        let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            loop {
+                let all: Vec<_> =
+                    shared.collections.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+                let mut worked = false;
+                for c in all {
+                    worked |= c.flush();
+                    worked |= c.compact();
+                }
+                if !worked {
+                    break;
+                }
             }
-            if !worked {
-                break;
-            }
+        }));
+        if round.is_err() {
+            tracing::error!("the vector index builder panicked; searches stay exact for what it did not build");
+            continue;
         }
         // Idle: write out the segments that grew, so a restart reloads
         // them instead of rebuilding.
-        let all: Vec<_> = shared.collections.read().expect("index map lock").values().cloned().collect();
+        let all: Vec<_> = shared.collections.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
         for c in all {
             if let Err(e) = c.persist() {
                 tracing::warn!(collection = %c.name, error = %e, "could not write the vector index; a restart rebuilds it");
@@ -969,6 +983,42 @@ mod tests {
             by_score.sort_by(|a, b| score(metric, &q, &pts[*b]).total_cmp(&score(metric, &q, &pts[*a])));
             assert_eq!(by_dist, by_score, "{metric:?}");
         }
+    }
+
+    /// Issue 13, defect 9: a panic while a lock was held (in the builder)
+    /// poisoned it, and every later apply() panicked on it: a crash loop.
+    #[test]
+    fn a_poisoned_lock_does_not_fail_apply() {
+        use prost::Message;
+        let indexes = VectorIndexes::new(IndexOptions::default(), None);
+        let c = CollectionRecord {
+            tenant: "acme".into(),
+            name: "docs".into(),
+            dimension: 2,
+            metric: crate::pb::Metric::L2 as i32,
+            uid: 7,
+            ..Default::default()
+        };
+        let key = crate::schema::collection_key("acme", "docs");
+        let value = Some(c.encode_to_vec());
+        indexes.update(std::iter::once((&key, &value)));
+        // A thread panics holding the map's write lock, poisoning it.
+        let shared = indexes.shared.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = shared.collections.write().unwrap();
+            panic!("a builder bug");
+        })
+        .join();
+        assert!(indexes.shared.collections.is_poisoned());
+        let point = crate::pb::Point {
+            id: "a".into(),
+            vector: [1f32, 2.0].iter().flat_map(|f| f.to_le_bytes()).collect(),
+            ..Default::default()
+        };
+        let pkey = crate::schema::point_key("acme", 7, "s:a");
+        let pvalue = Some(point.encode_to_vec());
+        indexes.update(std::iter::once((&pkey, &pvalue)));
+        assert_eq!(indexes.get(7).map(|i| i.stats().points), Some(1), "the point still reached the index");
     }
 
     #[test]
