@@ -167,6 +167,11 @@ impl<H: Host> Worker<H> {
             }
             let Ok(permit) = self.slots.clone().try_acquire_owned() else { continue };
             let cancel = CancelToken::new();
+            if l.entry.cancel_requested {
+                // Cancelled before it started: the run ends as cancelled at
+                // once (the plugin is never called) and reports so.
+                cancel.cancel();
+            }
             inflight.insert(key.clone(), InFlight { epoch: l.entry.epoch, cancel: cancel.clone(), finished: false });
             let this = self.clone();
             tokio::spawn(async move {
