@@ -40,6 +40,47 @@ impl PluginInfo {
     }
 }
 
+/// One version of a plugin loaded at run time (a WASM module, a subprocess
+/// pool): what [`WasmPlugin`](crate::WasmPlugin) and
+/// [`SubprocessPlugin`](crate::SubprocessPlugin) share about versions.
+pub(crate) trait LoadedVersion {
+    fn name(&self) -> &str;
+    /// The admin's version label.
+    fn label(&self) -> &str;
+    fn description(&self) -> &str;
+    fn sha256(&self) -> &str;
+}
+
+/// The info of a loaded plugin whose current version is `current`.
+pub(crate) fn loaded_info(kind: &str, current: &impl LoadedVersion) -> PluginInfo {
+    PluginInfo {
+        name: current.name().to_owned(),
+        kind: kind.to_owned(),
+        version: current.label().to_owned(),
+        description: current.description().to_owned(),
+        sha256: Some(current.sha256().to_owned()),
+    }
+}
+
+/// The version a task was submitted under (`wanted`, a sha256; `None` is
+/// the current one), or a permanent failure saying it is gone.
+pub(crate) fn pick_version<'a, V: LoadedVersion>(
+    current: &'a Arc<V>,
+    previous: &'a [Arc<V>],
+    wanted: Option<&str>,
+) -> Result<&'a Arc<V>, PluginError> {
+    let Some(sha) = wanted else { return Ok(current) };
+    std::iter::once(current).chain(previous).find(|v| v.sha256() == sha).ok_or_else(|| {
+        PluginError::failed_permanent(format!(
+            "plugin {} version {} is gone (unloaded or replaced too long ago); the current version is {} ({})",
+            current.name(),
+            &sha[..sha.len().min(12)],
+            current.label(),
+            &current.sha256()[..current.sha256().len().min(12)]
+        ))
+    })
+}
+
 /// A task type's implementation.
 ///
 /// A plugin is shared by every task of its type and called from many threads

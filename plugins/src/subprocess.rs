@@ -630,17 +630,20 @@ impl SubprocessPlugin {
     pub fn ready(&self) -> Result<(), String> {
         self.current.executable().map(|_| ())
     }
+}
 
-    fn version(&self, sha256: Option<&str>) -> Result<&Arc<Pool>, PluginError> {
-        let Some(sha) = sha256 else { return Ok(&self.current) };
-        std::iter::once(&self.current).chain(&self.previous).find(|p| p.sha256 == sha).ok_or_else(|| {
-            PluginError::failed_permanent(format!(
-                "plugin {} version {} is gone (unloaded or replaced too long ago); the current version is {}",
-                self.current.manifest.name,
-                &sha[..sha.len().min(12)],
-                self.current.manifest.version,
-            ))
-        })
+impl crate::plugin::LoadedVersion for Pool {
+    fn name(&self) -> &str {
+        &self.manifest.name
+    }
+    fn label(&self) -> &str {
+        &self.manifest.version
+    }
+    fn description(&self) -> &str {
+        &self.manifest.description
+    }
+    fn sha256(&self) -> &str {
+        &self.sha256
     }
 }
 
@@ -654,14 +657,7 @@ impl Drop for SubprocessPlugin {
 
 impl crate::Plugin for SubprocessPlugin {
     fn info(&self) -> crate::PluginInfo {
-        let m = &self.current.manifest;
-        crate::PluginInfo {
-            name: m.name.clone(),
-            kind: "subprocess".to_owned(),
-            version: m.version.clone(),
-            description: m.description.clone(),
-            sha256: Some(self.current.sha256.clone()),
-        }
+        crate::plugin::loaded_info("subprocess", self.current.as_ref())
     }
 
     fn validate(&self, payload: &Value) -> Result<(), String> {
@@ -674,7 +670,7 @@ impl crate::Plugin for SubprocessPlugin {
     }
 
     fn run(&self, payload: &Value, ctx: &TaskContext) -> Result<Value, PluginError> {
-        let pool = self.version(ctx.plugin_version.as_deref())?;
+        let pool = crate::plugin::pick_version(&self.current, &self.previous, ctx.plugin_version.as_deref())?;
         pool.validate(payload).map_err(PluginError::InvalidInput)?;
         pool.call(payload, ctx)
     }

@@ -493,31 +493,26 @@ impl WasmPlugin {
     pub fn current(&self) -> &Arc<WasmModule> {
         &self.current
     }
+}
 
-    fn version(&self, sha256: Option<&str>) -> Result<&Arc<WasmModule>, PluginError> {
-        let Some(sha) = sha256 else { return Ok(&self.current) };
-        std::iter::once(&self.current).chain(&self.previous).find(|m| m.sha256 == sha).ok_or_else(|| {
-            PluginError::failed_permanent(format!(
-                "plugin {} version {} is gone (unloaded or replaced too long ago); the current version is {} ({})",
-                self.current.manifest.name,
-                &sha[..sha.len().min(12)],
-                self.current.manifest.version,
-                &self.current.sha256[..12]
-            ))
-        })
+impl crate::plugin::LoadedVersion for WasmModule {
+    fn name(&self) -> &str {
+        &self.manifest.name
+    }
+    fn label(&self) -> &str {
+        &self.manifest.version
+    }
+    fn description(&self) -> &str {
+        &self.manifest.description
+    }
+    fn sha256(&self) -> &str {
+        &self.sha256
     }
 }
 
 impl crate::Plugin for WasmPlugin {
     fn info(&self) -> crate::PluginInfo {
-        let m = &self.current.manifest;
-        crate::PluginInfo {
-            name: m.name.clone(),
-            kind: "wasm".to_owned(),
-            version: m.version.clone(),
-            description: m.description.clone(),
-            sha256: Some(self.current.sha256.clone()),
-        }
+        crate::plugin::loaded_info("wasm", self.current.as_ref())
     }
 
     fn validate(&self, payload: &Value) -> Result<(), String> {
@@ -531,7 +526,7 @@ impl crate::Plugin for WasmPlugin {
     }
 
     fn run(&self, payload: &Value, ctx: &crate::TaskContext) -> Result<Value, PluginError> {
-        let module = self.version(ctx.plugin_version.as_deref())?;
+        let module = crate::plugin::pick_version(&self.current, &self.previous, ctx.plugin_version.as_deref())?;
         module.validate(payload).map_err(PluginError::InvalidInput)?;
         module.call(payload, &ctx.cancel)
     }

@@ -4,7 +4,6 @@
 //! and stores nothing; a runaway plugin fails its task and leaves the node
 //! healthy.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -36,22 +35,6 @@ async fn node_ids(t: &TestCluster) -> Vec<u64> {
         }
     }
     ids
-}
-
-/// Polls node `via`'s plugin list until `name` is ready on exactly `want` at `sha`.
-async fn must_ready(t: &TestCluster, via: usize, name: &str, sha: &str, want: &[u64]) {
-    let want: BTreeSet<u64> = want.iter().copied().collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, v) = t.get(via, &format!("/plugins/{name}")).await.unwrap();
-        let ready: BTreeSet<u64> =
-            v["nodes_ready"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
-        if v["sha256"] == sha && ready == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} {sha} never ready on {want:?}: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Runs a task of `task_type` pinned to the node labelled `pin=<label>`.
@@ -90,7 +73,7 @@ async fn a_wasm_plugin_loads_runs_everywhere_is_replaced_survives_restarts_and_u
     assert_eq!(code, 200, "{v}");
     let v1 = v["sha256"].as_str().unwrap().to_string();
     assert_eq!((v["kind"].as_str(), v["version"].as_str()), (Some("wasm"), Some("1.0.0")));
-    must_ready(&t, 0, "greet", &v1, &ids).await;
+    must_plugin_ready(&t, 0, "greet", Some(&v1), &ids).await;
     for (i, _) in ids.iter().enumerate() {
         let r = must_run_on(&t, i, "greet", &i.to_string(), json!({"n": i})).await;
         assert_eq!(r["state"], "succeeded", "{r}");
@@ -104,7 +87,7 @@ async fn a_wasm_plugin_loads_runs_everywhere_is_replaced_survives_restarts_and_u
     assert_eq!(code, 200, "{v}");
     let v2 = v["sha256"].as_str().unwrap().to_string();
     assert_eq!(v["previous"][0]["sha256"], v1.as_str(), "{v}");
-    must_ready(&t, 0, "greet", &v2, &ids).await;
+    must_plugin_ready(&t, 0, "greet", Some(&v2), &ids).await;
     for (i, _) in ids.iter().enumerate() {
         let r = must_run_on(&t, 0, "greet", &i.to_string(), json!({})).await;
         assert_eq!(r["result"]["greeting"], "howdy", "node {i}: {r}");
@@ -118,7 +101,7 @@ async fn a_wasm_plugin_loads_runs_everywhere_is_replaced_survives_restarts_and_u
     t.wait_ready(joined, READY).await.unwrap();
     let all = node_ids(&t).await;
     assert_eq!(all.len(), 4);
-    must_ready(&t, 0, "greet", &v2, &all).await;
+    must_plugin_ready(&t, 0, "greet", Some(&v2), &all).await;
     must_put_labels(&t, 0, all[3], json!({"pin": "3"})).await;
     for label in ["2", "3"] {
         let r = must_run_on(&t, 0, "greet", label, json!({"after": "restart"})).await;

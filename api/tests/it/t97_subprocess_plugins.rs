@@ -4,7 +4,6 @@
 //! its task retried to success; a timeout kills the worker and fails the
 //! task cleanly; unload removes it everywhere.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -34,22 +33,6 @@ fn load_body(name: &str, extra: Value) -> Value {
         m.extend(e.clone());
     }
     json!({"manifest": manifest})
-}
-
-/// Polls node `via` until plugin `name` is ready on exactly `want`.
-async fn must_ready_on(t: &TestCluster, via: usize, name: &str, want: &[u64]) {
-    let want: BTreeSet<u64> = want.iter().copied().collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, v) = t.get(via, &format!("/plugins/{name}")).await.unwrap();
-        let ready: BTreeSet<u64> =
-            v["nodes_ready"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
-        if ready == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} never ready on exactly {want:?}: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn must_submit(t: &TestCluster, via: usize, body: Value) -> String {
@@ -130,7 +113,7 @@ async fn a_subprocess_plugin_runs_where_its_executable_is_survives_a_killed_work
     let (code, v) = post(&t, 2, "/plugins/load", load_body("textstats", json!({}))).await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["kind"], "subprocess");
-    must_ready_on(&t, 2, "textstats", &ids[..2]).await;
+    must_plugin_ready(&t, 2, "textstats", None, &ids[..2]).await;
     let mut tasks = Vec::new();
     for n in 0..6 {
         let body = json!({"type": "textstats", "payload": {"text": format!("one two two {n}")}});
@@ -147,7 +130,7 @@ async fn a_subprocess_plugin_runs_where_its_executable_is_survives_a_killed_work
 
     // Installed on node 2 later: advertised there within a sync round.
     install(&dirs[2]);
-    must_ready_on(&t, 0, "textstats", &ids).await;
+    must_plugin_ready(&t, 0, "textstats", None, &ids).await;
     let id = must_submit(&t, 0, json!({"type": "textstats", "payload": {"text": "x"}, "labels": {"pin": "2"}})).await;
     assert_eq!(must_finish(&t, 0, &id).await["state"], "succeeded");
 
@@ -176,7 +159,7 @@ async fn a_subprocess_plugin_runs_where_its_executable_is_survives_a_killed_work
     // A timeout kills the worker and fails the task; the node runs the next one.
     let (code, v) = post(&t, 0, "/plugins/load", load_body("strict", json!({"timeout_ms": 1000}))).await;
     assert_eq!(code, 200, "{v}");
-    must_ready_on(&t, 0, "strict", &ids).await;
+    must_plugin_ready(&t, 0, "strict", None, &ids).await;
     let body = json!({
         "type": "strict", "payload": {"text": "t", "sleep_ms": 30000}, "labels": {"pin": "1"}, "max_attempts": 1,
     });

@@ -172,3 +172,20 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
 }
+
+/// Polls node `via`'s view of plugin `name` until it is ready on exactly the
+/// nodes `want` (and, when given, at module sha256 `sha`).
+pub async fn must_plugin_ready(t: &LocalCluster, via: usize, name: &str, sha: Option<&str>, want: &[u64]) {
+    let want: std::collections::BTreeSet<u64> = want.iter().copied().collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = t.get(via, &format!("/plugins/{name}")).await.unwrap();
+        let ready: std::collections::BTreeSet<u64> =
+            v["nodes_ready"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
+        if sha.is_none_or(|s| v["sha256"] == s) && ready == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name} {sha:?} never ready on exactly {want:?}: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
