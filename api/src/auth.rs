@@ -149,6 +149,18 @@ pub struct Claims {
     pub iat: u64,
     pub exp: u64,
     pub jti: String,
+    /// A user token's `token_generation` at issue (absent on node tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub ctx: AuthContext,
+    /// Issue time, seconds since the epoch.
+    pub iat: u64,
+    pub generation: Option<u64>,
 }
 
 /// The cluster's token keys. The algorithm is fixed here, from config;
@@ -214,6 +226,19 @@ impl TokenKeys {
     /// A signed token for `sub` acting in `tenant` with `role`, valid for
     /// the configured lifetime from `now_s` (seconds since the epoch).
     pub fn issue(&self, sub: &str, tenant: &str, role: Role, now_s: u64) -> Result<String> {
+        self.issue_generation(sub, tenant, role, now_s, None)
+    }
+
+    /// As [`TokenKeys::issue`], for a user whose `token_generation` is
+    /// `generation`: the token is void once the user's tokens are revoked.
+    pub fn issue_generation(
+        &self,
+        sub: &str,
+        tenant: &str,
+        role: Role,
+        now_s: u64,
+        generation: Option<u64>,
+    ) -> Result<String> {
         let claims = Claims {
             sub: sub.to_string(),
             tenant: tenant.to_string(),
@@ -221,27 +246,37 @@ impl TokenKeys {
             iat: now_s,
             exp: now_s + self.ttl.as_secs(),
             jti: random_token(12),
+            generation,
         };
         jsonwebtoken::encode(&Header::new(self.alg), &claims, &self.encoding)
             .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
     }
 
-    /// The caller a token names, if its signature, algorithm and expiry hold.
+    /// The caller a token names, if its signature, algorithm and expiry
+    /// (on this machine's clock) hold.
     pub fn verify(&self, token: &str) -> Result<AuthContext> {
-        self.verify_issued(token).map(|(ctx, _)| ctx)
+        self.verify_at(token, crate::service::now_ms() / 1000).map(|v| v.ctx)
     }
 
-    /// As [`TokenKeys::verify`], with the token's issue time (`iat`, seconds).
-    pub fn verify_issued(&self, token: &str) -> Result<(AuthContext, u64)> {
+    /// As [`TokenKeys::verify`], with expiry judged at `now_s` (the
+    /// cluster's timeline, which tokens are issued on), 5 s of leeway.
+    pub fn verify_at(&self, token: &str, now_s: u64) -> Result<Verified> {
         let mut v = Validation::new(self.alg);
-        v.leeway = 5;
+        v.validate_exp = false;
         v.set_required_spec_claims(&["exp", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
             .map_err(|e| ApiError::Unauthenticated(format!("invalid token: {e}")))?;
         let c = data.claims;
+        if c.exp.saturating_add(5) < now_s {
+            return Err(ApiError::Unauthenticated("invalid token: ExpiredSignature".into()));
+        }
         let role = Role::parse(&c.role).map_err(|_| ApiError::Unauthenticated("invalid token: unknown role".into()))?;
         check_tenant_name(&c.tenant).map_err(|_| ApiError::Unauthenticated("invalid token: bad tenant".into()))?;
-        Ok((AuthContext { subject: c.sub, tenant: c.tenant, role }, c.iat))
+        Ok(Verified {
+            ctx: AuthContext { subject: c.sub, tenant: c.tenant, role },
+            iat: c.iat,
+            generation: c.generation,
+        })
     }
 }
 

@@ -10,7 +10,7 @@ use synod_store::pb::{self, command::Kind, command_result::Outcome};
 
 use crate::auth::{self, AuthContext, DEFAULT_TENANT, Role, TokenKeys};
 use crate::error::{ApiError, Result};
-use crate::service::{Node, command, now_ms};
+use crate::service::{Node, command};
 
 /// What a node needs to check callers: whether checks are on, the token
 /// keys and the login rate limiter.
@@ -159,11 +159,11 @@ fn caller(node: &Node, bearer: Option<&[u8]>, api_key: Option<&[u8]>, tenant: Op
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
                 .ok_or_else(|| ApiError::Unauthenticated("Authorization must be 'Bearer <token>'".into()))?;
-            let (ctx, issued_s) = sec.keys.verify_issued(token.trim())?;
-            if !ctx.subject.starts_with("node:") {
-                current_user_token(node, &ctx, issued_s)?;
+            let v = sec.keys.verify_at(token.trim(), node.raft.cluster_now_ms() / 1000)?;
+            if !v.ctx.subject.starts_with("node:") {
+                current_user_token(node, &v)?;
             }
-            ctx
+            v.ctx
         }
         (None, Some(k)) => api_key_caller(node, std::str::from_utf8(k).unwrap_or(""))?,
         (None, None) => {
@@ -187,14 +187,20 @@ fn caller(node: &Node, bearer: Option<&[u8]>, api_key: Option<&[u8]>, tenant: Op
 }
 
 /// A user's token stays good only while the user exists and has not
-/// changed (password, role, tenant) since it was issued.
-fn current_user_token(node: &Node, ctx: &AuthContext, issued_s: u64) -> Result<()> {
+/// changed (password, role, tenant) since it was issued: its generation is
+/// the user's current one. (Tokens of older builds carry none and are
+/// judged by their issue time.)
+fn current_user_token(node: &Node, v: &auth::Verified) -> Result<()> {
     let user = node
         .raft
         .store
-        .get_user(&ctx.subject)?
+        .get_user(&v.ctx.subject)?
         .ok_or_else(|| ApiError::Unauthenticated("token of a deleted user".into()))?;
-    if issued_s.saturating_mul(1000) < user.tokens_not_before_ms {
+    let revoked = match v.generation {
+        Some(g) => g < user.token_generation,
+        None => v.iat.saturating_mul(1000) < user.tokens_not_before_ms,
+    };
+    if revoked {
         return Err(ApiError::Unauthenticated("token issued before the user last changed; log in again".into()));
     }
     Ok(())
@@ -207,7 +213,7 @@ fn api_key_caller(node: &Node, key: &str) -> Result<AuthContext> {
     if !auth::constant_time_eq(&auth::sha256(secret.as_bytes()), &rec.secret_sha256) {
         return Err(bad());
     }
-    let now = now_ms();
+    let now = node.raft.cluster_now_ms();
     if rec.revoked_at_ms != 0 {
         return Err(ApiError::Unauthenticated("API key revoked".into()));
     }
@@ -286,7 +292,13 @@ pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<Lo
         return Err(ApiError::Unauthenticated("wrong user name or password".into()));
     };
     let role = Role::from_pb(user.role).ok_or_else(|| ApiError::Internal("user without a role".into()))?;
-    let token = node.security.keys.issue(&user.name, &user.tenant, role, now_ms() / 1000)?;
+    let token = node.security.keys.issue_generation(
+        &user.name,
+        &user.tenant,
+        role,
+        node.raft.cluster_now_ms() / 1000,
+        Some(user.token_generation),
+    )?;
     audit("login", &user.name, client);
     Ok(LoginResponse { access_token: token, token_type: "bearer".into(), expires_in: node.security.keys.ttl.as_secs() })
 }
@@ -417,7 +429,7 @@ pub async fn create_user(
         password_hash: hash,
         ..Default::default()
     };
-    match node.propose(Kind::PutUser(pb::PutUser { user: Some(user), replace })).await?.0 {
+    match node.propose(Kind::PutUser(pb::PutUser { user: Some(user), replace, revoke_tokens: false })).await?.0 {
         Outcome::User(u) => Ok(user_view(u)),
         other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
     }
@@ -445,14 +457,14 @@ pub async fn do_update_user(ctx: &AuthContext, node: &Node, name: &str, req: Use
     if let Some(r) = req.role {
         user.role = Role::parse(&r)?.to_pb() as i32;
     }
-    // Tokens issued before the change stop working (seconds: iat's unit).
-    user.tokens_not_before_ms = now_ms() / 1000 * 1000;
     if let Some(t) = req.tenant {
         auth::check_tenant_name(&t)?;
         node.propose(Kind::PutTenant(pb::PutTenant { name: t.clone() })).await?;
         user.tenant = t;
     }
-    match node.propose(Kind::PutUser(pb::PutUser { user: Some(user), replace: true })).await?.0 {
+    // Tokens issued before the change stop working.
+    let put = pb::PutUser { user: Some(user), replace: true, revoke_tokens: true };
+    match node.propose(Kind::PutUser(put)).await?.0 {
         Outcome::User(u) => {
             let v = user_view(u);
             audit("user_updated", &ctx.subject, &format!("{} in {} as {}", v.username, v.tenant, v.role));
@@ -546,12 +558,13 @@ pub async fn do_create_api_key(ctx: &AuthContext, node: &Node, req: ApiKeyReques
     if name.len() > 128 {
         return Err(ApiError::InvalidArgument("an API key name has at most 128 bytes".into()));
     }
-    let expires_at_ms = match req.expires_in {
+    // The expiry is the leader's stamp plus this (apply computes it).
+    let expires_in_ms = match req.expires_in {
         None | Some(0) => 0,
         Some(s) if s > 10 * 365 * 86_400 => {
             return Err(ApiError::InvalidArgument("expires_in is at most ten years (in seconds)".into()));
         }
-        Some(s) => now_ms() + s * 1000,
+        Some(s) => s * 1000,
     };
     let (id, full, hash) = auth::new_api_key();
     let rec = pb::ApiKeyRecord {
@@ -561,10 +574,9 @@ pub async fn do_create_api_key(ctx: &AuthContext, node: &Node, req: ApiKeyReques
         owner: ctx.subject.clone(),
         name,
         secret_sha256: hash,
-        expires_at_ms,
         ..Default::default()
     };
-    match node.propose(Kind::PutApiKey(pb::PutApiKey { key: Some(rec) })).await?.0 {
+    match node.propose(Kind::PutApiKey(pb::PutApiKey { key: Some(rec), expires_in_ms })).await?.0 {
         Outcome::ApiKey(k) => {
             audit("apikey_created", &ctx.subject, &format!("{} in {} as {}", k.id, k.tenant, role.as_str()));
             Ok(key_view(k, Some(full)))

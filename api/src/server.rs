@@ -542,7 +542,7 @@ async fn leader_loop(node: SharedNode) {
         }
         let commit = synod_raft::commit_index(&m);
         let matched = m.replication.clone().unwrap_or_default();
-        let now = service::now_ms();
+        let now = node.raft.cluster_now_ms();
         let candidate = membership.learner_ids().find(|id| {
             let caught_up = matched.get(id).and_then(|l| l.as_ref()).map(|l| l.index + 100 >= commit).unwrap_or(false);
             let alive = node

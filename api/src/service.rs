@@ -259,7 +259,7 @@ fn rejection_to_error(r: pb::Rejection) -> ApiError {
             details: r.current_version.map(|v| serde_json::json!({"current_version": v})),
         },
         pb::RejectCode::Invalid => ApiError::InvalidArgument(r.message),
-        pb::RejectCode::StaleEpoch | pb::RejectCode::AlreadyDone => {
+        pb::RejectCode::StaleEpoch | pb::RejectCode::AlreadyDone | pb::RejectCode::LeaseLive => {
             ApiError::FailedPrecondition { message: r.message, details: None }
         }
         pb::RejectCode::QuotaExceeded => ApiError::RateLimited { message: r.message, retry_after_s: 1 },
@@ -355,7 +355,7 @@ impl Node {
             &format!("node:{}", self.id()),
             crate::auth::DEFAULT_TENANT,
             crate::auth::Role::Admin,
-            now_ms() / 1000,
+            self.raft.cluster_now_ms() / 1000,
         )
     }
 
@@ -424,7 +424,7 @@ impl Node {
     /// The registry info of every node not declared dead; this node's own
     /// from its current state, ahead of its registry record.
     pub fn live_infos(&self) -> Result<Vec<pb::NodeInfo>> {
-        let now = now_ms();
+        let now = self.raft.cluster_now_ms();
         let mut me = self.info.clone();
         me.capabilities = self.capabilities();
         me.task_types = self.plugins.names().into_iter().collect();
@@ -472,7 +472,7 @@ impl Node {
 
     /// The liveness of every registered node, by id.
     fn liveness_map(&self) -> Result<BTreeMap<u64, &'static str>> {
-        let now = now_ms();
+        let now = self.raft.cluster_now_ms();
         Ok(self
             .raft
             .store
@@ -596,7 +596,7 @@ fn entry_view(node: &Node, rec: pb::NodeRecord, m: &synod_raft::RaftMetrics, now
 pub async fn do_list_registry(_ctx: &AuthContext, node: &Node, consistency: Consistency) -> Result<RegistryView> {
     let behind_by = consistency.barrier(node).await?;
     let m = node.raft.metrics();
-    let now = now_ms();
+    let now = node.raft.cluster_now_ms();
     let nodes = node.raft.store.list_nodes()?.into_iter().map(|r| entry_view(node, r, &m, now)).collect();
     Ok(RegistryView { nodes, behind_by })
 }
@@ -610,7 +610,7 @@ pub async fn do_get_node(
     consistency.barrier(node).await?;
     let rec =
         node.raft.store.get_node(id)?.ok_or_else(|| ApiError::NotFound(format!("node {id} is not registered")))?;
-    Ok(entry_view(node, rec, &node.raft.metrics(), now_ms()))
+    Ok(entry_view(node, rec, &node.raft.metrics(), node.raft.cluster_now_ms()))
 }
 
 /// Label keys and values: non-empty keys of at most 253 bytes, values of at
@@ -642,7 +642,7 @@ pub async fn do_set_labels(
     let (outcome, _) =
         node.propose(Kind::SetLabels(pb::SetNodeLabels { node_id: id, labels, expected_version: if_match })).await?;
     match outcome {
-        Outcome::Node(rec) => Ok(entry_view(node, rec, &node.raft.metrics(), now_ms())),
+        Outcome::Node(rec) => Ok(entry_view(node, rec, &node.raft.metrics(), node.raft.cluster_now_ms())),
         other => Err(ApiError::Internal(format!("unexpected set-labels outcome {other:?}"))),
     }
 }
@@ -846,7 +846,7 @@ pub async fn do_set_draining(ctx: &AuthContext, node: &Node, id: u64, draining: 
     let what = if draining { "node_drain" } else { "node_undrain" };
     crate::identity::audit(what, &ctx.subject, &format!("node {id}"));
     match node.propose(Kind::SetDraining(pb::SetNodeDraining { node_id: id, draining })).await? {
-        (Outcome::Node(rec), _) => Ok(entry_view(node, rec, &node.raft.metrics(), now_ms())),
+        (Outcome::Node(rec), _) => Ok(entry_view(node, rec, &node.raft.metrics(), node.raft.cluster_now_ms())),
         (other, _) => Err(ApiError::Internal(format!("unexpected drain outcome {other:?}"))),
     }
 }
@@ -974,6 +974,14 @@ impl synod_scheduler::Host for Node {
 
     fn is_leader(&self) -> bool {
         self.raft.is_leader()
+    }
+
+    fn leader_term_applied(&self) -> Option<u64> {
+        self.raft.leader_term_applied()
+    }
+
+    fn cluster_now_ms(&self) -> u64 {
+        self.raft.cluster_now_ms()
     }
 
     fn applied_index(&self) -> u64 {

@@ -49,6 +49,9 @@ pub struct BackoffRequest {
     pub max_ms: u64,
 }
 
+/// The longest retry delay a task may ask for: one day.
+pub const MAX_BACKOFF_MS: u64 = 86_400_000;
+
 fn default_multiplier() -> f64 {
     2.0
 }
@@ -183,6 +186,13 @@ fn validate(ctx: &AuthContext, node: &Node, req: &SubmitRequest) -> Result<pb::T
     {
         return Err(ApiError::InvalidArgument(format!("backoff.multiplier {} must be within 1..=100", b.multiplier)));
     }
+    if let Some(b) = &req.backoff
+        && (b.initial_ms > MAX_BACKOFF_MS || b.max_ms > MAX_BACKOFF_MS)
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "backoff.initial_ms and backoff.max_ms are at most {MAX_BACKOFF_MS} (one day)"
+        )));
+    }
     let payload = serde_json::to_vec(&req.payload).expect("a JSON value serializes");
     if payload.len() as u64 > limits.max_payload_size.as_u64() {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -227,7 +237,8 @@ fn validate(ctx: &AuthContext, node: &Node, req: &SubmitRequest) -> Result<pb::T
         backoff: Some(pb::Backoff {
             initial_ms: backoff.initial_ms,
             multiplier: backoff.multiplier,
-            max_ms: backoff.max_ms,
+            // 0 ("no cap") is capped at a day like everything else.
+            max_ms: if backoff.max_ms == 0 { MAX_BACKOFF_MS } else { backoff.max_ms },
         }),
         timeout_ms,
         labels: req.labels.clone(),

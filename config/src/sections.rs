@@ -312,6 +312,10 @@ pub struct ScalingConfig {
     /// Lease on an assigned task; the worker renews it every third of this
     /// while the task runs, and a task whose lease runs out is re-queued.
     pub task_lease: Dur,
+    /// A task whose node is lost (or whose lease runs out, or whose node
+    /// drains past its deadline) this many times is dead-lettered; such
+    /// attempts do not count against its `max_attempts`. 0 = no limit.
+    pub max_lost_attempts: u32,
     /// Fewest nodes the cluster autoscaler asks for.
     pub min_nodes: usize,
     /// Most nodes the cluster autoscaler asks for.
@@ -333,6 +337,7 @@ impl Default for ScalingConfig {
             recovery_timeout: Dur::from_secs(5),
             drain_deadline: Dur::from_secs(60),
             task_lease: Dur::from_secs(30),
+            max_lost_attempts: 10,
             min_nodes: 1,
             max_nodes: 7,
             hook: None,

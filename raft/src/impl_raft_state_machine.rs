@@ -30,6 +30,8 @@ pub struct StateMachine {
     /// Serializes moves of the current-snapshot pointer: a build runs on a
     /// clone of this state machine, beside installs.
     current: Arc<std::sync::Mutex<()>>,
+    /// Follows the leader's timeline from the stamps applied here.
+    pub clock: Arc<crate::clock::ClusterClock>,
 }
 
 impl StateMachine {
@@ -48,6 +50,7 @@ impl StateMachine {
             dir: dir.to_path_buf(),
             seq: Arc::new(AtomicU64::new(0)),
             current: Arc::new(std::sync::Mutex::new(())),
+            clock: Default::default(),
         })
     }
 
@@ -178,6 +181,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             })
             .collect();
         let results = self.store.apply(&apply_entries)?;
+        // The stamp of the last command is this batch's if it had one.
+        if let Some((e, _)) = batch.iter().rev().find(|(e, _)| matches!(e.payload, EntryPayload::Normal(_))) {
+            self.clock.observe(e.log_id().leader_id.term, self.store.last_applied_stamp());
+        }
         crate::failpoints::hit("apply");
         crate::metrics::entries_applied(batch.len());
         drop(apply_entries);

@@ -9,6 +9,7 @@
 //!
 //! Key types: [`RaftNode`], [`RaftConfig`], [`WriteOutcome`], [`Error`].
 
+pub mod clock;
 pub mod codec;
 mod error;
 pub mod failpoints;
@@ -26,6 +27,7 @@ pub mod pb {
     tonic::include_proto!("synod.raft.v1");
 }
 
+pub use clock::{ClusterClock, wall_ms};
 pub use error::{Error, Result};
 pub use impl_raft_log_storage::LogStore;
 pub use impl_raft_state_machine::StateMachine;

@@ -202,8 +202,36 @@ impl RaftNode {
         }
     }
 
+    /// The term this node leads, once it has applied an entry of that term
+    /// (the blank entry a new leader commits first): from then on its state
+    /// holds everything earlier leaders committed.
+    pub fn leader_term_applied(&self) -> Option<u64> {
+        let m = self.metrics();
+        let leading = m.state == ServerState::Leader && m.current_leader == Some(self.id);
+        let applied_term = m.last_applied.as_ref().map(|l| l.leader_id.term)?;
+        (leading && applied_term == m.current_term).then_some(m.current_term)
+    }
+
+    /// Now on the cluster's timeline (see [`crate::clock`]): the leader's
+    /// stamping clock on the leader, this node's estimate of it elsewhere.
+    pub fn cluster_now_ms(&self) -> u64 {
+        let m = self.metrics();
+        if m.state == ServerState::Leader && m.current_leader == Some(self.id) {
+            self.sm.clock.leader_now(m.current_term)
+        } else {
+            self.sm.clock.now()
+        }
+    }
+
     /// A write on this node's own Raft; `NotLeader` if it is not the leader.
-    pub(crate) async fn write_local(&self, data: Vec<u8>) -> Result<LocalWrite> {
+    /// The leader stamps the command here, whoever proposed it: every time
+    /// in the replicated state is on the leader's timeline.
+    pub(crate) async fn write_local(&self, mut data: Vec<u8>) -> Result<LocalWrite> {
+        let m = self.metrics();
+        if m.state != ServerState::Leader {
+            return Ok(LocalWrite::NotLeader(m.current_leader.filter(|l| *l != self.id)));
+        }
+        restamp(&mut data, self.sm.clock.leader_now(m.current_term));
         match self.raft.client_write(Request(data)).await {
             Ok(resp) => Ok(LocalWrite::Done { result: resp.data.0, log_index: resp.log_id.index }),
             Err(e) => match e.api_error() {
@@ -406,5 +434,35 @@ impl RaftNode {
         }
         self.store.flush()?;
         Ok(())
+    }
+}
+
+/// Sets `Command::stamped_at_ms` of an encoded command without decoding
+/// it: protobuf takes the last occurrence of a scalar field, so appending
+/// the field once more overrides whatever the proposer put there.
+fn restamp(data: &mut Vec<u8>, stamp: u64) {
+    prost::encoding::encode_key(2, prost::encoding::WireType::Varint, data);
+    prost::encoding::encode_varint(stamp, data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restamping_overrides_the_proposers_time_and_keeps_the_command() {
+        let cmd = pb::Command {
+            format_version: 1,
+            stamped_at_ms: 5,
+            kind: Some(pb::command::Kind::CancelTask(pb::CancelTask { tenant: "t".into(), id: "x".into() })),
+        };
+        let mut data = cmd.encode_to_vec();
+        restamp(&mut data, 1_700_000_000_123);
+        let back = pb::Command::decode(data.as_slice()).expect("decodes");
+        assert_eq!(back.stamped_at_ms, 1_700_000_000_123);
+        assert_eq!(back.kind, cmd.kind);
+        assert_eq!(back.format_version, 1);
+        // Control: without restamping the proposer's time stands.
+        assert_eq!(pb::Command::decode(cmd.encode_to_vec().as_slice()).expect("decodes").stamped_at_ms, 5);
     }
 }

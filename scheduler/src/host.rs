@@ -21,6 +21,14 @@ pub trait Host: Send + Sync + 'static {
     fn config(&self) -> &Config;
     /// Whether this node is the Raft leader now.
     fn is_leader(&self) -> bool;
+    /// The leader's term, once this node leads and has applied an entry of
+    /// its own term (so everything earlier leaders committed); else `None`.
+    fn leader_term_applied(&self) -> Option<u64>;
+    /// Now on the cluster's timeline, the one every replicated time is on:
+    /// the leader's stamping clock on the leader, this node's estimate of
+    /// it elsewhere. Compare replicated times with this, never with
+    /// [`now_ms`].
+    fn cluster_now_ms(&self) -> u64;
     /// The last log index applied on this node.
     fn applied_index(&self) -> u64;
     /// Returns once the applied index differs from `seen`, or after `max`.
@@ -39,8 +47,9 @@ pub trait Host: Send + Sync + 'static {
     fn desired_nodes(&self) -> &AtomicUsize;
 }
 
-/// Milliseconds since the Unix epoch on this node's clock. Only the leader
-/// stamps commands with it; apply() never reads a clock.
+/// Milliseconds since the Unix epoch on this node's own clock: for
+/// generating ids and the like. The leader stamps commands on the cluster's
+/// timeline ([`Host::cluster_now_ms`]); apply() never reads a clock.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use synod_store::pb::{self, command::Kind};
 
 use crate::core::{Decision, LeasedTask, Liveness, NodeView, Params, QueuedTask, RequeueReason, View, decide};
-use crate::host::{Host, liveness, now_ms, worker_slots};
+use crate::host::{Host, liveness, worker_slots};
 
 /// Least time between two rounds that found nothing to do.
 const IDLE_ROUND_GAP: Duration = Duration::from_millis(10);
@@ -28,7 +28,14 @@ pub fn params(cfg: &synod_config::Config) -> Params {
 }
 
 /// The scheduler's view of the replicated state on this node.
-pub fn build_view(host: &impl Host, now: u64) -> anyhow::Result<View> {
+///
+/// `grace_from` is when this leader became ready (0: no grace). Heartbeats,
+/// lease deadlines and drain starts were stamped by earlier leaders, whose
+/// clocks may run ahead of or behind this one; so no node counts as silent
+/// and no lease as run out for less than a full recovery timeout / lease
+/// after this leader took over, however those stamps compare with its clock.
+pub fn build_view(host: &impl Host, now: u64, grace_from: u64) -> anyhow::Result<View> {
+    let lease_ms = host.config().scaling.task_lease.get().as_millis() as u64;
     let store = host.store();
     let nodes: Vec<NodeView> = store
         .list_nodes()?
@@ -36,7 +43,8 @@ pub fn build_view(host: &impl Host, now: u64) -> anyhow::Result<View> {
         .filter_map(|r| {
             let worker_slots = worker_slots(&r);
             let info = r.info?;
-            let liveness = liveness(host.config(), r.last_heartbeat_ms, now);
+            let last_heartbeat_ms = r.last_heartbeat_ms.max(grace_from);
+            let liveness = liveness(host.config(), last_heartbeat_ms, now);
             Some(NodeView {
                 id: info.id,
                 liveness,
@@ -46,7 +54,7 @@ pub fn build_view(host: &impl Host, now: u64) -> anyhow::Result<View> {
                 capabilities: info.capabilities.into_iter().collect(),
                 worker_slots,
                 cpu_load: r.load.map(|l| l.cpu_load).unwrap_or(0.0),
-                last_heartbeat_ms: r.last_heartbeat_ms,
+                last_heartbeat_ms,
             })
         })
         .collect();
@@ -58,7 +66,11 @@ pub fn build_view(host: &impl Host, now: u64) -> anyhow::Result<View> {
             id: l.id,
             node_id: l.node_id,
             epoch: l.entry.epoch,
-            lease_deadline_ms: l.entry.deadline_ms,
+            lease_deadline_ms: if grace_from > 0 {
+                l.entry.deadline_ms.max(grace_from.saturating_add(lease_ms))
+            } else {
+                l.entry.deadline_ms
+            },
         })
         .collect();
     // A round cannot place more tasks than there are free slots, so each
@@ -70,7 +82,7 @@ pub fn build_view(host: &impl Host, now: u64) -> anyhow::Result<View> {
         .sum();
     let window = free.clamp(16, PER_TENANT_WINDOW);
     let queued: Vec<QueuedTask> = store
-        .queued_tasks(window)?
+        .ready_tasks(window, now)?
         .into_iter()
         .map(|q| QueuedTask {
             tenant: q.tenant,
@@ -88,12 +100,16 @@ pub fn build_view(host: &impl Host, now: u64) -> anyhow::Result<View> {
 
 /// Tasks still leased to a node that has been draining for longer than
 /// `scaling.drain_deadline` go back to the queue (and so elsewhere).
-fn drain_overdue(host: &impl Host, view: &View, decided: &[Decision], now: u64) -> Vec<pb::TaskRef> {
+fn drain_overdue(host: &impl Host, view: &View, decided: &[Decision], now: u64, grace_from: u64) -> Vec<pb::TaskRef> {
     let deadline = host.config().scaling.drain_deadline.get().as_millis() as u64;
     let overdue: std::collections::BTreeSet<u64> = match host.store().list_nodes() {
         Ok(nodes) => nodes
             .iter()
-            .filter(|r| r.draining && r.draining_since_ms > 0 && now.saturating_sub(r.draining_since_ms) > deadline)
+            .filter(|r| {
+                r.draining
+                    && r.draining_since_ms > 0
+                    && now.saturating_sub(r.draining_since_ms.max(grace_from)) > deadline
+            })
             .filter_map(|r| r.info.as_ref().map(|i| i.id))
             .collect(),
         Err(_) => return Vec::new(),
@@ -109,14 +125,30 @@ fn drain_overdue(host: &impl Host, view: &View, decided: &[Decision], now: u64) 
         .collect()
 }
 
-fn to_commands(decisions: Vec<Decision>) -> Vec<Kind> {
+/// A requeue that apply() checks against the replicated state at its stamp
+/// (see `RequeueTasks.checked`): a lease renewed, or a node heard from,
+/// after this leader decided is left alone.
+fn requeue(cfg: &synod_config::Config, tasks: Vec<pb::TaskRef>, reason: pb::RequeueReason) -> Kind {
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    Kind::RequeueTasks(pb::RequeueTasks {
+        tasks,
+        reason: reason as i32,
+        checked: true,
+        node_silence_ms: ms(cfg.scaling.recovery_timeout.get()).min(ms(cfg.cluster.dead_after.get())),
+        drain_deadline_ms: ms(cfg.scaling.drain_deadline.get()),
+        max_lost: cfg.scaling.max_lost_attempts,
+    })
+}
+
+fn to_commands(cfg: &synod_config::Config, decisions: Vec<Decision>) -> Vec<Kind> {
+    let lease_ms = cfg.scaling.task_lease.get().as_millis() as u64;
     let mut assignments = Vec::new();
     let mut expired = Vec::new();
     let mut lost = Vec::new();
     for d in decisions {
         match d {
             Decision::Assign { tenant, id, node_id, lease_deadline_ms } => {
-                assignments.push(pb::Assignment { tenant, id, node_id, lease_deadline_ms })
+                assignments.push(pb::Assignment { tenant, id, node_id, lease_deadline_ms, lease_ms })
             }
             Decision::Requeue { tenant, id, epoch, reason } => {
                 let r = pb::TaskRef { tenant, id, epoch };
@@ -129,13 +161,10 @@ fn to_commands(decisions: Vec<Decision>) -> Vec<Kind> {
     }
     let mut out = Vec::new();
     if !lost.is_empty() {
-        out.push(Kind::RequeueTasks(pb::RequeueTasks { tasks: lost, reason: pb::RequeueReason::NodeLost as i32 }));
+        out.push(requeue(cfg, lost, pb::RequeueReason::NodeLost));
     }
     if !expired.is_empty() {
-        out.push(Kind::RequeueTasks(pb::RequeueTasks {
-            tasks: expired,
-            reason: pb::RequeueReason::LeaseExpired as i32,
-        }));
+        out.push(requeue(cfg, expired, pb::RequeueReason::LeaseExpired));
     }
     if !assignments.is_empty() {
         out.push(Kind::AssignTasks(pb::AssignTasks { assignments }));
@@ -144,21 +173,37 @@ fn to_commands(decisions: Vec<Decision>) -> Vec<Kind> {
 }
 
 /// The loop; runs on every node and works while this node leads.
+///
+/// A new leader starts scheduling only once it has applied an entry of its
+/// own term: before that its state may lack what earlier leaders committed
+/// (renewals, completions, assignments).
 pub async fn run<H: Host>(host: Arc<H>) {
+    // (term, cluster time when this node became a ready leader in it)
+    let mut ready: Option<(u64, u64)> = None;
     loop {
-        if !host.is_leader() {
-            host.wait_applied(host.applied_index(), Duration::from_millis(200)).await;
+        let Some(term) = host.leader_term_applied() else {
+            ready = None;
+            host.wait_applied(host.applied_index(), Duration::from_millis(if host.is_leader() { 10 } else { 200 }))
+                .await;
             continue;
-        }
-        let now = now_ms();
+        };
+        let now = host.cluster_now_ms();
+        let grace_from = match ready {
+            Some((t, since)) if t == term => since,
+            _ => {
+                tracing::info!(term, "leading: scheduling from the replicated state");
+                ready = Some((term, now));
+                now
+            }
+        };
         let round = std::time::Instant::now();
         let round_index = host.applied_index();
-        let decisions = match build_view(&*host, now) {
+        let decisions = match build_view(&*host, now, grace_from) {
             Ok(view) => {
                 metrics::gauge!("synod_tasks_queued_visible").set(view.queued.len() as f64);
                 metrics::gauge!("synod_tasks_leased").set(view.leased.len() as f64);
                 let d = decide(&view, now, &params(host.config()));
-                let drained = drain_overdue(&*host, &view, &d, now);
+                let drained = drain_overdue(&*host, &view, &d, now, grace_from);
                 (d, drained)
             }
             Err(e) => {
@@ -178,13 +223,10 @@ pub async fn run<H: Host>(host: Arc<H>) {
             tokio::time::sleep_until((round + IDLE_ROUND_GAP).into()).await;
             continue;
         }
-        let mut kinds = to_commands(decisions);
+        let mut kinds = to_commands(host.config(), decisions);
         if !drained.is_empty() {
             tracing::info!(tasks = drained.len(), "drain deadline passed; re-queueing");
-            kinds.insert(
-                0,
-                Kind::RequeueTasks(pb::RequeueTasks { tasks: drained, reason: pb::RequeueReason::Drained as i32 }),
-            );
+            kinds.insert(0, requeue(host.config(), drained, pb::RequeueReason::Drained));
         }
         for kind in kinds {
             let label = match &kind {
@@ -204,9 +246,23 @@ pub async fn run<H: Host>(host: Arc<H>) {
                 }
                 _ => "other",
             };
-            if let Err(e) = host.propose(kind).await {
-                tracing::warn!(error = %e, what = label, "proposing scheduler decisions");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            match host.propose(kind).await {
+                Ok(pb::CommandResult { outcome: Some(pb::command_result::Outcome::Batch(b)) }) => {
+                    let live = b
+                        .items
+                        .iter()
+                        .filter(|i| i.rejected.as_ref().is_some_and(|r| r.code == pb::RejectCode::LeaseLive as i32))
+                        .count();
+                    if live > 0 {
+                        metrics::counter!("synod_tasks_requeues_refused_total").increment(live as u64);
+                        tracing::info!(live, "requeues refused by apply: the leases were renewed meanwhile");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, what = label, "proposing scheduler decisions");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
     }

@@ -21,7 +21,7 @@ use synod_plugins::{CancelToken, TaskContext};
 use synod_store::pb::{self, command::Kind};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::host::{Host, now_ms};
+use crate::host::Host;
 
 type Key = (String, String);
 
@@ -42,6 +42,11 @@ pub struct Worker<H> {
     node: Arc<H>,
     slots: Arc<Semaphore>,
     inflight: Arc<Mutex<HashMap<Key, InFlight>>>,
+    /// Leases held here that wait for a free slot (the pool shrank, or the
+    /// leader counted slots a moment before a run ended): key -> epoch.
+    /// They are renewed like running ones, so they wait instead of running
+    /// out.
+    waiting: Arc<Mutex<HashMap<Key, u64>>>,
     tx: mpsc::Sender<Report>,
 }
 
@@ -55,6 +60,7 @@ impl<H> Clone for Worker<H> {
             node: self.node.clone(),
             slots: self.slots.clone(),
             inflight: self.inflight.clone(),
+            waiting: self.waiting.clone(),
             tx: self.tx.clone(),
         }
     }
@@ -66,6 +72,7 @@ pub async fn run<H: Host>(node: Arc<H>) {
     let worker = Worker {
         slots: Arc::new(Semaphore::new(node.pool_size().load(Relaxed))),
         inflight: Default::default(),
+        waiting: Default::default(),
         tx,
         node: node.clone(),
     };
@@ -152,6 +159,7 @@ impl<H: Host> Worker<H> {
     fn scan(&self) -> anyhow::Result<()> {
         let leases = self.node.store().leased_tasks(Some(self.node.node_id()))?;
         let mut inflight = self.inflight.lock().expect("worker map lock is never poisoned");
+        let mut waiting = HashMap::new();
         let mut seen = std::collections::HashSet::new();
         for l in leases {
             let key = (l.tenant.clone(), l.id.clone());
@@ -165,7 +173,10 @@ impl<H: Host> Worker<H> {
                 }
                 f.cancel.cancel();
             }
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else { continue };
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                waiting.insert(key, l.entry.epoch);
+                continue;
+            };
             let cancel = CancelToken::new();
             if l.entry.cancel_requested {
                 // Cancelled before it started: the run ends as cancelled at
@@ -179,6 +190,8 @@ impl<H: Host> Worker<H> {
                 drop(permit);
             });
         }
+        metrics::gauge!("synod_worker_leases_waiting").set(waiting.len() as f64);
+        *self.waiting.lock().expect("worker map lock is never poisoned") = waiting;
         // Leases taken away (requeued, node drained, or completed): stop
         // those runs and forget them.
         inflight.retain(|k, f| {
@@ -205,7 +218,7 @@ impl<H: Host> Worker<H> {
         let spec = rec.spec.clone().unwrap_or_default();
         let started = Instant::now();
         if rec.enqueued_at_ms > 0 {
-            let wait = now_ms().saturating_sub(rec.enqueued_at_ms) as f64 / 1000.0;
+            let wait = self.node.cluster_now_ms().saturating_sub(rec.enqueued_at_ms) as f64 / 1000.0;
             metrics::histogram!("synod_tasks_queue_wait_seconds").record(wait);
         }
         let payload: serde_json::Value = match self.node.store().task_payload(&rec) {
@@ -260,7 +273,7 @@ impl<H: Host> Worker<H> {
             Err(e) => Err(e),
         };
         if outcome.is_ok() && rec.created_at_ms > 0 {
-            let e2e = now_ms().saturating_sub(rec.created_at_ms) as f64 / 1000.0;
+            let e2e = self.node.cluster_now_ms().saturating_sub(rec.created_at_ms) as f64 / 1000.0;
             metrics::histogram!("synod_tasks_end_to_end_seconds").record(e2e);
         }
         let completion = match outcome {
@@ -337,15 +350,18 @@ impl<H: Host> Worker<H> {
         let lease = self.node.config().scaling.task_lease.get().as_millis() as u64;
         loop {
             tokio::time::sleep(Duration::from_millis(lease / 3)).await;
+            // The deadline is the leader's stamp plus the lease: this
+            // node's clock never enters it.
             let renewals: Vec<pb::LeaseRenewal> = {
                 let inflight = self.inflight.lock().expect("worker map lock is never poisoned");
-                let deadline = now_ms() + lease;
-                inflight
-                    .iter()
-                    .filter(|(_, f)| !f.finished)
-                    .map(|((tenant, id), f)| pb::LeaseRenewal {
-                        task: Some(pb::TaskRef { tenant: tenant.clone(), id: id.clone(), epoch: f.epoch }),
-                        lease_deadline_ms: deadline,
+                let waiting = self.waiting.lock().expect("worker map lock is never poisoned");
+                let running = inflight.iter().filter(|(_, f)| !f.finished).map(|(k, f)| (k, f.epoch));
+                running
+                    .chain(waiting.iter().map(|(k, e)| (k, *e)))
+                    .map(|((tenant, id), epoch)| pb::LeaseRenewal {
+                        task: Some(pb::TaskRef { tenant: tenant.clone(), id: id.clone(), epoch }),
+                        lease_deadline_ms: 0,
+                        lease_ms: lease,
                     })
                     .collect()
             };

@@ -56,6 +56,9 @@ pub struct Store {
     pub(crate) mirror: Arc<crate::index_mirror::IndexMirror>,
     /// The vector search index (see `vector_index`).
     pub(crate) vectors: crate::vector_index::VectorIndexes,
+    /// `stamped_at_ms` of the last command applied (0 before any): the
+    /// Raft layer reads it to follow the leader's timeline.
+    pub(crate) last_stamp: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -95,6 +98,7 @@ impl Store {
             fsync: opts.fsync,
             mirror: Default::default(),
             vectors: crate::vector_index::VectorIndexes::new(opts.vector_index, Some(dir.join("vector-index"))),
+            last_stamp: Default::default(),
         };
         store.check_format_version()?;
         store.mirror.load(&store.db)?;

@@ -58,12 +58,22 @@ pub(crate) fn put_user(ctx: &mut BatchCtx<'_>, c: pb::PutUser, now: u64) -> Resu
         Some(_) if !c.replace => {
             return Ok(rejected(RejectCode::AlreadyDone, format!("user {} already exists", user.name)));
         }
-        Some(old) => user.created_at_ms = old.created_at_ms,
+        Some(old) => {
+            user.created_at_ms = old.created_at_ms;
+            // Revocations only ever move forward, whatever record the
+            // proposer read before.
+            user.token_generation = old.token_generation;
+            user.tokens_not_before_ms = user.tokens_not_before_ms.max(old.tokens_not_before_ms);
+        }
         // Replacing a user that is gone (deleted meanwhile) must not revive it.
         None if c.replace => return Ok(rejected(RejectCode::NotFound, format!("user {} does not exist", user.name))),
         None => user.created_at_ms = now,
     }
     user.updated_at_ms = now;
+    if c.revoke_tokens {
+        user.token_generation += 1;
+        user.tokens_not_before_ms = now;
+    }
     ctx.put(key, user.encode_to_vec());
     Ok(CommandResult { outcome: Some(Outcome::User(user)) })
 }
@@ -91,6 +101,9 @@ pub(crate) fn put_api_key(ctx: &mut BatchCtx<'_>, c: pb::PutApiKey, now: u64) ->
         return Ok(rejected(RejectCode::AlreadyDone, format!("API key {} already exists", key.id)));
     }
     key.created_at_ms = now;
+    if c.expires_in_ms > 0 {
+        key.expires_at_ms = now.saturating_add(c.expires_in_ms);
+    }
     key.revoked_at_ms = 0;
     key.last_used_ms = 0;
     ctx.put(apikey_id_key(&key.id), key.tenant.clone().into_bytes());

@@ -138,6 +138,7 @@ impl Store {
     pub fn apply(&self, entries: &[ApplyEntry<'_>]) -> Result<Vec<CommandResult>> {
         let mut ctx = BatchCtx::new(self);
         let mut results = Vec::with_capacity(entries.len());
+        let mut last_stamp = 0;
         let meta = self.cf(CF_SM_META);
         for e in entries {
             let result = match e.command {
@@ -146,7 +147,10 @@ impl Store {
                     Err(err) => {
                         rejected(RejectCode::Unsupported, format!("undecodable command at index {}: {err}", e.index))
                     }
-                    Ok(cmd) => apply_command(&mut ctx, cmd)?,
+                    Ok(cmd) => {
+                        last_stamp = cmd.stamped_at_ms;
+                        apply_command(&mut ctx, cmd)?
+                    }
                 },
             };
             results.push(result);
@@ -160,7 +164,16 @@ impl Store {
         self.write(ctx.batch, false)?;
         self.mirror.update(ctx.overlay.iter());
         self.vectors.update(ctx.overlay.iter());
+        if last_stamp > 0 {
+            self.last_stamp.store(last_stamp, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(results)
+    }
+
+    /// `stamped_at_ms` of the last command applied since this store was
+    /// opened (0 before any).
+    pub fn last_applied_stamp(&self) -> u64 {
+        self.last_stamp.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The opaque log id of the last applied entry and the last applied
@@ -206,7 +219,7 @@ fn apply_command(ctx: &mut BatchCtx<'_>, cmd: pb::Command) -> Result<CommandResu
         Kind::SubmitTasks(c) => crate::tasks::submit(ctx, c, now),
         Kind::AssignTasks(c) => crate::tasks::assign(ctx, c, now),
         Kind::StartTasks(c) => crate::tasks::start(ctx, c, now),
-        Kind::RenewLeases(c) => crate::tasks::renew(ctx, c),
+        Kind::RenewLeases(c) => crate::tasks::renew(ctx, c, now),
         Kind::CompleteTasks(c) => crate::tasks::complete(ctx, c, now),
         Kind::CancelTask(c) => crate::tasks::cancel(ctx, c, now),
         Kind::RequeueTasks(c) => crate::tasks::requeue(ctx, c, now),

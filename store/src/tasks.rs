@@ -166,28 +166,56 @@ fn drop_lease(ctx: &mut BatchCtx<'_>, rec: &TaskRecord) {
     ctx.delete(leased_key(rec.node_id, &spec.tenant, &spec.id));
 }
 
+/// How an unsuccessful attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The attempt ran and failed; counts against `max_attempts`.
+    Failed { retryable: bool },
+    /// The cluster took the lease back (an unchecked requeue of an older
+    /// proposer): counts against `max_attempts`, retried without backoff.
+    Requeued,
+    /// A checked requeue: the attempt is marked lost and does not count;
+    /// the task is dead-lettered once lost `max_lost` times (0 = no limit).
+    Lost { max_lost: u32 },
+}
+
 /// Closes the current attempt and decides where the task goes after an
 /// unsuccessful one.
-fn after_failure(ctx: &mut BatchCtx<'_>, rec: &mut TaskRecord, now: u64, error: &str, retryable: bool) {
+fn after_failure(ctx: &mut BatchCtx<'_>, rec: &mut TaskRecord, now: u64, error: &str, ending: Ending) {
     drop_lease(ctx, rec);
     if let Some(a) = rec.attempts.last_mut() {
         a.ended_at_ms = now;
         a.error = error.to_string();
+        a.lost = matches!(ending, Ending::Lost { .. });
         if a.started_at_ms == 0 {
             a.started_at_ms = now;
         }
     }
     rec.error = error.to_string();
     let max_attempts = rec.spec.as_ref().map(|s| s.max_attempts.max(1)).unwrap_or(1) as usize;
-    let made = rec.attempts.len();
+    let made = rec.attempts.iter().filter(|a| !a.lost).count();
+    let lost = rec.attempts.iter().filter(|a| a.lost).count();
+    let retryable = !matches!(ending, Ending::Failed { retryable: false });
     if rec.cancel_requested {
         rec.state = TaskState::Cancelled as i32;
         rec.node_id = 0;
     } else if !retryable {
         rec.state = TaskState::Failed as i32;
         rec.node_id = 0;
+    } else if let Ending::Lost { max_lost } = ending {
+        if max_lost > 0 && lost >= max_lost as usize {
+            rec.state = TaskState::DeadLettered as i32;
+            rec.node_id = 0;
+            rec.error = format!("{error}; lost {lost} times, the most allowed (scaling.max_lost_attempts)");
+        } else {
+            // The task did nothing wrong: back in the queue at once.
+            enqueue(ctx, rec, now, now);
+        }
     } else if made < max_attempts {
-        let delay = backoff_ms(rec.spec.as_ref().and_then(|s| s.backoff.as_ref()), made);
+        let delay = match ending {
+            Ending::Requeued => 0,
+            _ => backoff_ms(rec.spec.as_ref().and_then(|s| s.backoff.as_ref()), made),
+        };
         enqueue(ctx, rec, now, now.saturating_add(delay));
     } else {
         rec.state = TaskState::DeadLettered as i32;
@@ -330,7 +358,7 @@ pub(crate) fn assign(ctx: &mut BatchCtx<'_>, c: pb::AssignTasks, now: u64) -> Re
         rec.state = TaskState::Assigned as i32;
         rec.lease_epoch += 1;
         rec.node_id = a.node_id;
-        rec.lease_deadline_ms = a.lease_deadline_ms;
+        rec.lease_deadline_ms = if a.lease_ms > 0 { now.saturating_add(a.lease_ms) } else { a.lease_deadline_ms };
         rec.updated_at_ms = now;
         rec.attempts.push(pb::Attempt {
             node_id: a.node_id,
@@ -369,7 +397,7 @@ pub(crate) fn start(ctx: &mut BatchCtx<'_>, c: pb::StartTasks, now: u64) -> Resu
     Ok(batch(items))
 }
 
-pub(crate) fn renew(ctx: &mut BatchCtx<'_>, c: pb::RenewLeases) -> Result<CommandResult> {
+pub(crate) fn renew(ctx: &mut BatchCtx<'_>, c: pb::RenewLeases, now: u64) -> Result<CommandResult> {
     let mut items = Vec::with_capacity(c.renewals.len());
     for rn in c.renewals {
         let r = rn.task.unwrap_or_default();
@@ -380,7 +408,8 @@ pub(crate) fn renew(ctx: &mut BatchCtx<'_>, c: pb::RenewLeases) -> Result<Comman
                 continue;
             }
         };
-        rec.lease_deadline_ms = rec.lease_deadline_ms.max(rn.lease_deadline_ms);
+        let deadline = if rn.lease_ms > 0 { now.saturating_add(rn.lease_ms) } else { rn.lease_deadline_ms };
+        rec.lease_deadline_ms = rec.lease_deadline_ms.max(deadline);
         put_lease(ctx, &rec);
         save(ctx, &rec);
         items.push(item_ok(&r.id));
@@ -421,7 +450,7 @@ pub(crate) fn complete(ctx: &mut BatchCtx<'_>, c: pb::CompleteTasks, now: u64) -
                     rec.result = result;
                 }
             }
-            None => after_failure(ctx, &mut rec, now, &done.error, done.retryable),
+            None => after_failure(ctx, &mut rec, now, &done.error, Ending::Failed { retryable: done.retryable }),
         }
         save_counted(ctx, &rec, Some(old))?;
         items.push(item_ok(&r.id));
@@ -476,6 +505,19 @@ pub(crate) fn cancel(ctx: &mut BatchCtx<'_>, c: pb::CancelTask, now: u64) -> Res
         dequeue(ctx, &rec);
         rec.state = TaskState::Cancelled as i32;
         rec.error = "cancelled".into();
+    } else if s == TaskState::Assigned {
+        // Not reported as started: it ends here. The lease goes, so its
+        // node never starts it, or stops a run it began a moment ago; a
+        // start or completion it still reports is refused as already done.
+        drop_lease(ctx, &rec);
+        if let Some(a) = rec.attempts.last_mut() {
+            a.ended_at_ms = now;
+            a.error = "cancelled before it started".into();
+        }
+        rec.state = TaskState::Cancelled as i32;
+        rec.node_id = 0;
+        rec.cancel_requested = true;
+        rec.error = "cancelled".into();
     } else {
         rec.cancel_requested = true;
         put_lease(ctx, &rec);
@@ -492,30 +534,66 @@ pub(crate) fn requeue(ctx: &mut BatchCtx<'_>, c: pb::RequeueTasks, now: u64) -> 
         pb::RequeueReason::Unspecified => "requeued",
     };
     let mut items = Vec::with_capacity(c.tasks.len());
-    for r in c.tasks {
-        let mut rec = match load_leased(ctx, &r, None)? {
+    for r in &c.tasks {
+        let mut rec = match load_leased(ctx, r, None)? {
             Ok(rec) => rec,
             Err(rejected) => {
                 items.push(rejected);
                 continue;
             }
         };
+        if c.checked
+            && let Some(live) = lease_still_live(ctx, &rec, &c, now)?
+        {
+            items.push(item_rejected(&r.id, RejectCode::LeaseLive, live));
+            continue;
+        }
         rec.updated_at_ms = now;
         let old = state(&rec);
         let tenant = r.tenant.clone();
         bump(ctx, &tenant, "requeues", 1)?;
         // A lost attempt is retried without backoff: the task did nothing wrong.
         let node = rec.node_id;
-        after_failure(ctx, &mut rec, now, &format!("{reason} (node {node})"), true);
-        if state(&rec) == TaskState::Queued && rec.not_before_ms > now {
-            dequeue(ctx, &rec);
-            enqueue(ctx, &mut rec, now, now);
-        }
+        let ending = if c.checked { Ending::Lost { max_lost: c.max_lost } } else { Ending::Requeued };
+        after_failure(ctx, &mut rec, now, &format!("{reason} (node {node})"), ending);
         save_counted(ctx, &rec, Some(old))?;
         items.push(item_ok(&r.id));
     }
     Ok(batch(items))
 }
+
+/// Why a checked requeue must not end `rec`'s lease at `now`, if it must not:
+/// the replicated state, not the leader's possibly stale view, decides.
+fn lease_still_live(ctx: &BatchCtx<'_>, rec: &TaskRecord, c: &pb::RequeueTasks, now: u64) -> Result<Option<String>> {
+    let id = rec.spec.as_ref().map(|s| s.id.as_str()).unwrap_or_default();
+    let node = ctx.get_msg::<pb::NodeRecord>(&crate::schema::node_key(rec.node_id), "node record")?;
+    Ok(match pb::RequeueReason::try_from(c.reason).unwrap_or(pb::RequeueReason::Unspecified) {
+        pb::RequeueReason::LeaseExpired if rec.lease_deadline_ms >= now => Some(format!(
+            "task {id}: its lease runs {} ms more (renewed after the leader decided)",
+            rec.lease_deadline_ms - now
+        )),
+        pb::RequeueReason::NodeLost => match node {
+            Some(n) if now.saturating_sub(n.last_heartbeat_ms) <= c.node_silence_ms => Some(format!(
+                "task {id}: node {} heartbeated {} ms ago, within {} ms",
+                rec.node_id,
+                now.saturating_sub(n.last_heartbeat_ms),
+                c.node_silence_ms
+            )),
+            _ => None,
+        },
+        pb::RequeueReason::Drained => match node {
+            Some(n) if !n.draining || now.saturating_sub(n.draining_since_ms) <= c.drain_deadline_ms => {
+                Some(format!("task {id}: node {} is not past its drain deadline", rec.node_id))
+            }
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// [`Store::ready_tasks`] reads at most this many queue entries per task it
+/// may return, per tenant.
+pub const READY_SCAN_FACTOR: usize = 64;
 
 /// One queued task as the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -612,21 +690,34 @@ impl Store {
     /// order (most urgent, then oldest). Read from the in-memory mirror of
     /// the queue index.
     pub fn queued_tasks(&self, per_tenant: usize) -> Result<Vec<QueuedTask>> {
+        self.ready_tasks(per_tenant, u64::MAX)
+    }
+
+    /// As [`Store::queued_tasks`], counting only tasks eligible at `now`
+    /// (`not_before_ms <= now`): tasks waiting out a retry backoff are
+    /// skipped, so however many there are they never hide a tenant's ready
+    /// ones. At most `per_tenant` × [`READY_SCAN_FACTOR`] entries are read
+    /// per tenant.
+    pub fn ready_tasks(&self, per_tenant: usize, now: u64) -> Result<Vec<QueuedTask>> {
+        let scan_limit = per_tenant.saturating_mul(READY_SCAN_FACTOR);
         let mut out = Vec::new();
         let mut seek = PREFIX_QUEUED.to_vec();
         loop {
-            let mut taken = 0;
+            let (mut taken, mut scanned) = (0, 0);
             let mut tenant_prefix: Option<Vec<u8>> = None;
             self.mirror.scan(PREFIX_QUEUED, &seek, |k, v| {
                 let (tenant, id) = parse_queued_key(k).ok_or_else(|| Error::corrupt("queue key", format!("{k:?}")))?;
                 let tp = queued_tenant_prefix(&tenant);
-                if tenant_prefix.as_ref().is_some_and(|p| *p != tp) || taken >= per_tenant {
+                if tenant_prefix.as_ref().is_some_and(|p| *p != tp) || taken >= per_tenant || scanned >= scan_limit {
                     return Ok(false);
                 }
                 tenant_prefix = Some(tp);
+                scanned += 1;
                 let entry = pb::QueuedEntry::decode(v).map_err(|e| Error::corrupt("queue entry", e))?;
-                out.push(QueuedTask { tenant, id, entry });
-                taken += 1;
+                if entry.not_before_ms <= now {
+                    out.push(QueuedTask { tenant, id, entry });
+                    taken += 1;
+                }
                 Ok(true)
             })?;
             match tenant_prefix {

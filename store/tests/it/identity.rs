@@ -23,6 +23,7 @@ fn user(name: &str, tenant: &str, role: Role, replace: bool) -> Kind {
             ..Default::default()
         }),
         replace,
+        revoke_tokens: false,
     })
 }
 
@@ -36,6 +37,7 @@ fn key(id: &str, tenant: &str) -> Kind {
             secret_sha256: vec![7; 32],
             ..Default::default()
         }),
+        expires_in_ms: 0,
     })
 }
 

@@ -38,8 +38,49 @@ fn assign(id: &str, node: u64) -> Kind {
             id: id.into(),
             node_id: node,
             lease_deadline_ms: 10_000,
+            lease_ms: 0,
         }],
     })
+}
+
+/// An assignment as today's leader proposes it: a lease length, not a deadline.
+fn assign_for(id: &str, node: u64, lease_ms: u64) -> Kind {
+    Kind::AssignTasks(pb::AssignTasks {
+        assignments: vec![pb::Assignment {
+            tenant: "acme".into(),
+            id: id.into(),
+            node_id: node,
+            lease_deadline_ms: 0,
+            lease_ms,
+        }],
+    })
+}
+
+fn renew_for(id: &str, node: u64, epoch: u64, lease_ms: u64) -> Kind {
+    Kind::RenewLeases(pb::RenewLeases {
+        node_id: node,
+        renewals: vec![pb::LeaseRenewal { task: Some(tref(id, epoch)), lease_deadline_ms: 0, lease_ms }],
+    })
+}
+
+/// A requeue as today's leader proposes it: checked by apply.
+fn checked_requeue(id: &str, epoch: u64, reason: pb::RequeueReason, max_lost: u32) -> Kind {
+    Kind::RequeueTasks(pb::RequeueTasks {
+        tasks: vec![tref(id, epoch)],
+        reason: reason as i32,
+        checked: true,
+        node_silence_ms: 5_000,
+        drain_deadline_ms: 60_000,
+        max_lost,
+    })
+}
+
+fn submit(specs: Vec<pb::TaskSpec>) -> Kind {
+    Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0 })
+}
+
+fn code(r: &pb::CommandResult) -> Option<RejectCode> {
+    items(r)[0].rejected.as_ref().map(|x| RejectCode::try_from(x.code).unwrap())
 }
 
 fn complete(id: &str, node: u64, epoch: u64, result: Option<&str>, retryable: bool) -> Kind {
@@ -90,8 +131,11 @@ fn completion_is_exactly_once_and_fenced_by_epoch() {
     assert_eq!(store.leased_tasks(Some(7)).unwrap().len(), 1);
 
     // The node is lost; the leader requeues with epoch 1 and reassigns (epoch 2).
-    let requeue =
-        Kind::RequeueTasks(pb::RequeueTasks { tasks: vec![tref("t", 1)], reason: pb::RequeueReason::NodeLost as i32 });
+    let requeue = Kind::RequeueTasks(pb::RequeueTasks {
+        tasks: vec![tref("t", 1)],
+        reason: pb::RequeueReason::NodeLost as i32,
+        ..Default::default()
+    });
     must_apply(&store, 3, &[cmd(3, requeue), cmd(4, assign("t", 8))]);
     let (s, rec) = must_state(&store, "t");
     assert_eq!((s, rec.lease_epoch, rec.node_id), (TaskState::Assigned, 2, 8));
@@ -177,18 +221,19 @@ fn cancel_queued_and_running() {
                 Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("q", "", 3), spec("r", "", 3)], max_queued: 0 }),
             ),
             cmd(1, assign("r", 4)),
+            cmd(1, Kind::StartTasks(pb::StartTasks { node_id: 4, tasks: vec![tref("r", 1)] })),
         ],
     );
-    must_apply(&store, 3, &[cmd(2, cancel("q")), cmd(2, cancel("r"))]);
+    must_apply(&store, 4, &[cmd(2, cancel("q")), cmd(2, cancel("r"))]);
     assert_eq!(must_state(&store, "q").0, TaskState::Cancelled);
     let (s, rec) = must_state(&store, "r");
-    assert_eq!(s, TaskState::Assigned);
+    assert_eq!(s, TaskState::Running);
     assert!(rec.cancel_requested);
     assert!(store.leased_tasks(Some(4)).unwrap()[0].entry.cancel_requested, "the worker sees the request");
     // The worker stops it: a retryable error still ends in cancelled.
-    must_apply(&store, 5, &[cmd(3, complete("r", 4, 1, None, true))]);
+    must_apply(&store, 6, &[cmd(3, complete("r", 4, 1, None, true))]);
     assert_eq!(must_state(&store, "r").0, TaskState::Cancelled);
-    let r = must_apply(&store, 6, &[cmd(4, cancel("r"))]);
+    let r = must_apply(&store, 7, &[cmd(4, cancel("r"))]);
     assert!(matches!(r[0].outcome, Some(Outcome::Rejected(_))));
 }
 
@@ -349,4 +394,220 @@ fn a_batch_that_could_pass_the_queue_quota_is_refused_whole() {
     let r = must_apply(&store, 3, &[cmd(2, assign("a", 1)), submit(&["c", "d"]), submit(&["e"])]);
     assert!(items(&r[1]).iter().all(|i| i.rejected.is_none()));
     assert!(items(&r[2])[0].rejected.is_some(), "the quota of 3 is full");
+}
+
+/// Issue 13, defect 7: a task cancelled while assigned (its node has not
+/// reported it started) ends at once and loses its lease, so its node never
+/// starts it. On the old main it stayed assigned with its lease, and the
+/// node started it.
+#[test]
+fn a_task_cancelled_while_assigned_ends_at_once_and_its_lease_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let cancel = Kind::CancelTask(pb::CancelTask { tenant: "acme".into(), id: "a".into() });
+    must_apply(&store, 1, &[cmd(1, submit(vec![spec("a", "", 3)])), cmd(1, assign_for("a", 4, 30_000))]);
+    assert_eq!(store.leased_tasks(Some(4)).unwrap().len(), 1, "control: the node holds the lease");
+    must_apply(&store, 3, &[cmd(2, cancel)]);
+    let (s, rec) = must_state(&store, "a");
+    assert_eq!(s, TaskState::Cancelled);
+    assert!(store.leased_tasks(Some(4)).unwrap().is_empty(), "no lease left for the node to start");
+    assert_eq!(rec.attempts.len(), 1);
+    assert_eq!(rec.attempts[0].error, "cancelled before it started");
+    // A start or completion the node still sends changes nothing.
+    let start = Kind::StartTasks(pb::StartTasks { node_id: 4, tasks: vec![tref("a", 1)] });
+    let r = must_apply(&store, 4, &[cmd(3, start), cmd(3, complete("a", 4, 1, Some("1"), false))]);
+    assert_eq!(code(&r[0]), Some(RejectCode::AlreadyDone));
+    assert_eq!(code(&r[1]), Some(RejectCode::AlreadyDone));
+    assert_eq!(must_state(&store, "a").0, TaskState::Cancelled);
+}
+
+/// Issue 13, defect 2: lease deadlines are the applying leader's stamp plus
+/// the lease length; a proposer's own clock (an absolute deadline in the
+/// command) does not count when a length is given.
+#[test]
+fn lease_deadlines_are_the_leaders_stamp_plus_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    must_apply(&store, 1, &[cmd(5_000, submit(vec![spec("a", "", 3)])), cmd(5_000, assign_for("a", 4, 30_000))]);
+    assert_eq!(must_state(&store, "a").1.lease_deadline_ms, 35_000);
+    assert_eq!(store.leased_tasks(Some(4)).unwrap()[0].entry.deadline_ms, 35_000);
+    // A renewal from a node whose clock is an hour ahead: it sends a length.
+    let mut skewed = renew_for("a", 4, 1, 30_000);
+    if let Kind::RenewLeases(r) = &mut skewed {
+        r.renewals[0].lease_deadline_ms = 3_600_000 + 40_000;
+    }
+    must_apply(&store, 3, &[cmd(10_000, skewed)]);
+    assert_eq!(must_state(&store, "a").1.lease_deadline_ms, 40_000, "stamp 10 s + lease 30 s");
+    // A renewal never shortens a lease.
+    must_apply(&store, 4, &[cmd(6_000, renew_for("a", 4, 1, 1_000))]);
+    assert_eq!(must_state(&store, "a").1.lease_deadline_ms, 40_000);
+    // Control: an older proposer's absolute deadline is still honoured.
+    must_apply(&store, 5, &[cmd(1, submit(vec![spec("b", "", 3)])), cmd(1, assign("b", 4))]);
+    assert_eq!(must_state(&store, "b").1.lease_deadline_ms, 10_000);
+}
+
+/// Issue 13, defect 3: apply checks a requeue against the state at its
+/// stamp, not the leader's view: a lease renewed after the leader decided
+/// stays, a node heard from stays. On the old main both were requeued.
+#[test]
+fn a_checked_requeue_of_a_live_lease_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    must_apply(
+        &store,
+        1,
+        &[
+            cmd(1_000, register(4)),
+            cmd(1_000, submit(vec![spec("a", "", 3), spec("b", "", 3)])),
+            cmd(1_000, assign_for("a", 4, 10_000)),
+            cmd(1_000, assign_for("b", 4, 10_000)),
+        ],
+    );
+    // The leader saw a's lease run out at 11 000, but a renewal landed first.
+    must_apply(&store, 5, &[cmd(9_000, renew_for("a", 4, 1, 10_000))]);
+    let heartbeat = |at| cmd(at, Kind::Heartbeat(pb::NodeHeartbeat { node_id: 4, applied_index: 0, load: None }));
+    let r = must_apply(
+        &store,
+        6,
+        &[
+            cmd(12_000, checked_requeue("a", 1, pb::RequeueReason::LeaseExpired, 10)),
+            heartbeat(12_000),
+            cmd(15_000, checked_requeue("b", 1, pb::RequeueReason::NodeLost, 10)),
+        ],
+    );
+    assert_eq!(code(&r[0]), Some(RejectCode::LeaseLive), "renewed until 19 000");
+    assert_eq!(code(&r[2]), Some(RejectCode::LeaseLive), "heard from 3 s ago, within 5 s");
+    assert_eq!(must_state(&store, "a").0, TaskState::Assigned);
+    assert_eq!(must_state(&store, "b").0, TaskState::Assigned);
+    // Control: once the lease has run out / the node is silent, they go.
+    let r = must_apply(
+        &store,
+        9,
+        &[
+            cmd(19_001, checked_requeue("a", 1, pb::RequeueReason::LeaseExpired, 10)),
+            cmd(17_001, checked_requeue("b", 1, pb::RequeueReason::NodeLost, 10)),
+        ],
+    );
+    assert_eq!((code(&r[0]), code(&r[1])), (None, None));
+    assert_eq!(must_state(&store, "a").0, TaskState::Queued);
+    assert_eq!(must_state(&store, "b").0, TaskState::Queued);
+    // A drain requeue needs a node draining past its deadline.
+    must_apply(&store, 11, &[cmd(20_000, assign_for("a", 4, 10_000))]);
+    let r = must_apply(&store, 12, &[cmd(21_000, checked_requeue("a", 2, pb::RequeueReason::Drained, 10))]);
+    assert_eq!(code(&r[0]), Some(RejectCode::LeaseLive), "node 4 is not draining");
+}
+
+/// Issue 13, defect 3: an attempt lost with its node does not count against
+/// max_attempts (on the old main a max_attempts=1 task was dead-lettered by
+/// one lost node without ever failing); `max_lost` still bounds a task that
+/// takes every node down.
+#[test]
+fn lost_attempts_do_not_count_against_max_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    must_apply(&store, 1, &[cmd(1, submit(vec![spec("a", "", 1), spec("c", "", 1)]))]);
+    // Node 9 is not registered: lost for sure.
+    let mut index = 2;
+    let mut step = |cmds: &[Vec<u8>]| {
+        let r = must_apply(&store, index, cmds);
+        index += cmds.len() as u64;
+        r
+    };
+    for epoch in 1..=2 {
+        step(&[
+            cmd(10, assign_for("a", 9, 1_000)),
+            cmd(20, checked_requeue("a", epoch, pb::RequeueReason::NodeLost, 3)),
+        ]);
+        let (s, rec) = must_state(&store, "a");
+        assert_eq!(s, TaskState::Queued, "lost {epoch} times, max_attempts 1: still queued");
+        assert!(rec.attempts.iter().all(|a| a.lost));
+        assert_eq!(rec.not_before_ms, 20, "no backoff for a lost attempt");
+    }
+    // The third loss reaches max_lost = 3.
+    step(&[cmd(30, assign_for("a", 9, 1_000)), cmd(40, checked_requeue("a", 3, pb::RequeueReason::NodeLost, 3))]);
+    let (s, rec) = must_state(&store, "a");
+    assert_eq!(s, TaskState::DeadLettered);
+    assert!(rec.error.contains("lost 3 times"), "{}", rec.error);
+    // A real failure still counts: max_attempts 1 after a lost attempt.
+    step(&[cmd(50, assign_for("c", 9, 1_000)), cmd(60, checked_requeue("c", 1, pb::RequeueReason::NodeLost, 3))]);
+    step(&[cmd(70, assign_for("c", 8, 1_000)), cmd(80, complete("c", 8, 2, None, true))]);
+    assert_eq!(must_state(&store, "c").0, TaskState::DeadLettered, "one real failure of max_attempts 1");
+    // Control: an unchecked requeue (an older leader) burns the attempt.
+    step(&[cmd(90, submit(vec![spec("d", "", 1)])), cmd(90, assign("d", 9))]);
+    let unchecked = Kind::RequeueTasks(pb::RequeueTasks {
+        tasks: vec![tref("d", 1)],
+        reason: pb::RequeueReason::NodeLost as i32,
+        ..Default::default()
+    });
+    step(&[cmd(100, unchecked)]);
+    assert_eq!(must_state(&store, "d").0, TaskState::DeadLettered);
+}
+
+/// Issue 13, defect 7: tasks waiting out a retry backoff do not count in a
+/// tenant's window, so they cannot hide its ready tasks. On the old main a
+/// window of 5 held the 5 backed-off tasks and no ready one.
+#[test]
+fn tasks_in_backoff_do_not_hide_ready_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    // Five urgent tasks fail once and wait 100 ms from t=1 000; two ready
+    // tasks of lower priority come after them in queue order.
+    let mut urgent: Vec<pb::TaskSpec> = (0..5).map(|i| spec(&format!("u{i}"), "", 3)).collect();
+    urgent.iter_mut().for_each(|s| s.priority = 9);
+    let mut index = 1;
+    let mut step = |cmds: &[Vec<u8>]| {
+        let r = must_apply(&store, index, cmds);
+        index += cmds.len() as u64;
+        r
+    };
+    step(&[cmd(1_000, submit(urgent))]);
+    for i in 0..5 {
+        let id = format!("u{i}");
+        step(&[cmd(1_000, assign_for(&id, 1, 30_000)), cmd(1_000, complete(&id, 1, 1, None, true))]);
+    }
+    step(&[cmd(1_000, submit(vec![spec("r1", "", 3), spec("r2", "", 3)]))]);
+    let ready: Vec<String> = store.ready_tasks(5, 1_050).unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(ready, ["r1", "r2"], "backed-off tasks are skipped, not counted");
+    let later: Vec<String> = store.ready_tasks(5, 1_100).unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(later, ["u0", "u1", "u2", "u3", "u4"], "eligible again once the backoff is over");
+    // Control: the unfiltered window is full of waiting tasks.
+    let all: Vec<String> = store.queued_tasks(5).unwrap().into_iter().map(|t| t.id).collect();
+    assert!(all.iter().all(|id| id.starts_with('u')), "{all:?}");
+}
+
+/// Issue 13, defect 2: a revocation bumps the user's token generation in
+/// apply, and a replace built from an older read cannot move it back.
+#[test]
+fn token_revocations_only_move_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let user = |revoke: bool, generation: u64| {
+        Kind::PutUser(pb::PutUser {
+            user: Some(pb::UserRecord {
+                name: "ann".into(),
+                tenant: "acme".into(),
+                role: pb::Role::User as i32,
+                password_hash: "$argon2id$x".into(),
+                token_generation: generation,
+                ..Default::default()
+            }),
+            replace: true,
+            revoke_tokens: revoke,
+        })
+    };
+    let create = match user(false, 0) {
+        Kind::PutUser(mut p) => {
+            p.replace = false;
+            Kind::PutUser(p)
+        }
+        _ => unreachable!(),
+    };
+    must_apply(&store, 1, &[cmd(1, Kind::PutTenant(pb::PutTenant { name: "acme".into() })), cmd(1, create)]);
+    must_apply(&store, 3, &[cmd(5_000, user(true, 0)), cmd(6_000, user(true, 0))]);
+    let u = store.get_user("ann").unwrap().unwrap();
+    assert_eq!((u.token_generation, u.tokens_not_before_ms), (2, 6_000));
+    // A plain replace from a stale read keeps the revocations.
+    must_apply(&store, 5, &[cmd(7_000, user(false, 0))]);
+    let u = store.get_user("ann").unwrap().unwrap();
+    assert_eq!((u.token_generation, u.tokens_not_before_ms), (2, 6_000));
 }
