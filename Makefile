@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR
 MODELS_DIR ?= $(HOME)/.cache/synod/models
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps model lint fmt bench chaos-long
+.PHONY: run test deps test-deps model lint fmt bench chaos-long
 
 # System packages the build needs on Debian/Ubuntu: libclang for RocksDB's
 # bindings, a C++ compiler for RocksDB itself; procps for the kill binary
@@ -29,6 +29,14 @@ deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip; \
 	fi
 
+# What the tests need beyond the build: libfaketime, which the chaos
+# suite's clock nemesis preloads into the nodes to skew their clocks.
+test-deps: deps
+	@if ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 && ! ls /usr/lib/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then \
+	  echo "installing libfaketime (the chaos suite's clock nemesis)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime; \
+	fi
+
 # Build in release mode and start the embedded default node on 127.0.0.1:7700.
 run: deps
 	cargo build --release -p synod-api --bin synod
@@ -41,10 +49,10 @@ run: deps
 
 # The whole suite, one (debug) profile; cluster tests run the debug binary.
 # Doc tests first; then the unit and cluster tests; then the short chaos
-# matrix (real nodes under faults, ~4 min; it runs the synod binary the
+# matrix (real nodes under faults, ~5 min; it runs the synod binary the
 # tests above just built), whose last line is `N passed, N failed`. Run
 # folders land in ./jepsen-runs.
-test: deps
+test: test-deps
 	cargo fmt --all -- --check
 	cargo test --workspace --doc
 	@if cargo nextest --version >/dev/null 2>&1; then \
@@ -67,7 +75,7 @@ model: deps
 # The long chaos matrix: 5 nodes, every nemesis alone and all together, on
 # the queue and register workloads, and set under all of them (~22 min on
 # 2 cores). Pass SEED=N to replay a schedule.
-chaos-long:
+chaos-long: test-deps
 	cargo build -p synod-api --bin synod
 	cargo run -q -p synod-jepsen -- matrix long $(if $(SEED),--seed $(SEED))
 

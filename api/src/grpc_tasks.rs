@@ -81,6 +81,7 @@ fn task(v: TaskView) -> pb::Task {
                 started_at_ms: a.started_at_ms.unwrap_or(0),
                 ended_at_ms: a.ended_at_ms.unwrap_or(0),
                 error: a.error.unwrap_or_default(),
+                lost: a.lost,
             })
             .collect(),
         cancel_requested: v.cancel_requested,

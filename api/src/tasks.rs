@@ -72,6 +72,10 @@ pub struct AttemptView {
     pub started_at_ms: Option<u64>,
     pub ended_at_ms: Option<u64>,
     pub error: Option<String>,
+    /// Taken back by the cluster (node lost, lease run out, drain
+    /// deadline): not counted against `max_attempts`.
+    #[serde(default)]
+    pub lost: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +148,7 @@ pub fn view(store: &synod_store::Store, rec: &pb::TaskRecord) -> Result<TaskView
                 started_at_ms: Some(a.started_at_ms).filter(|t| *t != 0),
                 ended_at_ms: Some(a.ended_at_ms).filter(|t| *t != 0),
                 error: Some(a.error.clone()).filter(|e| !e.is_empty()),
+                lost: a.lost,
             })
             .collect(),
         cancel_requested: rec.cancel_requested,

@@ -22,6 +22,9 @@ pub struct Node {
     pub grpc: String,
     pub raft: String,
     pub log: PathBuf,
+    /// The libfaketime offset file of this node's clock (see
+    /// [`Cluster::set_clock`]).
+    clock_file: PathBuf,
     args: Vec<String>,
     child: std::sync::Mutex<Option<Child>>,
 }
@@ -36,6 +39,18 @@ pub struct Cluster {
     token: Option<String>,
     /// Nodes (ids) found to have exited on their own, not by the harness.
     died: std::sync::Mutex<Vec<u64>>,
+    /// libfaketime, preloaded into every node when the run skews clocks.
+    faketime: Option<PathBuf>,
+}
+
+/// Debian's libfaketime (package `libfaketime`, which `make deps`
+/// installs): the thread-safe variant, for multi-threaded nodes.
+pub fn libfaketime() -> Option<PathBuf> {
+    let lib = std::fs::read_dir("/usr/lib").ok()?.filter_map(|e| e.ok()).find_map(|e| {
+        let p = e.path().join("faketime/libfaketimeMT.so.1");
+        p.is_file().then_some(p)
+    });
+    lib.or_else(|| Some(PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")).filter(|p| p.is_file()))
 }
 
 /// A port for a node to listen on. Not one the kernel hands out (port 0
@@ -193,15 +208,31 @@ impl Cluster {
     /// Starts `n` nodes under `root`: node 1 bootstraps, the others join
     /// it; returns once all `n` are voters. `seed` seeds the proxies.
     pub async fn start(bin: &Path, root: &Path, n: usize, seed: u64) -> std::io::Result<Cluster> {
-        Cluster::start_with(bin, root, n, seed, "").await
+        Cluster::start_with(bin, root, n, seed, "", false).await
     }
 
     /// [`Cluster::start`] with more YAML appended to every node's config
     /// file, right after the `cluster:` section's `peer_addr_overrides`:
     /// lines indented by two spaces continue the `cluster:` section, and
-    /// unindented ones start other sections.
-    pub async fn start_with(bin: &Path, root: &Path, n: usize, seed: u64, extra: &str) -> std::io::Result<Cluster> {
+    /// unindented ones start other sections. With `skewable_clocks` every
+    /// node runs under libfaketime, its wall clock offset by what
+    /// [`Cluster::set_clock`] says (its monotonic clock untouched, as an NTP
+    /// step leaves it).
+    pub async fn start_with(
+        bin: &Path,
+        root: &Path,
+        n: usize,
+        seed: u64,
+        extra: &str,
+        skewable_clocks: bool,
+    ) -> std::io::Result<Cluster> {
         std::fs::create_dir_all(root)?;
+        let faketime = match skewable_clocks {
+            false => None,
+            true => Some(libfaketime().ok_or_else(|| {
+                std::io::Error::other("libfaketime is not installed (`make deps` installs the Debian package)")
+            })?),
+        };
         let mut c = Cluster {
             bin: bin.to_path_buf(),
             nodes: Vec::new(),
@@ -210,6 +241,7 @@ impl Cluster {
             password: "jepsen-admin".into(),
             token: None,
             died: Default::default(),
+            faketime,
         };
         let raft: Vec<String> =
             (0..n).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
@@ -260,9 +292,11 @@ impl Cluster {
                 grpc,
                 raft: raft_addr.clone(),
                 log: root.join(format!("n{id}.log")),
+                clock_file: root.join(format!("n{id}.faketime")),
                 args,
                 child: Default::default(),
             });
+            c.set_clock(i, 0)?;
             c.spawn(i)?;
             c.wait_ready(i, Duration::from_secs(60)).await?;
         }
@@ -288,7 +322,14 @@ impl Cluster {
     pub fn spawn_with(&self, i: usize, extra: &[String]) -> std::io::Result<()> {
         let node = &self.nodes[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
-        let child = node_command(&self.bin)
+        let mut cmd = node_command(&self.bin);
+        if let Some(lib) = &self.faketime {
+            cmd.env("LD_PRELOAD", lib)
+                .env("FAKETIME_TIMESTAMP_FILE", &node.clock_file)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                .env("FAKETIME_CACHE_DURATION", "1");
+        }
+        let child = cmd
             .args(&node.args)
             .args(extra)
             .env("SYNOD_SECURITY_JWT_SECRET", &self.secret)
@@ -299,6 +340,16 @@ impl Cluster {
             .spawn()?;
         *node.child.lock().expect("child lock") = Some(child);
         Ok(())
+    }
+
+    /// Sets node `i`'s wall clock to run `offset_s` seconds off the real
+    /// time (0 = true time); a running node sees it within a second. Only
+    /// on a cluster started with skewable clocks does it change anything.
+    pub fn set_clock(&self, i: usize, offset_s: i64) -> std::io::Result<()> {
+        let file = &self.nodes[i].clock_file;
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, format!("{offset_s:+}\n"))?;
+        std::fs::rename(&tmp, file)
     }
 
     /// kill -9. A node that had already exited on its own is recorded

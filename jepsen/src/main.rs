@@ -47,7 +47,7 @@ enum Cmd {
         #[arg(long, default_value = "queue")]
         workload: String,
         /// Comma-separated: kill, pause, partition, membership, snapshot,
-        /// crash (or none).
+        /// crash, clock (or none).
         #[arg(long, default_value = "kill,pause,partition")]
         nemesis: String,
         #[arg(long, default_value_t = 3)]
@@ -95,7 +95,7 @@ fn seed_of(c: &Common) -> u64 {
 /// (workload, nemeses, nodes, seconds)
 type Plan = (Workload, &'static str, usize, u64);
 
-const ALL: &str = "kill,pause,partition,membership,snapshot,crash";
+const ALL: &str = "kill,pause,partition,membership,snapshot,crash,clock";
 
 fn matrix(which: &str) -> Result<Vec<Plan>, String> {
     use Workload::{Queue, Register, Set};
@@ -104,6 +104,7 @@ fn matrix(which: &str) -> Result<Vec<Plan>, String> {
             (Queue, "kill", 3, 30),
             (Queue, "partition", 3, 30),
             (Queue, "pause", 3, 30),
+            (Queue, "clock", 3, 30),
             (Register, "partition", 3, 30),
             (Queue, "membership,snapshot", 3, 30),
             (Set, "kill,crash", 3, 30),
@@ -111,7 +112,7 @@ fn matrix(which: &str) -> Result<Vec<Plan>, String> {
         "long" => {
             let mut plans = Vec::new();
             for w in [Queue, Register] {
-                for n in ["kill", "pause", "partition", "membership", "snapshot", "crash"] {
+                for n in ["kill", "pause", "partition", "membership", "snapshot", "crash", "clock"] {
                     plans.push((w, n, 5, 60));
                 }
                 plans.push((w, ALL, 5, 120));

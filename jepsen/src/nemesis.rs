@@ -20,7 +20,12 @@
 //! - `crash`: restart one node or the leader with a failpoint armed
 //!   (`observability.failpoints`: crash at the Nth log append, vote save,
 //!   apply or snapshot install) and count it installed when the node
-//!   crashed there; it is then started again without.
+//!   crashed there; it is then started again without;
+//! - `clock`: skew wall clocks through libfaketime (the node processes run
+//!   with it preloaded; their monotonic clocks are left alone, as an NTP
+//!   step leaves them): ±1–30 s on a minority that includes the leader or
+//!   on one node, or a jump of the leader's clock by ±30–120 s, held 4 to
+//!   10 s, then set back (itself a jump).
 //!
 //! Each fault is recorded in the history as an invocation when installed
 //! and a completion when healed (process [`NEMESIS`]).
@@ -50,11 +55,19 @@ pub enum Nemesis {
     Membership,
     Snapshot,
     Crash,
+    Clock,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 6] =
-        [Nemesis::Kill, Nemesis::Pause, Nemesis::Partition, Nemesis::Membership, Nemesis::Snapshot, Nemesis::Crash];
+    pub const ALL: [Nemesis; 7] = [
+        Nemesis::Kill,
+        Nemesis::Pause,
+        Nemesis::Partition,
+        Nemesis::Membership,
+        Nemesis::Snapshot,
+        Nemesis::Crash,
+        Nemesis::Clock,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -64,6 +77,7 @@ impl Nemesis {
             Nemesis::Membership => "membership",
             Nemesis::Snapshot => "snapshot",
             Nemesis::Crash => "crash",
+            Nemesis::Clock => "clock",
         }
     }
 }
@@ -73,7 +87,9 @@ impl FromStr for Nemesis {
 
     fn from_str(s: &str) -> Result<Self, String> {
         Nemesis::ALL.into_iter().find(|n| n.name() == s).ok_or_else(|| {
-            format!("unknown nemesis {s:?} (expected one of: kill, pause, partition, membership, snapshot, crash)")
+            format!(
+                "unknown nemesis {s:?} (expected one of: kill, pause, partition, membership, snapshot, crash, clock)"
+            )
         })
     }
 }
@@ -124,10 +140,12 @@ pub async fn run(
         let choice: u32 = rng.random_range(0..100);
         let hold = match nemesis {
             Nemesis::Pause => secs(&mut rng, 0.5, 5.0),
+            Nemesis::Clock => secs(&mut rng, 4.0, 10.0),
             _ => secs(&mut rng, 1.0, 5.0),
         };
         let leader = cluster.leader_index().await;
         let mut failpoint = String::new();
+        let mut offsets: Vec<i64> = Vec::new();
         let (shape, targets) = match nemesis {
             Nemesis::Kill => match choice {
                 0..40 => ("one", vec![pick]),
@@ -175,16 +193,46 @@ pub async fn run(
                 let target = if rng.random_bool(0.5) { leader.unwrap_or(pick) } else { pick };
                 ("failpoint", vec![target])
             }
+            Nemesis::Clock => {
+                let l = leader.unwrap_or(pick);
+                let sign = |rng: &mut StdRng| if rng.random_bool(0.5) { 1 } else { -1 };
+                let (shape, targets) = match choice {
+                    0..45 => {
+                        // A minority that includes the leader.
+                        let mut m = minority(&mut rng, n);
+                        if !m.contains(&l) {
+                            m[0] = l;
+                            m.sort_unstable();
+                            m.dedup();
+                        }
+                        ("skew leader and minority", m)
+                    }
+                    45..75 => ("skew one", vec![pick]),
+                    _ => ("jump leader", vec![l]),
+                };
+                offsets = targets
+                    .iter()
+                    .map(|_| {
+                        let size = if shape == "jump leader" { 30..=120 } else { 1..=30 };
+                        sign(&mut rng) * rng.random_range(size)
+                    })
+                    .collect();
+                (shape, targets)
+            }
         };
         let ids: Vec<u64> = targets.iter().map(|i| cluster.nodes[*i].id).collect();
         let mut what = json!({"nemesis": nemesis.name(), "shape": shape, "nodes": ids});
         if nemesis == Nemesis::Crash {
             what["failpoint"] = json!(failpoint);
         }
+        if nemesis == Nemesis::Clock {
+            what["offsets_s"] = json!(offsets);
+        }
         rec.record(NEMESIS, Kind::Invoke, nemesis.name(), what.clone());
         let mut ok = true;
-        for t in &targets {
+        for (k, t) in targets.iter().enumerate() {
             match nemesis {
+                Nemesis::Clock => ok &= cluster.set_clock(*t, offsets[k]).is_ok(),
                 Nemesis::Kill => cluster.kill(*t),
                 Nemesis::Pause => ok &= cluster.signal(*t, "STOP").is_ok(),
                 Nemesis::Partition => {}
@@ -229,6 +277,7 @@ pub async fn run(
             match nemesis {
                 Nemesis::Kill => ok &= cluster.spawn(*t).is_ok(),
                 Nemesis::Pause => ok &= cluster.signal(*t, "CONT").is_ok(),
+                Nemesis::Clock => ok &= cluster.set_clock(*t, 0).is_ok(),
                 Nemesis::Membership if shape == "demote and promote" => {
                     // Auto-promotion may have been first: 404 is fine then.
                     admin(&cluster, *t, "promote").await;
@@ -312,10 +361,12 @@ async fn purged_past(c: &Cluster, t: usize, within: Duration) -> bool {
     false
 }
 
-/// Every link passes, every paused node runs, every killed node is started.
+/// Every link passes, every clock is true, every paused node runs, every
+/// killed node is started.
 pub fn heal_all(cluster: &Cluster) {
     cluster.heal();
     for i in 0..cluster.nodes.len() {
+        let _ = cluster.set_clock(i, 0);
         cluster.check_alive(i);
         if cluster.is_running(i) {
             let _ = cluster.signal(i, "CONT");
@@ -406,7 +457,10 @@ mod tests {
             assert_eq!(n.name().parse::<Nemesis>(), Ok(n));
         }
         assert!(
-            "chaos".parse::<Nemesis>().unwrap_err().contains("kill, pause, partition, membership, snapshot, crash")
+            "chaos"
+                .parse::<Nemesis>()
+                .unwrap_err()
+                .contains("kill, pause, partition, membership, snapshot, crash, clock")
         );
     }
 

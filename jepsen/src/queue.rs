@@ -15,6 +15,12 @@
 //! completions of one task; an accepted completion with a stale epoch; a
 //! task handed out after it completed; two tasks for one idempotency key.
 //! Running a task more than once is allowed (at-least-once) and counted.
+//!
+//! A run whose faults never take a node away (clock skew only) is held to
+//! more, through [`Expect`]: the probe's tasks (`scheduled` ops, from
+//! acknowledgement to leaving `queued`, in harness time) must be scheduled
+//! within a bound, and no lease may be taken back (an attempt ended as
+//! "lease expired", "node lost" or "node drained" is a healthy lease burnt).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +38,22 @@ pub struct Report {
     /// Tasks handed out more than once (retries after a lease was lost).
     pub executed_more_than_once: usize,
     pub refused_completions: usize,
+    /// Probe tasks watched until they left `queued`, and their waits.
+    pub probes: usize,
+    pub probe_wait_p50_ms: u64,
+    pub probe_wait_max_ms: u64,
+    /// Attempts the cluster took back (requeued).
+    pub requeued_attempts: usize,
+}
+
+/// What a run's faults allow beyond the invariants every run must keep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// Every probe task leaves `queued` within this many ms of its
+    /// acknowledgement (workers are free: the workload keeps them so).
+    pub max_queue_wait_ms: Option<u64>,
+    /// No node is ever down or cut off: no lease may be taken back.
+    pub no_requeues: bool,
 }
 
 impl Report {
@@ -49,7 +71,13 @@ fn n(v: &Value, k: &str) -> Option<u64> {
 }
 
 pub fn check(h: &History) -> Report {
+    check_with(h, Expect::default())
+}
+
+/// [`check`], holding the history to `expect` as well.
+pub fn check_with(h: &History, expect: Expect) -> Report {
     let mut r = Report::default();
+    let mut waits: Vec<u64> = Vec::new();
     let mut invoked_keys = BTreeSet::new();
     let mut acked: BTreeMap<String, String> = BTreeMap::new(); // task -> key
     let mut task_of_key: BTreeMap<String, String> = BTreeMap::new();
@@ -104,9 +132,32 @@ pub fn check(h: &History) -> Report {
                 completed.insert(task, epoch);
             }
             ("read", Kind::Ok) => final_read = Some(v),
+            ("scheduled", Kind::Ok) => {
+                let wait = n(v, "wait_ms").unwrap_or(0);
+                waits.push(wait);
+                if let Some(bound) = expect.max_queue_wait_ms
+                    && wait > bound
+                {
+                    r.errors.push(format!(
+                        "task {} submitted through node {} waited {wait} ms in queued (bound {bound} ms, every node up)",
+                        s(v, "task").unwrap_or_default(),
+                        n(v, "node").unwrap_or(0)
+                    ));
+                }
+            }
+            ("scheduled", Kind::Info) if expect.max_queue_wait_ms.is_some() => r.errors.push(format!(
+                "task {} submitted through node {} never left queued ({}; every node up)",
+                s(v, "task").unwrap_or_default(),
+                n(v, "node").unwrap_or(0),
+                s(v, "error").unwrap_or_default()
+            )),
             _ => {}
         }
     }
+    waits.sort_unstable();
+    r.probes = waits.len();
+    r.probe_wait_p50_ms = waits.get(waits.len() / 2).copied().unwrap_or(0);
+    r.probe_wait_max_ms = waits.last().copied().unwrap_or(0);
     r.acknowledged = acked.len();
     r.executed_more_than_once = leases.values().filter(|c| **c > 1).count();
     r.refused_completions += h
@@ -134,6 +185,7 @@ pub fn check(h: &History) -> Report {
             r.errors.push(format!("task {task} has no idempotency key: no client submitted it (unexpected)"));
         }
         check_attempts(&task, &st, t, &mut r);
+        check_requeues(&task, t, expect, &mut r);
         state.insert(task, st);
     }
     for (task, key) in &acked {
@@ -144,6 +196,27 @@ pub fn check(h: &History) -> Report {
         }
     }
     r
+}
+
+/// Attempts the cluster took back; with [`Expect::no_requeues`] each one is
+/// an error.
+fn check_requeues(task: &str, t: &Value, expect: Expect, r: &mut Report) {
+    let requeued = |a: &&Value| {
+        a.get("lost").and_then(Value::as_bool).unwrap_or(false)
+            || s(a, "error")
+                .is_some_and(|e| ["lease expired", "node lost", "node drained"].iter().any(|why| e.starts_with(why)))
+    };
+    for a in t.get("attempts").and_then(Value::as_array).into_iter().flatten().filter(requeued) {
+        r.requeued_attempts += 1;
+        if expect.no_requeues {
+            r.errors.push(format!(
+                "task {task}: the lease of epoch {} on node {} was taken back ({}) though no node was down: a healthy lease burnt",
+                n(a, "epoch").unwrap_or(0),
+                n(a, "node").unwrap_or(0),
+                s(a, "error").unwrap_or_default()
+            ));
+        }
+    }
 }
 
 /// The cluster's record of one task's leases: the completion it accepted
@@ -194,6 +267,7 @@ mod tests {
     use super::*;
 
     use crate::history::{Step, from_steps as history};
+    use crate::run::PROBE;
 
     fn good() -> Vec<Step> {
         vec![
@@ -250,6 +324,50 @@ mod tests {
             let r = check(&read(t));
             assert!(r.errors.iter().any(|e| e.contains(what)), "{what}: {:?}", r.errors);
         }
+    }
+
+    /// The probe's waits and the cluster's requeues, held to [`Expect`]
+    /// only when asked: a run with faults that take nodes away may requeue
+    /// and may delay.
+    #[test]
+    fn strict_runs_bound_queue_waits_and_forbid_requeues() {
+        let ops = |wait: u64, stuck: bool, attempt_error: Option<&str>, lost: bool| {
+            let mut attempts = vec![json!({"epoch": 2, "node": 1, "ended_at_ms": 9, "error": null})];
+            if let Some(e) = attempt_error {
+                attempts.insert(0, json!({"epoch": 1, "node": 2, "ended_at_ms": 5, "error": e, "lost": lost}));
+            }
+            let read =
+                json!({"task": "t1", "key": "probe-1", "state": "succeeded", "lease_epoch": 2, "attempts": attempts});
+            let mut steps: Vec<Step> = vec![
+                (PROBE, Kind::Invoke, "submit", json!({"key": "probe-1"})),
+                (PROBE, Kind::Ok, "submit", json!({"key": "probe-1", "task": "t1"})),
+                (PROBE, Kind::Invoke, "scheduled", json!({"key": "probe-1", "task": "t1", "node": 3})),
+            ];
+            steps.push(match stuck {
+                false => (PROBE, Kind::Ok, "scheduled", json!({"task": "t1", "node": 3, "wait_ms": wait})),
+                true => (PROBE, Kind::Info, "scheduled", json!({"task": "t1", "node": 3, "error": "still queued"})),
+            });
+            steps.push((0, Kind::Ok, "read", json!({"tasks": [read]})));
+            history(&steps)
+        };
+        let strict = Expect { max_queue_wait_ms: Some(1_000), no_requeues: true };
+        let fine = check_with(&ops(40, false, None, false), strict);
+        assert!(fine.valid(), "{:?}", fine.errors);
+        assert_eq!((fine.probes, fine.probe_wait_max_ms, fine.requeued_attempts), (1, 40, 0));
+        let cases = [
+            ("waited 4000 ms", ops(4_000, false, None, false)),
+            ("never left queued", ops(0, true, None, false)),
+            ("healthy lease burnt", ops(40, false, Some("lease expired (node 2)"), false)),
+            ("healthy lease burnt", ops(40, false, Some("node lost (node 2)"), true)),
+        ];
+        for (what, h) in cases {
+            let r = check_with(&h, strict);
+            assert!(r.errors.iter().any(|e| e.contains(what)), "{what}: {:?}", r.errors);
+            // Control: the same history passes when the faults allow it.
+            let lax = check(&h);
+            assert!(lax.valid(), "{what} under no expectation: {:?}", lax.errors);
+        }
+        assert_eq!(check(&ops(40, false, Some("lease expired (node 2)"), true)).requeued_attempts, 1);
     }
 
     #[test]

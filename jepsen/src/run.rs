@@ -119,7 +119,8 @@ pub async fn run(o: &Opts) -> RunOutcome {
         return fail(vec![format!("cannot create {}: {e}", o.dir.display())], Value::Null);
     }
     let config = format!("  voters: {}\n{NODE_CONFIG}", o.nodes);
-    let cluster = match Cluster::start_with(&o.bin, &o.dir.join("nodes"), o.nodes, o.seed, &config).await {
+    let clocks = o.nemeses.contains(&Nemesis::Clock);
+    let cluster = match Cluster::start_with(&o.bin, &o.dir.join("nodes"), o.nodes, o.seed, &config, clocks).await {
         Ok(c) => Arc::new(c),
         Err(e) => return fail(vec![format!("the cluster did not start: {e}")], Value::Null),
     };
@@ -142,6 +143,10 @@ pub async fn run(o: &Opts) -> RunOutcome {
             Workload::Register => tokio::spawn(register_client(c, r, o.read_consistency.clone(), p, seed, deadline)),
             Workload::Set => tokio::spawn(set_client(c, r, o.read_consistency.clone(), p, seed, deadline)),
         });
+    }
+    if o.workload == Workload::Queue {
+        let (c, r, s) = (cluster.clone(), rec.clone(), shared.clone());
+        clients.push(tokio::spawn(probe(c, r, s, o.seed, deadline)));
     }
     let mut client_errors = Vec::new();
     for c in clients {
@@ -170,7 +175,16 @@ pub async fn run(o: &Opts) -> RunOutcome {
     });
     if errors.is_empty() {
         match o.workload {
-            Workload::Queue => finish_queue(&cluster, &rec, &shared, &mut errors, &mut results).await,
+            Workload::Queue => {
+                // Faults that never take a node away (clock skew) leave
+                // nothing to excuse a slow schedule or a requeue.
+                let gentle = o.nemeses.iter().all(|n| *n == Nemesis::Clock);
+                let expect = crate::queue::Expect {
+                    max_queue_wait_ms: gentle.then_some(MAX_QUEUE_WAIT_MS),
+                    no_requeues: gentle,
+                };
+                finish_queue(&cluster, &rec, &shared, expect, &mut errors, &mut results).await
+            }
             Workload::Register => finish_register(&cluster, &rec, &o.read_consistency, &mut errors, &mut results).await,
             Workload::Set => finish_set(&cluster, &rec, &mut errors, &mut results).await,
         }
@@ -308,11 +322,89 @@ fn complete(rec: &Recorder, p: u64, f: &str, invoke: &Value, reply: &Reply, ok: 
 }
 
 async fn submit(c: &Cluster, rec: &Recorder, p: u64, node: usize, key: &str, ms: u64) -> Kind {
+    submit_id(c, rec, p, node, key, ms).await.0
+}
+
+/// [`submit`], with the task id when acknowledged.
+async fn submit_id(c: &Cluster, rec: &Recorder, p: u64, node: usize, key: &str, ms: u64) -> (Kind, Option<String>) {
     let invoke = json!({"key": key, "node": c.nodes[node].id});
     rec.record(p, Kind::Invoke, "submit", invoke.clone());
     let body = json!({"type": "sleep", "payload": {"ms": ms}, "idempotency_key": key, "max_attempts": 100});
     let reply = c.call(node, "POST", "/tasks/submit", &[], Some(&body), OP_TIMEOUT).await;
-    complete(rec, p, "submit", &invoke, &reply, |b| json!({"key": key, "task": b["id"], "duplicate": b["duplicate"]}))
+    let kind = complete(
+        rec,
+        p,
+        "submit",
+        &invoke,
+        &reply,
+        |b| json!({"key": key, "task": b["id"], "duplicate": b["duplicate"]}),
+    );
+    let id = match &reply {
+        Reply::Answer { status: 200..=299, body, .. } => body["id"].as_str().map(str::to_string),
+        _ => None,
+    };
+    (kind, id)
+}
+
+/// In a run whose faults never take a node away, the longest a probe task
+/// may wait in `queued` (harness time, acknowledgement to leaving the
+/// queue, as the submitting node shows it): the scheduler runs every
+/// 10 ms and workers are free, so this leaves room for a loaded debug
+/// build on 2 cores, not for a clock.
+const MAX_QUEUE_WAIT_MS: u64 = 2_000;
+
+/// The history's process id of the queue-wait probe.
+pub const PROBE: u64 = 500_000;
+
+/// How long the probe watches one task before it records it as stuck.
+const PROBE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Every 200 to 500 ms, a 1 ms task through a random node, then how long
+/// (harness time, from the acknowledgement) until that node shows it left
+/// `queued`: a `scheduled` op with `wait_ms`, or Info when it was still
+/// queued after [`PROBE_PATIENCE`]. A node whose clock runs ahead or behind
+/// must not delay its submissions (issue 13).
+async fn probe(c: Arc<Cluster>, rec: Arc<Recorder>, s: Arc<Shared>, seed: u64, deadline: Instant) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x0070_726f_6265);
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        n += 1;
+        let node = rng.random_range(0..c.nodes.len());
+        let key = format!("probe-{n}");
+        let (kind, id) = submit_id(&c, &rec, PROBE, node, &key, 1).await;
+        if kind == Kind::Info {
+            s.unresolved.lock().expect("lock").push(key.clone());
+        }
+        if let Some(id) = id {
+            let acked = Instant::now();
+            let invoke = json!({"key": key, "task": id, "node": c.nodes[node].id});
+            rec.record(PROBE, Kind::Invoke, "scheduled", invoke.clone());
+            let path = format!("/tasks/{id}/status");
+            let mut left = None;
+            while acked.elapsed() < PROBE_PATIENCE {
+                if let Reply::Answer { status: 200, body, .. } =
+                    c.call(node, "GET", &path, &[], None, Duration::from_secs(1)).await
+                    && body["state"].as_str().is_some_and(|st| st != "queued")
+                {
+                    left = Some(acked.elapsed());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            let mut done = invoke;
+            match left {
+                Some(wait) => {
+                    done["wait_ms"] = json!(wait.as_millis() as u64);
+                    rec.record(PROBE, Kind::Ok, "scheduled", done);
+                }
+                None => {
+                    done["error"] = json!(format!("still queued after {} s", PROBE_PATIENCE.as_secs()));
+                    rec.record(PROBE, Kind::Info, "scheduled", done);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..500))).await;
+    }
 }
 
 /// Unique submits (sleep tasks of 20 to 300 ms) to random nodes, with
@@ -358,7 +450,15 @@ async fn read_tasks(c: &Cluster, i: usize) -> Result<Vec<Value>, String> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|a| json!({"epoch": a["epoch"], "node": a["node_id"], "ended_at_ms": a["ended_at_ms"], "error": a["error"]}))
+                .map(|a| {
+                    json!({
+                        "epoch": a["epoch"],
+                        "node": a["node_id"],
+                        "ended_at_ms": a["ended_at_ms"],
+                        "error": a["error"],
+                        "lost": a["lost"],
+                    })
+                })
                 .collect();
             out.push(json!({
                 "task": t["id"],
@@ -380,7 +480,14 @@ const TERMINAL: [&str; 4] = ["succeeded", "failed", "cancelled", "dead_lettered"
 /// After heal: retry every unresolved submit with its key, wait for every
 /// task to finish and every node to apply the same index, then read every
 /// node's tasks (they must agree) and check.
-async fn finish_queue(c: &Cluster, rec: &Recorder, s: &Shared, errors: &mut Vec<String>, results: &mut Value) {
+async fn finish_queue(
+    c: &Cluster,
+    rec: &Recorder,
+    s: &Shared,
+    expect: crate::queue::Expect,
+    errors: &mut Vec<String>,
+    results: &mut Value,
+) {
     let keys: Vec<String> = std::mem::take(&mut *s.unresolved.lock().expect("lock"));
     for key in keys {
         for attempt in 0..5 {
@@ -430,7 +537,7 @@ async fn finish_queue(c: &Cluster, rec: &Recorder, s: &Shared, errors: &mut Vec<
         stale += metric(c, i, "synod_tasks_stale_reports_total").await.unwrap_or(0.0) as u64;
     }
     rec.record(0, Kind::Ok, "stale_reports", json!({"refused": stale}));
-    let report = crate::queue::check(&rec.history());
+    let report = crate::queue::check_with(&rec.history(), expect);
     errors.extend(report.errors.iter().cloned());
     results["queue"] = json!({
         "acknowledged": report.acknowledged,
@@ -438,7 +545,11 @@ async fn finish_queue(c: &Cluster, rec: &Recorder, s: &Shared, errors: &mut Vec<
         "indeterminate_submits": report.indeterminate_submits,
         "executed_more_than_once": report.executed_more_than_once,
         "refused_completions": report.refused_completions,
+        "requeued_attempts": report.requeued_attempts,
         "tasks": reads[0].len(),
+        "probes": report.probes,
+        "probe_wait_p50_ms": report.probe_wait_p50_ms,
+        "probe_wait_max_ms": report.probe_wait_max_ms,
     });
 }
 
