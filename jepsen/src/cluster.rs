@@ -22,6 +22,8 @@ pub struct Node {
     pub grpc: String,
     pub raft: String,
     pub log: PathBuf,
+    /// The node's data dir (`--data-dir`).
+    pub data_dir: PathBuf,
     /// The libfaketime offset file of this node's clock (see
     /// [`Cluster::set_clock`]).
     clock_file: PathBuf,
@@ -292,6 +294,7 @@ impl Cluster {
                 grpc,
                 raft: raft_addr.clone(),
                 log: root.join(format!("n{id}.log")),
+                data_dir: dir.clone(),
                 clock_file: root.join(format!("n{id}.faketime")),
                 args,
                 child: Default::default(),

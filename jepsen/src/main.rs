@@ -47,7 +47,7 @@ enum Cmd {
         #[arg(long, default_value = "queue")]
         workload: String,
         /// Comma-separated: kill, pause, partition, membership, snapshot,
-        /// crash, clock (or none).
+        /// crash, clock, disk (or none).
         #[arg(long, default_value = "kill,pause,partition")]
         nemesis: String,
         #[arg(long, default_value_t = 3)]
@@ -95,7 +95,7 @@ fn seed_of(c: &Common) -> u64 {
 /// (workload, nemeses, nodes, seconds)
 type Plan = (Workload, &'static str, usize, u64);
 
-const ALL: &str = "kill,pause,partition,membership,snapshot,crash,clock";
+const ALL: &str = "kill,pause,partition,membership,snapshot,crash,clock,disk";
 
 fn matrix(which: &str) -> Result<Vec<Plan>, String> {
     use Workload::{Queue, Register, Set};
@@ -107,12 +107,13 @@ fn matrix(which: &str) -> Result<Vec<Plan>, String> {
             (Queue, "clock", 3, 30),
             (Register, "partition", 3, 30),
             (Queue, "membership,snapshot", 3, 30),
+            (Register, "disk", 3, 30),
             (Set, "kill,crash", 3, 30),
         ]),
         "long" => {
             let mut plans = Vec::new();
             for w in [Queue, Register] {
-                for n in ["kill", "pause", "partition", "membership", "snapshot", "crash", "clock"] {
+                for n in ["kill", "pause", "partition", "membership", "snapshot", "crash", "clock", "disk"] {
                     plans.push((w, n, 5, 60));
                 }
                 plans.push((w, ALL, 5, 120));

@@ -25,7 +25,13 @@
 //!   with it preloaded; their monotonic clocks are left alone, as an NTP
 //!   step leaves them): ±1–30 s on a minority that includes the leader or
 //!   on one node, or a jump of the leader's clock by ±30–120 s, held 4 to
-//!   10 s, then set back (itself a jump).
+//!   10 s, then set back (itself a jump);
+//! - `disk`: make a follower lag behind a snapshot (as `snapshot`), then
+//!   before healing either damage the leader's snapshot files (bytes
+//!   flipped in the middle, or cut to half their length) or let the
+//!   leader's link to it drop connections for 2 s as it heals, cutting the
+//!   snapshot stream mid-way. The follower must catch up; no node may stay
+//!   down.
 //!
 //! Each fault is recorded in the history as an invocation when installed
 //! and a completion when healed (process [`NEMESIS`]).
@@ -56,10 +62,11 @@ pub enum Nemesis {
     Snapshot,
     Crash,
     Clock,
+    Disk,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 7] = [
+    pub const ALL: [Nemesis; 8] = [
         Nemesis::Kill,
         Nemesis::Pause,
         Nemesis::Partition,
@@ -67,6 +74,7 @@ impl Nemesis {
         Nemesis::Snapshot,
         Nemesis::Crash,
         Nemesis::Clock,
+        Nemesis::Disk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +86,7 @@ impl Nemesis {
             Nemesis::Snapshot => "snapshot",
             Nemesis::Crash => "crash",
             Nemesis::Clock => "clock",
+            Nemesis::Disk => "disk",
         }
     }
 }
@@ -88,7 +97,7 @@ impl FromStr for Nemesis {
     fn from_str(s: &str) -> Result<Self, String> {
         Nemesis::ALL.into_iter().find(|n| n.name() == s).ok_or_else(|| {
             format!(
-                "unknown nemesis {s:?} (expected one of: kill, pause, partition, membership, snapshot, crash, clock)"
+                "unknown nemesis {s:?} (expected one of: kill, pause, partition, membership, snapshot, crash, clock, disk)"
             )
         })
     }
@@ -179,6 +188,15 @@ pub async fn run(
                 let l = leader.unwrap_or(pick);
                 ("lag behind a snapshot", vec![(l + 1 + rng.random_range(0..n - 1)) % n])
             }
+            Nemesis::Disk => {
+                let l = leader.unwrap_or(pick);
+                let shape = match choice {
+                    0..35 => "corrupt leader snapshot",
+                    35..70 => "truncate leader snapshot",
+                    _ => "cut snapshot stream",
+                };
+                (shape, vec![(l + 1 + rng.random_range(0..n - 1)) % n])
+            }
             Nemesis::Crash => {
                 // Appends and applies happen on every write; votes and
                 // snapshot installs are rare, so they are drawn less often
@@ -257,6 +275,28 @@ pub async fn run(
                     cluster.isolate(cluster.nodes[*t].id, Fault::Blackhole);
                     ok &= purged_past(&cluster, *t, Duration::from_secs(30)).await;
                 }
+                Nemesis::Disk => {
+                    let follower = cluster.nodes[*t].id;
+                    cluster.isolate(follower, Fault::Blackhole);
+                    ok &= purged_past(&cluster, *t, Duration::from_secs(30)).await;
+                    let l = cluster.leader_index().await;
+                    match (shape, l) {
+                        (_, None) => ok = false,
+                        ("cut snapshot stream", Some(l)) => {
+                            what["leader"] = json!(cluster.nodes[l].id);
+                            cluster.heal();
+                            let drop = Fault::Drop { probability: 0.2 };
+                            cluster.link(cluster.nodes[l].id, follower, drop);
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        (_, Some(l)) => {
+                            what["leader"] = json!(cluster.nodes[l].id);
+                            let damaged = damage_snapshots(&cluster.nodes[l].data_dir, shape.starts_with("truncate"));
+                            what["files"] = json!(damaged);
+                            ok &= damaged > 0;
+                        }
+                    }
+                }
                 Nemesis::Crash => {
                     cluster.kill(*t);
                     let arg = format!("observability.failpoints={failpoint}");
@@ -264,7 +304,7 @@ pub async fn run(
                 }
             }
         }
-        if nemesis != Nemesis::Snapshot {
+        if !matches!(nemesis, Nemesis::Snapshot | Nemesis::Disk) {
             tokio::time::sleep(hold).await;
         }
         if nemesis == Nemesis::Crash {
@@ -294,8 +334,13 @@ pub async fn run(
                 _ => {}
             }
         }
-        if matches!(nemesis, Nemesis::Partition | Nemesis::Snapshot) {
+        if matches!(nemesis, Nemesis::Partition | Nemesis::Snapshot | Nemesis::Disk) {
             cluster.heal();
+        }
+        if nemesis == Nemesis::Disk {
+            // The follower must catch up (by a good snapshot) soon after.
+            let caught_up = caught_up(&cluster, targets[0], Duration::from_secs(20)).await;
+            what["caught_up"] = json!(caught_up);
         }
         // A crash failpoint that was not reached is a fault not installed,
         // not a harness failure: record it as info.
@@ -353,6 +398,58 @@ async fn purged_past(c: &Cluster, t: usize, within: Duration) -> bool {
             && l != t
             && let Some(purged) = status(l).await.and_then(|s| s["purged_index"].as_u64())
             && purged > applied
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Damages every snapshot file in `data_dir/snapshots`: cut to half its
+/// length, or 64 bytes in the middle flipped. Returns how many.
+fn damage_snapshots(data_dir: &std::path::Path, truncate: bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("snapshots")) else { return 0 };
+    let mut n = 0;
+    for path in entries.filter_map(|e| Some(e.ok()?.path())).filter(|p| p.extension().is_some_and(|e| e == "snap")) {
+        let Ok(mut bytes) = std::fs::read(&path) else { continue };
+        if bytes.len() < 2 {
+            continue;
+        }
+        let mid = bytes.len() / 2;
+        if truncate {
+            bytes.truncate(mid);
+        } else {
+            for b in bytes.iter_mut().skip(mid).take(64) {
+                *b ^= 0xa5;
+            }
+        }
+        if std::fs::write(&path, bytes).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Waits (up to `within`) until node `t` has applied the leader's commit
+/// index as it was when the wait began.
+async fn caught_up(c: &Cluster, t: usize, within: Duration) -> bool {
+    let status = |i: usize| async move {
+        match c.call(i, "GET", "/cluster/status", &[], None, Duration::from_secs(1)).await {
+            crate::cluster::Reply::Answer { status: 200, body, .. } => Some(body),
+            _ => None,
+        }
+    };
+    let deadline = Instant::now() + within;
+    let mut target = None;
+    while Instant::now() < deadline {
+        if target.is_none()
+            && let Some(l) = c.leader_index().await
+        {
+            target = status(l).await.and_then(|s| s["commit_index"].as_u64());
+        }
+        if let Some(want) = target
+            && status(t).await.and_then(|s| s["applied_index"].as_u64()).is_some_and(|a| a >= want)
         {
             return true;
         }
@@ -456,12 +553,7 @@ mod tests {
         for n in Nemesis::ALL {
             assert_eq!(n.name().parse::<Nemesis>(), Ok(n));
         }
-        assert!(
-            "chaos"
-                .parse::<Nemesis>()
-                .unwrap_err()
-                .contains("kill, pause, partition, membership, snapshot, crash, clock")
-        );
+        assert!("chaos".parse::<Nemesis>().unwrap_err().contains("membership, snapshot, crash, clock, disk"));
     }
 
     #[test]

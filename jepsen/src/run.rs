@@ -263,7 +263,7 @@ async fn compare_digests(c: &Cluster, errors: &mut Vec<String>, results: &mut Va
 /// Fails the run on any panic in any node's log; counts the snapshots
 /// built and installed (logs survive restarts, metrics do not).
 fn cluster_logs_check(c: &Cluster, errors: &mut Vec<String>) -> Value {
-    let (mut built, mut installed) = (0, 0);
+    let (mut built, mut installed, mut rebuilt, mut refused) = (0, 0, 0, 0);
     for n in &c.nodes {
         let text = std::fs::read_to_string(&n.log).unwrap_or_default();
         if let Some(line) = text.lines().find(|l| l.contains("panicked at")) {
@@ -271,8 +271,10 @@ fn cluster_logs_check(c: &Cluster, errors: &mut Vec<String>) -> Value {
         }
         built += text.matches("snapshot built").count();
         installed += text.matches("snapshot installed").count();
+        rebuilt += text.matches("current snapshot file is damaged").count();
+        refused += text.matches("received snapshot refused before install").count();
     }
-    json!({"built": built, "installed": installed})
+    json!({"built": built, "installed": installed, "damaged_rebuilt": rebuilt, "refused_before_install": refused})
 }
 
 /// State the clients share: idempotency keys whose submit was
