@@ -128,6 +128,7 @@ fn upsert_command(collection: &str, i0: usize, rows: &[Vec<f32>]) -> Vec<u8> {
         collection: collection.into(),
         points,
         max_vectors: 0,
+        max_storage_bytes: 0,
     });
     pb::Command { format_version: 1, stamped_at_ms: 1, kind: Some(kind) }.encode_to_vec()
 }

@@ -57,6 +57,8 @@ pub fn export_task_counters(store: &synod_store::Store) {
             metrics::gauge!("synod_tasks", "tenant" => tenant, "state" => name).set(value as f64);
         } else if name == synod_store::vectors::VECTORS_COUNTER {
             metrics::gauge!("synod_vectors_stored", "tenant" => tenant).set(value as f64);
+        } else if name == synod_store::schema::STORAGE_BYTES_COUNTER {
+            metrics::gauge!("synod_tenant_storage_bytes", "tenant" => tenant).set(value as f64);
         } else {
             metrics::gauge!(format!("synod_tasks_{name}"), "tenant" => tenant).set(value as f64);
         }

@@ -407,6 +407,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let n = node.clone();
     let autoscaler = sup.spawn("autoscaler", move || synod_scheduler::autoscale::run(n.clone()));
     let n = node.clone();
+    let retention = sup.spawn("retention", move || synod_scheduler::retention::run(n.clone()));
+    let n = node.clone();
     let plugin_sync = sup.spawn("plugins", move || plugin_sync_loop(n.clone()));
 
     let router = crate::rest::router(node.clone());
@@ -462,6 +464,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     scheduler.abort();
     worker.abort();
     autoscaler.abort();
+    retention.abort();
     plugin_sync.abort();
     key_uses.abort();
     let _ = stop_tx.send(true);

@@ -268,8 +268,12 @@ pub async fn do_submit_tasks(ctx: &AuthContext, node: &Node, reqs: Vec<SubmitReq
         .map(|(i, r)| validate(ctx, node, r).map_err(|e| if reqs.len() > 1 { prefix(e, i) } else { e }))
         .collect::<Result<Vec<_>>>()?;
     let n = specs.len();
-    let max_queued = node.cfg.security.tenant_max_queued_tasks;
-    let out = node.raft.write(&command(Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued }))).await?;
+    let submit = pb::SubmitTasks {
+        tasks: specs,
+        max_queued: node.cfg.security.tenant_max_queued_tasks,
+        max_storage_bytes: node.cfg.security.tenant_max_storage_bytes.as_u64(),
+    };
+    let out = node.raft.write(&command(Kind::SubmitTasks(submit))).await?;
     let Some(Outcome::Batch(b)) = out.result.outcome else {
         return Err(ApiError::Internal(format!("unexpected submit outcome {:?}", out.result.outcome)));
     };

@@ -293,6 +293,7 @@ impl VectorStore for Builtin<'_> {
             collection: collection.into(),
             points,
             max_vectors: self.node.cfg.security.tenant_max_vectors,
+            max_storage_bytes: self.node.cfg.security.tenant_max_storage_bytes.as_u64(),
         });
         info_of(self.node.propose(kind).await?.0)
     }

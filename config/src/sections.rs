@@ -170,6 +170,27 @@ pub struct StorageConfig {
     pub compression: Compression,
     /// Largest task payload accepted.
     pub max_payload_size: ByteSize,
+    /// How long finished tasks are kept.
+    pub retention: RetentionConfig,
+}
+
+/// `storage.retention:` — what is deleted when, so state stays bounded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Finished tasks (succeeded, failed, cancelled, dead-lettered) are
+    /// deleted, with their payloads, results and idempotency keys, this long
+    /// after they ended. 0 = kept for ever.
+    pub finished_tasks: Dur,
+    /// Most tasks one retention command deletes (the leader proposes them
+    /// back to back until nothing is due).
+    pub purge_batch: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { finished_tasks: Dur::from_secs(7 * 86_400), purge_batch: 1_000 }
+    }
 }
 
 impl Default for StorageConfig {
@@ -181,6 +202,7 @@ impl Default for StorageConfig {
             write_buffer_size: ByteSize::mib(64),
             compression: Compression::Lz4,
             max_payload_size: ByteSize::mib(1),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -250,6 +272,9 @@ pub struct SecurityConfig {
     pub tenant_requests_per_second: u32,
     /// Most vectors one tenant may store over all its collections; 0 = no limit.
     pub tenant_max_vectors: u64,
+    /// Most bytes one tenant may store (task payloads and results, points);
+    /// 0 = no limit.
+    pub tenant_max_storage_bytes: ByteSize,
 }
 
 /// Hand-written so that `{:?}` of a config never prints the secret.
@@ -267,6 +292,7 @@ impl fmt::Debug for SecurityConfig {
             .field("tenant_max_queued_tasks", &self.tenant_max_queued_tasks)
             .field("tenant_requests_per_second", &self.tenant_requests_per_second)
             .field("tenant_max_vectors", &self.tenant_max_vectors)
+            .field("tenant_max_storage_bytes", &self.tenant_max_storage_bytes)
             .finish()
     }
 }
@@ -285,6 +311,7 @@ impl Default for SecurityConfig {
             tenant_max_queued_tasks: 1_000_000,
             tenant_requests_per_second: 20_000,
             tenant_max_vectors: 10_000_000,
+            tenant_max_storage_bytes: ByteSize::gib(64),
         }
     }
 }

@@ -18,7 +18,9 @@
 //!   on a bounded, self-sizing pool through the plugin registry, renews
 //!   leases and reports starts and completions with their epoch;
 //! - [`autoscale::run`], the cluster autoscaler: the desired node count and
-//!   the `scaling.hook`.
+//!   the `scaling.hook`;
+//! - [`retention::run`], the leader's deletion of finished tasks past
+//!   `storage.retention.finished_tasks`.
 //!
 //! [`core`] depends on nothing but serde. The loops read `synod-store`
 //! records and never touch Raft, HTTP or gRPC.
@@ -63,6 +65,7 @@ pub mod autoscale;
 pub mod core;
 pub mod host;
 pub mod leader;
+pub mod retention;
 pub mod worker;
 
 pub use crate::core::{Decision, LeasedTask, Liveness, NodeView, Params, QueuedTask, RequeueReason, View, decide};

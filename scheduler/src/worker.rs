@@ -329,6 +329,7 @@ impl<H: Host> Worker<H> {
             collection: collection.to_string(),
             points: vec![point],
             max_vectors: self.node.config().security.tenant_max_vectors,
+            max_storage_bytes: self.node.config().security.tenant_max_storage_bytes.as_u64(),
         });
         match self.node.propose(kind).await {
             Ok(pb::CommandResult { outcome: Some(pb::command_result::Outcome::Rejected(r)) }) => {

@@ -109,6 +109,32 @@ pub const PREFIX_QUEUED: &[u8] = b"_sys/queued/";
 /// Prefix of the lease index: `_sys/leased/<node be64><tenant>\0<id>`.
 pub const PREFIX_LEASED: &[u8] = b"_sys/leased/";
 
+/// Prefix of the finished-task index, for retention:
+/// `_sys/finished/<ended_at be64><tenant>\0<id>`, oldest first.
+pub const PREFIX_FINISHED: &[u8] = b"_sys/finished/";
+
+pub fn finished_key(ended_at_ms: u64, tenant: &str, id: &str) -> Vec<u8> {
+    let mut k = PREFIX_FINISHED.to_vec();
+    k.extend_from_slice(&ended_at_ms.to_be_bytes());
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `(ended_at_ms, tenant, id)` of a finished-index key.
+pub fn parse_finished_key(k: &[u8]) -> Option<(u64, String, String)> {
+    let rest = k.strip_prefix(PREFIX_FINISHED)?;
+    let at = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let rest = &rest[8..];
+    let nul = rest.iter().position(|b| *b == 0)?;
+    Some((at, String::from_utf8(rest[..nul].to_vec()).ok()?, String::from_utf8(rest[nul + 1..].to_vec()).ok()?))
+}
+
+/// The replicated counter of a tenant's stored bytes (task payloads and
+/// results, points).
+pub const STORAGE_BYTES_COUNTER: &str = "storage_bytes";
+
 /// Prefix of the replicated task counters: `_sys/stats/<tenant>\0<name>` →
 /// big-endian u64, where name is a state (`queued`, ...) or an event
 /// (`attempts`, `retries`, `dead_letters`, `requeues`).

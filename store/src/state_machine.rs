@@ -107,6 +107,27 @@ impl<'s> BatchCtx<'s> {
         Ok(merged.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
     }
 
+    /// The first `limit` keys and values under `prefix` as this batch sees
+    /// them (RocksDB with this batch's writes laid over it), in key order,
+    /// reading no more of RocksDB than that needs.
+    pub(crate) fn scan_prefix_first(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let overlay: Vec<(&Vec<u8>, &Option<Vec<u8>>)> =
+            self.overlay.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).collect();
+        // The overlay can hide at most its own number of stored entries.
+        let want = limit.saturating_add(overlay.len());
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let cf = self.store.cf(CF_SM_DATA);
+        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        for item in self.store.db.iterator_cf_opt(cf, crate::db::bounded(prefix), mode).take(want) {
+            let (k, v) = item.map_err(Error::rocks("scan in apply"))?;
+            merged.insert(k.into_vec(), Some(v.into_vec()));
+        }
+        for (k, v) in overlay {
+            merged.insert(k.clone(), v.clone());
+        }
+        Ok(merged.into_iter().filter_map(|(k, v)| Some((k, v?))).take(limit).collect())
+    }
+
     pub(crate) fn get_msg<M: Message + Default>(&self, key: &[u8], what: &'static str) -> Result<Option<M>> {
         match self.get(key)? {
             None => Ok(None),
@@ -223,6 +244,7 @@ fn apply_command(ctx: &mut BatchCtx<'_>, cmd: pb::Command) -> Result<CommandResu
         Kind::CompleteTasks(c) => crate::tasks::complete(ctx, c, now),
         Kind::CancelTask(c) => crate::tasks::cancel(ctx, c, now),
         Kind::RequeueTasks(c) => crate::tasks::requeue(ctx, c, now),
+        Kind::PurgeFinished(c) => crate::tasks::purge_finished(ctx, c, now),
         Kind::PutTenant(c) => crate::identity::put_tenant(ctx, c, now),
         Kind::PutUser(c) => crate::identity::put_user(ctx, c, now),
         Kind::DeleteUser(c) => crate::identity::delete_user(ctx, c),

@@ -103,6 +103,11 @@ fn save_counted(ctx: &mut BatchCtx<'_>, rec: &TaskRecord, old: Option<TaskState>
     let new = state(rec);
     if old != Some(new) {
         let tenant = rec.spec.as_ref().map(|s| s.tenant.clone()).unwrap_or_default();
+        if is_terminal(new) && !old.is_some_and(is_terminal) {
+            // Retention finds it here, oldest first.
+            let id = rec.spec.as_ref().map(|s| s.id.as_str()).unwrap_or_default();
+            ctx.put(finished_key(rec.updated_at_ms, &tenant, id), Vec::new());
+        }
         if let Some(o) = old {
             bump(ctx, &tenant, state_name(o), -1)?;
         }
@@ -275,6 +280,25 @@ pub fn state_name(s: TaskState) -> &'static str {
 }
 
 pub(crate) fn submit(ctx: &mut BatchCtx<'_>, c: pb::SubmitTasks, now: u64) -> Result<CommandResult> {
+    if c.max_storage_bytes > 0 {
+        let mut per_tenant = std::collections::BTreeMap::<&str, u64>::new();
+        for spec in &c.tasks {
+            *per_tenant.entry(spec.tenant.as_str()).or_default() += spec.payload.len() as u64;
+        }
+        for (tenant, n) in per_tenant {
+            let stored = counter(ctx, tenant, STORAGE_BYTES_COUNTER)?;
+            if stored.saturating_add(n) > c.max_storage_bytes {
+                let message = format!(
+                    "tenant {tenant} stores {stored} bytes; {n} more would pass its quota of {} \
+                     (security.tenant_max_storage_bytes)",
+                    c.max_storage_bytes
+                );
+                return Ok(batch(
+                    c.tasks.iter().map(|s| item_rejected(&s.id, RejectCode::QuotaExceeded, &*message)).collect(),
+                ));
+            }
+        }
+    }
     if c.max_queued > 0 {
         let mut per_tenant = std::collections::BTreeMap::<&str, u64>::new();
         for spec in &c.tasks {
@@ -319,6 +343,8 @@ pub(crate) fn submit(ctx: &mut BatchCtx<'_>, c: pb::SubmitTasks, now: u64) -> Re
         }
         let id = spec.id.clone();
         let mut spec = spec;
+        let payload_bytes = spec.payload.len() as u64;
+        bump(ctx, &spec.tenant, STORAGE_BYTES_COUNTER, payload_bytes as i64)?;
         let payload_in_blob = spec.payload.len() > INLINE_LIMIT;
         if payload_in_blob {
             ctx.put_blob(blob_key(&spec.tenant, &spec.id, "payload"), &spec.payload);
@@ -329,6 +355,7 @@ pub(crate) fn submit(ctx: &mut BatchCtx<'_>, c: pb::SubmitTasks, now: u64) -> Re
             created_at_ms: now,
             updated_at_ms: now,
             payload_in_blob,
+            payload_bytes,
             ..Default::default()
         };
         enqueue(ctx, &mut rec, now, now);
@@ -442,6 +469,8 @@ pub(crate) fn complete(ctx: &mut BatchCtx<'_>, c: pb::CompleteTasks, now: u64) -
                 }
                 rec.state = TaskState::Succeeded as i32;
                 rec.error.clear();
+                rec.result_bytes = result.len() as u64;
+                bump(ctx, &r.tenant, STORAGE_BYTES_COUNTER, result.len() as i64)?;
                 if result.len() > INLINE_LIMIT {
                     ctx.put_blob(blob_key(&r.tenant, &r.id, "result"), &result);
                     rec.result = Vec::new();
@@ -560,6 +589,56 @@ pub(crate) fn requeue(ctx: &mut BatchCtx<'_>, c: pb::RequeueTasks, now: u64) -> 
         items.push(item_ok(&r.id));
     }
     Ok(batch(items))
+}
+
+/// Deletes finished tasks that ended more than `c.retention_ms` before
+/// `now`, oldest first, at most `c.max_tasks`: the record, its blobs, its
+/// finished-index entry and its idempotency key (so the key may be used
+/// again). Counters: the terminal state's count goes down, `purged` up, and
+/// the tenant's stored bytes down.
+pub(crate) fn purge_finished(ctx: &mut BatchCtx<'_>, c: pb::PurgeFinished, now: u64) -> Result<CommandResult> {
+    let cutoff = now.saturating_sub(c.retention_ms);
+    let max = (c.max_tasks as usize).clamp(1, 100_000);
+    let (mut purged, mut bytes, mut more) = (0u64, 0u64, false);
+    for (key, _) in ctx.scan_prefix_first(PREFIX_FINISHED, max + 1)? {
+        let Some((ended_at, tenant, id)) = parse_finished_key(&key) else {
+            return Err(Error::corrupt("finished index key", format!("{key:?}")));
+        };
+        if ended_at >= cutoff {
+            break;
+        }
+        if purged as usize == max {
+            more = true;
+            break;
+        }
+        ctx.delete(key);
+        purged += 1;
+        let Some(rec) = load(ctx, &tenant, &id)? else { continue };
+        let s = state(&rec);
+        if !is_terminal(s) {
+            continue; // never happens: tasks do not leave a terminal state
+        }
+        let spec = rec.spec.as_ref().expect("stored tasks always carry their spec");
+        if !spec.idempotency_key.is_empty() {
+            let k = idem_key(&tenant, &spec.idempotency_key);
+            if ctx.get(&k)?.is_some_and(|v| v == id.as_bytes()) {
+                ctx.delete(k);
+            }
+        }
+        if rec.payload_in_blob {
+            ctx.delete_blob(blob_key(&tenant, &id, "payload"));
+        }
+        if rec.result_in_blob {
+            ctx.delete_blob(blob_key(&tenant, &id, "result"));
+        }
+        ctx.delete(task_key(&tenant, &id));
+        let freed = rec.payload_bytes.saturating_add(rec.result_bytes);
+        bytes = bytes.saturating_add(freed);
+        bump(ctx, &tenant, STORAGE_BYTES_COUNTER, -(freed as i64))?;
+        bump(ctx, &tenant, state_name(s), -1)?;
+        bump(ctx, &tenant, "purged", 1)?;
+    }
+    Ok(CommandResult { outcome: Some(Outcome::Purge(pb::PurgeResult { purged, bytes, more })) })
 }
 
 /// Why a checked requeue must not end `rec`'s lease at `now`, if it must not:
@@ -730,6 +809,22 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// When the oldest finished task still stored ended (on the leader's
+    /// timeline), if there is one: retention is due once that is older
+    /// than the retention period.
+    pub fn oldest_finished_ms(&self) -> Result<Option<u64>> {
+        let mode = IteratorMode::From(PREFIX_FINISHED, Direction::Forward);
+        match self.db.iterator_cf_opt(self.cf(CF_SM_DATA), bounded(PREFIX_FINISHED), mode).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, _) = item.map_err(Error::rocks("scan finished index"))?;
+                let (at, _, _) =
+                    parse_finished_key(&k).ok_or_else(|| Error::corrupt("finished index key", format!("{k:?}")))?;
+                Ok(Some(at))
+            }
+        }
     }
 
     /// The sum of the named counters over every tenant (e.g. `["queued"]`).

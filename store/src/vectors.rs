@@ -93,6 +93,7 @@ pub(crate) fn delete_collection(ctx: &mut BatchCtx<'_>, c: pb::DeleteCollection)
     ctx.delete_range(&start, &end);
     ctx.delete(collection_key(&coll.tenant, &coll.name));
     bump(ctx, &coll.tenant, VECTORS_COUNTER, -(coll.points as i64))?;
+    bump(ctx, &coll.tenant, STORAGE_BYTES_COUNTER, -(coll.bytes as i64))?;
     Ok(ok())
 }
 
@@ -118,16 +119,36 @@ pub(crate) fn upsert_points(ctx: &mut BatchCtx<'_>, c: pb::UpsertPoints) -> Resu
             ),
         ));
     }
+    if c.max_storage_bytes > 0 {
+        let stored = counter(ctx, &coll.tenant, STORAGE_BYTES_COUNTER)?;
+        let more: u64 = c.points.iter().map(|p| p.encoded_len() as u64).sum();
+        if stored.saturating_add(more) > c.max_storage_bytes {
+            return Ok(rejected(
+                RejectCode::QuotaExceeded,
+                format!(
+                    "tenant {} stores {stored} bytes; {more} more would pass its quota of {} \
+                     (security.tenant_max_storage_bytes)",
+                    coll.tenant, c.max_storage_bytes
+                ),
+            ));
+        }
+    }
     let mut added = 0;
+    let mut delta: i64 = 0;
     for p in c.points {
         let key = point_key(&coll.tenant, coll.uid, &point_id_key(&p.id, p.numeric_id));
-        if ctx.get(&key)?.is_none() {
-            added += 1;
+        match ctx.get(&key)? {
+            None => added += 1,
+            Some(old) => delta -= old.len() as i64,
         }
-        ctx.put(key, p.encode_to_vec());
+        let value = p.encode_to_vec();
+        delta += value.len() as i64;
+        ctx.put(key, value);
     }
     coll.points += added;
+    coll.bytes = coll.bytes.saturating_add_signed(delta);
     bump(ctx, &coll.tenant, VECTORS_COUNTER, added as i64)?;
+    bump(ctx, &coll.tenant, STORAGE_BYTES_COUNTER, delta)?;
     ctx.put(collection_key(&coll.tenant, &coll.name), coll.encode_to_vec());
     Ok(collection_result(coll))
 }
@@ -160,10 +181,12 @@ pub(crate) fn delete_points(ctx: &mut BatchCtx<'_>, c: pb::DeletePoints) -> Resu
     };
     for id in c.ids {
         let key = point_key(&coll.tenant, coll.uid, &id);
-        if ctx.get(&key)?.is_some() {
+        if let Some(old) = ctx.get(&key)? {
             ctx.delete(key);
             coll.points = coll.points.saturating_sub(1);
+            coll.bytes = coll.bytes.saturating_sub(old.len() as u64);
             bump(ctx, &coll.tenant, VECTORS_COUNTER, -1)?;
+            bump(ctx, &coll.tenant, STORAGE_BYTES_COUNTER, -(old.len() as i64))?;
         }
     }
     ctx.put(collection_key(&coll.tenant, &coll.name), coll.encode_to_vec());

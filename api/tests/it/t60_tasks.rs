@@ -588,3 +588,42 @@ async fn a_model_no_live_node_has_is_refused_and_hashing_needs_none() {
     let r = must_result(&t, 0, &id).await;
     assert_eq!((r["state"].as_str(), r["result"]["model"].as_str()), (Some("succeeded"), Some("hashing-v1")), "{r}");
 }
+
+/// Issue 13, defect 8, end to end: with a 1 s retention a finished task is
+/// deleted (404), its idempotency key is free again, the purge shows in
+/// /metrics; an unfinished one stays. And a submit past the tenant's
+/// storage quota gets 429 and stores nothing.
+#[tokio::test]
+async fn finished_tasks_are_deleted_after_retention_and_the_storage_quota_holds() {
+    let args: Vec<String> = ["storage.retention.finished_tasks=1s", "security.tenant_max_storage_bytes=2KiB"]
+        .iter()
+        .flat_map(|s| ["--set".to_string(), s.to_string()])
+        .collect();
+    let t = must_single(&args).await;
+    let done = must_submit(&t, 0, json!({"type": "echo", "payload": {"n": 1}, "idempotency_key": "once"})).await;
+    must_result(&t, 0, &done).await;
+    let waiting = must_submit(
+        &t,
+        0,
+        json!({"type": "echo", "payload": {"n": 2}, "labels": {"zone": "nowhere"}, "idempotency_key": "stuck"}),
+    )
+    .await;
+    t.wait_for("the finished task to be purged", READY, || async {
+        let (code, _) = t.get(0, &format!("/tasks/{done}/status")).await.ok()?;
+        (code == 404).then_some(())
+    })
+    .await
+    .expect("purged after retention");
+    assert_eq!(must_status(&t, 0, &waiting).await["state"], "queued", "an unfinished task is kept");
+    assert!(metric(&t, 0, "synod_tasks_purged_total").await >= 1.0);
+    assert!(metric(&t, 0, "synod_tenant_storage_bytes").await > 0.0, "the queued task's payload is counted");
+    // The key is free again: a new task, not the purged one.
+    let again = must_submit(&t, 0, json!({"type": "echo", "payload": {"n": 3}, "idempotency_key": "once"})).await;
+    assert_ne!(again, done);
+    // 2 KiB of storage: a 3 KiB payload is refused with 429 and leaves nothing.
+    let (code, v) = submit(&t, 0, json!({"type": "echo", "payload": {"x": "y".repeat(3_000)}})).await;
+    assert_eq!(code, 429, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or("").contains("tenant_max_storage_bytes"), "{v}");
+    let listed = t.get(0, "/tasks?type=echo").await.unwrap().1;
+    assert_eq!(listed["tasks"].as_array().map(Vec::len), Some(2), "{listed}");
+}

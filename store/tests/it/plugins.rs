@@ -138,6 +138,7 @@ fn submit(id: &str, task_type: &str, requires: &[String]) -> Kind {
             ..Default::default()
         }],
         max_queued: 0,
+        max_storage_bytes: 0,
     })
 }
 

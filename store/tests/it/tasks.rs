@@ -76,7 +76,7 @@ fn checked_requeue(id: &str, epoch: u64, reason: pb::RequeueReason, max_lost: u3
 }
 
 fn submit(specs: Vec<pb::TaskSpec>) -> Kind {
-    Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0 })
+    Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0, max_storage_bytes: 0 })
 }
 
 fn code(r: &pb::CommandResult) -> Option<RejectCode> {
@@ -104,8 +104,12 @@ fn must_state(store: &synod_store::Store, id: &str) -> (TaskState, pb::TaskRecor
 fn idempotent_submit_yields_one_task() {
     let dir = tempfile::tempdir().unwrap();
     let store = must_open(dir.path());
-    let submit =
-        |id: &str| cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec(id, "k1", 3)], max_queued: 0 }));
+    let submit = |id: &str| {
+        cmd(
+            1,
+            Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec(id, "k1", 3)], max_queued: 0, max_storage_bytes: 0 }),
+        )
+    };
     let r = must_apply(&store, 1, &[submit("a"), submit("b")]);
     assert_eq!(items(&r[0])[0].id, "a");
     let second = &items(&r[1])[0];
@@ -122,7 +126,14 @@ fn completion_is_exactly_once_and_fenced_by_epoch() {
         &store,
         1,
         &[
-            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 3)], max_queued: 0 })),
+            cmd(
+                1,
+                Kind::SubmitTasks(pb::SubmitTasks {
+                    tasks: vec![spec("t", "", 3)],
+                    max_queued: 0,
+                    max_storage_bytes: 0,
+                }),
+            ),
             cmd(2, assign("t", 7)),
         ],
     );
@@ -168,7 +179,14 @@ fn retries_with_backoff_then_dead_letter() {
         &store,
         1,
         &[
-            cmd(1000, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 2)], max_queued: 0 })),
+            cmd(
+                1000,
+                Kind::SubmitTasks(pb::SubmitTasks {
+                    tasks: vec![spec("t", "", 2)],
+                    max_queued: 0,
+                    max_storage_bytes: 0,
+                }),
+            ),
             cmd(1000, assign("t", 1)),
         ],
     );
@@ -199,7 +217,14 @@ fn non_retryable_failure_fails_at_once() {
         &store,
         1,
         &[
-            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("t", "", 5)], max_queued: 0 })),
+            cmd(
+                1,
+                Kind::SubmitTasks(pb::SubmitTasks {
+                    tasks: vec![spec("t", "", 5)],
+                    max_queued: 0,
+                    max_storage_bytes: 0,
+                }),
+            ),
             cmd(1, assign("t", 1)),
             cmd(2, complete("t", 1, 1, None, false)),
         ],
@@ -218,7 +243,11 @@ fn cancel_queued_and_running() {
         &[
             cmd(
                 1,
-                Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("q", "", 3), spec("r", "", 3)], max_queued: 0 }),
+                Kind::SubmitTasks(pb::SubmitTasks {
+                    tasks: vec![spec("q", "", 3), spec("r", "", 3)],
+                    max_queued: 0,
+                    max_storage_bytes: 0,
+                }),
             ),
             cmd(1, assign("r", 4)),
             cmd(1, Kind::StartTasks(pb::StartTasks { node_id: 4, tasks: vec![tref("r", 1)] })),
@@ -255,7 +284,11 @@ fn queue_scan_is_fair_per_tenant_and_ordered() {
     lazy.priority = 0;
     specs.push(lazy);
     specs.push(urgent);
-    must_apply(&store, 1, &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0 }))]);
+    must_apply(
+        &store,
+        1,
+        &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0, max_storage_bytes: 0 }))],
+    );
     let q = store.queued_tasks(5).unwrap();
     let big = q.iter().filter(|t| t.tenant == "big").count();
     let small: Vec<&str> = q.iter().filter(|t| t.tenant == "small").map(|t| t.id.as_str()).collect();
@@ -273,7 +306,11 @@ fn counters_follow_every_transition() {
         &[
             cmd(
                 1,
-                Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("a", "", 2), spec("b", "", 1)], max_queued: 0 }),
+                Kind::SubmitTasks(pb::SubmitTasks {
+                    tasks: vec![spec("a", "", 2), spec("b", "", 1)],
+                    max_queued: 0,
+                    max_storage_bytes: 0,
+                }),
             ),
             cmd(2, assign("a", 1)),
             cmd(3, complete("a", 1, 1, None, true)),
@@ -301,7 +338,14 @@ fn large_payloads_and_results_live_in_the_blob_cf_and_travel_in_snapshots() {
         &store,
         1,
         &[
-            cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![s, spec("small", "", 1)], max_queued: 0 })),
+            cmd(
+                1,
+                Kind::SubmitTasks(pb::SubmitTasks {
+                    tasks: vec![s, spec("small", "", 1)],
+                    max_queued: 0,
+                    max_storage_bytes: 0,
+                }),
+            ),
             cmd(2, assign("big", 1)),
         ],
     );
@@ -350,7 +394,7 @@ fn queue_and_lease_views_survive_reopen_and_snapshot_install() {
             &store,
             1,
             &[
-                cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0 })),
+                cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0, max_storage_bytes: 0 })),
                 cmd(2, assign("t0", 3)),
                 cmd(3, assign("t1", 4)),
                 cmd(4, complete("t1", 4, 1, Some("{}"), false)),
@@ -368,7 +412,14 @@ fn queue_and_lease_views_survive_reopen_and_snapshot_install() {
     must_apply(
         &other,
         1,
-        &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec("stale", "", 1)], max_queued: 0 }))],
+        &[cmd(
+            1,
+            Kind::SubmitTasks(pb::SubmitTasks {
+                tasks: vec![spec("stale", "", 1)],
+                max_queued: 0,
+                max_storage_bytes: 0,
+            }),
+        )],
     );
     other.install_snapshot(&path).unwrap();
     assert_eq!(views(&other), expected, "after a snapshot install (the stale task is gone)");
@@ -381,7 +432,11 @@ fn a_batch_that_could_pass_the_queue_quota_is_refused_whole() {
     let submit = |ids: &[&str]| {
         cmd(
             1,
-            Kind::SubmitTasks(pb::SubmitTasks { tasks: ids.iter().map(|i| spec(i, "", 1)).collect(), max_queued: 3 }),
+            Kind::SubmitTasks(pb::SubmitTasks {
+                tasks: ids.iter().map(|i| spec(i, "", 1)).collect(),
+                max_queued: 3,
+                max_storage_bytes: 0,
+            }),
         )
     };
     let r = must_apply(&store, 1, &[submit(&["a", "b"]), submit(&["c", "d"])]);
@@ -610,4 +665,118 @@ fn token_revocations_only_move_forward() {
     must_apply(&store, 5, &[cmd(7_000, user(false, 0))]);
     let u = store.get_user("ann").unwrap().unwrap();
     assert_eq!((u.token_generation, u.tokens_not_before_ms), (2, 6_000));
+}
+
+fn purge(retention_ms: u64, max_tasks: u32) -> Kind {
+    Kind::PurgeFinished(pb::PurgeFinished { retention_ms, max_tasks })
+}
+
+fn purged(r: &pb::CommandResult) -> pb::PurgeResult {
+    match &r.outcome {
+        Some(Outcome::Purge(p)) => *p,
+        other => panic!("not a purge result: {other:?}"),
+    }
+}
+
+fn counter_of(store: &synod_store::Store, name: &str) -> u64 {
+    store.task_counters().unwrap().into_iter().filter(|(t, n, _)| t == "acme" && n == name).map(|(_, _, v)| v).sum()
+}
+
+/// Issue 13, defect 8: finished tasks are deleted once older than the
+/// retention period, measured on the stamps, with their blobs, their
+/// finished-index entry and their idempotency key (which may then make a
+/// new task); unfinished and younger ones stay. On the old main nothing
+/// was ever deleted.
+#[test]
+fn finished_tasks_are_purged_after_retention_with_their_blobs_and_keys() {
+    use synod_store::schema::{CF_BLOBS, blob_key};
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let mut big = spec("big", "kb", 1);
+    big.payload = format!("{{\"x\":\"{}\"}}", "y".repeat(40_000)).into_bytes();
+    let payload_len = big.payload.len() as u64;
+    let mut index = 1;
+    let mut step = |cmds: &[Vec<u8>]| {
+        let r = must_apply(&store, index, cmds);
+        index += cmds.len() as u64;
+        r
+    };
+    step(&[cmd(500, submit(vec![big, spec("a", "ka", 1), spec("b", "kb2", 1), spec("q", "kq", 1)]))]);
+    assert_eq!(counter_of(&store, "storage_bytes"), payload_len + 3 * 13);
+    step(&[cmd(1_000, assign_for("big", 1, 30_000)), cmd(1_000, complete("big", 1, 1, Some("\"done\""), false))]);
+    step(&[cmd(2_000, assign_for("a", 1, 30_000)), cmd(2_000, complete("a", 1, 1, None, false))]);
+    step(&[cmd(3_000, assign_for("b", 1, 30_000)), cmd(3_000, complete("b", 1, 1, Some("1"), false))]);
+    assert!(store.get(CF_BLOBS, &blob_key("acme", "big", "payload")).unwrap().is_some());
+    assert_eq!(store.oldest_finished_ms().unwrap(), Some(1_000));
+    // At 3 600 with 1 500 ms of retention: what ended before 2 100 goes.
+    let r = step(&[cmd(3_600, purge(1_500, 100))]);
+    let p = purged(&r[0]);
+    assert_eq!((p.purged, p.more), (2, false));
+    assert_eq!(p.bytes, payload_len + 6 + 13, "big's payload and result, a's payload");
+    assert!(store.get_task("acme", "big").unwrap().is_none());
+    assert!(store.get_task("acme", "a").unwrap().is_none());
+    assert!(store.get(CF_BLOBS, &blob_key("acme", "big", "payload")).unwrap().is_none(), "the blob went too");
+    assert_eq!(must_state(&store, "b").0, TaskState::Succeeded, "ended after the cutoff: kept");
+    assert_eq!(must_state(&store, "q").0, TaskState::Queued, "unfinished: kept");
+    assert_eq!(store.oldest_finished_ms().unwrap(), Some(3_000));
+    assert_eq!((counter_of(&store, "succeeded"), counter_of(&store, "failed")), (1, 0));
+    assert_eq!(counter_of(&store, "purged"), 2);
+    assert_eq!(counter_of(&store, "storage_bytes"), 13 + 13 + 1, "b's payload and result, q's payload");
+    // The purged task's idempotency key makes a new task now; a kept
+    // task's key still answers with its task.
+    let r = step(&[cmd(3_700, submit(vec![spec("a2", "ka", 1), spec("b2", "kb2", 1)]))]);
+    let got: Vec<(String, bool)> = items(&r[0]).into_iter().map(|i| (i.id, i.duplicate)).collect();
+    assert_eq!(got, [("a2".to_string(), false), ("b".to_string(), true)]);
+    // Control: nothing is due yet, so nothing goes.
+    let r = step(&[cmd(3_800, purge(1_500, 100))]);
+    assert_eq!(purged(&r[0]).purged, 0);
+    assert_eq!(must_state(&store, "b").0, TaskState::Succeeded);
+}
+
+/// A purge deletes at most `max_tasks`, oldest first, and says there is more.
+#[test]
+fn a_purge_is_bounded_and_goes_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let ids: Vec<String> = (0..5).map(|i| format!("t{i}")).collect();
+    let mut index = 1;
+    let mut step = |cmds: &[Vec<u8>]| {
+        let r = must_apply(&store, index, cmds);
+        index += cmds.len() as u64;
+        r
+    };
+    step(&[cmd(1, submit(ids.iter().map(|i| spec(i, "", 1)).collect()))]);
+    // t4 ends first, t0 last.
+    for (n, id) in ids.iter().rev().enumerate() {
+        let at = 100 + n as u64;
+        step(&[cmd(at, Kind::CancelTask(pb::CancelTask { tenant: "acme".into(), id: id.clone() }))]);
+    }
+    let r = step(&[cmd(10_000, purge(1, 2))]);
+    assert_eq!((purged(&r[0]).purged, purged(&r[0]).more), (2, true));
+    let left: Vec<String> = ids.iter().filter(|i| store.get_task("acme", i).unwrap().is_some()).cloned().collect();
+    assert_eq!(left, ["t0", "t1", "t2"], "the two that ended first went");
+    let r = step(&[cmd(10_000, purge(1, 10))]);
+    assert_eq!((purged(&r[0]).purged, purged(&r[0]).more), (3, false));
+    assert_eq!(store.oldest_finished_ms().unwrap(), None);
+}
+
+/// Issue 13, defect 8: a tenant's stored bytes are counted in apply and a
+/// submit that would pass its quota is refused whole; retention frees room.
+#[test]
+fn a_submit_past_the_storage_quota_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let with_quota = |specs: Vec<pb::TaskSpec>| {
+        Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0, max_storage_bytes: 30 })
+    };
+    // Each payload is 13 bytes: two fit under 30, a third does not.
+    let r = must_apply(&store, 1, &[cmd(1, with_quota(vec![spec("a", "", 1), spec("b", "", 1)]))]);
+    assert!(items(&r[0]).iter().all(|i| i.ok));
+    let r = must_apply(&store, 2, &[cmd(2, with_quota(vec![spec("c", "", 1)]))]);
+    assert_eq!(code(&r[0]), Some(RejectCode::QuotaExceeded));
+    assert!(items(&r[0])[0].rejected.as_ref().unwrap().message.contains("tenant_max_storage_bytes"));
+    assert!(store.get_task("acme", "c").unwrap().is_none());
+    // Control: without a quota the same submit goes through.
+    let r = must_apply(&store, 3, &[cmd(3, submit(vec![spec("c", "", 1)]))]);
+    assert!(items(&r[0])[0].ok);
 }

@@ -77,6 +77,7 @@ fn load(store: &Store, name: &str, data: &Data, first_index: u64) -> u64 {
             collection: name.into(),
             points,
             max_vectors: 0,
+            max_storage_bytes: 0,
         });
         must_apply(store, index, &[cmd(index, kind)]);
         index += 1;
@@ -189,6 +190,7 @@ fn deleted_points_are_never_returned_and_upserts_replace_through_compaction() {
         collection: "d".into(),
         points: vec![moved],
         max_vectors: 0,
+        max_storage_bytes: 0,
     });
     must_apply(&store, index, &[cmd(index, kind)]);
     let check = |store: &Store| {
@@ -279,6 +281,7 @@ fn a_restart_reloads_segment_files_and_never_trusts_a_stale_or_damaged_one() {
                 collection: "p".into(),
                 points: vec![moved],
                 max_vectors: 0,
+                max_storage_bytes: 0,
             }),
             Kind::DeletePoints(pb::DeletePoints {
                 tenant: "acme".into(),

@@ -20,7 +20,13 @@ fn point(id: &str, v: &[f32]) -> pb::Point {
 }
 
 fn upsert(coll: &str, points: Vec<pb::Point>) -> Kind {
-    Kind::UpsertPoints(pb::UpsertPoints { tenant: "acme".into(), collection: coll.into(), points, max_vectors: 0 })
+    Kind::UpsertPoints(pb::UpsertPoints {
+        tenant: "acme".into(),
+        collection: coll.into(),
+        points,
+        max_vectors: 0,
+        max_storage_bytes: 0,
+    })
 }
 
 fn code(r: &pb::CommandResult) -> Option<RejectCode> {
@@ -120,6 +126,7 @@ fn the_vector_quota_counts_every_collection_of_a_tenant() {
             collection: coll.into(),
             points: ids.iter().map(|i| point(i, &[1.0, 0.0])).collect(),
             max_vectors: 3,
+            max_storage_bytes: 0,
         })
     };
     let r = must_apply(
@@ -140,4 +147,49 @@ fn the_vector_quota_counts_every_collection_of_a_tenant() {
     assert_eq!(code(&r[4]), None, "2 + 1 fits");
     assert_eq!(code(&r[6]), None, "deleting a frees its 2: 1 + 2 fits");
     assert_eq!(store.get_collection("acme", "b").unwrap().unwrap().points, 3);
+}
+
+/// Issue 13, defect 8: points count against the tenant's stored bytes as
+/// they are upserted, replaced and deleted, and an upsert past the quota is
+/// refused whole.
+#[test]
+fn points_count_against_the_tenants_storage_bytes() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let stored = |store: &synod_store::Store| -> u64 {
+        store.task_counters().unwrap().into_iter().filter(|(_, n, _)| n == "storage_bytes").map(|(_, _, v)| v).sum()
+    };
+    let (a, b) = (point("a", &[1.0, 0.0]), point("b", &[0.0, 1.0]));
+    let (la, lb) = (a.encoded_len() as u64, b.encoded_len() as u64);
+    must_apply(&store, 1, &[cmd(1, create("c", 2)), cmd(2, upsert("c", vec![a, b]))]);
+    assert_eq!(stored(&store), la + lb);
+    // A replacement counts the difference.
+    let mut bigger = point("a", &[1.0, 0.0]);
+    bigger.text = "some text".into();
+    let lbig = bigger.encoded_len() as u64;
+    must_apply(&store, 3, &[cmd(3, upsert("c", vec![bigger]))]);
+    assert_eq!(stored(&store), lbig + lb);
+    let del = Kind::DeletePoints(pb::DeletePoints {
+        tenant: "acme".into(),
+        collection: "c".into(),
+        ids: vec![point_id_key("b", false)],
+    });
+    must_apply(&store, 4, &[cmd(4, del)]);
+    assert_eq!(stored(&store), lbig);
+    // Over the quota: refused whole, nothing stored.
+    let quota = Kind::UpsertPoints(pb::UpsertPoints {
+        tenant: "acme".into(),
+        collection: "c".into(),
+        points: vec![point("x", &[1.0, 1.0]), point("y", &[1.0, 2.0])],
+        max_vectors: 0,
+        max_storage_bytes: lbig + la,
+    });
+    let r = must_apply(&store, 5, &[cmd(5, quota)]);
+    assert_eq!(code(&r[0]), Some(RejectCode::QuotaExceeded));
+    assert_eq!(stored(&store), lbig);
+    // Deleting the collection frees what it held.
+    let drop = Kind::DeleteCollection(pb::DeleteCollection { tenant: "acme".into(), name: "c".into() });
+    must_apply(&store, 6, &[cmd(6, drop)]);
+    assert_eq!(stored(&store), 0);
 }
