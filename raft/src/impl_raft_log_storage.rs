@@ -88,7 +88,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        self.store.raft_meta_put(KEY_VOTE, &encode(vote), true)?;
+        // The fsync runs on the blocking pool, not on an async thread.
+        let (store, bytes) = (self.store.clone(), encode(vote));
+        tokio::task::spawn_blocking(move || store.raft_meta_put(KEY_VOTE, &bytes, true))
+            .await
+            .map_err(io::Error::other)??;
         crate::failpoints::hit("vote_save");
         Ok(())
     }
@@ -112,7 +116,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let started = std::time::Instant::now();
         let encoded: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.index(), encode(&e))).collect();
         let n = encoded.len();
-        let result = self.store.log_append(encoded).map_err(io::Error::from);
+        // The synced write runs on the blocking pool, not on an async thread.
+        let store = self.store.clone();
+        let result = match tokio::task::spawn_blocking(move || store.log_append(encoded)).await {
+            Ok(r) => r.map_err(io::Error::from),
+            Err(e) => Err(io::Error::other(e)),
+        };
         crate::metrics::log_appended(n, started.elapsed());
         crate::failpoints::hit("log_append");
         let ok = result.is_ok();

@@ -93,6 +93,46 @@ impl StateMachine {
         Ok(true)
     }
 
+    fn build_snapshot_blocking(&self) -> io::Result<Snapshot> {
+        let started = std::time::Instant::now();
+        let part = self.part_path("build");
+        let info = match self.store.build_snapshot(&part) {
+            Ok(info) => info,
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(e.into());
+            }
+        };
+        let meta = meta_from(info.applied, info.membership)?;
+        let path = self.final_path(&meta);
+        std::fs::rename(&part, &path)?;
+        // The rename is durable only once the directory is synced.
+        sync_dir(&self.dir)?;
+        self.save_current(&meta, &path)?;
+        crate::metrics::snapshot_built(info.bytes, started.elapsed());
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = info.bytes, records = info.records, "snapshot built");
+        Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
+    }
+
+    fn install_snapshot_blocking(&self, meta: &SnapshotMeta, snapshot: &SnapshotFile) -> io::Result<()> {
+        let started = std::time::Instant::now();
+        let info = self.store.install_snapshot(&snapshot.path)?;
+        crate::failpoints::hit("snapshot_install");
+        // Keep the installed file as this node's current snapshot.
+        let path = self.final_path(meta);
+        if snapshot.path.starts_with(&self.dir) && snapshot.path.extension().is_some_and(|e| e == "part") {
+            std::fs::rename(&snapshot.path, &path)?;
+        } else {
+            std::fs::copy(&snapshot.path, &path)?;
+            std::fs::File::open(&path)?.sync_all()?;
+        }
+        sync_dir(&self.dir)?;
+        self.save_current(meta, &path)?;
+        crate::metrics::snapshot_installed(info.bytes, started.elapsed());
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = info.bytes, records = info.records, "snapshot installed");
+        Ok(())
+    }
+
     fn prune_old(&self, current: &Path) {
         let Ok(rd) = std::fs::read_dir(&self.dir) else { return };
         let mut snaps: Vec<(std::time::SystemTime, PathBuf)> = rd
@@ -109,6 +149,11 @@ impl StateMachine {
     }
 }
 
+/// fsyncs a directory, so the renames and creations in it survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 fn meta_from(applied: Option<Vec<u8>>, membership: Option<Vec<u8>>) -> io::Result<SnapshotMeta> {
     let last_log_id: Option<LogId> = applied.map(|b| decode(&b, "applied log id")).transpose()?;
     let last_membership: StoredMembership = match membership {
@@ -122,22 +167,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let started = std::time::Instant::now();
-        let part = self.part_path("build");
-        let info = match self.store.build_snapshot(&part) {
-            Ok(info) => info,
-            Err(e) => {
-                let _ = std::fs::remove_file(&part);
-                return Err(e.into());
-            }
-        };
-        let meta = meta_from(info.applied, info.membership)?;
-        let path = self.final_path(&meta);
-        std::fs::rename(&part, &path)?;
-        self.save_current(&meta, &path)?;
-        crate::metrics::snapshot_built(info.bytes, started.elapsed());
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = info.bytes, records = info.records, "snapshot built");
-        Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
+        // File writes and fsyncs run on the blocking pool, not on the
+        // runtime's few async threads.
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.build_snapshot_blocking()).await.map_err(io::Error::other)?
     }
 }
 
@@ -203,20 +236,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
-        let started = std::time::Instant::now();
-        let info = self.store.install_snapshot(&snapshot.path)?;
-        crate::failpoints::hit("snapshot_install");
-        // Keep the installed file as this node's current snapshot.
-        let path = self.final_path(meta);
-        if snapshot.path.starts_with(&self.dir) && snapshot.path.extension().is_some_and(|e| e == "part") {
-            std::fs::rename(&snapshot.path, &path)?;
-        } else {
-            std::fs::copy(&snapshot.path, &path)?;
-        }
-        self.save_current(meta, &path)?;
-        crate::metrics::snapshot_installed(info.bytes, started.elapsed());
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = info.bytes, records = info.records, "snapshot installed");
-        Ok(())
+        let (this, meta) = (self.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || this.install_snapshot_blocking(&meta, &snapshot))
+            .await
+            .map_err(io::Error::other)?
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {

@@ -1,6 +1,6 @@
 //! The server half of the internal transport.
 
-use std::io::Write;
+use tokio::io::AsyncWriteExt;
 
 use openraft::raft::TransferLeaderRequest;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
@@ -66,19 +66,20 @@ impl RaftService for RaftServiceImpl {
         let vote: Vote = decode(&first.vote, "snapshot vote").map_err(bad)?;
         let meta: SnapshotMeta = decode(&first.meta, "snapshot meta").map_err(bad)?;
         let path = self.node.sm.part_path("recv");
-        let mut file = std::fs::File::create(&path).map_err(|e| Status::internal(e.to_string()))?;
+        // tokio's files write and fsync on the blocking pool.
+        let mut file = tokio::fs::File::create(&path).await.map_err(|e| Status::internal(e.to_string()))?;
         let cleanup = |e: String| {
             let _ = std::fs::remove_file(&path);
             Status::internal(e)
         };
         let mut bytes = first.data.len();
-        file.write_all(&first.data).map_err(|e| cleanup(e.to_string()))?;
+        file.write_all(&first.data).await.map_err(|e| cleanup(e.to_string()))?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| cleanup(e.to_string()))?;
             bytes += chunk.data.len();
-            file.write_all(&chunk.data).map_err(|e| cleanup(e.to_string()))?;
+            file.write_all(&chunk.data).await.map_err(|e| cleanup(e.to_string()))?;
         }
-        file.sync_all().map_err(|e| cleanup(e.to_string()))?;
+        file.sync_all().await.map_err(|e| cleanup(e.to_string()))?;
         drop(file);
         tracing::info!(bytes, last_log_id = ?meta.last_log_id, "snapshot received");
         // A damaged or cut file is refused here, as an error the sender

@@ -823,7 +823,12 @@ fn write_segment(dir: &Path, uid: u64, s: &Segment, keys: &[Arc<str>]) -> std::i
     let f = w.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()?;
     drop(f);
-    std::fs::rename(tmp, path)
+    std::fs::rename(tmp, &path)?;
+    // The rename is durable only once the directory is synced.
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 struct LoadedSegment {
