@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR
 MODELS_DIR ?= $(HOME)/.cache/synod/models
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps test-deps model lint fmt bench chaos-long
+.PHONY: run test deps test-deps model lint fmt bench chaos-long soak
 
 # System packages the build needs on Debian/Ubuntu: libclang for RocksDB's
 # bindings, a C++ compiler for RocksDB itself; procps for the kill binary
@@ -75,6 +75,12 @@ model: deps
 # The long chaos matrix: 5 nodes, every nemesis alone and all together, on
 # the queue and register workloads, and set under all of them (~22 min on
 # 2 cores). Pass SEED=N to replay a schedule.
+# The soak: 30 minutes of steady queue load with a 30 s retention; fails if
+# a node's memory or data dir keeps growing after the first 10 minutes.
+soak: test-deps
+	cargo build -p synod-api --bin synod
+	cargo run -q -p synod-jepsen -- matrix soak $(if $(SEED),--seed $(SEED))
+
 chaos-long: test-deps
 	cargo build -p synod-api --bin synod
 	cargo run -q -p synod-jepsen -- matrix long $(if $(SEED),--seed $(SEED))

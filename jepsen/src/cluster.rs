@@ -395,6 +395,11 @@ impl Cluster {
         self.nodes[i].child.lock().expect("child lock").is_some()
     }
 
+    /// Node `i`'s process id, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.lock().expect("child lock").as_ref().map(Child::id)
+    }
+
     /// Sends a signal by name (`STOP`, `CONT`) to node `i`'s process.
     pub fn signal(&self, i: usize, sig: &str) -> std::io::Result<()> {
         let Some(pid) = self.nodes[i].child.lock().expect("child lock").as_ref().map(Child::id) else {

@@ -7,6 +7,8 @@
 //! final state from every node and checks it ([`queue`], [`register`],
 //! [`set`]), and
 //! writes the run's folder with a timeline picture ([`run`], [`timeline`]).
+//! A soak ([`soak`]) runs long at steady load and checks memory and disk
+//! stay bounded.
 
 pub mod cluster;
 pub mod history;
@@ -16,4 +18,5 @@ pub mod queue;
 pub mod register;
 pub mod run;
 pub mod set;
+pub mod soak;
 pub mod timeline;

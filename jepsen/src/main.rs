@@ -3,7 +3,8 @@
 //! ```text
 //! synod-jepsen test --workload queue --nemesis kill,partition --nodes 3 --time-limit 60 --seed 7
 //! synod-jepsen matrix short      # what `make test` runs (~4 min on 2 cores)
-//! synod-jepsen matrix long       # 5 nodes, every nemesis alone and all together (~22 min)
+//! synod-jepsen matrix long       # 5 nodes, every nemesis alone and all together (~30 min)
+//! synod-jepsen matrix soak       # 30 min of steady load: memory and disk stay bounded
 //! synod-jepsen check DIR         # check a saved run's history again
 //! ```
 //!
@@ -65,7 +66,7 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
-    /// A fixed set of runs: `short` (make test) or `long`.
+    /// A fixed set of runs: `short` (make test), `long` or `soak`.
     Matrix {
         which: String,
         #[command(flatten)]
@@ -121,7 +122,10 @@ fn matrix(which: &str) -> Result<Vec<Plan>, String> {
             plans.push((Set, ALL, 5, 120));
             Ok(plans)
         }
-        _ => Err(format!("unknown matrix {which:?} (expected short or long)")),
+        // 30 minutes of steady queue load, no faults, a 30 s retention:
+        // memory and disk must stop growing (see synod_jepsen::soak).
+        "soak" => Ok(vec![(Queue, "none", 3, 1800)]),
+        _ => Err(format!("unknown matrix {which:?} (expected short, long or soak)")),
     }
 }
 
@@ -158,13 +162,20 @@ async fn main() -> ExitCode {
                 Ok(h) => {
                     let nodes = h.ops.iter().filter(|o| o.f == "leader").filter_map(|o| o.value["node"].as_u64());
                     let nodes = nodes.collect::<std::collections::BTreeSet<_>>().len();
-                    let errors = if h.ops.iter().any(|o| o.f == "submit") {
+                    let mut errors = if h.ops.iter().any(|o| o.f == "submit") {
                         synod_jepsen::queue::check(&h).errors
                     } else if h.ops.iter().any(|o| o.f == "add") {
                         synod_jepsen::set::check(&h, nodes).errors
                     } else {
                         synod_jepsen::register::check(&h).errors
                     };
+                    let samples = synod_jepsen::soak::samples_of(&h);
+                    if !samples.is_empty() {
+                        let run_s = samples.iter().map(|s| s.at_s).fold(0.0, f64::max);
+                        let (soak_errors, summary) = synod_jepsen::soak::check(&samples, run_s);
+                        println!("soak: {summary}");
+                        errors.extend(soak_errors);
+                    }
                     for e in &errors {
                         println!("error: {e}");
                     }
@@ -195,6 +206,7 @@ async fn main() -> ExitCode {
                 clients: clients.max(1),
                 read_consistency: read_consistency.clone(),
                 dir: PathBuf::new(),
+                soak: false,
             };
             o.dir = common.out.join(o.name());
             Ok(vec![o])
@@ -215,6 +227,7 @@ async fn main() -> ExitCode {
                         clients: 4,
                         read_consistency: "linearizable".into(),
                         dir: PathBuf::new(),
+                        soak: which == "soak",
                     };
                     o.dir = common.out.join(o.name());
                     Ok(o)

@@ -65,6 +65,9 @@ pub struct Opts {
     pub read_consistency: String,
     /// The run's folder (created).
     pub dir: PathBuf,
+    /// A soak: a short retention, and memory and disk sampled and checked
+    /// for bounded growth (see [`crate::soak`]).
+    pub soak: bool,
 }
 
 impl Opts {
@@ -72,7 +75,8 @@ impl Opts {
     pub fn name(&self) -> String {
         let nem: Vec<&str> = self.nemeses.iter().map(|n| n.name()).collect();
         let nem = if nem.is_empty() { "none".to_string() } else { nem.join(",") };
-        format!("{}-{}-n{}-s{}", self.workload.name(), nem, self.nodes, self.seed)
+        let soak = if self.soak { "soak-" } else { "" };
+        format!("{soak}{}-{}-n{}-s{}", self.workload.name(), nem, self.nodes, self.seed)
     }
 }
 
@@ -118,7 +122,10 @@ pub async fn run(o: &Opts) -> RunOutcome {
     if let Err(e) = std::fs::create_dir_all(&o.dir) {
         return fail(vec![format!("cannot create {}: {e}", o.dir.display())], Value::Null);
     }
-    let config = format!("  voters: {}\n{NODE_CONFIG}", o.nodes);
+    let mut config = format!("  voters: {}\n{NODE_CONFIG}", o.nodes);
+    if o.soak {
+        config.push_str(crate::soak::SOAK_CONFIG);
+    }
     let clocks = o.nemeses.contains(&Nemesis::Clock);
     let cluster = match Cluster::start_with(&o.bin, &o.dir.join("nodes"), o.nodes, o.seed, &config, clocks).await {
         Ok(c) => Arc::new(c),
@@ -133,6 +140,7 @@ pub async fn run(o: &Opts) -> RunOutcome {
     let deadline = Instant::now() + o.time_limit;
     let sampler = tokio::spawn(sample_leaders(cluster.clone(), rec.clone(), deadline));
     let faults = tokio::spawn(nemesis::run(cluster.clone(), rec.clone(), o.nemeses.clone(), o.seed, deadline));
+    let soak = o.soak.then(|| tokio::spawn(crate::soak::sample(cluster.clone(), rec.clone(), deadline)));
     let shared = Arc::new(Shared::default());
     let mut clients = Vec::new();
     for p in 1..=o.clients as u64 {
@@ -155,6 +163,10 @@ pub async fn run(o: &Opts) -> RunOutcome {
         }
     }
     let installed = faults.await.unwrap_or_default();
+    let soak_samples = match soak {
+        Some(s) => s.await.ok(),
+        None => None,
+    };
     let _ = sampler.await;
     nemesis::heal_all(&cluster);
 
@@ -191,6 +203,11 @@ pub async fn run(o: &Opts) -> RunOutcome {
     }
     if errors.is_empty() {
         compare_digests(&cluster, &mut errors, &mut results).await;
+    }
+    if let Some(samples) = soak_samples {
+        let (soak_errors, summary) = crate::soak::check(&samples, o.time_limit.as_secs_f64());
+        errors.extend(soak_errors);
+        results["soak"] = summary;
     }
     let history = rec.history();
     for n in &o.nemeses {
