@@ -139,6 +139,69 @@ fn apply_one(store: &Store, index: u64, cmd: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Batches applied while another thread searches without pause, against
+/// the same batches with no search: apply() must not wait for searches
+/// (issue 13, defect 6). The searches carry a filter no point matches, so
+/// each one scans the whole collection, the longest search there is.
+fn apply_while_searched(
+    store: &Store,
+    index: &synod_store::vector_index::CollectionIndex,
+    base: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    at: &mut u64,
+) -> anyhow::Result<()> {
+    const ROUNDS: usize = 20;
+    let filter: synod_store::vector_search::Filter =
+        serde_json::from_value(json!({"must": [{"key": "bench-none", "match": "x"}]}))?;
+    let batches: Vec<&[Vec<f32>]> = base.chunks(BATCH).take(ROUNDS).collect();
+    let apply_all = |at: &mut u64| -> anyhow::Result<Vec<f64>> {
+        let mut lat = Vec::new();
+        for (b, chunk) in batches.iter().enumerate() {
+            *at += 1;
+            let cmd = upsert_command("b", b * BATCH, chunk);
+            let s = Instant::now();
+            apply_one(store, *at, &cmd)?;
+            lat.push(s.elapsed().as_secs_f64() * 1000.0);
+        }
+        lat.sort_by(f64::total_cmp);
+        Ok(lat)
+    };
+    let alone = apply_all(at)?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (searched, busy) = std::thread::scope(|s| {
+        let searcher = s.spawn(|| {
+            let mut lat = Vec::new();
+            for q in queries.iter().cycle() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let t = Instant::now();
+                std::hint::black_box(index.search(&Query { vector: q, k: K, ef: 64, filter: Some(&filter) }));
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat.sort_by(f64::total_cmp);
+            lat
+        });
+        let busy = apply_all(at);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (searcher.join().expect("the search thread"), busy)
+    });
+    let busy = busy?;
+    let max = |v: &[f64]| v.last().copied().unwrap_or(0.0);
+    println!(
+        "apply of {ROUNDS} batches of {BATCH} points: alone p50 {:.1} ms, max {:.1} ms; during full-scan searches \
+         (p50 {:.1} ms, max {:.1} ms, {} of them) p50 {:.1} ms, max {:.1} ms",
+        percentile(&alone, 0.5),
+        max(&alone),
+        percentile(&searched, 0.5),
+        max(&searched),
+        searched.len(),
+        percentile(&busy, 0.5),
+        max(&busy),
+    );
+    Ok(())
+}
+
 pub async fn run(p: Params) -> anyhow::Result<()> {
     let m = metric(&p.metric)?;
     let cfg = synod_config::VectorDbConfig::default();
@@ -246,8 +309,9 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     }
     // A small collection: its search takes microseconds, so the REST and
     // gRPC latencies on it below show what the API adds per query.
-    let small = &base[..SMALL.min(base.len())];
     let mut at = 2 + base.len().div_ceil(BATCH) as u64;
+    apply_while_searched(&store, &index, &base, &queries, &mut at)?;
+    let small = &base[..SMALL.min(base.len())];
     apply_one(&store, at, &command(create("small")))?;
     for (b, chunk) in small.chunks(BATCH).enumerate() {
         at += 1;

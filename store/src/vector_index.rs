@@ -27,10 +27,10 @@
 //!   filter still finds its matches; when the graph yields fewer than `k`
 //!   matches, the segment is scanned exactly instead.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -128,10 +128,79 @@ pub struct IndexStats {
     pub bytes: u64,
 }
 
+/// `deleted` while the point's version is live.
+const LIVE: u64 = u64::MAX;
+
+/// One version of a point in a segment. Every batch apply() hands the index
+/// is one epoch; a search reads the index as of the epoch it started at, so
+/// it sees a batch whole or not at all (issue 13, defect 6).
 struct Entry {
     key: Arc<str>,
     metadata: Arc<Value>,
-    deleted: AtomicBool,
+    /// The epoch of the batch that wrote this version.
+    added: u64,
+    /// The epoch of the batch that deleted or replaced it; [`LIVE`] until
+    /// then.
+    deleted: AtomicU64,
+}
+
+impl Entry {
+    fn new(key: Arc<str>, metadata: Arc<Value>, added: u64, live: bool) -> Entry {
+        // Not live from the start: replaced before it reached this segment,
+        // and every search that could see it saw it where it was before.
+        Entry { key, metadata, added, deleted: AtomicU64::new(if live { LIVE } else { added }) }
+    }
+
+    fn live(&self) -> bool {
+        self.deleted.load(Relaxed) == LIVE
+    }
+
+    /// Whether a search taken at `epoch` sees this version.
+    fn visible(&self, epoch: u64) -> bool {
+        self.added <= epoch && epoch < self.deleted.load(Relaxed)
+    }
+
+    /// Marks it deleted at `epoch`; false if it already was.
+    fn bury(&self, epoch: u64) -> bool {
+        self.deleted.compare_exchange(LIVE, epoch, Relaxed, Relaxed).is_ok()
+    }
+}
+
+/// A segment's entries by offset, in chunks appended whole (one per move
+/// into its graph): a search clones the list of chunks under a short lock
+/// and reads them with none, while later chunks are appended.
+#[derive(Clone, Default)]
+struct Entries {
+    chunks: Vec<Arc<[Entry]>>,
+    /// The offset of each chunk's first entry.
+    starts: Vec<usize>,
+    len: usize,
+    /// The newest `added` of any entry.
+    newest: u64,
+}
+
+impl Entries {
+    fn get(&self, offset: usize) -> Option<&Entry> {
+        if offset >= self.len {
+            return None;
+        }
+        let c = self.starts.partition_point(|s| *s <= offset).checked_sub(1)?;
+        self.chunks[c].get(offset - self.starts[c])
+    }
+
+    fn push_chunk(&mut self, chunk: Vec<Entry>) {
+        if chunk.is_empty() {
+            return;
+        }
+        self.newest = chunk.iter().map(|e| e.added).fold(self.newest, u64::max);
+        self.starts.push(self.len);
+        self.len += chunk.len();
+        self.chunks.push(chunk.into());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
 }
 
 /// An HNSW graph over an append-only set of points. Node ids in the graph
@@ -140,8 +209,8 @@ struct Segment {
     id: u32,
     graph: Graph,
     /// By offset. A point is in the graph before it is here: offsets past
-    /// `entries.len()` are still being moved and are skipped by searches.
-    entries: RwLock<Vec<Entry>>,
+    /// `entries.len` are still being moved and are skipped by searches.
+    entries: RwLock<Entries>,
     tombstones: AtomicUsize,
     /// The dot-product norm bound (1 for other metrics).
     bound: f32,
@@ -152,7 +221,12 @@ struct Segment {
 
 impl Segment {
     fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.entries.read().unwrap_or_else(PoisonError::into_inner).len
+    }
+
+    /// The entries as they are now (reference counts only).
+    fn entries(&self) -> Entries {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Every point of the graph by offset, with its prepared vector.
@@ -162,38 +236,36 @@ impl Segment {
         out
     }
 
-    fn search(&self, c: &CollectionIndex, query: &Query<'_>) -> Vec<IndexHit> {
+    /// This segment's best points for the query as of `epoch`. Holds no
+    /// lock of the collection's (the graph's own read lock, which only the
+    /// builder waits on).
+    fn search(&self, c: &CollectionIndex, query: &Query<'_>, epoch: u64) -> Vec<IndexHit> {
         let q = &prepare_query(c.metric, query.vector, self.bound)[..];
-        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        let n = entries.len();
-        let tombstones = self.tombstones.load(Relaxed);
-        let live = n.saturating_sub(tombstones);
-        if live == 0 {
+        let entries = self.entries();
+        let n = entries.len;
+        if n == 0 {
             return Vec::new();
         }
+        let tombstones = self.tombstones.load(Relaxed);
+        let live = n.saturating_sub(tombstones);
         let accept = |id: u32| {
             entries
                 .get(id as usize)
-                .is_some_and(|e| !e.deleted.load(Relaxed) && query.filter.is_none_or(|f| f.matches(&e.metadata)))
+                .is_some_and(|e| e.visible(epoch) && query.filter.is_none_or(|f| f.matches(&e.metadata)))
         };
         let ef = query.ef.max(query.k);
-        let exhaustive = query.filter.is_some() || tombstones > 0 || self.graph.len() > n;
+        let exhaustive = query.filter.is_some() || tombstones > 0 || self.graph.len() > n || entries.newest > epoch;
         let found = self.graph.search(q, query.k, ef, if exhaustive { Some(&accept) } else { None });
         let hit = |id: u32, v: &[f32]| {
-            let e = &entries[id as usize];
-            IndexHit { key: e.key.clone(), score: score(c.metric, query.vector, v), metadata: e.metadata.clone() }
+            let e = entries.get(id as usize).filter(|_| accept(id))?;
+            Some(IndexHit { key: e.key.clone(), score: score(c.metric, query.vector, v), metadata: e.metadata.clone() })
         };
-        let mut hits: Vec<IndexHit> =
-            found.iter().filter(|(id, _, _)| accept(*id)).map(|(id, _, v)| hit(*id, v)).collect();
+        let mut hits: Vec<IndexHit> = found.iter().filter_map(|(id, _, v)| hit(*id, v)).collect();
         if exhaustive && hits.len() < query.k.min(live) {
             // The graph ran out of matches before k: the filter is selective
             // (or the matches sit where the graph does not lead). Scan.
             let mut all = Vec::new();
-            self.graph.for_each(|id, v| {
-                if accept(id) {
-                    all.push(hit(id, v));
-                }
-            });
+            self.graph.for_each(|id, v| all.extend(hit(id, v)));
             hits = best(all, query.k);
         }
         hits
@@ -201,13 +273,7 @@ impl Segment {
 
     /// Bytes held: the graph, and per point its key, metadata and entry.
     fn bytes(&self) -> u64 {
-        let entries: u64 = self
-            .entries
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|e| 48 + e.key.len() as u64 + json_bytes(&e.metadata))
-            .sum();
+        let entries: u64 = self.entries().iter().map(|e| 56 + e.key.len() as u64 + json_bytes(&e.metadata)).sum();
         self.graph.bytes() + entries
     }
 }
@@ -237,15 +303,21 @@ fn best(mut hits: Vec<IndexHit>, k: usize) -> Vec<IndexHit> {
 struct Moving {
     key: Arc<str>,
     from: u64,
-    vector: Vec<f32>,
+    vector: Arc<[f32]>,
     metadata: Arc<Value>,
+    added: u64,
 }
 
 struct Pending {
     seq: u64,
-    vector: Vec<f32>,
+    vector: Arc<[f32]>,
     metadata: Arc<Value>,
+    /// The epoch of the batch that wrote it.
+    added: u64,
 }
+
+/// One point a batch wrote (its vector and metadata) or deleted (`None`).
+type Change = (Arc<str>, Option<(Vec<f32>, Value)>);
 
 #[derive(Default)]
 struct State {
@@ -256,6 +328,8 @@ struct State {
     segments: Vec<Arc<Segment>>,
     next_seq: u64,
     next_segment: u32,
+    /// The last batch applied (see [`Entry`]).
+    epoch: u64,
 }
 
 impl State {
@@ -263,12 +337,11 @@ impl State {
         self.segments.iter().find(|s| s.id == id)
     }
 
-    /// Tombstones the indexed copy of `key`, if there is one.
-    fn bury(&mut self, key: &str) {
+    /// Tombstones the indexed copy of `key`, if there is one, at `epoch`.
+    fn bury(&mut self, key: &str, epoch: u64) {
         if let Some((seg, off)) = self.indexed.remove(key)
             && let Some(s) = self.segment(seg)
-            && let Some(e) = s.entries.read().unwrap_or_else(PoisonError::into_inner).get(off as usize)
-            && !e.deleted.swap(true, Relaxed)
+            && s.entries.read().unwrap_or_else(PoisonError::into_inner).get(off as usize).is_some_and(|e| e.bury(epoch))
         {
             s.tombstones.fetch_add(1, Relaxed);
         }
@@ -291,6 +364,9 @@ pub struct CollectionIndex {
     building: Mutex<()>,
     /// Where this node keeps its segment files.
     files: Option<PathBuf>,
+    /// Called by a search once it has taken its view, before it reads it.
+    #[cfg(test)]
+    after_view: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 impl CollectionIndex {
@@ -309,6 +385,8 @@ impl CollectionIndex {
             state: RwLock::new(State::default()),
             building: Mutex::new(()),
             files,
+            #[cfg(test)]
+            after_view: Mutex::new(None),
         }
     }
 
@@ -325,8 +403,7 @@ impl CollectionIndex {
             if n < PERSIST_MIN || (n as f64) < s.written.load(Relaxed) as f64 * PERSIST_GROWTH {
                 continue;
             }
-            let keys: Vec<Arc<str>> =
-                s.entries.read().unwrap_or_else(PoisonError::into_inner).iter().map(|e| e.key.clone()).collect();
+            let keys: Vec<Arc<str>> = s.entries().iter().map(|e| e.key.clone()).collect();
             if keys.len() != n {
                 continue;
             }
@@ -355,6 +432,7 @@ impl CollectionIndex {
             }
         }
         let mut metadata: Vec<Vec<Option<Arc<Value>>>> = loaded.iter().map(|l| vec![None; l.keys.len()]).collect();
+        let mut rest = Vec::new();
         for p in points {
             let Some((key, vector, meta)) = point_parts(&idx, &p) else { continue };
             if let Some(&(li, off)) = owner.get(key.as_ref())
@@ -364,27 +442,29 @@ impl CollectionIndex {
                 metadata[li][off as usize] = Some(Arc::new(meta));
                 continue;
             }
-            idx.upsert(key, vector, meta);
+            rest.push((key, Some((vector, meta))));
         }
+        idx.apply(rest);
         {
             let mut st = idx.state.write().unwrap_or_else(PoisonError::into_inner);
             for (l, metas) in loaded.into_iter().zip(metadata) {
                 let mut tombstones = 0;
-                let mut entries = Vec::with_capacity(l.keys.len());
+                let mut chunk = Vec::with_capacity(l.keys.len());
                 for (off, (key, meta)) in l.keys.into_iter().zip(metas).enumerate() {
                     match meta {
                         Some(m) => {
                             st.indexed.insert(key.clone(), (l.id, off as u32));
-                            entries.push(Entry { key, metadata: m, deleted: AtomicBool::new(false) });
+                            chunk.push(Entry::new(key, m, 0, true));
                         }
                         None => {
                             tombstones += 1;
-                            let metadata = Arc::new(Value::Null);
-                            entries.push(Entry { key, metadata, deleted: AtomicBool::new(true) });
+                            chunk.push(Entry::new(key, Arc::new(Value::Null), 0, false));
                         }
                     }
                 }
-                let n = entries.len();
+                let n = chunk.len();
+                let mut entries = Entries::default();
+                entries.push_chunk(chunk);
                 let bound = match l.graph.distance() {
                     Distance::InnerProduct { bound } => bound,
                     Distance::SquaredL2 => 1.0,
@@ -404,38 +484,55 @@ impl CollectionIndex {
         idx
     }
 
-    fn upsert(&self, key: Arc<str>, vector: Vec<f32>, metadata: Value) {
+    /// Applies what one batch wrote to this collection, under one write
+    /// lock and as one epoch: a search sees all of it or none of it.
+    fn apply(&self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
         let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        st.bury(&key);
-        st.next_seq += 1;
-        let seq = st.next_seq;
-        st.growing.insert(key, Pending { seq, vector, metadata: Arc::new(metadata) });
+        st.epoch += 1;
+        let epoch = st.epoch;
+        for (key, point) in changes {
+            st.bury(&key, epoch);
+            match point {
+                Some((vector, metadata)) => {
+                    st.next_seq += 1;
+                    let pending =
+                        Pending { seq: st.next_seq, vector: vector.into(), metadata: Arc::new(metadata), added: epoch };
+                    st.growing.insert(key, pending);
+                }
+                None => {
+                    st.growing.remove(&key);
+                }
+            }
+        }
     }
 
-    fn delete(&self, key: &str) {
-        let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        st.bury(key);
-        st.growing.remove(key);
-    }
-
-    /// The `k` best points for the query, best first.
+    /// The `k` best points for the query, best first, as of the last batch
+    /// applied when it started. The collection's lock is held only to take
+    /// that view (the epoch, reference counts of the growing points and
+    /// the segment list), so a long search never holds up apply() (issue
+    /// 13, defect 6).
     pub fn search(&self, query: &Query<'_>) -> Vec<IndexHit> {
-        // The read lock is held for the whole search, so a concurrent
-        // upsert is seen entirely or not at all.
-        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        let mut hits: Vec<IndexHit> = st
-            .growing
-            .iter()
-            .filter(|(_, p)| query.filter.is_none_or(|f| f.matches(&p.metadata)))
-            .map(|(k, p)| IndexHit {
-                key: k.clone(),
-                score: score(self.metric, query.vector, &p.vector),
-                metadata: p.metadata.clone(),
-            })
+        type Growing = (Arc<str>, Arc<[f32]>, Arc<Value>);
+        let (epoch, growing, segments): (u64, Vec<Growing>, Vec<Arc<Segment>>) = {
+            let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            let growing = st.growing.iter().map(|(k, p)| (k.clone(), p.vector.clone(), p.metadata.clone())).collect();
+            (st.epoch, growing, st.segments.clone())
+        };
+        #[cfg(test)]
+        if let Some(f) = self.after_view.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+            f();
+        }
+        let hits: Vec<IndexHit> = growing
+            .into_iter()
+            .filter(|(_, _, metadata)| query.filter.is_none_or(|f| f.matches(metadata)))
+            .map(|(key, vector, metadata)| IndexHit { key, score: score(self.metric, query.vector, &vector), metadata })
             .collect();
-        hits = best(hits, query.k);
-        for s in &st.segments {
-            hits.extend(s.search(self, query));
+        let mut hits = best(hits, query.k);
+        for s in &segments {
+            hits.extend(s.search(self, query, epoch));
         }
         best(hits, query.k)
     }
@@ -458,6 +555,7 @@ impl CollectionIndex {
                     from: p.seq,
                     vector: p.vector.clone(),
                     metadata: p.metadata.clone(),
+                    added: p.added,
                 })
                 .collect();
             (open, batch)
@@ -481,8 +579,8 @@ impl CollectionIndex {
         let prepared: Vec<Vec<f32>> = batch.iter().map(|m| prepare_stored(self.metric, &m.vector)).collect();
         let base = insert(&seg.graph, &prepared);
         let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        let mut entries = seg.entries.write().unwrap_or_else(PoisonError::into_inner);
-        for (i, Moving { key, from: seq, metadata, .. }) in batch.into_iter().enumerate() {
+        let mut chunk = Vec::with_capacity(batch.len());
+        for (i, Moving { key, from: seq, metadata, added, .. }) in batch.into_iter().enumerate() {
             let current = st.growing.get(&key).is_some_and(|p| p.seq == seq);
             if current {
                 st.growing.remove(&key);
@@ -490,9 +588,11 @@ impl CollectionIndex {
             } else {
                 seg.tombstones.fetch_add(1, Relaxed);
             }
-            entries.push(Entry { key, metadata, deleted: AtomicBool::new(!current) });
+            chunk.push(Entry::new(key, metadata, added, current));
         }
-        if entries.len() >= self.options.segment_size {
+        let mut entries = seg.entries.write().unwrap_or_else(PoisonError::into_inner);
+        entries.push_chunk(chunk);
+        if entries.len >= self.options.segment_size {
             seg.closed.store(true, Relaxed);
         }
         true
@@ -508,7 +608,7 @@ impl CollectionIndex {
         Arc::new(Segment {
             id: st.next_segment,
             graph: Graph::new(self.dimension, self.m, self.ef_construction, distance),
-            entries: RwLock::new(Vec::new()),
+            entries: RwLock::new(Entries::default()),
             tombstones: AtomicUsize::new(0),
             bound,
             closed: AtomicBool::new(false),
@@ -533,18 +633,21 @@ impl CollectionIndex {
         };
         let Some(old) = old else { return false };
         let vectors = old.vectors();
-        let live: Vec<Moving> = {
-            let entries = old.entries.read().unwrap_or_else(PoisonError::into_inner);
-            entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| !e.deleted.load(Relaxed))
-                .filter_map(|(i, e)| {
-                    let v = vectors.get(i)?;
-                    Some(Moving { key: e.key.clone(), from: i as u64, vector: v.clone(), metadata: e.metadata.clone() })
+        let live: Vec<Moving> = old
+            .entries()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.live())
+            .filter_map(|(i, e)| {
+                Some(Moving {
+                    key: e.key.clone(),
+                    from: i as u64,
+                    vector: vectors.get(i)?.as_slice().into(),
+                    metadata: e.metadata.clone(),
+                    added: e.added,
                 })
-                .collect()
-        };
+            })
+            .collect();
         drop(vectors);
         let max_norm = live.iter().map(|m| dot(&m.vector, &m.vector).sqrt()).fold(0.0f32, f32::max);
         let new = {
@@ -555,18 +658,21 @@ impl CollectionIndex {
         insert(&new.graph, &prepared);
         let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
         {
-            let mut entries = new.entries.write().unwrap_or_else(PoisonError::into_inner);
-            for (i, Moving { key, from, metadata, .. }) in live.into_iter().enumerate() {
-                // Deleted or replaced while we rebuilt: a tombstone here too.
+            let mut chunk = Vec::with_capacity(live.len());
+            for (i, Moving { key, from, metadata, added, .. }) in live.into_iter().enumerate() {
+                // Deleted or replaced while we rebuilt: a tombstone here too
+                // (searches that began before see the old segment).
                 let current = st.indexed.get(&key) == Some(&(old.id, from as u32));
                 if current {
                     st.indexed.insert(key.clone(), (new.id, i as u32));
                 } else {
                     new.tombstones.fetch_add(1, Relaxed);
                 }
-                entries.push(Entry { key, metadata, deleted: AtomicBool::new(!current) });
+                chunk.push(Entry::new(key, metadata, added, current));
             }
-            new.closed.store(old.closed.load(Relaxed) || entries.len() >= self.options.segment_size, Relaxed);
+            let mut entries = new.entries.write().unwrap_or_else(PoisonError::into_inner);
+            entries.push_chunk(chunk);
+            new.closed.store(old.closed.load(Relaxed) || entries.len >= self.options.segment_size, Relaxed);
         }
         let empty = new.len() == new.tombstones.load(Relaxed);
         st.segments.retain(|s| s.id != old.id);
@@ -582,17 +688,21 @@ impl CollectionIndex {
     }
 
     fn stats(&self) -> IndexStats {
-        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let dim = self.dimension as u64;
-        let growing: u64 =
-            st.growing.iter().map(|(k, p)| dim * 4 + 96 + k.len() as u64 + json_bytes(&p.metadata)).sum();
+        // The segments are measured after the lock is released.
+        let (growing, growing_bytes, indexed, segments) = {
+            let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            let bytes: u64 =
+                st.growing.iter().map(|(k, p)| dim * 4 + 104 + k.len() as u64 + json_bytes(&p.metadata)).sum();
+            (st.growing.len(), bytes, st.indexed.len(), st.segments.clone())
+        };
         IndexStats {
             collections: 1,
-            points: st.growing.len() + st.indexed.len(),
-            growing: st.growing.len(),
-            segments: st.segments.len(),
-            tombstones: st.segments.iter().map(|s| s.tombstones.load(Relaxed)).sum(),
-            bytes: growing + st.indexed.len() as u64 * 48 + st.segments.iter().map(|s| s.bytes()).sum::<u64>(),
+            points: growing + indexed,
+            growing,
+            segments: segments.len(),
+            tombstones: segments.iter().map(|s| s.tombstones.load(Relaxed)).sum(),
+            bytes: growing_bytes + indexed as u64 * 48 + segments.iter().map(|s| s.bytes()).sum::<u64>(),
         }
     }
 
@@ -695,8 +805,9 @@ impl VectorIndexes {
     }
 
     /// Applies what one written batch changed: collection records first,
-    /// then points (a point of a collection dropped in the same batch is
-    /// ignored).
+    /// then points, each collection's under one lock (a point of a
+    /// collection dropped in the same batch is ignored). Points are decoded
+    /// before the lock is taken.
     pub(crate) fn update<'a>(&self, changes: impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + Clone) {
         let mut touched = false;
         for (k, v) in changes.clone() {
@@ -713,14 +824,24 @@ impl VectorIndexes {
                 None => self.drop_where(&mut map, |i| i.tenant == tenant && i.name == name),
             }
         }
+        type Written<'b> = (&'b str, &'b Option<Vec<u8>>);
+        let mut by_collection: BTreeMap<u64, Vec<Written<'a>>> = BTreeMap::new();
         for (k, v) in changes {
-            let Some((uid, key)) = parse_point_key(k) else { continue };
-            let Some(idx) = self.get(uid) else { continue };
-            match v.as_deref().map(Point::decode) {
-                Some(Ok(p)) => add_point(&idx, &p),
-                Some(Err(_)) => {}
-                None => idx.delete(key),
+            if let Some((uid, key)) = parse_point_key(k) {
+                by_collection.entry(uid).or_default().push((key, v));
             }
+        }
+        for (uid, points) in by_collection {
+            let Some(idx) = self.get(uid) else { continue };
+            let changes: Vec<Change> = points
+                .into_iter()
+                .filter_map(|(key, v)| match v.as_deref().map(Point::decode) {
+                    Some(Ok(p)) => point_parts(&idx, &p).map(|(key, vector, meta)| (key, Some((vector, meta)))),
+                    Some(Err(_)) => None,
+                    None => Some((Arc::from(key), None)),
+                })
+                .collect();
+            idx.apply(changes);
             touched = true;
         }
         if touched {
@@ -783,12 +904,6 @@ fn point_parts(idx: &CollectionIndex, p: &Point) -> Option<(Arc<str>, Vec<f32>, 
         serde_json::from_str(&p.metadata_json).unwrap_or_else(|_| Value::Object(Default::default()))
     };
     Some((point_id_key(&p.id, p.numeric_id).into(), vector, metadata))
-}
-
-fn add_point(idx: &CollectionIndex, p: &Point) {
-    if let Some((key, vector, metadata)) = point_parts(idx, p) {
-        idx.upsert(key, vector, metadata);
-    }
 }
 
 // ---- segment files: `<data-dir>/vector-index/<uid:016x>-<segment:08x>.seg`
@@ -1024,6 +1139,89 @@ mod tests {
         let pvalue = Some(point.encode_to_vec());
         indexes.update(std::iter::once((&pkey, &pvalue)));
         assert_eq!(indexes.get(7).map(|i| i.stats().points), Some(1), "the point still reached the index");
+    }
+
+    /// Issue 13, defect 6: a search held the collection's read lock for its
+    /// whole run (and apply() took the write lock point by point), so a
+    /// long filtered search stalled apply() and every write behind it, and
+    /// a search could see half a batch. Here a search is paused after it
+    /// took its view: a batch must apply meanwhile, and the paused search
+    /// must still answer as of before the batch, whole.
+    #[test]
+    fn a_paused_search_neither_holds_up_apply_nor_sees_the_batch_applied_meanwhile() {
+        use std::sync::mpsc::channel;
+        let indexes = VectorIndexes::new(IndexOptions::default(), None);
+        let c = CollectionRecord {
+            tenant: "acme".into(),
+            name: "docs".into(),
+            dimension: 2,
+            metric: Metric::L2 as i32,
+            uid: 9,
+            ..Default::default()
+        };
+        let ckey = crate::schema::collection_key("acme", "docs");
+        indexes.update(std::iter::once((&ckey, &Some(c.encode_to_vec()))));
+        let point = |id: &str, x: f32, v: u32| {
+            let p = Point {
+                id: id.into(),
+                vector: [x, 0.0f32].iter().flat_map(|f| f.to_le_bytes()).collect(),
+                metadata_json: format!("{{\"v\":{v}}}"),
+                ..Default::default()
+            };
+            (crate::schema::point_key("acme", 9, &format!("s:{id}")), Some(p.encode_to_vec()))
+        };
+        let batch = |ps: &[(Vec<u8>, Option<Vec<u8>>)]| indexes.update(ps.iter().map(|(k, v)| (k, v)));
+        batch(&[point("a", 1.0, 1), point("b", 2.0, 1)]);
+        assert!(indexes.wait_idle(Duration::from_secs(30)), "a and b into a graph");
+        let idx = indexes.get(9).expect("the index");
+        let seen = |hits: &[IndexHit]| -> Vec<(String, Value)> {
+            let mut s: Vec<_> = hits.iter().map(|h| (h.key.to_string(), h.metadata["v"].clone())).collect();
+            s.sort_by(|a, b| a.0.cmp(&b.0));
+            s
+        };
+        let query = |idx: &CollectionIndex| idx.search(&Query { vector: &[0.0, 0.0], k: 10, ef: 16, filter: None });
+        let both = |v: u32| vec![("s:a".to_string(), serde_json::json!(v)), ("s:b".to_string(), serde_json::json!(1))];
+
+        // Control: with no batch in between, the paused search sees a and b.
+        let (in_view, release) = (channel::<()>(), channel::<()>());
+        let (tx_in, rx_release) = (in_view.0, Mutex::new(release.1));
+        *idx.after_view.lock().unwrap() = Some(Arc::new(move || {
+            tx_in.send(()).unwrap();
+            let _ = rx_release.lock().unwrap().recv_timeout(Duration::from_secs(30));
+        }));
+        let searcher = {
+            let idx = idx.clone();
+            std::thread::spawn(move || query(&idx))
+        };
+        in_view.1.recv_timeout(Duration::from_secs(30)).expect("the search took its view");
+        release.0.send(()).unwrap();
+        assert_eq!(seen(&searcher.join().unwrap()), both(1));
+
+        // Paused again; a batch replaces a, deletes b and adds c.
+        let searcher = {
+            let idx = idx.clone();
+            std::thread::spawn(move || query(&idx))
+        };
+        in_view.1.recv_timeout(Duration::from_secs(30)).expect("the search took its view");
+        let (applied_tx, applied) = channel();
+        let writer = {
+            let indexes = indexes.clone();
+            let ps = [point("a", 3.0, 2), (crate::schema::point_key("acme", 9, "s:b"), None), point("c", 0.5, 2)];
+            std::thread::spawn(move || {
+                indexes.update(ps.iter().map(|(k, v)| (k, v)));
+                applied_tx.send(()).unwrap();
+            })
+        };
+        applied.recv_timeout(Duration::from_secs(30)).expect("the batch applied while a search was under way");
+        writer.join().unwrap();
+        // The builder moves the new points into the graph the paused
+        // search is about to read.
+        assert!(indexes.wait_idle(Duration::from_secs(30)), "the batch into a graph");
+        release.0.send(()).unwrap();
+        assert_eq!(seen(&searcher.join().unwrap()), both(1), "the paused search answers as of before the batch");
+        *idx.after_view.lock().unwrap() = None;
+        let after = vec![("s:a".to_string(), serde_json::json!(2)), ("s:c".to_string(), serde_json::json!(2))];
+        assert_eq!(seen(&query(&idx)), after, "a search begun after the batch sees all of it");
     }
 
     #[test]
