@@ -10,8 +10,9 @@
 //! - `log_append`: entries appended and synced; openraft not yet told;
 //! - `vote_save`: the vote saved; the vote request not yet answered;
 //! - `apply`: a batch applied; its clients not yet answered;
-//! - `snapshot_install`: a snapshot's state installed; its file and
-//!   metadata not yet recorded as this node's current snapshot.
+//! - `snapshot_install`: a snapshot's state installed from its file (kept
+//!   under its final name); not yet recorded as this node's current
+//!   snapshot.
 //!
 //! A counter, not a clock or a random draw, decides, so `apply` stays
 //! deterministic about everything but whether the process lives on.

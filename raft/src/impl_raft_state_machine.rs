@@ -45,13 +45,22 @@ impl StateMachine {
                 let _ = std::fs::remove_file(&path);
             }
         }
-        Ok(StateMachine {
+        let sm = StateMachine {
             store,
             dir: dir.to_path_buf(),
             seq: Arc::new(AtomicU64::new(0)),
             current: Arc::new(std::sync::Mutex::new(())),
             clock: Default::default(),
-        })
+        };
+        // A snapshot install the node died in: its state machine is part
+        // old, part new. Install the same file again before anything else.
+        if let Some(path) = sm.store.interrupted_install()? {
+            tracing::warn!(snapshot = %path.display(), "a snapshot install was interrupted; installing it again");
+            let info = sm.store.install_snapshot(&path)?;
+            let meta = meta_from(info.applied, info.membership)?;
+            sm.save_current(&meta, &path)?;
+        }
+        Ok(sm)
     }
 
     pub fn store(&self) -> &Store {
@@ -116,9 +125,9 @@ impl StateMachine {
 
     fn install_snapshot_blocking(&self, meta: &SnapshotMeta, snapshot: &SnapshotFile) -> io::Result<()> {
         let started = std::time::Instant::now();
-        let info = self.store.install_snapshot(&snapshot.path)?;
-        crate::failpoints::hit("snapshot_install");
-        // Keep the installed file as this node's current snapshot.
+        // The file moves to its final name first: it will be this node's
+        // current snapshot, and until the install completes it is what a
+        // restart installs again (a `.part` is removed at start).
         let path = self.final_path(meta);
         if snapshot.path.starts_with(&self.dir) && snapshot.path.extension().is_some_and(|e| e == "part") {
             std::fs::rename(&snapshot.path, &path)?;
@@ -127,6 +136,8 @@ impl StateMachine {
             std::fs::File::open(&path)?.sync_all()?;
         }
         sync_dir(&self.dir)?;
+        let info = self.store.install_snapshot(&path)?;
+        crate::failpoints::hit("snapshot_install");
         self.save_current(meta, &path)?;
         crate::metrics::snapshot_installed(info.bytes, started.elapsed());
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = info.bytes, records = info.records, "snapshot installed");

@@ -48,6 +48,10 @@ pub const KEY_APPLIED: &[u8] = b"applied";
 pub const KEY_MEMBERSHIP: &[u8] = b"membership";
 /// Metadata of the current snapshot file.
 pub const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
+/// The path of a snapshot file whose install has begun and not finished
+/// (UTF-8): a node that restarts with it set installs that file again
+/// before anything else (issue 13, defect 5). Local, never in a snapshot.
+pub const KEY_INSTALLING: &[u8] = b"snapshot_installing";
 /// The state-machine format version, a big-endian `u32`.
 pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
 

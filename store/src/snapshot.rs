@@ -8,9 +8,13 @@
 //! record = u8 cf (1 = sm_data, 2 = sm_meta, 3 = blobs) | u32 key len | key | u32 value len | value
 //! ```
 //!
-//! Installing reads and verifies the whole file first, then replaces both
-//! state-machine column families in one WriteBatch: a crash leaves either
-//! the old state or the new one.
+//! Installing verifies the whole file first, then streams its records into
+//! SST files beside the database (memory does not grow with the snapshot),
+//! then swaps them in: a marker naming the file, the old state deleted, the
+//! files ingested, the meta records written and the marker removed. A crash
+//! after the marker leaves it set, and the node installs the same file
+//! again at its next start ([`Store::interrupted_install`]) before it
+//! applies anything.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -72,9 +76,45 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
+/// An SST file being staged is closed at this size and another begun.
+const STAGED_FILE_BYTES: u64 = 256 << 20;
+
 /// Meta keys that belong to this node, not to the replicated state.
 fn is_local_meta(key: &[u8]) -> bool {
-    key == KEY_SNAPSHOT_META || key == KEY_FORMAT_VERSION
+    key == KEY_SNAPSHOT_META || key == KEY_FORMAT_VERSION || key == KEY_INSTALLING
+}
+
+/// The SST files of an install, per column family, written in key order.
+struct Staging<'a> {
+    dir: &'a Path,
+    opts: &'a rocksdb::Options,
+    open: Option<(u8, rocksdb::SstFileWriter<'a>)>,
+    files: Vec<(u8, std::path::PathBuf)>,
+}
+
+impl<'a> Staging<'a> {
+    fn put(&mut self, tag: u8, k: &[u8], v: &[u8]) -> Result<()> {
+        let full = self.open.as_ref().is_some_and(|(t, w)| *t != tag || w.file_size() >= STAGED_FILE_BYTES);
+        if full {
+            self.finish()?;
+        }
+        if self.open.is_none() {
+            let path = self.dir.join(format!("{:06}.sst", self.files.len()));
+            let w = rocksdb::SstFileWriter::create(self.opts);
+            w.open(&path).map_err(Error::rocks("stage snapshot"))?;
+            self.files.push((tag, path));
+            self.open = Some((tag, w));
+        }
+        let (_, w) = self.open.as_mut().expect("opened above");
+        w.put(k, v).map_err(Error::rocks("stage snapshot"))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some((_, mut w)) = self.open.take() {
+            w.finish().map_err(Error::rocks("stage snapshot"))?;
+        }
+        Ok(())
+    }
 }
 
 impl Store {
@@ -120,39 +160,83 @@ impl Store {
         Ok(info)
     }
 
-    /// Replaces the state machine with the snapshot in `path`, atomically.
+    /// Replaces the state machine with the snapshot in `path`. Memory stays
+    /// flat whatever the snapshot's size: records stream from the file into
+    /// SST files, which RocksDB then takes in whole. `path` must stay until
+    /// this returns and, if it fails or the node dies first, until the
+    /// install has been run again ([`Store::interrupted_install`]).
     pub fn install_snapshot(&self, path: &Path) -> Result<SnapshotInfo> {
-        let records = read_snapshot(path)?;
-        let mut info = SnapshotInfo::default();
-        let mut b = WriteBatch::default();
-        let data = self.cf(CF_SM_DATA);
-        let meta = self.cf(CF_SM_META);
-        let blobs = self.cf(CF_BLOBS);
-        b.delete_range_cf(data, &b""[..], KEY_UPPER_BOUND);
-        b.delete_range_cf(blobs, &b""[..], KEY_UPPER_BOUND);
-        for key in [KEY_APPLIED, KEY_MEMBERSHIP] {
-            b.delete_cf(meta, key);
+        self.install_until(path, InstallStep::Done)
+    }
+
+    /// The snapshot file whose install was interrupted, if one was: it must
+    /// be installed again before anything is applied.
+    pub fn interrupted_install(&self) -> Result<Option<std::path::PathBuf>> {
+        Ok(self.get(CF_SM_META, KEY_INSTALLING)?.map(|b| String::from_utf8_lossy(&b).into_owned().into()))
+    }
+
+    fn install_until(&self, path: &Path, stop: InstallStep) -> Result<SnapshotInfo> {
+        verify_snapshot(path)?;
+        let dir = self.db.path().with_file_name("snapshot-install");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(Error::io("clear snapshot staging", &dir))?;
         }
-        for (tag, k, v) in records {
-            if tag == TAG_META {
-                if is_local_meta(&k) {
-                    continue;
-                }
-                if k == KEY_APPLIED {
-                    info.applied = Some(v.clone());
-                } else if k == KEY_MEMBERSHIP {
-                    info.membership = Some(v.clone());
-                }
-                b.put_cf(meta, &k, &v);
-            } else if tag == TAG_BLOB {
-                b.put_cf(blobs, &k, &v);
-            } else {
-                b.put_cf(data, &k, &v);
-            }
+        std::fs::create_dir_all(&dir).map_err(Error::io("create snapshot staging", &dir))?;
+        let mut info =
+            SnapshotInfo { bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0), ..Default::default() };
+        let opts = rocksdb::Options::default();
+        let mut staging = Staging { dir: &dir, opts: &opts, open: None, files: Vec::new() };
+        let mut meta_records = Vec::new();
+        scan_snapshot(path, true, |(tag, k, v)| {
             info.records += 1;
+            if tag != TAG_META {
+                return staging.put(tag, &k, &v);
+            }
+            if k == KEY_APPLIED {
+                info.applied = Some(v.clone());
+            } else if k == KEY_MEMBERSHIP {
+                info.membership = Some(v.clone());
+            }
+            if !is_local_meta(&k) {
+                meta_records.push((k, v));
+            }
+            Ok(())
+        })?;
+        staging.finish()?;
+        let files = std::mem::take(&mut staging.files);
+        drop(staging);
+
+        let meta = self.cf(CF_SM_META);
+        let mut mark = WriteBatch::default();
+        mark.put_cf(meta, KEY_INSTALLING, path.to_string_lossy().as_bytes());
+        self.write(mark, true)?;
+        let mut clear = WriteBatch::default();
+        clear.delete_range_cf(self.cf(CF_SM_DATA), &b""[..], KEY_UPPER_BOUND);
+        clear.delete_range_cf(self.cf(CF_BLOBS), &b""[..], KEY_UPPER_BOUND);
+        for key in [KEY_APPLIED, KEY_MEMBERSHIP] {
+            clear.delete_cf(meta, key);
         }
-        info.bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        self.write(b, true)?;
+        self.write(clear, true)?;
+        if stop == InstallStep::Cleared {
+            return Ok(info);
+        }
+        let mut ingest = rocksdb::IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        for (tag, cf) in [(TAG_DATA, CF_SM_DATA), (TAG_BLOB, CF_BLOBS)] {
+            let these: Vec<&std::path::PathBuf> = files.iter().filter(|(t, _)| *t == tag).map(|(_, p)| p).collect();
+            if !these.is_empty() {
+                self.db
+                    .ingest_external_file_cf_opts(self.cf(cf), &ingest, these)
+                    .map_err(Error::rocks("ingest snapshot"))?;
+            }
+        }
+        let mut done = WriteBatch::default();
+        for (k, v) in &meta_records {
+            done.put_cf(meta, k, v);
+        }
+        done.delete_cf(meta, KEY_INSTALLING);
+        self.write(done, true)?;
+        let _ = std::fs::remove_dir_all(&dir);
         self.mirror.load(&self.db)?;
         self.load_vector_index()?;
         Ok(info)
@@ -189,26 +273,32 @@ impl Store {
 /// One snapshot record: column-family tag, key, value.
 type Record = (u8, Vec<u8>, Vec<u8>);
 
+/// How far [`Store::install_until`] goes: all the way, or (to test the
+/// restart) up to the old state deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InstallStep {
+    Cleared,
+    Done,
+}
+
 /// Checks a snapshot file whole (magic, format, every record, checksum)
 /// without keeping its records, and returns how many it holds: what a node
 /// runs on a received snapshot before installing it, and on its own before
 /// sending it. A file that fails here would fail [`Store::install_snapshot`].
 pub fn verify_snapshot(path: &Path) -> Result<u64> {
     let mut records = 0;
-    scan_snapshot(path, |_| records += 1)?;
+    scan_snapshot(path, false, |_| {
+        records += 1;
+        Ok(())
+    })?;
     Ok(records)
 }
 
-/// Reads and verifies a snapshot file: magic, format, records, checksum.
-fn read_snapshot(path: &Path) -> Result<Vec<Record>> {
-    let mut out = Vec::new();
-    scan_snapshot(path, |r| out.push(r))?;
-    Ok(out)
-}
-
-/// Reads a snapshot file record by record into `visit`, verifying it;
-/// an error may come after some records were visited.
-fn scan_snapshot(path: &Path, mut visit: impl FnMut(Record)) -> Result<()> {
+/// Reads a snapshot file record by record into `visit`, verifying it; an
+/// error may come after some records were visited. Without `keep`, records
+/// are hashed as they stream by and `visit` gets them empty, so a damaged
+/// length costs no memory.
+fn scan_snapshot(path: &Path, keep: bool, mut visit: impl FnMut(Record) -> Result<()>) -> Result<()> {
     let file = File::open(path).map_err(Error::io("open snapshot", path))?;
     let len = file.metadata().map_err(Error::io("stat snapshot", path))?.len();
     let mut r = BufReader::new(file);
@@ -244,13 +334,23 @@ fn scan_snapshot(path: &Path, mut visit: impl FnMut(Record)) -> Result<()> {
             if n > len {
                 return Err(Error::corrupt("snapshot", "record longer than the file"));
             }
-            let mut v = vec![0u8; n as usize];
-            read_exact(r, &mut v, hash)?;
-            Ok(v)
+            if keep {
+                let mut v = vec![0u8; n as usize];
+                read_exact(r, &mut v, hash)?;
+                return Ok(v);
+            }
+            let mut buf = [0u8; 8192];
+            let mut left = n as usize;
+            while left > 0 {
+                let step = left.min(buf.len());
+                read_exact(r, &mut buf[..step], hash)?;
+                left -= step;
+            }
+            Ok(Vec::new())
         };
         let k = field(&mut r, &mut hash)?;
         let v = field(&mut r, &mut hash)?;
-        visit((tag[0], k, v));
+        visit((tag[0], k, v))?;
     }
     let mut digest = [0u8; 8];
     r.read_exact(&mut digest).map_err(|e| Error::corrupt("snapshot", format!("missing checksum: {e}")))?;
@@ -258,4 +358,120 @@ fn scan_snapshot(path: &Path, mut visit: impl FnMut(Record)) -> Result<()> {
         return Err(Error::corrupt("snapshot", "checksum mismatch"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreOptions;
+
+    /// A field of /proc/self/status, in KiB.
+    fn status_kib(field: &str) -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        let line = status.lines().find(|l| l.starts_with(field)).expect("the field");
+        line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number")
+    }
+
+    /// Resets this process's peak RSS (VmHWM) to its current RSS.
+    fn reset_peak() {
+        std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
+    }
+
+    fn open(dir: &Path) -> Store {
+        Store::open(dir, &StoreOptions { fsync: false, ..Default::default() }).expect("open a store")
+    }
+
+    /// `mib` MiB of incompressible values (a quarter as blobs), 64 small
+    /// records beside each, and an applied marker.
+    fn fill(store: &Store, mib: usize, prefix: &str) {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ prefix.len() as u64;
+        let mut value = vec![0u8; 1 << 20];
+        for i in 0..mib {
+            for chunk in value.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+            }
+            let mut b = WriteBatch::default();
+            let cf = if i % 4 == 0 { CF_BLOBS } else { CF_SM_DATA };
+            b.put_cf(store.cf(cf), format!("x/{prefix}/big/{i:06}"), &value);
+            for j in 0..64 {
+                b.put_cf(store.cf(CF_SM_DATA), format!("x/{prefix}/small/{i:06}/{j:02}"), x.to_le_bytes());
+            }
+            store.write(b, false).expect("fill");
+        }
+        store.put(CF_SM_META, KEY_APPLIED, format!("applied-{prefix}").as_bytes(), false).expect("applied");
+    }
+
+    /// Issue 13, defect 5: an install read the whole snapshot into memory
+    /// and wrote it as one WriteBatch, so a node could not take a snapshot
+    /// larger than its memory. A 1 GiB snapshot must install with the
+    /// process's peak RSS a small fraction of that.
+    #[test]
+    fn a_one_gib_snapshot_installs_in_bounded_memory() {
+        const MIB: usize = 1024;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("big.snap");
+        let digest = {
+            let source = open(&tmp.path().join("source"));
+            fill(&source, MIB, "big");
+            let info = source.build_snapshot(&file).expect("build");
+            assert!(info.bytes >= (MIB as u64) << 20, "the snapshot is {} bytes", info.bytes);
+            source.state_digest().expect("digest")
+        };
+        let target = open(&tmp.path().join("target"));
+        fill(&target, 4, "old");
+
+        reset_peak();
+        let before = status_kib("VmRSS:");
+        let info = target.install_snapshot(&file).expect("install");
+        let grew_mib = status_kib("VmHWM:").saturating_sub(before) / 1024;
+        assert_eq!(target.state_digest().expect("digest"), digest, "the installed state is the snapshot's");
+        assert_eq!(info.applied.as_deref(), Some(&b"applied-big"[..]));
+        assert_eq!(target.interrupted_install().expect("marker"), None);
+        assert!(grew_mib < 160, "installing {} MiB raised the peak RSS by {grew_mib} MiB", info.bytes >> 20);
+
+        // Control: holding the snapshot in memory, as the install did, is
+        // seen by this measure.
+        reset_peak();
+        let before = status_kib("VmRSS:");
+        let whole = std::fs::read(&file).expect("read");
+        let held_mib = status_kib("VmHWM:").saturating_sub(before) / 1024;
+        assert!(held_mib >= (whole.len() >> 20) as u64 - 16, "reading it whole showed only {held_mib} MiB");
+        eprintln!(
+            "install of {} MiB: RSS {} MiB before, peak +{grew_mib} MiB (reading it whole: +{held_mib} MiB)",
+            info.bytes >> 20,
+            before / 1024
+        );
+    }
+
+    /// A node that dies in the middle of an install (its old state already
+    /// deleted) finds the marker at its next start and installs the same
+    /// file again.
+    #[test]
+    fn an_interrupted_install_is_found_and_completed_after_a_restart() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("s.snap");
+        let digest = {
+            let source = open(&tmp.path().join("source"));
+            fill(&source, 3, "new");
+            source.build_snapshot(&file).expect("build");
+            source.state_digest().expect("digest")
+        };
+        let dir = tmp.path().join("target");
+        {
+            let target = open(&dir);
+            fill(&target, 2, "old");
+            assert_eq!(target.interrupted_install().expect("marker"), None, "control: no marker before");
+            target.install_until(&file, InstallStep::Cleared).expect("the first part of the install");
+        }
+        let target = open(&dir);
+        assert_eq!(target.interrupted_install().expect("marker"), Some(file.clone()));
+        assert_ne!(target.state_digest().expect("digest"), digest, "half installed");
+        target.install_snapshot(&file).expect("the install again");
+        assert_eq!(target.state_digest().expect("digest"), digest);
+        assert_eq!(target.interrupted_install().expect("marker"), None);
+        assert_eq!(target.get(CF_SM_DATA, b"x/old/small/000000/00").expect("get"), None, "the old state is gone");
+    }
 }
