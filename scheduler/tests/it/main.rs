@@ -7,3 +7,4 @@ mod props;
 mod requeue;
 mod rounds;
 mod util;
+mod worker;
