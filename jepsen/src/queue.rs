@@ -416,4 +416,91 @@ mod tests {
             assert!(r.errors.iter().any(|e| e.contains(what)), "{what}: {:?}", r.errors);
         }
     }
+
+    /// The good history with its final read replaced by these tasks.
+    fn with_final_read(tasks: Value) -> Vec<Step> {
+        let mut steps = good();
+        let last = steps.len() - 1;
+        assert_eq!(steps[last].2, "read");
+        steps[last].3 = json!({ "tasks": tasks });
+        steps
+    }
+
+    #[test]
+    fn a_task_in_the_final_read_without_an_idempotency_key_is_rejected() {
+        // Control: the same final read with every key present passes.
+        let keyed = with_final_read(json!([
+            {"task": "t1", "key": "k1", "state": "succeeded"},
+            {"task": "t2", "key": "k2", "state": "succeeded"}
+        ]));
+        let r = check(&history(&keyed));
+        assert!(r.valid(), "{:?}", r.errors);
+        for keyless in
+            [json!({"task": "t3", "state": "succeeded"}), json!({"task": "t3", "key": null, "state": "queued"})]
+        {
+            let steps = with_final_read(json!([
+                {"task": "t1", "key": "k1", "state": "succeeded"},
+                {"task": "t2", "key": "k2", "state": "succeeded"},
+                keyless
+            ]));
+            let r = check(&history(&steps));
+            assert!(!r.valid(), "a keyless task was accepted");
+            assert!(r.errors.iter().any(|e| e.contains("task t3 has no idempotency key")), "{:?}", r.errors);
+        }
+    }
+
+    #[test]
+    fn two_tasks_with_one_idempotency_key_in_the_final_read_are_rejected() {
+        // Control: a third task with a key of its own (submitted, not
+        // acknowledged) passes.
+        let mut own_key = with_final_read(json!([
+            {"task": "t1", "key": "k1", "state": "succeeded"},
+            {"task": "t2", "key": "k2", "state": "succeeded"},
+            {"task": "t3", "key": "k3", "state": "succeeded"}
+        ]));
+        own_key.insert(0, (3, Kind::Invoke, "submit", json!({"key": "k3"})));
+        let r = check(&history(&own_key));
+        assert!(r.valid(), "{:?}", r.errors);
+        // The same third task under k1: every submit acknowledged one task
+        // only, so only the final read shows the duplicate.
+        let mut duplicate = with_final_read(json!([
+            {"task": "t1", "key": "k1", "state": "succeeded"},
+            {"task": "t2", "key": "k2", "state": "succeeded"},
+            {"task": "t3", "key": "k1", "state": "succeeded"}
+        ]));
+        duplicate.insert(0, (3, Kind::Invoke, "submit", json!({"key": "k3"})));
+        let r = check(&history(&duplicate));
+        assert!(!r.valid(), "a duplicate key was accepted");
+        assert!(r.errors.iter().any(|e| e.contains("idempotency key k1 made two tasks: t1 and t3")), "{:?}", r.errors);
+    }
+
+    #[test]
+    fn stale_reports_are_counted_as_refused_completions() {
+        // Control: the good history refuses one completion itself.
+        let base = check(&history(&good()));
+        assert!(base.valid(), "{:?}", base.errors);
+        assert_eq!(base.refused_completions, 1);
+        let with = |extra: &[Step]| {
+            let mut steps = good();
+            let read = steps.pop().expect("final read");
+            steps.extend_from_slice(extra);
+            steps.push(read);
+            check(&history(&steps))
+        };
+        let r = with(&[
+            (0, Kind::Ok, "stale_reports", json!({"refused": 3})),
+            (0, Kind::Ok, "stale_reports", json!({"refused": 2})),
+        ]);
+        assert!(r.valid(), "stale reports are not a failure: {:?}", r.errors);
+        assert_eq!(r.refused_completions, 1 + 3 + 2);
+        // Only completed reports with a count are counted.
+        let r = with(&[
+            (0, Kind::Invoke, "stale_reports", json!({"refused": 7})),
+            (0, Kind::Info, "stale_reports", json!({"refused": 7})),
+            (0, Kind::Ok, "stale_reports", json!({})),
+            (0, Kind::Ok, "stale_reports", json!({"refused": "7"})),
+        ]);
+        assert!(r.valid(), "{:?}", r.errors);
+        assert_eq!(r.refused_completions, 1);
+    }
 }
