@@ -17,7 +17,7 @@ async fn bootstraps_alone_and_is_ready() {
     let (code, r) = t.get(0, "/health/ready").await.unwrap();
     assert_eq!(code, 200, "{r}");
     let names: Vec<&str> = r["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["autoscaler", "heartbeats", "membership", "plugins", "scheduler", "worker"], "{r}");
+    assert_eq!(names, ["autoscaler", "heartbeats", "membership", "plugins", "retention", "scheduler", "worker"], "{r}");
     assert!(r["components"].as_array().unwrap().iter().all(|c| c["running"] == true && c["restarts"] == 0), "{r}");
 
     let s = t.status(0).await.unwrap();
