@@ -73,7 +73,7 @@ model: deps
 	$(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR)
 
 # The long chaos matrix: 5 nodes, every nemesis alone and all together, on
-# the queue and register workloads, and set under all of them (~22 min on
+# the queue and register workloads, and set under all of them (~36 min on
 # 2 cores). Pass SEED=N to replay a schedule.
 # The soak: 30 minutes of steady queue load with a 30 s retention; fails if
 # a node's memory or data dir keeps growing after the first 10 minutes.

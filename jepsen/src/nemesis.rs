@@ -266,8 +266,13 @@ pub async fn run(
                         // client made, of unknown time, to the register
                         // workload's key for that node.
                         let id = cluster.nodes[*t].id;
+                        // Indeterminate at once (Info): it may take effect
+                        // any time from now, and the next removal of the
+                        // same node is a new operation of this process,
+                        // not a second invocation of an open one.
                         let write = json!({"key": id.to_string(), "value": null, "by": "registering again"});
-                        rec.record(NEMESIS + 1 + id, Kind::Invoke, "write", write);
+                        rec.record(NEMESIS + 1 + id, Kind::Invoke, "write", write.clone());
+                        rec.record(NEMESIS + 1 + id, Kind::Info, "write", write);
                     }
                     ok &= admin(&cluster, *t, action).await;
                 }
