@@ -68,11 +68,6 @@ impl AuthContext {
         }
     }
 
-    /// A node acting on its own behalf (heartbeats).
-    pub fn node(id: u64) -> AuthContext {
-        AuthContext { subject: format!("node:{id}"), tenant: DEFAULT_TENANT.into(), role: Role::Admin }
-    }
-
     /// The context of a request that carried `header` (the tenant header's
     /// value, if any).
     pub fn from_header(header: Option<&[u8]>) -> Result<AuthContext> {

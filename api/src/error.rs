@@ -4,8 +4,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-/// Every error a client of Synod can see.
-#[derive(Debug, thiserror::Error)]
+/// Every error a client of Synod can see. Serializable, so an error the
+/// leader answers a forwarded operation with arrives unchanged
+/// ([`crate::leader_ops`]).
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ApiError {
     /// The request is malformed or names something impossible.
     #[error("{0}")]
@@ -103,26 +106,6 @@ impl ApiError {
             _ => Value::Null,
         };
         json!({"error": {"code": self.code(), "message": self.client_message(), "details": details}})
-    }
-
-    /// Rebuilds an error from a JSON error body (a forwarded request).
-    pub fn from_body(status: u16, body: &Value) -> ApiError {
-        let e = &body["error"];
-        let message = e["message"].as_str().unwrap_or("no message").to_string();
-        match e["code"].as_str().unwrap_or("") {
-            "invalid_argument" => ApiError::InvalidArgument(message),
-            "not_found" => ApiError::NotFound(message),
-            "unauthenticated" => ApiError::Unauthenticated(message),
-            "permission_denied" => ApiError::PermissionDenied(message),
-            "failed_precondition" => {
-                let details = Some(e["details"].clone()).filter(|d| !d.is_null());
-                ApiError::FailedPrecondition { message, details }
-            }
-            "resource_exhausted" => ApiError::PayloadTooLarge(message),
-            "unavailable" => ApiError::Unavailable(message),
-            "indeterminate" => ApiError::Indeterminate(message),
-            _ => ApiError::Internal(format!("leader answered {status}: {message}")),
-        }
     }
 }
 

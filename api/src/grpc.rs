@@ -221,8 +221,7 @@ impl Cluster for ClusterGrpc {
         let AddLearnerRequest { id, raft_addr, http_addr, grpc_addr } = req.into_inner();
         timed("AddLearner", async {
             Ok(reply(
-                service::do_add_learner(&ctx, &self.node, JoinRequest { id, raft_addr, http_addr, grpc_addr }, false)
-                    .await?,
+                service::do_add_learner(&ctx, &self.node, JoinRequest { id, raft_addr, http_addr, grpc_addr }).await?,
             ))
         })
         .await
@@ -231,25 +230,24 @@ impl Cluster for ClusterGrpc {
     async fn promote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.Promote")?;
         let NodeRef { id } = req.into_inner();
-        timed("Promote", async { Ok(reply(service::do_promote(&ctx, &self.node, id, false).await?)) }).await
+        timed("Promote", async { Ok(reply(service::do_promote(&ctx, &self.node, id).await?)) }).await
     }
 
     async fn demote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.Demote")?;
         let NodeRef { id } = req.into_inner();
-        timed("Demote", async { Ok(reply(service::do_demote(&ctx, &self.node, id, false, false).await?)) }).await
+        timed("Demote", async { Ok(reply(service::do_demote(&ctx, &self.node, id, false).await?)) }).await
     }
 
     async fn remove(&self, req: Request<RemoveRequest>) -> Result<Response<pb::MembershipReply>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.Remove")?;
         let RemoveRequest { id, force } = req.into_inner();
-        timed("Remove", async { Ok(reply(service::do_remove(&ctx, &self.node, id, force, false).await?)) }).await
+        timed("Remove", async { Ok(reply(service::do_remove(&ctx, &self.node, id, force).await?)) }).await
     }
 
     async fn transfer_leader(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.TransferLeader")?;
         let NodeRef { id } = req.into_inner();
-        timed("TransferLeader", async { Ok(reply(service::do_transfer_leader(&ctx, &self.node, id, false).await?)) })
-            .await
+        timed("TransferLeader", async { Ok(reply(service::do_transfer_leader(&ctx, &self.node, id).await?)) }).await
     }
 }

@@ -136,10 +136,7 @@ pub fn authenticate(
     tenant: Option<&[u8]>,
 ) -> Result<AuthContext> {
     let ctx = caller(node, bearer, api_key, tenant)?;
-    // Nodes calling each other are not a tenant's traffic.
-    if !ctx.subject.starts_with("node:")
-        && let Err(retry_after_s) = node.security.tenant_requests.take(&ctx.tenant)
-    {
+    if let Err(retry_after_s) = node.security.tenant_requests.take(&ctx.tenant) {
         return Err(ApiError::RateLimited {
             message: format!("tenant {} is over security.tenant_requests_per_second on this node", ctx.tenant),
             retry_after_s,
@@ -160,9 +157,9 @@ fn caller(node: &Node, bearer: Option<&[u8]>, api_key: Option<&[u8]>, tenant: Op
                 .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
                 .ok_or_else(|| ApiError::Unauthenticated("Authorization must be 'Bearer <token>'".into()))?;
             let v = sec.keys.verify_at(token.trim(), node.raft.cluster_now_ms() / 1000)?;
-            if !v.ctx.subject.starts_with("node:") {
-                current_user_token(node, &v)?;
-            }
+            // Every token is a user's: nodes call each other over the
+            // cluster channel, never with a token.
+            current_user_token(node, &v)?;
             v.ctx
         }
         (None, Some(k)) => api_key_caller(node, std::str::from_utf8(k).unwrap_or(""))?,

@@ -20,6 +20,7 @@ pub mod grpc_plugins;
 pub mod grpc_tasks;
 pub mod grpc_vectors;
 pub mod identity;
+pub mod leader_ops;
 pub mod local_cluster;
 pub mod metrics;
 pub mod plugins;

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::auth::{AuthContext, TENANT_HEADER};
 use crate::error::{ApiError, Result};
-use crate::service::{self, Consistency, FORWARDED_HEADER, Heartbeat, JoinRequest, SharedNode};
+use crate::service::{self, Consistency, JoinRequest, SharedNode};
 use crate::tasks;
 
 /// Our JSON extractor: a malformed or oversize body gets our error body.
@@ -43,12 +43,6 @@ fn json_rejection(r: JsonRejection) -> ApiError {
 
 fn ok<T: serde::Serialize>(v: T) -> Response {
     axum::Json(v).into_response()
-}
-
-/// A request one node forwarded to another: only a node may say so (a
-/// client setting the header would otherwise skip forwarding and audit).
-fn forwarded(ctx: &AuthContext, headers: &HeaderMap) -> bool {
-    headers.contains_key(FORWARDED_HEADER) && ctx.subject.starts_with("node:")
 }
 
 #[derive(Deserialize)]
@@ -143,7 +137,6 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/cluster/add-learner", Access::Admin),
     ("POST", "/cluster/join", Access::Admin),
     ("POST", "/cluster/allocate-id", Access::Admin),
-    ("POST", "/internal/heartbeat", Access::Admin),
     ("POST", "/tasks/submit", Access::Write),
     ("GET", "/tasks", Access::Read),
     ("GET", "/tasks/{id}/status", Access::Read),
@@ -193,7 +186,6 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("POST", "/cluster/nodes/{id}/undrain") => post(undrain),
         ("POST", "/cluster/add-learner" | "/cluster/join") => post(add_learner),
         ("POST", "/cluster/allocate-id") => post(allocate_id),
-        ("POST", "/internal/heartbeat") => post(heartbeat),
         ("POST", "/tasks/submit") => post(submit_tasks),
         ("GET", "/tasks") => get(list_tasks),
         ("GET", "/tasks/{id}/status") => get(task_status),
@@ -391,13 +383,8 @@ async fn set_labels(
     Ok((etag(view.record_version), axum::Json(view)).into_response())
 }
 
-async fn promote(
-    State(node): State<SharedNode>,
-    ctx: AuthContext,
-    P(id): P<u64>,
-    headers: HeaderMap,
-) -> Result<Response> {
-    Ok(ok(service::do_promote(&ctx, &node, id, forwarded(&ctx, &headers)).await?))
+async fn promote(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<u64>) -> Result<Response> {
+    Ok(ok(service::do_promote(&ctx, &node, id).await?))
 }
 
 async fn demote(
@@ -405,9 +392,8 @@ async fn demote(
     ctx: AuthContext,
     P(id): P<u64>,
     Q(q): Q<ForceQuery>,
-    headers: HeaderMap,
 ) -> Result<Response> {
-    Ok(ok(service::do_demote(&ctx, &node, id, q.force, forwarded(&ctx, &headers)).await?))
+    Ok(ok(service::do_demote(&ctx, &node, id, q.force).await?))
 }
 
 async fn remove(
@@ -415,18 +401,12 @@ async fn remove(
     ctx: AuthContext,
     P(id): P<u64>,
     Q(q): Q<ForceQuery>,
-    headers: HeaderMap,
 ) -> Result<Response> {
-    Ok(ok(service::do_remove(&ctx, &node, id, q.force, forwarded(&ctx, &headers)).await?))
+    Ok(ok(service::do_remove(&ctx, &node, id, q.force).await?))
 }
 
-async fn transfer_leader(
-    State(node): State<SharedNode>,
-    ctx: AuthContext,
-    P(id): P<u64>,
-    headers: HeaderMap,
-) -> Result<Response> {
-    Ok(ok(service::do_transfer_leader(&ctx, &node, id, forwarded(&ctx, &headers)).await?))
+async fn transfer_leader(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<u64>) -> Result<Response> {
+    Ok(ok(service::do_transfer_leader(&ctx, &node, id).await?))
 }
 
 async fn drain(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<u64>) -> Result<Response> {
@@ -440,23 +420,13 @@ async fn undrain(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<u64>
 async fn add_learner(
     State(node): State<SharedNode>,
     ctx: AuthContext,
-    headers: HeaderMap,
     Json(req): Json<JoinRequest>,
 ) -> Result<Response> {
-    Ok(ok(service::do_add_learner(&ctx, &node, req, forwarded(&ctx, &headers)).await?))
+    Ok(ok(service::do_add_learner(&ctx, &node, req).await?))
 }
 
 async fn allocate_id(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
     Ok(ok(json!({"id": service::do_allocate_node_id(&ctx, &node).await?})))
-}
-
-async fn heartbeat(
-    State(node): State<SharedNode>,
-    ctx: AuthContext,
-    headers: HeaderMap,
-    Json(hb): Json<Heartbeat>,
-) -> Result<Response> {
-    Ok(ok(service::do_heartbeat(&ctx, &node, hb, forwarded(&ctx, &headers)).await?))
 }
 
 /// `POST /tasks/submit`: one task (`{"type", "payload", ...}`, optional

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::service::{self, Heartbeat, JoinRequest, Node, NodeInfoJson, SharedNode};
+use crate::service::{Heartbeat, JoinRequest, Node, NodeInfoJson, SharedNode};
 
 const NODE_ID_FILE: &str = "node_id";
 
@@ -51,21 +51,6 @@ pub fn cpu_load() -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn post_json(
-    client: &reqwest::Client,
-    url: &str,
-    body: &serde_json::Value,
-    token: &str,
-) -> anyhow::Result<serde_json::Value> {
-    let resp = client.post(url).bearer_auth(token).json(body).send().await?;
-    let status = resp.status();
-    let value: serde_json::Value = resp.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("{url} answered {status}: {value}");
-    }
-    Ok(value)
-}
-
 /// Retries `f` every 500 ms until it succeeds or `within` passes.
 async fn retry<T, F, Fut>(what: &str, within: Duration, mut f: F) -> anyhow::Result<T>
 where
@@ -89,9 +74,38 @@ fn join_base(url: &str) -> String {
     url.trim_end_matches('/').to_string()
 }
 
+/// A node that is not a member yet, asking the cluster `--join` names:
+/// over the cluster channel, never with a token (see [`crate::leader_ops`]).
+struct Joiner {
+    join: String,
+    client: reqwest::Client,
+    peers: synod_raft::Peers,
+    sealer: crate::leader_ops::Sealer,
+}
+
+impl Joiner {
+    /// The Raft address of the member `--join` names: its `/health` says.
+    async fn member_raft_addr(&self) -> anyhow::Result<String> {
+        let url = format!("{}/health", join_base(&self.join));
+        let v: serde_json::Value = self.client.get(&url).send().await?.error_for_status()?.json().await?;
+        v["raft_addr"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .with_context(|| format!("{url} names no raft_addr (is it a Synod node of this version?)"))
+    }
+
+    async fn ask(&self, op: &crate::leader_ops::LeaderOp) -> anyhow::Result<crate::leader_ops::LeaderReply> {
+        let addr = self.member_raft_addr().await?;
+        crate::leader_ops::send_as_joiner(&self.peers, &self.sealer, &addr, op, Duration::from_secs(15))
+            .await
+            .map_err(|e| anyhow::anyhow!("{addr}: {e}"))
+    }
+}
+
 /// The node id: from the data dir, else `--node-id`, else allocated by the
 /// cluster we join, else 1 for a new cluster.
-async fn resolve_node_id(cfg: &Config, client: &reqwest::Client, token: &str) -> anyhow::Result<u64> {
+async fn resolve_node_id(cfg: &Config, joiner: Option<&Joiner>) -> anyhow::Result<u64> {
     let dir = &cfg.node.data_dir;
     let file = dir.join(NODE_ID_FILE);
     if let Ok(s) = std::fs::read_to_string(&file) {
@@ -103,15 +117,15 @@ async fn resolve_node_id(cfg: &Config, client: &reqwest::Client, token: &str) ->
         }
         return Ok(stored);
     }
-    let id = match (cfg.node.id, &cfg.node.join) {
+    let id = match (cfg.node.id, joiner) {
         (Some(0), _) => bail!("node id 0 is reserved"),
         (Some(id), _) => id,
-        (None, Some(join)) => {
-            let url = format!("{}/cluster/allocate-id", join_base(join));
-            let empty = serde_json::json!({});
-            let v = retry("allocating a node id", Duration::from_secs(60), || post_json(client, &url, &empty, token))
-                .await?;
-            v["id"].as_u64().context("allocate-id answer without an id")?
+        (None, Some(joiner)) => {
+            let op = crate::leader_ops::LeaderOp::AllocateNodeId;
+            match retry("allocating a node id", Duration::from_secs(60), || joiner.ask(&op)).await? {
+                crate::leader_ops::LeaderReply::NodeId(id) => id,
+                other => bail!("the cluster answered {other:?} to a node id request"),
+            }
         }
         (None, None) => 1,
     };
@@ -226,19 +240,57 @@ fn cluster_keys(cfg: &Config) -> anyhow::Result<(crate::auth::TokenKeys, Vec<u8>
 /// The token every Raft RPC carries: a hash of the cluster secret, so only
 /// nodes given the secret can talk Raft to each other (none with security off).
 fn transport_token(cfg: &Config, material: &[u8]) -> Option<String> {
-    cfg.security.enabled.then(|| {
-        let mut input = b"synod raft transport v1\0".to_vec();
-        input.extend_from_slice(material);
-        crate::auth::sha256(&input).iter().map(|b| format!("{b:02x}")).collect()
-    })
+    cfg.security.enabled.then(|| transport_token_of(material))
+}
+
+/// The Raft transport token of the cluster whose secret is `material`.
+pub fn transport_token_of(material: &[u8]) -> String {
+    let mut input = b"synod raft transport v1\0".to_vec();
+    input.extend_from_slice(material);
+    crate::auth::sha256(&input).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuses `security.enabled: false` on a listener off loopback, and warns
+/// loudly when a listener off loopback carries credentials in clear text:
+/// REST/gRPC without `security.tls` (passwords, tokens, API keys), or the
+/// Raft transport without `security.cluster_tls` (the cluster's transport
+/// token and every replicated write).
+fn check_exposure(cfg: &Config) -> anyhow::Result<()> {
+    let n = &cfg.node;
+    let open: Vec<String> =
+        [("node.http_addr", n.http_addr), ("node.grpc_addr", n.grpc_addr), ("node.raft_addr", n.raft_addr)]
+            .iter()
+            .filter(|(_, a)| !a.ip().is_loopback())
+            .map(|(name, a)| format!("{name} {a}"))
+            .collect();
+    if !cfg.security.enabled {
+        if !open.is_empty() {
+            bail!(
+                "security.enabled is false, which lets anyone who reaches a port act as admin; it is refused off                  loopback ({}). Listen on 127.0.0.1 or turn security on",
+                open.join(", ")
+            );
+        }
+        tracing::warn!("security.enabled is false: for local development only");
+        return Ok(());
+    }
+    let mut clear = Vec::new();
+    if !cfg.security.tls.is_enabled() && (!n.http_addr.ip().is_loopback() || !n.grpc_addr.ip().is_loopback()) {
+        clear.push("REST and gRPC listen off loopback without security.tls: passwords, tokens and API keys cross the network in clear text");
+    }
+    if !cfg.security.cluster_tls.is_enabled() && !n.raft_addr.ip().is_loopback() {
+        clear.push("the Raft transport listens off loopback without security.cluster_tls: whoever can sniff it learns the cluster's transport token and every replicated write");
+    }
+    for warning in clear {
+        eprintln!("WARNING: {warning}");
+        tracing::warn!("{warning}");
+    }
+    Ok(())
 }
 
 /// Runs a node until SIGTERM / SIGINT.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     crate::metrics::install();
-    if !cfg.security.enabled {
-        tracing::warn!("security.enabled is false: for local development only");
-    }
+    check_exposure(&cfg)?;
     if !cfg.storage.fsync {
         let warning = "storage.fsync is false: a crash of this node can lose writes it acknowledged; \
                        for tests and benchmarks only";
@@ -282,10 +334,23 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         TcpListener::bind(cfg.node.raft_addr).await.with_context(|| format!("bind Raft {}", cfg.node.raft_addr))?;
 
     let (keys, material) = cluster_keys(&cfg)?;
-    let join_token = keys
-        .issue("node:joining", crate::auth::DEFAULT_TENANT, crate::auth::Role::Admin, crate::service::now_ms() / 1000)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let id = resolve_node_id(&cfg, &client, &join_token).await?;
+    let sealing = cfg.security.enabled.then_some(material.as_slice());
+    let joiner = match &cfg.node.join {
+        Some(join) => Some(Joiner {
+            join: join.clone(),
+            client: client.clone(),
+            peers: synod_raft::Peers::new(
+                Default::default(),
+                64 * 1024,
+                cluster_tls.clone(),
+                synod_raft::TransportToken::new(transport_token(&cfg, &material).as_deref())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            ),
+            sealer: crate::leader_ops::Sealer::new(sealing),
+        }),
+        None => None,
+    };
+    let id = resolve_node_id(&cfg, joiner.as_ref()).await?;
     let me = SynodNode {
         raft_addr: advertised(&cfg.node.advertise_raft, cfg.node.raft_addr),
         http_addr: advertised(&cfg.node.advertise_http, cfg.node.http_addr),
@@ -358,16 +423,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 tracing::info!(node = id, "bootstrapped a new one-node cluster");
             }
             Some(join) => {
-                let url = format!("{}/cluster/join", join_base(join));
-                let body = serde_json::to_value(JoinRequest {
+                let joiner = joiner.as_ref().expect("made when node.join is set");
+                let op = crate::leader_ops::LeaderOp::AddLearner(JoinRequest {
                     id,
                     raft_addr: me.raft_addr.clone(),
                     http_addr: me.http_addr.clone(),
                     grpc_addr: me.grpc_addr.clone(),
-                })
-                .expect("plain struct");
-                retry("joining the cluster", Duration::from_secs(120), || post_json(&client, &url, &body, &join_token))
-                    .await?;
+                });
+                retry("joining the cluster", Duration::from_secs(120), || joiner.ask(&op)).await?;
                 tracing::info!(node = id, via = %join, "joined as a learner");
             }
         }
@@ -381,7 +444,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.security.login_rate_per_minute,
         cfg.security.tenant_requests_per_second,
     );
-    let node: SharedNode = Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins, models.clone(), security));
+    let sealer = crate::leader_ops::Sealer::new(sealing);
+    let node: SharedNode =
+        Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins, models.clone(), security, sealer));
+    raft.set_leader_ops(Arc::new(crate::leader_ops::Handler(Arc::downgrade(&node))));
     crate::plugins::declare_subprocess_plugins(&cfg, &node.plugins, &node.compiled)?;
     if cfg.node.join.is_none() {
         let n = node.clone();
@@ -516,7 +582,7 @@ async fn heartbeat_loop(node: SharedNode) {
             worker_slots: node.pool_size.load(std::sync::atomic::Ordering::Relaxed) as u32,
             running_tasks: node.raft.store.leased_tasks(Some(node.id())).map(|l| l.len() as u32).unwrap_or(0),
         };
-        match service::do_heartbeat(&crate::auth::AuthContext::node(node.id()), &node, hb, false).await {
+        match node.heartbeat(hb).await {
             Ok(_) => failures = 0,
             Err(e) => {
                 failures += 1;

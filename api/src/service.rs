@@ -7,16 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use synod_config::Config;
-use synod_raft::{RaftNode, ServerState, SynodNode};
+use synod_raft::{RaftNode, ServerState};
 use synod_store::pb::{self, command::Kind, command_result::Outcome};
 
 use crate::error::{ApiError, Result};
-
-/// Header set on requests one node forwards to the leader, so a confused
-/// node never forwards in a loop.
-pub const FORWARDED_HEADER: &str = "x-synod-forwarded";
+use crate::leader_ops::{LeaderOp, LeaderReply};
 
 /// One running node: its Raft, its settings and how it describes itself.
 pub struct Node {
@@ -39,7 +35,9 @@ pub struct Node {
     pub security: crate::identity::Security,
     /// API key id -> last use seen here, flushed to the store now and then.
     pub key_uses: std::sync::Mutex<std::collections::HashMap<String, u64>>,
-    http: reqwest::Client,
+    /// Signs the leader operations this node sends and checks the ones it
+    /// receives (see [`crate::leader_ops`]).
+    pub(crate) sealer: crate::leader_ops::Sealer,
 }
 
 pub type SharedNode = Arc<Node>;
@@ -275,12 +273,8 @@ impl Node {
         plugins: synod_plugins::Registry,
         models: Arc<synod_plugins::Models>,
         security: crate::identity::Security,
+        sealer: crate::leader_ops::Sealer,
     ) -> Node {
-        let http = crate::tls::http_client(
-            crate::server::trusted_ca(&cfg),
-            cfg.cluster.write_timeout.get() + Duration::from_secs(2),
-        )
-        .expect("the CA was loaded at start");
         let pool = cfg.scaling.min_workers.clamp(1, cfg.scaling.max_workers.max(1));
         Node {
             raft,
@@ -295,7 +289,7 @@ impl Node {
             started: Instant::now(),
             security,
             key_uses: Default::default(),
-            http,
+            sealer,
         }
     }
 
@@ -313,84 +307,6 @@ impl Node {
             Some(Outcome::Rejected(r)) => Err(rejection_to_error(r)),
             Some(o) => Ok((o, out.log_index)),
             None => Err(ApiError::Internal("empty command result".into())),
-        }
-    }
-
-    /// Runs `local` if this node leads; otherwise forwards the same REST
-    /// call to the leader and returns its answer.
-    async fn on_leader<T, F>(
-        &self,
-        forwarded: bool,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-        local: F,
-    ) -> Result<T>
-    where
-        T: serde::de::DeserializeOwned,
-        F: std::future::Future<Output = Result<T>>,
-    {
-        let deadline = Instant::now() + self.cfg.cluster.write_timeout.get();
-        loop {
-            if self.raft.is_leader() {
-                return local.await;
-            }
-            if forwarded {
-                return Err(ApiError::Unavailable(format!("node {} is not the leader", self.id())));
-            }
-            if let Some((leader, node)) = self.raft.leader().filter(|(l, _)| *l != self.id()) {
-                return self.forward(leader, &node, method, path, body).await;
-            }
-            if Instant::now() >= deadline {
-                return Err(ApiError::Unavailable("no leader elected".into()));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// A short-lived admin token this node presents to other nodes: the
-    /// caller was checked here already.
-    pub fn node_token(&self) -> Result<String> {
-        self.security.keys.issue(
-            &format!("node:{}", self.id()),
-            crate::auth::DEFAULT_TENANT,
-            crate::auth::Role::Admin,
-            self.raft.cluster_now_ms() / 1000,
-        )
-    }
-
-    async fn forward<T: serde::de::DeserializeOwned>(
-        &self,
-        leader: u64,
-        node: &SynodNode,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<T> {
-        let scheme = if self.cfg.security.tls.is_enabled() { "https" } else { "http" };
-        let url = format!("{scheme}://{}{path}", node.http_addr);
-        let mut req = self
-            .http
-            .request(method, &url)
-            .header(FORWARDED_HEADER, self.id().to_string())
-            .bearer_auth(self.node_token()?);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                ApiError::Unavailable(format!("leader {leader} unreachable: {e}"))
-            } else {
-                ApiError::Indeterminate(format!("forwarded to leader {leader}: {e}"))
-            }
-        })?;
-        let status = resp.status();
-        let value: Value =
-            resp.json().await.map_err(|e| ApiError::Indeterminate(format!("leader {leader} answer: {e}")))?;
-        if status.is_success() {
-            serde_json::from_value(value).map_err(|e| ApiError::Internal(format!("leader {leader} answer: {e}")))
-        } else {
-            Err(ApiError::from_body(status.as_u16(), &value))
         }
     }
 
@@ -471,7 +387,7 @@ impl Node {
     }
 
     /// The liveness of every registered node, by id.
-    fn liveness_map(&self) -> Result<BTreeMap<u64, &'static str>> {
+    pub(crate) fn liveness_map(&self) -> Result<BTreeMap<u64, &'static str>> {
         let now = self.raft.cluster_now_ms();
         Ok(self
             .raft
@@ -487,16 +403,10 @@ impl Node {
 
 use crate::auth::AuthContext;
 
-/// Logs and counts a membership change where the caller made it (not on
-/// the leader it was forwarded to, where the caller is a node).
-fn audited(
-    ctx: &AuthContext,
-    forwarded: bool,
-    event: &'static str,
-    id: u64,
-    r: Result<MembershipReply>,
-) -> Result<MembershipReply> {
-    if !forwarded && let Ok(reply) = &r {
+/// Logs and counts a membership change where the caller made it (the
+/// leader that carried it out may be another node).
+fn audited(ctx: &AuthContext, event: &'static str, id: u64, r: Result<MembershipReply>) -> Result<MembershipReply> {
+    if let Ok(reply) = &r {
         crate::identity::audit(event, &ctx.subject, &format!("node {id}: {}", reply.message));
     }
     r
@@ -663,182 +573,47 @@ fn check_addr(what: &str, addr: &str) -> Result<()> {
     Ok(())
 }
 
-/// Adds a node as a learner (leader only; forwarded otherwise). Used by
-/// `--join` and `synod cluster add-learner`.
-pub async fn do_add_learner(
-    ctx: &AuthContext,
-    node: &Node,
-    req: JoinRequest,
-    forwarded: bool,
-) -> Result<MembershipReply> {
-    ctx.require_admin()?;
+/// The checks of a join request that need no state.
+pub(crate) fn check_join_request(req: &JoinRequest) -> Result<()> {
     if req.id == 0 {
         return Err(ApiError::InvalidArgument("node id 0 is reserved".into()));
     }
     check_addr("raft_addr", &req.raft_addr)?;
-    check_addr("http_addr", &req.http_addr)?;
-    let body = serde_json::to_value(&req).expect("plain struct");
-    let r = node
-        .on_leader(forwarded, reqwest::Method::POST, "/cluster/add-learner", Some(&body), async {
-            if !node.cfg.storage.fsync && !node.cfg.storage.fsync_off_in_cluster {
-                return Err(ApiError::FailedPrecondition {
-                    message: "this leader runs with storage.fsync false, so a crash can lose writes the cluster \
-                              acknowledged: turn fsync on, or set storage.fsync_off_in_cluster: true"
-                        .into(),
-                    details: None,
-                });
-            }
-            let m = node.raft.metrics();
-            if m.membership_config.membership().voter_ids().any(|v| v == req.id) {
-                return Ok(MembershipReply { log_index: 0, message: format!("node {} is already a voter", req.id) });
-            }
-            let synod_node = SynodNode {
-                raft_addr: req.raft_addr.clone(),
-                http_addr: req.http_addr.clone(),
-                grpc_addr: req.grpc_addr.clone(),
-            };
-            // A node that cannot be reached (or, with cluster TLS, whose
-            // certificate is not the cluster CA's) never becomes a member.
-            node.raft.probe(req.id, &req.raft_addr).await?;
-            let log_index = node.raft.add_learner(req.id, synod_node).await?;
-            tracing::info!(node = req.id, raft_addr = %req.raft_addr, "learner added");
-            Ok(MembershipReply { log_index, message: format!("node {} added as a learner", req.id) })
-        })
-        .await;
-    audited(ctx, forwarded, "membership_add_learner", req.id, r)
+    check_addr("http_addr", &req.http_addr)
 }
 
-pub async fn do_promote(ctx: &AuthContext, node: &Node, id: u64, forwarded: bool) -> Result<MembershipReply> {
+/// Adds a node as a learner (on the leader, wherever it is). Used by
+/// `--join` (over the cluster channel) and `synod cluster add-learner`.
+pub async fn do_add_learner(ctx: &AuthContext, node: &Node, req: JoinRequest) -> Result<MembershipReply> {
     ctx.require_admin()?;
-    let r = node
-        .on_leader(forwarded, reqwest::Method::POST, &format!("/cluster/nodes/{id}/promote"), None, async {
-            let m = node.raft.metrics();
-            let membership = m.membership_config.membership();
-            if membership.voter_ids().any(|v| v == id) {
-                return Ok(MembershipReply { log_index: 0, message: format!("node {id} is already a voter") });
-            }
-            if !membership.learner_ids().any(|l| l == id) {
-                return Err(ApiError::NotFound(format!("node {id} is not a learner of this cluster")));
-            }
-            let log_index = node.raft.promote(id).await?;
-            tracing::info!(node = id, "learner promoted to voter");
-            Ok(MembershipReply { log_index, message: format!("node {id} promoted to voter") })
-        })
-        .await;
-    audited(ctx, forwarded, "membership_promote", id, r)
+    check_join_request(&req)?;
+    let id = req.id;
+    let r = node.on_leader(LeaderOp::AddLearner(req)).await.and_then(LeaderReply::membership);
+    audited(ctx, "membership_add_learner", id, r)
 }
 
-pub async fn do_demote(
-    ctx: &AuthContext,
-    node: &Node,
-    id: u64,
-    force: bool,
-    forwarded: bool,
-) -> Result<MembershipReply> {
+pub async fn do_promote(ctx: &AuthContext, node: &Node, id: u64) -> Result<MembershipReply> {
     ctx.require_admin()?;
-    let path = format!("/cluster/nodes/{id}/demote{}", if force { "?force=true" } else { "" });
-    let r = node
-        .on_leader(forwarded, reqwest::Method::POST, &path, None, async {
-            let m = node.raft.metrics();
-            if !m.membership_config.membership().voter_ids().any(|v| v == id) {
-                return Err(ApiError::NotFound(format!("node {id} is not a voter of this cluster")));
-            }
-            check_quorum_after_removing(node, id, force)?;
-            let log_index = node.raft.demote(id).await?;
-            tracing::info!(node = id, "voter demoted to learner");
-            Ok(MembershipReply { log_index, message: format!("node {id} demoted to learner") })
-        })
-        .await;
-    audited(ctx, forwarded, "membership_demote", id, r)
+    let r = node.on_leader(LeaderOp::Promote { id }).await.and_then(LeaderReply::membership);
+    audited(ctx, "membership_promote", id, r)
 }
 
-/// Refuses to take voter `id` out when the remaining voters would not hold
-/// a quorum of live nodes.
-fn check_quorum_after_removing(node: &Node, id: u64, force: bool) -> Result<()> {
-    let m = node.raft.metrics();
-    let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-    if !voters.contains(&id) {
-        return Ok(());
-    }
-    let remaining: Vec<u64> = voters.iter().copied().filter(|v| *v != id).collect();
-    if remaining.is_empty() {
-        return Err(ApiError::FailedPrecondition {
-            message: format!("node {id} is the last voter; a cluster cannot remove its last voter"),
-            details: None,
-        });
-    }
-    let liveness = node.liveness_map()?;
-    let live: Vec<u64> =
-        remaining.iter().copied().filter(|v| *v == node.id() || liveness.get(v).copied() == Some("alive")).collect();
-    let quorum = remaining.len() / 2 + 1;
-    if live.len() < quorum && !force {
-        return Err(ApiError::FailedPrecondition {
-            message: format!(
-                "removing voter {id} would leave {} live of {} voters, below the quorum of {quorum}; pass --force (force=true) to do it anyway",
-                live.len(),
-                remaining.len()
-            ),
-            details: Some(serde_json::json!({"remaining_voters": remaining, "live_voters": live, "quorum": quorum})),
-        });
-    }
-    Ok(())
-}
-
-pub async fn do_remove(
-    ctx: &AuthContext,
-    node: &Node,
-    id: u64,
-    force: bool,
-    forwarded: bool,
-) -> Result<MembershipReply> {
+pub async fn do_demote(ctx: &AuthContext, node: &Node, id: u64, force: bool) -> Result<MembershipReply> {
     ctx.require_admin()?;
-    let path = format!("/cluster/nodes/{id}/remove{}", if force { "?force=true" } else { "" });
-    let r = node
-        .on_leader(forwarded, reqwest::Method::POST, &path, None, async {
-            let m = node.raft.metrics();
-            let member = m.membership_config.membership().get_node(&id).is_some();
-            let registered = node.raft.store.get_node(id)?.is_some();
-            if !member && !registered {
-                return Err(ApiError::NotFound(format!("node {id} is not part of this cluster")));
-            }
-            check_quorum_after_removing(node, id, force)?;
-            let mut log_index = 0;
-            if member {
-                log_index = node.raft.remove(id).await?;
-            }
-            if registered {
-                let (_, idx) = node.propose(Kind::RemoveNode(pb::RemoveNode { node_id: id })).await?;
-                log_index = idx;
-            }
-            tracing::info!(node = id, force, "node removed");
-            Ok(MembershipReply { log_index, message: format!("node {id} removed") })
-        })
-        .await;
-    audited(ctx, forwarded, "membership_remove", id, r)
+    let r = node.on_leader(LeaderOp::Demote { id, force }).await.and_then(LeaderReply::membership);
+    audited(ctx, "membership_demote", id, r)
 }
 
-pub async fn do_transfer_leader(ctx: &AuthContext, node: &Node, id: u64, forwarded: bool) -> Result<MembershipReply> {
+pub async fn do_remove(ctx: &AuthContext, node: &Node, id: u64, force: bool) -> Result<MembershipReply> {
     ctx.require_admin()?;
-    let r = node
-        .on_leader(forwarded, reqwest::Method::POST, &format!("/cluster/nodes/{id}/transfer-leader"), None, async {
-            let m = node.raft.metrics();
-            if !m.membership_config.membership().voter_ids().any(|v| v == id) {
-                return Err(ApiError::NotFound(format!("node {id} is not a voter of this cluster")));
-            }
-            if id == node.id() {
-                return Ok(MembershipReply { log_index: 0, message: format!("node {id} already leads") });
-            }
-            node.raft.transfer_leader(id).await?;
-            // Wait for the handover so the caller sees the new leader.
-            let waited =
-                node.raft.raft.wait(Some(node.cfg.cluster.write_timeout.get())).current_leader(id, "transfer").await;
-            match waited {
-                Ok(_) => Ok(MembershipReply { log_index: 0, message: format!("node {id} is now the leader") }),
-                Err(e) => Err(ApiError::Unavailable(format!("leadership transfer to {id} not confirmed: {e}"))),
-            }
-        })
-        .await;
-    audited(ctx, forwarded, "leader_transfer", id, r)
+    let r = node.on_leader(LeaderOp::Remove { id, force }).await.and_then(LeaderReply::membership);
+    audited(ctx, "membership_remove", id, r)
+}
+
+pub async fn do_transfer_leader(ctx: &AuthContext, node: &Node, id: u64) -> Result<MembershipReply> {
+    ctx.require_admin()?;
+    let r = node.on_leader(LeaderOp::TransferLeader { id }).await.and_then(LeaderReply::membership);
+    audited(ctx, "leader_transfer", id, r)
 }
 
 pub async fn do_set_draining(ctx: &AuthContext, node: &Node, id: u64, draining: bool) -> Result<RegistryEntryView> {
@@ -851,54 +626,14 @@ pub async fn do_set_draining(ctx: &AuthContext, node: &Node, id: u64, draining: 
     }
 }
 
-/// A node's heartbeat, stamped with the leader's clock (leader only;
-/// forwarded otherwise). Registers the node, or refreshes its record.
-pub async fn do_heartbeat(ctx: &AuthContext, node: &Node, hb: Heartbeat, forwarded: bool) -> Result<MembershipReply> {
-    ctx.require_admin()?;
-    let body = serde_json::to_value(&hb).expect("plain struct");
-    node.on_leader(forwarded, reqwest::Method::POST, "/internal/heartbeat", Some(&body), async {
-        let info: pb::NodeInfo = hb.info.clone().into();
-        // A removed node that has not stopped yet must not register itself
-        // again: only members of the cluster heartbeat.
-        if node.raft.metrics().membership_config.membership().get_node(&info.id).is_none() {
-            return Err(ApiError::FailedPrecondition {
-                message: format!("node {} is not a member of this cluster", info.id),
-                details: None,
-            });
-        }
-        let known = node.raft.store.get_node(info.id)?;
-        let needs_register = match &known {
-            None => true,
-            Some(rec) => {
-                let mut old = rec.info.clone().unwrap_or_default();
-                old.labels = info.labels.clone();
-                old != info
-            }
-        };
-        let kind = if needs_register {
-            Kind::RegisterNode(pb::RegisterNode { labels_set: known.is_none(), info: Some(info) })
-        } else {
-            Kind::Heartbeat(pb::NodeHeartbeat {
-                node_id: info.id,
-                applied_index: hb.applied_index,
-                load: Some(pb::NodeLoad {
-                    cpu_load: hb.cpu_load,
-                    running_tasks: hb.running_tasks,
-                    worker_slots: hb.worker_slots,
-                }),
-            })
-        };
-        let (_, log_index) = node.propose(kind).await?;
-        Ok(MembershipReply { log_index, message: "ok".into() })
-    })
-    .await
-}
-
 /// `/health`: this node's view, always 200 while the process serves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HealthView {
     pub status: String,
     pub node_id: u64,
+    /// Where this node's Raft transport listens (a joining node sends its
+    /// request there).
+    pub raft_addr: String,
     pub role: String,
     pub term: u64,
     pub leader_id: Option<u64>,
@@ -940,6 +675,7 @@ pub fn do_health(node: &Node) -> HealthView {
     HealthView {
         status: "ok".into(),
         node_id: node.id(),
+        raft_addr: node.info.raft_addr.clone(),
         role: if member { role } else { "none" }.into(),
         term: m.current_term,
         leader_id: m.current_leader,

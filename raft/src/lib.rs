@@ -31,8 +31,8 @@ pub use clock::{ClusterClock, wall_ms};
 pub use error::{Error, Result};
 pub use impl_raft_log_storage::LogStore;
 pub use impl_raft_state_machine::StateMachine;
-pub use network::{ClusterTls, Peers, TransportToken};
-pub use node::{RaftConfig, RaftNode, WriteOutcome};
+pub use network::{ClusterTls, Peers, TransportToken, send_leader_op};
+pub use node::{LeaderOps, RaftConfig, RaftNode, WriteOutcome};
 pub use openraft::ServerState;
 pub use types::*;
 

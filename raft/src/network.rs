@@ -162,6 +162,35 @@ impl Peers {
     }
 }
 
+/// Sends a leader operation (see [`crate::node::LeaderOps`]) to the node at
+/// `addr` (`id` 0 for a node not known by id, as a joining node's seed) and
+/// answers the encoded outcome. A call that was refused or never left this
+/// node is `Unavailable` (nothing ran); one that failed after it was sent
+/// is `Indeterminate`.
+pub async fn send_leader_op(
+    peers: &Peers,
+    id: u64,
+    addr: &str,
+    data: Vec<u8>,
+    timeout: Duration,
+) -> crate::Result<Vec<u8>> {
+    use tonic::Code;
+    let mut client = peers.client(id, addr).map_err(crate::Error::Unavailable)?;
+    let mut req = tonic::Request::new(Blob { data });
+    req.set_timeout(timeout);
+    let started = Instant::now();
+    let result = client.leader_op(req).await;
+    crate::metrics::rpc("leader_op", result.is_ok(), started.elapsed());
+    match result {
+        Ok(reply) => Ok(reply.into_inner().data),
+        Err(s) if never_sent(&s) => Err(crate::Error::Unavailable(format!("{addr} is unreachable: {}", s.message()))),
+        Err(s) if matches!(s.code(), Code::Unauthenticated | Code::Unimplemented | Code::FailedPrecondition) => {
+            Err(crate::Error::Unavailable(format!("{addr} refused: {}", s.message())))
+        }
+        Err(s) => Err(crate::Error::Indeterminate(format!("leader operation sent to {addr}: {}", s.message()))),
+    }
+}
+
 impl RaftNetworkFactory<TypeConfig> for Peers {
     type Network = PeerConn;
 

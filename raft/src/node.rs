@@ -74,6 +74,17 @@ pub struct RaftNode {
     write_timeout: Duration,
     metrics_task: Arc<tokio::task::JoinHandle<()>>,
     token: TransportToken,
+    /// The handler of [`crate::pb::raft_service_server::RaftService::leader_op`], set
+    /// once the layer above is up.
+    pub(crate) leader_ops: Arc<std::sync::OnceLock<Arc<dyn LeaderOps>>>,
+}
+
+/// What a node does with a leader operation it receives over the cluster
+/// channel. The layer above defines the operations, signs and checks them;
+/// Raft only carries the bytes (it knows nothing of auth or JSON).
+pub trait LeaderOps: Send + Sync + 'static {
+    /// Answers the encoded outcome of the encoded operation `data`.
+    fn handle(&self, data: Vec<u8>) -> futures::future::BoxFuture<'static, Vec<u8>>;
 }
 
 fn ms(d: Duration) -> u64 {
@@ -107,7 +118,17 @@ impl RaftNode {
             .await
             .map_err(|e| Error::Internal(format!("start raft: {e}")))?;
         let metrics_task = Arc::new(tokio::spawn(crate::metrics::watch(raft.clone(), store.clone())));
-        Ok(RaftNode { id: cfg.id, raft, store, sm, peers, write_timeout: cfg.write_timeout, metrics_task, token })
+        Ok(RaftNode {
+            id: cfg.id,
+            raft,
+            store,
+            sm,
+            peers,
+            write_timeout: cfg.write_timeout,
+            metrics_task,
+            token,
+            leader_ops: Default::default(),
+        })
     }
 
     /// The tonic service other nodes call; it refuses calls without the
@@ -273,6 +294,21 @@ impl RaftNode {
             }
             Err(status) => Err(Error::Indeterminate(format!("forwarded to leader {leader}: {}", status.message()))),
         }
+    }
+
+    /// Sets the handler of leader operations other nodes send here (once;
+    /// a second call changes nothing). Until then they are refused.
+    pub fn set_leader_ops(&self, ops: Arc<dyn LeaderOps>) {
+        let _ = self.leader_ops.set(ops);
+    }
+
+    /// Sends a leader operation to member `target` over the cluster channel
+    /// and answers its encoded outcome.
+    pub async fn send_leader_op(&self, target: u64, data: Vec<u8>, timeout: Duration) -> Result<Vec<u8>> {
+        let Some(node) = self.metrics().membership_config.membership().get_node(&target).cloned() else {
+            return Err(Error::Unavailable(format!("node {target} is not a member")));
+        };
+        crate::network::send_leader_op(&self.peers, target, &node.raft_addr, data, timeout).await
     }
 
     /// A linearizable read barrier: returns once this node has applied

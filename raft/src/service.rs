@@ -126,6 +126,14 @@ impl RaftService for RaftServiceImpl {
         Ok(Response::new(Empty {}))
     }
 
+    async fn leader_op(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        // Refused before the handler is set: a definite failure the sender retries.
+        let Some(ops) = self.node.leader_ops.get().cloned() else {
+            return Err(Status::failed_precondition("this node is starting: it takes no leader operations yet"));
+        };
+        Ok(Response::new(Blob { data: ops.handle(req.into_inner().data).await }))
+    }
+
     async fn read_index(&self, req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
         match self.node.read_index_local(req.into_inner().lease).await {
             Ok(Some(read_index)) => Ok(Response::new(ReadIndexReply { read_index })),

@@ -8,6 +8,7 @@ mod t40_membership;
 mod t50_restart_all;
 mod t60_tasks;
 mod t70_security;
+mod t72_cluster_channel;
 mod t80_tls;
 mod t90_vectors;
 mod t95_models;

@@ -38,12 +38,19 @@ async fn remove_a_node_then_add_a_fresh_one() {
     assert!(!status["nodes"].as_array().unwrap().iter().any(|n| n["id"] == victim_id), "{status}");
     let (_, reg) = t.get(leader, "/agents/registry").await.unwrap();
     assert!(!reg["nodes"].as_array().unwrap().iter().any(|n| n["id"] == victim_id), "{reg}");
-    // A removed node that still runs cannot register itself again.
-    let hb = serde_json::json!({"info": {"id": victim_id, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:1",
-        "grpc_addr": "127.0.0.1:1", "version": "x", "labels": {},
-        "capacity": {"cpus": 1, "memory_bytes": 1, "worker_slots": 1}}, "applied_index": 0, "cpu_load": 0.0});
-    let r = t.http.post(format!("{}/internal/heartbeat", t.nodes[leader].url())).json(&hb).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 412, "{}", r.text().await.unwrap());
+    // A removed node that still runs cannot register itself again: its
+    // heartbeat, signed as a member's would be, is refused by the leader.
+    let hb = serde_json::from_value(serde_json::json!({"info": {"id": victim_id, "raft_addr": "127.0.0.1:1",
+        "http_addr": "127.0.0.1:1", "grpc_addr": "127.0.0.1:1", "version": "x", "labels": {},
+        "capacity": {"cpus": 1, "memory_bytes": 1, "worker_slots": 1}}, "applied_index": 0, "cpu_load": 0.0}))
+    .unwrap();
+    let sealed = sealer(&t).seal(victim_id, synod_raft::wall_ms(), 1, &synod_api::leader_ops::LeaderOp::Heartbeat(hb));
+    match send_leader_op(&t, leader, sealed, true).await {
+        Err(synod_api::error::ApiError::FailedPrecondition { message, .. }) => {
+            assert!(message.contains("not a member"), "{message}")
+        }
+        other => panic!("a removed node's heartbeat was not refused: {other:?}"),
+    }
 
     // A fresh node joins and is promoted, since voters < cluster.voters.
     let fresh = t.add_node(Some(leader), &fast_args()).unwrap();

@@ -189,3 +189,25 @@ pub async fn must_plugin_ready(t: &LocalCluster, via: usize, name: &str, sha: Op
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A signer of leader operations holding the cluster's secret, as every
+/// node of `t` does.
+pub fn sealer(t: &LocalCluster) -> synod_api::leader_ops::Sealer {
+    synod_api::leader_ops::Sealer::new(Some(t.secret.as_bytes()))
+}
+
+/// Sends the sealed leader operation `data` to node `i` over the cluster
+/// channel, as another node (or a joining one) would; `token` false leaves
+/// the cluster's transport token out.
+pub async fn send_leader_op(
+    t: &LocalCluster,
+    i: usize,
+    data: Vec<u8>,
+    token: bool,
+) -> synod_api::error::Result<synod_api::leader_ops::LeaderReply> {
+    let token = token.then(|| synod_api::server::transport_token_of(t.secret.as_bytes()));
+    let token = synod_raft::TransportToken::new(token.as_deref()).expect("an ASCII token");
+    let peers = synod_raft::Peers::new(Default::default(), 64 * 1024, None, token);
+    let bytes = synod_raft::send_leader_op(&peers, 0, &t.nodes[i].raft, data, Duration::from_secs(15)).await?;
+    synod_api::leader_ops::decode_reply(&bytes, "the node")
+}
