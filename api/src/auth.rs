@@ -144,9 +144,13 @@ pub struct Claims {
     pub iat: u64,
     pub exp: u64,
     pub jti: String,
-    /// A user token's `token_generation` at issue (absent on node tokens).
+    /// A user token's `token_generation` at issue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
+    /// The `user_id` of the user it was issued to: a user created again
+    /// under the same name has another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u64>,
 }
 
 /// What a valid token says.
@@ -156,6 +160,7 @@ pub struct Verified {
     /// Issue time, seconds since the epoch.
     pub iat: u64,
     pub generation: Option<u64>,
+    pub uid: Option<u64>,
 }
 
 /// The cluster's token keys. The algorithm is fixed here, from config;
@@ -219,20 +224,23 @@ impl TokenKeys {
     }
 
     /// A signed token for `sub` acting in `tenant` with `role`, valid for
-    /// the configured lifetime from `now_s` (seconds since the epoch).
+    /// the configured lifetime from `now_s` (seconds since the epoch),
+    /// without a user id or generation (the form of older versions; a user
+    /// with an id refuses it).
     pub fn issue(&self, sub: &str, tenant: &str, role: Role, now_s: u64) -> Result<String> {
-        self.issue_generation(sub, tenant, role, now_s, None)
+        self.issue_for(sub, tenant, role, now_s, None)
     }
 
-    /// As [`TokenKeys::issue`], for a user whose `token_generation` is
-    /// `generation`: the token is void once the user's tokens are revoked.
-    pub fn issue_generation(
+    /// As [`TokenKeys::issue`], for user `sub` of `user_id` whose
+    /// `token_generation` is `generation`: the token is void once the
+    /// user's tokens are revoked, or the user is deleted.
+    pub fn issue_for(
         &self,
         sub: &str,
         tenant: &str,
         role: Role,
         now_s: u64,
-        generation: Option<u64>,
+        user: Option<(u64, u64)>,
     ) -> Result<String> {
         let claims = Claims {
             sub: sub.to_string(),
@@ -241,7 +249,8 @@ impl TokenKeys {
             iat: now_s,
             exp: now_s + self.ttl.as_secs(),
             jti: random_token(12),
-            generation,
+            generation: user.map(|(_, g)| g),
+            uid: user.map(|(id, _)| id),
         };
         jsonwebtoken::encode(&Header::new(self.alg), &claims, &self.encoding)
             .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
@@ -271,6 +280,7 @@ impl TokenKeys {
             ctx: AuthContext { subject: c.sub, tenant: c.tenant, role },
             iat: c.iat,
             generation: c.generation,
+            uid: c.uid,
         })
     }
 }

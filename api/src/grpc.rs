@@ -98,7 +98,7 @@ pub const GRPC_METHODS: &[(&str, Access)] = &[
     ("Identity.DeleteUser", Access::Admin),
     ("Identity.CreateTenant", Access::Admin),
     ("Identity.ListTenants", Access::Admin),
-    ("Identity.CreateApiKey", Access::Read),
+    ("Identity.CreateApiKey", Access::Write),
     ("Identity.ListApiKeys", Access::Read),
     ("Identity.RevokeApiKey", Access::Read),
     ("Vectors.CreateCollection", Access::Write),

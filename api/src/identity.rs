@@ -18,10 +18,11 @@ use crate::service::{Node, command};
 pub struct Security {
     pub enabled: bool,
     pub keys: TokenKeys,
-    /// Login attempts per user name.
-    user_logins: RateLimiter,
-    /// Login attempts per client address (ten times the per-user rate:
-    /// many users may share an address).
+    /// Failed logins allowed per user and minute, counted in the user's
+    /// replicated record (so on every node alike).
+    logins_per_minute: u32,
+    /// Login attempts per client address on this node (ten times the
+    /// per-user rate: many users may share an address).
     addr_logins: RateLimiter,
     /// Requests per tenant on this node.
     tenant_requests: TokenBuckets,
@@ -33,7 +34,7 @@ impl Security {
         Security {
             enabled,
             keys,
-            user_logins: RateLimiter::new(logins_per_minute, minute),
+            logins_per_minute: logins_per_minute.max(1),
             addr_logins: RateLimiter::new(logins_per_minute.saturating_mul(10), minute),
             tenant_requests: TokenBuckets::new(tenant_rps),
         }
@@ -78,6 +79,9 @@ impl TokenBuckets {
     }
 }
 
+/// The window of the cluster-wide failed login count.
+const LOGIN_WINDOW_MS: u64 = 60_000;
+
 /// Most keys a limiter tracks; beyond that old entries are dropped.
 const MAX_TRACKED: usize = 10_000;
 
@@ -98,11 +102,18 @@ impl RateLimiter {
     fn check(&self, key: &str) -> std::result::Result<(), u64> {
         let mut seen = self.seen.lock().expect("rate limiter lock is never poisoned");
         let now = Instant::now();
-        if seen.len() >= MAX_TRACKED {
+        if seen.len() >= MAX_TRACKED && !seen.contains_key(key) {
             seen.retain(|_, (start, _)| now.duration_since(*start) < self.window);
             if seen.len() >= MAX_TRACKED {
-                // Still full: forget everything rather than grow without bound.
-                seen.clear();
+                // Still full: forget the keys that are not at their limit
+                // (a limited key is never forgotten, so filling the table
+                // lifts no limit).
+                let limit = self.limit;
+                seen.retain(|_, (_, n)| *n >= limit);
+            }
+            if seen.len() >= MAX_TRACKED {
+                // Every tracked key is limited: new keys wait too.
+                return Err(self.window.as_secs().max(1));
             }
         }
         let entry = seen.entry(key.to_string()).or_insert((now, 0));
@@ -183,19 +194,20 @@ fn caller(node: &Node, bearer: Option<&[u8]>, api_key: Option<&[u8]>, tenant: Op
     Ok(ctx)
 }
 
-/// A user's token stays good only while the user exists and has not
-/// changed (password, role, tenant) since it was issued: its generation is
-/// the user's current one. (Tokens of older builds carry none and are
-/// judged by their issue time.)
+/// A user's token stays good only while its user exists (the same user:
+/// one created again under the name has another id) and has not changed
+/// (password, role, tenant) since it was issued: its generation is the
+/// user's current one. (Tokens of older builds carry neither; only a user
+/// of an older build, without an id, takes them, judged by issue time.)
 fn current_user_token(node: &Node, v: &auth::Verified) -> Result<()> {
-    let user = node
-        .raft
-        .store
-        .get_user(&v.ctx.subject)?
-        .ok_or_else(|| ApiError::Unauthenticated("token of a deleted user".into()))?;
+    let gone = || ApiError::Unauthenticated("token of a deleted user".into());
+    let user = node.raft.store.get_user(&v.ctx.subject)?.ok_or_else(gone)?;
+    if v.uid.unwrap_or(0) != user.user_id {
+        return Err(gone());
+    }
     let revoked = match v.generation {
         Some(g) => g < user.token_generation,
-        None => v.iat.saturating_mul(1000) < user.tokens_not_before_ms,
+        None => v.iat.saturating_mul(1000) <= user.tokens_not_before_ms,
     };
     if revoked {
         return Err(ApiError::Unauthenticated("token issued before the user last changed; log in again".into()));
@@ -223,6 +235,7 @@ fn api_key_caller(node: &Node, key: &str) -> Result<AuthContext> {
         .raft
         .store
         .get_user(&rec.owner)?
+        .filter(|u| u.user_id == rec.owner_id)
         .ok_or_else(|| ApiError::Unauthenticated("API key of a deleted user".into()))?;
     let owner_role = Role::from_pb(owner.role).ok_or_else(bad)?;
     if owner_role != Role::Admin && owner.tenant != rec.tenant {
@@ -268,15 +281,27 @@ pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<Lo
         return Err(ApiError::Unauthenticated("wrong user name or password".into()));
     }
     let sec = &node.security;
-    // The address first, and stop there: a flood from one address must not
-    // grow the per-user table.
-    let limited =
-        sec.addr_logins.check(client).and_then(|()| sec.user_logins.check(&format!("{}@{client}", req.username)));
-    if let Err(wait) = limited {
+    if let Err(wait) = sec.addr_logins.check(client) {
         audit("login_rate_limited", &req.username, client);
-        return Err(ApiError::RateLimited { message: "too many login attempts".into(), retry_after_s: wait });
+        return Err(ApiError::RateLimited {
+            message: "too many login attempts from this address".into(),
+            retry_after_s: wait,
+        });
     }
     let user = node.raft.store.get_user(&req.username)?;
+    let now = node.raft.cluster_now_ms();
+    // Failures counted by the whole cluster: while over the limit even the
+    // right password is refused, so guessing gains nothing.
+    if let Some(u) = &user {
+        let window_end = u.failed_logins_since_ms.saturating_add(LOGIN_WINDOW_MS);
+        if u.failed_logins >= sec.logins_per_minute && now < window_end {
+            audit("login_rate_limited", &req.username, client);
+            return Err(ApiError::RateLimited {
+                message: format!("too many failed logins for {}; retry later", req.username),
+                retry_after_s: (window_end - now).div_ceil(1000).max(1),
+            });
+        }
+    }
     // Check a hash even for an unknown user, so timing does not tell who exists.
     let hash = match &user {
         Some(u) => u.password_hash.clone(),
@@ -284,17 +309,24 @@ pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<Lo
     };
     let password = req.password.clone();
     let ok = argon2_task(move || auth::verify_password(&hash, &password)).await?;
+    let known = user.is_some();
     let Some(user) = user.filter(|_| ok) else {
         audit("login_failed", &req.username, client);
+        if known {
+            let failure = pb::RecordLoginFailure { name: req.username.clone(), window_ms: LOGIN_WINDOW_MS };
+            if let Err(e) = node.propose(Kind::RecordLoginFailure(failure)).await {
+                tracing::warn!(error = %e, user = %req.username, "recording a failed login");
+            }
+        }
         return Err(ApiError::Unauthenticated("wrong user name or password".into()));
     };
     let role = Role::from_pb(user.role).ok_or_else(|| ApiError::Internal("user without a role".into()))?;
-    let token = node.security.keys.issue_generation(
+    let token = node.security.keys.issue_for(
         &user.name,
         &user.tenant,
         role,
-        node.raft.cluster_now_ms() / 1000,
-        Some(user.token_generation),
+        now / 1000,
+        Some((user.user_id, user.token_generation)),
     )?;
     audit("login", &user.name, client);
     Ok(LoginResponse { access_token: token, token_type: "bearer".into(), expires_in: node.security.keys.ttl.as_secs() })
@@ -402,19 +434,28 @@ pub async fn do_create_user(ctx: &AuthContext, node: &Node, req: UserRequest) ->
     let role = Role::parse(&req.role)?;
     let tenant = req.tenant.clone().unwrap_or_else(|| ctx.tenant.clone());
     auth::check_tenant_name(&tenant)?;
-    create_user(node, &req.username, &req.password, &tenant, role, false).await.inspect(|u| {
+    create_user(node, &req.username, &req.password, &tenant, role, Creation::New).await.inspect(|u| {
         audit("user_created", &ctx.subject, &format!("{} in {} as {}", u.username, u.tenant, u.role));
     })
 }
 
-/// Creates (or with `replace`, replaces) a user, creating its tenant first.
+/// How [`create_user`] creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation {
+    /// A new user; refused if the name is taken.
+    New,
+    /// The cluster's first admin: refused once one was ever created.
+    FirstAdmin,
+}
+
+/// Creates a user, creating its tenant first.
 pub async fn create_user(
     node: &Node,
     name: &str,
     password: &str,
     tenant: &str,
     role: Role,
-    replace: bool,
+    how: Creation,
 ) -> Result<UserView> {
     node.propose(Kind::PutTenant(pb::PutTenant { name: tenant.to_string() })).await?;
     let password = password.to_string();
@@ -426,7 +467,14 @@ pub async fn create_user(
         password_hash: hash,
         ..Default::default()
     };
-    match node.propose(Kind::PutUser(pb::PutUser { user: Some(user), replace, revoke_tokens: false })).await?.0 {
+    let put = pb::PutUser {
+        user: Some(user),
+        replace: false,
+        revoke_tokens: false,
+        revoke_api_keys: false,
+        bootstrap: how == Creation::FirstAdmin,
+    };
+    match node.propose(Kind::PutUser(put)).await?.0 {
         Outcome::User(u) => Ok(user_view(u)),
         other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
     }
@@ -445,6 +493,7 @@ pub async fn do_update_user(ctx: &AuthContext, node: &Node, name: &str, req: Use
     ctx.require_admin()?;
     let mut user =
         node.raft.store.get_user(name)?.ok_or_else(|| ApiError::NotFound(format!("user {name} not found")))?;
+    let new_password = req.password.is_some();
     if let Some(p) = req.password {
         if p.len() < 8 || p.len() > 1024 {
             return Err(ApiError::InvalidArgument("a password has 8 to 1024 bytes".into()));
@@ -459,8 +508,15 @@ pub async fn do_update_user(ctx: &AuthContext, node: &Node, name: &str, req: Use
         node.propose(Kind::PutTenant(pb::PutTenant { name: t.clone() })).await?;
         user.tenant = t;
     }
-    // Tokens issued before the change stop working.
-    let put = pb::PutUser { user: Some(user), replace: true, revoke_tokens: true };
+    // Tokens issued before the change stop working; with a new password,
+    // the user's API keys too.
+    let put = pb::PutUser {
+        user: Some(user),
+        replace: true,
+        revoke_tokens: true,
+        revoke_api_keys: new_password,
+        bootstrap: false,
+    };
     match node.propose(Kind::PutUser(put)).await?.0 {
         Outcome::User(u) => {
             let v = user_view(u);
@@ -540,6 +596,9 @@ pub async fn do_create_api_key(ctx: &AuthContext, node: &Node, req: ApiKeyReques
     if ctx.subject.starts_with("apikey:") {
         return Err(ApiError::PermissionDenied("an API key cannot create API keys; log in as a user".into()));
     }
+    if ctx.role == Role::Reader {
+        return Err(ApiError::PermissionDenied(format!("{} is a reader; readers cannot create API keys", ctx.subject)));
+    }
     let role = match req.role.as_deref() {
         None => ctx.role,
         Some(r) => Role::parse(r)?,
@@ -556,10 +615,16 @@ pub async fn do_create_api_key(ctx: &AuthContext, node: &Node, req: ApiKeyReques
         return Err(ApiError::InvalidArgument("an API key name has at most 128 bytes".into()));
     }
     // The expiry is the leader's stamp plus this (apply computes it).
+    let cap_s = node.cfg.security.api_key_max_ttl.get().as_secs();
     let expires_in_ms = match req.expires_in {
-        None | Some(0) => 0,
+        None | Some(0) => cap_s * 1000,
         Some(s) if s > 10 * 365 * 86_400 => {
             return Err(ApiError::InvalidArgument("expires_in is at most ten years (in seconds)".into()));
+        }
+        Some(s) if cap_s > 0 && s > cap_s => {
+            return Err(ApiError::InvalidArgument(format!(
+                "expires_in {s} s is longer than this cluster allows (security.api_key_max_ttl: {cap_s} s)"
+            )));
         }
         Some(s) => s * 1000,
     };
@@ -626,7 +691,8 @@ pub async fn flush_key_uses(node: std::sync::Arc<Node>, every: Duration) {
 /// from SYNOD_ADMIN_PASSWORD, or generated, printed once and written with
 /// mode 0600 to `<data-dir>/admin-password`.
 pub async fn bootstrap_admin(node: &Node) -> anyhow::Result<()> {
-    if node.raft.store.get_user("admin")?.is_some() {
+    // Once per cluster: a deleted first admin stays deleted.
+    if node.raft.store.first_admin()?.is_some() {
         return Ok(());
     }
     let file = node.cfg.node.data_dir.join("admin-password");
@@ -644,15 +710,47 @@ pub async fn bootstrap_admin(node: &Node) -> anyhow::Result<()> {
             }
         },
     };
-    create_user(node, "admin", &password, DEFAULT_TENANT, Role::Admin, false)
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the first admin: {e}"))?;
+    match create_user(node, "admin", &password, DEFAULT_TENANT, Role::Admin, Creation::FirstAdmin).await {
+        Ok(_) => {}
+        // Another attempt (or an older version's users) got there first.
+        Err(_) if node.raft.store.first_admin()?.is_some() => return Ok(()),
+        Err(e) => anyhow::bail!("creating the first admin: {e}"),
+    }
     audit("user_created", "bootstrap", "admin in default as admin");
     if generated {
         // Printed once, on purpose: the operator's only other copy is the file.
         println!("synod: created user 'admin' with password {password} (also in {})", file.display());
     }
     Ok(())
+}
+
+/// Removes `<data-dir>/admin-password` once the password in it opens
+/// nothing: the first admin changed it (as README asks) or was deleted.
+/// Looks every `every`.
+pub async fn retire_admin_password_file(node: std::sync::Arc<Node>, every: Duration) {
+    let file = node.cfg.node.data_dir.join("admin-password");
+    loop {
+        tokio::time::sleep(every).await;
+        if !file.exists() {
+            continue;
+        }
+        // Empty: a cluster of an older version, whose first password is unknown.
+        let Ok(Some(created_with)) = node.raft.store.first_admin() else { continue };
+        if created_with.is_empty() {
+            continue;
+        }
+        let Ok(admin) = node.raft.store.get_user("admin") else { continue };
+        if admin.is_some_and(|u| u.password_hash.as_bytes() == created_with.as_slice()) {
+            continue;
+        }
+        match std::fs::remove_file(&file) {
+            Ok(()) => {
+                tracing::info!(file = %file.display(), "the first admin's password was changed: its file is removed");
+                audit("admin_password_file_removed", "node", &file.display().to_string());
+            }
+            Err(e) => tracing::warn!(file = %file.display(), error = %e, "removing the first admin's password file"),
+        }
+    }
 }
 
 /// Writes `bytes` to a new file readable by its owner only.
@@ -663,4 +761,24 @@ pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()>
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_login_table_forgets_no_limited_address() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60));
+        assert!(limiter.check("attacker").is_ok());
+        assert!(limiter.check("attacker").is_ok());
+        assert!(limiter.check("attacker").is_err(), "limited after two");
+        // Fill the table with fresh addresses, and more.
+        for i in 0..MAX_TRACKED + 10 {
+            let _ = limiter.check(&format!("10.0.{}.{}", i / 256, i % 256));
+        }
+        assert!(limiter.check("attacker").is_err(), "filling the table lifted the limit");
+        // Control: an address seen once, then crowded out, is not limited.
+        assert!(limiter.check("newcomer").is_ok());
+    }
 }

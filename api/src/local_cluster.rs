@@ -72,8 +72,11 @@ impl LocalCluster {
         let secret = crate::auth::random_token(32);
         let admin_password = format!("admin-{}", crate::auth::random_token(9));
         let keys = crate::auth::TokenKeys::hs256(secret.as_bytes(), Duration::from_secs(7 * 86_400));
+        // The first admin is the cluster's first user: user id 1, its
+        // tokens of generation 0 (until its password changes).
+        let now_s = crate::service::now_ms() / 1000;
         let admin_token = keys
-            .issue("admin", crate::auth::DEFAULT_TENANT, crate::auth::Role::Admin, crate::service::now_ms() / 1000)
+            .issue_for("admin", crate::auth::DEFAULT_TENANT, crate::auth::Role::Admin, now_s, Some((1, 0)))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut c = LocalCluster {
             bin: bin.to_path_buf(),
@@ -163,11 +166,16 @@ impl LocalCluster {
             bail!("node {i} is already running");
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log)?;
-        let child = Command::new(&self.bin)
+        let mut cmd = Command::new(&self.bin);
+        // An empty admin_password: the node generates one.
+        match self.admin_password.is_empty() {
+            true => cmd.env_remove("SYNOD_ADMIN_PASSWORD"),
+            false => cmd.env("SYNOD_ADMIN_PASSWORD", &self.admin_password),
+        };
+        let child = cmd
             .args(&n.args)
             .env_remove("SYNOD_LOG")
             .env("SYNOD_SECURITY_JWT_SECRET", &self.secret)
-            .env("SYNOD_ADMIN_PASSWORD", &self.admin_password)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

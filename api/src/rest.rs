@@ -154,7 +154,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("PUT", "/users/{name}", Access::Admin),
     ("DELETE", "/users/{name}", Access::Admin),
     ("GET", "/apikeys", Access::Read),
-    ("POST", "/apikeys", Access::Read),
+    ("POST", "/apikeys", Access::Write),
     ("DELETE", "/apikeys/{id}", Access::Read),
     ("GET", "/collections", Access::Read),
     ("POST", "/collections", Access::Write),

@@ -461,6 +461,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         });
     }
     let key_uses = tokio::spawn(crate::identity::flush_key_uses(node.clone(), Duration::from_secs(10)));
+    let password_file = tokio::spawn(crate::identity::retire_admin_password_file(node.clone(), Duration::from_secs(2)));
     let sup = node.supervisor.clone();
     let n = node.clone();
     let heartbeats = sup.spawn("heartbeats", move || heartbeat_loop(n.clone()));
@@ -533,6 +534,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     retention.abort();
     plugin_sync.abort();
     key_uses.abort();
+    password_file.abort();
     let _ = stop_tx.send(true);
     let grace = cfg.node.shutdown_grace.get();
     let _ = tokio::time::timeout(grace, async {

@@ -662,6 +662,9 @@ pub fn do_health(node: &Node) -> HealthView {
         Some(format!("applying: applied {applied} < committed {commit}"))
     } else if !matches!(node.raft.store.get_node(node.id()), Ok(Some(_))) {
         Some("not yet registered in the node registry".to_string())
+    } else if node.cfg.security.enabled && !matches!(node.raft.store.has_users(), Ok(true)) {
+        // Ready means a login can succeed: not before the first admin exists here.
+        Some("the first admin is not created yet".to_string())
     } else {
         None
     };

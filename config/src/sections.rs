@@ -264,8 +264,12 @@ pub struct SecurityConfig {
     pub tls: TlsConfig,
     /// Mutual TLS between nodes.
     pub cluster_tls: ClusterTlsConfig,
-    /// Login attempts allowed per user and minute.
+    /// Failed logins allowed per user and minute, counted by the whole
+    /// cluster; and ten times as many attempts per client address and node.
     pub login_rate_per_minute: u32,
+    /// Longest lifetime of an API key; a key asked for without an expiry
+    /// gets this one. 0 = no cap (keys may never expire).
+    pub api_key_max_ttl: Dur,
     /// Most tasks one tenant may have queued; 0 = no limit.
     pub tenant_max_queued_tasks: u64,
     /// Requests per second one tenant may make to one node; 0 = no limit.
@@ -289,6 +293,7 @@ impl fmt::Debug for SecurityConfig {
             .field("tls", &self.tls)
             .field("cluster_tls", &self.cluster_tls)
             .field("login_rate_per_minute", &self.login_rate_per_minute)
+            .field("api_key_max_ttl", &self.api_key_max_ttl)
             .field("tenant_max_queued_tasks", &self.tenant_max_queued_tasks)
             .field("tenant_requests_per_second", &self.tenant_requests_per_second)
             .field("tenant_max_vectors", &self.tenant_max_vectors)
@@ -308,6 +313,7 @@ impl Default for SecurityConfig {
             tls: TlsConfig::default(),
             cluster_tls: ClusterTlsConfig::default(),
             login_rate_per_minute: 10,
+            api_key_max_ttl: Dur::from_secs(0),
             tenant_max_queued_tasks: 1_000_000,
             tenant_requests_per_second: 20_000,
             tenant_max_vectors: 10_000_000,

@@ -53,6 +53,21 @@ pub(crate) fn put_user(ctx: &mut BatchCtx<'_>, c: pb::PutUser, now: u64) -> Resu
     if ctx.get(&tenant_key(&user.tenant))?.is_none() {
         return Ok(rejected(RejectCode::NotFound, format!("tenant {} does not exist", user.tenant)));
     }
+    if c.bootstrap {
+        if c.replace {
+            return Ok(rejected(RejectCode::Invalid, "the first admin is created, never replaced"));
+        }
+        if ctx.get(KEY_FIRST_ADMIN)?.is_some() {
+            return Ok(rejected(RejectCode::AlreadyDone, "the cluster's first admin was created before"));
+        }
+        // A cluster of an older version has users but no marker: it needs
+        // no first admin; mark it so, and never create one again.
+        if !ctx.scan_prefix_first(PREFIX_USER, 1)?.is_empty() {
+            ctx.put(KEY_FIRST_ADMIN.to_vec(), Vec::new());
+            return Ok(rejected(RejectCode::AlreadyDone, "the cluster has users; no first admin is needed"));
+        }
+        ctx.put(KEY_FIRST_ADMIN.to_vec(), user.password_hash.clone().into_bytes());
+    }
     let key = user_key(&user.name);
     match ctx.get_msg::<UserRecord>(&key, "user record")? {
         Some(_) if !c.replace => {
@@ -60,6 +75,7 @@ pub(crate) fn put_user(ctx: &mut BatchCtx<'_>, c: pb::PutUser, now: u64) -> Resu
         }
         Some(old) => {
             user.created_at_ms = old.created_at_ms;
+            user.user_id = old.user_id;
             // Revocations only ever move forward, whatever record the
             // proposer read before.
             user.token_generation = old.token_generation;
@@ -67,24 +83,84 @@ pub(crate) fn put_user(ctx: &mut BatchCtx<'_>, c: pb::PutUser, now: u64) -> Resu
         }
         // Replacing a user that is gone (deleted meanwhile) must not revive it.
         None if c.replace => return Ok(rejected(RejectCode::NotFound, format!("user {} does not exist", user.name))),
-        None => user.created_at_ms = now,
+        None => {
+            user.created_at_ms = now;
+            user.user_id = next_user_id(ctx)?;
+            // Nothing issued before the user existed is theirs.
+            user.token_generation = 0;
+            user.tokens_not_before_ms = now;
+            user.failed_logins = 0;
+            user.failed_logins_since_ms = 0;
+        }
     }
     user.updated_at_ms = now;
     if c.revoke_tokens {
         user.token_generation += 1;
         user.tokens_not_before_ms = now;
     }
+    if c.revoke_api_keys {
+        revoke_keys_of(ctx, &user, now)?;
+    }
     ctx.put(key, user.encode_to_vec());
     Ok(CommandResult { outcome: Some(Outcome::User(user)) })
 }
 
-pub(crate) fn delete_user(ctx: &mut BatchCtx<'_>, c: pb::DeleteUser) -> Result<CommandResult> {
-    let key = user_key(&c.name);
-    if ctx.get(&key)?.is_none() {
-        return Ok(rejected(RejectCode::NotFound, format!("user {} does not exist", c.name)));
+fn next_user_id(ctx: &mut BatchCtx<'_>) -> Result<u64> {
+    let cur = match ctx.get(KEY_USER_ID_SEQ)? {
+        None => 0,
+        Some(b) => {
+            u64::from_be_bytes(b.as_slice().try_into().map_err(|_| Error::corrupt("user id sequence", "not 8 bytes"))?)
+        }
+    };
+    let next = cur + 1;
+    ctx.put(KEY_USER_ID_SEQ.to_vec(), next.to_be_bytes().to_vec());
+    Ok(next)
+}
+
+/// Revokes (as of `now`) every API key `user` owns, in whatever tenant.
+fn revoke_keys_of(ctx: &mut BatchCtx<'_>, user: &UserRecord, now: u64) -> Result<()> {
+    for (k, tenant) in ctx.scan_prefix(PREFIX_APIKEY_ID)? {
+        let id = String::from_utf8_lossy(&k[PREFIX_APIKEY_ID.len()..]).into_owned();
+        let key = apikey_key(&String::from_utf8_lossy(&tenant), &id);
+        let Some(mut rec) = ctx.get_msg::<ApiKeyRecord>(&key, "api key record")? else { continue };
+        if rec.owner == user.name && rec.owner_id == user.user_id && rec.revoked_at_ms == 0 {
+            rec.revoked_at_ms = now.max(1);
+            ctx.put(key, rec.encode_to_vec());
+        }
     }
+    Ok(())
+}
+
+/// Deletes a user and revokes its API keys.
+pub(crate) fn delete_user(ctx: &mut BatchCtx<'_>, c: pb::DeleteUser, now: u64) -> Result<CommandResult> {
+    let key = user_key(&c.name);
+    let Some(user) = ctx.get_msg::<UserRecord>(&key, "user record")? else {
+        return Ok(rejected(RejectCode::NotFound, format!("user {} does not exist", c.name)));
+    };
+    revoke_keys_of(ctx, &user, now)?;
     ctx.delete(key);
     Ok(ok())
+}
+
+/// Counts a failed login of an existing user (an unknown name changes
+/// nothing, so failures cannot grow the state).
+pub(crate) fn record_login_failure(
+    ctx: &mut BatchCtx<'_>,
+    c: pb::RecordLoginFailure,
+    now: u64,
+) -> Result<CommandResult> {
+    let key = user_key(&c.name);
+    let Some(mut user) = ctx.get_msg::<UserRecord>(&key, "user record")? else {
+        return Ok(rejected(RejectCode::NotFound, format!("user {} does not exist", c.name)));
+    };
+    if user.failed_logins == 0 || now.saturating_sub(user.failed_logins_since_ms) >= c.window_ms {
+        user.failed_logins = 1;
+        user.failed_logins_since_ms = now;
+    } else {
+        user.failed_logins = user.failed_logins.saturating_add(1);
+    }
+    ctx.put(key, user.encode_to_vec());
+    Ok(CommandResult { outcome: Some(Outcome::User(user)) })
 }
 
 pub(crate) fn put_api_key(ctx: &mut BatchCtx<'_>, c: pb::PutApiKey, now: u64) -> Result<CommandResult> {
@@ -106,6 +182,7 @@ pub(crate) fn put_api_key(ctx: &mut BatchCtx<'_>, c: pb::PutApiKey, now: u64) ->
     }
     key.revoked_at_ms = 0;
     key.last_used_ms = 0;
+    key.owner_id = ctx.get_msg::<UserRecord>(&user_key(&key.owner), "user record")?.map_or(0, |u| u.user_id);
     ctx.put(apikey_id_key(&key.id), key.tenant.clone().into_bytes());
     ctx.put(apikey_key(&key.tenant, &key.id), key.encode_to_vec());
     Ok(CommandResult { outcome: Some(Outcome::ApiKey(key)) })
@@ -169,6 +246,25 @@ impl Store {
 
     pub fn get_user(&self, name: &str) -> Result<Option<UserRecord>> {
         self.get_decoded(&user_key(name), "user record")
+    }
+
+    /// The password hash the cluster's first admin was created with, once
+    /// it was (empty when the cluster needed none); `None` before.
+    pub fn first_admin(&self) -> Result<Option<Vec<u8>>> {
+        self.get(CF_SM_DATA, KEY_FIRST_ADMIN)
+    }
+
+    /// Whether any user exists.
+    pub fn has_users(&self) -> Result<bool> {
+        let mut it = self.db.iterator_cf_opt(
+            self.cf(CF_SM_DATA),
+            bounded(PREFIX_USER),
+            IteratorMode::From(PREFIX_USER, Direction::Forward),
+        );
+        match it.next() {
+            None => Ok(false),
+            Some(item) => item.map(|_| true).map_err(Error::rocks("scan users")),
+        }
     }
 
     pub fn list_users(&self) -> Result<Vec<UserRecord>> {

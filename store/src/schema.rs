@@ -289,6 +289,11 @@ pub const PREFIX_USER: &[u8] = b"_sys/users/";
 /// `_sys/apikey-ids/<id>`: the tenant an API key id belongs to (a key is
 /// presented before any tenant is known).
 pub const PREFIX_APIKEY_ID: &[u8] = b"_sys/apikey-ids/";
+/// The last user id apply assigned, a big-endian `u64`.
+pub const KEY_USER_ID_SEQ: &[u8] = b"_sys/seq/user_id";
+/// Present once the cluster's first admin was created (or found to be
+/// unnecessary): the password hash it was created with (empty if none).
+pub const KEY_FIRST_ADMIN: &[u8] = b"_sys/first-admin";
 
 fn join(prefix: &[u8], name: &str) -> Vec<u8> {
     let mut k = prefix.to_vec();

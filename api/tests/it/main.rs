@@ -9,6 +9,7 @@ mod t50_restart_all;
 mod t60_tasks;
 mod t70_security;
 mod t72_cluster_channel;
+mod t74_credentials;
 mod t80_tls;
 mod t90_vectors;
 mod t95_models;

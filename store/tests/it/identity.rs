@@ -23,7 +23,7 @@ fn user(name: &str, tenant: &str, role: Role, replace: bool) -> Kind {
             ..Default::default()
         }),
         replace,
-        revoke_tokens: false,
+        ..Default::default()
     })
 }
 
@@ -123,4 +123,133 @@ fn api_keys_are_found_by_id_revoked_and_touched() {
     assert_eq!(store.get_api_key("k1").unwrap().unwrap().revoked_at_ms, 21, "revoking again keeps the first time");
     assert_eq!(store.list_api_keys("acme").unwrap().len(), 1);
     assert!(store.list_api_keys("other").unwrap().is_empty());
+}
+
+fn bootstrap(name: &str, hash: &str) -> Kind {
+    Kind::PutUser(pb::PutUser {
+        user: Some(pb::UserRecord {
+            name: name.into(),
+            tenant: "default".into(),
+            role: Role::Admin as i32,
+            password_hash: hash.into(),
+            ..Default::default()
+        }),
+        bootstrap: true,
+        ..Default::default()
+    })
+}
+
+fn owned_key(id: &str, owner: &str) -> Kind {
+    Kind::PutApiKey(pb::PutApiKey {
+        key: Some(pb::ApiKeyRecord {
+            id: id.into(),
+            tenant: "acme".into(),
+            role: Role::User as i32,
+            owner: owner.into(),
+            secret_sha256: vec![7; 32],
+            ..Default::default()
+        }),
+        expires_in_ms: 0,
+    })
+}
+
+#[test]
+fn a_name_created_again_is_another_user_and_deleting_one_revokes_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    must_apply(
+        &store,
+        1,
+        &[
+            cmd(10, tenant("acme")),
+            cmd(11, user("ann", "acme", Role::User, false)),
+            cmd(12, user("bob", "acme", Role::User, false)),
+            cmd(13, owned_key("k-ann", "ann")),
+            cmd(14, owned_key("k-bob", "bob")),
+        ],
+    );
+    let first = store.get_user("ann").unwrap().unwrap();
+    assert_eq!((first.user_id, store.get_user("bob").unwrap().unwrap().user_id), (1, 2));
+    assert_eq!(first.tokens_not_before_ms, 11, "nothing issued before the user existed is theirs");
+    assert_eq!(store.get_api_key("k-ann").unwrap().unwrap().owner_id, 1);
+
+    // Deleted and created again in one batch: the batch's own writes count.
+    let r = must_apply(
+        &store,
+        6,
+        &[
+            cmd(20, Kind::DeleteUser(pb::DeleteUser { name: "ann".into() })),
+            cmd(21, user("ann", "acme", Role::User, false)),
+            cmd(22, owned_key("k-ann-2", "ann")),
+        ],
+    );
+    assert!(r.iter().all(|r| code(r).is_none()), "{r:?}");
+    let again = store.get_user("ann").unwrap().unwrap();
+    assert_eq!(again.user_id, 3, "ids are never reused");
+    assert_eq!(store.get_api_key("k-ann").unwrap().unwrap().revoked_at_ms, 20, "the deleted ann's key");
+    assert_eq!(store.get_api_key("k-ann-2").unwrap().unwrap().owner_id, 3);
+    assert_eq!(store.get_api_key("k-bob").unwrap().unwrap().revoked_at_ms, 0, "bob's key is not ann's");
+
+    // A new password revokes the keys of that user only.
+    let mut rec = again.clone();
+    rec.password_hash = "$argon2id$new".into();
+    let put =
+        pb::PutUser { user: Some(rec), replace: true, revoke_tokens: true, revoke_api_keys: true, bootstrap: false };
+    must_apply(&store, 9, &[cmd(30, Kind::PutUser(put))]);
+    assert_eq!(store.get_api_key("k-ann-2").unwrap().unwrap().revoked_at_ms, 30);
+    assert_eq!(store.get_api_key("k-bob").unwrap().unwrap().revoked_at_ms, 0);
+}
+
+#[test]
+fn the_first_admin_is_created_once_per_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    assert_eq!(store.first_admin().unwrap(), None);
+    let r = must_apply(&store, 1, &[cmd(10, tenant("default")), cmd(11, bootstrap("admin", "$argon2id$first"))]);
+    assert_eq!(code(&r[1]), None);
+    assert_eq!(store.first_admin().unwrap().as_deref(), Some(&b"$argon2id$first"[..]));
+    let r = must_apply(
+        &store,
+        3,
+        &[
+            cmd(20, Kind::DeleteUser(pb::DeleteUser { name: "admin".into() })),
+            cmd(21, bootstrap("admin", "$argon2id$second")),
+        ],
+    );
+    assert_eq!(code(&r[1]), Some(RejectCode::AlreadyDone), "deleted stays deleted");
+    assert!(store.get_user("admin").unwrap().is_none());
+
+    // A cluster of an older version: users, no marker. Marked, not created.
+    let dir = tempfile::tempdir().unwrap();
+    let old = must_open(dir.path());
+    must_apply(&old, 1, &[cmd(10, tenant("default")), cmd(11, user("root", "default", Role::Admin, false))]);
+    let r = must_apply(&old, 3, &[cmd(12, bootstrap("admin", "$argon2id$x"))]);
+    assert_eq!(code(&r[0]), Some(RejectCode::AlreadyDone));
+    assert!(old.get_user("admin").unwrap().is_none());
+    assert_eq!(old.first_admin().unwrap().as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn failed_logins_are_counted_in_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let fail = |name: &str| Kind::RecordLoginFailure(pb::RecordLoginFailure { name: name.into(), window_ms: 60_000 });
+    let r = must_apply(
+        &store,
+        1,
+        &[
+            cmd(10, tenant("acme")),
+            cmd(11, user("ann", "acme", Role::User, false)),
+            cmd(1_000, fail("ann")),
+            cmd(2_000, fail("ann")),
+            cmd(3_000, fail("nobody")),
+        ],
+    );
+    assert_eq!(code(&r[4]), Some(RejectCode::NotFound), "an unknown name stores nothing");
+    let ann = store.get_user("ann").unwrap().unwrap();
+    assert_eq!((ann.failed_logins, ann.failed_logins_since_ms), (2, 1_000));
+    // The window is over: the count starts again.
+    must_apply(&store, 6, &[cmd(61_000, fail("ann"))]);
+    let ann = store.get_user("ann").unwrap().unwrap();
+    assert_eq!((ann.failed_logins, ann.failed_logins_since_ms), (1, 61_000));
 }

@@ -648,6 +648,7 @@ fn token_revocations_only_move_forward() {
             }),
             replace: true,
             revoke_tokens: revoke,
+            ..Default::default()
         })
     };
     let create = match user(false, 0) {

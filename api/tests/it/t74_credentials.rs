@@ -1,0 +1,221 @@
+//! The life of a credential: a user's tokens and API keys die with the
+//! user (and never pass to a user created again under the name), a new
+//! password revokes the keys, the first admin is created once per cluster,
+//! a ready node can log that admin in, and failed logins are counted by the
+//! whole cluster.
+
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+async fn call(
+    t: &TestCluster,
+    i: usize,
+    method: &str,
+    path: &str,
+    auth: &Auth<'_>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method.parse().unwrap(), format!("{}{path}", t.nodes[i].url()));
+    req = match auth {
+        Auth::None => req,
+        Auth::Bearer(b) => req.header("authorization", format!("Bearer {b}")),
+        Auth::Key(k) => req.header("x-api-key", *k),
+    };
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+enum Auth<'a> {
+    None,
+    Bearer(&'a str),
+    Key(&'a str),
+}
+
+async fn login(t: &TestCluster, i: usize, user: &str, password: &str) -> (u16, Value) {
+    call(t, i, "POST", "/login", &Auth::None, Some(json!({"username": user, "password": password}))).await
+}
+
+async fn must_login(t: &TestCluster, user: &str, password: &str) -> String {
+    let (code, v) = login(t, 0, user, password).await;
+    assert_eq!(code, 200, "login {user}: {v}");
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+async fn must_create_user(t: &TestCluster, name: &str, role: &str) {
+    let admin = Auth::Bearer(&t.admin_token);
+    let body = json!({"username": name, "password": "password-1", "tenant": "acme", "role": role});
+    let (code, v) = call(t, 0, "POST", "/users", &admin, Some(body)).await;
+    assert_eq!(code, 200, "{v}");
+}
+
+async fn must_key(t: &TestCluster, token: &str) -> String {
+    let (code, k) = call(t, 0, "POST", "/apikeys", &Auth::Bearer(token), Some(json!({"name": "ci"}))).await;
+    assert_eq!(code, 200, "{k}");
+    k["key"].as_str().unwrap().to_string()
+}
+
+async fn tasks_with(t: &TestCluster, auth: &Auth<'_>) -> u16 {
+    call(t, 0, "GET", "/tasks?limit=1", auth, None).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_created_again_under_a_deleted_name_gets_nothing_of_the_old_one() {
+    let t = must_single(&[]).await;
+    let admin = Auth::Bearer(&t.admin_token);
+    must_create_user(&t, "carl", "user").await;
+    let old_token = must_login(&t, "carl", "password-1").await;
+    let old_key = must_key(&t, &old_token).await;
+    // Control: both work while carl exists.
+    assert_eq!(tasks_with(&t, &Auth::Bearer(&old_token)).await, 200);
+    assert_eq!(tasks_with(&t, &Auth::Key(&old_key)).await, 200);
+
+    let (code, v) = call(&t, 0, "DELETE", "/users/carl", &admin, None).await;
+    assert_eq!(code, 200, "{v}");
+    // Deleting the user revoked the key for all to see.
+    let admin_acme = reqwest::Client::new()
+        .get(format!("{}/apikeys", t.nodes[0].url()))
+        .bearer_auth(&t.admin_token)
+        .header("x-synod-tenant", "acme")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let listed = admin_acme["keys"].as_array().unwrap();
+    assert!(listed.iter().all(|k| k["revoked_at_ms"].as_u64().is_some()), "{admin_acme}");
+
+    // The same name, the same password, the same tenant and role.
+    must_create_user(&t, "carl", "user").await;
+    assert_eq!(tasks_with(&t, &Auth::Bearer(&old_token)).await, 401, "the old carl's token");
+    assert_eq!(tasks_with(&t, &Auth::Key(&old_key)).await, 401, "the old carl's API key");
+    // Control: the new carl logs in and works.
+    let new_token = must_login(&t, "carl", "password-1").await;
+    assert_eq!(tasks_with(&t, &Auth::Bearer(&new_token)).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_password_revokes_the_users_api_keys_and_a_role_change_does_not() {
+    let t = must_single(&[]).await;
+    let admin = Auth::Bearer(&t.admin_token);
+    must_create_user(&t, "dora", "user").await;
+    let token = must_login(&t, "dora", "password-1").await;
+    let key = must_key(&t, &token).await;
+    assert_eq!(tasks_with(&t, &Auth::Key(&key)).await, 200);
+
+    let (code, v) = call(&t, 0, "PUT", "/users/dora", &admin, Some(json!({"role": "reader"}))).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(tasks_with(&t, &Auth::Key(&key)).await, 200, "a role change keeps the key (capped at the role)");
+
+    let (code, v) = call(&t, 0, "PUT", "/users/dora", &admin, Some(json!({"password": "password-2"}))).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(tasks_with(&t, &Auth::Key(&key)).await, 401, "a new password revokes the keys");
+
+    // A reader mints no keys at all, over REST and gRPC alike.
+    let reader = must_login(&t, "dora", "password-2").await;
+    let (code, v) = call(&t, 0, "POST", "/apikeys", &Auth::Bearer(&reader), Some(json!({}))).await;
+    assert_eq!(code, 403, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_first_admin_stays_deleted_across_a_restart() {
+    let mut t = must_single(&[]).await;
+    let admin = Auth::Bearer(&t.admin_token);
+    let body = json!({"username": "root", "password": "password-1", "tenant": "default", "role": "admin"});
+    let (code, v) = call(&t, 0, "POST", "/users", &admin, Some(body)).await;
+    assert_eq!(code, 200, "{v}");
+    let root = must_login(&t, "root", "password-1").await;
+    let (code, v) = call(&t, 0, "DELETE", "/users/admin", &Auth::Bearer(&root), None).await;
+    assert_eq!(code, 200, "{v}");
+
+    t.stop(0).unwrap();
+    t.start(0).unwrap();
+    t.wait_for("node 0 ready again", READY, || async {
+        matches!(t.get(0, "/health/ready").await, Ok((200, _))).then_some(())
+    })
+    .await
+    .unwrap();
+    // The node tried to create the first admin again at start (it always
+    // does) and was refused: no admin, and its password opens nothing.
+    let (code, v) = login(&t, 0, "admin", &t.admin_password).await;
+    assert_eq!(code, 401, "the deleted first admin came back: {v}");
+    let (code, users) = call(&t, 0, "GET", "/users", &Auth::Bearer(&root), None).await;
+    assert_eq!(code, 200, "{users}");
+    let names: Vec<&str> = users["users"].as_array().unwrap().iter().filter_map(|u| u["username"].as_str()).collect();
+    assert_eq!(names, ["root"], "{users}");
+}
+
+/// A node's first admin password (generated, in `<data-dir>/admin-password`)
+/// opens the cluster as soon as the node says it is ready, and its file is
+/// removed once the admin changes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_node_logs_the_first_admin_in_and_retires_the_password_file_once_changed() {
+    let mut t = must_new();
+    t.c.admin_password.clear(); // the node generates one
+    t.add_node(None, &[]).unwrap();
+    t.wait_for("node 0 ready", READY, || async {
+        matches!(t.get(0, "/health/ready").await, Ok((200, _))).then_some(())
+    })
+    .await
+    .unwrap();
+    let file = t.nodes[0].data_dir.join("admin-password");
+    let password = std::fs::read_to_string(&file).expect("the generated password is written down");
+    // At once: ready means the admin exists on this node.
+    let token = must_login(&t, "admin", &password).await;
+
+    let body = json!({"password": "a-password-of-my-own"});
+    let (code, v) = call(&t, 0, "PUT", "/users/admin", &Auth::Bearer(&token), Some(body)).await;
+    assert_eq!(code, 200, "{v}");
+    t.wait_for("the password file to go", READY, || async { (!file.exists()).then_some(()) }).await.unwrap();
+    assert_eq!(login(&t, 0, "admin", &password).await.0, 401);
+    must_login(&t, "admin", "a-password-of-my-own").await;
+}
+
+/// Failed logins of a user are counted by the cluster: three on one node
+/// lock the user out on another, right password or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_of_a_user_are_limited_across_nodes() {
+    let args: Vec<String> = ["--set".into(), "security.login_rate_per_minute=3".into()].to_vec();
+    let t = must_three(&args).await;
+    must_create_user(&t, "eve", "user").await;
+    for _ in 0..3 {
+        assert_eq!(login(&t, 0, "eve", "wrong-password").await.0, 401);
+    }
+    let limited = t
+        .wait_for("the failures to lock eve out on node 1", READY, || async {
+            let r = reqwest::Client::new()
+                .post(format!("{}/login", t.nodes[1].url()))
+                .json(&json!({"username": "eve", "password": "password-1"}))
+                .send()
+                .await
+                .ok()?;
+            (r.status().as_u16() == 429).then(|| r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()))
+        })
+        .await
+        .unwrap();
+    let wait: u64 = limited.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    // Control: another user on the same node is not limited.
+    must_create_user(&t, "fay", "user").await;
+    assert_eq!(login(&t, 1, "fay", "password-1").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_capped_by_api_key_max_ttl() {
+    let t = must_single(&["--set".into(), "security.api_key_max_ttl=1h".into()]).await;
+    let admin = Auth::Bearer(&t.admin_token);
+    let (code, k) = call(&t, 0, "POST", "/apikeys", &admin, Some(json!({"name": "forever?"}))).await;
+    assert_eq!(code, 200, "{k}");
+    let life = k["expires_at_ms"].as_u64().expect("capped") - k["created_at_ms"].as_u64().unwrap();
+    assert_eq!(life, 3_600_000, "{k}");
+    let (code, v) = call(&t, 0, "POST", "/apikeys", &admin, Some(json!({"expires_in": 7200}))).await;
+    assert_eq!(code, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("api_key_max_ttl"), "{v}");
+    let (code, k) = call(&t, 0, "POST", "/apikeys", &admin, Some(json!({"expires_in": 60}))).await;
+    assert_eq!(code, 200, "{k}");
+}
