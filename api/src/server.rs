@@ -156,6 +156,7 @@ fn store_options(cfg: &Config) -> synod_store::StoreOptions {
         fsync: cfg.storage.fsync,
         block_cache_bytes: cfg.storage.block_cache_size.as_u64(),
         write_buffer_bytes: cfg.storage.write_buffer_size.as_u64(),
+        max_wal_bytes: cfg.storage.max_wal_size.as_u64(),
         compression: match cfg.storage.compression {
             C::None => synod_store::Compression::None,
             C::Lz4 => synod_store::Compression::Lz4,

@@ -166,6 +166,9 @@ pub struct StorageConfig {
     pub block_cache_size: ByteSize,
     /// RocksDB memtable size per column family.
     pub write_buffer_size: ByteSize,
+    /// Write-ahead log size that makes RocksDB flush the column families
+    /// pinning its oldest file.
+    pub max_wal_size: ByteSize,
     /// Block compression: none, lz4 or zstd.
     pub compression: Compression,
     /// Largest task payload accepted.
@@ -200,6 +203,7 @@ impl Default for StorageConfig {
             fsync_off_in_cluster: false,
             block_cache_size: ByteSize::mib(64),
             write_buffer_size: ByteSize::mib(64),
+            max_wal_size: ByteSize::mib(64),
             compression: Compression::Lz4,
             max_payload_size: ByteSize::mib(1),
             retention: RetentionConfig::default(),

@@ -164,8 +164,13 @@ async fn main() -> ExitCode {
                 Ok(h) => {
                     let nodes = h.ops.iter().filter(|o| o.f == "leader").filter_map(|o| o.value["node"].as_u64());
                     let nodes = nodes.collect::<std::collections::BTreeSet<_>>().len();
+                    let soak = h.ops.iter().any(|o| o.f == "soak_sample");
                     let mut errors = if h.ops.iter().any(|o| o.f == "submit") {
-                        synod_jepsen::queue::check(&h).errors
+                        let expect = synod_jepsen::queue::Expect {
+                            retention_ms: soak.then_some(synod_jepsen::soak::SOAK_RETENTION_MS),
+                            ..Default::default()
+                        };
+                        synod_jepsen::queue::check_with(&h, expect).errors
                     } else if h.ops.iter().any(|o| o.f == "add") {
                         synod_jepsen::set::check(&h, nodes).errors
                     } else {

@@ -44,6 +44,9 @@ pub struct Report {
     pub probe_wait_max_ms: u64,
     /// Attempts the cluster took back (requeued).
     pub requeued_attempts: usize,
+    /// Acknowledged tasks the final read lacks because retention deleted
+    /// them (see [`Expect::retention_ms`]).
+    pub purged: usize,
 }
 
 /// What a run's faults allow beyond the invariants every run must keep.
@@ -54,6 +57,14 @@ pub struct Expect {
     pub max_queue_wait_ms: Option<u64>,
     /// No node is ever down or cut off: no lease may be taken back.
     pub no_requeues: bool,
+    /// Finished tasks are deleted this long after they end (a soak's short
+    /// retention). An acknowledged task may then be missing from the final
+    /// read if it was acknowledged longer than this before the read, and if
+    /// the cluster's count of purged tasks (the `purged` operation, read
+    /// after the final read; purging deletes finished tasks only) covers
+    /// every missing one. A task acknowledged within the window is still
+    /// lost when missing.
+    pub retention_ms: Option<u64>,
 }
 
 impl Report {
@@ -84,7 +95,10 @@ pub fn check_with(h: &History, expect: Expect) -> Report {
     let mut max_epoch: BTreeMap<String, u64> = BTreeMap::new();
     let mut leases: BTreeMap<String, usize> = BTreeMap::new();
     let mut completed: BTreeMap<String, u64> = BTreeMap::new(); // task -> epoch
+    let mut acked_at: BTreeMap<String, u64> = BTreeMap::new(); // task -> ns
     let mut final_read: Option<&Value> = None;
+    let mut read_at_ns = 0;
+    let mut purged_count: Option<u64> = None;
     for op in &h.ops {
         let v = &op.value;
         match (op.f.as_str(), op.kind) {
@@ -105,6 +119,7 @@ pub fn check_with(h: &History, expect: Expect) -> Report {
                     r.errors.push(format!("idempotency key {key} made two tasks: {other} and {task}"));
                 }
                 task_of_key.insert(key.clone(), task.clone());
+                acked_at.entry(task.clone()).or_insert(op.time_ns);
                 acked.insert(task, key);
             }
             ("lease", Kind::Ok) => {
@@ -131,7 +146,11 @@ pub fn check_with(h: &History, expect: Expect) -> Report {
                 }
                 completed.insert(task, epoch);
             }
-            ("read", Kind::Ok) => final_read = Some(v),
+            ("read", Kind::Ok) => {
+                final_read = Some(v);
+                read_at_ns = op.time_ns;
+            }
+            ("purged", Kind::Ok) => purged_count = n(v, "count"),
             ("scheduled", Kind::Ok) => {
                 let wait = n(v, "wait_ms").unwrap_or(0);
                 waits.push(wait);
@@ -192,7 +211,32 @@ pub fn check_with(h: &History, expect: Expect) -> Report {
         match state.get(task).map(String::as_str) {
             Some("succeeded") => r.succeeded += 1,
             Some(other) => r.errors.push(format!("acknowledged task {task} ({key}) ended {other}, not succeeded")),
-            None => r.errors.push(format!("acknowledged task {task} ({key}) is lost: the final read lacks it")),
+            None => {
+                let age_ms = read_at_ns.saturating_sub(acked_at.get(task).copied().unwrap_or(0)) / 1_000_000;
+                match expect.retention_ms {
+                    Some(ret) if age_ms > ret => r.purged += 1,
+                    Some(_) => r.errors.push(format!(
+                        "acknowledged task {task} ({key}) is lost: acknowledged {age_ms} ms before the final read, \
+                         too recently for retention to have deleted it"
+                    )),
+                    None => r.errors.push(format!("acknowledged task {task} ({key}) is lost: the final read lacks it")),
+                }
+            }
+        }
+    }
+    if r.purged > 0 {
+        match purged_count {
+            Some(count) if count >= r.purged as u64 => {}
+            Some(count) => r.errors.push(format!(
+                "{} acknowledged tasks are missing from the final read but the cluster purged only {count}: \
+                 {} are lost",
+                r.purged,
+                r.purged as u64 - count
+            )),
+            None => r.errors.push(format!(
+                "{} acknowledged tasks are missing from the final read and no purge count was read",
+                r.purged
+            )),
         }
     }
     r
@@ -350,7 +394,7 @@ mod tests {
             steps.push((0, Kind::Ok, "read", json!({"tasks": [read]})));
             history(&steps)
         };
-        let strict = Expect { max_queue_wait_ms: Some(1_000), no_requeues: true };
+        let strict = Expect { max_queue_wait_ms: Some(1_000), no_requeues: true, retention_ms: None };
         let fine = check_with(&ops(40, false, None, false), strict);
         assert!(fine.valid(), "{:?}", fine.errors);
         assert_eq!((fine.probes, fine.probe_wait_max_ms, fine.requeued_attempts), (1, 40, 0));
@@ -502,5 +546,52 @@ mod tests {
         ]);
         assert!(r.valid(), "{:?}", r.errors);
         assert_eq!(r.refused_completions, 1);
+    }
+
+    /// A soak: tasks acknowledged long enough before the final read may be
+    /// gone (retention), as many as the cluster says it purged; a task
+    /// acknowledged within the retention window may not.
+    #[test]
+    fn retention_excuses_old_missing_tasks_only_as_many_as_were_purged() {
+        let s = 1_000_000_000u64;
+        let history = |purged: Option<u64>, t3_acked_at_s: u64| {
+            let mut h = History::default();
+            for (i, (task, key, at)) in
+                [("t1", "k1", 0), ("t2", "k2", 0), ("t3", "k3", t3_acked_at_s)].iter().enumerate()
+            {
+                h.push(i as u64, Kind::Invoke, "submit", json!({"key": key}), at * s);
+                h.push(i as u64, Kind::Ok, "submit", json!({"key": key, "task": task}), at * s + 1);
+            }
+            h.push(0, Kind::Ok, "read", json!({"tasks": [{"task": "t3", "key": "k3", "state": "succeeded"}]}), 60 * s);
+            if let Some(count) = purged {
+                h.push(0, Kind::Ok, "purged", json!({"count": count}), 61 * s);
+            }
+            h
+        };
+        let soak = Expect { retention_ms: Some(30_000), ..Expect::default() };
+        let r = check_with(&history(Some(2), 20), soak);
+        assert!(r.valid(), "{:?}", r.errors);
+        assert_eq!((r.purged, r.succeeded), (2, 1));
+
+        // The cluster purged one: the other is lost.
+        let r = check_with(&history(Some(1), 20), soak);
+        assert!(r.errors.iter().any(|e| e.contains("1 are lost")), "{:?}", r.errors);
+        let r = check_with(&history(None, 20), soak);
+        assert!(r.errors.iter().any(|e| e.contains("no purge count")), "{:?}", r.errors);
+        // Without retention nothing excuses a missing task.
+        let r = check_with(&history(Some(2), 20), Expect::default());
+        assert_eq!(r.errors.iter().filter(|e| e.contains("is lost")).count(), 2, "{:?}", r.errors);
+    }
+
+    #[test]
+    fn retention_does_not_excuse_a_task_acknowledged_within_the_window() {
+        let s = 1_000_000_000u64;
+        let mut h = History::default();
+        h.push(1, Kind::Invoke, "submit", json!({"key": "k1"}), 45 * s);
+        h.push(1, Kind::Ok, "submit", json!({"key": "k1", "task": "t1"}), 45 * s + 1);
+        h.push(0, Kind::Ok, "read", json!({"tasks": []}), 60 * s);
+        h.push(0, Kind::Ok, "purged", json!({"count": 100}), 61 * s);
+        let r = check_with(&h, Expect { retention_ms: Some(30_000), ..Expect::default() });
+        assert!(r.errors.iter().any(|e| e.contains("too recently")), "{:?}", r.errors);
     }
 }

@@ -194,6 +194,7 @@ pub async fn run(o: &Opts) -> RunOutcome {
                 let expect = crate::queue::Expect {
                     max_queue_wait_ms: gentle.then_some(MAX_QUEUE_WAIT_MS),
                     no_requeues: gentle,
+                    retention_ms: o.soak.then_some(crate::soak::SOAK_RETENTION_MS),
                 };
                 finish_queue(&cluster, &rec, &shared, expect, &mut errors, &mut results).await
             }
@@ -556,6 +557,13 @@ async fn finish_queue(
         stale += metric(c, i, "synod_tasks_stale_reports_total").await.unwrap_or(0.0) as u64;
     }
     rec.record(0, Kind::Ok, "stale_reports", json!({"refused": stale}));
+    if expect.retention_ms.is_some() {
+        // Read after the final read (`/metrics` exports the replicated
+        // counters as it answers): the count only grows, so it covers every
+        // task purged before the read.
+        let count = metric(c, 0, "synod_tasks_purged").await.unwrap_or(0.0);
+        rec.record(0, Kind::Ok, "purged", json!({"count": count as u64}));
+    }
     let report = crate::queue::check_with(&rec.history(), expect);
     errors.extend(report.errors.iter().cloned());
     results["queue"] = json!({
@@ -565,6 +573,7 @@ async fn finish_queue(
         "executed_more_than_once": report.executed_more_than_once,
         "refused_completions": report.refused_completions,
         "requeued_attempts": report.requeued_attempts,
+        "purged": report.purged,
         "tasks": reads[0].len(),
         "probes": report.probes,
         "probe_wait_p50_ms": report.probe_wait_p50_ms,

@@ -28,6 +28,9 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(30);
 /// The node config a soak adds: a short retention, so it bites within the run.
 pub const SOAK_CONFIG: &str = "storage:\n  retention:\n    finished_tasks: 30s\n";
 
+/// [`SOAK_CONFIG`]'s retention, which the queue checker allows for.
+pub const SOAK_RETENTION_MS: u64 = 30_000;
+
 /// Largest rise of the trend line over the window, as a share of its mean.
 pub const MAX_TREND: f64 = 0.25;
 
