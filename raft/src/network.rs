@@ -183,11 +183,11 @@ pub async fn send_leader_op(
     crate::metrics::rpc("leader_op", result.is_ok(), started.elapsed());
     match result {
         Ok(reply) => Ok(reply.into_inner().data),
-        Err(s) if never_sent(&s) => Err(crate::Error::Unavailable(format!("{addr} is unreachable: {}", s.message()))),
+        Err(s) if never_sent(&s) => Err(crate::Error::Unavailable(format!("{addr} is unreachable: {}", described(&s)))),
         Err(s) if matches!(s.code(), Code::Unauthenticated | Code::Unimplemented | Code::FailedPrecondition) => {
             Err(crate::Error::Unavailable(format!("{addr} refused: {}", s.message())))
         }
-        Err(s) => Err(crate::Error::Indeterminate(format!("leader operation sent to {addr}: {}", s.message()))),
+        Err(s) => Err(crate::Error::Indeterminate(format!("leader operation sent to {addr}: {}", described(&s)))),
     }
 }
 
@@ -206,31 +206,79 @@ pub struct PeerConn {
     chunk: usize,
 }
 
-/// True when the request never left this node: the connection was not
-/// made. Decided from the status's source chain, which only this node's
-/// client stack produces (an I/O error of a failed connect, or the
+/// True when the request never left this node, or never reached the
+/// peer's server: the connection was not made, or its TLS handshake
+/// failed (the peer reads no request before its handshake completes).
+/// Decided from the status's source chain, which only this node's client
+/// stack produces (an I/O error of a failed connect, a TLS error, or the
 /// connector's own connect error), never from the status message, which
 /// the other side (or anything in between) controls.
 pub(crate) fn never_sent(status: &tonic::Status) -> bool {
     use std::io::ErrorKind::*;
-    if status.code() != tonic::Code::Unavailable {
-        return false;
-    }
+    let connect_failed = status.code() == tonic::Code::Unavailable;
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
     while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && matches!(io.kind(), ConnectionRefused | AddrNotAvailable | NetworkUnreachable | HostUnreachable)
-        {
+        if e.downcast_ref::<rustls::Error>().is_some_and(handshake_refused) {
             return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if connect_failed
+                && matches!(io.kind(), ConnectionRefused | AddrNotAvailable | NetworkUnreachable | HostUnreachable)
+            {
+                return true;
+            }
+            // rustls reports a failed handshake as an I/O error around
+            // its own, which `source()` skips.
+            if io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).is_some_and(handshake_refused) {
+                return true;
+            }
         }
         // hyper-util's connector error (a connect that failed or timed
         // out), which is not a public type to downcast to.
-        if e.to_string().starts_with("tcp connect error") {
+        if connect_failed && e.to_string().starts_with("tcp connect error") {
             return true;
         }
         source = e.source();
     }
     false
+}
+
+/// A status's message and the causes under it ("transport error" alone
+/// says little).
+fn described(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// A TLS error that only a handshake produces: a certificate one side
+/// would not accept. Errors of an established connection (a bad record)
+/// are not: a request may have gone through before them.
+fn handshake_refused(e: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => true,
+        rustls::Error::AlertReceived(alert) => matches!(
+            alert,
+            A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::CertificateRequired
+                | A::HandshakeFailure
+                // A signature of the handshake did not verify (a certificate
+                // of another CA); record-layer failures are bad_record_mac.
+                | A::DecryptError
+        ),
+        _ => false,
+    }
 }
 
 impl PeerConn {
@@ -392,5 +440,24 @@ mod tests {
         // The words alone prove nothing: a server may say "connect" in any message.
         assert!(!never_sent(&tonic::Status::unavailable("could not connect to the upstream")));
         assert!(!never_sent(&tonic::Status::unavailable("Connection refused")));
+    }
+
+    #[test]
+    fn a_refused_tls_handshake_is_never_sent_and_a_bad_record_may_have_been() {
+        use rustls::AlertDescription as A;
+        let status = |tls: rustls::Error| {
+            let mut s = tonic::Status::unknown("transport error");
+            s.set_source(std::sync::Arc::new(std::io::Error::new(std::io::ErrorKind::InvalidData, tls)));
+            s
+        };
+        // The peer refused this node's certificate, or this node the peer's.
+        assert!(never_sent(&status(rustls::Error::AlertReceived(A::DecryptError))));
+        assert!(never_sent(&status(rustls::Error::AlertReceived(A::UnknownCA))));
+        assert!(never_sent(&status(rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature))));
+        // A record that did not decrypt comes after the handshake: the
+        // request may have been read.
+        assert!(!never_sent(&status(rustls::Error::DecryptError)));
+        assert!(!never_sent(&status(rustls::Error::AlertReceived(A::BadRecordMac))));
+        assert!(!never_sent(&status(rustls::Error::AlertReceived(A::CloseNotify))));
     }
 }
