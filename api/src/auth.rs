@@ -1,12 +1,12 @@
 //! Who is calling: the [`AuthContext`] every tenant-scoped service function
-//! takes first.
+//! takes first, and the credentials behind it: JWTs ([`TokenKeys`]),
+//! password hashing (Argon2id) and API keys (only their SHA-256 is stored).
 //!
-//! Until authentication lands (issue 4) every caller is trusted and names
-//! its tenant itself: the `X-Synod-Tenant` header on REST, the
-//! `x-synod-tenant` metadata key on gRPC, `--tenant` on the CLI; without
-//! one it acts in [`DEFAULT_TENANT`]. Once tokens exist, the tenant and role
-//! come from the credential, and the header stays only as the way an admin
-//! names the tenant it acts on.
+//! The tenant and role come from the credential; the `X-Synod-Tenant`
+//! header (gRPC `x-synod-tenant`, CLI `--tenant`) is how an admin names the
+//! tenant it acts in. With `security.enabled: false` (loopback only) every
+//! caller is a trusted admin of the tenant it names, [`DEFAULT_TENANT`]
+//! without one.
 
 use std::time::Duration;
 

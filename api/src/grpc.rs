@@ -9,7 +9,6 @@ use tonic::{Request, Response, Status};
 use crate::auth::{AuthContext, TENANT_HEADER};
 use crate::pb::cluster_server::Cluster;
 use crate::pb::{self, AddLearnerRequest, NodeRef, RemoveRequest, SetLabelsRequest, StatusRequest};
-use crate::rest::Access;
 use crate::service::{self, Consistency, JoinRequest, RegistryEntryView, SharedNode};
 
 pub struct ClusterGrpc {
@@ -72,68 +71,23 @@ fn reply(r: service::MembershipReply) -> pb::MembershipReply {
     pb::MembershipReply { log_index: r.log_index, message: r.message }
 }
 
-/// Every public gRPC method and who may call it (see [`crate::rest::ROUTES`]).
-pub const GRPC_METHODS: &[(&str, Access)] = &[
-    ("Cluster.Status", Access::Read),
-    ("Cluster.Registry", Access::Read),
-    ("Cluster.GetNode", Access::Read),
-    ("Cluster.SetLabels", Access::Admin),
-    ("Cluster.AddLearner", Access::Admin),
-    ("Cluster.Promote", Access::Admin),
-    ("Cluster.Demote", Access::Admin),
-    ("Cluster.Remove", Access::Admin),
-    ("Cluster.TransferLeader", Access::Admin),
-    ("Cluster.Digest", Access::Admin),
-    ("Tasks.Submit", Access::Write),
-    ("Tasks.SubmitBatch", Access::Write),
-    ("Tasks.Status", Access::Read),
-    ("Tasks.Result", Access::Read),
-    ("Tasks.List", Access::Read),
-    ("Tasks.Cancel", Access::Write),
-    ("Tasks.Watch", Access::Read),
-    ("Identity.Login", Access::Public),
-    ("Identity.CreateUser", Access::Admin),
-    ("Identity.ListUsers", Access::Admin),
-    ("Identity.UpdateUser", Access::Admin),
-    ("Identity.DeleteUser", Access::Admin),
-    ("Identity.CreateTenant", Access::Admin),
-    ("Identity.ListTenants", Access::Admin),
-    ("Identity.CreateApiKey", Access::Write),
-    ("Identity.ListApiKeys", Access::Read),
-    ("Identity.RevokeApiKey", Access::Read),
-    ("Vectors.CreateCollection", Access::Write),
-    ("Vectors.ListCollections", Access::Read),
-    ("Vectors.GetCollection", Access::Read),
-    ("Vectors.DeleteCollection", Access::Write),
-    ("Vectors.UpsertPoints", Access::Write),
-    ("Vectors.DeletePoints", Access::Write),
-    ("Vectors.GetPoint", Access::Read),
-    ("Vectors.Search", Access::Read),
-    ("Vectors.SearchBatch", Access::Read),
-    ("Plugins.List", Access::Read),
-    ("Plugins.Info", Access::Read),
-    ("Plugins.Load", Access::Admin),
-    ("Plugins.Unload", Access::Admin),
-    ("Plugins.ListModels", Access::Read),
-];
-
 /// The caller of `method`, from the `authorization` (Bearer) or `x-api-key`
 /// metadata and `x-synod-tenant`, checked against the method's rule.
 pub fn authorize<T>(node: &service::Node, req: &Request<T>, method: &str) -> Result<AuthContext, Status> {
-    let rule = GRPC_METHODS
-        .iter()
-        .find(|(m, _)| *m == method)
-        .map(|(_, a)| *a)
-        .ok_or_else(|| Status::internal(format!("{method} has no access rule")))?;
+    let rule =
+        crate::ops::grpc_access(method).ok_or_else(|| Status::internal(format!("{method} has no access rule")))?;
     let md = req.metadata();
     let ctx = crate::identity::authenticate(
         node,
         md.get("authorization").map(|v| v.as_bytes()),
         md.get("x-api-key").map(|v| v.as_bytes()),
         md.get(TENANT_HEADER).map(|v| v.as_bytes()),
-    )?;
-    crate::rest::permit(&ctx, rule)?;
-    Ok(ctx)
+    )
+    .and_then(|ctx| crate::rest::permit(&ctx, rule).map(|()| ctx));
+    if let Err(e) = &ctx {
+        crate::identity::audit_refused(e.http_status().as_u16(), method);
+    }
+    Ok(ctx?)
 }
 
 /// Runs one gRPC method: records its metrics and maps the error once.
@@ -143,6 +97,11 @@ pub(crate) async fn timed<T>(
 ) -> Result<Response<T>, Status> {
     let started = Instant::now();
     let r = f.await;
+    if let Err(e) = &r
+        && method != "Identity.Login"
+    {
+        crate::identity::audit_refused(e.http_status().as_u16(), method);
+    }
     crate::metrics::grpc_request(method, r.is_ok(), started.elapsed());
     r.map(Response::new).map_err(Status::from)
 }
@@ -204,9 +163,12 @@ impl Cluster for ClusterGrpc {
 
     async fn get_node(&self, req: Request<NodeRef>) -> Result<Response<pb::RegistryEntry>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.GetNode")?;
-        let NodeRef { id } = req.into_inner();
-        timed("GetNode", async { Ok(entry(service::do_get_node(&ctx, &self.node, id, Consistency::Local).await?)) })
-            .await
+        let NodeRef { id, consistency, .. } = req.into_inner();
+        timed("GetNode", async {
+            let c = Consistency::parse(Some(&consistency))?;
+            Ok(entry(service::do_get_node(&ctx, &self.node, id, c).await?))
+        })
+        .await
     }
 
     async fn set_labels(&self, req: Request<SetLabelsRequest>) -> Result<Response<pb::RegistryEntry>, Status> {
@@ -229,14 +191,14 @@ impl Cluster for ClusterGrpc {
 
     async fn promote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.Promote")?;
-        let NodeRef { id } = req.into_inner();
+        let NodeRef { id, .. } = req.into_inner();
         timed("Promote", async { Ok(reply(service::do_promote(&ctx, &self.node, id).await?)) }).await
     }
 
     async fn demote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.Demote")?;
-        let NodeRef { id } = req.into_inner();
-        timed("Demote", async { Ok(reply(service::do_demote(&ctx, &self.node, id, false).await?)) }).await
+        let NodeRef { id, force, .. } = req.into_inner();
+        timed("Demote", async { Ok(reply(service::do_demote(&ctx, &self.node, id, force).await?)) }).await
     }
 
     async fn remove(&self, req: Request<RemoveRequest>) -> Result<Response<pb::MembershipReply>, Status> {
@@ -247,7 +209,19 @@ impl Cluster for ClusterGrpc {
 
     async fn transfer_leader(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.TransferLeader")?;
-        let NodeRef { id } = req.into_inner();
+        let NodeRef { id, .. } = req.into_inner();
         timed("TransferLeader", async { Ok(reply(service::do_transfer_leader(&ctx, &self.node, id).await?)) }).await
+    }
+
+    async fn drain(&self, req: Request<NodeRef>) -> Result<Response<pb::RegistryEntry>, Status> {
+        let ctx = authorize(&self.node, &req, "Cluster.Drain")?;
+        let NodeRef { id, .. } = req.into_inner();
+        timed("Drain", async { Ok(entry(service::do_set_draining(&ctx, &self.node, id, true).await?)) }).await
+    }
+
+    async fn undrain(&self, req: Request<NodeRef>) -> Result<Response<pb::RegistryEntry>, Status> {
+        let ctx = authorize(&self.node, &req, "Cluster.Undrain")?;
+        let NodeRef { id, .. } = req.into_inner();
+        timed("Undrain", async { Ok(entry(service::do_set_draining(&ctx, &self.node, id, false).await?)) }).await
     }
 }

@@ -43,14 +43,16 @@ fn request(r: SubmitTaskRequest) -> Result<SubmitRequest, ApiError> {
     Ok(SubmitRequest {
         task_type: r#type,
         payload,
-        priority: priority.unwrap_or(5),
+        priority: priority.unwrap_or(crate::tasks::DEFAULT_PRIORITY),
         idempotency_key,
         max_attempts,
         timeout_ms,
         labels,
         backoff: backoff.map(|b| BackoffRequest {
             initial_ms: b.initial_ms,
-            multiplier: b.multiplier,
+            // proto3 sends an unset double as 0.0, which no policy can
+            // mean (the multiplier is 1..=100): it is the default, as on REST.
+            multiplier: if b.multiplier == 0.0 { crate::tasks::DEFAULT_BACKOFF_MULTIPLIER } else { b.multiplier },
             max_ms: b.max_ms,
         }),
     })
@@ -141,13 +143,14 @@ impl Tasks for TasksGrpc {
 
     async fn list(&self, req: Request<ListTasksRequest>) -> Result<Response<pb::TaskList>, Status> {
         let ctx = authorize(&self.node, &req, "Tasks.List")?;
-        let ListTasksRequest { state, r#type, limit, cursor } = req.into_inner();
+        let ListTasksRequest { state, r#type, limit, cursor, payloads } = req.into_inner();
         timed("Tasks.List", async {
             let q = ListQuery {
                 state: Some(state).filter(|s| !s.is_empty()),
                 task_type: Some(r#type).filter(|s| !s.is_empty()),
                 limit: Some(limit as usize).filter(|l| *l != 0),
                 cursor: Some(cursor).filter(|s| !s.is_empty()),
+                payloads,
             };
             let l = tasks::do_list_tasks(&ctx, &self.node, q)?;
             Ok(pb::TaskList {
@@ -168,26 +171,39 @@ impl Tasks for TasksGrpc {
 
     async fn watch(&self, req: Request<TaskId>) -> Result<Response<Self::WatchStream>, Status> {
         let ctx = authorize(&self.node, &req, "Tasks.Watch")?;
+        let credentials = req.metadata().clone();
         let TaskId { id } = req.into_inner();
+        let slot = self.node.watch_slots.take(&ctx.tenant, self.node.cfg.node.max_watch_streams_per_tenant)?;
         // The first answer (or a not-found) comes before the stream starts.
         let first = tasks::do_task_status(&ctx, &self.node, &id).await.map_err(Status::from)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let node = self.node.clone();
         tokio::spawn(async move {
+            let _slot = slot;
+            // The caller's credentials are checked again every minute: a
+            // revoked key or a deleted user stops its streams too.
+            let mut recheck = tokio::time::Instant::now() + RECHECK;
+            let mut changes = node.raft.changes();
             let mut last = first.state.clone();
             let mut finished = is_finished(&last);
             if tx.send(Ok(task(first))).await.is_err() {
                 return;
             }
-            let mut watch = node.raft.raft.metrics();
             // A stream lives at most a day, and ends when its client goes.
             let expires = tokio::time::Instant::now() + Duration::from_secs(86_400);
             while !finished {
-                use openraft::rt::WatchReceiver;
                 tokio::select! {
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep_until(expires) => return,
-                    _ = tokio::time::timeout(Duration::from_millis(200), watch.changed()) => {}
+                    _ = changes.next(Duration::from_millis(200)) => {}
+                }
+                if tokio::time::Instant::now() >= recheck {
+                    recheck = tokio::time::Instant::now() + RECHECK;
+                    let again = Request::from_parts(credentials.clone(), Default::default(), ());
+                    if let Err(e) = authorize(&node, &again, "Tasks.Watch") {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
                 }
                 let v = match tasks::do_task_status(&ctx, &node, &id).await {
                     Ok(v) => v,
@@ -208,6 +224,9 @@ impl Tasks for TasksGrpc {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
+
+/// How often a watch stream checks its caller's credentials again.
+const RECHECK: Duration = Duration::from_secs(60);
 
 fn is_finished(state: &str) -> bool {
     matches!(state, "succeeded" | "failed" | "cancelled" | "dead_lettered")

@@ -129,9 +129,24 @@ impl RateLimiter {
     }
 }
 
+/// The log target of audit events. The log setup gives it its own layer,
+/// which no log level or `SYNOD_LOG` filter silences.
+pub const AUDIT_TARGET: &str = "synod::audit";
+
+/// Logs an audit event (on [`AUDIT_TARGET`]) and counts it in
+/// `synod_audit_events_total{event}`.
 pub fn audit(event: &'static str, who: &str, what: &str) {
     metrics::counter!("synod_audit_events_total", "event" => event).increment(1);
-    tracing::info!(target: "audit", event, who, what, "audit");
+    tracing::info!(target: AUDIT_TARGET, event, who, what, "audit");
+}
+
+/// Audits a request refused for its credentials (401) or its role (403).
+pub fn audit_refused(status: u16, route: &str) {
+    match status {
+        401 => audit("unauthenticated", "-", route),
+        403 => audit("permission_denied", "-", route),
+        _ => {}
+    }
 }
 
 // ---- credentials of a request
@@ -216,6 +231,15 @@ fn current_user_token(node: &Node, v: &auth::Verified) -> Result<()> {
 }
 
 fn api_key_caller(node: &Node, key: &str) -> Result<AuthContext> {
+    let r = api_key_context(node, key);
+    if let Err(e) = &r {
+        let id = auth::split_api_key(key).map_or("malformed", |(id, _)| id);
+        audit("apikey_refused", id, &e.to_string());
+    }
+    r
+}
+
+fn api_key_context(node: &Node, key: &str) -> Result<AuthContext> {
     let bad = || ApiError::Unauthenticated("invalid API key".into());
     let (id, secret) = auth::split_api_key(key).ok_or_else(bad)?;
     let rec = node.raft.store.get_api_key(id)?.ok_or_else(bad)?;

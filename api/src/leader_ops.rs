@@ -269,14 +269,16 @@ impl synod_raft::LeaderOps for Handler {
 
 /// Sends `op` from a node that is not a member yet (no id, no Raft) to the
 /// member whose Raft address is `addr`, which passes it on to the leader.
+/// `now_ms` dates it (the cluster's time, as the member told it).
 pub async fn send_as_joiner(
     peers: &synod_raft::Peers,
     sealer: &Sealer,
     addr: &str,
+    now_ms: u64,
     op: &LeaderOp,
     timeout: Duration,
 ) -> Result<LeaderReply> {
-    let data = sealer.seal(0, synod_raft::wall_ms(), 0, op);
+    let data = sealer.seal(0, now_ms, 0, op);
     let bytes = synod_raft::send_leader_op(peers, 0, addr, data, timeout).await?;
     decode_reply(&bytes, addr)
 }
@@ -308,8 +310,7 @@ async fn add_learner(node: &Node, req: JoinRequest) -> Result<MembershipReply> {
             details: None,
         });
     }
-    let m = node.raft.metrics();
-    if m.membership_config.membership().voter_ids().any(|v| v == req.id) {
+    if node.raft.view().is_voter(req.id) {
         return Ok(MembershipReply { log_index: 0, message: format!("node {} is already a voter", req.id) });
     }
     let synod_node = SynodNode {
@@ -326,12 +327,11 @@ async fn add_learner(node: &Node, req: JoinRequest) -> Result<MembershipReply> {
 }
 
 async fn promote(node: &Node, id: u64) -> Result<MembershipReply> {
-    let m = node.raft.metrics();
-    let membership = m.membership_config.membership();
-    if membership.voter_ids().any(|v| v == id) {
+    let view = node.raft.view();
+    if view.is_voter(id) {
         return Ok(MembershipReply { log_index: 0, message: format!("node {id} is already a voter") });
     }
-    if !membership.learner_ids().any(|l| l == id) {
+    if !view.is_learner(id) {
         return Err(ApiError::NotFound(format!("node {id} is not a learner of this cluster")));
     }
     let log_index = node.raft.promote(id).await?;
@@ -340,8 +340,7 @@ async fn promote(node: &Node, id: u64) -> Result<MembershipReply> {
 }
 
 async fn demote(node: &Node, id: u64, force: bool) -> Result<MembershipReply> {
-    let m = node.raft.metrics();
-    if !m.membership_config.membership().voter_ids().any(|v| v == id) {
+    if !node.raft.view().is_voter(id) {
         return Err(ApiError::NotFound(format!("node {id} is not a voter of this cluster")));
     }
     check_quorum_after_removing(node, id, force)?;
@@ -351,8 +350,7 @@ async fn demote(node: &Node, id: u64, force: bool) -> Result<MembershipReply> {
 }
 
 async fn remove(node: &Node, id: u64, force: bool) -> Result<MembershipReply> {
-    let m = node.raft.metrics();
-    let member = m.membership_config.membership().get_node(&id).is_some();
+    let member = node.raft.view().is_member(id);
     let registered = node.raft.store.get_node(id)?.is_some();
     if !member && !registered {
         return Err(ApiError::NotFound(format!("node {id} is not part of this cluster")));
@@ -371,8 +369,7 @@ async fn remove(node: &Node, id: u64, force: bool) -> Result<MembershipReply> {
 }
 
 async fn transfer_leader(node: &Node, id: u64) -> Result<MembershipReply> {
-    let m = node.raft.metrics();
-    if !m.membership_config.membership().voter_ids().any(|v| v == id) {
+    if !node.raft.view().is_voter(id) {
         return Err(ApiError::NotFound(format!("node {id} is not a voter of this cluster")));
     }
     if id == node.id() {
@@ -380,9 +377,8 @@ async fn transfer_leader(node: &Node, id: u64) -> Result<MembershipReply> {
     }
     node.raft.transfer_leader(id).await?;
     // Wait for the handover so the caller sees the new leader.
-    let waited = node.raft.raft.wait(Some(node.cfg.cluster.write_timeout.get())).current_leader(id, "transfer").await;
-    match waited {
-        Ok(_) => Ok(MembershipReply { log_index: 0, message: format!("node {id} is now the leader") }),
+    match node.raft.wait_leader(id, node.cfg.cluster.write_timeout.get()).await {
+        Ok(()) => Ok(MembershipReply { log_index: 0, message: format!("node {id} is now the leader") }),
         Err(e) => Err(ApiError::Unavailable(format!("leadership transfer to {id} not confirmed: {e}"))),
     }
 }
@@ -390,8 +386,7 @@ async fn transfer_leader(node: &Node, id: u64) -> Result<MembershipReply> {
 /// Refuses to take voter `id` out when the remaining voters would not hold
 /// a quorum of live nodes.
 fn check_quorum_after_removing(node: &Node, id: u64, force: bool) -> Result<()> {
-    let m = node.raft.metrics();
-    let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+    let voters = node.raft.view().voters;
     if !voters.contains(&id) {
         return Ok(());
     }
@@ -425,7 +420,7 @@ async fn heartbeat(node: &Node, hb: Heartbeat) -> Result<MembershipReply> {
     let info: pb::NodeInfo = hb.info.clone().into();
     // A removed node that has not stopped yet must not register itself
     // again: only members of the cluster heartbeat.
-    if node.raft.metrics().membership_config.membership().get_node(&info.id).is_none() {
+    if !node.raft.view().is_member(info.id) {
         return Err(ApiError::FailedPrecondition {
             message: format!("node {} is not a member of this cluster", info.id),
             details: None,

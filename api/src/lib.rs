@@ -1,10 +1,11 @@
 //! The `synod` binary's library: CLI, composition root, the service layer,
 //! REST (axum), public gRPC (tonic), error mapping and metrics export.
 //!
-//! Only this crate knows HTTP, JSON envelopes, public protos (and, later,
-//! JWT and TLS). REST handlers ([`rest`]) and gRPC methods ([`grpc`]) are
-//! thin adapters over the `do_*` functions of [`service`]; [`error`] is the
-//! one place that maps errors to HTTP and gRPC status codes.
+//! Only this crate knows HTTP, JSON envelopes, public protos, JWT and TLS.
+//! Every operation is declared once in [`ops`]; REST handlers ([`rest`]) and
+//! gRPC methods ([`grpc`]) are thin adapters over the `do_*` functions of
+//! the service layer; [`error`] is the one place that maps errors to HTTP
+//! and gRPC status codes.
 //!
 //! Key types: [`service::Node`], [`error::ApiError`], [`cli::Cli`].
 
@@ -23,6 +24,7 @@ pub mod identity;
 pub mod leader_ops;
 pub mod local_cluster;
 pub mod metrics;
+pub mod ops;
 pub mod plugins;
 pub mod rest;
 pub mod server;

@@ -5,15 +5,34 @@ use std::process::ExitCode;
 use clap::Parser;
 use synod_api::cli::{Cli, Command, ConfigCmd, LogFormat, ModelCmd};
 
+/// Logs to stderr at `level` (or as `SYNOD_LOG` says), and audit events
+/// always: they have their own layer, which no level or filter silences.
 fn init_logs(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SYNOD_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn,h2=warn,tower=warn,hyper=warn"))
-    });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, fmt};
+    let audit = synod_api::identity::AUDIT_TARGET;
+    let filter = EnvFilter::try_from_env("SYNOD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},openraft=warn,h2=warn,tower=warn,hyper=warn")));
+    let not_audit = filter_fn(move |m| m.target() != audit);
+    let only_audit = filter_fn(move |m| m.target() == audit);
+    let (main, audits): (Box<dyn Layer<_> + Send + Sync>, Box<dyn Layer<_> + Send + Sync>) = match format {
+        LogFormat::Json => (
+            fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_writer(std::io::stderr)
+                .with_filter(filter.and(not_audit))
+                .boxed(),
+            fmt::layer().json().flatten_event(true).with_writer(std::io::stderr).with_filter(only_audit).boxed(),
+        ),
+        LogFormat::Text => (
+            fmt::layer().with_writer(std::io::stderr).with_filter(filter.and(not_audit)).boxed(),
+            fmt::layer().with_writer(std::io::stderr).with_filter(only_audit).boxed(),
+        ),
+    };
+    tracing_subscriber::registry().with(main).with(audits).init();
 }
 
 fn try_main(cli: Cli) -> anyhow::Result<()> {

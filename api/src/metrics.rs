@@ -44,6 +44,21 @@ pub fn grpc_request(method: &'static str, ok: bool, took: Duration) {
     histogram!("synod_grpc_request_seconds", "method" => method).record(took.as_secs_f64());
 }
 
+/// Refreshes the gauges computed from the store ([`export_task_counters`],
+/// [`export_vector_index`]) at most once a second, however often `/metrics`
+/// is scraped.
+pub fn export_cached(store: &synod_store::Store) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    drop(last);
+    export_task_counters(store);
+    export_vector_index(store);
+}
+
 const TASK_STATES: [&str; 7] = ["queued", "assigned", "running", "succeeded", "failed", "cancelled", "dead_lettered"];
 
 /// Mirrors the replicated task counters into gauges: `synod_tasks{tenant,state}`

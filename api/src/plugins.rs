@@ -347,7 +347,7 @@ fn nodes_with(node: &Node, has: impl Fn(&pb::NodeInfo) -> bool) -> Vec<u64> {
 /// Waits (at most `max`) until this node has applied `index`; a timeout only
 /// means the sync loop picks the change up a little later.
 async fn wait_applied(node: &Node, index: u64, max: Duration) {
-    let _ = node.raft.raft.wait(Some(max)).applied_index_at_least(Some(index), "a plugin change").await;
+    node.raft.wait_applied(index, max).await;
 }
 
 /// What this node has built from the store: plugin name → version sha256s,

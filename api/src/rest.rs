@@ -99,73 +99,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuthContext {
     }
 }
 
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone, without credentials.
-    Public,
-    /// `/metrics`: public unless `security.metrics_auth`.
-    Metrics,
-    /// Any authenticated caller (reader, user, admin).
-    Read,
-    /// Users and admins.
-    Write,
-    /// Admins (and nodes, which present admin tokens).
-    Admin,
-}
-
-/// Every REST route: method, path, who may call it. The router is built
-/// from this table, so a route cannot exist without an access rule, and
-/// the security test walks it.
-pub const ROUTES: &[(&str, &str, Access)] = &[
-    ("GET", "/health", Access::Public),
-    ("GET", "/health/ready", Access::Public),
-    ("GET", "/metrics", Access::Metrics),
-    ("POST", "/login", Access::Public),
-    ("GET", "/cluster/status", Access::Read),
-    ("GET", "/agents/registry", Access::Read),
-    ("GET", "/cluster/nodes", Access::Read),
-    ("GET", "/cluster/nodes/{id}", Access::Read),
-    ("PUT", "/cluster/nodes/{id}/labels", Access::Admin),
-    ("GET", "/debug/digest", Access::Admin),
-    ("POST", "/cluster/nodes/{id}/promote", Access::Admin),
-    ("POST", "/cluster/nodes/{id}/demote", Access::Admin),
-    ("POST", "/cluster/nodes/{id}/remove", Access::Admin),
-    ("POST", "/cluster/nodes/{id}/transfer-leader", Access::Admin),
-    ("POST", "/cluster/nodes/{id}/drain", Access::Admin),
-    ("POST", "/cluster/nodes/{id}/undrain", Access::Admin),
-    ("POST", "/cluster/add-learner", Access::Admin),
-    ("POST", "/cluster/join", Access::Admin),
-    ("POST", "/cluster/allocate-id", Access::Admin),
-    ("POST", "/tasks/submit", Access::Write),
-    ("GET", "/tasks", Access::Read),
-    ("GET", "/tasks/{id}/status", Access::Read),
-    ("GET", "/tasks/{id}/result", Access::Read),
-    ("POST", "/tasks/{id}/cancel", Access::Write),
-    ("GET", "/plugins/list", Access::Read),
-    ("POST", "/plugins/load", Access::Admin),
-    ("GET", "/plugins/{name}", Access::Read),
-    ("POST", "/plugins/{name}/unload", Access::Admin),
-    ("GET", "/models", Access::Read),
-    ("GET", "/tenants", Access::Admin),
-    ("POST", "/tenants", Access::Admin),
-    ("GET", "/users", Access::Admin),
-    ("POST", "/users", Access::Admin),
-    ("PUT", "/users/{name}", Access::Admin),
-    ("DELETE", "/users/{name}", Access::Admin),
-    ("GET", "/apikeys", Access::Read),
-    ("POST", "/apikeys", Access::Write),
-    ("DELETE", "/apikeys/{id}", Access::Read),
-    ("GET", "/collections", Access::Read),
-    ("POST", "/collections", Access::Write),
-    ("GET", "/collections/{name}", Access::Read),
-    ("DELETE", "/collections/{name}", Access::Write),
-    ("POST", "/collections/{name}/points", Access::Write),
-    ("DELETE", "/collections/{name}/points", Access::Write),
-    ("GET", "/collections/{name}/points/{id}", Access::Read),
-    ("POST", "/vector/search", Access::Read),
-    ("POST", "/vector/search/batch", Access::Read),
-];
+pub use crate::ops::Access;
 
 fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> {
     match (method, path) {
@@ -185,7 +119,6 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("POST", "/cluster/nodes/{id}/drain") => post(drain),
         ("POST", "/cluster/nodes/{id}/undrain") => post(undrain),
         ("POST", "/cluster/add-learner" | "/cluster/join") => post(add_learner),
-        ("POST", "/cluster/allocate-id") => post(allocate_id),
         ("POST", "/tasks/submit") => post(submit_tasks),
         ("GET", "/tasks") => get(list_tasks),
         ("GET", "/tasks/{id}/status") => get(task_status),
@@ -214,13 +147,8 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("GET", "/collections/{name}/points/{id}") => get(get_point),
         ("POST", "/vector/search") => post(search),
         ("POST", "/vector/search/batch") => post(search_batch),
-        (m, p) => panic!("route {m} {p} is in ROUTES but has no handler"),
+        (m, p) => panic!("route {m} {p} is in ops::OPERATIONS but has no handler"),
     }
-}
-
-/// The access rule of a matched route.
-pub fn access(method: &str, path: &str) -> Option<Access> {
-    ROUTES.iter().find(|(m, p, _)| *m == method && *p == path).map(|(_, _, a)| *a)
 }
 
 pub fn router(node: SharedNode) -> Router {
@@ -229,9 +157,9 @@ pub fn router(node: SharedNode) -> Router {
     // A module may be larger than other bodies: base64 of up to
     // plugins.wasm_max_module_size, plus the manifest.
     let module_limit = (node.cfg.plugins.wasm_max_module_size.as_u64() as usize / 3 * 4 + 64 * 1024).max(limit);
-    for (method, path, _) in ROUTES {
+    for (method, path, _) in crate::ops::rest_routes() {
         let h = handler(method, path);
-        let h = if *path == "/plugins/load" { h.layer(axum::extract::DefaultBodyLimit::max(module_limit)) } else { h };
+        let h = if path == "/plugins/load" { h.layer(axum::extract::DefaultBodyLimit::max(module_limit)) } else { h };
         r = r.route(path, h);
     }
     r.route_layer(middleware::from_fn_with_state(node.clone(), authenticate))
@@ -246,7 +174,7 @@ pub fn router(node: SharedNode) -> Router {
 /// and hands the [`AuthContext`] to the handler.
 async fn authenticate(State(node): State<SharedNode>, mut req: Request, next: Next) -> Response {
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
-    let rule = access(req.method().as_str(), &path).unwrap_or(Access::Admin);
+    let rule = crate::ops::rest_access(req.method().as_str(), &path).unwrap_or(Access::Admin);
     let public = match rule {
         Access::Public => true,
         Access::Metrics => !node.cfg.security.metrics_auth,
@@ -299,8 +227,12 @@ async fn track(req: Request, next: Next) -> Response {
     };
     let started = Instant::now();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    crate::metrics::http_request(route, method, status, started.elapsed());
+    let code = resp.status().as_u16();
+    // A failed login is audited as such already.
+    if route != "/login" {
+        crate::identity::audit_refused(code, &format!("{method} {route}"));
+    }
+    crate::metrics::http_request(route, method, code.to_string(), started.elapsed());
     resp
 }
 
@@ -323,11 +255,37 @@ async fn ready(State(node): State<SharedNode>) -> Response {
     (status, axum::Json(h)).into_response()
 }
 
-async fn metrics(State(node): State<SharedNode>) -> Response {
-    crate::metrics::export_task_counters(&node.raft.store);
-    crate::metrics::export_vector_index(&node.raft.store);
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], crate::metrics::render())
-        .into_response()
+/// `/metrics`: every series for an admin; without admin credentials (it is
+/// public unless `security.metrics_auth`), the series that name a tenant
+/// are left out, so an anonymous scrape learns no tenant names.
+async fn metrics(
+    State(node): State<SharedNode>,
+    ctx: Option<axum::Extension<AuthContext>>,
+    headers: HeaderMap,
+) -> Response {
+    let admin = match ctx {
+        Some(axum::Extension(ctx)) => ctx.role == crate::auth::Role::Admin,
+        None if headers.contains_key(header::AUTHORIZATION) || headers.contains_key("x-api-key") => {
+            crate::identity::authenticate(
+                &node,
+                headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+                headers.get("x-api-key").map(|v| v.as_bytes()),
+                None,
+            )
+            .is_ok_and(|c| c.role == crate::auth::Role::Admin)
+        }
+        None => false,
+    };
+    crate::metrics::export_cached(&node.raft.store);
+    let mut text = crate::metrics::render();
+    if !admin {
+        text = text.lines().filter(|l| !l.contains("tenant=\"")).fold(String::new(), |mut out, l| {
+            out.push_str(l);
+            out.push('\n');
+            out
+        });
+    }
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], text).into_response()
 }
 
 async fn state_digest(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
@@ -423,10 +381,6 @@ async fn add_learner(
     Json(req): Json<JoinRequest>,
 ) -> Result<Response> {
     Ok(ok(service::do_add_learner(&ctx, &node, req).await?))
-}
-
-async fn allocate_id(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
-    Ok(ok(json!({"id": service::do_allocate_node_id(&ctx, &node).await?})))
 }
 
 /// `POST /tasks/submit`: one task (`{"type", "payload", ...}`, optional

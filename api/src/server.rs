@@ -84,20 +84,23 @@ struct Joiner {
 }
 
 impl Joiner {
-    /// The Raft address of the member `--join` names: its `/health` says.
-    async fn member_raft_addr(&self) -> anyhow::Result<String> {
+    /// The Raft address of the member `--join` names, and the cluster's
+    /// time there: its `/health` says.
+    async fn member(&self) -> anyhow::Result<(String, u64)> {
         let url = format!("{}/health", join_base(&self.join));
         let v: serde_json::Value = self.client.get(&url).send().await?.error_for_status()?.json().await?;
-        v["raft_addr"]
+        let addr = v["raft_addr"]
             .as_str()
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
-            .with_context(|| format!("{url} names no raft_addr (is it a Synod node of this version?)"))
+            .with_context(|| format!("{url} names no raft_addr (is it a Synod node of this version?)"))?;
+        Ok((addr, v["cluster_time_ms"].as_u64().unwrap_or_else(synod_raft::wall_ms)))
     }
 
     async fn ask(&self, op: &crate::leader_ops::LeaderOp) -> anyhow::Result<crate::leader_ops::LeaderReply> {
-        let addr = self.member_raft_addr().await?;
-        crate::leader_ops::send_as_joiner(&self.peers, &self.sealer, &addr, op, Duration::from_secs(15))
+        // Dated on the cluster's clock, not this machine's, which may be off.
+        let (addr, now) = self.member().await?;
+        crate::leader_ops::send_as_joiner(&self.peers, &self.sealer, &addr, now, op, Duration::from_secs(15))
             .await
             .map_err(|e| anyhow::anyhow!("{addr}: {e}"))
     }
@@ -501,13 +504,25 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .context("public gRPC TLS")?;
     }
+    // A request larger than node.max_body_size is refused as on REST.
+    let body = cfg.node.max_body_size.as_u64() as usize;
     let grpc = grpc_builder
-        .add_service(crate::pb::cluster_server::ClusterServer::new(crate::grpc::ClusterGrpc::new(node.clone())))
-        .add_service(crate::pb::tasks_server::TasksServer::new(crate::grpc_tasks::TasksGrpc::new(node.clone())))
-        .add_service(crate::pb::identity_server::IdentityServer::new(crate::grpc_identity::IdentityGrpc::new(
-            node.clone(),
-        )))
-        .add_service(crate::pb::vectors_server::VectorsServer::new(crate::grpc_vectors::VectorsGrpc::new(node.clone())))
+        .add_service(
+            crate::pb::cluster_server::ClusterServer::new(crate::grpc::ClusterGrpc::new(node.clone()))
+                .max_decoding_message_size(body),
+        )
+        .add_service(
+            crate::pb::tasks_server::TasksServer::new(crate::grpc_tasks::TasksGrpc::new(node.clone()))
+                .max_decoding_message_size(body),
+        )
+        .add_service(
+            crate::pb::identity_server::IdentityServer::new(crate::grpc_identity::IdentityGrpc::new(node.clone()))
+                .max_decoding_message_size(body),
+        )
+        .add_service(
+            crate::pb::vectors_server::VectorsServer::new(crate::grpc_vectors::VectorsGrpc::new(node.clone()))
+                .max_decoding_message_size(body),
+        )
         .add_service(
             crate::pb::plugins_server::PluginsServer::new(crate::grpc_plugins::PluginsGrpc::new(node.clone()))
                 .max_decoding_message_size(cfg.plugins.wasm_max_module_size.as_u64() as usize + 64 * 1024),
@@ -569,7 +584,7 @@ async fn heartbeat_loop(node: SharedNode) {
     let every = node.cfg.cluster.node_heartbeat_interval.get();
     let mut failures = 0u32;
     loop {
-        let applied = node.raft.metrics().last_applied.map(|l| l.index).unwrap_or(0);
+        let applied = node.raft.view().applied_index;
         // Models installed (or found broken) since the last beat change what
         // this node offers; the leader re-registers it when its info differs.
         let models = node.models.clone();
@@ -606,17 +621,14 @@ async fn leader_loop(node: SharedNode) {
         if !node.cfg.cluster.auto_promote || !node.raft.is_leader() {
             continue;
         }
-        let m = node.raft.metrics();
-        let membership = m.membership_config.membership();
-        let voters = membership.voter_ids().count();
-        if voters >= node.cfg.cluster.voters || m.membership_config.membership().get_joint_config().len() > 1 {
+        let view = node.raft.view();
+        let voters = view.voters.len();
+        if voters >= node.cfg.cluster.voters || view.joint {
             continue;
         }
-        let commit = synod_raft::commit_index(&m);
-        let matched = m.replication.clone().unwrap_or_default();
         let now = node.raft.cluster_now_ms();
-        let candidate = membership.learner_ids().find(|id| {
-            let caught_up = matched.get(id).and_then(|l| l.as_ref()).map(|l| l.index + 100 >= commit).unwrap_or(false);
+        let candidate = view.learners.iter().copied().find(|id| {
+            let caught_up = view.matched.get(id).copied().flatten().is_some_and(|i| i + 100 >= view.commit_index);
             let alive = node
                 .raft
                 .store

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use synod_config::Config;
-use synod_raft::{RaftNode, ServerState};
+use synod_raft::{ClusterView, RaftNode, Role};
 use synod_store::pb::{self, command::Kind, command_result::Outcome};
 
 use crate::error::{ApiError, Result};
@@ -38,6 +38,10 @@ pub struct Node {
     /// Signs the leader operations this node sends and checks the ones it
     /// receives (see [`crate::leader_ops`]).
     pub(crate) sealer: crate::leader_ops::Sealer,
+    /// Searches computed at once (`vector_db.search_concurrency`).
+    pub search_slots: Arc<tokio::sync::Semaphore>,
+    /// Open watch streams per tenant.
+    pub watch_slots: crate::tasks::WatchSlots,
 }
 
 pub type SharedNode = Arc<Node>;
@@ -242,8 +246,8 @@ impl Consistency {
             Consistency::Linearizable => node.raft.read_barrier().await.map(|_| 0).map_err(Into::into),
             Consistency::Leader => node.raft.leader_read_barrier().await.map(|_| 0).map_err(Into::into),
             Consistency::Local => {
-                let m = node.raft.metrics();
-                Ok(synod_raft::commit_index(&m).saturating_sub(synod_raft::applied_index(&m)))
+                let v = node.raft.view();
+                Ok(v.commit_index.saturating_sub(v.applied_index))
             }
         }
     }
@@ -276,6 +280,10 @@ impl Node {
         sealer: crate::leader_ops::Sealer,
     ) -> Node {
         let pool = cfg.scaling.min_workers.clamp(1, cfg.scaling.max_workers.max(1));
+        let searches = match cfg.vector_db.search_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
         Node {
             raft,
             cfg,
@@ -290,6 +298,8 @@ impl Node {
             security,
             key_uses: Default::default(),
             sealer,
+            search_slots: Arc::new(tokio::sync::Semaphore::new(searches)),
+            watch_slots: Default::default(),
         }
     }
 
@@ -310,13 +320,12 @@ impl Node {
         }
     }
 
-    fn role_of(&self, id: u64, m: &synod_raft::RaftMetrics) -> &'static str {
-        let membership = m.membership_config.membership();
-        if m.current_leader == Some(id) {
+    fn role_of(&self, id: u64, v: &ClusterView) -> &'static str {
+        if v.leader == Some(id) {
             "leader"
-        } else if membership.voter_ids().any(|v| v == id) {
+        } else if v.is_voter(id) {
             "voter"
-        } else if membership.learner_ids().any(|l| l == id) {
+        } else if v.is_learner(id) {
             "learner"
         } else {
             "none"
@@ -433,56 +442,54 @@ pub fn do_state_digest(ctx: &AuthContext, node: &Node) -> Result<DigestView> {
 }
 
 pub fn do_cluster_status(_ctx: &AuthContext, node: &Node) -> Result<ClusterStatusView> {
-    let m = node.raft.metrics();
+    let v = node.raft.view();
     let liveness = node.liveness_map()?;
     let registry: BTreeMap<u64, pb::NodeRecord> =
         node.raft.store.list_nodes()?.into_iter().filter_map(|r| Some((r.info.as_ref()?.id, r))).collect();
-    let membership = m.membership_config.membership();
-    let matched = m.replication.clone().unwrap_or_default();
-    let applied_local = synod_raft::applied_index(&m);
-    let nodes = membership
-        .nodes()
+    let nodes = v
+        .members
+        .iter()
         .map(|(id, n)| {
             let applied_index =
-                if *id == node.id() { applied_local } else { registry.get(id).map(|r| r.applied_index).unwrap_or(0) };
+                if *id == node.id() { v.applied_index } else { registry.get(id).map(|r| r.applied_index).unwrap_or(0) };
             NodeStatusView {
                 id: *id,
-                role: node.role_of(*id, &m).to_string(),
+                role: node.role_of(*id, &v).to_string(),
                 raft_addr: n.raft_addr.clone(),
                 http_addr: n.http_addr.clone(),
                 grpc_addr: n.grpc_addr.clone(),
                 liveness: if *id == node.id() { "alive" } else { liveness.get(id).copied().unwrap_or("unknown") }
                     .to_string(),
                 applied_index,
-                matched_index: matched.get(id).and_then(|l| l.as_ref().map(|l| l.index)),
+                matched_index: v.matched.get(id).copied().flatten(),
             }
         })
         .collect();
     Ok(ClusterStatusView {
         node_id: node.id(),
-        leader_id: m.current_leader,
-        term: m.current_term,
-        commit_index: synod_raft::commit_index(&m),
-        applied_index: applied_local,
-        last_log_index: m.last_log_index.unwrap_or(0),
+        leader_id: v.leader,
+        term: v.term,
+        commit_index: v.commit_index,
+        applied_index: v.applied_index,
+        last_log_index: v.last_log_index,
         desired_nodes: Some(node.desired_nodes.load(std::sync::atomic::Ordering::Relaxed) as u64).filter(|d| *d != 0),
-        snapshot_index: m.snapshot.as_ref().map(|l| l.index),
-        purged_index: m.purged.as_ref().map(|l| l.index),
-        voters: membership.voter_ids().collect(),
-        learners: membership.learner_ids().collect(),
-        membership_joint: membership.get_joint_config().len() > 1,
+        snapshot_index: v.snapshot_index,
+        purged_index: v.purged_index,
+        voters: v.voters.clone(),
+        learners: v.learners.clone(),
+        membership_joint: v.joint,
         nodes,
     })
 }
 
-fn entry_view(node: &Node, rec: pb::NodeRecord, m: &synod_raft::RaftMetrics, now: u64) -> RegistryEntryView {
+fn entry_view(node: &Node, rec: pb::NodeRecord, v: &ClusterView, now: u64) -> RegistryEntryView {
     let info = rec.info.unwrap_or_default();
     let cap = info.capacity.unwrap_or_default();
-    let commit = synod_raft::commit_index(m);
-    let applied_index = if info.id == node.id() { synod_raft::applied_index(m) } else { rec.applied_index };
+    let commit = v.commit_index;
+    let applied_index = if info.id == node.id() { v.applied_index } else { rec.applied_index };
     RegistryEntryView {
         id: info.id,
-        role: node.role_of(info.id, m).to_string(),
+        role: node.role_of(info.id, v).to_string(),
         liveness: node.liveness(rec.last_heartbeat_ms, now).to_string(),
         raft_addr: info.raft_addr,
         http_addr: info.http_addr,
@@ -505,9 +512,9 @@ fn entry_view(node: &Node, rec: pb::NodeRecord, m: &synod_raft::RaftMetrics, now
 
 pub async fn do_list_registry(_ctx: &AuthContext, node: &Node, consistency: Consistency) -> Result<RegistryView> {
     let behind_by = consistency.barrier(node).await?;
-    let m = node.raft.metrics();
+    let v = node.raft.view();
     let now = node.raft.cluster_now_ms();
-    let nodes = node.raft.store.list_nodes()?.into_iter().map(|r| entry_view(node, r, &m, now)).collect();
+    let nodes = node.raft.store.list_nodes()?.into_iter().map(|r| entry_view(node, r, &v, now)).collect();
     Ok(RegistryView { nodes, behind_by })
 }
 
@@ -520,7 +527,7 @@ pub async fn do_get_node(
     consistency.barrier(node).await?;
     let rec =
         node.raft.store.get_node(id)?.ok_or_else(|| ApiError::NotFound(format!("node {id} is not registered")))?;
-    Ok(entry_view(node, rec, &node.raft.metrics(), node.raft.cluster_now_ms()))
+    Ok(entry_view(node, rec, &node.raft.view(), node.raft.cluster_now_ms()))
 }
 
 /// Label keys and values: non-empty keys of at most 253 bytes, values of at
@@ -552,17 +559,11 @@ pub async fn do_set_labels(
     let (outcome, _) =
         node.propose(Kind::SetLabels(pb::SetNodeLabels { node_id: id, labels, expected_version: if_match })).await?;
     match outcome {
-        Outcome::Node(rec) => Ok(entry_view(node, rec, &node.raft.metrics(), node.raft.cluster_now_ms())),
+        Outcome::Node(rec) => {
+            crate::identity::audit("node_labels_set", &ctx.subject, &format!("node {id}: version {}", rec.version));
+            Ok(entry_view(node, rec, &node.raft.view(), node.raft.cluster_now_ms()))
+        }
         other => Err(ApiError::Internal(format!("unexpected set-labels outcome {other:?}"))),
-    }
-}
-
-/// Reserves a fresh node id for a node about to join.
-pub async fn do_allocate_node_id(ctx: &AuthContext, node: &Node) -> Result<u64> {
-    ctx.require_admin()?;
-    match node.propose(Kind::AllocateNodeId(pb::AllocateNodeId {})).await? {
-        (Outcome::NodeId(id), _) => Ok(id),
-        (other, _) => Err(ApiError::Internal(format!("unexpected allocate outcome {other:?}"))),
     }
 }
 
@@ -621,7 +622,7 @@ pub async fn do_set_draining(ctx: &AuthContext, node: &Node, id: u64, draining: 
     let what = if draining { "node_drain" } else { "node_undrain" };
     crate::identity::audit(what, &ctx.subject, &format!("node {id}"));
     match node.propose(Kind::SetDraining(pb::SetNodeDraining { node_id: id, draining })).await? {
-        (Outcome::Node(rec), _) => Ok(entry_view(node, rec, &node.raft.metrics(), node.raft.cluster_now_ms())),
+        (Outcome::Node(rec), _) => Ok(entry_view(node, rec, &node.raft.view(), node.raft.cluster_now_ms())),
         (other, _) => Err(ApiError::Internal(format!("unexpected drain outcome {other:?}"))),
     }
 }
@@ -634,6 +635,9 @@ pub struct HealthView {
     /// Where this node's Raft transport listens (a joining node sends its
     /// request there).
     pub raft_addr: String,
+    /// Now on the cluster's timeline, as this node knows it (a joining node
+    /// dates its requests by it).
+    pub cluster_time_ms: u64,
     pub role: String,
     pub term: u64,
     pub leader_id: Option<u64>,
@@ -650,13 +654,12 @@ pub struct HealthView {
 }
 
 pub fn do_health(node: &Node) -> HealthView {
-    let m = node.raft.metrics();
-    let commit = synod_raft::commit_index(&m);
-    let applied = synod_raft::applied_index(&m);
-    let member = m.membership_config.membership().get_node(&node.id()).is_some();
+    let v = node.raft.view();
+    let (commit, applied) = (v.commit_index, v.applied_index);
+    let member = v.is_member(node.id());
     let reason = if !member {
         Some("not a member of a cluster yet".to_string())
-    } else if m.current_leader.is_none() {
+    } else if v.leader.is_none() {
         Some("no known leader".to_string())
     } else if applied < commit {
         Some(format!("applying: applied {applied} < committed {commit}"))
@@ -668,20 +671,21 @@ pub fn do_health(node: &Node) -> HealthView {
     } else {
         None
     };
-    let role = match m.state {
-        ServerState::Leader => "leader",
-        ServerState::Candidate => "candidate",
-        ServerState::Follower => "voter",
-        ServerState::Learner => "learner",
-        ServerState::Shutdown => "shutdown",
+    let role = match v.role {
+        Role::Leader => "leader",
+        Role::Candidate => "candidate",
+        Role::Follower => "voter",
+        Role::Learner => "learner",
+        Role::Shutdown => "shutdown",
     };
     HealthView {
         status: "ok".into(),
         node_id: node.id(),
         raft_addr: node.info.raft_addr.clone(),
+        cluster_time_ms: node.raft.cluster_now_ms(),
         role: if member { role } else { "none" }.into(),
-        term: m.current_term,
-        leader_id: m.current_leader,
+        term: v.term,
+        leader_id: v.leader,
         commit_index: commit,
         applied_index: applied,
         uptime_s: node.started.elapsed().as_secs(),
@@ -724,26 +728,54 @@ impl synod_scheduler::Host for Node {
     }
 
     fn applied_index(&self) -> u64 {
-        synod_raft::applied_index(&self.raft.metrics())
+        self.raft.view().applied_index
     }
 
     async fn wait_applied(&self, seen: u64, max: Duration) {
-        use openraft::rt::WatchReceiver;
         let deadline = tokio::time::Instant::now() + max;
-        let mut watch = self.raft.raft.metrics();
-        while synod_raft::applied_index(&self.raft.metrics()) == seen {
-            if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
+        let mut changes = self.raft.changes();
+        while self.raft.view().applied_index == seen {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
                 return;
             }
+            changes.next(left).await;
         }
     }
 
     fn member_count(&self) -> usize {
-        self.raft.metrics().membership_config.membership().nodes().count()
+        self.raft.view().members.len()
     }
 
     async fn propose(&self, kind: Kind) -> anyhow::Result<pb::CommandResult> {
         Ok(self.raft.write(&command(kind)).await?.result)
+    }
+
+    /// A task's vector goes through the service layer's upsert, as a
+    /// client's would: the same checks (dimension, metadata size), the same
+    /// `VectorStore`, the same quotas.
+    async fn store_point(
+        &self,
+        tenant: &str,
+        collection: &str,
+        point: synod_scheduler::VectorPoint,
+    ) -> std::result::Result<(), synod_scheduler::StorePointError> {
+        let ctx = AuthContext {
+            subject: format!("worker:{}", self.id()),
+            tenant: tenant.to_string(),
+            role: crate::auth::Role::User,
+        };
+        let body = crate::vectors::PointBody {
+            id: serde_json::Value::String(point.id),
+            vector: Some(point.vector),
+            text: point.text,
+            metadata: point.metadata,
+        };
+        let req = crate::vectors::UpsertRequest { points: vec![body] };
+        crate::vectors::do_upsert_points(&ctx, self, collection, req).await.map(|_| ()).map_err(|e| {
+            let retryable = matches!(e, ApiError::Unavailable(_) | ApiError::Indeterminate(_) | ApiError::Internal(_));
+            synod_scheduler::StorePointError { message: e.to_string(), retryable }
+        })
     }
 
     fn cpu_load(&self) -> f64 {

@@ -35,8 +35,14 @@ pub struct SubmitRequest {
     pub backoff: Option<BackoffRequest>,
 }
 
+/// The priority of a task that names none (REST and gRPC alike).
+pub const DEFAULT_PRIORITY: u32 = 5;
+
+/// The backoff multiplier of a retry policy that names none.
+pub const DEFAULT_BACKOFF_MULTIPLIER: f64 = 2.0;
+
 fn default_priority() -> u32 {
-    5
+    DEFAULT_PRIORITY
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -53,7 +59,7 @@ pub struct BackoffRequest {
 pub const MAX_BACKOFF_MS: u64 = 86_400_000;
 
 fn default_multiplier() -> f64 {
-    2.0
+    DEFAULT_BACKOFF_MULTIPLIER
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +103,8 @@ pub struct TaskView {
     pub attempts: Vec<AttemptView>,
     pub cancel_requested: bool,
     pub error: Option<String>,
+    /// In a task's status always; in lists only when asked (`payloads=true`).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub payload: Value,
 }
 
@@ -122,9 +130,14 @@ fn json_of(bytes: &[u8]) -> Value {
 
 pub fn view(store: &synod_store::Store, rec: &pb::TaskRecord) -> Result<TaskView> {
     let payload = store.task_payload(rec)?;
+    Ok(TaskView { payload: json_of(&payload), ..view_without_payload(rec) })
+}
+
+/// [`view`] without reading the payload (which may be in a blob).
+fn view_without_payload(rec: &pb::TaskRecord) -> TaskView {
     let spec = rec.spec.clone().unwrap_or_default();
     let state = TaskState::try_from(rec.state).unwrap_or(TaskState::Unspecified);
-    Ok(TaskView {
+    TaskView {
         id: spec.id,
         tenant: spec.tenant,
         task_type: spec.task_type,
@@ -153,8 +166,8 @@ pub fn view(store: &synod_store::Store, rec: &pb::TaskRecord) -> Result<TaskView
             .collect(),
         cancel_requested: rec.cancel_requested,
         error: Some(rec.error.clone()).filter(|e| !e.is_empty()),
-        payload: json_of(&payload),
-    })
+        payload: Value::Null,
+    }
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -230,7 +243,11 @@ fn validate(ctx: &AuthContext, node: &Node, req: &SubmitRequest) -> Result<pb::T
             return Err(ApiError::InvalidArgument(format!("label {k:?}: keys 1..=253 bytes, values up to 1024")));
         }
     }
-    let backoff = req.backoff.clone().unwrap_or(BackoffRequest { initial_ms: 500, multiplier: 2.0, max_ms: 60_000 });
+    let backoff = req.backoff.clone().unwrap_or(BackoffRequest {
+        initial_ms: 500,
+        multiplier: DEFAULT_BACKOFF_MULTIPLIER,
+        max_ms: 60_000,
+    });
     Ok(pb::TaskSpec {
         id: new_task_id(node.id()),
         tenant: ctx.tenant.clone(),
@@ -333,15 +350,14 @@ fn result_view(store: &synod_store::Store, rec: &pb::TaskRecord) -> Result<Resul
 /// long for it to finish (at most 60 s).
 pub async fn do_task_result(ctx: &AuthContext, node: &Node, id: &str, wait: Duration) -> Result<ResultView> {
     let deadline = Instant::now() + wait.min(Duration::from_secs(60));
-    let mut applied = node.raft.raft.metrics();
+    let mut changes = node.raft.changes();
     loop {
         let v = result_view(&node.raft.store, &load(ctx, node, id).await?)?;
         if v.finished || Instant::now() >= deadline {
             return Ok(v);
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        use openraft::rt::WatchReceiver;
-        let _ = tokio::time::timeout(remaining.min(Duration::from_millis(200)), applied.changed()).await;
+        changes.next(remaining.min(Duration::from_millis(200))).await;
     }
 }
 
@@ -353,6 +369,9 @@ pub struct ListQuery {
     pub task_type: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// Include each task's payload (off: lists stay small).
+    #[serde(default)]
+    pub payloads: bool,
 }
 
 pub fn do_list_tasks(ctx: &AuthContext, node: &Node, q: ListQuery) -> Result<TaskList> {
@@ -374,7 +393,20 @@ pub fn do_list_tasks(ctx: &AuthContext, node: &Node, q: ListQuery) -> Result<Tas
         state.is_none_or(|s| r.state == s as i32)
             && ty.as_ref().is_none_or(|t| r.spec.as_ref().is_some_and(|s| &s.task_type == t))
     })?;
-    let tasks = recs.iter().map(|r| view(&node.raft.store, r)).collect::<Result<Vec<_>>>()?;
+    // A page ends early, with a cursor to the rest, before its answer
+    // outgrows node.max_response_size.
+    let cap = node.cfg.node.max_response_size.as_u64() as usize;
+    let (mut tasks, mut bytes, mut next) = (Vec::with_capacity(recs.len()), 0usize, next);
+    for r in &recs {
+        let v = if q.payloads { view(&node.raft.store, r)? } else { view_without_payload(r) };
+        let size = serde_json::to_vec(&v).map_or(0, |b| b.len()) + 1;
+        if bytes + size > cap && !tasks.is_empty() {
+            next = tasks.last().map(|t: &TaskView| t.id.clone());
+            break;
+        }
+        bytes += size;
+        tasks.push(v);
+    }
     Ok(TaskList { tasks, next_cursor: next })
 }
 
@@ -385,9 +417,69 @@ pub async fn do_cancel_task(ctx: &AuthContext, node: &Node, id: &str) -> Result<
         .write(&command(Kind::CancelTask(pb::CancelTask { tenant: ctx.tenant.clone(), id: id.to_string() })))
         .await?;
     match out.result.outcome {
-        Some(Outcome::Task(rec)) => view(&node.raft.store, &rec),
+        Some(Outcome::Task(rec)) => {
+            crate::identity::audit("task_cancelled", &ctx.subject, &format!("{} in {}", id, ctx.tenant));
+            view(&node.raft.store, &rec)
+        }
         Some(Outcome::Rejected(r)) if r.code == pb::RejectCode::NotFound as i32 => Err(ApiError::NotFound(r.message)),
         Some(Outcome::Rejected(r)) => Err(ApiError::FailedPrecondition { message: r.message, details: None }),
         other => Err(ApiError::Internal(format!("unexpected cancel outcome {other:?}"))),
+    }
+}
+
+/// Open watch streams per tenant on this node (`node.max_watch_streams_per_tenant`).
+#[derive(Debug, Default)]
+pub struct WatchSlots(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
+
+/// One open watch stream; its slot is given back when it is dropped.
+#[derive(Debug)]
+pub struct WatchSlot {
+    slots: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    tenant: String,
+}
+
+impl WatchSlots {
+    /// A slot for one more stream of `tenant`, unless it holds `max` already.
+    pub fn take(&self, tenant: &str, max: usize) -> Result<WatchSlot> {
+        let mut open = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(tenant.to_string()).or_default();
+        if *n >= max {
+            return Err(ApiError::RateLimited {
+                message: format!(
+                    "tenant {tenant} holds {max} watch streams on this node (node.max_watch_streams_per_tenant)"
+                ),
+                retry_after_s: 5,
+            });
+        }
+        *n += 1;
+        Ok(WatchSlot { slots: self.0.clone(), tenant: tenant.to_string() })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_holds_at_most_its_watch_slots_and_gets_them_back() {
+        let slots = WatchSlots::default();
+        let a1 = slots.take("a", 2).unwrap();
+        let _a2 = slots.take("a", 2).unwrap();
+        assert!(matches!(slots.take("a", 2), Err(ApiError::RateLimited { .. })));
+        let _b = slots.take("b", 2).expect("another tenant is not limited by a's streams");
+        drop(a1);
+        assert!(slots.take("a", 2).is_ok(), "a closed stream gives its slot back");
     }
 }

@@ -200,40 +200,6 @@ impl Builtin<'_> {
             other => other,
         }
     }
-
-    fn search_one(&self, coll: &pb::CollectionRecord, q: &VectorQuery) -> Vec<IndexHit> {
-        let index = self.node.raft.store.vector_index().get(coll.uid);
-        let ef =
-            q.ef.or(index.as_ref().map(|i| i.default_ef)).unwrap_or(coll.hnsw.as_ref().map_or(64, |h| h.ef as usize));
-        let query = Query { vector: &q.vector, k: q.top_k, ef, filter: q.filter.as_ref() };
-        match index {
-            Some(index) => index.search(&query),
-            // Applied to RocksDB a moment before the index saw it: exact.
-            None => self.exact(coll, &query),
-        }
-    }
-
-    fn exact(&self, coll: &pb::CollectionRecord, q: &Query<'_>) -> Vec<IndexHit> {
-        let mut points: Vec<(String, Vec<f32>, Value)> = Vec::new();
-        let _ = self.node.raft.store.for_each_point(coll, |p| {
-            if let Some(v) = decode_vector(&p.vector) {
-                let meta = serde_json::from_str(&p.metadata_json).unwrap_or(Value::Object(Default::default()));
-                points.push((point_id_key(&p.id, p.numeric_id), v, meta));
-            }
-            true
-        });
-        let metric = Metric::try_from(coll.metric).unwrap_or(Metric::Cosine);
-        let cands = points.iter().map(|(k, v, m)| (k.as_str(), v.as_slice(), m));
-        let meta: std::collections::HashMap<&str, &Value> = points.iter().map(|(k, _, m)| (k.as_str(), m)).collect();
-        exact_search(metric, q.vector, q.k, q.filter, cands)
-            .into_iter()
-            .map(|h| IndexHit {
-                metadata: Arc::new(meta.get(h.id.as_str()).map(|m| (*m).clone()).unwrap_or(Value::Null)),
-                key: h.id.into(),
-                score: h.score,
-            })
-            .collect()
-    }
 }
 
 #[tonic::async_trait]
@@ -322,17 +288,112 @@ impl VectorStore for Builtin<'_> {
     ) -> Result<Matches> {
         let behind_by = read.barrier(self.node).await?;
         let coll = self.record(tenant, collection)?;
-        let results = queries
-            .iter()
-            .map(|q| {
-                self.search_one(&coll, q)
-                    .into_iter()
-                    .filter_map(|h| {
-                        Some(Match { id: PointId::from_key(&h.key)?, score: h.score, metadata: h.metadata })
-                    })
-                    .collect()
-            })
-            .collect();
+        let cfg = &self.node.cfg.vector_db;
+        let timeout = cfg.search_timeout.get();
+        let bounds = SearchBounds {
+            deadline: std::time::Instant::now() + timeout,
+            max_bytes: cfg.max_search_response_size.as_u64(),
+        };
+        // Waiting for a slot counts against the deadline too.
+        let permit = tokio::time::timeout(timeout, self.node.search_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| too_slow(queries.len()))?
+            .map_err(|e| ApiError::Internal(format!("search slots: {e}")))?;
+        // On the blocking pool: the async threads (Raft, writes, other
+        // requests) never wait behind a search.
+        let store = self.node.raft.store.clone();
+        let queries = queries.to_vec();
+        let n = queries.len();
+        let work = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            search_all(&store, &coll, &queries, bounds)
+        });
+        let results = match tokio::time::timeout_at(bounds.deadline.into(), work).await {
+            Ok(joined) => joined.map_err(|e| ApiError::Internal(format!("search task: {e}")))??,
+            // It stops at its next query; the caller is answered now.
+            Err(_) => return Err(too_slow(n)),
+        };
         Ok(Matches { results, behind_by })
     }
+}
+
+/// One query against collection `coll` in this node's index.
+fn search_one(store: &synod_store::Store, coll: &pb::CollectionRecord, q: &VectorQuery) -> Vec<IndexHit> {
+    let index = store.vector_index().get(coll.uid);
+    let ef = q.ef.or(index.as_ref().map(|i| i.default_ef)).unwrap_or(coll.hnsw.as_ref().map_or(64, |h| h.ef as usize));
+    let query = Query { vector: &q.vector, k: q.top_k, ef, filter: q.filter.as_ref() };
+    match index {
+        Some(index) => index.search(&query),
+        // Applied to RocksDB a moment before the index saw it: exact.
+        None => exact(store, coll, &query),
+    }
+}
+
+fn exact(store: &synod_store::Store, coll: &pb::CollectionRecord, q: &Query<'_>) -> Vec<IndexHit> {
+    let mut points: Vec<(String, Vec<f32>, Value)> = Vec::new();
+    let _ = store.for_each_point(coll, |p| {
+        if let Some(v) = decode_vector(&p.vector) {
+            let meta = serde_json::from_str(&p.metadata_json).unwrap_or(Value::Object(Default::default()));
+            points.push((point_id_key(&p.id, p.numeric_id), v, meta));
+        }
+        true
+    });
+    let metric = Metric::try_from(coll.metric).unwrap_or(Metric::Cosine);
+    let cands = points.iter().map(|(k, v, m)| (k.as_str(), v.as_slice(), m));
+    let meta: std::collections::HashMap<&str, &Value> = points.iter().map(|(k, _, m)| (k.as_str(), m)).collect();
+    exact_search(metric, q.vector, q.k, q.filter, cands)
+        .into_iter()
+        .map(|h| IndexHit {
+            metadata: Arc::new(meta.get(h.id.as_str()).map(|m| (*m).clone()).unwrap_or(Value::Null)),
+            key: h.id.into(),
+            score: h.score,
+        })
+        .collect()
+}
+
+/// What bounds one search request: its deadline and its answer's size.
+#[derive(Debug, Clone, Copy)]
+struct SearchBounds {
+    deadline: std::time::Instant,
+    max_bytes: u64,
+}
+
+/// Runs `queries` one after another (on the blocking pool), giving up at
+/// the deadline or once the answer would outgrow `max_bytes`.
+fn search_all(
+    store: &synod_store::Store,
+    coll: &pb::CollectionRecord,
+    queries: &[VectorQuery],
+    bounds: SearchBounds,
+) -> Result<Vec<Vec<Match>>> {
+    let mut bytes = 0u64;
+    let mut out = Vec::with_capacity(queries.len());
+    for (i, q) in queries.iter().enumerate() {
+        if std::time::Instant::now() >= bounds.deadline {
+            return Err(too_slow(queries.len()));
+        }
+        let mut hits = Vec::new();
+        for h in search_one(store, coll, q) {
+            let Some(id) = PointId::from_key(&h.key) else { continue };
+            // The hit as JSON: id, score and metadata, with a little framing.
+            bytes += 48 + h.key.len() as u64 + serde_json::to_vec(&*h.metadata).map_or(0, |m| m.len() as u64);
+            if bytes > bounds.max_bytes {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "the answer would be larger than vector_db.max_search_response_size ({} bytes) at query {i}; \
+                     ask for fewer hits (top_k) or fewer queries",
+                    bounds.max_bytes
+                )));
+            }
+            hits.push(Match { id, score: h.score, metadata: h.metadata });
+        }
+        out.push(hits);
+    }
+    Ok(out)
+}
+
+fn too_slow(of: usize) -> ApiError {
+    ApiError::Unavailable(format!(
+        "a search of {of} queries took longer than vector_db.search_timeout; nothing was changed: retry with fewer \
+         queries, a smaller ef or a filter that matches more"
+    ))
 }

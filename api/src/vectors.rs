@@ -148,7 +148,9 @@ pub async fn do_list_collections(ctx: &AuthContext, node: &Node) -> Result<Vec<C
 
 pub async fn do_delete_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<()> {
     ctx.require_write()?;
-    store(node).delete_collection(&ctx.tenant, name).await
+    store(node).delete_collection(&ctx.tenant, name).await?;
+    crate::identity::audit("collection_deleted", &ctx.subject, &format!("{name} in {}", ctx.tenant));
+    Ok(())
 }
 
 /// A point as clients send and see it.
@@ -221,6 +223,15 @@ pub async fn do_upsert_points(
             Some(m @ Value::Object(_)) => Some(m),
             Some(_) => return Err(at("metadata must be a JSON object".into())),
         };
+        let max_meta = node.cfg.vector_db.max_metadata_size.as_u64();
+        if let Some(m) = &metadata {
+            let size = serde_json::to_vec(m).map_or(0, |b| b.len() as u64);
+            if size > max_meta {
+                return Err(at(format!(
+                    "metadata of {size} bytes is larger than vector_db.max_metadata_size ({max_meta} bytes)"
+                )));
+            }
+        }
         points.push(PointRecord { id, vector, text: p.text, metadata });
     }
     Ok(collection_view(store(node).upsert_points(&ctx.tenant, name, points).await?))
@@ -247,7 +258,10 @@ pub async fn do_delete_points(
         )));
     }
     let ids = req.ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
-    Ok(collection_view(store(node).delete_points(&ctx.tenant, name, ids).await?))
+    let n = ids.len();
+    let view = collection_view(store(node).delete_points(&ctx.tenant, name, ids).await?);
+    crate::identity::audit("points_deleted", &ctx.subject, &format!("{n} ids from {name} in {}", ctx.tenant));
+    Ok(view)
 }
 
 /// A collection's `vectorizer` is a model (`all-MiniLM-L6-v2`, `hashing-v1`),
@@ -415,6 +429,21 @@ async fn query(ctx: &AuthContext, node: &Node, coll: &CollectionInfo, q: QueryBo
     }
     if let Some(f) = &q.filter {
         f.validate().map_err(|m| with(ApiError::InvalidArgument(m)))?;
+        let cfg = &node.cfg.vector_db;
+        if f.must.len() > cfg.max_filter_conditions {
+            return Err(with(ApiError::InvalidArgument(format!(
+                "{} filter conditions; at most {} (vector_db.max_filter_conditions)",
+                f.must.len(),
+                cfg.max_filter_conditions
+            ))));
+        }
+        let values: usize = f.must.iter().filter_map(|c| c.one_of.as_ref()).map(Vec::len).sum();
+        if values > cfg.max_filter_values {
+            return Err(with(ApiError::InvalidArgument(format!(
+                "{values} values in the filter's `in` lists; at most {} (vector_db.max_filter_values)",
+                cfg.max_filter_values
+            ))));
+        }
     }
     Ok(VectorQuery { vector, top_k, filter: q.filter, ef: q.ef })
 }
@@ -442,6 +471,14 @@ pub async fn do_search_batch(ctx: &AuthContext, node: &Node, req: BatchSearchReq
         return Err(ApiError::InvalidArgument(format!(
             "{} queries in one batch; 1 to {max} (vector_db.max_batch)",
             req.queries.len()
+        )));
+    }
+    let hits: usize = req.queries.iter().map(|q| q.top_k.unwrap_or(10).min(1000)).sum();
+    let max_hits = node.cfg.vector_db.max_search_hits;
+    if hits > max_hits {
+        return Err(ApiError::InvalidArgument(format!(
+            "the batch asks for {hits} hits (top_k summed over its queries); at most {max_hits} \
+             (vector_db.max_search_hits)"
         )));
     }
     let coll = load(ctx, node, &req.collection, read).await?;

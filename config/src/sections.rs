@@ -47,6 +47,11 @@ pub struct NodeConfig {
     pub labels: BTreeMap<String, String>,
     /// Largest accepted HTTP / gRPC request body.
     pub max_body_size: ByteSize,
+    /// Largest answer of one list request: a page that would be larger
+    /// ends early, with a cursor to the rest.
+    pub max_response_size: ByteSize,
+    /// Watch streams one tenant may hold open on one node.
+    pub max_watch_streams_per_tenant: usize,
     /// How long a shutdown waits for in-flight work before it stops anyway.
     pub shutdown_grace: Dur,
 }
@@ -86,6 +91,8 @@ impl Default for NodeConfig {
             join: None,
             labels: BTreeMap::new(),
             max_body_size: ByteSize::mib(2),
+            max_response_size: ByteSize::mib(16),
+            max_watch_streams_per_tenant: 100,
             shutdown_grace: Dur::from_secs(10),
         }
     }
@@ -416,6 +423,22 @@ pub struct VectorDbConfig {
     /// Read consistency of a query that names none: linearizable, leader
     /// or local.
     pub default_consistency: String,
+    /// Largest metadata object of one point, as JSON.
+    pub max_metadata_size: ByteSize,
+    /// Most conditions in one filter.
+    pub max_filter_conditions: usize,
+    /// Most values over all `in` lists of one filter.
+    pub max_filter_values: usize,
+    /// Most hits one search request may ask for: the sum of `top_k` over
+    /// its queries.
+    pub max_search_hits: usize,
+    /// Largest answer of one search request (hits with their metadata).
+    pub max_search_response_size: ByteSize,
+    /// How long one search request may compute before it is given up.
+    pub search_timeout: Dur,
+    /// Search requests computed at once on one node (the others wait);
+    /// 0 = one per CPU core.
+    pub search_concurrency: usize,
 }
 
 impl Default for VectorDbConfig {
@@ -430,6 +453,13 @@ impl Default for VectorDbConfig {
             segment_size: 1_000_000,
             compaction_tombstone_ratio: 0.2,
             default_consistency: "leader".to_owned(),
+            max_metadata_size: ByteSize::kib(64),
+            max_filter_conditions: 16,
+            max_filter_values: 1024,
+            max_search_hits: 10_000,
+            max_search_response_size: ByteSize::mib(16),
+            search_timeout: Dur::from_secs(30),
+            search_concurrency: 0,
         }
     }
 }

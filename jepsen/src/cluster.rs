@@ -145,9 +145,10 @@ pub async fn request(
 }
 
 /// A GET whose answer is text (`/metrics`), with a 10 s deadline.
-pub async fn text_get(addr: &str, path: &str) -> std::io::Result<String> {
+pub async fn text_get(addr: &str, path: &str, token: Option<&str>) -> std::io::Result<String> {
     let mut s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await??;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     let raw = tokio::time::timeout(Duration::from_secs(10), async {
         s.write_all(req.as_bytes()).await?;
         let mut raw = Vec::new();
@@ -435,6 +436,11 @@ impl Cluster {
             return Err(std::io::Error::other(format!("login: {code} {v}")));
         }
         Ok(())
+    }
+
+    /// A text body from node `i` as admin (`/metrics`).
+    pub async fn text(&self, i: usize, path: &str) -> std::io::Result<String> {
+        text_get(&self.nodes[i].http, path, self.token.as_deref()).await
     }
 
     pub async fn get(&self, i: usize, path: &str) -> std::io::Result<(u16, Value)> {

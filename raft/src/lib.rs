@@ -20,6 +20,7 @@ mod network;
 mod node;
 pub mod service;
 mod types;
+mod view;
 
 /// Generated types of the internal `synod.raft.v1` service.
 #[allow(clippy::all, missing_docs)]
@@ -32,9 +33,10 @@ pub use error::{Error, Result};
 pub use impl_raft_log_storage::LogStore;
 pub use impl_raft_state_machine::StateMachine;
 pub use network::{ClusterTls, Peers, TransportToken, send_leader_op};
-pub use node::{LeaderOps, RaftConfig, RaftNode, WriteOutcome};
+pub use node::{Changes, LeaderOps, RaftConfig, RaftNode, WriteOutcome};
 pub use openraft::ServerState;
 pub use types::*;
+pub use view::{ClusterView, Role};
 
 /// The highest commit index this node knows: the cluster's commit frontier
 /// when the leader has told it, else its own.

@@ -67,9 +67,9 @@ pub struct WriteOutcome {
 #[derive(Clone)]
 pub struct RaftNode {
     pub id: u64,
-    pub raft: Raft,
+    pub(crate) raft: Raft,
     pub store: Store,
-    pub sm: StateMachine,
+    pub(crate) sm: StateMachine,
     peers: Peers,
     write_timeout: Duration,
     metrics_task: Arc<tokio::task::JoinHandle<()>>,
@@ -167,8 +167,36 @@ impl RaftNode {
         self.raft.initialize(members).await.map_err(|e| Error::Internal(format!("initialize: {e}")))
     }
 
-    pub fn metrics(&self) -> RaftMetrics {
+    pub(crate) fn metrics(&self) -> RaftMetrics {
         self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// What this node knows of the cluster now.
+    pub fn view(&self) -> crate::ClusterView {
+        crate::ClusterView::of(&self.raft.metrics().borrow_watched())
+    }
+
+    /// A handle that wakes on every change of this node's view (an entry
+    /// applied, a new leader, a membership change) from now on: take it
+    /// before checking the condition it waits for, and no change is missed.
+    pub fn changes(&self) -> Changes {
+        Changes(self.raft.metrics())
+    }
+
+    /// Waits until this node has applied `index`, at most `max`; false if
+    /// it has not by then.
+    pub async fn wait_applied(&self, index: u64, max: Duration) -> bool {
+        self.raft.wait(Some(max)).applied_index_at_least(Some(index), "applied").await.is_ok()
+    }
+
+    /// Waits until node `id` leads, at most `max`.
+    pub async fn wait_leader(&self, id: u64, max: Duration) -> Result<()> {
+        self.raft
+            .wait(Some(max))
+            .current_leader(id, "leader")
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Unavailable(format!("node {id} did not become the leader: {e}")))
     }
 
     /// The current leader and how to reach it, as this node knows it.
@@ -479,6 +507,16 @@ impl RaftNode {
 fn restamp(data: &mut Vec<u8>, stamp: u64) {
     prost::encoding::encode_key(2, prost::encoding::WireType::Varint, data);
     prost::encoding::encode_varint(stamp, data);
+}
+
+/// See [`RaftNode::changes`].
+pub struct Changes(openraft::alias::WatchReceiverOf<crate::TypeConfig, RaftMetrics>);
+
+impl Changes {
+    /// Waits for the next change, at most `max`.
+    pub async fn next(&mut self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.0.changed()).await;
+    }
 }
 
 #[cfg(test)]

@@ -39,12 +39,37 @@ pub trait Host: Send + Sync + 'static {
     /// its result once applied. An error may be indeterminate: callers
     /// retry only what apply() fences (epochs, idempotency keys).
     fn propose(&self, kind: Kind) -> impl Future<Output = anyhow::Result<pb::CommandResult>> + Send;
+    /// Writes `point` into `collection` of `tenant` through the node's
+    /// vector store: the same path (and checks) a client's upsert takes.
+    fn store_point(
+        &self,
+        tenant: &str,
+        collection: &str,
+        point: VectorPoint,
+    ) -> impl Future<Output = Result<(), StorePointError>> + Send;
     /// One-minute load average over the CPU count.
     fn cpu_load(&self) -> f64;
     /// The worker pool size, which the node's heartbeat advertises.
     fn pool_size(&self) -> &AtomicUsize;
     /// The autoscaler's desired node count (0 on followers).
     fn desired_nodes(&self) -> &AtomicUsize;
+}
+
+/// A point a task result asks to store (see [`Host::store_point`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorPoint {
+    pub id: String,
+    pub vector: Vec<f32>,
+    pub text: Option<String>,
+    /// A JSON object, or `None`.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Why a point was not stored, and whether trying again may help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorePointError {
+    pub message: String,
+    pub retryable: bool,
 }
 
 /// Milliseconds since the Unix epoch on this node's own clock: for

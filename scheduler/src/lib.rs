@@ -69,4 +69,4 @@ pub mod retention;
 pub mod worker;
 
 pub use crate::core::{Decision, LeasedTask, Liveness, NodeView, Params, QueuedTask, RequeueReason, View, decide};
-pub use crate::host::{Host, liveness, now_ms, worker_slots};
+pub use crate::host::{Host, StorePointError, VectorPoint, liveness, now_ms, worker_slots};

@@ -316,28 +316,16 @@ impl<H: Host> Worker<H> {
             return Err((format!("the result names collection {collection} but has no vector"), false));
         };
         let vector: Vec<f32> = vector.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect();
-        let id = result.get("id").and_then(|i| i.as_str()).unwrap_or(task_id).to_string();
-        let point = pb::Point {
-            id,
-            numeric_id: false,
-            vector: synod_store::vectors::encode_vector(&vector),
-            text: result.get("text").and_then(|t| t.as_str()).unwrap_or_default().to_string(),
-            metadata_json: result.get("metadata").filter(|m| m.is_object()).map(|m| m.to_string()).unwrap_or_default(),
+        let point = crate::VectorPoint {
+            id: result.get("id").and_then(|i| i.as_str()).unwrap_or(task_id).to_string(),
+            vector,
+            text: result.get("text").and_then(|t| t.as_str()).map(str::to_string),
+            metadata: result.get("metadata").filter(|m| m.is_object()).cloned(),
         };
-        let kind = Kind::UpsertPoints(pb::UpsertPoints {
-            tenant: tenant.to_string(),
-            collection: collection.to_string(),
-            points: vec![point],
-            max_vectors: self.node.config().security.tenant_max_vectors,
-            max_storage_bytes: self.node.config().security.tenant_max_storage_bytes.as_u64(),
-        });
-        match self.node.propose(kind).await {
-            Ok(pb::CommandResult { outcome: Some(pb::command_result::Outcome::Rejected(r)) }) => {
-                Err((format!("storing the vector in {collection}: {}", r.message), false))
-            }
-            Ok(_) => Ok(()),
-            Err(e) => Err((format!("storing the vector in {collection}: {e}"), true)),
-        }
+        self.node
+            .store_point(tenant, collection, point)
+            .await
+            .map_err(|e| (format!("storing the vector in {collection}: {}", e.message), e.retryable))
     }
 
     /// Runs that have not ended yet.

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!   apply() ──► growing segment ──(builder thread)──► indexed segments
-//!               exact scan          insert in batches   HNSW (hnsw_rs), one open
+//!               exact scan          insert in batches   HNSW (hnsw.rs), one open
 //!               key -> vector                           for appends, closed at
 //!                                                       vector_db.segment_size
 //! ```
@@ -14,7 +14,8 @@
 //! - A point first lands in the growing segment, which every search scans
 //!   exactly. A background thread moves the growing points into the open
 //!   indexed segment in batches; a point is in exactly one place at a time
-//!   (the move commits under the collection's write lock).
+//!   for any one epoch (each applied batch is an epoch; a search reads as of
+//!   the epoch it started at, without holding the lock while it runs).
 //! - Deletes and replaced versions are tombstones in their segment, excluded
 //!   during graph traversal. A segment whose tombstones pass
 //!   `vector_db.compaction_tombstone_ratio` is rebuilt from its live points.
@@ -23,7 +24,7 @@
 //!   one extra component, `sqrt(B² - |x|²)` with `B` a norm bound per
 //!   segment (queries get 0 there). Scores are recomputed from the vectors,
 //!   so they equal what [`crate::vector_search::score`] gives.
-//! - Filters run inside the traversal (hnsw_rs `FilterT`), so a selective
+//! - Filters run inside the traversal (`crate::hnsw`), so a selective
 //!   filter still finds its matches; when the graph yields fewer than `k`
 //!   matches, the segment is scanned exactly instead.
 

@@ -110,7 +110,7 @@ async fn demote_promote_and_transfer_leadership_over_rest_and_grpc() {
     // gRPC twin of promote, through a node that is not the leader.
     let grpc_via = (leader + 2) % 3;
     let mut client = ClusterClient::with_interceptor(must_channel(&t, grpc_via).await, AdminAuth::of(&t));
-    client.promote(NodeRef { id: other_id }).await.unwrap();
+    client.promote(NodeRef { id: other_id, ..Default::default() }).await.unwrap();
     assert!(voters(&t, leader).await.contains(&other_id));
 
     let status = client.status(StatusRequest {}).await.unwrap().into_inner();

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use synod_api::auth::{Role, TokenKeys};
-use synod_api::grpc::GRPC_METHODS;
-use synod_api::rest::{Access, ROUTES};
+use synod_api::ops::{Access, grpc_methods, rest_routes};
 
 use crate::util::*;
 
@@ -83,13 +82,13 @@ async fn every_route_and_method_checks_its_caller() {
     let bad_tokens = [("expired", expired), ("wrong key", wrong_key), ("tampered", tampered), ("alg none", alg_none)];
 
     // Whatever changes the cluster or identities is for admins only.
-    for (method, path, access) in ROUTES {
+    for (method, path, access) in rest_routes() {
         let admin_area = ["/cluster/", "/internal/", "/users", "/tenants"].iter().any(|p| path.starts_with(p));
-        if admin_area && *method != "GET" {
-            assert_eq!(*access, Access::Admin, "{method} {path}");
+        if admin_area && method != "GET" {
+            assert_eq!(access, Access::Admin, "{method} {path}");
         }
     }
-    for (method, path, access) in ROUTES {
+    for (method, path, access) in rest_routes() {
         let path = concrete(path);
         let (code, v) = call(&t, 0, method, &path, None, None).await;
         match access {
@@ -108,7 +107,7 @@ async fn every_route_and_method_checks_its_caller() {
             Access::Write | Access::Admin => assert_eq!(code, 403, "{method} {path} as a reader: {v}"),
             _ => assert_ne!(code, 403, "{method} {path} as a reader: {v}"),
         }
-        if *access == Access::Admin {
+        if access == Access::Admin {
             let (code, v) = call(&t, 0, method, &path, Some(&uma), Some(json!({}))).await;
             assert_eq!(code, 403, "{method} {path} as a user: {v}");
         }
@@ -125,11 +124,11 @@ async fn every_route_and_method_checks_its_caller() {
         for line in proto.lines().map(str::trim).filter(|l| l.starts_with("rpc ")) {
             let name = line[4..].split('(').next().unwrap().trim();
             let full = format!("{service}.{name}");
-            assert!(GRPC_METHODS.iter().any(|(m, _)| *m == full), "{full} has no access rule in GRPC_METHODS");
+            assert!(grpc_methods().any(|(m, _)| m == full), "{full} has no access rule in ops::OPERATIONS");
         }
     }
     let channel = must_channel(&t, 1).await;
-    for (method, access) in GRPC_METHODS {
+    for (method, access) in grpc_methods() {
         let (service, name) = method.split_once('.').unwrap();
         let path = format!("/synod.v1.{service}/{name}");
         for (who, auth) in

@@ -219,3 +219,41 @@ async fn api_keys_are_capped_by_api_key_max_ttl() {
     let (code, k) = call(&t, 0, "POST", "/apikeys", &admin, Some(json!({"expires_in": 60}))).await;
     assert_eq!(code, 200, "{k}");
 }
+
+/// Audit events have their own log layer: a node logging errors only still
+/// writes them, for label writes, cancels, deletes and refused requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_events_are_written_whatever_the_log_level() {
+    let t = must_single(&["--set".into(), "observability.log_level=error".into()]).await;
+    let admin = Auth::Bearer(&t.admin_token);
+    let id = t.node_id(0).await.unwrap();
+    let (code, v) = t.put_labels(0, id, &json!({"zone": "a"}), None).await.unwrap();
+    assert_eq!(code, 200, "{v}");
+    let (code, v) =
+        call(&t, 0, "POST", "/tasks/submit", &admin, Some(json!({"type": "sleep", "payload": {"ms": 60000}}))).await;
+    assert_eq!(code, 200, "{v}");
+    let task = v["id"].as_str().unwrap().to_string();
+    let (code, v) = call(&t, 0, "POST", &format!("/tasks/{task}/cancel"), &admin, None).await;
+    assert_eq!(code, 200, "{v}");
+    must_create_user(&t, "gil", "reader").await;
+    let gil = must_login(&t, "gil", "password-1").await;
+    let (code, _) =
+        call(&t, 0, "POST", "/collections", &Auth::Bearer(&gil), Some(json!({"name": "c", "dimension": 2}))).await;
+    assert_eq!(code, 403);
+    assert_eq!(call(&t, 0, "GET", "/tasks", &Auth::Bearer("not-a-token"), None).await.0, 401);
+    assert_eq!(tasks_with(&t, &Auth::Key("sk_nope_nope")).await, 401);
+
+    let events = ["node_labels_set", "task_cancelled", "permission_denied", "unauthenticated", "apikey_refused"];
+    t.wait_for("every audit event in the log", READY, || async {
+        let log = t.log_text(0);
+        events.iter().all(|e| log.contains(&format!("\"{e}\""))).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {}", t.log_text(0)));
+    // Control: the level did apply to everything else.
+    assert!(!t.log_text(0).contains("synod is serving"), "an info line of another target was written");
+    for e in events {
+        let counted = metric(&t, 0, &format!("synod_audit_events_total{{event=\"{e}\"}}")).await;
+        assert!(counted >= 1.0, "{e} counted {counted}");
+    }
+}

@@ -71,6 +71,14 @@ impl Host for Single {
     async fn propose(&self, kind: Kind) -> anyhow::Result<pb::CommandResult> {
         Ok(self.apply(kind))
     }
+    async fn store_point(
+        &self,
+        _tenant: &str,
+        _collection: &str,
+        _point: synod_scheduler::VectorPoint,
+    ) -> Result<(), synod_scheduler::StorePointError> {
+        Err(synod_scheduler::StorePointError { message: "this test host stores no vectors".into(), retryable: false })
+    }
     fn cpu_load(&self) -> f64 {
         0.0
     }
