@@ -94,8 +94,8 @@ fmt:
 
 # Benchmarks (commands, not tests): see README.
 bench:
-	cargo build --release -p synod-api --bin synod
-	$(CARGO_TARGET_DIR)/release/synod bench failover --runs 20
-	$(CARGO_TARGET_DIR)/release/synod bench writes --clients 1,64 --seconds 10
-	$(CARGO_TARGET_DIR)/release/synod bench tasks --clients 1,64 --seconds 10
-	$(CARGO_TARGET_DIR)/release/synod bench vectors --n 100000 --dim 128
+	cargo build --release -p synod-api --bin synod -p synod-bench
+	$(CARGO_TARGET_DIR)/release/synod-bench failover --runs 20
+	$(CARGO_TARGET_DIR)/release/synod-bench writes --clients 1,64 --seconds 10
+	$(CARGO_TARGET_DIR)/release/synod-bench tasks --clients 1,64 --seconds 10
+	$(CARGO_TARGET_DIR)/release/synod-bench vectors --n 100000 --dim 128

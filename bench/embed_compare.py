@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Synod's built-in all-MiniLM-L6-v2 against sentence-transformers, on the same
-sentences, on this machine, in one run: `synod bench embed` first, then
+sentences, on this machine, in one run: `synod-bench embed` first, then
 sentence-transformers (CPU torch) timed the same way, then both side by side.
 
     python3 -m venv ~/.cache/synod/bench-venv
     ~/.cache/synod/bench-venv/bin/pip install sentence-transformers
     make model        # all-MiniLM-L6-v2 into ~/.cache/synod/models
     ~/.cache/synod/bench-venv/bin/python bench/embed_compare.py \
-        --synod ~/.cache/synod-target/release/synod --models-dir ~/.cache/synod/models
+        --synod-bench ~/.cache/synod-target/release/synod-bench --models-dir ~/.cache/synod/models
 
 Both sides embed the same sentences with the same model files, one
 sentence per call for batch 1 and in submission-order chunks of 32 for batch
@@ -24,7 +24,7 @@ import tempfile
 import time
 
 p = argparse.ArgumentParser()
-p.add_argument("--synod", required=True, help="the synod binary (a release build)")
+p.add_argument("--synod-bench", required=True, help="the synod-bench binary (a release build)")
 p.add_argument("--models-dir", required=True)
 p.add_argument("--model", default="all-MiniLM-L6-v2")
 p.add_argument("--n", type=int, default=512, help="sentences")
@@ -59,7 +59,7 @@ def rss_mib():
 
 
 out = subprocess.run(
-    [a.synod, "bench", "embed", "--models-dir", a.models_dir, "--model", a.model, "--sentences", path,
+    [a.synod_bench, "embed", "--models-dir", a.models_dir, "--model", a.model, "--sentences", path,
      "--single", str(a.single), "--json"],
     check=True, capture_output=True, text=True,
 )

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""hnswlib on the data `synod bench vectors --save DIR` wrote, for DESIGN §7's
+"""hnswlib on the data `synod-bench vectors --save DIR` wrote, for DESIGN §7's
 comparison: same vectors, same queries, same truth, one query per call on one
 thread (as the Synod bench measures its index), at the same m and ef values.
 
     python3 -m venv /tmp/hv && /tmp/hv/bin/pip install hnswlib numpy
-    synod bench vectors --n 100000 --dim 128 --save /tmp/vec --index-only
+    synod-bench vectors --n 100000 --dim 128 --save /tmp/vec --index-only
     /tmp/hv/bin/python bench/hnswlib_compare.py /tmp/vec --dim 128 --metric l2
 """
 import argparse

@@ -285,6 +285,15 @@ impl TokenKeys {
     }
 }
 
+/// A week-long token of the cluster's first admin (user id 1, its tokens
+/// of generation 0: until its password changes), signed with the cluster
+/// secret: what the test kit's clusters and the benchmarks call with.
+pub fn first_admin_token(secret: &[u8]) -> Result<String> {
+    let keys = TokenKeys::hs256(secret, Duration::from_secs(7 * 86_400));
+    let now_s = crate::service::now_ms() / 1000;
+    keys.issue_for("admin", DEFAULT_TENANT, Role::Admin, now_s, Some((1, 0)))
+}
+
 /// `n` random bytes, base64url without padding.
 pub fn random_token(n: usize) -> String {
     let mut buf = vec![0u8; n];

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 /// Every error a client of Synod can see. Serializable, so an error the
 /// leader answers a forwarded operation with arrives unchanged
-/// ([`crate::leader_ops`]).
+/// ([`crate::service::leader_ops`]).
 #[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiError {

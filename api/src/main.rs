@@ -12,7 +12,7 @@ fn init_logs(format: LogFormat, level: &str) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer, fmt};
-    let audit = synod_api::identity::AUDIT_TARGET;
+    let audit = synod_api::service::authn::AUDIT_TARGET;
     let filter = EnvFilter::try_from_env("SYNOD_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},openraft=warn,h2=warn,tower=warn,hyper=warn")));
     let not_audit = filter_fn(move |m| m.target() != audit);
@@ -67,44 +67,15 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Model(cmd) if !matches!(cmd, ModelCmd::Status { .. }) => synod_api::cli::run_model(cmd),
-        Command::Bench(cmd) => {
-            init_logs(cli.log_format.unwrap_or(LogFormat::Text), "warn");
-            rt.block_on(synod_api::bench::run(cmd))
-        }
         admin => rt.block_on(synod_api::cli::run_admin(admin)),
     }
 }
 
-/// candle asks for its thread count at every matrix product, and unless
-/// `RAYON_NUM_THREADS` is set it reads and parses `/proc/cpuinfo` to find
-/// it: about 65 µs, 37 times per sentence embedded, 18 % of batch-1 latency
-/// as measured (`synod bench embed`: p50 13.0 ms without, 10.7 ms with).
-/// Setting a variable for our own process needs `unsafe`
-/// (`std::env::set_var`), so a node or a benchmark restarts itself once
-/// with it set (exec: same pid) to the count candle would pick.
-#[cfg(unix)]
-fn pin_thread_count() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else { return };
-    let threads = num_cpus::get_physical().max(1);
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .exec();
-    eprintln!("warning: could not restart with RAYON_NUM_THREADS={threads} ({err}); embedding runs slower");
-}
-
-#[cfg(not(unix))]
-fn pin_thread_count() {}
-
 fn main() -> ExitCode {
     synod_api::tls::install_provider();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Serve(_) | Command::Bench(_)) {
-        pin_thread_count();
+    if matches!(cli.command, Command::Serve(_)) {
+        synod_plugins::pin_thread_count();
     }
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,

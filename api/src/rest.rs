@@ -16,8 +16,9 @@ use serde_json::json;
 
 use crate::auth::{AuthContext, TENANT_HEADER};
 use crate::error::{ApiError, Result};
-use crate::service::{self, Consistency, JoinRequest, SharedNode};
-use crate::tasks;
+use crate::service::cluster::JoinRequest;
+use crate::service::tasks;
+use crate::service::{self, Consistency, SharedNode};
 
 /// Our JSON extractor: a malformed or oversize body gets our error body.
 pub struct Json<T>(pub T);
@@ -182,7 +183,7 @@ async fn authenticate(State(node): State<SharedNode>, mut req: Request, next: Ne
     };
     if !public {
         let h = req.headers();
-        let got = crate::identity::authenticate(
+        let got = crate::service::authn::authenticate(
             &node,
             h.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
             h.get("x-api-key").map(|v| v.as_bytes()),
@@ -230,7 +231,7 @@ async fn track(req: Request, next: Next) -> Response {
     let code = resp.status().as_u16();
     // A failed login is audited as such already.
     if route != "/login" {
-        crate::identity::audit_refused(code, &format!("{method} {route}"));
+        crate::service::authn::audit_refused(code, &format!("{method} {route}"));
     }
     crate::metrics::http_request(route, method, code.to_string(), started.elapsed());
     resp
@@ -246,11 +247,11 @@ async fn method_not_allowed(req: Request) -> Response {
 }
 
 async fn health(State(node): State<SharedNode>) -> Response {
-    ok(service::do_health(&node))
+    ok(service::cluster::do_health(&node))
 }
 
 async fn ready(State(node): State<SharedNode>) -> Response {
-    let h = service::do_health(&node);
+    let h = service::cluster::do_health(&node);
     let status = if h.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(h)).into_response()
 }
@@ -266,7 +267,7 @@ async fn metrics(
     let admin = match ctx {
         Some(axum::Extension(ctx)) => ctx.role == crate::auth::Role::Admin,
         None if headers.contains_key(header::AUTHORIZATION) || headers.contains_key("x-api-key") => {
-            crate::identity::authenticate(
+            crate::service::authn::authenticate(
                 &node,
                 headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
                 headers.get("x-api-key").map(|v| v.as_bytes()),
@@ -289,16 +290,16 @@ async fn metrics(
 }
 
 async fn state_digest(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
-    Ok(ok(service::do_state_digest(&ctx, &node)?))
+    Ok(ok(service::cluster::do_state_digest(&ctx, &node)?))
 }
 
 async fn cluster_status(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
-    Ok(ok(service::do_cluster_status(&ctx, &node)?))
+    Ok(ok(service::cluster::do_cluster_status(&ctx, &node)?))
 }
 
 async fn registry(State(node): State<SharedNode>, ctx: AuthContext, Q(q): Q<ConsistencyQuery>) -> Result<Response> {
     let c = Consistency::parse(q.consistency.as_deref())?;
-    Ok(ok(service::do_list_registry(&ctx, &node, c).await?))
+    Ok(ok(service::cluster::do_list_registry(&ctx, &node, c).await?))
 }
 
 fn etag(version: u64) -> [(header::HeaderName, HeaderValue); 1] {
@@ -312,7 +313,7 @@ async fn get_node(
     Q(q): Q<ConsistencyQuery>,
 ) -> Result<Response> {
     let c = Consistency::parse(q.consistency.as_deref())?;
-    let view = service::do_get_node(&ctx, &node, id, c).await?;
+    let view = service::cluster::do_get_node(&ctx, &node, id, c).await?;
     Ok((etag(view.record_version), axum::Json(view)).into_response())
 }
 
@@ -337,12 +338,12 @@ async fn set_labels(
     Json(labels): Json<BTreeMap<String, String>>,
 ) -> Result<Response> {
     let expected = if_match(&headers)?;
-    let view = service::do_set_labels(&ctx, &node, id, labels, expected).await?;
+    let view = service::cluster::do_set_labels(&ctx, &node, id, labels, expected).await?;
     Ok((etag(view.record_version), axum::Json(view)).into_response())
 }
 
 async fn promote(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<u64>) -> Result<Response> {
-    Ok(ok(service::do_promote(&ctx, &node, id).await?))
+    Ok(ok(service::cluster::do_promote(&ctx, &node, id).await?))
 }
 
 async fn demote(
@@ -351,7 +352,7 @@ async fn demote(
     P(id): P<u64>,
     Q(q): Q<ForceQuery>,
 ) -> Result<Response> {
-    Ok(ok(service::do_demote(&ctx, &node, id, q.force).await?))
+    Ok(ok(service::cluster::do_demote(&ctx, &node, id, q.force).await?))
 }
 
 async fn remove(
@@ -360,19 +361,19 @@ async fn remove(
     P(id): P<u64>,
     Q(q): Q<ForceQuery>,
 ) -> Result<Response> {
-    Ok(ok(service::do_remove(&ctx, &node, id, q.force).await?))
+    Ok(ok(service::cluster::do_remove(&ctx, &node, id, q.force).await?))
 }
 
 async fn transfer_leader(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<u64>) -> Result<Response> {
-    Ok(ok(service::do_transfer_leader(&ctx, &node, id).await?))
+    Ok(ok(service::cluster::do_transfer_leader(&ctx, &node, id).await?))
 }
 
 async fn drain(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<u64>) -> Result<Response> {
-    Ok(ok(service::do_set_draining(&ctx, &node, id, true).await?))
+    Ok(ok(service::cluster::do_set_draining(&ctx, &node, id, true).await?))
 }
 
 async fn undrain(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<u64>) -> Result<Response> {
-    Ok(ok(service::do_set_draining(&ctx, &node, id, false).await?))
+    Ok(ok(service::cluster::do_set_draining(&ctx, &node, id, false).await?))
 }
 
 async fn add_learner(
@@ -380,7 +381,7 @@ async fn add_learner(
     ctx: AuthContext,
     Json(req): Json<JoinRequest>,
 ) -> Result<Response> {
-    Ok(ok(service::do_add_learner(&ctx, &node, req).await?))
+    Ok(ok(service::cluster::do_add_learner(&ctx, &node, req).await?))
 }
 
 /// `POST /tasks/submit`: one task (`{"type", "payload", ...}`, optional
@@ -458,28 +459,28 @@ async fn cancel_task(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<
 }
 
 async fn list_plugins(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
-    Ok(ok(json!({"plugins": crate::plugins::do_list_plugins(&ctx, &node)?})))
+    Ok(ok(json!({"plugins": crate::service::plugins::do_list_plugins(&ctx, &node)?})))
 }
 
 async fn list_models(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
-    Ok(ok(json!({"models": crate::plugins::do_list_models(&ctx, &node)?})))
+    Ok(ok(json!({"models": crate::service::plugins::do_list_models(&ctx, &node)?})))
 }
 
 async fn get_plugin(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
-    Ok(ok(crate::plugins::do_get_plugin(&ctx, &node, &name)?))
+    Ok(ok(crate::service::plugins::do_get_plugin(&ctx, &node, &name)?))
 }
 
 async fn load_plugin(
     State(node): State<SharedNode>,
     ctx: AuthContext,
-    Json(req): Json<crate::plugins::LoadRequest>,
+    Json(req): Json<crate::service::plugins::LoadRequest>,
 ) -> Result<Response> {
     let spec = req.decode(&node)?;
-    Ok(ok(crate::plugins::do_load_plugin(&ctx, &node, spec).await?))
+    Ok(ok(crate::service::plugins::do_load_plugin(&ctx, &node, spec).await?))
 }
 
 async fn unload_plugin(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
-    crate::plugins::do_unload_plugin(&ctx, &node, &name).await?;
+    crate::service::plugins::do_unload_plugin(&ctx, &node, &name).await?;
     Ok(ok(json!({"unloaded": name})))
 }
 
@@ -496,89 +497,89 @@ async fn login(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let req: crate::identity::LoginRequest = if form {
+    let req: crate::service::identity::LoginRequest = if form {
         serde_urlencoded::from_bytes(&body)
             .map_err(|e| ApiError::InvalidArgument(format!("malformed form body: {e}")))?
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidArgument(format!("malformed JSON body: {e}")))?
     };
-    Ok(ok(crate::identity::do_login(&node, req, &peer.ip().to_string()).await?))
+    Ok(ok(crate::service::identity::do_login(&node, req, &peer.ip().to_string()).await?))
 }
 
 async fn list_tenants(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
-    Ok(ok(json!({"tenants": crate::identity::do_list_tenants(&ctx, &node)?})))
+    Ok(ok(json!({"tenants": crate::service::identity::do_list_tenants(&ctx, &node)?})))
 }
 
 async fn create_tenant(
     State(node): State<SharedNode>,
     ctx: AuthContext,
-    Json(req): Json<crate::identity::TenantRequest>,
+    Json(req): Json<crate::service::identity::TenantRequest>,
 ) -> Result<Response> {
-    Ok(ok(crate::identity::do_create_tenant(&ctx, &node, req).await?))
+    Ok(ok(crate::service::identity::do_create_tenant(&ctx, &node, req).await?))
 }
 
 async fn list_users(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
-    Ok(ok(json!({"users": crate::identity::do_list_users(&ctx, &node)?})))
+    Ok(ok(json!({"users": crate::service::identity::do_list_users(&ctx, &node)?})))
 }
 
 async fn create_user(
     State(node): State<SharedNode>,
     ctx: AuthContext,
-    Json(req): Json<crate::identity::UserRequest>,
+    Json(req): Json<crate::service::identity::UserRequest>,
 ) -> Result<Response> {
-    Ok(ok(crate::identity::do_create_user(&ctx, &node, req).await?))
+    Ok(ok(crate::service::identity::do_create_user(&ctx, &node, req).await?))
 }
 
 async fn update_user(
     State(node): State<SharedNode>,
     ctx: AuthContext,
     P(name): P<String>,
-    Json(req): Json<crate::identity::UserUpdate>,
+    Json(req): Json<crate::service::identity::UserUpdate>,
 ) -> Result<Response> {
-    Ok(ok(crate::identity::do_update_user(&ctx, &node, &name, req).await?))
+    Ok(ok(crate::service::identity::do_update_user(&ctx, &node, &name, req).await?))
 }
 
 async fn delete_user(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
-    crate::identity::do_delete_user(&ctx, &node, &name).await?;
+    crate::service::identity::do_delete_user(&ctx, &node, &name).await?;
     Ok(ok(json!({"deleted": name})))
 }
 
 async fn list_api_keys(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
-    Ok(ok(json!({"keys": crate::identity::do_list_api_keys(&ctx, &node)?})))
+    Ok(ok(json!({"keys": crate::service::identity::do_list_api_keys(&ctx, &node)?})))
 }
 
 async fn create_api_key(
     State(node): State<SharedNode>,
     ctx: AuthContext,
-    Json(req): Json<crate::identity::ApiKeyRequest>,
+    Json(req): Json<crate::service::identity::ApiKeyRequest>,
 ) -> Result<Response> {
-    Ok(ok(crate::identity::do_create_api_key(&ctx, &node, req).await?))
+    Ok(ok(crate::service::identity::do_create_api_key(&ctx, &node, req).await?))
 }
 
 async fn revoke_api_key(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<String>) -> Result<Response> {
-    Ok(ok(crate::identity::do_revoke_api_key(&ctx, &node, &id).await?))
+    Ok(ok(crate::service::identity::do_revoke_api_key(&ctx, &node, &id).await?))
 }
 
 // ---- vectors
 
 async fn list_collections(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
-    Ok(ok(json!({"collections": crate::vectors::do_list_collections(&ctx, &node).await?})))
+    Ok(ok(json!({"collections": crate::service::vectors::do_list_collections(&ctx, &node).await?})))
 }
 
 async fn create_collection(
     State(node): State<SharedNode>,
     ctx: AuthContext,
-    Json(req): Json<crate::vectors::CollectionRequest>,
+    Json(req): Json<crate::service::vectors::CollectionRequest>,
 ) -> Result<Response> {
-    Ok(ok(crate::vectors::do_create_collection(&ctx, &node, req).await?))
+    Ok(ok(crate::service::vectors::do_create_collection(&ctx, &node, req).await?))
 }
 
 async fn get_collection(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
-    Ok(ok(crate::vectors::do_get_collection(&ctx, &node, &name).await?))
+    Ok(ok(crate::service::vectors::do_get_collection(&ctx, &node, &name).await?))
 }
 
 async fn delete_collection(State(node): State<SharedNode>, ctx: AuthContext, P(name): P<String>) -> Result<Response> {
-    crate::vectors::do_delete_collection(&ctx, &node, &name).await?;
+    crate::service::vectors::do_delete_collection(&ctx, &node, &name).await?;
     Ok(ok(json!({"deleted": name})))
 }
 
@@ -586,18 +587,18 @@ async fn upsert_points(
     State(node): State<SharedNode>,
     ctx: AuthContext,
     P(name): P<String>,
-    Json(req): Json<crate::vectors::UpsertRequest>,
+    Json(req): Json<crate::service::vectors::UpsertRequest>,
 ) -> Result<Response> {
-    Ok(ok(crate::vectors::do_upsert_points(&ctx, &node, &name, req).await?))
+    Ok(ok(crate::service::vectors::do_upsert_points(&ctx, &node, &name, req).await?))
 }
 
 async fn delete_points(
     State(node): State<SharedNode>,
     ctx: AuthContext,
     P(name): P<String>,
-    Json(req): Json<crate::vectors::DeletePointsRequest>,
+    Json(req): Json<crate::service::vectors::DeletePointsRequest>,
 ) -> Result<Response> {
-    Ok(ok(crate::vectors::do_delete_points(&ctx, &node, &name, req).await?))
+    Ok(ok(crate::service::vectors::do_delete_points(&ctx, &node, &name, req).await?))
 }
 
 async fn get_point(
@@ -605,21 +606,21 @@ async fn get_point(
     ctx: AuthContext,
     P((name, id)): P<(String, String)>,
 ) -> Result<Response> {
-    Ok(ok(crate::vectors::do_get_point(&ctx, &node, &name, &id).await?))
+    Ok(ok(crate::service::vectors::do_get_point(&ctx, &node, &name, &id).await?))
 }
 
 async fn search(
     State(node): State<SharedNode>,
     ctx: AuthContext,
-    Json(req): Json<crate::vectors::SearchRequest>,
+    Json(req): Json<crate::service::vectors::SearchRequest>,
 ) -> Result<Response> {
-    Ok(ok(crate::vectors::do_search(&ctx, &node, req).await?))
+    Ok(ok(crate::service::vectors::do_search(&ctx, &node, req).await?))
 }
 
 async fn search_batch(
     State(node): State<SharedNode>,
     ctx: AuthContext,
-    Json(req): Json<crate::vectors::BatchSearchRequest>,
+    Json(req): Json<crate::service::vectors::BatchSearchRequest>,
 ) -> Result<Response> {
-    Ok(ok(crate::vectors::do_search_batch(&ctx, &node, req).await?))
+    Ok(ok(crate::service::vectors::do_search_batch(&ctx, &node, req).await?))
 }

@@ -22,7 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::service::{Heartbeat, JoinRequest, Node, NodeInfoJson, SharedNode};
+use crate::service::cluster::{Heartbeat, JoinRequest, NodeInfoJson};
+use crate::service::{Node, SharedNode};
 
 const NODE_ID_FILE: &str = "node_id";
 
@@ -75,12 +76,12 @@ fn join_base(url: &str) -> String {
 }
 
 /// A node that is not a member yet, asking the cluster `--join` names:
-/// over the cluster channel, never with a token (see [`crate::leader_ops`]).
+/// over the cluster channel, never with a token (see [`crate::service::leader_ops`]).
 struct Joiner {
     join: String,
     client: reqwest::Client,
     peers: synod_raft::Peers,
-    sealer: crate::leader_ops::Sealer,
+    sealer: crate::service::leader_ops::Sealer,
 }
 
 impl Joiner {
@@ -97,10 +98,13 @@ impl Joiner {
         Ok((addr, v["cluster_time_ms"].as_u64().unwrap_or_else(synod_raft::wall_ms)))
     }
 
-    async fn ask(&self, op: &crate::leader_ops::LeaderOp) -> anyhow::Result<crate::leader_ops::LeaderReply> {
+    async fn ask(
+        &self,
+        op: &crate::service::leader_ops::LeaderOp,
+    ) -> anyhow::Result<crate::service::leader_ops::LeaderReply> {
         // Dated on the cluster's clock, not this machine's, which may be off.
         let (addr, now) = self.member().await?;
-        crate::leader_ops::send_as_joiner(&self.peers, &self.sealer, &addr, now, op, Duration::from_secs(15))
+        crate::service::leader_ops::send_as_joiner(&self.peers, &self.sealer, &addr, now, op, Duration::from_secs(15))
             .await
             .map_err(|e| anyhow::anyhow!("{addr}: {e}"))
     }
@@ -124,9 +128,9 @@ async fn resolve_node_id(cfg: &Config, joiner: Option<&Joiner>) -> anyhow::Resul
         (Some(0), _) => bail!("node id 0 is reserved"),
         (Some(id), _) => id,
         (None, Some(joiner)) => {
-            let op = crate::leader_ops::LeaderOp::AllocateNodeId;
+            let op = crate::service::leader_ops::LeaderOp::AllocateNodeId;
             match retry("allocating a node id", Duration::from_secs(60), || joiner.ask(&op)).await? {
-                crate::leader_ops::LeaderReply::NodeId(id) => id,
+                crate::service::leader_ops::LeaderReply::NodeId(id) => id,
                 other => bail!("the cluster answered {other:?} to a node id request"),
             }
         }
@@ -230,7 +234,7 @@ fn cluster_keys(cfg: &Config) -> anyhow::Result<(crate::auth::TokenKeys, Vec<u8>
         let secret = crate::auth::random_token(32);
         if cfg.security.enabled {
             std::fs::create_dir_all(&cfg.node.data_dir)?;
-            crate::identity::write_private(&file, secret.as_bytes())
+            crate::service::identity::write_private(&file, secret.as_bytes())
                 .with_context(|| format!("writing {}", file.display()))?;
         }
         return Ok(hs(secret.as_bytes()));
@@ -350,7 +354,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 synod_raft::TransportToken::new(transport_token(&cfg, &material).as_deref())
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
             ),
-            sealer: crate::leader_ops::Sealer::new(sealing),
+            sealer: crate::service::leader_ops::Sealer::new(sealing),
         }),
         None => None,
     };
@@ -428,7 +432,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             }
             Some(join) => {
                 let joiner = joiner.as_ref().expect("made when node.join is set");
-                let op = crate::leader_ops::LeaderOp::AddLearner(JoinRequest {
+                let op = crate::service::leader_ops::LeaderOp::AddLearner(JoinRequest {
                     id,
                     raft_addr: me.raft_addr.clone(),
                     http_addr: me.http_addr.clone(),
@@ -442,30 +446,32 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(node = id, "data dir already belongs to a cluster; --join ignored");
     }
 
-    let security = crate::identity::Security::new(
+    let security = crate::service::authn::Security::new(
         cfg.security.enabled,
         keys,
         cfg.security.login_rate_per_minute,
         cfg.security.tenant_requests_per_second,
     );
-    let sealer = crate::leader_ops::Sealer::new(sealing);
+    let sealer = crate::service::leader_ops::Sealer::new(sealing);
     let node: SharedNode =
         Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins, models.clone(), security, sealer));
-    raft.set_leader_ops(Arc::new(crate::leader_ops::Handler(Arc::downgrade(&node))));
-    crate::plugins::declare_subprocess_plugins(&cfg, &node.plugins, &node.compiled)?;
+    raft.set_leader_ops(Arc::new(crate::service::leader_ops::Handler(Arc::downgrade(&node))));
+    crate::service::plugins::declare_subprocess_plugins(&cfg, &node.plugins, &node.compiled)?;
     if cfg.node.join.is_none() {
         let n = node.clone();
         tokio::spawn(async move {
-            let r =
-                retry("creating the first admin", Duration::from_secs(300), || crate::identity::bootstrap_admin(&n))
-                    .await;
+            let r = retry("creating the first admin", Duration::from_secs(300), || {
+                crate::service::identity::bootstrap_admin(&n)
+            })
+            .await;
             if let Err(e) = r {
                 tracing::error!(error = %e, "no admin user: log in is impossible until one is created");
             }
         });
     }
-    let key_uses = tokio::spawn(crate::identity::flush_key_uses(node.clone(), Duration::from_secs(10)));
-    let password_file = tokio::spawn(crate::identity::retire_admin_password_file(node.clone(), Duration::from_secs(2)));
+    let key_uses = tokio::spawn(crate::service::identity::flush_key_uses(node.clone(), Duration::from_secs(10)));
+    let password_file =
+        tokio::spawn(crate::service::identity::retire_admin_password_file(node.clone(), Duration::from_secs(2)));
     let sup = node.supervisor.clone();
     let n = node.clone();
     let heartbeats = sup.spawn("heartbeats", move || heartbeat_loop(n.clone()));
@@ -508,23 +514,23 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let body = cfg.node.max_body_size.as_u64() as usize;
     let grpc = grpc_builder
         .add_service(
-            crate::pb::cluster_server::ClusterServer::new(crate::grpc::ClusterGrpc::new(node.clone()))
+            crate::pb::cluster_server::ClusterServer::new(crate::grpc::cluster::ClusterGrpc::new(node.clone()))
                 .max_decoding_message_size(body),
         )
         .add_service(
-            crate::pb::tasks_server::TasksServer::new(crate::grpc_tasks::TasksGrpc::new(node.clone()))
+            crate::pb::tasks_server::TasksServer::new(crate::grpc::tasks::TasksGrpc::new(node.clone()))
                 .max_decoding_message_size(body),
         )
         .add_service(
-            crate::pb::identity_server::IdentityServer::new(crate::grpc_identity::IdentityGrpc::new(node.clone()))
+            crate::pb::identity_server::IdentityServer::new(crate::grpc::identity::IdentityGrpc::new(node.clone()))
                 .max_decoding_message_size(body),
         )
         .add_service(
-            crate::pb::vectors_server::VectorsServer::new(crate::grpc_vectors::VectorsGrpc::new(node.clone()))
+            crate::pb::vectors_server::VectorsServer::new(crate::grpc::vectors::VectorsGrpc::new(node.clone()))
                 .max_decoding_message_size(body),
         )
         .add_service(
-            crate::pb::plugins_server::PluginsServer::new(crate::grpc_plugins::PluginsGrpc::new(node.clone()))
+            crate::pb::plugins_server::PluginsServer::new(crate::grpc::plugins::PluginsGrpc::new(node.clone()))
                 .max_decoding_message_size(cfg.plugins.wasm_max_module_size.as_u64() as usize + 64 * 1024),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx.clone()));
@@ -574,7 +580,7 @@ fn model_capabilities(models: &synod_plugins::Models) -> Vec<String> {
 /// ones), twice a second; cheap when nothing changed.
 async fn plugin_sync_loop(node: SharedNode) {
     loop {
-        crate::plugins::sync_now(&node).await;
+        crate::service::plugins::sync_now(&node).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -643,7 +649,11 @@ async fn leader_loop(node: SharedNode) {
             match node.raft.promote(id).await {
                 Ok(_) => {
                     tracing::info!(node = id, voters = voters + 1, "learner promoted automatically");
-                    crate::identity::audit("membership_promote", &format!("node:{}", node.id()), &format!("node {id}"));
+                    crate::service::authn::audit(
+                        "membership_promote",
+                        &format!("node:{}", node.id()),
+                        &format!("node {id}"),
+                    );
                 }
                 Err(e) => tracing::warn!(node = id, error = %e, "automatic promotion failed"),
             }

@@ -132,7 +132,7 @@ pub fn certs_init(dir: &Path, nodes: usize, hosts: &[String]) -> anyhow::Result<
             bail!("{} exists; certs init never overwrites", path.display());
         }
         if private {
-            crate::identity::write_private(&path, contents.as_bytes())?;
+            crate::service::identity::write_private(&path, contents.as_bytes())?;
         } else {
             std::fs::write(&path, contents)?;
         }

@@ -6,12 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use synod_testkit::free_port;
+use synod_testkit::process::{NodeProcess, node_command};
 
 use crate::proxy::{Fault, Proxy};
 
@@ -28,7 +30,7 @@ pub struct Node {
     /// [`Cluster::set_clock`]).
     clock_file: PathBuf,
     args: Vec<String>,
-    child: std::sync::Mutex<Option<Child>>,
+    process: std::sync::Mutex<Option<NodeProcess>>,
 }
 
 pub struct Cluster {
@@ -53,25 +55,6 @@ pub fn libfaketime() -> Option<PathBuf> {
         p.is_file().then_some(p)
     });
     lib.or_else(|| Some(PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")).filter(|p| p.is_file()))
-}
-
-/// A port for a node to listen on. Not one the kernel hands out (port 0
-/// draws from the ephemeral range, 32768-60999, where outbound connections
-/// take their ports too: one of them took a node's Raft port between this
-/// check and the node's bind in a long-matrix run). Ports come from
-/// 20000-31999, each at most once per harness process, starting at an
-/// offset by process id so two harnesses rarely meet.
-fn free_port() -> std::io::Result<u16> {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let offset = (std::process::id() % 600) * 20;
-    for _ in 0..12_000 {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let port = 20_000 + ((offset + n) % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err(std::io::Error::other("no free port in 20000-31999"))
 }
 
 /// How an HTTP call ended.
@@ -193,20 +176,6 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-/// The harness's own `SYNOD_*` variables: a node refuses to start on a
-/// `SYNOD_*` variable that is not a config key, so they are kept out of the
-/// nodes' environment (exporting `SYNOD_BIN` made every node exit).
-const HARNESS_ENV: &[&str] = &["SYNOD_BIN"];
-
-/// A command that starts `bin` as a node, without the harness's variables.
-fn node_command(bin: &std::path::Path) -> Command {
-    let mut cmd = Command::new(bin);
-    for var in HARNESS_ENV {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
 impl Cluster {
     /// Starts `n` nodes under `root`: node 1 bootstraps, the others join
     /// it; returns once all `n` are voters. `seed` seeds the proxies.
@@ -298,7 +267,7 @@ impl Cluster {
                 data_dir: dir.clone(),
                 clock_file: root.join(format!("n{id}.faketime")),
                 args,
-                child: Default::default(),
+                process: Default::default(),
             });
             c.set_clock(i, 0)?;
             c.spawn(i)?;
@@ -325,7 +294,6 @@ impl Cluster {
     /// observability.failpoints=apply@5`) for this start only.
     pub fn spawn_with(&self, i: usize, extra: &[String]) -> std::io::Result<()> {
         let node = &self.nodes[i];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
         let mut cmd = node_command(&self.bin);
         if let Some(lib) = &self.faketime {
             cmd.env("LD_PRELOAD", lib)
@@ -333,16 +301,11 @@ impl Cluster {
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
                 .env("FAKETIME_CACHE_DURATION", "1");
         }
-        let child = cmd
-            .args(&node.args)
+        cmd.args(&node.args)
             .args(extra)
             .env("SYNOD_SECURITY_JWT_SECRET", &self.secret)
-            .env("SYNOD_ADMIN_PASSWORD", &self.password)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        *node.child.lock().expect("child lock") = Some(child);
+            .env("SYNOD_ADMIN_PASSWORD", &self.password);
+        *node.process.lock().expect("process lock") = Some(NodeProcess::spawn(cmd, &node.log)?);
         Ok(())
     }
 
@@ -362,9 +325,8 @@ impl Cluster {
         if self.exited(i) {
             self.died.lock().expect("died lock").push(self.nodes[i].id);
         }
-        if let Some(mut c) = self.nodes[i].child.lock().expect("child lock").take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(p) = self.nodes[i].process.lock().expect("process lock").take() {
+            p.kill();
         }
     }
 
@@ -384,30 +346,29 @@ impl Cluster {
 
     /// True if node `i`'s process has exited on its own (it is reaped).
     pub fn exited(&self, i: usize) -> bool {
-        let mut child = self.nodes[i].child.lock().expect("child lock");
-        let gone = child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+        let mut process = self.nodes[i].process.lock().expect("process lock");
+        let gone = process.as_mut().is_some_and(NodeProcess::exited);
         if gone {
-            *child = None;
+            *process = None;
         }
         gone
     }
 
     pub fn is_running(&self, i: usize) -> bool {
-        self.nodes[i].child.lock().expect("child lock").is_some()
+        self.nodes[i].process.lock().expect("process lock").is_some()
     }
 
     /// Node `i`'s process id, while it runs.
     pub fn pid(&self, i: usize) -> Option<u32> {
-        self.nodes[i].child.lock().expect("child lock").as_ref().map(Child::id)
+        self.nodes[i].process.lock().expect("process lock").as_ref().map(NodeProcess::pid)
     }
 
     /// Sends a signal by name (`STOP`, `CONT`) to node `i`'s process.
     pub fn signal(&self, i: usize, sig: &str) -> std::io::Result<()> {
-        let Some(pid) = self.nodes[i].child.lock().expect("child lock").as_ref().map(Child::id) else {
-            return Ok(());
-        };
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?;
-        if status.success() { Ok(()) } else { Err(std::io::Error::other(format!("kill -{sig} failed: {status}"))) }
+        match self.nodes[i].process.lock().expect("process lock").as_ref() {
+            Some(p) => p.signal(sig),
+            None => Ok(()),
+        }
     }
 
     /// A request to node `i` as admin, with a deadline: see [`Reply`].
@@ -540,25 +501,20 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for n in &self.nodes {
-            if let Some(mut c) = n.child.lock().expect("child lock").take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            // Dropping the process kills it.
+            drop(n.process.lock().expect("process lock").take());
         }
     }
 }
 
 #[cfg(test)]
 mod env_tests {
-    use super::*;
-
-    /// Issue 13, defect 9: nodes inherited SYNOD_BIN and refused to start.
+    /// Issue 13, defect 9: nodes inherited SYNOD_BIN and refused to start,
+    /// because the config refuses it; the test kit keeps it out of their
+    /// environment.
     #[test]
-    fn nodes_do_not_inherit_the_harness_variables() {
-        let cmd = node_command(std::path::Path::new("/bin/true"));
-        let removed: Vec<_> = cmd.get_envs().filter(|(_, v)| v.is_none()).map(|(k, _)| k.to_owned()).collect();
-        assert_eq!(removed, ["SYNOD_BIN"]);
-        // And the config refuses the variable, which is why it must go.
+    fn the_harness_variable_the_config_would_refuse_is_kept_out() {
+        assert!(synod_testkit::process::HARNESS_ENV.contains(&"SYNOD_BIN"));
         let e = synod_config::Config::load(None, [("SYNOD_BIN".to_string(), "/x".to_string())]).unwrap_err();
         assert!(e.to_string().contains("SYNOD_BIN"), "{e}");
     }

@@ -66,6 +66,7 @@ mod plugin;
 mod registry;
 mod subprocess;
 mod text;
+mod threads;
 mod vectorize;
 mod wasm;
 
@@ -80,6 +81,7 @@ pub use plugin::{CancelToken, Plugin, PluginInfo, TaskContext};
 pub use registry::{MAX_NAME_LEN, Registry, builtins, builtins_with_models};
 pub use subprocess::{SubprocessLimits, SubprocessManifest, SubprocessPlugin, check_subprocess_manifest};
 pub use text::{Form, NormalizePlugin, TokenizePlugin, normalize_text, words};
+pub use threads::pin_thread_count;
 pub use vectorize::{
     DEFAULT_DIMENSION, HASHING_MODEL, MAX_DIMENSION, MAX_TEXTS, VectorizePlugin, fnv1a64, hashing_vector,
     model_capability,

@@ -58,7 +58,7 @@ pub struct ModelInfo {
     pub state: String,
 }
 
-/// Counters of one model's batcher, for tests and `synod bench embed`.
+/// Counters of one model's batcher, for tests and `synod-bench embed`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchStats {
     /// Forward passes run (each over one or more requests).

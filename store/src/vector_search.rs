@@ -162,7 +162,7 @@ pub fn exact_search<'a>(
 }
 
 /// Seeded vectors uniform in [-1, 1) (SplitMix64), the same on every
-/// machine: the data of the recall tests, `synod bench vectors` and
+/// machine: the data of the recall tests, `synod-bench vectors` and
 /// `bench/hnswlib_compare.py`, which reimplements it.
 pub fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut state = seed;

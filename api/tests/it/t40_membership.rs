@@ -44,7 +44,8 @@ async fn remove_a_node_then_add_a_fresh_one() {
         "http_addr": "127.0.0.1:1", "grpc_addr": "127.0.0.1:1", "version": "x", "labels": {},
         "capacity": {"cpus": 1, "memory_bytes": 1, "worker_slots": 1}}, "applied_index": 0, "cpu_load": 0.0}))
     .unwrap();
-    let sealed = sealer(&t).seal(victim_id, synod_raft::wall_ms(), 1, &synod_api::leader_ops::LeaderOp::Heartbeat(hb));
+    let sealed =
+        sealer(&t).seal(victim_id, synod_raft::wall_ms(), 1, &synod_api::service::leader_ops::LeaderOp::Heartbeat(hb));
     match send_leader_op(&t, leader, sealed, true).await {
         Err(synod_api::error::ApiError::FailedPrecondition { message, .. }) => {
             assert!(message.contains("not a member"), "{message}")

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use synod_api::auth::{DEFAULT_TENANT, Role, TokenKeys};
 use synod_api::error::ApiError;
-use synod_api::leader_ops::{LeaderOp, Sealer};
+use synod_api::service::leader_ops::{LeaderOp, Sealer};
 
 use crate::util::*;
 

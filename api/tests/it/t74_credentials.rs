@@ -186,19 +186,26 @@ async fn failed_logins_of_a_user_are_limited_across_nodes() {
     for _ in 0..3 {
         assert_eq!(login(&t, 0, "eve", "wrong-password").await.0, 401);
     }
-    let limited = t
-        .wait_for("the failures to lock eve out on node 1", READY, || async {
-            let r = reqwest::Client::new()
-                .post(format!("{}/login", t.nodes[1].url()))
-                .json(&json!({"username": "eve", "password": "password-1"}))
-                .send()
-                .await
-                .ok()?;
-            (r.status().as_u16() == 429).then(|| r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()))
-        })
+    // Each failure is committed before its 401; once node 1 has applied as
+    // far, one login there with the right password is refused. (Polling
+    // logins instead would count against node 1's per-address limit, whose
+    // 429 looks alike.)
+    let committed = t.status(0).await.unwrap()["commit_index"].as_u64().unwrap();
+    t.wait_for("node 1 to apply the failures", READY, || async {
+        (t.status(1).await.ok()?["applied_index"].as_u64()? >= committed).then_some(())
+    })
+    .await
+    .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/login", t.nodes[1].url()))
+        .json(&json!({"username": "eve", "password": "password-1"}))
+        .send()
         .await
         .unwrap();
-    let wait: u64 = limited.expect("Retry-After").parse().unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let wait: u64 = r.headers().get("retry-after").expect("Retry-After").to_str().unwrap().parse().unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("failed logins for eve"), "{v}");
     assert!((1..=60).contains(&wait), "Retry-After {wait}");
     // Control: another user on the same node is not limited.
     must_create_user(&t, "fay", "user").await;

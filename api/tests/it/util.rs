@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use synod_api::local_cluster::LocalCluster;
+use synod_testkit::{Credentials, LocalCluster};
 use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_synod");
@@ -55,7 +55,9 @@ pub fn fast_args() -> Vec<String> {
 
 pub fn must_new() -> TestCluster {
     let dir = tempfile::tempdir().expect("temp dir");
-    let c = LocalCluster::new(std::path::Path::new(BIN), dir.path()).expect("cluster");
+    let creds = Credentials::generate(|secret| Ok(synod_api::auth::first_admin_token(secret.as_bytes())?))
+        .expect("credentials");
+    let c = LocalCluster::new(std::path::Path::new(BIN), dir.path(), creds).expect("cluster");
     TestCluster { c, _dir: dir }
 }
 
@@ -192,8 +194,8 @@ pub async fn must_plugin_ready(t: &LocalCluster, via: usize, name: &str, sha: Op
 
 /// A signer of leader operations holding the cluster's secret, as every
 /// node of `t` does.
-pub fn sealer(t: &LocalCluster) -> synod_api::leader_ops::Sealer {
-    synod_api::leader_ops::Sealer::new(Some(t.secret.as_bytes()))
+pub fn sealer(t: &LocalCluster) -> synod_api::service::leader_ops::Sealer {
+    synod_api::service::leader_ops::Sealer::new(Some(t.secret.as_bytes()))
 }
 
 /// Sends the sealed leader operation `data` to node `i` over the cluster
@@ -204,10 +206,10 @@ pub async fn send_leader_op(
     i: usize,
     data: Vec<u8>,
     token: bool,
-) -> synod_api::error::Result<synod_api::leader_ops::LeaderReply> {
+) -> synod_api::error::Result<synod_api::service::leader_ops::LeaderReply> {
     let token = token.then(|| synod_api::server::transport_token_of(t.secret.as_bytes()));
     let token = synod_raft::TransportToken::new(token.as_deref()).expect("an ASCII token");
     let peers = synod_raft::Peers::new(Default::default(), 64 * 1024, None, token);
     let bytes = synod_raft::send_leader_op(&peers, 0, &t.nodes[i].raft, data, Duration::from_secs(15)).await?;
-    synod_api::leader_ops::decode_reply(&bytes, "the node")
+    synod_api::service::leader_ops::decode_reply(&bytes, "the node")
 }

@@ -1,4 +1,4 @@
-//! Public gRPC `synod.v1.Tasks`: thin adapters over [`crate::tasks`].
+//! Public gRPC `synod.v1.Tasks`: thin adapters over [`crate::service::tasks`].
 //! Request messages are destructured exhaustively.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use crate::grpc::{authorize, timed};
 use crate::pb::tasks_server::Tasks;
 use crate::pb::{self, ListTasksRequest, ResultRequest, SubmitBatchRequest, SubmitTaskRequest, TaskId};
 use crate::service::SharedNode;
-use crate::tasks::{self, BackoffRequest, ListQuery, SubmitRequest, TaskView};
+use crate::service::tasks::{self, BackoffRequest, ListQuery, SubmitRequest, TaskView};
 
 pub struct TasksGrpc {
     node: SharedNode,
@@ -43,7 +43,7 @@ fn request(r: SubmitTaskRequest) -> Result<SubmitRequest, ApiError> {
     Ok(SubmitRequest {
         task_type: r#type,
         payload,
-        priority: priority.unwrap_or(crate::tasks::DEFAULT_PRIORITY),
+        priority: priority.unwrap_or(crate::service::tasks::DEFAULT_PRIORITY),
         idempotency_key,
         max_attempts,
         timeout_ms,
@@ -52,7 +52,11 @@ fn request(r: SubmitTaskRequest) -> Result<SubmitRequest, ApiError> {
             initial_ms: b.initial_ms,
             // proto3 sends an unset double as 0.0, which no policy can
             // mean (the multiplier is 1..=100): it is the default, as on REST.
-            multiplier: if b.multiplier == 0.0 { crate::tasks::DEFAULT_BACKOFF_MULTIPLIER } else { b.multiplier },
+            multiplier: if b.multiplier == 0.0 {
+                crate::service::tasks::DEFAULT_BACKOFF_MULTIPLIER
+            } else {
+                b.multiplier
+            },
             max_ms: b.max_ms,
         }),
     })

@@ -418,7 +418,7 @@ pub async fn do_cancel_task(ctx: &AuthContext, node: &Node, id: &str) -> Result<
         .await?;
     match out.result.outcome {
         Some(Outcome::Task(rec)) => {
-            crate::identity::audit("task_cancelled", &ctx.subject, &format!("{} in {}", id, ctx.tenant));
+            crate::service::authn::audit("task_cancelled", &ctx.subject, &format!("{} in {}", id, ctx.tenant));
             view(&node.raft.store, &rec)
         }
         Some(Outcome::Rejected(r)) if r.code == pb::RejectCode::NotFound as i32 => Err(ApiError::NotFound(r.message)),

@@ -1,4 +1,4 @@
-//! `synod bench embed`: the built-in embedding model in this process, as a
+//! `synod-bench embed`: the built-in embedding model in this process, as a
 //! node runs it: sentences per second at batch 1 and batch 32, latency
 //! percentiles, and the resident memory the model adds.
 //!
@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::bench::percentile;
+use crate::cluster::percentile;
 
 pub struct Params {
     pub models_dir: PathBuf,

@@ -1,15 +1,12 @@
-//! Public gRPC (`synod.v1`): thin adapters over [`crate::service`].
-//! Request messages are destructured exhaustively, so a new field is a
-//! compile error here until it is handled.
-
-use std::time::Instant;
+//! `synod.v1.Cluster`: status, the registry, labels, membership, draining.
 
 use tonic::{Request, Response, Status};
 
-use crate::auth::{AuthContext, TENANT_HEADER};
+use super::{authorize, timed};
 use crate::pb::cluster_server::Cluster;
 use crate::pb::{self, AddLearnerRequest, NodeRef, RemoveRequest, SetLabelsRequest, StatusRequest};
-use crate::service::{self, Consistency, JoinRequest, RegistryEntryView, SharedNode};
+use crate::service::cluster::{JoinRequest, RegistryEntryView};
+use crate::service::{self, Consistency, SharedNode};
 
 pub struct ClusterGrpc {
     node: SharedNode,
@@ -67,43 +64,8 @@ fn entry(v: RegistryEntryView) -> pb::RegistryEntry {
     }
 }
 
-fn reply(r: service::MembershipReply) -> pb::MembershipReply {
+fn reply(r: service::cluster::MembershipReply) -> pb::MembershipReply {
     pb::MembershipReply { log_index: r.log_index, message: r.message }
-}
-
-/// The caller of `method`, from the `authorization` (Bearer) or `x-api-key`
-/// metadata and `x-synod-tenant`, checked against the method's rule.
-pub fn authorize<T>(node: &service::Node, req: &Request<T>, method: &str) -> Result<AuthContext, Status> {
-    let rule =
-        crate::ops::grpc_access(method).ok_or_else(|| Status::internal(format!("{method} has no access rule")))?;
-    let md = req.metadata();
-    let ctx = crate::identity::authenticate(
-        node,
-        md.get("authorization").map(|v| v.as_bytes()),
-        md.get("x-api-key").map(|v| v.as_bytes()),
-        md.get(TENANT_HEADER).map(|v| v.as_bytes()),
-    )
-    .and_then(|ctx| crate::rest::permit(&ctx, rule).map(|()| ctx));
-    if let Err(e) = &ctx {
-        crate::identity::audit_refused(e.http_status().as_u16(), method);
-    }
-    Ok(ctx?)
-}
-
-/// Runs one gRPC method: records its metrics and maps the error once.
-pub(crate) async fn timed<T>(
-    method: &'static str,
-    f: impl std::future::Future<Output = crate::error::Result<T>>,
-) -> Result<Response<T>, Status> {
-    let started = Instant::now();
-    let r = f.await;
-    if let Err(e) = &r
-        && method != "Identity.Login"
-    {
-        crate::identity::audit_refused(e.http_status().as_u16(), method);
-    }
-    crate::metrics::grpc_request(method, r.is_ok(), started.elapsed());
-    r.map(Response::new).map_err(Status::from)
 }
 
 #[tonic::async_trait]
@@ -112,7 +74,7 @@ impl Cluster for ClusterGrpc {
         let ctx = authorize(&self.node, &req, "Cluster.Status")?;
         let StatusRequest {} = req.into_inner();
         timed("Status", async {
-            let s = service::do_cluster_status(&ctx, &self.node)?;
+            let s = service::cluster::do_cluster_status(&ctx, &self.node)?;
             Ok(pb::ClusterStatus {
                 node_id: s.node_id,
                 leader_id: s.leader_id,
@@ -144,7 +106,7 @@ impl Cluster for ClusterGrpc {
         let ctx = authorize(&self.node, &req, "Cluster.Digest")?;
         let StatusRequest {} = req.into_inner();
         timed("Digest", async {
-            let d = service::do_state_digest(&ctx, &self.node)?;
+            let d = service::cluster::do_state_digest(&ctx, &self.node)?;
             Ok(pb::StateDigest { node_id: d.node_id, applied_index: d.applied_index, digest: d.digest })
         })
         .await
@@ -155,7 +117,7 @@ impl Cluster for ClusterGrpc {
         let pb::RegistryRequest { consistency } = req.into_inner();
         timed("Registry", async {
             let c = Consistency::parse(Some(&consistency))?;
-            let v = service::do_list_registry(&ctx, &self.node, c).await?;
+            let v = service::cluster::do_list_registry(&ctx, &self.node, c).await?;
             Ok(pb::RegistryResponse { nodes: v.nodes.into_iter().map(entry).collect() })
         })
         .await
@@ -166,7 +128,7 @@ impl Cluster for ClusterGrpc {
         let NodeRef { id, consistency, .. } = req.into_inner();
         timed("GetNode", async {
             let c = Consistency::parse(Some(&consistency))?;
-            Ok(entry(service::do_get_node(&ctx, &self.node, id, c).await?))
+            Ok(entry(service::cluster::do_get_node(&ctx, &self.node, id, c).await?))
         })
         .await
     }
@@ -174,8 +136,10 @@ impl Cluster for ClusterGrpc {
     async fn set_labels(&self, req: Request<SetLabelsRequest>) -> Result<Response<pb::RegistryEntry>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.SetLabels")?;
         let SetLabelsRequest { id, labels, if_match } = req.into_inner();
-        timed("SetLabels", async { Ok(entry(service::do_set_labels(&ctx, &self.node, id, labels, if_match).await?)) })
-            .await
+        timed("SetLabels", async {
+            Ok(entry(service::cluster::do_set_labels(&ctx, &self.node, id, labels, if_match).await?))
+        })
+        .await
     }
 
     async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Result<Response<pb::MembershipReply>, Status> {
@@ -183,7 +147,8 @@ impl Cluster for ClusterGrpc {
         let AddLearnerRequest { id, raft_addr, http_addr, grpc_addr } = req.into_inner();
         timed("AddLearner", async {
             Ok(reply(
-                service::do_add_learner(&ctx, &self.node, JoinRequest { id, raft_addr, http_addr, grpc_addr }).await?,
+                service::cluster::do_add_learner(&ctx, &self.node, JoinRequest { id, raft_addr, http_addr, grpc_addr })
+                    .await?,
             ))
         })
         .await
@@ -192,36 +157,38 @@ impl Cluster for ClusterGrpc {
     async fn promote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.Promote")?;
         let NodeRef { id, .. } = req.into_inner();
-        timed("Promote", async { Ok(reply(service::do_promote(&ctx, &self.node, id).await?)) }).await
+        timed("Promote", async { Ok(reply(service::cluster::do_promote(&ctx, &self.node, id).await?)) }).await
     }
 
     async fn demote(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.Demote")?;
         let NodeRef { id, force, .. } = req.into_inner();
-        timed("Demote", async { Ok(reply(service::do_demote(&ctx, &self.node, id, force).await?)) }).await
+        timed("Demote", async { Ok(reply(service::cluster::do_demote(&ctx, &self.node, id, force).await?)) }).await
     }
 
     async fn remove(&self, req: Request<RemoveRequest>) -> Result<Response<pb::MembershipReply>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.Remove")?;
         let RemoveRequest { id, force } = req.into_inner();
-        timed("Remove", async { Ok(reply(service::do_remove(&ctx, &self.node, id, force).await?)) }).await
+        timed("Remove", async { Ok(reply(service::cluster::do_remove(&ctx, &self.node, id, force).await?)) }).await
     }
 
     async fn transfer_leader(&self, req: Request<NodeRef>) -> Result<Response<pb::MembershipReply>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.TransferLeader")?;
         let NodeRef { id, .. } = req.into_inner();
-        timed("TransferLeader", async { Ok(reply(service::do_transfer_leader(&ctx, &self.node, id).await?)) }).await
+        timed("TransferLeader", async { Ok(reply(service::cluster::do_transfer_leader(&ctx, &self.node, id).await?)) })
+            .await
     }
 
     async fn drain(&self, req: Request<NodeRef>) -> Result<Response<pb::RegistryEntry>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.Drain")?;
         let NodeRef { id, .. } = req.into_inner();
-        timed("Drain", async { Ok(entry(service::do_set_draining(&ctx, &self.node, id, true).await?)) }).await
+        timed("Drain", async { Ok(entry(service::cluster::do_set_draining(&ctx, &self.node, id, true).await?)) }).await
     }
 
     async fn undrain(&self, req: Request<NodeRef>) -> Result<Response<pb::RegistryEntry>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.Undrain")?;
         let NodeRef { id, .. } = req.into_inner();
-        timed("Undrain", async { Ok(entry(service::do_set_draining(&ctx, &self.node, id, false).await?)) }).await
+        timed("Undrain", async { Ok(entry(service::cluster::do_set_draining(&ctx, &self.node, id, false).await?)) })
+            .await
     }
 }

@@ -1,56 +1,16 @@
-//! The service layer: every capability as a `do_*` function over [`Node`].
-//! REST handlers, gRPC methods and the CLI (through REST) are thin adapters
-//! over these (invariant 5).
+//! Cluster operations: status, the node registry and its labels,
+//! membership (carried out by the leader, see [`super::leader_ops`]),
+//! draining, the state digest, and `/health`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use synod_config::Config;
-use synod_raft::{ClusterView, RaftNode, Role};
+use synod_raft::{ClusterView, Role};
 use synod_store::pb::{self, command::Kind, command_result::Outcome};
 
+use super::leader_ops::{LeaderOp, LeaderReply};
+use super::{Consistency, Node};
 use crate::error::{ApiError, Result};
-use crate::leader_ops::{LeaderOp, LeaderReply};
-
-/// One running node: its Raft, its settings and how it describes itself.
-pub struct Node {
-    pub raft: RaftNode,
-    pub cfg: Arc<Config>,
-    pub info: pb::NodeInfo,
-    pub plugins: synod_plugins::Registry,
-    /// This node's embedding models (the registry's `vectorize` and
-    /// `tokenize` run them; text searches embed with them).
-    pub models: Arc<synod_plugins::Models>,
-    /// The WASM plugin versions compiled here (see [`crate::plugins`]).
-    pub compiled: Arc<std::sync::Mutex<crate::plugins::Compiled>>,
-    pub supervisor: std::sync::Arc<crate::supervisor::Supervisor>,
-    /// Current worker pool size (between scaling.min_workers and max_workers).
-    pub pool_size: std::sync::atomic::AtomicUsize,
-    /// The cluster autoscaler's desired node count (leader only; 0 = not computed).
-    pub desired_nodes: std::sync::atomic::AtomicUsize,
-    pub started: Instant,
-    /// Token keys and login limits (see [`crate::identity`]).
-    pub security: crate::identity::Security,
-    /// API key id -> last use seen here, flushed to the store now and then.
-    pub key_uses: std::sync::Mutex<std::collections::HashMap<String, u64>>,
-    /// Signs the leader operations this node sends and checks the ones it
-    /// receives (see [`crate::leader_ops`]).
-    pub(crate) sealer: crate::leader_ops::Sealer,
-    /// Searches computed at once (`vector_db.search_concurrency`).
-    pub search_slots: Arc<tokio::sync::Semaphore>,
-    /// Open watch streams per tenant.
-    pub watch_slots: crate::tasks::WatchSlots,
-}
-
-pub type SharedNode = Arc<Node>;
-
-pub use synod_scheduler::now_ms;
-
-pub fn command(kind: Kind) -> pb::Command {
-    pb::Command { format_version: synod_store::COMMAND_FORMAT_VERSION, stamped_at_ms: now_ms(), kind: Some(kind) }
-}
 
 // ---- views (the JSON shapes of the API; a compatibility promise)
 
@@ -213,210 +173,13 @@ impl From<NodeInfoJson> for pb::NodeInfo {
     }
 }
 
-/// Read consistency of a query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Consistency {
-    /// Whatever this node has applied.
-    #[default]
-    Local,
-    /// What the leader has committed, confirmed by its lease instead of a
-    /// quorum round; this node waits until it has applied that much.
-    Leader,
-    /// Through the leader's read index: reflects every write acknowledged
-    /// before the read started.
-    Linearizable,
-}
-
-impl Consistency {
-    pub fn parse(s: Option<&str>) -> Result<Self> {
-        match s.unwrap_or("local") {
-            "" | "local" => Ok(Consistency::Local),
-            "leader" => Ok(Consistency::Leader),
-            "linearizable" => Ok(Consistency::Linearizable),
-            other => Err(ApiError::InvalidArgument(format!(
-                "unknown consistency {other:?} (use local, leader or linearizable)"
-            ))),
-        }
-    }
-
-    /// Waits until this node can answer at this consistency, and returns
-    /// how many committed entries it had not applied (0 unless `local`).
-    pub async fn barrier(self, node: &Node) -> Result<u64> {
-        match self {
-            Consistency::Linearizable => node.raft.read_barrier().await.map(|_| 0).map_err(Into::into),
-            Consistency::Leader => node.raft.leader_read_barrier().await.map(|_| 0).map_err(Into::into),
-            Consistency::Local => {
-                let v = node.raft.view();
-                Ok(v.commit_index.saturating_sub(v.applied_index))
-            }
-        }
-    }
-}
-
-fn rejection_to_error(r: pb::Rejection) -> ApiError {
-    match pb::RejectCode::try_from(r.code).unwrap_or(pb::RejectCode::Unspecified) {
-        pb::RejectCode::NotFound => ApiError::NotFound(r.message),
-        pb::RejectCode::VersionMismatch => ApiError::FailedPrecondition {
-            message: r.message,
-            details: r.current_version.map(|v| serde_json::json!({"current_version": v})),
-        },
-        pb::RejectCode::Invalid => ApiError::InvalidArgument(r.message),
-        pb::RejectCode::StaleEpoch | pb::RejectCode::AlreadyDone | pb::RejectCode::LeaseLive => {
-            ApiError::FailedPrecondition { message: r.message, details: None }
-        }
-        pb::RejectCode::QuotaExceeded => ApiError::RateLimited { message: r.message, retry_after_s: 1 },
-        pb::RejectCode::Unsupported | pb::RejectCode::Unspecified => ApiError::Internal(r.message),
-    }
-}
-
-impl Node {
-    pub fn new(
-        raft: RaftNode,
-        cfg: Arc<Config>,
-        info: pb::NodeInfo,
-        plugins: synod_plugins::Registry,
-        models: Arc<synod_plugins::Models>,
-        security: crate::identity::Security,
-        sealer: crate::leader_ops::Sealer,
-    ) -> Node {
-        let pool = cfg.scaling.min_workers.clamp(1, cfg.scaling.max_workers.max(1));
-        let searches = match cfg.vector_db.search_concurrency {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
-        Node {
-            raft,
-            cfg,
-            info,
-            plugins,
-            models,
-            compiled: Default::default(),
-            supervisor: crate::supervisor::Supervisor::new(),
-            pool_size: std::sync::atomic::AtomicUsize::new(pool),
-            desired_nodes: std::sync::atomic::AtomicUsize::new(0),
-            started: Instant::now(),
-            security,
-            key_uses: Default::default(),
-            sealer,
-            search_slots: Arc::new(tokio::sync::Semaphore::new(searches)),
-            watch_slots: Default::default(),
-        }
-    }
-
-    pub fn id(&self) -> u64 {
-        self.raft.id
-    }
-
-    /// Proposes `kind` and returns the state machine's outcome, turning a
-    /// rejection into the matching client error.
-    /// Proposes a command; a business rejection becomes its API error.
-    /// Answers the outcome and the entry's log index.
-    pub(crate) async fn propose(&self, kind: Kind) -> Result<(Outcome, u64)> {
-        let out = self.raft.write(&command(kind)).await?;
-        match out.result.outcome {
-            Some(Outcome::Rejected(r)) => Err(rejection_to_error(r)),
-            Some(o) => Ok((o, out.log_index)),
-            None => Err(ApiError::Internal("empty command result".into())),
-        }
-    }
-
-    fn role_of(&self, id: u64, v: &ClusterView) -> &'static str {
-        if v.leader == Some(id) {
-            "leader"
-        } else if v.is_voter(id) {
-            "voter"
-        } else if v.is_learner(id) {
-            "learner"
-        } else {
-            "none"
-        }
-    }
-
-    /// alive / suspect / dead from the leader-stamped heartbeat time.
-    pub fn liveness(&self, last_heartbeat_ms: u64, now: u64) -> &'static str {
-        synod_scheduler::liveness(&self.cfg, last_heartbeat_ms, now).as_str()
-    }
-
-    /// What this node offers tasks besides its plugins' names:
-    /// `model:<name>` per installed model, `plugin:<name>@<sha256>` per
-    /// compiled plugin version.
-    pub fn capabilities(&self) -> Vec<String> {
-        let mut caps: Vec<String> = self.models.names().iter().map(|m| synod_plugins::model_capability(m)).collect();
-        caps.extend(self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).capabilities());
-        caps
-    }
-
-    /// The registry info of every node not declared dead; this node's own
-    /// from its current state, ahead of its registry record.
-    pub fn live_infos(&self) -> Result<Vec<pb::NodeInfo>> {
-        let now = self.raft.cluster_now_ms();
-        let mut me = self.info.clone();
-        me.capabilities = self.capabilities();
-        me.task_types = self.plugins.names().into_iter().collect();
-        let mut out = vec![me];
-        for rec in self.raft.store.list_nodes()? {
-            let Some(info) = rec.info else { continue };
-            let dead =
-                synod_scheduler::liveness(&self.cfg, rec.last_heartbeat_ms, now) == synod_scheduler::Liveness::Dead;
-            if info.id != self.id() && !dead {
-                out.push(info);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Refuses `requires` (capabilities a task needs, `model:<name>`) that no
-    /// live node offers: such a task would wait in the queue for ever. This
-    /// node's own models count before its registry record catches up.
-    pub fn check_offered(&self, requires: &[String]) -> Result<()> {
-        if requires.is_empty() {
-            return Ok(());
-        }
-        let offered: std::collections::BTreeSet<String> =
-            self.live_infos()?.into_iter().flat_map(|i| i.capabilities).collect();
-        let Some(missing) = requires.iter().find(|r| !offered.contains(*r)) else { return Ok(()) };
-        let models: Vec<&str> = offered.iter().filter_map(|c| c.strip_prefix("model:")).collect();
-        let have = if models.is_empty() {
-            "no live node has a model installed (synod model install all-MiniLM-L6-v2)".to_owned()
-        } else {
-            format!("installed on live nodes: {}", models.join(", "))
-        };
-        if let Some(plugin) = missing.strip_prefix("plugin:") {
-            let name = plugin.split('@').next().unwrap_or(plugin);
-            let why = match self.plugins.get(name).map(|p| p.info().kind) {
-                Some(kind) if kind == "subprocess" => {
-                    "no live node has its executable in plugins.dir (nodes check every 500 ms)"
-                }
-                _ => "nodes compile a new version within a second; retry shortly",
-            };
-            return Err(ApiError::Unavailable(format!("plugin version {plugin} is not ready on any live node: {why}")));
-        }
-        let what = missing.strip_prefix("model:").map_or_else(|| missing.clone(), |m| format!("model {m:?}"));
-        Err(ApiError::InvalidArgument(format!("{what} is not installed on any live node; {have}")))
-    }
-
-    /// The liveness of every registered node, by id.
-    pub(crate) fn liveness_map(&self) -> Result<BTreeMap<u64, &'static str>> {
-        let now = self.raft.cluster_now_ms();
-        Ok(self
-            .raft
-            .store
-            .list_nodes()?
-            .iter()
-            .filter_map(|r| Some((r.info.as_ref()?.id, self.liveness(r.last_heartbeat_ms, now))))
-            .collect())
-    }
-}
-
-// ---- do_* functions
-
 use crate::auth::AuthContext;
 
 /// Logs and counts a membership change where the caller made it (the
 /// leader that carried it out may be another node).
 fn audited(ctx: &AuthContext, event: &'static str, id: u64, r: Result<MembershipReply>) -> Result<MembershipReply> {
     if let Ok(reply) = &r {
-        crate::identity::audit(event, &ctx.subject, &format!("node {id}: {}", reply.message));
+        crate::service::authn::audit(event, &ctx.subject, &format!("node {id}: {}", reply.message));
     }
     r
 }
@@ -560,7 +323,11 @@ pub async fn do_set_labels(
         node.propose(Kind::SetLabels(pb::SetNodeLabels { node_id: id, labels, expected_version: if_match })).await?;
     match outcome {
         Outcome::Node(rec) => {
-            crate::identity::audit("node_labels_set", &ctx.subject, &format!("node {id}: version {}", rec.version));
+            crate::service::authn::audit(
+                "node_labels_set",
+                &ctx.subject,
+                &format!("node {id}: version {}", rec.version),
+            );
             Ok(entry_view(node, rec, &node.raft.view(), node.raft.cluster_now_ms()))
         }
         other => Err(ApiError::Internal(format!("unexpected set-labels outcome {other:?}"))),
@@ -620,7 +387,7 @@ pub async fn do_transfer_leader(ctx: &AuthContext, node: &Node, id: u64) -> Resu
 pub async fn do_set_draining(ctx: &AuthContext, node: &Node, id: u64, draining: bool) -> Result<RegistryEntryView> {
     ctx.require_admin()?;
     let what = if draining { "node_drain" } else { "node_undrain" };
-    crate::identity::audit(what, &ctx.subject, &format!("node {id}"));
+    crate::service::authn::audit(what, &ctx.subject, &format!("node {id}"));
     match node.propose(Kind::SetDraining(pb::SetNodeDraining { node_id: id, draining })).await? {
         (Outcome::Node(rec), _) => Ok(entry_view(node, rec, &node.raft.view(), node.raft.cluster_now_ms())),
         (other, _) => Err(ApiError::Internal(format!("unexpected drain outcome {other:?}"))),
@@ -694,99 +461,5 @@ pub fn do_health(node: &Node) -> HealthView {
         reason,
         components: node.supervisor.components(),
         worker_pool_size: node.pool_size.load(std::sync::atomic::Ordering::Relaxed),
-    }
-}
-
-/// The scheduler's loops run on this node through [`synod_scheduler::Host`].
-impl synod_scheduler::Host for Node {
-    fn node_id(&self) -> u64 {
-        self.id()
-    }
-
-    fn store(&self) -> &synod_store::Store {
-        &self.raft.store
-    }
-
-    fn plugins(&self) -> &synod_plugins::Registry {
-        &self.plugins
-    }
-
-    fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    fn is_leader(&self) -> bool {
-        self.raft.is_leader()
-    }
-
-    fn leader_term_applied(&self) -> Option<u64> {
-        self.raft.leader_term_applied()
-    }
-
-    fn cluster_now_ms(&self) -> u64 {
-        self.raft.cluster_now_ms()
-    }
-
-    fn applied_index(&self) -> u64 {
-        self.raft.view().applied_index
-    }
-
-    async fn wait_applied(&self, seen: u64, max: Duration) {
-        let deadline = tokio::time::Instant::now() + max;
-        let mut changes = self.raft.changes();
-        while self.raft.view().applied_index == seen {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            changes.next(left).await;
-        }
-    }
-
-    fn member_count(&self) -> usize {
-        self.raft.view().members.len()
-    }
-
-    async fn propose(&self, kind: Kind) -> anyhow::Result<pb::CommandResult> {
-        Ok(self.raft.write(&command(kind)).await?.result)
-    }
-
-    /// A task's vector goes through the service layer's upsert, as a
-    /// client's would: the same checks (dimension, metadata size), the same
-    /// `VectorStore`, the same quotas.
-    async fn store_point(
-        &self,
-        tenant: &str,
-        collection: &str,
-        point: synod_scheduler::VectorPoint,
-    ) -> std::result::Result<(), synod_scheduler::StorePointError> {
-        let ctx = AuthContext {
-            subject: format!("worker:{}", self.id()),
-            tenant: tenant.to_string(),
-            role: crate::auth::Role::User,
-        };
-        let body = crate::vectors::PointBody {
-            id: serde_json::Value::String(point.id),
-            vector: Some(point.vector),
-            text: point.text,
-            metadata: point.metadata,
-        };
-        let req = crate::vectors::UpsertRequest { points: vec![body] };
-        crate::vectors::do_upsert_points(&ctx, self, collection, req).await.map(|_| ()).map_err(|e| {
-            let retryable = matches!(e, ApiError::Unavailable(_) | ApiError::Indeterminate(_) | ApiError::Internal(_));
-            synod_scheduler::StorePointError { message: e.to_string(), retryable }
-        })
-    }
-
-    fn cpu_load(&self) -> f64 {
-        crate::server::cpu_load()
-    }
-
-    fn pool_size(&self) -> &std::sync::atomic::AtomicUsize {
-        &self.pool_size
-    }
-
-    fn desired_nodes(&self) -> &std::sync::atomic::AtomicUsize {
-        &self.desired_nodes
     }
 }

@@ -1,13 +1,15 @@
-//! Real `synod` processes on 127.0.0.1, for benchmarks and cluster tests.
-//! Every process it starts is killed when the [`LocalCluster`] is dropped.
+//! Real `synod` processes on 127.0.0.1, for the API tests and the
+//! benchmarks. Every process it starts is killed when the [`LocalCluster`]
+//! is dropped.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
+
+use crate::ports::free_port;
+use crate::process::{NodeProcess, node_command};
 
 /// One node's addresses, data dir and process.
 pub struct LocalNode {
@@ -19,7 +21,7 @@ pub struct LocalNode {
     pub args: Vec<String>,
     /// Serves REST over TLS.
     pub https: bool,
-    child: Option<Child>,
+    process: Option<NodeProcess>,
 }
 
 impl LocalNode {
@@ -28,8 +30,37 @@ impl LocalNode {
     }
 
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.process.is_some()
     }
+}
+
+/// What a cluster's nodes are started with and what the harness calls
+/// them with.
+pub struct Credentials {
+    /// The cluster secret every node is given (SYNOD_SECURITY_JWT_SECRET).
+    pub secret: String,
+    /// The first admin's password (SYNOD_ADMIN_PASSWORD); empty: the
+    /// first node generates one.
+    pub admin_password: String,
+    /// An admin token of tenant `default`, signed with `secret`.
+    pub admin_token: String,
+}
+
+impl Credentials {
+    /// A random secret and password, and the token `mint` signs with the
+    /// secret (the harness does not know the token format: its caller does).
+    pub fn generate(mint: impl FnOnce(&str) -> anyhow::Result<String>) -> anyhow::Result<Credentials> {
+        let secret = random_hex(32);
+        let admin_password = format!("admin-{}", random_hex(9));
+        let admin_token = mint(&secret)?;
+        Ok(Credentials { secret, admin_password, admin_token })
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
 }
 
 pub struct LocalCluster {
@@ -48,44 +79,21 @@ pub struct LocalCluster {
     ca: Option<PathBuf>,
 }
 
-/// A port that was free a moment ago and that this process has not handed
-/// out before: the kernel may give a just-released port to the next
-/// `bind(0)`, and two nodes on one port means one of them never starts.
-fn free_port() -> anyhow::Result<u16> {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().expect("port list lock is never poisoned");
-    for _ in 0..100 {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        if !given.contains(&port) {
-            given.push(port);
-            return Ok(port);
-        }
-    }
-    anyhow::bail!("no fresh free port after 100 tries")
-}
-
 impl LocalCluster {
     /// Nodes will keep their data dirs and logs under `root`.
-    pub fn new(bin: &Path, root: &Path) -> anyhow::Result<LocalCluster> {
+    pub fn new(bin: &Path, root: &Path, creds: Credentials) -> anyhow::Result<LocalCluster> {
         std::fs::create_dir_all(root)?;
-        crate::tls::install_provider();
-        let secret = crate::auth::random_token(32);
-        let admin_password = format!("admin-{}", crate::auth::random_token(9));
-        let keys = crate::auth::TokenKeys::hs256(secret.as_bytes(), Duration::from_secs(7 * 86_400));
-        // The first admin is the cluster's first user: user id 1, its
-        // tokens of generation 0 (until its password changes).
-        let now_s = crate::service::now_ms() / 1000;
-        let admin_token = keys
-            .issue_for("admin", crate::auth::DEFAULT_TENANT, crate::auth::Role::Admin, now_s, Some((1, 0)))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // reqwest's rustls needs a process-wide crypto provider; another
+        // part of the process may have installed it already.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut c = LocalCluster {
             bin: bin.to_path_buf(),
             root: root.to_path_buf(),
             nodes: Vec::new(),
             http: reqwest::Client::new(),
-            secret,
-            admin_password,
-            admin_token,
+            secret: creds.secret,
+            admin_password: creds.admin_password,
+            admin_token: creds.admin_token,
             ca: None,
         };
         c.http = c.client()?;
@@ -115,7 +123,10 @@ impl LocalCluster {
         headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.admin_token).parse()?);
         let b = reqwest::Client::builder().default_headers(headers);
         Ok(match &self.ca {
-            Some(ca) => b.use_preconfigured_tls(crate::tls::client_config(ca)?),
+            Some(ca) => {
+                let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+                b.tls_built_in_root_certs(false).add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
+            }
             None => b,
         })
     }
@@ -154,7 +165,7 @@ impl LocalCluster {
             data_dir,
             args,
             https: self.ca.is_some(),
-            child: None,
+            process: None,
         });
         self.start(i)?;
         Ok(i)
@@ -162,60 +173,37 @@ impl LocalCluster {
 
     pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
         let n = &mut self.nodes[i];
-        if n.child.is_some() {
+        if n.process.is_some() {
             bail!("node {i} is already running");
         }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log)?;
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = node_command(&self.bin);
         // An empty admin_password: the node generates one.
         match self.admin_password.is_empty() {
             true => cmd.env_remove("SYNOD_ADMIN_PASSWORD"),
             false => cmd.env("SYNOD_ADMIN_PASSWORD", &self.admin_password),
         };
-        let child = cmd
-            .args(&n.args)
-            .env_remove("SYNOD_LOG")
-            .env("SYNOD_SECURITY_JWT_SECRET", &self.secret)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawn {}", self.bin.display()))?;
-        n.child = Some(child);
+        cmd.args(&n.args).env("SYNOD_SECURITY_JWT_SECRET", &self.secret);
+        n.process = Some(NodeProcess::spawn(cmd, &n.log)?);
         Ok(())
     }
 
     /// kill -9.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(p) = self.nodes[i].process.take() {
+            p.kill();
         }
     }
 
     /// Sends a signal by name (`STOP`, `CONT`, ...) to node `i`'s process.
     pub fn signal(&self, i: usize, sig: &str) -> anyhow::Result<()> {
-        let Some(c) = &self.nodes[i].child else { bail!("node {i} is not running") };
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status()?;
-        anyhow::ensure!(status.success(), "kill -{sig} failed for node {i}");
-        Ok(())
+        let Some(p) = &self.nodes[i].process else { bail!("node {i} is not running") };
+        p.signal(sig).with_context(|| format!("node {i}"))
     }
 
     /// SIGTERM, then wait for the exit status.
     pub fn stop(&mut self, i: usize) -> anyhow::Result<std::process::ExitStatus> {
-        let Some(mut c) = self.nodes[i].child.take() else { bail!("node {i} is not running") };
-        Command::new("kill").arg("-TERM").arg(c.id().to_string()).status()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = c.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                bail!("node {i} did not stop within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let Some(p) = self.nodes[i].process.take() else { bail!("node {i} is not running") };
+        p.stop(Duration::from_secs(30)).with_context(|| format!("stopping node {i}"))
     }
 
     pub fn log_text(&self, i: usize) -> String {

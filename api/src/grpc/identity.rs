@@ -1,13 +1,13 @@
-//! Public gRPC `synod.v1.Identity`: thin adapters over [`crate::identity`].
+//! Public gRPC `synod.v1.Identity`: thin adapters over [`crate::service::identity`].
 //! Request messages are destructured exhaustively.
 
 use tonic::{Request, Response, Status};
 
 use crate::grpc::{authorize, timed};
-use crate::identity::{self, ApiKeyRequest, ApiKeyView, LoginRequest, TenantRequest, UserRequest, UserView};
 use crate::pb::identity_server::Identity;
 use crate::pb::{self, *};
 use crate::service::SharedNode;
+use crate::service::identity::{self, ApiKeyRequest, ApiKeyView, LoginRequest, TenantRequest, UserRequest, UserView};
 
 pub struct IdentityGrpc {
     node: SharedNode,

@@ -1,4 +1,4 @@
-//! Public gRPC `synod.v1.Plugins`: thin adapters over [`crate::plugins`].
+//! Public gRPC `synod.v1.Plugins`: thin adapters over [`crate::service::plugins`].
 //! Request messages are destructured exhaustively.
 
 use tonic::{Request, Response, Status};
@@ -7,8 +7,8 @@ use crate::error::ApiError;
 use crate::grpc::{authorize, timed};
 use crate::pb::plugins_server::Plugins;
 use crate::pb::{self, *};
-use crate::plugins::{self, PluginView};
 use crate::service::SharedNode;
+use crate::service::plugins::{self, PluginView};
 
 pub struct PluginsGrpc {
     node: SharedNode,

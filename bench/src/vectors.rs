@@ -1,4 +1,4 @@
-//! `synod bench vectors`: the HNSW index measured directly (build time,
+//! `synod-bench vectors`: the HNSW index measured directly (build time,
 //! memory, recall@10 and QPS at several ef, rebuild after reopen), then the
 //! same queries through REST and gRPC of one node, so the API overhead per
 //! query is visible. Seeded data; `--save` writes it for hnswlib.
@@ -16,8 +16,7 @@ use synod_store::vector_search::{exact_search, random_vectors};
 use synod_store::vectors::encode_vector;
 use synod_store::{ApplyEntry, Store, StoreOptions};
 
-use crate::bench::percentile;
-use crate::local_cluster::LocalCluster;
+use crate::cluster::percentile;
 
 pub struct Params {
     pub n: usize,
@@ -369,8 +368,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     }
 
     // 2. The same through one node's REST and gRPC.
-    let bin = std::env::current_exe().context("locating the synod binary")?;
-    let mut c = LocalCluster::new(&bin, &root.join("cluster"))?;
+    let mut c = crate::local_cluster(&root.join("cluster"))?;
     c.add_node(None, &[])?;
     c.wait_ready(0, Duration::from_secs(30)).await?;
     let http = c.client_builder()?.timeout(Duration::from_secs(60)).build()?;
@@ -411,7 +409,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.nodes[0].grpc))?.connect().await?;
     let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", c.admin_token).parse()?;
     let mut grpc =
-        crate::pb::vectors_client::VectorsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        synod_api::pb::vectors_client::VectorsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
             req.metadata_mut().insert("authorization", bearer.clone());
             Ok(req)
         });
@@ -434,7 +432,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         let gt = Instant::now();
         for q in &queries {
             let s = Instant::now();
-            let req = crate::pb::SearchRequest {
+            let req = synod_api::pb::SearchRequest {
                 collection: "b".into(),
                 vector: q.clone(),
                 top_k: K as u32,
@@ -478,7 +476,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         r.bytes().await?;
         rest.push(s.elapsed().as_secs_f64() * 1e6);
         let s = Instant::now();
-        let req = crate::pb::SearchRequest {
+        let req = synod_api::pb::SearchRequest {
             collection: "small".into(),
             vector: q.clone(),
             top_k: K as u32,

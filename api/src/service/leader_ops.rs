@@ -31,7 +31,8 @@ use synod_raft::SynodNode;
 use synod_store::pb::{self, command::Kind};
 
 use crate::error::{ApiError, Result};
-use crate::service::{Heartbeat, JoinRequest, MembershipReply, Node};
+use crate::service::Node;
+use crate::service::cluster::{Heartbeat, JoinRequest, MembershipReply};
 
 /// How far an envelope's time may be from the receiver's clock (on the
 /// cluster's timeline) and how long its nonce is remembered.
@@ -244,7 +245,7 @@ impl Node {
 /// leads; passed on once if the sender is a joining node).
 async fn receive(node: &Node, data: Vec<u8>) -> Result<LeaderReply> {
     let env = node.sealer.open(&data, node.raft.cluster_now_ms()).inspect_err(|e| {
-        crate::identity::audit("internal_refused", "cluster channel", &e.to_string());
+        crate::service::authn::audit("internal_refused", "cluster channel", &e.to_string());
     })?;
     tracing::debug!(from = env.from, op = env.op.name(), hops = env.hops, "leader operation received");
     node.route(env.op, env.hops).await
@@ -301,7 +302,7 @@ async fn run(node: &Node, op: LeaderOp) -> Result<LeaderReply> {
 }
 
 async fn add_learner(node: &Node, req: JoinRequest) -> Result<MembershipReply> {
-    crate::service::check_join_request(&req)?;
+    crate::service::cluster::check_join_request(&req)?;
     if !node.cfg.storage.fsync && !node.cfg.storage.fsync_off_in_cluster {
         return Err(ApiError::FailedPrecondition {
             message: "this leader runs with storage.fsync false, so a crash can lose writes the cluster \

@@ -1,276 +1,15 @@
-//! Identity in the service layer: login, tenants, users and API keys, and
-//! turning a request's credentials into its [`AuthContext`].
+//! Identity in the service layer: login, tenants, users and API keys (who
+//! is calling, and the audit trail, are [`super::authn`]'s).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use synod_store::pb::{self, command::Kind, command_result::Outcome};
 
-use crate::auth::{self, AuthContext, DEFAULT_TENANT, Role, TokenKeys};
+use super::authn::{LOGIN_WINDOW_MS, audit};
+use crate::auth::{self, AuthContext, DEFAULT_TENANT, Role};
 use crate::error::{ApiError, Result};
 use crate::service::{Node, command};
-
-/// What a node needs to check callers: whether checks are on, the token
-/// keys and the login rate limiter.
-#[derive(Debug)]
-pub struct Security {
-    pub enabled: bool,
-    pub keys: TokenKeys,
-    /// Failed logins allowed per user and minute, counted in the user's
-    /// replicated record (so on every node alike).
-    logins_per_minute: u32,
-    /// Login attempts per client address on this node (ten times the
-    /// per-user rate: many users may share an address).
-    addr_logins: RateLimiter,
-    /// Requests per tenant on this node.
-    tenant_requests: TokenBuckets,
-}
-
-impl Security {
-    pub fn new(enabled: bool, keys: TokenKeys, logins_per_minute: u32, tenant_rps: u32) -> Security {
-        let minute = Duration::from_secs(60);
-        Security {
-            enabled,
-            keys,
-            logins_per_minute: logins_per_minute.max(1),
-            addr_logins: RateLimiter::new(logins_per_minute.saturating_mul(10), minute),
-            tenant_requests: TokenBuckets::new(tenant_rps),
-        }
-    }
-}
-
-/// One token bucket per key, refilled at `rate` per second and holding at
-/// most one second's worth; rate 0 means no limit.
-#[derive(Debug)]
-struct TokenBuckets {
-    rate: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-}
-
-impl TokenBuckets {
-    fn new(rate: u32) -> TokenBuckets {
-        TokenBuckets { rate: f64::from(rate), buckets: Mutex::new(HashMap::new()) }
-    }
-
-    /// Takes a token for `key`; Err(seconds until one is there) when empty.
-    fn take(&self, key: &str) -> std::result::Result<(), u64> {
-        if self.rate <= 0.0 {
-            return Ok(());
-        }
-        let mut buckets = self.buckets.lock().expect("token bucket lock is never poisoned");
-        let now = Instant::now();
-        if buckets.len() >= MAX_TRACKED {
-            // Buckets idle for a second are full again: dropping them changes nothing.
-            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(1));
-            if buckets.len() >= MAX_TRACKED {
-                buckets.clear();
-            }
-        }
-        let (tokens, at) = buckets.entry(key.to_string()).or_insert((self.rate, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
-        *at = now;
-        if *tokens < 1.0 {
-            return Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64);
-        }
-        *tokens -= 1.0;
-        Ok(())
-    }
-}
-
-/// The window of the cluster-wide failed login count.
-const LOGIN_WINDOW_MS: u64 = 60_000;
-
-/// Most keys a limiter tracks; beyond that old entries are dropped.
-const MAX_TRACKED: usize = 10_000;
-
-/// At most `limit` events per key in a sliding `window` (fixed buckets).
-#[derive(Debug)]
-struct RateLimiter {
-    limit: u32,
-    window: Duration,
-    seen: Mutex<HashMap<String, (Instant, u32)>>,
-}
-
-impl RateLimiter {
-    fn new(limit: u32, window: Duration) -> RateLimiter {
-        RateLimiter { limit: limit.max(1), window, seen: Mutex::new(HashMap::new()) }
-    }
-
-    /// Counts one event for `key`; Err(seconds to wait) when over the limit.
-    fn check(&self, key: &str) -> std::result::Result<(), u64> {
-        let mut seen = self.seen.lock().expect("rate limiter lock is never poisoned");
-        let now = Instant::now();
-        if seen.len() >= MAX_TRACKED && !seen.contains_key(key) {
-            seen.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-            if seen.len() >= MAX_TRACKED {
-                // Still full: forget the keys that are not at their limit
-                // (a limited key is never forgotten, so filling the table
-                // lifts no limit).
-                let limit = self.limit;
-                seen.retain(|_, (_, n)| *n >= limit);
-            }
-            if seen.len() >= MAX_TRACKED {
-                // Every tracked key is limited: new keys wait too.
-                return Err(self.window.as_secs().max(1));
-            }
-        }
-        let entry = seen.entry(key.to_string()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        if entry.1 >= self.limit {
-            let wait = self.window.saturating_sub(now.duration_since(entry.0));
-            return Err(wait.as_secs().max(1));
-        }
-        entry.1 += 1;
-        Ok(())
-    }
-}
-
-/// The log target of audit events. The log setup gives it its own layer,
-/// which no log level or `SYNOD_LOG` filter silences.
-pub const AUDIT_TARGET: &str = "synod::audit";
-
-/// Logs an audit event (on [`AUDIT_TARGET`]) and counts it in
-/// `synod_audit_events_total{event}`.
-pub fn audit(event: &'static str, who: &str, what: &str) {
-    metrics::counter!("synod_audit_events_total", "event" => event).increment(1);
-    tracing::info!(target: AUDIT_TARGET, event, who, what, "audit");
-}
-
-/// Audits a request refused for its credentials (401) or its role (403).
-pub fn audit_refused(status: u16, route: &str) {
-    match status {
-        401 => audit("unauthenticated", "-", route),
-        403 => audit("permission_denied", "-", route),
-        _ => {}
-    }
-}
-
-// ---- credentials of a request
-
-/// The caller of a request that carried these headers (already lowercase
-/// names): `Authorization: Bearer <jwt>`, else `X-API-Key`. With security
-/// off every caller is a trusted admin. An admin may name the tenant it
-/// acts in with the tenant header; another role may only name its own.
-pub fn authenticate(
-    node: &Node,
-    bearer: Option<&[u8]>,
-    api_key: Option<&[u8]>,
-    tenant: Option<&[u8]>,
-) -> Result<AuthContext> {
-    let ctx = caller(node, bearer, api_key, tenant)?;
-    if let Err(retry_after_s) = node.security.tenant_requests.take(&ctx.tenant) {
-        return Err(ApiError::RateLimited {
-            message: format!("tenant {} is over security.tenant_requests_per_second on this node", ctx.tenant),
-            retry_after_s,
-        });
-    }
-    Ok(ctx)
-}
-
-fn caller(node: &Node, bearer: Option<&[u8]>, api_key: Option<&[u8]>, tenant: Option<&[u8]>) -> Result<AuthContext> {
-    let sec = &node.security;
-    if !sec.enabled {
-        return AuthContext::from_header(tenant);
-    }
-    let mut ctx = match (bearer, api_key) {
-        (Some(b), _) => {
-            let token = std::str::from_utf8(b)
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-                .ok_or_else(|| ApiError::Unauthenticated("Authorization must be 'Bearer <token>'".into()))?;
-            let v = sec.keys.verify_at(token.trim(), node.raft.cluster_now_ms() / 1000)?;
-            // Every token is a user's: nodes call each other over the
-            // cluster channel, never with a token.
-            current_user_token(node, &v)?;
-            v.ctx
-        }
-        (None, Some(k)) => api_key_caller(node, std::str::from_utf8(k).unwrap_or(""))?,
-        (None, None) => {
-            return Err(ApiError::Unauthenticated(
-                "credentials required: Authorization: Bearer <token> (from POST /login) or X-API-Key".into(),
-            ));
-        }
-    };
-    if let Some(t) = tenant {
-        let named = AuthContext::from_header(Some(t))?.tenant;
-        if ctx.role == Role::Admin {
-            ctx.tenant = named;
-        } else if named != ctx.tenant {
-            return Err(ApiError::PermissionDenied(format!(
-                "{} acts in tenant {} only; only an admin names another tenant",
-                ctx.subject, ctx.tenant
-            )));
-        }
-    }
-    Ok(ctx)
-}
-
-/// A user's token stays good only while its user exists (the same user:
-/// one created again under the name has another id) and has not changed
-/// (password, role, tenant) since it was issued: its generation is the
-/// user's current one. (Tokens of older builds carry neither; only a user
-/// of an older build, without an id, takes them, judged by issue time.)
-fn current_user_token(node: &Node, v: &auth::Verified) -> Result<()> {
-    let gone = || ApiError::Unauthenticated("token of a deleted user".into());
-    let user = node.raft.store.get_user(&v.ctx.subject)?.ok_or_else(gone)?;
-    if v.uid.unwrap_or(0) != user.user_id {
-        return Err(gone());
-    }
-    let revoked = match v.generation {
-        Some(g) => g < user.token_generation,
-        None => v.iat.saturating_mul(1000) <= user.tokens_not_before_ms,
-    };
-    if revoked {
-        return Err(ApiError::Unauthenticated("token issued before the user last changed; log in again".into()));
-    }
-    Ok(())
-}
-
-fn api_key_caller(node: &Node, key: &str) -> Result<AuthContext> {
-    let r = api_key_context(node, key);
-    if let Err(e) = &r {
-        let id = auth::split_api_key(key).map_or("malformed", |(id, _)| id);
-        audit("apikey_refused", id, &e.to_string());
-    }
-    r
-}
-
-fn api_key_context(node: &Node, key: &str) -> Result<AuthContext> {
-    let bad = || ApiError::Unauthenticated("invalid API key".into());
-    let (id, secret) = auth::split_api_key(key).ok_or_else(bad)?;
-    let rec = node.raft.store.get_api_key(id)?.ok_or_else(bad)?;
-    if !auth::constant_time_eq(&auth::sha256(secret.as_bytes()), &rec.secret_sha256) {
-        return Err(bad());
-    }
-    let now = node.raft.cluster_now_ms();
-    if rec.revoked_at_ms != 0 {
-        return Err(ApiError::Unauthenticated("API key revoked".into()));
-    }
-    if rec.expires_at_ms != 0 && rec.expires_at_ms <= now {
-        return Err(ApiError::Unauthenticated("API key expired".into()));
-    }
-    // A key is worth no more than its owner now: a deleted owner's keys
-    // stop, a demoted owner's keys are demoted, a moved owner's stay behind.
-    let owner = node
-        .raft
-        .store
-        .get_user(&rec.owner)?
-        .filter(|u| u.user_id == rec.owner_id)
-        .ok_or_else(|| ApiError::Unauthenticated("API key of a deleted user".into()))?;
-    let owner_role = Role::from_pb(owner.role).ok_or_else(bad)?;
-    if owner_role != Role::Admin && owner.tenant != rec.tenant {
-        return Err(ApiError::Unauthenticated("API key of a user who left its tenant".into()));
-    }
-    let key_role = Role::from_pb(rec.role).ok_or_else(bad)?;
-    let role = if rank(owner_role) < rank(key_role) { owner_role } else { key_role };
-    node.key_uses.lock().expect("key use lock is never poisoned").insert(rec.id.clone(), now);
-    Ok(AuthContext { subject: format!("apikey:{}", rec.id), tenant: rec.tenant, role })
-}
-
 // ---- login
 
 #[derive(Deserialize)]
@@ -305,7 +44,7 @@ pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<Lo
         return Err(ApiError::Unauthenticated("wrong user name or password".into()));
     }
     let sec = &node.security;
-    if let Err(wait) = sec.addr_logins.check(client) {
+    if let Err(wait) = sec.check_login_from(client) {
         audit("login_rate_limited", &req.username, client);
         return Err(ApiError::RateLimited {
             message: "too many login attempts from this address".into(),
@@ -318,7 +57,7 @@ pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<Lo
     // right password is refused, so guessing gains nothing.
     if let Some(u) = &user {
         let window_end = u.failed_logins_since_ms.saturating_add(LOGIN_WINDOW_MS);
-        if u.failed_logins >= sec.logins_per_minute && now < window_end {
+        if u.failed_logins >= sec.logins_per_minute() && now < window_end {
             audit("login_rate_limited", &req.username, client);
             return Err(ApiError::RateLimited {
                 message: format!("too many failed logins for {}; retry later", req.username),
@@ -607,7 +346,7 @@ fn key_view(k: pb::ApiKeyRecord, key: Option<String>) -> ApiKeyView {
     }
 }
 
-fn rank(r: Role) -> u8 {
+pub(crate) fn rank(r: Role) -> u8 {
     match r {
         Role::Reader => 0,
         Role::User => 1,
@@ -785,24 +524,4 @@ pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()>
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_login_table_forgets_no_limited_address() {
-        let limiter = RateLimiter::new(2, Duration::from_secs(60));
-        assert!(limiter.check("attacker").is_ok());
-        assert!(limiter.check("attacker").is_ok());
-        assert!(limiter.check("attacker").is_err(), "limited after two");
-        // Fill the table with fresh addresses, and more.
-        for i in 0..MAX_TRACKED + 10 {
-            let _ = limiter.check(&format!("10.0.{}.{}", i / 256, i % 256));
-        }
-        assert!(limiter.check("attacker").is_err(), "filling the table lifted the limit");
-        // Control: an address seen once, then crowded out, is not limited.
-        assert!(limiter.check("newcomer").is_ok());
-    }
 }

@@ -11,10 +11,10 @@ use synod_store::vector_search::Filter;
 
 use crate::auth::AuthContext;
 use crate::error::{ApiError, Result};
-use crate::service::{Consistency, Node};
-use crate::vector_store::{
+use crate::service::vector_store::{
     Builtin, CollectionInfo, CollectionSpec, Match, PointId, PointRecord, VectorQuery, VectorStore,
 };
+use crate::service::{Consistency, Node};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -149,7 +149,7 @@ pub async fn do_list_collections(ctx: &AuthContext, node: &Node) -> Result<Vec<C
 pub async fn do_delete_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<()> {
     ctx.require_write()?;
     store(node).delete_collection(&ctx.tenant, name).await?;
-    crate::identity::audit("collection_deleted", &ctx.subject, &format!("{name} in {}", ctx.tenant));
+    crate::service::authn::audit("collection_deleted", &ctx.subject, &format!("{name} in {}", ctx.tenant));
     Ok(())
 }
 
@@ -260,7 +260,7 @@ pub async fn do_delete_points(
     let ids = req.ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
     let n = ids.len();
     let view = collection_view(store(node).delete_points(&ctx.tenant, name, ids).await?);
-    crate::identity::audit("points_deleted", &ctx.subject, &format!("{n} ids from {name} in {}", ctx.tenant));
+    crate::service::authn::audit("points_deleted", &ctx.subject, &format!("{n} ids from {name} in {}", ctx.tenant));
     Ok(view)
 }
 

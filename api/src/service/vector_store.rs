@@ -1,6 +1,6 @@
 //! One interface over every vector backend (the seed's `BaseVectorDB`).
 //!
-//! [`crate::vectors`] (the service layer under REST, gRPC and the CLI)
+//! [`crate::service::vectors`] (the service layer under REST, gRPC and the CLI)
 //! checks the caller, the limits and the shapes, turns text into vectors
 //! with the collection's vectorizer, and then calls a [`VectorStore`]. The
 //! built-in one, [`Builtin`], replicates through Raft and searches this

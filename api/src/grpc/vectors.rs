@@ -1,4 +1,4 @@
-//! Public gRPC `synod.v1.Vectors`: thin adapters over [`crate::vectors`].
+//! Public gRPC `synod.v1.Vectors`: thin adapters over [`crate::service::vectors`].
 //! Request messages are destructured exhaustively.
 
 use serde_json::Value;
@@ -9,7 +9,7 @@ use crate::grpc::{authorize, timed};
 use crate::pb::vectors_server::Vectors;
 use crate::pb::{self, *};
 use crate::service::SharedNode;
-use crate::vectors::{self as v, CollectionView};
+use crate::service::vectors::{self as v, CollectionView};
 
 pub struct VectorsGrpc {
     node: SharedNode,

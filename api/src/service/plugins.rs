@@ -196,7 +196,7 @@ pub async fn do_load_plugin(ctx: &AuthContext, node: &Node, spec: LoadSpec) -> R
         }
     };
     let sha256 = module_sha256(&module);
-    crate::identity::audit("plugin_loaded", &ctx.subject, &format!("{name} {kind} {version} sha256 {sha256}"));
+    crate::service::authn::audit("plugin_loaded", &ctx.subject, &format!("{name} {kind} {version} sha256 {sha256}"));
     let size = module.len() as u64;
     let version = pb::PluginVersion { version, sha256, manifest, loaded_at_ms: 0, size };
     let kind = Kind::LoadPlugin(pb::LoadPlugin {
@@ -218,7 +218,7 @@ pub async fn do_load_plugin(ctx: &AuthContext, node: &Node, spec: LoadSpec) -> R
 
 pub async fn do_unload_plugin(ctx: &AuthContext, node: &Node, name: &str) -> Result<()> {
     ctx.require_admin()?;
-    crate::identity::audit("plugin_unloaded", &ctx.subject, name);
+    crate::service::authn::audit("plugin_unloaded", &ctx.subject, name);
     let (_, index) = node.propose(Kind::UnloadPlugin(pb::UnloadPlugin { name: name.to_owned() })).await?;
     wait_applied(node, index, Duration::from_secs(10)).await;
     sync_now(node).await;

