@@ -50,24 +50,6 @@ impl AuthContext {
         Ok(AuthContext { subject: "anonymous".into(), tenant: tenant.to_string(), role: Role::Admin })
     }
 
-    /// Writes need the user or admin role; a reader may only read.
-    pub fn require_write(&self) -> Result<()> {
-        match self.role {
-            Role::Admin | Role::User => Ok(()),
-            Role::Reader => {
-                Err(ApiError::PermissionDenied(format!("{} may only read in tenant {}", self.subject, self.tenant)))
-            }
-        }
-    }
-
-    pub fn require_admin(&self) -> Result<()> {
-        if self.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(ApiError::PermissionDenied(format!("{} is not an admin", self.subject)))
-        }
-    }
-
     /// The context of a request that carried `header` (the tenant header's
     /// value, if any).
     pub fn from_header(header: Option<&[u8]>) -> Result<AuthContext> {

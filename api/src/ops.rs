@@ -2,7 +2,10 @@
 //! with who may call it and where it is reachable. The REST router, the
 //! REST access check and the gRPC access check all read this table, so an
 //! operation cannot be reachable without a rule, and its two adapters
-//! cannot disagree about the rule.
+//! cannot disagree about the rule. The role a rule needs is checked here
+//! ([`permit`]) and nowhere else: the `do_*` functions check only what a
+//! role alone cannot say (the caller's tenant, ownership of a key, a key
+//! no stronger than its creator).
 //!
 //! Adding an operation: a row here, its `do_*` function in the service
 //! layer, a handler in `rest.rs` and a method in the gRPC adapter (with its
@@ -35,6 +38,27 @@ pub struct Operation {
     pub grpc: &'static [&'static str],
     /// Why it is reachable one way only (`None`: both).
     pub only: Option<&'static str>,
+}
+
+/// Whether `ctx`'s role passes `rule`.
+pub fn permit(ctx: &crate::auth::AuthContext, rule: Access) -> crate::error::Result<()> {
+    use crate::auth::Role;
+    let ok = match rule {
+        Access::Public | Access::Read => true,
+        // Checked only with security.metrics_auth: every tenant's counts.
+        Access::Metrics => ctx.role == Role::Admin,
+        Access::Write => matches!(ctx.role, Role::Admin | Role::User),
+        Access::Admin => ctx.role == Role::Admin,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::error::ApiError::PermissionDenied(format!(
+            "{} ({}) may not do this",
+            ctx.subject,
+            ctx.role.as_str()
+        )))
+    }
 }
 
 const fn op(

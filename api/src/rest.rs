@@ -100,7 +100,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuthContext {
     }
 }
 
-pub use crate::ops::Access;
+use crate::ops::Access;
 
 fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> {
     match (method, path) {
@@ -189,7 +189,7 @@ async fn authenticate(State(node): State<SharedNode>, mut req: Request, next: Ne
             h.get("x-api-key").map(|v| v.as_bytes()),
             h.get(TENANT_HEADER).map(|v| v.as_bytes()),
         )
-        .and_then(|ctx| permit(&ctx, rule).map(|()| ctx));
+        .and_then(|ctx| crate::ops::permit(&ctx, rule).map(|()| ctx));
         match got {
             Ok(ctx) => {
                 req.extensions_mut().insert(ctx);
@@ -198,23 +198,6 @@ async fn authenticate(State(node): State<SharedNode>, mut req: Request, next: Ne
         }
     }
     next.run(req).await
-}
-
-/// Whether `ctx`'s role passes `rule`.
-pub fn permit(ctx: &AuthContext, rule: Access) -> Result<()> {
-    use crate::auth::Role;
-    let ok = match rule {
-        Access::Public | Access::Read => true,
-        // Checked only with security.metrics_auth: every tenant's counts.
-        Access::Metrics => ctx.role == Role::Admin,
-        Access::Write => matches!(ctx.role, Role::Admin | Role::User),
-        Access::Admin => ctx.role == Role::Admin,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::PermissionDenied(format!("{} ({}) may not do this", ctx.subject, ctx.role.as_str())))
-    }
 }
 
 /// Counts and times every request by route and status.

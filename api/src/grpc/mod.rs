@@ -27,7 +27,7 @@ pub fn authorize<T>(node: &service::Node, req: &Request<T>, method: &str) -> Res
         md.get("x-api-key").map(|v| v.as_bytes()),
         md.get(TENANT_HEADER).map(|v| v.as_bytes()),
     )
-    .and_then(|ctx| crate::rest::permit(&ctx, rule).map(|()| ctx));
+    .and_then(|ctx| crate::ops::permit(&ctx, rule).map(|()| ctx));
     if let Err(e) = &ctx {
         crate::service::authn::audit_refused(e.http_status().as_u16(), method);
     }

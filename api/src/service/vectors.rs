@@ -73,7 +73,6 @@ fn collection_view(c: CollectionInfo) -> CollectionView {
 }
 
 pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: CollectionRequest) -> Result<CollectionView> {
-    ctx.require_write()?;
     let cfg = &node.cfg.vector_db;
     if !synod_store::vectors::valid_collection_name(&req.name) {
         return Err(ApiError::InvalidArgument(format!(
@@ -147,7 +146,6 @@ pub async fn do_list_collections(ctx: &AuthContext, node: &Node) -> Result<Vec<C
 }
 
 pub async fn do_delete_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<()> {
-    ctx.require_write()?;
     store(node).delete_collection(&ctx.tenant, name).await?;
     crate::service::authn::audit("collection_deleted", &ctx.subject, &format!("{name} in {}", ctx.tenant));
     Ok(())
@@ -199,7 +197,6 @@ pub async fn do_upsert_points(
     name: &str,
     req: UpsertRequest,
 ) -> Result<CollectionView> {
-    ctx.require_write()?;
     let coll = load_fresh(ctx, node, name).await?;
     let max = node.cfg.vector_db.max_batch;
     if req.points.is_empty() || req.points.len() > max {
@@ -249,7 +246,6 @@ pub async fn do_delete_points(
     name: &str,
     req: DeletePointsRequest,
 ) -> Result<CollectionView> {
-    ctx.require_write()?;
     if req.ids.is_empty() || req.ids.len() > node.cfg.vector_db.max_batch {
         return Err(ApiError::InvalidArgument(format!(
             "{} ids in one delete; 1 to {} (vector_db.max_batch)",

@@ -22,10 +22,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::service::cluster::{Heartbeat, JoinRequest, NodeInfoJson};
+use crate::service::cluster::JoinRequest;
 use crate::service::{Node, SharedNode};
 
-const NODE_ID_FILE: &str = "node_id";
+mod join;
+mod loops;
+mod secrets;
+
+use join::{Joiner, resolve_node_id, retry};
+use loops::{heartbeat_loop, leader_loop, plugin_sync_loop};
+use secrets::{check_exposure, cluster_keys, transport_token};
+pub use secrets::{transport_token_of, trusted_ca};
 
 fn advertised(explicit: &Option<String>, bind: SocketAddr) -> String {
     explicit.clone().unwrap_or_else(|| bind.to_string())
@@ -50,111 +57,6 @@ pub fn cpu_load() -> f64 {
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
         .map(|l| l / cpus)
         .unwrap_or(0.0)
-}
-
-/// Retries `f` every 500 ms until it succeeds or `within` passes.
-async fn retry<T, F, Fut>(what: &str, within: Duration, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(error = %e, "{what} failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e.context(format!("{what} did not succeed within {within:?}"))),
-        }
-    }
-}
-
-fn join_base(url: &str) -> String {
-    url.trim_end_matches('/').to_string()
-}
-
-/// A node that is not a member yet, asking the cluster `--join` names:
-/// over the cluster channel, never with a token (see [`crate::service::leader_ops`]).
-struct Joiner {
-    join: String,
-    client: reqwest::Client,
-    peers: synod_raft::Peers,
-    sealer: crate::service::leader_ops::Sealer,
-}
-
-impl Joiner {
-    /// The Raft address of the member `--join` names, and the cluster's
-    /// time there: its `/health` says.
-    async fn member(&self) -> anyhow::Result<(String, u64)> {
-        let url = format!("{}/health", join_base(&self.join));
-        let v: serde_json::Value = self.client.get(&url).send().await?.error_for_status()?.json().await?;
-        let addr = v["raft_addr"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .with_context(|| format!("{url} names no raft_addr (is it a Synod node of this version?)"))?;
-        Ok((addr, v["cluster_time_ms"].as_u64().unwrap_or_else(synod_raft::wall_ms)))
-    }
-
-    async fn ask(
-        &self,
-        op: &crate::service::leader_ops::LeaderOp,
-    ) -> anyhow::Result<crate::service::leader_ops::LeaderReply> {
-        // Dated on the cluster's clock, not this machine's, which may be off.
-        let (addr, now) = self.member().await?;
-        crate::service::leader_ops::send_as_joiner(&self.peers, &self.sealer, &addr, now, op, Duration::from_secs(15))
-            .await
-            .map_err(|e| anyhow::anyhow!("{addr}: {e}"))
-    }
-}
-
-/// The node id: from the data dir, else `--node-id`, else allocated by the
-/// cluster we join, else 1 for a new cluster.
-async fn resolve_node_id(cfg: &Config, joiner: Option<&Joiner>) -> anyhow::Result<u64> {
-    let dir = &cfg.node.data_dir;
-    let file = dir.join(NODE_ID_FILE);
-    if let Ok(s) = std::fs::read_to_string(&file) {
-        let stored: u64 = s.trim().parse().with_context(|| format!("{} is damaged: {s:?}", file.display()))?;
-        if let Some(given) = cfg.node.id
-            && given != stored
-        {
-            bail!("--node-id {given} differs from the id {stored} this data dir ({}) belongs to", dir.display());
-        }
-        return Ok(stored);
-    }
-    let id = match (cfg.node.id, joiner) {
-        (Some(0), _) => bail!("node id 0 is reserved"),
-        (Some(id), _) => id,
-        (None, Some(joiner)) => {
-            let op = crate::service::leader_ops::LeaderOp::AllocateNodeId;
-            match retry("allocating a node id", Duration::from_secs(60), || joiner.ask(&op)).await? {
-                crate::service::leader_ops::LeaderReply::NodeId(id) => id,
-                other => bail!("the cluster answered {other:?} to a node id request"),
-            }
-        }
-        (None, None) => 1,
-    };
-    write_durably(&file, id.to_string().as_bytes()).with_context(|| format!("writing {}", file.display()))?;
-    Ok(id)
-}
-
-fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, data)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 fn store_options(cfg: &Config) -> synod_store::StoreOptions {
@@ -189,110 +91,6 @@ async fn shutdown_signal() {
         _ = term => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-}
-
-/// The CA a node trusts when it calls other nodes over HTTPS.
-pub fn trusted_ca(cfg: &Config) -> Option<&Path> {
-    cfg.security.tls.ca.as_deref().or(cfg.security.cluster_tls.ca.as_deref())
-}
-
-/// File in the data dir that holds a generated cluster secret.
-const SECRET_FILE: &str = "cluster-secret";
-
-/// The token keys: HS256 with `security.jwt_secret`, else the secret this
-/// node generated when it bootstrapped the cluster (`<data-dir>/cluster-secret`).
-/// Every node of a cluster needs the same secret, so a node that joins a
-/// secured cluster must be given it. Also answers the secret material, from
-/// which the Raft transport token is derived.
-fn cluster_keys(cfg: &Config) -> anyhow::Result<(crate::auth::TokenKeys, Vec<u8>)> {
-    let ttl = cfg.security.token_ttl.get();
-    if cfg.security.jwt_algorithm != "HS256" {
-        let Some(path) = &cfg.security.jwt_secret else {
-            bail!(
-                "security.jwt_algorithm {} needs security.jwt_secret: the path of the PEM private key",
-                cfg.security.jwt_algorithm
-            );
-        };
-        let pem = std::fs::read(path).with_context(|| format!("reading security.jwt_secret {path}"))?;
-        let keys = crate::auth::TokenKeys::from_pem(&cfg.security.jwt_algorithm, &pem, ttl)
-            .map_err(|e| anyhow::anyhow!("security.jwt_secret {path}: {e}"))?;
-        return Ok((keys, pem));
-    }
-    let hs = |secret: &[u8]| (crate::auth::TokenKeys::hs256(secret, ttl), secret.to_vec());
-    if let Some(s) = &cfg.security.jwt_secret {
-        if s.len() < 16 {
-            bail!("security.jwt_secret must have at least 16 bytes");
-        }
-        return Ok(hs(s.as_bytes()));
-    }
-    let file = cfg.node.data_dir.join(SECRET_FILE);
-    if let Ok(s) = std::fs::read_to_string(&file) {
-        return Ok(hs(s.trim().as_bytes()));
-    }
-    let fresh = !cfg.node.data_dir.join(NODE_ID_FILE).exists();
-    if !cfg.security.enabled || (cfg.node.join.is_none() && fresh) {
-        let secret = crate::auth::random_token(32);
-        if cfg.security.enabled {
-            std::fs::create_dir_all(&cfg.node.data_dir)?;
-            crate::service::identity::write_private(&file, secret.as_bytes())
-                .with_context(|| format!("writing {}", file.display()))?;
-        }
-        return Ok(hs(secret.as_bytes()));
-    }
-    bail!(
-        "this node needs the cluster's secret: set security.jwt_secret (or SYNOD_SECURITY_JWT_SECRET) to the \
-         contents of {SECRET_FILE} in the data dir of the node that bootstrapped the cluster"
-    )
-}
-
-/// The token every Raft RPC carries: a hash of the cluster secret, so only
-/// nodes given the secret can talk Raft to each other (none with security off).
-fn transport_token(cfg: &Config, material: &[u8]) -> Option<String> {
-    cfg.security.enabled.then(|| transport_token_of(material))
-}
-
-/// The Raft transport token of the cluster whose secret is `material`.
-pub fn transport_token_of(material: &[u8]) -> String {
-    let mut input = b"synod raft transport v1\0".to_vec();
-    input.extend_from_slice(material);
-    crate::auth::sha256(&input).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Refuses `security.enabled: false` on a listener off loopback, and warns
-/// loudly when a listener off loopback carries credentials in clear text:
-/// REST/gRPC without `security.tls` (passwords, tokens, API keys), or the
-/// Raft transport without `security.cluster_tls` (the cluster's transport
-/// token and every replicated write).
-fn check_exposure(cfg: &Config) -> anyhow::Result<()> {
-    let n = &cfg.node;
-    let open: Vec<String> =
-        [("node.http_addr", n.http_addr), ("node.grpc_addr", n.grpc_addr), ("node.raft_addr", n.raft_addr)]
-            .iter()
-            .filter(|(_, a)| !a.ip().is_loopback())
-            .map(|(name, a)| format!("{name} {a}"))
-            .collect();
-    if !cfg.security.enabled {
-        if !open.is_empty() {
-            bail!(
-                "security.enabled is false, which lets anyone who reaches a port act as admin; it is refused off                  loopback ({}). Listen on 127.0.0.1 or turn security on",
-                open.join(", ")
-            );
-        }
-        tracing::warn!("security.enabled is false: for local development only");
-        return Ok(());
-    }
-    let mut clear = Vec::new();
-    if !cfg.security.tls.is_enabled() && (!n.http_addr.ip().is_loopback() || !n.grpc_addr.ip().is_loopback()) {
-        clear.push("REST and gRPC listen off loopback without security.tls: passwords, tokens and API keys cross the network in clear text");
-    }
-    if !cfg.security.cluster_tls.is_enabled() && !n.raft_addr.ip().is_loopback() {
-        clear.push("the Raft transport listens off loopback without security.cluster_tls: whoever can sniff it learns the cluster's transport token and every replicated write");
-    }
-    for warning in clear {
-        eprintln!("WARNING: {warning}");
-        tracing::warn!("{warning}");
-    }
-    Ok(())
 }
 
 /// Runs a node until SIGTERM / SIGINT.
@@ -574,89 +372,4 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 /// model it has installed and has not found broken.
 fn model_capabilities(models: &synod_plugins::Models) -> Vec<String> {
     models.names().iter().map(|m| synod_plugins::model_capability(m)).collect()
-}
-
-/// Every node: compile the WASM plugins the store holds (and drop unloaded
-/// ones), twice a second; cheap when nothing changed.
-async fn plugin_sync_loop(node: SharedNode) {
-    loop {
-        crate::service::plugins::sync_now(&node).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Every node: register, then heartbeat to the leader, which stamps it.
-async fn heartbeat_loop(node: SharedNode) {
-    let every = node.cfg.cluster.node_heartbeat_interval.get();
-    let mut failures = 0u32;
-    loop {
-        let applied = node.raft.view().applied_index;
-        // Models installed (or found broken) since the last beat change what
-        // this node offers; the leader re-registers it when its info differs.
-        let models = node.models.clone();
-        let _ = tokio::task::spawn_blocking(move || models.rescan()).await;
-        let mut info = NodeInfoJson::from(&node.info);
-        info.capabilities = node.capabilities();
-        // Loaded plugins are task types too.
-        info.task_types = node.plugins.names().into_iter().collect();
-        let hb = Heartbeat {
-            info,
-            applied_index: applied,
-            cpu_load: cpu_load(),
-            worker_slots: node.pool_size.load(std::sync::atomic::Ordering::Relaxed) as u32,
-            running_tasks: node.raft.store.leased_tasks(Some(node.id())).map(|l| l.len() as u32).unwrap_or(0),
-        };
-        match node.heartbeat(hb).await {
-            Ok(_) => failures = 0,
-            Err(e) => {
-                failures += 1;
-                if failures == 1 || failures.is_multiple_of(30) {
-                    tracing::warn!(error = %e, failures, "heartbeat not delivered");
-                }
-            }
-        }
-        tokio::time::sleep(every).await;
-    }
-}
-
-/// The leader only: promote caught-up live learners while voters are fewer
-/// than `cluster.voters`.
-async fn leader_loop(node: SharedNode) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if !node.cfg.cluster.auto_promote || !node.raft.is_leader() {
-            continue;
-        }
-        let view = node.raft.view();
-        let voters = view.voters.len();
-        if voters >= node.cfg.cluster.voters || view.joint {
-            continue;
-        }
-        let now = node.raft.cluster_now_ms();
-        let candidate = view.learners.iter().copied().find(|id| {
-            let caught_up = view.matched.get(id).copied().flatten().is_some_and(|i| i + 100 >= view.commit_index);
-            let alive = node
-                .raft
-                .store
-                .get_node(*id)
-                .ok()
-                .flatten()
-                .map(|r| node.liveness(r.last_heartbeat_ms, now) == "alive")
-                .unwrap_or(false);
-            caught_up && alive
-        });
-        if let Some(id) = candidate {
-            match node.raft.promote(id).await {
-                Ok(_) => {
-                    tracing::info!(node = id, voters = voters + 1, "learner promoted automatically");
-                    crate::service::authn::audit(
-                        "membership_promote",
-                        &format!("node:{}", node.id()),
-                        &format!("node {id}"),
-                    );
-                }
-                Err(e) => tracing::warn!(node = id, error = %e, "automatic promotion failed"),
-            }
-        }
-    }
 }
