@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "synod/v1/identity.proto",
             "synod/v1/vectors.proto",
             "synod/v1/plugins.proto",
+            "synod/v1/external.proto",
         ],
         ["proto"],
     )?;

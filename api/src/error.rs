@@ -36,6 +36,10 @@ pub enum ApiError {
     /// No leader (or no quorum) right now; nothing was changed. Retry.
     #[error("{0}")]
     Unavailable(String),
+    /// Unavailable for a known while (an external provider's open circuit
+    /// breaker): retry after the delay.
+    #[error("{message}")]
+    UnavailableFor { message: String, retry_after_s: u64 },
     /// The write may or may not have been committed. Retry idempotently.
     #[error("{0}")]
     Indeterminate(String),
@@ -54,7 +58,7 @@ impl ApiError {
             ApiError::PermissionDenied(_) => "permission_denied",
             ApiError::FailedPrecondition { .. } => "failed_precondition",
             ApiError::PayloadTooLarge(_) | ApiError::RateLimited { .. } => "resource_exhausted",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::UnavailableFor { .. } => "unavailable",
             ApiError::Indeterminate(_) => "indeterminate",
             ApiError::Internal(_) => "internal",
         }
@@ -69,7 +73,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::FailedPrecondition { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::UnavailableFor { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Indeterminate(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -77,7 +81,7 @@ impl ApiError {
 
     pub fn grpc_status(&self) -> tonic::Status {
         let msg = self.client_message();
-        match self {
+        let mut status = match self {
             ApiError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
             ApiError::NotFound(_) => tonic::Status::not_found(msg),
             ApiError::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
@@ -85,9 +89,23 @@ impl ApiError {
             ApiError::RateLimited { .. } => tonic::Status::resource_exhausted(msg),
             ApiError::FailedPrecondition { .. } => tonic::Status::failed_precondition(msg),
             ApiError::PayloadTooLarge(_) => tonic::Status::resource_exhausted(msg),
-            ApiError::Unavailable(_) => tonic::Status::unavailable(msg),
+            ApiError::Unavailable(_) | ApiError::UnavailableFor { .. } => tonic::Status::unavailable(msg),
             ApiError::Indeterminate(_) => tonic::Status::deadline_exceeded(msg),
             ApiError::Internal(_) => tonic::Status::internal(msg),
+        };
+        if let Some(s) = self.retry_after_s() {
+            status.metadata_mut().insert("retry-after", s.into());
+        }
+        status
+    }
+
+    /// Seconds the client should wait before retrying, when known.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_s, .. } | ApiError::UnavailableFor { retry_after_s, .. } => {
+                Some(*retry_after_s)
+            }
+            _ => None,
         }
     }
 
@@ -134,17 +152,14 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %detail, "internal error");
         }
         let mut resp = (self.http_status(), axum::Json(self.body())).into_response();
-        match &self {
-            ApiError::Unauthenticated(_) => {
-                resp.headers_mut().insert(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static("Bearer realm=\"synod\""),
-                );
-            }
-            ApiError::RateLimited { retry_after_s, .. } => {
-                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after_s).into());
-            }
-            _ => {}
+        if let ApiError::Unauthenticated(_) = &self {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"synod\""),
+            );
+        }
+        if let Some(s) = self.retry_after_s() {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, s.into());
         }
         resp
     }

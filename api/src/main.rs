@@ -56,7 +56,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
             let cfg = synod_config::Config::load(config.as_deref(), std::env::vars())?;
             let mut shown = serde_json::to_value(&cfg)?;
             // Secrets are never printed.
-            for (section, key) in [("security", "jwt_secret"), ("external", "openai_api_key")] {
+            for (section, key) in [("security", "jwt_secret")] {
                 if let Some(v) = shown.get_mut(section).and_then(|s| s.get_mut(key))
                     && !v.is_null()
                 {

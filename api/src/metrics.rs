@@ -95,3 +95,22 @@ pub fn export_vector_index(store: &synod_store::Store) {
     let per_million = if s.points == 0 { 0.0 } else { s.bytes as f64 * 1e6 / s.points as f64 };
     metrics::gauge!("synod_vector_index_bytes_per_million_vectors").set(per_million);
 }
+
+/// One `/external/ai` call of a tenant: `synod_external_tenant_calls_total`
+/// and `synod_external_tenant_tokens_total` (what the provider reported).
+pub fn external_tenant_call(
+    tenant: &str,
+    provider: &str,
+    result: &Result<synod_plugins::external::AiResponse, synod_plugins::external::ExternalError>,
+) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    counter!("synod_external_tenant_calls_total", "tenant" => tenant.to_owned(), "provider" => provider.to_owned(), "outcome" => outcome)
+        .increment(1);
+    if let Ok(r) = result {
+        counter!("synod_external_tenant_tokens_total", "tenant" => tenant.to_owned(), "provider" => provider.to_owned())
+            .increment(r.usage.total_tokens);
+    }
+}

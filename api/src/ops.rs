@@ -144,6 +144,10 @@ pub const OPERATIONS: &[Operation] = &[
     op("get_point", Read, &[("GET", "/collections/{name}/points/{id}")], &["Vectors.GetPoint"]),
     op("search", Read, &[("POST", "/vector/search")], &["Vectors.Search"]),
     op("search_batch", Read, &[("POST", "/vector/search/batch")], &["Vectors.SearchBatch"]),
+    // External AI, and embeddings served in OpenAI's wire format
+    op("external_ai", Write, &[("POST", "/external/ai")], &["External.Call"]),
+    op("external_providers", Read, &[("GET", "/external/providers")], &["External.Providers"]),
+    op("embed", Read, &[("POST", "/v1/embeddings")], &["Plugins.Embed"]),
 ];
 
 /// Every REST route: method, path and rule.
@@ -172,12 +176,13 @@ mod tests {
 
     use super::*;
 
-    const PROTOS: [(&str, &str); 5] = [
+    const PROTOS: [(&str, &str); 6] = [
         ("Cluster", include_str!("../proto/synod/v1/cluster.proto")),
         ("Tasks", include_str!("../proto/synod/v1/tasks.proto")),
         ("Identity", include_str!("../proto/synod/v1/identity.proto")),
         ("Vectors", include_str!("../proto/synod/v1/vectors.proto")),
         ("Plugins", include_str!("../proto/synod/v1/plugins.proto")),
+        ("External", include_str!("../proto/synod/v1/external.proto")),
     ];
 
     #[test]

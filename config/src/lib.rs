@@ -54,8 +54,8 @@ pub use error::{ConfigError, Result};
 pub use layers::{ENV_PREFIX, IGNORED_ENV_VARS};
 pub use sections::{
     ClusterConfig, ClusterTlsConfig, Compression, ExternalConfig, LogFormat, Metric, NodeConfig, ObservabilityConfig,
-    PluginsConfig, RetentionConfig, ScalingConfig, SecurityConfig, StorageConfig, SubprocessPlugin, TlsConfig,
-    VectorDbConfig,
+    PluginsConfig, ProviderConfig, ProviderKind, RetentionConfig, ScalingConfig, SecurityConfig, StorageConfig,
+    SubprocessPlugin, TlsConfig, VectorDbConfig,
 };
 pub use units::{ByteSize, Dur, ParseUnitError};
 

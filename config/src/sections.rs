@@ -507,6 +507,8 @@ pub struct PluginsConfig {
     /// How long a request waits for others to share its forward pass; 0
     /// batches only what queued while the model was busy.
     pub embed_batch_max_wait: Dur,
+    /// Most texts one `/v1/embeddings` request may carry.
+    pub embeddings_max_inputs: u32,
     /// Folder of subprocess plugin executables; `None` runs none.
     pub dir: Option<PathBuf>,
     /// Most worker processes one subprocess plugin keeps on a node.
@@ -539,6 +541,7 @@ impl Default for PluginsConfig {
             default_model: "all-MiniLM-L6-v2".to_owned(),
             embed_batch_max_texts: 64,
             embed_batch_max_wait: Dur::from_millis(0),
+            embeddings_max_inputs: 2048,
             dir: None,
             subprocess_max_workers: 4,
             subprocess_max_output: ByteSize::mib(1),
@@ -553,51 +556,90 @@ impl Default for PluginsConfig {
     }
 }
 
-/// `external:` — embedding providers called over HTTP.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `external:` — AI providers called over HTTP (`POST /external/ai`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExternalConfig {
-    /// OpenAI-compatible API base URL.
-    pub openai_base_url: String,
-    /// API key; `None` disables the provider.
-    pub openai_api_key: Option<String>,
-    /// Hugging Face inference API base URL.
-    pub huggingface_base_url: String,
-    /// Timeout of one request.
+    /// The providers, by the name calls use.
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI's API: OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp's
+    /// server, text-embeddings-inference, another Synod node.
+    #[default]
+    Openai,
+    /// Hugging Face's Inference API and Inference Endpoints.
+    Huggingface,
+}
+
+/// `external.providers.<name>:` — one provider. Its API key comes from an
+/// environment variable or a file, never from this file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// `https://api.openai.com/v1`, `http://127.0.0.1:7700/v1`,
+    /// `https://api-inference.huggingface.co`.
+    pub base_url: String,
+    /// The environment variable that holds the API key.
+    pub api_key_env: Option<String>,
+    /// A file that holds the API key (its first line).
+    pub api_key_file: Option<PathBuf>,
+    /// One attempt's time limit, answer included.
     pub timeout: Dur,
-    /// Retries of a failed request.
+    /// Calls in flight at once; more wait `queue_wait`, then get 429.
+    pub max_concurrency: u32,
+    pub queue_wait: Dur,
+    /// Attempts after the first, for failures that are safe to repeat.
     pub max_retries: u32,
-    /// Consecutive failures that open the circuit breaker.
+    /// First retry backoff (doubling, with jitter) and its cap; the cap
+    /// also bounds how long a provider's `Retry-After` is honoured.
+    pub retry_backoff: Dur,
+    pub retry_max_backoff: Dur,
+    /// Consecutive failures that open the circuit breaker (0: not this way).
     pub breaker_failure_threshold: u32,
-    /// How long an open breaker rejects calls before it tries again.
+    /// Failed share of the calls in `breaker_window`, in percent, that opens
+    /// it (0: not this way), once the window holds `breaker_min_calls`.
+    pub breaker_error_rate_percent: u32,
+    pub breaker_min_calls: u32,
+    pub breaker_window: Dur,
+    /// How long an open breaker fails calls at once before probing.
     pub breaker_cooldown: Dur,
+    /// Probes let through when half-open; that many successes close it.
+    pub breaker_half_open_probes: u32,
+    /// A header the provider reads an idempotency key from; with it, calls
+    /// of unknown outcome (chat, completions) are retried with the same key.
+    pub idempotency_header: Option<String>,
+    /// The CAs trusted for an `https://` base_url (PEM); default: the
+    /// system's bundle.
+    pub ca_file: Option<PathBuf>,
 }
 
-/// Hand-written so that `{:?}` of a config never prints the API key.
-impl fmt::Debug for ExternalConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExternalConfig")
-            .field("openai_base_url", &self.openai_base_url)
-            .field("openai_api_key", &self.openai_api_key.as_ref().map(|_| "<redacted>"))
-            .field("huggingface_base_url", &self.huggingface_base_url)
-            .field("timeout", &self.timeout)
-            .field("max_retries", &self.max_retries)
-            .field("breaker_failure_threshold", &self.breaker_failure_threshold)
-            .field("breaker_cooldown", &self.breaker_cooldown)
-            .finish()
-    }
-}
-
-impl Default for ExternalConfig {
+impl Default for ProviderConfig {
     fn default() -> Self {
-        ExternalConfig {
-            openai_base_url: "https://api.openai.com/v1".to_owned(),
-            openai_api_key: None,
-            huggingface_base_url: "https://api-inference.huggingface.co".to_owned(),
+        ProviderConfig {
+            kind: ProviderKind::Openai,
+            base_url: String::new(),
+            api_key_env: None,
+            api_key_file: None,
             timeout: Dur::from_secs(30),
+            max_concurrency: 16,
+            queue_wait: Dur::from_secs(1),
             max_retries: 3,
+            retry_backoff: Dur::from_millis(200),
+            retry_max_backoff: Dur::from_secs(10),
             breaker_failure_threshold: 5,
+            breaker_error_rate_percent: 50,
+            breaker_min_calls: 20,
+            breaker_window: Dur::from_secs(30),
             breaker_cooldown: Dur::from_secs(30),
+            breaker_half_open_probes: 1,
+            idempotency_header: None,
+            ca_file: None,
         }
     }
 }

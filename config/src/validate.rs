@@ -164,6 +164,9 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
         "plugins.default_model must be 1 to 64 characters".to_owned()
     })?;
     at_least(p.embed_batch_max_texts, 1, "plugins.embed_batch_max_texts")?;
+    rule(p.embeddings_max_inputs > 0, "plugins.embeddings_max_inputs", || {
+        "plugins.embeddings_max_inputs must be greater than 0".to_owned()
+    })?;
     rule(p.embed_batch_max_wait.get() <= std::time::Duration::from_secs(1), "plugins.embed_batch_max_wait", || {
         "plugins.embed_batch_max_wait must be at most 1s".to_owned()
     })?;
@@ -198,14 +201,37 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
         })?;
     }
 
-    let e = &c.external;
-    http_url(&e.openai_base_url, "external.openai_base_url")?;
-    http_url(&e.huggingface_base_url, "external.huggingface_base_url")?;
-    positive_dur(e.timeout, "external.timeout")?;
-    positive_dur(e.breaker_cooldown, "external.breaker_cooldown")?;
-    rule(e.breaker_failure_threshold > 0, "external.breaker_failure_threshold", || {
-        "external.breaker_failure_threshold must be greater than 0".to_owned()
-    })?;
+    for (name, p) in &c.external.providers {
+        let at = format!("external.providers.{name}");
+        rule(
+            !name.is_empty()
+                && name.len() <= 64
+                && name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)),
+            &at,
+            || format!("{at}: a provider name is 1 to 64 letters, digits, '-', '_' or '.'"),
+        )?;
+        http_url(&p.base_url, &format!("{at}.base_url"))?;
+        positive_dur(p.timeout, &format!("{at}.timeout"))?;
+        positive_dur(p.queue_wait, &format!("{at}.queue_wait"))?;
+        positive_dur(p.retry_backoff, &format!("{at}.retry_backoff"))?;
+        positive_dur(p.retry_max_backoff, &format!("{at}.retry_max_backoff"))?;
+        positive_dur(p.breaker_window, &format!("{at}.breaker_window"))?;
+        positive_dur(p.breaker_cooldown, &format!("{at}.breaker_cooldown"))?;
+        let key = format!("{at}.max_concurrency");
+        rule(p.max_concurrency > 0, &key, || format!("{key} must be greater than 0"))?;
+        let key = format!("{at}.breaker_half_open_probes");
+        rule(p.breaker_half_open_probes > 0, &key, || format!("{key} must be greater than 0"))?;
+        let key = format!("{at}.breaker_error_rate_percent");
+        rule(p.breaker_error_rate_percent <= 100, &key, || format!("{key} must be 0 to 100"))?;
+        let key = format!("{at}.breaker_failure_threshold");
+        rule(p.breaker_failure_threshold > 0 || p.breaker_error_rate_percent > 0, &key, || {
+            format!("{at}: set breaker_failure_threshold or breaker_error_rate_percent, or the breaker never opens")
+        })?;
+        let key = format!("{at}.api_key_env");
+        rule(!(p.api_key_env.is_some() && p.api_key_file.is_some()), &key, || {
+            format!("{at}: give api_key_env or api_key_file, not both")
+        })?;
+    }
 
     let o = &c.observability;
     rule(!o.log_level.trim().is_empty(), "observability.log_level", || {

@@ -27,8 +27,9 @@
 //! a sandbox) and [`SubprocessPlugin`] (a pool of long-lived worker
 //! processes speaking JSON lines).
 //!
-//! Later: the external adapters (OpenAI-compatible, HuggingFace, Pinecone,
-//! Milvus, Qdrant) with retry, timeout and circuit breaker.
+//! External AI providers ([`external`]): OpenAI-compatible servers and
+//! Hugging Face's Inference API, behind one machinery of timeouts,
+//! concurrency limits, retries and a circuit breaker per provider.
 //!
 //! **Must never touch RocksDB or Raft**: no `synod-store` or `synod-raft`
 //! dependency. Plugins compute; storing their results is the caller's job.
@@ -56,6 +57,7 @@
 mod bert;
 mod demo;
 mod error;
+pub mod external;
 mod install;
 mod metrics;
 mod model;

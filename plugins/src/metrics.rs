@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 
 use crate::PluginError;
 
@@ -20,4 +20,28 @@ pub(crate) fn run_finished(plugin: &str, result: &Result<serde_json::Value, Plug
 
 pub(crate) fn panicked(plugin: &str) {
     counter!("synod_plugin_panics_total", "plugin" => plugin.to_owned()).increment(1);
+}
+
+/// One external call (`synod_external_*`): `provider` is a configured name.
+pub(crate) fn external_call(
+    provider: &str,
+    operation: &'static str,
+    result: &Result<crate::external::AiResponse, crate::external::ExternalError>,
+    took: Duration,
+) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    counter!("synod_external_requests_total", "provider" => provider.to_owned(), "operation" => operation, "outcome" => outcome)
+        .increment(1);
+    histogram!("synod_external_request_seconds", "provider" => provider.to_owned()).record(took.as_secs_f64());
+    if let Ok(r) = result {
+        counter!("synod_external_tokens_total", "provider" => provider.to_owned()).increment(r.usage.total_tokens);
+    }
+}
+
+/// `synod_breaker_state{provider}`: 0 closed, 1 open, 2 half-open.
+pub(crate) fn breaker_state(provider: &str, state: crate::external::BreakerState) {
+    gauge!("synod_breaker_state", "provider" => provider.to_owned()).set(state.gauge());
 }

@@ -407,6 +407,36 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             let (v, _) = Client::of(&target)?.call(Method::GET, "/models", None, &[]).await?;
             print(&v);
         }
+        Command::External(ExternalArgs { target, cmd }) => {
+            let c = Client::of(&target)?;
+            let (v, _) = match cmd {
+                ExternalCmd::Ai { provider, operation, model, input, parameters, raw, idempotency_key } => {
+                    let input = match input.strip_prefix('@') {
+                        Some(path) => {
+                            let text =
+                                std::fs::read_to_string(path).with_context(|| format!("--input: read {path}"))?;
+                            serde_json::from_str(&text).with_context(|| format!("--input: {path} is not JSON"))?
+                        }
+                        // JSON if it parses, else the text itself.
+                        None => serde_json::from_str(&input).unwrap_or(Value::String(input)),
+                    };
+                    let parameters: Value = match parameters {
+                        Some(p) => serde_json::from_str(&p).context("--parameters is not JSON")?,
+                        None => serde_json::json!({}),
+                    };
+                    let body = serde_json::json!({"provider": provider, "operation": operation, "model": model,
+                        "input": input, "parameters": parameters, "raw": raw, "idempotency_key": idempotency_key});
+                    c.call(Method::POST, "/external/ai", Some(body), &[]).await?
+                }
+                ExternalCmd::Providers => c.call(Method::GET, "/external/providers", None, &[]).await?,
+            };
+            print(&v);
+        }
+        Command::Embed(EmbedArgs { target, model, texts }) => {
+            let body = serde_json::json!({"model": model, "input": texts});
+            let (v, _) = Client::of(&target)?.call(Method::POST, "/v1/embeddings", Some(body), &[]).await?;
+            print(&v);
+        }
         Command::Serve(_) | Command::Config(_) | Command::Model(_) => {
             unreachable!("dispatched by main")
         }

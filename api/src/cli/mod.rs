@@ -69,6 +69,58 @@ pub enum Command {
     /// Embedding models in this machine's models directory: install, list.
     #[command(subcommand)]
     Model(ModelCmd),
+    /// External AI providers: call one, list them with their breakers.
+    External(ExternalArgs),
+    /// Embed texts with one of the node's models (POST /v1/embeddings).
+    Embed(EmbedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExternalArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub cmd: ExternalCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExternalCmd {
+    /// One call through a configured provider (POST /external/ai).
+    Ai {
+        #[arg(long)]
+        provider: String,
+        /// embeddings, chat, completions or inference.
+        #[arg(long)]
+        operation: String,
+        #[arg(long)]
+        model: String,
+        /// JSON (a list of texts, chat messages, ...), `@file`, or plain
+        /// text, taken as one string.
+        #[arg(long)]
+        input: String,
+        /// A JSON object passed to the provider (temperature, max_tokens, ...).
+        #[arg(long)]
+        parameters: Option<String>,
+        /// Also print the provider's answer as it came.
+        #[arg(long)]
+        raw: bool,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// The configured providers and their circuit breakers.
+    Providers,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// An installed model (synod model status lists them).
+    #[arg(long, default_value = "all-MiniLM-L6-v2")]
+    pub model: String,
+    /// The texts.
+    #[arg(required = true)]
+    pub texts: Vec<String>,
 }
 
 #[derive(Debug, Args, Default, Clone)]

@@ -3,6 +3,7 @@
 //! compile error here until it is handled.
 
 pub mod cluster;
+pub mod external;
 pub mod identity;
 pub mod plugins;
 pub mod tasks;

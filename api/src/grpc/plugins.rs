@@ -99,4 +99,23 @@ impl Plugins for PluginsGrpc {
         })
         .await
     }
+
+    async fn embed(&self, req: Request<EmbedRequest>) -> Result<Response<EmbedReply>, Status> {
+        let ctx = authorize(&self.node, &req, "Plugins.Embed")?;
+        let EmbedRequest { model, input, dimensions } = req.into_inner();
+        timed("Plugins.Embed", async {
+            let req = crate::service::embeddings::EmbedRequest {
+                model,
+                texts: input,
+                dimensions: (dimensions > 0).then_some(dimensions as usize),
+            };
+            let r = crate::service::embeddings::do_embed(&ctx, &self.node, req).await?;
+            Ok(EmbedReply {
+                model: r.model,
+                embeddings: r.embeddings.into_iter().map(|values| Embedding { values }).collect(),
+                prompt_tokens: r.prompt_tokens,
+            })
+        })
+        .await
+    }
 }

@@ -97,6 +97,8 @@ async fn shutdown_signal() {
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     crate::metrics::install();
     check_exposure(&cfg)?;
+    // Keys are read now, so a missing one stops the start, not a call.
+    let external = Arc::new(crate::service::external::providers(&cfg)?);
     if !cfg.storage.fsync {
         let warning = "storage.fsync is false: a crash of this node can lose writes it acknowledged; \
                        for tests and benchmarks only";
@@ -171,6 +173,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         },
     ));
     let plugins = synod_plugins::Registry::with_models(models.clone(), &cfg.plugins.default_model);
+    if !external.is_empty() {
+        let task = synod_plugins::external::ExternalAiPlugin::new(external.clone());
+        plugins.register(Arc::new(task)).map_err(|e| anyhow::anyhow!("registering external.ai: {e}"))?;
+    }
     let info = pb::NodeInfo {
         id,
         raft_addr: me.raft_addr.clone(),
@@ -251,8 +257,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.security.tenant_requests_per_second,
     );
     let sealer = crate::service::leader_ops::Sealer::new(sealing);
-    let node: SharedNode =
-        Arc::new(Node::new(raft.clone(), cfg.clone(), info, plugins, models.clone(), security, sealer));
+    let mut node = Node::new(raft.clone(), cfg.clone(), info, plugins, models.clone(), security, sealer);
+    node.external = external;
+    let node: SharedNode = Arc::new(node);
     raft.set_leader_ops(Arc::new(crate::service::leader_ops::Handler(Arc::downgrade(&node))));
     crate::service::plugins::declare_subprocess_plugins(&cfg, &node.plugins, &node.compiled)?;
     if cfg.node.join.is_none() {
@@ -330,6 +337,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .add_service(
             crate::pb::plugins_server::PluginsServer::new(crate::grpc::plugins::PluginsGrpc::new(node.clone()))
                 .max_decoding_message_size(cfg.plugins.wasm_max_module_size.as_u64() as usize + 64 * 1024),
+        )
+        .add_service(
+            crate::pb::external_server::ExternalServer::new(crate::grpc::external::ExternalGrpc::new(node.clone()))
+                .max_decoding_message_size(body),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx.clone()));
     let http = tokio::spawn(http);

@@ -191,12 +191,19 @@ fn caller(node: &Node, bearer: Option<&[u8]>, api_key: Option<&[u8]>, tenant: Op
             let token = std::str::from_utf8(b)
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-                .ok_or_else(|| ApiError::Unauthenticated("Authorization must be 'Bearer <token>'".into()))?;
-            let v = sec.keys.verify_at(token.trim(), node.raft.cluster_now_ms() / 1000)?;
-            // Every token is a user's: nodes call each other over the
-            // cluster channel, never with a token.
-            current_user_token(node, &v)?;
-            v.ctx
+                .ok_or_else(|| ApiError::Unauthenticated("Authorization must be 'Bearer <token>'".into()))?
+                .trim();
+            if token.starts_with(auth::API_KEY_PREFIX) {
+                // An API key as the bearer: what OpenAI's client libraries
+                // send (`api_key=...`), so they can call /v1/embeddings.
+                api_key_caller(node, token)?
+            } else {
+                let v = sec.keys.verify_at(token, node.raft.cluster_now_ms() / 1000)?;
+                // Every token is a user's: nodes call each other over the
+                // cluster channel, never with a token.
+                current_user_token(node, &v)?;
+                v.ctx
+            }
         }
         (None, Some(k)) => api_key_caller(node, std::str::from_utf8(k).unwrap_or(""))?,
         (None, None) => {

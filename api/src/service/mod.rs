@@ -14,6 +14,8 @@ use crate::error::{ApiError, Result};
 
 pub mod authn;
 pub mod cluster;
+pub mod embeddings;
+pub mod external;
 mod host;
 pub mod identity;
 pub mod leader_ops;
@@ -50,6 +52,8 @@ pub struct Node {
     pub search_slots: Arc<tokio::sync::Semaphore>,
     /// Open watch streams per tenant.
     pub watch_slots: crate::service::tasks::WatchSlots,
+    /// The external AI providers (`external.providers`); none until set.
+    pub external: Arc<synod_plugins::external::Providers>,
 }
 
 pub type SharedNode = Arc<Node>;
@@ -147,6 +151,7 @@ impl Node {
             sealer,
             search_slots: Arc::new(tokio::sync::Semaphore::new(searches)),
             watch_slots: Default::default(),
+            external: Default::default(),
         }
     }
 

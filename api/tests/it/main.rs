@@ -16,4 +16,5 @@ mod t92_bounded_reads;
 mod t95_models;
 mod t96_wasm_plugins;
 mod t97_subprocess_plugins;
+mod t98_external;
 mod util;

@@ -8,34 +8,6 @@ use serde_json::{Value, json};
 
 use crate::util::*;
 
-async fn call(
-    t: &TestCluster,
-    i: usize,
-    method: &str,
-    path: &str,
-    auth: &Auth<'_>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method.parse().unwrap(), format!("{}{path}", t.nodes[i].url()));
-    req = match auth {
-        Auth::None => req,
-        Auth::Bearer(b) => req.header("authorization", format!("Bearer {b}")),
-        Auth::Key(k) => req.header("x-api-key", *k),
-    };
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let code = resp.status().as_u16();
-    (code, resp.json().await.unwrap_or(Value::Null))
-}
-
-enum Auth<'a> {
-    None,
-    Bearer(&'a str),
-    Key(&'a str),
-}
-
 async fn login(t: &TestCluster, i: usize, user: &str, password: &str) -> (u16, Value) {
     call(t, i, "POST", "/login", &Auth::None, Some(json!({"username": user, "password": password}))).await
 }

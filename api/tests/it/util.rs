@@ -213,3 +213,33 @@ pub async fn send_leader_op(
     let bytes = synod_raft::send_leader_op(&peers, 0, &t.nodes[i].raft, data, Duration::from_secs(15)).await?;
     synod_api::service::leader_ops::decode_reply(&bytes, "the node")
 }
+
+/// Sends `method path` to node `i` with `auth` only (no harness token).
+pub async fn call(
+    t: &TestCluster,
+    i: usize,
+    method: &str,
+    path: &str,
+    auth: &Auth<'_>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method.parse().unwrap(), format!("{}{path}", t.nodes[i].url()));
+    req = match auth {
+        Auth::None => req,
+        Auth::Bearer(b) => req.header("authorization", format!("Bearer {b}")),
+        Auth::Key(k) => req.header("x-api-key", *k),
+    };
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The credential of a [`call`].
+pub enum Auth<'a> {
+    None,
+    Bearer(&'a str),
+    Key(&'a str),
+}

@@ -56,12 +56,10 @@ fn text_values_need_no_quotes() {
     let c = must_load_env(&[
         ("SYNOD_SECURITY_JWT_SECRET", "12345"),
         ("SYNOD_OBSERVABILITY_LOG_LEVEL", "info,synod_raft=debug"),
-        ("SYNOD_EXTERNAL_OPENAI_API_KEY", "sk-a: b"),
         ("SYNOD_NODE_ADVERTISE_HTTP", "[::1]:7700"),
     ]);
     assert_eq!(c.security.jwt_secret.as_deref(), Some("12345"));
     assert_eq!(c.observability.log_level, "info,synod_raft=debug");
-    assert_eq!(c.external.openai_api_key.as_deref(), Some("sk-a: b"));
     assert_eq!(c.node.advertise_http.as_deref(), Some("[::1]:7700"));
 }
 

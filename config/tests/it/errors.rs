@@ -170,7 +170,16 @@ fn validation_rules() {
             "used twice",
         ),
         ("plugins:\n  subprocess:\n    - {name: a}\n", "plugins.subprocess[0].command", "must not be empty"),
-        ("external:\n  openai_base_url: api.openai.com\n", "external.openai_base_url", "https://"),
+        (
+            "external:\n  providers:\n    oa:\n      base_url: api.openai.com\n",
+            "external.providers.oa.base_url",
+            "https://",
+        ),
+        (
+            "external:\n  providers:\n    oa:\n      base_url: http://x\n      api_key_env: A\n      api_key_file: /k\n",
+            "external.providers.oa.api_key_env",
+            "not both",
+        ),
         ("observability:\n  log_level: ''\n", "observability.log_level", "must not be empty"),
     ];
     for (yaml, key, text) in cases {

@@ -4,6 +4,7 @@
 
 mod builtins;
 mod execute;
+mod external;
 mod models;
 mod pipeline;
 mod registry;

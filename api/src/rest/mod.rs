@@ -20,6 +20,8 @@ use crate::service::cluster::JoinRequest;
 use crate::service::tasks;
 use crate::service::{self, Consistency, SharedNode};
 
+mod external;
+
 /// Our JSON extractor: a malformed or oversize body gets our error body.
 pub struct Json<T>(pub T);
 
@@ -148,6 +150,9 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("GET", "/collections/{name}/points/{id}") => get(get_point),
         ("POST", "/vector/search") => post(search),
         ("POST", "/vector/search/batch") => post(search_batch),
+        ("POST", "/external/ai") => post(external::external_ai),
+        ("GET", "/external/providers") => get(external::list_providers),
+        ("POST", "/v1/embeddings") => post(external::openai_embeddings),
         (m, p) => panic!("route {m} {p} is in ops::OPERATIONS but has no handler"),
     }
 }
