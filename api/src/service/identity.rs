@@ -51,6 +51,9 @@ pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<Lo
             retry_after_s: wait,
         });
     }
+    // A user created, changed or locked out on another node a moment ago is
+    // seen here: logins are rare, one round trip to the leader is cheap.
+    node.raft.read_barrier().await?;
     let user = node.raft.store.get_user(&req.username)?;
     let now = node.raft.cluster_now_ms();
     // Failures counted by the whole cluster: while over the limit even the
