@@ -556,7 +556,8 @@ impl Default for PluginsConfig {
     }
 }
 
-/// `external:` — AI providers called over HTTP (`POST /external/ai`).
+/// `external:` — services Synod calls: AI providers (`POST /external/ai`)
+/// and vector databases that back collections.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExternalConfig {
@@ -574,6 +575,11 @@ pub enum ProviderKind {
     Openai,
     /// Hugging Face's Inference API and Inference Endpoints.
     Huggingface,
+    /// Vector databases that collections name as their backend
+    /// (`"backend": {"provider": ...}`): Qdrant's REST API, a Pinecone
+    /// index's data plane.
+    Qdrant,
+    Pinecone,
 }
 
 /// `external.providers.<name>:` — one provider. Its API key comes from an
@@ -583,7 +589,8 @@ pub enum ProviderKind {
 pub struct ProviderConfig {
     pub kind: ProviderKind,
     /// `https://api.openai.com/v1`, `http://127.0.0.1:7700/v1`,
-    /// `https://api-inference.huggingface.co`.
+    /// `https://api-inference.huggingface.co`; a Qdrant server
+    /// (`http://host:6333`), a Pinecone index's host.
     pub base_url: String,
     /// The environment variable that holds the API key.
     pub api_key_env: Option<String>,
@@ -617,6 +624,12 @@ pub struct ProviderConfig {
     /// The CAs trusted for an `https://` base_url (PEM); default: the
     /// system's bundle.
     pub ca_file: Option<PathBuf>,
+    /// AI calls one tenant may make through it per UTC day, counted by the
+    /// cluster; beyond it, 429 until the next day (0: no limit).
+    pub tenant_daily_calls: u64,
+    /// Tokens (as the provider reports them) one tenant may use through
+    /// it per UTC day (0: no limit).
+    pub tenant_daily_tokens: u64,
 }
 
 impl Default for ProviderConfig {
@@ -640,6 +653,8 @@ impl Default for ProviderConfig {
             breaker_half_open_probes: 1,
             idempotency_header: None,
             ca_file: None,
+            tenant_daily_calls: 0,
+            tenant_daily_tokens: 0,
         }
     }
 }

@@ -22,23 +22,23 @@ pub(crate) fn panicked(plugin: &str) {
     counter!("synod_plugin_panics_total", "plugin" => plugin.to_owned()).increment(1);
 }
 
-/// One external call (`synod_external_*`): `provider` is a configured name.
+/// One external call (`synod_external_*`): `provider` is a configured name,
+/// `error` the call's failure if it failed.
 pub(crate) fn external_call(
     provider: &str,
     operation: &'static str,
-    result: &Result<crate::external::AiResponse, crate::external::ExternalError>,
+    error: Option<&crate::external::ExternalError>,
     took: Duration,
 ) {
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(e) => e.code(),
-    };
+    let outcome = error.map_or("ok", |e| e.code());
     counter!("synod_external_requests_total", "provider" => provider.to_owned(), "operation" => operation, "outcome" => outcome)
         .increment(1);
     histogram!("synod_external_request_seconds", "provider" => provider.to_owned()).record(took.as_secs_f64());
-    if let Ok(r) = result {
-        counter!("synod_external_tokens_total", "provider" => provider.to_owned()).increment(r.usage.total_tokens);
-    }
+}
+
+/// Tokens a provider says a call used.
+pub(crate) fn external_tokens(provider: &str, tokens: u64) {
+    counter!("synod_external_tokens_total", "provider" => provider.to_owned()).increment(tokens);
 }
 
 /// `synod_breaker_state{provider}`: 0 closed, 1 open, 2 half-open.

@@ -163,6 +163,47 @@ pub(crate) fn record_login_failure(
     Ok(CommandResult { outcome: Some(Outcome::User(user)) })
 }
 
+const DAY_MS: u64 = 86_400_000;
+
+/// Adds a call's use to the tenant's usage of the day of `now` (the
+/// entry's leader stamp); the first use of a new day starts it from zero.
+pub(crate) fn record_external_usage(
+    ctx: &mut BatchCtx<'_>,
+    c: pb::RecordExternalUsage,
+    now: u64,
+) -> Result<CommandResult> {
+    if !valid_name(&c.tenant) || c.provider.is_empty() || c.provider.len() > 128 {
+        return Ok(rejected(RejectCode::Invalid, "external usage needs a tenant and a provider"));
+    }
+    let key = external_usage_key(&c.tenant, &c.provider);
+    let day = now / DAY_MS;
+    let mut usage = ctx.get_msg::<pb::ExternalUsage>(&key, "external usage")?.unwrap_or_default();
+    if usage.day != day {
+        usage = pb::ExternalUsage { tenant: c.tenant, provider: c.provider, day, calls: 0, tokens: 0 };
+    }
+    usage.calls = usage.calls.saturating_add(c.calls);
+    usage.tokens = usage.tokens.saturating_add(c.tokens);
+    ctx.put(key, usage.encode_to_vec());
+    Ok(ok())
+}
+
+impl Store {
+    /// A tenant's use of an external provider on the day of `now_ms`
+    /// (zero when its record is of an earlier day).
+    pub fn external_usage(&self, tenant: &str, provider: &str, now_ms: u64) -> Result<pb::ExternalUsage> {
+        let key = external_usage_key(tenant, provider);
+        let day = now_ms / DAY_MS;
+        let fresh = pb::ExternalUsage { tenant: tenant.into(), provider: provider.into(), day, calls: 0, tokens: 0 };
+        match self.get(CF_SM_DATA, &key)? {
+            Some(v) => {
+                let u = pb::ExternalUsage::decode(v.as_slice()).map_err(|e| Error::corrupt("external usage", e))?;
+                Ok(if u.day == day { u } else { fresh })
+            }
+            None => Ok(fresh),
+        }
+    }
+}
+
 pub(crate) fn put_api_key(ctx: &mut BatchCtx<'_>, c: pb::PutApiKey, now: u64) -> Result<CommandResult> {
     let Some(mut key) = c.key else {
         return Ok(rejected(RejectCode::Invalid, "put api key without a key"));

@@ -88,6 +88,19 @@ pub fn node_key(id: u64) -> Vec<u8> {
     k
 }
 
+/// Prefix of tenants' use of external providers:
+/// `_sys/external-usage/<tenant>\0<provider>`.
+pub const PREFIX_EXTERNAL_USAGE: &[u8] = b"_sys/external-usage/";
+
+/// `_sys/external-usage/<tenant>\0<provider>` in [`CF_SM_DATA`].
+pub fn external_usage_key(tenant: &str, provider: &str) -> Vec<u8> {
+    let mut k = PREFIX_EXTERNAL_USAGE.to_vec();
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(provider.as_bytes());
+    k
+}
+
 /// Prefix of loaded plugins' records: `_sys/plugins/<name>`.
 pub const PREFIX_PLUGIN: &[u8] = b"_sys/plugins/";
 

@@ -252,6 +252,7 @@ fn apply_command(ctx: &mut BatchCtx<'_>, cmd: pb::Command) -> Result<CommandResu
         Kind::RevokeApiKey(c) => crate::identity::revoke_api_key(ctx, c, now),
         Kind::TouchApiKeys(c) => crate::identity::touch_api_keys(ctx, c),
         Kind::RecordLoginFailure(c) => crate::identity::record_login_failure(ctx, c, now),
+        Kind::RecordExternalUsage(c) => crate::identity::record_external_usage(ctx, c, now),
         Kind::CreateCollection(c) => crate::vectors::create_collection(ctx, c, now),
         Kind::DeleteCollection(c) => crate::vectors::delete_collection(ctx, c),
         Kind::UpsertPoints(c) => crate::vectors::upsert_points(ctx, c),

@@ -359,6 +359,9 @@ pub struct CollectionIndex {
     m: usize,
     ef_construction: usize,
     pub default_ef: usize,
+    /// `"index": "flat"`: every point stays in the growing set and every
+    /// search is exact; no graph, no segment files.
+    pub flat: bool,
     options: IndexOptions,
     state: RwLock<State>,
     /// One builder step (flush, compaction or write-out) at a time.
@@ -382,6 +385,7 @@ impl CollectionIndex {
             m: (h.m as usize).clamp(2, 128),
             ef_construction: (h.ef_construction as usize).max(1),
             default_ef: (h.ef as usize).max(1),
+            flat: c.index == crate::pb::IndexKind::Flat as i32,
             options,
             state: RwLock::new(State::default()),
             building: Mutex::new(()),
@@ -421,7 +425,8 @@ impl CollectionIndex {
     /// a file entry no stored point claims is a tombstone.
     fn load(c: &CollectionRecord, options: IndexOptions, files: Option<PathBuf>, points: Vec<Point>) -> Self {
         let idx = CollectionIndex::new(c, options, files);
-        let mut loaded = idx.files.as_deref().map(|d| read_segments(d, idx.uid)).unwrap_or_default();
+        let mut loaded =
+            idx.files.as_deref().filter(|_| !idx.flat).map(|d| read_segments(d, idx.uid)).unwrap_or_default();
         loaded.retain(|l| {
             let ip = matches!(l.graph.distance(), Distance::InnerProduct { .. });
             l.graph.dim() == idx.dimension && ip == (idx.metric == Metric::Dot)
@@ -541,6 +546,9 @@ impl CollectionIndex {
     /// Moves up to [`FLUSH_BATCH`] growing points into the open segment.
     /// Returns whether it moved any.
     fn flush(&self) -> bool {
+        if self.flat {
+            return false;
+        }
         let _one = self.building.lock().unwrap_or_else(PoisonError::into_inner);
         let size = self.options.segment_size.max(1);
         let (open, batch): (Option<Arc<Segment>>, Vec<Moving>) = {
@@ -710,7 +718,7 @@ impl CollectionIndex {
     fn busy(&self) -> bool {
         let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let ratio = self.options.compaction_tombstone_ratio;
-        !st.growing.is_empty()
+        (!self.flat && !st.growing.is_empty())
             || st.segments.iter().any(|s| {
                 let (n, t) = (s.len(), s.tombstones.load(Relaxed));
                 t > 0 && (t == n || t as f64 >= ratio * n as f64)

@@ -73,6 +73,12 @@ pub(crate) fn create_collection(ctx: &mut BatchCtx<'_>, c: pb::CreateCollection,
     {
         return Ok(rejected(RejectCode::Invalid, "a collection needs a tenant, a name, a dimension and a metric"));
     }
+    if pb::IndexKind::try_from(coll.index).is_err() {
+        return Ok(rejected(RejectCode::Invalid, format!("unknown index kind {}", coll.index)));
+    }
+    if coll.backend.as_ref().is_some_and(|b| b.provider.is_empty() || b.kind.is_empty() || b.remote_name.is_empty()) {
+        return Ok(rejected(RejectCode::Invalid, "a backend needs a provider, a kind and a remote name"));
+    }
     if load_collection(ctx, &coll.tenant, &coll.name)?.is_some() {
         return Ok(rejected(RejectCode::AlreadyDone, format!("collection {} already exists", coll.name)));
     }
@@ -102,6 +108,9 @@ pub(crate) fn upsert_points(ctx: &mut BatchCtx<'_>, c: pb::UpsertPoints) -> Resu
     let Some(mut coll) = load_collection(ctx, &c.tenant, &c.collection)? else {
         return Ok(rejected(RejectCode::NotFound, format!("collection {} not found", c.collection)));
     };
+    if let Some(why) = external(&coll) {
+        return Ok(rejected(RejectCode::Invalid, why));
+    }
     for (i, p) in c.points.iter().enumerate() {
         if let Some(why) = check_point(&coll, p) {
             return Ok(rejected(RejectCode::Invalid, format!("points[{i}]: {why}")));
@@ -175,10 +184,18 @@ fn check_point(coll: &CollectionRecord, p: &Point) -> Option<String> {
     None
 }
 
+/// Why points of `coll` cannot be written here: they live in a backend.
+fn external(coll: &CollectionRecord) -> Option<String> {
+    coll.backend.as_ref().map(|b| format!("collection {}'s points live in {} ({})", coll.name, b.provider, b.kind))
+}
+
 pub(crate) fn delete_points(ctx: &mut BatchCtx<'_>, c: pb::DeletePoints) -> Result<CommandResult> {
     let Some(mut coll) = load_collection(ctx, &c.tenant, &c.collection)? else {
         return Ok(rejected(RejectCode::NotFound, format!("collection {} not found", c.collection)));
     };
+    if let Some(why) = external(&coll) {
+        return Ok(rejected(RejectCode::Invalid, why));
+    }
     for id in c.ids {
         let key = point_key(&coll.tenant, coll.uid, &id);
         if let Some(old) = ctx.get(&key)? {

@@ -260,6 +260,13 @@ pub enum VectorCmd {
         /// HNSW search candidate list (default: vector_db.hnsw_ef).
         #[arg(long)]
         ef: Option<u32>,
+        /// hnsw (default) or flat: exact search over every point.
+        #[arg(long)]
+        index: Option<String>,
+        /// Keep the points in this provider of external.providers (a
+        /// Qdrant or Pinecone database) instead of the cluster.
+        #[arg(long)]
+        backend: Option<String>,
     },
     List,
     Get {

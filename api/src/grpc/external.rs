@@ -26,7 +26,7 @@ fn json_field(text: &str, what: &str) -> Result<serde_json::Value, ApiError> {
 }
 
 fn provider(p: ProviderView) -> ProviderInfo {
-    let ProviderView { name, kind, base_url, has_api_key, max_concurrency, in_flight, breaker } = p;
+    let ProviderView { name, kind, base_url, has_api_key, max_concurrency, in_flight, breaker, usage } = p;
     ProviderInfo {
         name,
         kind,
@@ -40,6 +40,10 @@ fn provider(p: ProviderView) -> ProviderInfo {
         window_failures: breaker.window_failures,
         opened: breaker.opened,
         retry_after_s: breaker.retry_after_s.unwrap_or(0),
+        usage_calls: usage.calls,
+        usage_tokens: usage.tokens,
+        tenant_daily_calls: usage.tenant_daily_calls,
+        tenant_daily_tokens: usage.tenant_daily_tokens,
     }
 }
 

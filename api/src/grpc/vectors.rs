@@ -32,6 +32,12 @@ fn collection(c: CollectionView) -> pb::Collection {
         vectorizer: c.vectorizer.unwrap_or_default(),
         points: c.points,
         created_at_ms: c.created_at_ms,
+        index: c.index,
+        backend: c.backend.map(|b| pb::CollectionBackend {
+            provider: b.provider,
+            kind: b.kind,
+            remote_name: b.remote_name,
+        }),
     }
 }
 
@@ -65,8 +71,17 @@ impl Vectors for VectorsGrpc {
         req: Request<CreateCollectionRequest>,
     ) -> Result<Response<pb::Collection>, Status> {
         let ctx = authorize(&self.node, &req, "Vectors.CreateCollection")?;
-        let CreateCollectionRequest { name, dimension, metric, hnsw_m, hnsw_ef_construction, hnsw_ef, vectorizer } =
-            req.into_inner();
+        let CreateCollectionRequest {
+            name,
+            dimension,
+            metric,
+            hnsw_m,
+            hnsw_ef_construction,
+            hnsw_ef,
+            vectorizer,
+            index,
+            backend,
+        } = req.into_inner();
         timed("Vectors.CreateCollection", async {
             let r = v::CollectionRequest {
                 name,
@@ -74,6 +89,16 @@ impl Vectors for VectorsGrpc {
                 metric: Some(metric).filter(|m| !m.is_empty()),
                 hnsw: v::HnswRequest { m: hnsw_m, ef_construction: hnsw_ef_construction, ef: hnsw_ef },
                 vectorizer: Some(vectorizer).filter(|s| !s.is_empty()),
+                index: Some(index).filter(|s| !s.is_empty()),
+                backend: backend.map(|b| {
+                    let set = |s: String| Some(s).filter(|s| !s.is_empty());
+                    v::BackendRequest {
+                        provider: set(b.provider),
+                        kind: set(b.kind),
+                        url: set(b.url),
+                        api_key_env: set(b.api_key_env),
+                    }
+                }),
             };
             Ok(collection(v::do_create_collection(&ctx, &self.node, r).await?))
         })

@@ -258,6 +258,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
     let sealer = crate::service::leader_ops::Sealer::new(sealing);
     let mut node = Node::new(raft.clone(), cfg.clone(), info, plugins, models.clone(), security, sealer);
+    external.set_meter(Arc::new(crate::service::external::UsageMeter::new(raft.clone())));
     node.external = external;
     let node: SharedNode = Arc::new(node);
     raft.set_leader_ops(Arc::new(crate::service::leader_ops::Handler(Arc::downgrade(&node))));

@@ -410,6 +410,19 @@ pub struct HealthView {
     pub components: Vec<crate::supervisor::ComponentView>,
     /// Current worker pool size.
     pub worker_pool_size: usize,
+    /// The external providers' circuit breakers as this node sees them (a
+    /// failing provider does not make the node unready).
+    pub external: Vec<ExternalHealth>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExternalHealth {
+    pub provider: String,
+    pub kind: String,
+    /// closed, open or half_open.
+    pub breaker: String,
+    /// While open: seconds until probes go through.
+    pub retry_after_s: Option<u64>,
 }
 
 pub fn do_health(node: &Node) -> HealthView {
@@ -453,5 +466,19 @@ pub fn do_health(node: &Node) -> HealthView {
         reason,
         components: node.supervisor.components(),
         worker_pool_size: node.pool_size.load(std::sync::atomic::Ordering::Relaxed),
+        external: {
+            let now = std::time::Instant::now();
+            (node.external.iter())
+                .map(|p| {
+                    let b = p.breaker(now);
+                    ExternalHealth {
+                        provider: p.spec().name.clone(),
+                        kind: p.spec().kind.as_str().to_owned(),
+                        breaker: b.state.as_str().to_owned(),
+                        retry_after_s: b.retry_after.map(|d| d.as_secs_f64().ceil() as u64),
+                    }
+                })
+                .collect()
+        },
     }
 }

@@ -3,6 +3,8 @@
 //! (timeouts, slots, retries, breaker) is `synod_plugins::external`'s; this
 //! adds Synod's caller, tenant accounting and error mapping.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +64,17 @@ pub struct ProviderView {
     pub max_concurrency: usize,
     pub in_flight: usize,
     pub breaker: BreakerStateView,
+    /// The caller's tenant's use of it today (UTC), as the cluster counts.
+    pub usage: TenantUsageView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantUsageView {
+    pub calls: u64,
+    pub tokens: u64,
+    /// The daily budgets (0: none).
+    pub tenant_daily_calls: u64,
+    pub tenant_daily_tokens: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +122,8 @@ pub fn providers(cfg: &synod_config::Config) -> anyhow::Result<Providers> {
             kind: match p.kind {
                 synod_config::ProviderKind::Openai => ProviderKind::OpenAi,
                 synod_config::ProviderKind::Huggingface => ProviderKind::HuggingFace,
+                synod_config::ProviderKind::Qdrant => ProviderKind::Qdrant,
+                synod_config::ProviderKind::Pinecone => ProviderKind::Pinecone,
             },
             base_url: p.base_url.clone(),
             api_key,
@@ -121,12 +136,14 @@ pub fn providers(cfg: &synod_config::Config) -> anyhow::Result<Providers> {
             breaker,
             idempotency_header: p.idempotency_header.clone(),
             ca_file: p.ca_file.clone(),
+            tenant_daily_calls: p.tenant_daily_calls,
+            tenant_daily_tokens: p.tenant_daily_tokens,
         });
     }
     Providers::new(specs).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn api_error(e: ExternalError) -> ApiError {
+pub(crate) fn api_error(e: ExternalError) -> ApiError {
     let secs = |d: std::time::Duration| d.as_secs_f64().ceil().max(1.0) as u64;
     match e {
         ExternalError::UnknownProvider(_) => ApiError::NotFound(e.to_string()),
@@ -148,12 +165,100 @@ fn api_error(e: ExternalError) -> ApiError {
         }
         ExternalError::Unavailable { .. } => ApiError::Unavailable(e.to_string()),
         ExternalError::Indeterminate { .. } => ApiError::Indeterminate(e.to_string()),
+        ExternalError::BudgetSpent { retry_after, .. } => {
+            ApiError::RateLimited { message: e.to_string(), retry_after_s: secs(retry_after) }
+        }
+    }
+}
+
+/// The node's [`synod_plugins::external::Meter`]: usage is replicated
+/// (`RecordExternalUsage`), so a tenant's budget is the cluster's. A call
+/// is admitted on the usage this node has applied plus its own calls not
+/// yet applied; calls in flight on other nodes at that moment can pass the
+/// budget by as many calls.
+pub struct UsageMeter {
+    raft: synod_raft::RaftNode,
+    pending: Arc<Mutex<Pending>>,
+}
+
+/// (tenant, provider) -> (calls, tokens) recorded here, not yet applied.
+type Pending = HashMap<(String, String), (u64, u64)>;
+
+impl UsageMeter {
+    pub fn new(raft: synod_raft::RaftNode) -> UsageMeter {
+        UsageMeter { raft, pending: Default::default() }
+    }
+}
+
+const DAY_MS: u64 = 86_400_000;
+
+impl synod_plugins::external::Meter for UsageMeter {
+    fn admit(&self, tenant: &str, spec: &ProviderSpec) -> std::result::Result<(), ExternalError> {
+        if spec.tenant_daily_calls == 0 && spec.tenant_daily_tokens == 0 {
+            return Ok(());
+        }
+        let now = self.raft.cluster_now_ms();
+        let used = self.raft.store.external_usage(tenant, &spec.name, now).map_err(|e| ExternalError::Unavailable {
+            provider: spec.name.clone(),
+            message: format!("reading the tenant's usage: {e}"),
+            retry_after: None,
+        })?;
+        let (calls, tokens) = {
+            let pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (c, t) = pending.get(&(tenant.to_owned(), spec.name.clone())).copied().unwrap_or((0, 0));
+            (used.calls + c, used.tokens + t)
+        };
+        let spent = |used: u64, budget: u64, what: &str| {
+            (budget > 0 && used >= budget).then(|| format!("{used} of {budget} {what}"))
+        };
+        let what = spent(calls, spec.tenant_daily_calls, "calls (tenant_daily_calls)")
+            .or_else(|| spent(tokens, spec.tenant_daily_tokens, "tokens (tenant_daily_tokens)"));
+        match what {
+            None => Ok(()),
+            Some(what) => Err(ExternalError::BudgetSpent {
+                provider: spec.name.clone(),
+                tenant: tenant.to_owned(),
+                what,
+                retry_after: std::time::Duration::from_millis(DAY_MS - now % DAY_MS),
+            }),
+        }
+    }
+
+    fn record(&self, tenant: &str, spec: &ProviderSpec, tokens: u64) {
+        let key = (tenant.to_owned(), spec.name.clone());
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let e = pending.entry(key.clone()).or_default();
+            e.0 += 1;
+            e.1 += tokens;
+        }
+        let kind = synod_store::pb::command::Kind::RecordExternalUsage(synod_store::pb::RecordExternalUsage {
+            tenant: key.0.clone(),
+            provider: key.1.clone(),
+            calls: 1,
+            tokens,
+        });
+        let (raft, pending) = (self.raft.clone(), self.pending.clone());
+        // Off the caller's path; the pending count stands in until applied.
+        tokio::spawn(async move {
+            if let Err(e) = raft.write(&super::command(kind)).await {
+                tracing::warn!(tenant = %key.0, provider = %key.1, error = %e, "external usage not recorded");
+            }
+            let mut p = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(e) = p.get_mut(&key) {
+                e.0 = e.0.saturating_sub(1);
+                e.1 = e.1.saturating_sub(tokens);
+                if *e == (0, 0) {
+                    p.remove(&key);
+                }
+            }
+        });
     }
 }
 
 /// Calls a provider for the caller's tenant.
 pub async fn do_external_ai(ctx: &AuthContext, node: &Node, req: ExternalAiRequest) -> Result<ExternalAiResponse> {
-    let provider = node.external.get(&req.provider).map_err(api_error)?;
+    node.external.get(&req.provider).map_err(api_error)?;
     let operation = Operation::parse(&req.operation).map_err(api_error)?;
     if req.model.is_empty() || req.model.len() > 256 {
         return Err(ApiError::InvalidArgument("model must be 1 to 256 bytes".into()));
@@ -168,7 +273,7 @@ pub async fn do_external_ai(ctx: &AuthContext, node: &Node, req: ExternalAiReque
         parameters: req.parameters,
         idempotency_key: req.idempotency_key,
     };
-    let result = provider.call(&call).await;
+    let result = node.external.call(&ctx.tenant, &req.provider, &call).await;
     crate::metrics::external_tenant_call(&ctx.tenant, &req.provider, &result);
     let r = result.map_err(api_error)?;
     Ok(ExternalAiResponse {
@@ -187,15 +292,16 @@ pub async fn do_external_ai(ctx: &AuthContext, node: &Node, req: ExternalAiReque
 }
 
 /// The configured providers and their breakers.
-pub fn do_list_providers(_ctx: &AuthContext, node: &Node) -> Result<Vec<ProviderView>> {
+pub fn do_list_providers(ctx: &AuthContext, node: &Node) -> Result<Vec<ProviderView>> {
     let now = Instant::now();
-    Ok(node
-        .external
+    let today = node.raft.cluster_now_ms();
+    node.external
         .iter()
         .map(|p| {
             let s = p.spec();
             let b = p.breaker(now);
-            ProviderView {
+            let used = node.raft.store.external_usage(&ctx.tenant, &s.name, today)?;
+            Ok(ProviderView {
                 name: s.name.clone(),
                 kind: s.kind.as_str().to_owned(),
                 base_url: s.base_url.clone(),
@@ -210,7 +316,13 @@ pub fn do_list_providers(_ctx: &AuthContext, node: &Node) -> Result<Vec<Provider
                     opened: b.opened,
                     retry_after_s: b.retry_after.map(|d| d.as_secs_f64().ceil() as u64),
                 },
-            }
+                usage: TenantUsageView {
+                    calls: used.calls,
+                    tokens: used.tokens,
+                    tenant_daily_calls: s.tenant_daily_calls,
+                    tenant_daily_tokens: s.tenant_daily_tokens,
+                },
+            })
         })
-        .collect())
+        .collect()
 }

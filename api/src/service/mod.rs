@@ -13,6 +13,7 @@ use synod_store::pb::{self, command::Kind, command_result::Outcome};
 use crate::error::{ApiError, Result};
 
 pub mod authn;
+pub mod backends;
 pub mod cluster;
 pub mod embeddings;
 pub mod external;
@@ -52,8 +53,10 @@ pub struct Node {
     pub search_slots: Arc<tokio::sync::Semaphore>,
     /// Open watch streams per tenant.
     pub watch_slots: crate::service::tasks::WatchSlots,
-    /// The external AI providers (`external.providers`); none until set.
+    /// The external providers (`external.providers`); none until set.
     pub external: Arc<synod_plugins::external::Providers>,
+    /// The wire formats of the vector databases collections live in.
+    pub backends: crate::service::backends::Wires,
 }
 
 pub type SharedNode = Arc<Node>;
@@ -152,6 +155,7 @@ impl Node {
             search_slots: Arc::new(tokio::sync::Semaphore::new(searches)),
             watch_slots: Default::default(),
             external: Default::default(),
+            backends: Default::default(),
         }
     }
 

@@ -4,9 +4,10 @@
 //! checks the caller, the limits and the shapes, turns text into vectors
 //! with the collection's vectorizer, and then calls a [`VectorStore`]. The
 //! built-in one, [`Builtin`], replicates through Raft and searches this
-//! node's HNSW index; an adapter for Pinecone, Milvus or Qdrant implements
-//! the same trait over its own wire protocol (a tenant maps to a namespace
-//! or a collection prefix there), and no caller changes.
+//! node's index; [`crate::service::backends::External`] implements the
+//! same trait for a collection whose points live in Qdrant or Pinecone
+//! (each collection is its own collection or namespace there), and no
+//! caller changes.
 
 use std::sync::Arc;
 
@@ -64,6 +65,10 @@ pub struct CollectionSpec {
     pub ef: u32,
     /// A task type that turns `{"text"}` into `{"vector"}`.
     pub vectorizer: Option<String>,
+    /// HNSW or flat (exact) search, for built-in collections.
+    pub index: pb::IndexKind,
+    /// The external database its points live in, if any.
+    pub backend: Option<pb::Backend>,
 }
 
 /// A collection as a backend reports it.
@@ -152,6 +157,8 @@ fn info(c: pb::CollectionRecord) -> CollectionInfo {
             ef_construction: h.ef_construction,
             ef: h.ef,
             vectorizer: Some(c.vectorizer).filter(|v| !v.is_empty()),
+            index: pb::IndexKind::try_from(c.index).unwrap_or(pb::IndexKind::Hnsw),
+            backend: c.backend,
         },
         points: c.points,
         created_at_ms: c.created_at_ms,
@@ -216,6 +223,8 @@ impl VectorStore for Builtin<'_> {
             metric: spec.metric as i32,
             hnsw: Some(pb::HnswParams { m: spec.m, ef_construction: spec.ef_construction, ef: spec.ef }),
             vectorizer: spec.vectorizer.unwrap_or_default(),
+            index: spec.index as i32,
+            backend: spec.backend,
             ..Default::default()
         };
         info_of(self.node.propose(Kind::CreateCollection(pb::CreateCollection { collection: Some(rec) })).await?.0)

@@ -2,15 +2,18 @@
 //! upsert, get and delete points; search one query or a batch. Collections
 //! belong to the caller's tenant. This layer checks the caller, the limits
 //! and the shapes, embeds text with the collection's vectorizer, and hands
-//! the rest to a [`VectorStore`] (the built-in one: Raft and HNSW).
+//! the rest to the collection's [`VectorStore`]: the built-in one (Raft and
+//! HNSW or flat search), or [`External`] for a collection whose points live
+//! in Qdrant or Pinecone.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use synod_store::pb::Metric;
+use synod_store::pb::{IndexKind, Metric};
 use synod_store::vector_search::Filter;
 
 use crate::auth::AuthContext;
 use crate::error::{ApiError, Result};
+use crate::service::backends::{External, new_backend};
 use crate::service::vector_store::{
     Builtin, CollectionInfo, CollectionSpec, Match, PointId, PointRecord, VectorQuery, VectorStore,
 };
@@ -33,6 +36,35 @@ pub struct CollectionRequest {
     #[serde(default)]
     pub hnsw: HnswRequest,
     pub vectorizer: Option<String>,
+    /// hnsw (default) or flat: exact search over every point.
+    pub index: Option<String>,
+    /// An external database for the points instead of this cluster.
+    pub backend: Option<BackendRequest>,
+}
+
+/// `"backend"` of a new collection: a provider of `external.providers`
+/// of kind qdrant or pinecone, named, or found by its kind and
+/// URL. Synod calls only the databases its configuration names, with the
+/// key its configuration gives: a tenant cannot point a node at a URL or
+/// at an environment variable of its choosing.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendRequest {
+    pub provider: Option<String>,
+    /// qdrant or pinecone.
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    /// When given, must be the variable the provider's configuration names.
+    pub api_key_env: Option<String>,
+}
+
+/// Where a collection's points live, when not in the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackendView {
+    pub provider: String,
+    pub kind: String,
+    /// The backend's own name for the collection.
+    pub remote_name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,13 +74,65 @@ pub struct CollectionView {
     pub metric: String,
     pub hnsw: HnswRequest,
     pub vectorizer: Option<String>,
+    /// hnsw or flat.
+    pub index: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendView>,
     pub points: u64,
     pub created_at_ms: u64,
 }
 
-/// The vector store this node serves from.
-fn store(node: &Node) -> impl VectorStore + '_ {
-    Builtin { node }
+/// The store of a collection: where its points live.
+fn store_of<'a>(node: &'a Node, coll: &CollectionInfo) -> Result<Box<dyn VectorStore + 'a>> {
+    Ok(match &coll.spec.backend {
+        None => Box::new(Builtin { node }),
+        Some(b) => Box::new(External::new(node, b, coll.spec.metric)?),
+    })
+}
+
+/// The provider a collection's `"backend"` names (see [`BackendRequest`]).
+fn backend_provider(node: &Node, b: &BackendRequest) -> Result<String> {
+    let providers = &node.cfg.external.providers;
+    let name = match (&b.provider, &b.kind, &b.url) {
+        (Some(p), _, _) => p.clone(),
+        (None, Some(kind), Some(url)) => {
+            let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+            providers
+                .iter()
+                .find(|(_, p)| {
+                    serde_json::to_value(p.kind).ok().and_then(|k| k.as_str().map(|k| k == kind)).unwrap_or(false)
+                        && same(&p.base_url, url)
+                })
+                .map(|(n, _)| n.clone())
+                .ok_or_else(|| {
+                    ApiError::InvalidArgument(format!(
+                        "no provider of kind {kind} at {url} is configured (external.providers): Synod calls only \
+                         the databases an operator declared"
+                    ))
+                })?
+        }
+        _ => {
+            return Err(ApiError::InvalidArgument(
+                "backend: name a \"provider\", or give its \"kind\" and \"url\"".into(),
+            ));
+        }
+    };
+    let Some(cfg) = providers.get(&name) else {
+        return Err(ApiError::InvalidArgument(format!("backend: no provider named {name:?} (external.providers)")));
+    };
+    if let Some(kind) = &b.kind
+        && serde_json::to_value(cfg.kind).ok().and_then(|k| k.as_str().map(|k| k != kind)).unwrap_or(true)
+    {
+        return Err(ApiError::InvalidArgument(format!("backend: provider {name} is not of kind {kind}")));
+    }
+    if let Some(var) = &b.api_key_env
+        && cfg.api_key_env.as_deref() != Some(var.as_str())
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "backend: provider {name} takes its key from its own configuration, not from {var}"
+        )));
+    }
+    Ok(name)
 }
 
 fn metric_name(m: Metric) -> &'static str {
@@ -63,6 +147,12 @@ fn metric_name(m: Metric) -> &'static str {
 fn collection_view(c: CollectionInfo) -> CollectionView {
     CollectionView {
         metric: metric_name(c.spec.metric).to_string(),
+        index: match c.spec.index {
+            IndexKind::Flat => "flat",
+            IndexKind::Hnsw | IndexKind::Unspecified => "hnsw",
+        }
+        .to_string(),
+        backend: c.spec.backend.map(|b| BackendView { provider: b.provider, kind: b.kind, remote_name: b.remote_name }),
         name: c.spec.name,
         dimension: c.spec.dimension,
         hnsw: HnswRequest { m: Some(c.spec.m), ef_construction: Some(c.spec.ef_construction), ef: Some(c.spec.ef) },
@@ -108,6 +198,18 @@ pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: Collectio
     if let Some(v) = &req.vectorizer {
         check_vectorizer(node, v, req.dimension)?;
     }
+    let index = match req.index.as_deref() {
+        None | Some("hnsw") => IndexKind::Hnsw,
+        Some("flat") => IndexKind::Flat,
+        Some(other) => return Err(ApiError::InvalidArgument(format!("unknown index {other:?} (hnsw or flat)"))),
+    };
+    let backend = match &req.backend {
+        None => None,
+        Some(_) if req.index.is_some() => {
+            return Err(ApiError::InvalidArgument("index applies to built-in collections, not with a backend".into()));
+        }
+        Some(b) => Some(new_backend(node, &backend_provider(node, b)?, &ctx.tenant, &req.name)?),
+    };
     let spec = CollectionSpec {
         name: req.name,
         dimension: req.dimension,
@@ -116,23 +218,55 @@ pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: Collectio
         ef_construction,
         ef,
         vectorizer: req.vectorizer,
+        index,
+        backend: backend.clone(),
     };
-    Ok(collection_view(store(node).create_collection(&ctx.tenant, spec).await?))
+    let what = format!("{} in {}", spec.name, ctx.tenant);
+    let created = match &backend {
+        None => Builtin { node }.create_collection(&ctx.tenant, spec).await?,
+        Some(b) => {
+            let created = External::new(node, b, metric)?.create_collection(&ctx.tenant, spec).await?;
+            crate::service::authn::audit(
+                "collection_created",
+                &ctx.subject,
+                &format!("{what} on {} ({}: {})", b.provider, b.kind, b.remote_name),
+            );
+            created
+        }
+    };
+    Ok(collection_view(created))
 }
 
+/// The collection's definition read at `read`; one in a backend has its
+/// point count from there.
 async fn load(ctx: &AuthContext, node: &Node, name: &str, read: Consistency) -> Result<CollectionInfo> {
-    store(node)
+    let info = Builtin { node }
+        .get_collection(&ctx.tenant, name, read)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("collection {name} not found")))?;
+    match &info.spec.backend {
+        None => Ok(info),
+        Some(_) => store_of(node, &info)?
+            .get_collection(&ctx.tenant, name, read)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("collection {name} not found"))),
+    }
+}
+
+/// The definition only, without asking a backend for its count.
+async fn definition(ctx: &AuthContext, node: &Node, name: &str, read: Consistency) -> Result<CollectionInfo> {
+    Builtin { node }
         .get_collection(&ctx.tenant, name, read)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("collection {name} not found")))
 }
 
-/// As [`load`], but a collection this node has not applied yet (created
-/// through another node a moment ago) is waited for: writes never fail on
-/// a lagging node's view.
-async fn load_fresh(ctx: &AuthContext, node: &Node, name: &str) -> Result<CollectionInfo> {
-    match load(ctx, node, name, Consistency::Local).await {
-        Err(ApiError::NotFound(_)) => load(ctx, node, name, Consistency::Linearizable).await,
+/// As [`definition`], but a collection this node has not applied yet
+/// (created through another node a moment ago) is waited for: writes never
+/// fail on a lagging node's view.
+async fn definition_fresh(ctx: &AuthContext, node: &Node, name: &str) -> Result<CollectionInfo> {
+    match definition(ctx, node, name, Consistency::Local).await {
+        Err(ApiError::NotFound(_)) => definition(ctx, node, name, Consistency::Linearizable).await,
         other => other,
     }
 }
@@ -141,12 +275,29 @@ pub async fn do_get_collection(ctx: &AuthContext, node: &Node, name: &str) -> Re
     Ok(collection_view(load(ctx, node, name, Consistency::Local).await?))
 }
 
+/// Every collection of the tenant; one in a backend that cannot be reached
+/// now is listed with 0 points rather than failing the list.
 pub async fn do_list_collections(ctx: &AuthContext, node: &Node) -> Result<Vec<CollectionView>> {
-    Ok(store(node).list_collections(&ctx.tenant).await?.into_iter().map(collection_view).collect())
+    let all = Builtin { node }.list_collections(&ctx.tenant).await?;
+    let counted = all.into_iter().map(|c| async move {
+        if c.spec.backend.is_none() {
+            return c;
+        }
+        let name = c.spec.name.clone();
+        match store_of(node, &c) {
+            Ok(s) => match s.get_collection(&ctx.tenant, &name, Consistency::Local).await {
+                Ok(Some(counted)) => counted,
+                _ => c,
+            },
+            Err(_) => c,
+        }
+    });
+    Ok(futures::future::join_all(counted).await.into_iter().map(collection_view).collect())
 }
 
 pub async fn do_delete_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<()> {
-    store(node).delete_collection(&ctx.tenant, name).await?;
+    let coll = definition(ctx, node, name, Consistency::Linearizable).await?;
+    store_of(node, &coll)?.delete_collection(&ctx.tenant, name).await?;
     crate::service::authn::audit("collection_deleted", &ctx.subject, &format!("{name} in {}", ctx.tenant));
     Ok(())
 }
@@ -197,7 +348,7 @@ pub async fn do_upsert_points(
     name: &str,
     req: UpsertRequest,
 ) -> Result<CollectionView> {
-    let coll = load_fresh(ctx, node, name).await?;
+    let coll = definition_fresh(ctx, node, name).await?;
     let max = node.cfg.vector_db.max_batch;
     if req.points.is_empty() || req.points.len() > max {
         return Err(ApiError::InvalidArgument(format!(
@@ -231,7 +382,7 @@ pub async fn do_upsert_points(
         }
         points.push(PointRecord { id, vector, text: p.text, metadata });
     }
-    Ok(collection_view(store(node).upsert_points(&ctx.tenant, name, points).await?))
+    Ok(collection_view(store_of(node, &coll)?.upsert_points(&ctx.tenant, name, points).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,7 +406,8 @@ pub async fn do_delete_points(
     }
     let ids = req.ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
     let n = ids.len();
-    let view = collection_view(store(node).delete_points(&ctx.tenant, name, ids).await?);
+    let coll = definition_fresh(ctx, node, name).await?;
+    let view = collection_view(store_of(node, &coll)?.delete_points(&ctx.tenant, name, ids).await?);
     crate::service::authn::audit("points_deleted", &ctx.subject, &format!("{n} ids from {name} in {}", ctx.tenant));
     Ok(view)
 }
@@ -325,8 +477,8 @@ fn point_body(p: PointRecord) -> PointBody {
 }
 
 pub async fn do_get_point(ctx: &AuthContext, node: &Node, name: &str, id: &str) -> Result<PointBody> {
-    let s = store(node);
-    load(ctx, node, name, Consistency::Local).await?;
+    let coll = definition(ctx, node, name, Consistency::Local).await?;
+    let s = store_of(node, &coll)?;
     // A path id that parses as an integer names the numeric id first.
     let found = match id.parse::<u64>() {
         Ok(n) => s.get_point(&ctx.tenant, name, &PointId::Num(n)).await?,
@@ -450,11 +602,11 @@ fn consistency(node: &Node, asked: Option<&str>) -> Result<Consistency> {
 
 pub async fn do_search(ctx: &AuthContext, node: &Node, req: SearchRequest) -> Result<SearchResponse> {
     let read = consistency(node, req.consistency.as_deref())?;
-    let coll = load(ctx, node, &req.collection, read).await?;
+    let coll = definition(ctx, node, &req.collection, read).await?;
     let body = QueryBody { vector: req.vector, text: req.text, top_k: req.top_k, filter: req.filter, ef: req.ef };
     let q = query(ctx, node, &coll, body, "").await?;
     // The barrier ran in `load`; the search reads what this node has now.
-    let mut out = store(node).search(&ctx.tenant, &req.collection, &[q], Consistency::Local).await?;
+    let mut out = store_of(node, &coll)?.search(&ctx.tenant, &req.collection, &[q], Consistency::Local).await?;
     let behind_by = if read == Consistency::Local { out.behind_by } else { 0 };
     let results = out.results.pop().unwrap_or_default().into_iter().map(hit).collect();
     Ok(SearchResponse { results, behind_by })
@@ -477,12 +629,12 @@ pub async fn do_search_batch(ctx: &AuthContext, node: &Node, req: BatchSearchReq
              (vector_db.max_search_hits)"
         )));
     }
-    let coll = load(ctx, node, &req.collection, read).await?;
+    let coll = definition(ctx, node, &req.collection, read).await?;
     let mut queries = Vec::with_capacity(req.queries.len());
     for (i, q) in req.queries.into_iter().enumerate() {
         queries.push(query(ctx, node, &coll, q, &format!("queries[{i}]")).await?);
     }
-    let out = store(node).search(&ctx.tenant, &req.collection, &queries, Consistency::Local).await?;
+    let out = store_of(node, &coll)?.search(&ctx.tenant, &req.collection, &queries, Consistency::Local).await?;
     let behind_by = if read == Consistency::Local { out.behind_by } else { 0 };
     Ok(BatchSearchResponse {
         results: out.results.into_iter().map(|r| r.into_iter().map(hit).collect()).collect(),

@@ -1,6 +1,7 @@
 //! Integration tests of the `synod` binary: real processes on 127.0.0.1.
 
 mod config_check;
+mod fakes;
 mod t10_single_node;
 mod t20_failover;
 mod t30_snapshot_catchup;
@@ -17,4 +18,5 @@ mod t95_models;
 mod t96_wasm_plugins;
 mod t97_subprocess_plugins;
 mod t98_external;
+mod t99_backends;
 mod util;

@@ -171,3 +171,65 @@ async fn a_node_embeds_through_another_synod_as_an_openai_provider_behind_a_brea
     assert_eq!(vectors(&v["output"]["embeddings"]), floats);
     assert_eq!(providers(&t, a).await["breaker"]["state"], "closed");
 }
+
+/// A tenant's daily budget of a provider is counted by the cluster: calls
+/// through either node of A's two-node cluster count, and once spent both
+/// answer 429 with Retry-After until the next day, without calling out.
+/// Control: another tenant still calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_daily_budget_is_counted_by_the_cluster() {
+    let mut t = must_single(&model_args()).await;
+    let (code, key) =
+        call(&t, 0, "POST", "/apikeys", &Auth::Bearer(&t.admin_token), Some(json!({"name": "client"}))).await;
+    assert_eq!(code, 200, "{key}");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("b.key");
+    std::fs::write(&key_file, format!("{}\n", key["key"].as_str().unwrap())).unwrap();
+    let config = dir.path().join("a.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "external:\n  providers:\n    synod-b:\n      kind: openai\n      base_url: http://{}/v1\n      \
+             api_key_file: {}\n      tenant_daily_calls: 2\n",
+            t.nodes[0].http,
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let args = ["--config".to_string(), config.display().to_string()];
+    let a1 = t.add_node(None, &args).unwrap();
+    t.wait_ready(a1, READY).await.unwrap();
+    let a2 = t.add_node(Some(a1), &args).unwrap();
+    t.wait_voters(a1, 2, READY).await.unwrap();
+    t.wait_ready(a2, READY).await.unwrap();
+
+    let ai = json!({"provider": "synod-b", "operation": "embeddings", "model": MODEL, "input": "one"});
+    let as_tenant = |i: usize, tenant: &'static str| {
+        let (url, http, ai) = (t.nodes[i].url(), t.http.clone(), ai.clone());
+        async move {
+            let r = http.post(format!("{url}/external/ai")).header("x-synod-tenant", tenant).json(&ai).send().await;
+            let r = r.unwrap();
+            let code = r.status().as_u16();
+            let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            (code, retry, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    assert_eq!(as_tenant(a1, "acme").await.0, 200);
+    assert_eq!(as_tenant(a2, "acme").await.0, 200);
+    t.wait_for("node a1 to count both calls", READY, || async {
+        let r = t.http.get(format!("{}/external/providers", t.nodes[a1].url())).header("x-synod-tenant", "acme");
+        let v: Value = r.send().await.ok()?.json().await.ok()?;
+        (v["providers"][0]["usage"]["calls"] == 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let served = metric(&t, 0, "synod_http_requests_total").await;
+    for i in [a1, a2] {
+        let (code, retry, v) = as_tenant(i, "acme").await;
+        assert_eq!(code, 429, "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("daily budget"), "{v}");
+        assert!((1..=86_400).contains(&retry.expect("Retry-After")), "{retry:?}");
+    }
+    assert_eq!(metric(&t, 0, "synod_http_requests_total").await, served + 1.0, "only the metric read reached B");
+    assert_eq!(as_tenant(a1, "other").await.0, 200, "another tenant has its own budget");
+}

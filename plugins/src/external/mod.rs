@@ -1,5 +1,7 @@
-//! External AI providers: OpenAI-compatible servers and Hugging Face's
-//! Inference API, called through one machinery that every provider shares.
+//! External services: AI providers (OpenAI-compatible servers, Hugging
+//! Face's Inference API) and vector databases that back collections
+//! (Qdrant, Pinecone), called through one machinery that every
+//! provider shares ([`Provider::guarded`]).
 //!
 //! ```text
 //!  call ─► concurrency slot (wait ≤ queue_wait, else Busy)
@@ -39,6 +41,10 @@ pub enum ProviderKind {
     OpenAi,
     /// Hugging Face's Inference API / Inference Endpoints.
     HuggingFace,
+    /// Vector databases, as collection backends (the api crate speaks
+    /// their wire formats through [`Provider::guarded`]).
+    Qdrant,
+    Pinecone,
 }
 
 impl ProviderKind {
@@ -46,7 +52,14 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::HuggingFace => "huggingface",
+            ProviderKind::Qdrant => "qdrant",
+            ProviderKind::Pinecone => "pinecone",
         }
+    }
+
+    /// A vector database rather than an AI provider.
+    pub fn is_vector_store(self) -> bool {
+        matches!(self, ProviderKind::Qdrant | ProviderKind::Pinecone)
     }
 }
 
@@ -116,6 +129,10 @@ pub struct ProviderSpec {
     /// The CAs trusted for `https://`: this PEM file, else the system's
     /// bundle.
     pub ca_file: Option<std::path::PathBuf>,
+    /// What one tenant may use of it per UTC day (0: no limit), enforced
+    /// by the [`Meter`] of [`Providers::call`].
+    pub tenant_daily_calls: u64,
+    pub tenant_daily_tokens: u64,
 }
 
 /// Hand-written so that `{:?}` never prints the key.
@@ -200,6 +217,9 @@ pub enum ExternalError {
     /// out (timeout, connection lost after sending).
     #[error("provider {provider}: outcome unknown: {message}")]
     Indeterminate { provider: String, message: String },
+    /// The tenant has used its day's budget of this provider: nothing sent.
+    #[error("tenant {tenant} has used its daily budget of provider {provider} ({what})")]
+    BudgetSpent { provider: String, tenant: String, what: String, retry_after: Duration },
 }
 
 impl ExternalError {
@@ -213,6 +233,7 @@ impl ExternalError {
             ExternalError::Busy { .. } => "busy",
             ExternalError::Unavailable { .. } => "unavailable",
             ExternalError::Indeterminate { .. } => "indeterminate",
+            ExternalError::BudgetSpent { .. } => "budget_spent",
         }
     }
 }
@@ -226,8 +247,8 @@ pub struct Provider {
 }
 
 /// How one attempt ended.
-enum Attempt {
-    Answer(Value),
+pub enum Attempt<T> {
+    Answer(T),
     /// A failure worth another attempt if the operation allows it:
     /// `retry_safe` when the provider did not carry the request out (it was
     /// never sent, or answered 408/429/503), `unknown` when it may have.
@@ -271,21 +292,91 @@ impl Provider {
         self.spec.max_concurrency.max(1) - self.slots.available_permits()
     }
 
-    /// Makes the call: see the module docs for the path it takes.
+    /// The HTTP client (with this provider's TLS roots) for adapters that
+    /// build their own requests.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Makes an AI call: see the module docs for the path it takes.
     pub async fn call(&self, req: &AiRequest) -> Result<AiResponse, ExternalError> {
+        let (path, body) = match self.spec.kind {
+            ProviderKind::OpenAi => openai::request(req)?,
+            ProviderKind::HuggingFace => huggingface::request(req)?,
+            kind => {
+                return Err(ExternalError::Invalid(format!(
+                    "provider {} is a {} vector database: name it as a collection's backend",
+                    self.spec.name,
+                    kind.as_str()
+                )));
+            }
+        };
+        let base = self.spec.base_url.trim_end_matches('/');
+        let url = if path.is_empty() { base.to_owned() } else { format!("{base}/{path}") };
+        let repeatable = req.operation.idempotent() || self.spec.idempotency_header.is_some();
+        let name = &self.spec.name;
+        let (raw, attempts) = self
+            .guarded(req.operation.as_str(), repeatable, || {
+                let mut rb = self.http.post(&url).json(&body);
+                if let Some(key) = &self.spec.api_key {
+                    rb = rb.bearer_auth(key);
+                }
+                if let (Some(header), Some(key)) = (&self.spec.idempotency_header, req.idempotency_key.as_deref()) {
+                    rb = rb.header(header.as_str(), key);
+                }
+                self.http_attempt(rb)
+            })
+            .await?;
+        let (output, usage) = match self.spec.kind {
+            ProviderKind::HuggingFace => huggingface::response(req, &raw),
+            _ => openai::response(req, &raw),
+        }
+        .map_err(|message| ExternalError::Unavailable {
+            provider: name.clone(),
+            message: format!("its answer has an unexpected shape: {message}"),
+            retry_after: None,
+        })?;
+        crate::metrics::external_tokens(name, usage.total_tokens);
+        Ok(AiResponse {
+            provider: name.clone(),
+            model: req.model.clone(),
+            operation: req.operation.as_str(),
+            output,
+            usage,
+            attempts,
+            raw,
+        })
+    }
+
+    /// Runs `attempt` under this provider's concurrency slots, breaker,
+    /// timeout and retry policy, and counts it in `/metrics` under
+    /// `operation`. A failed attempt is tried again when it is safe to
+    /// (`retry_safe`), or when `repeatable` says repeating the call is
+    /// harmless; otherwise an outcome-unknown failure is Indeterminate.
+    /// Returns the answer and the attempts made.
+    pub async fn guarded<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        repeatable: bool,
+        attempt: F,
+    ) -> Result<(T, u32), ExternalError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
+    {
         let started = Instant::now();
-        let result = self.call_inner(req).await;
-        crate::metrics::external_call(&self.spec.name, req.operation.as_str(), &result, started.elapsed());
+        let result = self.guarded_inner(repeatable, attempt).await;
+        crate::metrics::external_call(&self.spec.name, operation, result.as_ref().err(), started.elapsed());
         crate::metrics::breaker_state(&self.spec.name, self.breaker.view(Instant::now()).state);
         result
     }
 
-    async fn call_inner(&self, req: &AiRequest) -> Result<AiResponse, ExternalError> {
+    async fn guarded_inner<T, F, Fut>(&self, repeatable: bool, mut attempt: F) -> Result<(T, u32), ExternalError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
+    {
         let name = &self.spec.name;
-        let (path, body) = match self.spec.kind {
-            ProviderKind::OpenAi => openai::request(req)?,
-            ProviderKind::HuggingFace => huggingface::request(req)?,
-        };
         let _slot = match tokio::time::timeout(self.spec.queue_wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(slot)) => slot,
             _ => {
@@ -296,9 +387,6 @@ impl Provider {
                 });
             }
         };
-        let base = self.spec.base_url.trim_end_matches('/');
-        let url = if path.is_empty() { base.to_owned() } else { format!("{base}/{path}") };
-        let repeatable = req.operation.idempotent() || self.spec.idempotency_header.is_some();
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -306,33 +394,16 @@ impl Provider {
                 .breaker
                 .admit(Instant::now())
                 .map_err(|r| ExternalError::BreakerOpen { provider: name.clone(), retry_after: r.retry_after })?;
-            let attempt = self.attempt(&url, &body, req.idempotency_key.as_deref()).await;
-            let outcome = match &attempt {
+            let answer = tokio::time::timeout(self.spec.timeout, attempt()).await.unwrap_or_else(|_| {
+                self.failed(format!("no answer within {:?}", self.spec.timeout), false, true, None)
+            });
+            let outcome = match &answer {
                 Attempt::Failed { .. } => Outcome::Failed,
                 Attempt::Answer(_) | Attempt::Final(_) => Outcome::Healthy,
             };
             self.breaker.record(permit, Instant::now(), outcome);
-            match attempt {
-                Attempt::Answer(raw) => {
-                    let (output, usage) = match self.spec.kind {
-                        ProviderKind::OpenAi => openai::response(req, &raw),
-                        ProviderKind::HuggingFace => huggingface::response(req, &raw),
-                    }
-                    .map_err(|message| ExternalError::Unavailable {
-                        provider: name.clone(),
-                        message: format!("its answer has an unexpected shape: {message}"),
-                        retry_after: None,
-                    })?;
-                    return Ok(AiResponse {
-                        provider: name.clone(),
-                        model: req.model.clone(),
-                        operation: req.operation.as_str(),
-                        output,
-                        usage,
-                        attempts,
-                        raw,
-                    });
-                }
+            match answer {
+                Attempt::Answer(v) => return Ok((v, attempts)),
                 Attempt::Final(e) => return Err(e),
                 Attempt::Failed { error, retry_safe, unknown, retry_after } => {
                     if !retry_safe && !repeatable {
@@ -363,24 +434,33 @@ impl Provider {
         exp.mul_f64(rand::random::<f64>())
     }
 
-    async fn attempt(&self, url: &str, body: &Value, idempotency_key: Option<&str>) -> Attempt {
+    /// A failed attempt of this provider: `retry_safe` when the request
+    /// was not carried out, `unknown` when it may have been.
+    pub fn failed<T>(
+        &self,
+        message: String,
+        retry_safe: bool,
+        unknown: bool,
+        retry_after: Option<Duration>,
+    ) -> Attempt<T> {
+        Attempt::Failed {
+            error: ExternalError::Unavailable { provider: self.spec.name.clone(), message, retry_after },
+            retry_safe,
+            unknown,
+            retry_after,
+        }
+    }
+
+    /// Sends one HTTP request and classifies the answer: 2xx with a JSON
+    /// body (an empty body reads as `null`) is an answer, 408/429/503 are
+    /// failures that did nothing, other 5xx failures that may have done
+    /// something, other statuses a refusal no retry fixes.
+    pub async fn http_attempt(&self, rb: reqwest::RequestBuilder) -> Attempt<Value> {
         let name = &self.spec.name;
-        // (message, retry_safe, unknown, retry_after)
-        let failed =
-            |message: String, retry_safe: bool, unknown: bool, retry_after: Option<Duration>| Attempt::Failed {
-                error: ExternalError::Unavailable { provider: name.clone(), message, retry_after },
-                retry_safe,
-                unknown,
-                retry_after,
-            };
-        let mut rb = self.http.post(url).json(body).timeout(self.spec.timeout);
-        if let Some(key) = &self.spec.api_key {
-            rb = rb.bearer_auth(key);
-        }
-        if let (Some(header), Some(key)) = (&self.spec.idempotency_header, idempotency_key) {
-            rb = rb.header(header.as_str(), key);
-        }
-        let resp = match rb.send().await {
+        let failed = |message: String, retry_safe: bool, unknown: bool, retry_after: Option<Duration>| {
+            self.failed(message, retry_safe, unknown, retry_after)
+        };
+        let resp = match rb.timeout(self.spec.timeout).send().await {
             Ok(r) => r,
             // Not connected: nothing went out, whatever the operation.
             Err(e) if e.is_connect() => return failed(format!("cannot connect: {}", chain(&e)), true, false, None),
@@ -404,6 +484,7 @@ impl Provider {
             Err(e) => return failed(format!("the answer was cut off: {}", chain(&e)), false, true, None),
         };
         match status {
+            200..=299 if bytes.iter().all(u8::is_ascii_whitespace) => Attempt::Answer(Value::Null),
             200..=299 => match serde_json::from_slice::<Value>(&bytes) {
                 Ok(v) => Attempt::Answer(v),
                 // It answered 2xx, so it did the work; only its JSON is bad.
@@ -474,16 +555,32 @@ fn snippet(bytes: &[u8]) -> String {
 }
 
 /// The message of a provider's error body (`{"error": {"message"}}` for
-/// OpenAI, `{"error": "..."}` for Hugging Face), else its start.
+/// OpenAI, `{"error": "..."}` for Hugging Face, `{"status": {"error"}}`
+/// for Qdrant, `{"message"}` for Pinecone), else its start.
 fn provider_message(bytes: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<Value>(bytes) else { return snippet(bytes) };
-    v["error"]["message"].as_str().or_else(|| v["error"].as_str()).map_or_else(|| snippet(bytes), str::to_owned)
+    v["error"]["message"]
+        .as_str()
+        .or_else(|| v["error"].as_str())
+        .or_else(|| v["status"]["error"].as_str())
+        .or_else(|| v["message"].as_str())
+        .map_or_else(|| snippet(bytes), str::to_owned)
+}
+
+/// Counts what tenants use of providers and holds them to their budgets
+/// (the node's is replicated, so the budget is the cluster's).
+pub trait Meter: Send + Sync {
+    /// `BudgetSpent` when the tenant has used the provider's daily budget.
+    fn admit(&self, tenant: &str, spec: &ProviderSpec) -> Result<(), ExternalError>;
+    /// Counts one successful call and the tokens the provider reported.
+    fn record(&self, tenant: &str, spec: &ProviderSpec, tokens: u64);
 }
 
 /// The providers of a node, by name.
 #[derive(Default)]
 pub struct Providers {
     by_name: BTreeMap<String, Arc<Provider>>,
+    meter: std::sync::OnceLock<Arc<dyn Meter>>,
 }
 
 impl Providers {
@@ -494,7 +591,26 @@ impl Providers {
             crate::metrics::breaker_state(&name, BreakerState::Closed);
             by_name.insert(name, Arc::new(Provider::new(spec)?));
         }
-        Ok(Providers { by_name })
+        Ok(Providers { by_name, meter: Default::default() })
+    }
+
+    /// Sets the meter calls go through (once; later calls are ignored).
+    pub fn set_meter(&self, meter: Arc<dyn Meter>) {
+        let _ = self.meter.set(meter);
+    }
+
+    /// An AI call of `tenant` through provider `name`, held to the tenant's
+    /// budget and counted.
+    pub async fn call(&self, tenant: &str, name: &str, req: &AiRequest) -> Result<AiResponse, ExternalError> {
+        let provider = self.get(name)?;
+        if let Some(m) = self.meter.get() {
+            m.admit(tenant, provider.spec())?;
+        }
+        let r = provider.call(req).await?;
+        if let Some(m) = self.meter.get() {
+            m.record(tenant, provider.spec(), r.usage.total_tokens);
+        }
+        Ok(r)
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Provider>, ExternalError> {

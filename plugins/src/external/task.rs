@@ -28,7 +28,7 @@ impl ExternalAiPlugin {
         ExternalAiPlugin { providers }
     }
 
-    fn parse(&self, payload: &Value) -> Result<(Arc<super::Provider>, AiRequest), String> {
+    fn parse(&self, payload: &Value) -> Result<(String, AiRequest), String> {
         let obj = payload.as_object().ok_or("the payload must be a JSON object")?;
         if let Some(k) =
             obj.keys().find(|k| !["provider", "operation", "model", "input", "parameters"].contains(&k.as_str()))
@@ -36,7 +36,8 @@ impl ExternalAiPlugin {
             return Err(format!("unknown field {k:?} (provider, operation, model, input, parameters)"));
         }
         let text = |k: &str| obj.get(k).and_then(Value::as_str).ok_or_else(|| format!("{k} must be a string"));
-        let provider = self.providers.get(text("provider")?).map_err(|e| e.to_string())?;
+        let provider = text("provider")?.to_owned();
+        self.providers.get(&provider).map_err(|e| e.to_string())?;
         let operation = Operation::parse(text("operation")?).map_err(|e| e.to_string())?;
         let model = text("model")?.to_owned();
         if model.is_empty() || model.len() > 256 {
@@ -71,7 +72,7 @@ impl Plugin for ExternalAiPlugin {
         let cancel = ctx.cancel.clone();
         let result = handle.block_on(async {
             tokio::select! {
-                r = provider.call(&req) => Some(r),
+                r = self.providers.call(&ctx.tenant, &provider, &req) => Some(r),
                 () = async {
                     while !cancel.is_cancelled() {
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -90,9 +91,10 @@ impl Plugin for ExternalAiPlugin {
                 "attempts": r.attempts,
             })),
             Some(Err(e)) => Err(match e {
-                ExternalError::Unavailable { .. } | ExternalError::BreakerOpen { .. } | ExternalError::Busy { .. } => {
-                    PluginError::failed_retryable(e.to_string())
-                }
+                ExternalError::Unavailable { .. }
+                | ExternalError::BreakerOpen { .. }
+                | ExternalError::Busy { .. }
+                | ExternalError::BudgetSpent { .. } => PluginError::failed_retryable(e.to_string()),
                 ExternalError::Invalid(m) => PluginError::InvalidInput(m),
                 ExternalError::UnknownProvider(_)
                 | ExternalError::Rejected { .. }

@@ -172,6 +172,8 @@ fn spec(fake: &Fake) -> ProviderSpec {
         },
         idempotency_header: None,
         ca_file: None,
+        tenant_daily_calls: 0,
+        tenant_daily_tokens: 0,
     }
 }
 

@@ -319,3 +319,43 @@ fn a_restart_reloads_segment_files_and_never_trusts_a_stale_or_damaged_one() {
     indexed(&store);
     assert_eq!(exact(&store), answers);
 }
+
+/// `"index": "flat"`: every search is exact (equal to brute force, at an
+/// ef that would cost HNSW recall), no graph is built and no segment file
+/// written, and a restart answers the same. Control: the same data in an
+/// HNSW collection with a tiny ef misses some of the true neighbours.
+#[test]
+fn a_flat_collection_answers_exactly_and_builds_no_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Data::random(5_000, 32, 61);
+    let queries = random_vectors(50, 32, 62);
+    let flat = |name: &str| {
+        let Kind::CreateCollection(mut c) = create(name, 32, Metric::Cosine) else { unreachable!() };
+        c.collection.as_mut().unwrap().index = pb::IndexKind::Flat as i32;
+        Kind::CreateCollection(c)
+    };
+    let exact_answers = |store: &Store, name: &str| -> f64 { recall(store, name, Metric::Cosine, &data, &queries, 1) };
+    {
+        let store = open_with(dir.path(), 1_000);
+        must_apply(&store, 1, &[cmd(1, flat("f")), cmd(2, create("h", 32, Metric::Cosine))]);
+        let next = load(&store, "f", &data, 3);
+        load(&store, "h", &data, next);
+        assert!(store.vector_index().wait_idle(Duration::from_secs(600)), "the builder finishes");
+        let stats = store.vector_index().stats();
+        assert_eq!(stats.growing, 5_000, "the flat collection's points stay out of any graph");
+        assert_eq!(stats.segments, 5, "only the HNSW collection has segments");
+        assert_eq!(exact_answers(&store, "f"), 1.0);
+        let control = exact_answers(&store, "h");
+        assert!(control < 1.0, "HNSW at ef 1 is approximate (recall {control})");
+        store.vector_index().persist_now().unwrap();
+        let coll = store.get_collection("acme", "f").unwrap().unwrap();
+        let prefix = format!("{:016x}-", coll.uid);
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("vector-index"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        assert!(!files.is_empty() && files.iter().all(|f| !f.starts_with(&prefix)), "{files:?}");
+    }
+    let store = open_with(dir.path(), 1_000);
+    assert_eq!(exact_answers(&store, "f"), 1.0, "after a restart");
+}
