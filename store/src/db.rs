@@ -65,6 +65,10 @@ pub struct Store {
     /// `stamped_at_ms` of the last command applied (0 before any): the
     /// Raft layer reads it to follow the leader's timeline.
     pub(crate) last_stamp: Arc<std::sync::atomic::AtomicU64>,
+    /// Held for writing while a snapshot install swaps the state (between
+    /// clearing the old and ingesting the new), for reading by every read
+    /// of the state: no read sees the empty state in between.
+    pub(crate) install_gate: Arc<std::sync::RwLock<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -106,6 +110,7 @@ impl Store {
             mirror: Default::default(),
             vectors: crate::vector_index::VectorIndexes::new(opts.vector_index, Some(dir.join("vector-index"))),
             last_stamp: Default::default(),
+            install_gate: Default::default(),
         };
         store.check_format_version()?;
         store.mirror.load(&store.db)?;
@@ -146,7 +151,14 @@ impl Store {
     }
 
     pub fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let _read = (cf != CF_RAFT_LOG).then(|| self.read_gate());
         self.db.get_cf(self.cf(cf), key).map_err(Error::rocks("get"))
+    }
+
+    /// Held by a read of the state machine's data for as long as it reads
+    /// (see `install_gate`).
+    pub(crate) fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.install_gate.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn put(&self, cf: &'static str, key: &[u8], value: &[u8], sync: bool) -> Result<()> {

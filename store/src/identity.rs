@@ -259,6 +259,7 @@ impl Store {
     /// Every record under `prefix` in sm_data, decoded.
     pub(crate) fn scan<M: Message + Default>(&self, prefix: &[u8], what: &'static str) -> Result<Vec<M>> {
         let mut out = Vec::new();
+        let _read = self.read_gate();
         for item in self.db.iterator_cf_opt(
             self.cf(CF_SM_DATA),
             bounded(prefix),
@@ -297,6 +298,7 @@ impl Store {
 
     /// Whether any user exists.
     pub fn has_users(&self) -> Result<bool> {
+        let _read = self.read_gate();
         let mut it = self.db.iterator_cf_opt(
             self.cf(CF_SM_DATA),
             bounded(PREFIX_USER),

@@ -157,6 +157,7 @@ impl Store {
     /// Every registry record, ordered by node id.
     pub fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
         let mut out = Vec::new();
+        let _read = self.read_gate();
         let it = self.db.iterator_cf_opt(
             self.cf(CF_SM_DATA),
             crate::db::bounded(PREFIX_NODE),

@@ -11,7 +11,9 @@
 //! Installing verifies the whole file first, then streams its records into
 //! SST files beside the database (memory does not grow with the snapshot),
 //! then swaps them in: a marker naming the file, the old state deleted, the
-//! files ingested, the meta records written and the marker removed. A crash
+//! files ingested, the meta records written and the marker removed. Reads
+//! of the state wait out the swap (`Store::install_gate`): none sees the
+//! empty state between the delete and the ingest. A crash
 //! after the marker leaves it set, and the node installs the same file
 //! again at its next start ([`Store::interrupted_install`]) before it
 //! applies anything.
@@ -121,7 +123,10 @@ impl Store {
     /// Writes a snapshot of the state machine to `path` (fsynced) and
     /// returns what it covers.
     pub fn build_snapshot(&self, path: &Path) -> Result<SnapshotInfo> {
-        let snap = self.db.snapshot();
+        let snap = {
+            let _read = self.read_gate();
+            self.db.snapshot()
+        };
         let mut info = SnapshotInfo::default();
         let file = File::create(path).map_err(Error::io("create snapshot", path))?;
         let mut w = HashWriter { inner: BufWriter::new(file), hash: Fnv::new(), bytes: 0 };
@@ -207,6 +212,8 @@ impl Store {
         drop(staging);
 
         let meta = self.cf(CF_SM_META);
+        // From the clear to the new state's meta records, no read runs.
+        let swapping = self.install_gate.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut mark = WriteBatch::default();
         mark.put_cf(meta, KEY_INSTALLING, path.to_string_lossy().as_bytes());
         self.write(mark, true)?;
@@ -217,9 +224,14 @@ impl Store {
             clear.delete_cf(meta, key);
         }
         self.write(clear, true)?;
-        if stop == InstallStep::Cleared {
-            return Ok(info);
+        #[cfg(test)]
+        match stop {
+            InstallStep::Cleared => return Ok(info),
+            InstallStep::PauseAfterClear(pause) => pause(self),
+            InstallStep::Done => {}
         }
+        #[cfg(not(test))]
+        let InstallStep::Done = stop;
         let mut ingest = rocksdb::IngestExternalFileOptions::default();
         ingest.set_move_files(true);
         for (tag, cf) in [(TAG_DATA, CF_SM_DATA), (TAG_BLOB, CF_BLOBS)] {
@@ -236,6 +248,7 @@ impl Store {
         }
         done.delete_cf(meta, KEY_INSTALLING);
         self.write(done, true)?;
+        drop(swapping);
         let _ = std::fs::remove_dir_all(&dir);
         self.mirror.load(&self.db)?;
         self.load_vector_index()?;
@@ -252,7 +265,10 @@ impl Store {
     /// read from one RocksDB snapshot, so the pair is consistent while
     /// entries are being applied.
     pub fn state_digest_applied(&self) -> Result<(Option<Vec<u8>>, u64)> {
-        let snap = self.db.snapshot();
+        let snap = {
+            let _read = self.read_gate();
+            self.db.snapshot()
+        };
         let applied = snap.get_cf(self.cf(CF_SM_META), KEY_APPLIED).map_err(Error::rocks("digest applied"))?;
         let mut h = Fnv::new();
         for cf in [CF_SM_DATA, CF_BLOBS] {
@@ -275,10 +291,14 @@ type Record = (u8, Vec<u8>, Vec<u8>);
 
 /// How far [`Store::install_until`] goes: all the way, or (to test the
 /// restart) up to the old state deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 enum InstallStep {
+    #[cfg(test)]
     Cleared,
     Done,
+    /// All the way, calling this between the clear and the ingest.
+    #[cfg(test)]
+    PauseAfterClear(fn(&Store)),
 }
 
 /// Checks a snapshot file whole (magic, format, every record, checksum)
@@ -473,5 +493,47 @@ mod tests {
         assert_eq!(target.state_digest().expect("digest"), digest);
         assert_eq!(target.interrupted_install().expect("marker"), None);
         assert_eq!(target.get(CF_SM_DATA, b"x/old/small/000000/00").expect("get"), None, "the old state is gone");
+    }
+
+    /// No read sees the state between the clear and the ingest of an
+    /// install: a read of a key held before and after waits for the swap
+    /// and finds it. Control: a read past the gate in that window finds
+    /// nothing, so the window is real.
+    #[test]
+    fn a_read_during_an_install_waits_for_the_new_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = open(&dir.path().join("src"));
+        src.put(CF_SM_DATA, b"k", b"new", false).unwrap();
+        let file = dir.path().join("snap");
+        src.build_snapshot(&file).unwrap();
+        let target = open(&dir.path().join("target"));
+        target.put(CF_SM_DATA, b"k", b"old", false).unwrap();
+
+        type Seen = Vec<(&'static str, Option<Vec<u8>>)>;
+        static SEEN: std::sync::Mutex<Seen> = std::sync::Mutex::new(Vec::new());
+        fn pause(store: &Store) {
+            let raw = store.db.get_cf(store.cf(CF_SM_DATA), b"k").unwrap();
+            SEEN.lock().unwrap().push(("past the gate", raw));
+            let reader = store.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(reader.get(CF_SM_DATA, b"k").unwrap()).unwrap());
+            // The reader must still be waiting when the install goes on.
+            match rx.recv_timeout(std::time::Duration::from_millis(300)) {
+                Ok(v) => SEEN.lock().unwrap().push(("answered during the swap", v)),
+                Err(_) => {
+                    std::thread::spawn(move || {
+                        let after = rx.recv().unwrap();
+                        SEEN.lock().unwrap().push(("the reader", after));
+                    });
+                }
+            }
+        }
+        target.install_until(&file, InstallStep::PauseAfterClear(pause)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while SEEN.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let seen = SEEN.lock().unwrap().clone();
+        assert_eq!(seen, [("past the gate", None), ("the reader", Some(b"new".to_vec()))]);
     }
 }

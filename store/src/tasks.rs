@@ -740,6 +740,7 @@ impl Store {
         };
         let mut out = Vec::new();
         let mut scanned = 0;
+        let _read = self.read_gate();
         for item in self.db.iterator_cf_opt(
             self.cf(CF_SM_DATA),
             bounded(&prefix),
@@ -816,6 +817,7 @@ impl Store {
     /// than the retention period.
     pub fn oldest_finished_ms(&self) -> Result<Option<u64>> {
         let mode = IteratorMode::From(PREFIX_FINISHED, Direction::Forward);
+        let _read = self.read_gate();
         match self.db.iterator_cf_opt(self.cf(CF_SM_DATA), bounded(PREFIX_FINISHED), mode).next() {
             None => Ok(None),
             Some(item) => {
@@ -835,6 +837,7 @@ impl Store {
     /// The replicated task counters: (tenant, name, value).
     pub fn task_counters(&self) -> Result<Vec<(String, String, u64)>> {
         let mut out = Vec::new();
+        let _read = self.read_gate();
         for item in self.db.iterator_cf_opt(
             self.cf(CF_SM_DATA),
             bounded(PREFIX_STATS),

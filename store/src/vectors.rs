@@ -221,6 +221,7 @@ impl Store {
     pub fn list_collections(&self, tenant: &str) -> Result<Vec<CollectionRecord>> {
         let prefix = collection_prefix(tenant);
         let mut out = Vec::new();
+        let _read = self.read_gate();
         for item in self.db.iterator_cf_opt(
             self.cf(CF_SM_DATA),
             bounded(&prefix),
@@ -235,20 +236,30 @@ impl Store {
     /// Every tenant's collections. Tenants are found by skipping from one
     /// `t/<tenant>/` prefix to the next, never walking their records.
     pub fn list_all_collections(&self) -> Result<Vec<CollectionRecord>> {
-        let mut out = Vec::new();
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_SM_DATA));
-        let mut seek = b"t/".to_vec();
-        loop {
-            it.seek(&seek);
-            let Some(key) = it.key() else { break };
-            let Some(rest) = key.strip_prefix(b"t/") else { break };
-            let Some(slash) = rest.iter().position(|b| *b == b'/') else { break };
-            let tenant = String::from_utf8_lossy(&rest[..slash]).into_owned();
-            out.extend(self.list_collections(&tenant)?);
-            // Past every key of this tenant: '0' follows '/'.
-            seek = format!("t/{tenant}0").into_bytes();
+        let mut tenants = Vec::new();
+        {
+            // Released before list_collections takes it again: a read
+            // gate is never taken twice by one thread (a waiting install
+            // would block the second and wait for the first).
+            let _read = self.read_gate();
+            let mut it = self.db.raw_iterator_cf(self.cf(CF_SM_DATA));
+            let mut seek = b"t/".to_vec();
+            loop {
+                it.seek(&seek);
+                let Some(key) = it.key() else { break };
+                let Some(rest) = key.strip_prefix(b"t/") else { break };
+                let Some(slash) = rest.iter().position(|b| *b == b'/') else { break };
+                let tenant = String::from_utf8_lossy(&rest[..slash]).into_owned();
+                // Past every key of this tenant: '0' follows '/'.
+                seek = format!("t/{tenant}0").into_bytes();
+                tenants.push(tenant);
+            }
+            it.status().map_err(Error::rocks("scan tenants"))?;
         }
-        it.status().map_err(Error::rocks("scan tenants"))?;
+        let mut out = Vec::new();
+        for tenant in tenants {
+            out.extend(self.list_collections(&tenant)?);
+        }
         Ok(out)
     }
 
@@ -285,6 +296,7 @@ impl Store {
     /// returns false (building an index).
     pub fn for_each_point(&self, coll: &CollectionRecord, mut f: impl FnMut(Point) -> bool) -> Result<()> {
         let prefix = points_prefix(&coll.tenant, coll.uid);
+        let _read = self.read_gate();
         for item in self.db.iterator_cf_opt(
             self.cf(CF_SM_DATA),
             bounded(&prefix),

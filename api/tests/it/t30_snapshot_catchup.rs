@@ -39,12 +39,9 @@ async fn a_node_behind_the_purged_log_catches_up_by_snapshot() {
 
     t.start(lagging).unwrap();
     t.wait_ready(lagging, READY).await.unwrap();
-    // Polled without panicking on a 404: between the clear and the ingest
-    // of an install, a local read sees an empty registry (a known defect,
-    // noted on issue 15's thread for the next session).
     t.wait_for("the lagging node to catch up", READY, || async {
-        let (code, v) = t.get(lagging, &format!("/cluster/nodes/{record}?consistency=local")).await.ok()?;
-        (code == 200 && v["labels"] == seq_labels(last)).then_some(())
+        let v = must_get_record(&t, lagging, record, "local").await;
+        (v["labels"] == seq_labels(last)).then_some(())
     })
     .await
     .unwrap();
@@ -117,12 +114,9 @@ async fn a_damaged_leader_snapshot_is_rebuilt_and_the_lagging_node_catches_up() 
 
     t.start(lagging).unwrap();
     t.wait_ready(lagging, READY).await.unwrap();
-    // Polled without panicking on a 404: between the clear and the ingest
-    // of an install, a local read sees an empty registry (a known defect,
-    // noted on issue 15's thread for the next session).
     t.wait_for("the lagging node to catch up", READY, || async {
-        let (code, v) = t.get(lagging, &format!("/cluster/nodes/{record}?consistency=local")).await.ok()?;
-        (code == 200 && v["labels"] == seq_labels(last)).then_some(())
+        let v = must_get_record(&t, lagging, record, "local").await;
+        (v["labels"] == seq_labels(last)).then_some(())
     })
     .await
     .unwrap();
