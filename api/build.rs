@@ -14,5 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["proto"],
     )?;
     tonic_prost_build::configure().btree_map(".").compile_fds(fds)?;
+    // The subset of Milvus's gRPC API that Milvus-backed collections use
+    // (a client only).
+    let milvus = protox::compile(["milvus/milvus.proto"], ["proto"])?;
+    tonic_prost_build::configure().build_server(false).compile_fds(milvus)?;
     Ok(())
 }

@@ -37,8 +37,10 @@ pub const IGNORED_ENV_VARS: &[&str] = &[
     "SYNOD_API_KEY",
     "SYNOD_PASSWORD",
     "SYNOD_CA_CERT",
-    // Read by the test suites: where `make test` installed the models.
+    // Read by the test suites: where `make test` installed the models and
+    // the milvus-lite server.
     "SYNOD_TEST_MODELS_DIR",
+    "SYNOD_TEST_MILVUS",
 ];
 
 fn yaml_options() -> serde_saphyr::Options {

@@ -577,9 +577,10 @@ pub enum ProviderKind {
     Huggingface,
     /// Vector databases that collections name as their backend
     /// (`"backend": {"provider": ...}`): Qdrant's REST API, a Pinecone
-    /// index's data plane.
+    /// index's data plane, Milvus's gRPC API.
     Qdrant,
     Pinecone,
+    Milvus,
 }
 
 /// `external.providers.<name>:` — one provider. Its API key comes from an
@@ -590,7 +591,8 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
     /// `https://api.openai.com/v1`, `http://127.0.0.1:7700/v1`,
     /// `https://api-inference.huggingface.co`; a Qdrant server
-    /// (`http://host:6333`), a Pinecone index's host.
+    /// (`http://host:6333`), a Pinecone index's host, a Milvus server
+    /// (`http://host:19530`).
     pub base_url: String,
     /// The environment variable that holds the API key.
     pub api_key_env: Option<String>,

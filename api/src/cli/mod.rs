@@ -264,7 +264,7 @@ pub enum VectorCmd {
         #[arg(long)]
         index: Option<String>,
         /// Keep the points in this provider of external.providers (a
-        /// Qdrant or Pinecone database) instead of the cluster.
+        /// Qdrant, Pinecone or Milvus database) instead of the cluster.
         #[arg(long)]
         backend: Option<String>,
     },

@@ -124,6 +124,7 @@ pub fn providers(cfg: &synod_config::Config) -> anyhow::Result<Providers> {
                 synod_config::ProviderKind::Huggingface => ProviderKind::HuggingFace,
                 synod_config::ProviderKind::Qdrant => ProviderKind::Qdrant,
                 synod_config::ProviderKind::Pinecone => ProviderKind::Pinecone,
+                synod_config::ProviderKind::Milvus => ProviderKind::Milvus,
             },
             base_url: p.base_url.clone(),
             api_key,

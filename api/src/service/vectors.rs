@@ -4,7 +4,7 @@
 //! and the shapes, embeds text with the collection's vectorizer, and hands
 //! the rest to the collection's [`VectorStore`]: the built-in one (Raft and
 //! HNSW or flat search), or [`External`] for a collection whose points live
-//! in Qdrant or Pinecone.
+//! in Qdrant, Pinecone or Milvus.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,7 +43,7 @@ pub struct CollectionRequest {
 }
 
 /// `"backend"` of a new collection: a provider of `external.providers`
-/// of kind qdrant or pinecone, named, or found by its kind and
+/// of kind qdrant, pinecone or milvus, named, or found by its kind and
 /// URL. Synod calls only the databases its configuration names, with the
 /// key its configuration gives: a tenant cannot point a node at a URL or
 /// at an environment variable of its choosing.
@@ -51,7 +51,7 @@ pub struct CollectionRequest {
 #[serde(deny_unknown_fields)]
 pub struct BackendRequest {
     pub provider: Option<String>,
-    /// qdrant or pinecone.
+    /// qdrant, pinecone or milvus.
     pub kind: Option<String>,
     pub url: Option<String>,
     /// When given, must be the variable the provider's configuration names.

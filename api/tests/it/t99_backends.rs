@@ -1,5 +1,6 @@
 //! One collection suite, run on every backend a collection can have:
-//! built-in (HNSW and flat), and Qdrant and Pinecone through contract
+//! built-in (HNSW and flat), Milvus on a real server (PyPI's milvus-lite,
+//! which `make test` installs), and Qdrant and Pinecone through contract
 //! fakes of their wire formats (`fakes.rs`). Each run: a three-node cluster, the definition created through
 //! one node and used through the others, points, scores, filters, text
 //! through the collection's vectorizer, get, replace, delete, bad input,
@@ -282,4 +283,75 @@ async fn the_collection_suite_passes_on_pinecone() {
 
 fn pinecone_is_empty(f: &std::sync::Arc<fakes::Fake<fakes::PineconeState>>) -> bool {
     f.state.lock().unwrap().namespaces.values().all(|n| n.is_empty())
+}
+
+/// A milvus-lite server (`SYNOD_TEST_MILVUS`, which `make test` sets to
+/// the one it installs), stopped when dropped.
+struct MilvusLite {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for MilvusLite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn milvus_lite() -> MilvusLite {
+    let bin = std::env::var("SYNOD_TEST_MILVUS")
+        .unwrap_or_else(|_| panic!("SYNOD_TEST_MILVUS is not set: run `make test` (it installs milvus-lite)"));
+    let dir = tempfile::tempdir().unwrap();
+    let port = synod_testkit::free_port().unwrap();
+    let log = std::fs::File::create(dir.path().join("milvus.log")).unwrap();
+    let child = std::process::Command::new(&bin)
+        .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+    let server = MilvusLite { child, port, _dir: dir };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "milvus-lite did not listen on {port} within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collection_suite_passes_on_a_real_milvus_server() {
+    let milvus = milvus_lite().await;
+    let config = format!(
+        "external:\n  providers:\n    mv:\n      kind: milvus\n      base_url: http://127.0.0.1:{}\n      \
+         timeout: 20s\n      max_retries: 1\n      breaker_failure_threshold: 3\n      breaker_cooldown: 60s\n",
+        milvus.port
+    );
+    let (t, _dir) = cluster_with(&config).await;
+    collection_suite(&t, json!({"backend": {"provider": "mv"}})).await;
+    // Created again under the same name: a new Milvus collection, empty.
+    let body = json!({"name": "docs", "dimension": 2, "metric": "cosine", "backend": {"provider": "mv"}});
+    let (code, v) = post(&t, 0, "/collections", body).await;
+    assert_eq!((code, v["points"].as_u64()), (200, Some(0)), "{v}");
+    // Cosine and dot scores come back as Synod's.
+    let pts = json!({"points": [{"id": 1, "vector": [1.0, 0.0]}, {"id": 2, "vector": [1.0, 1.0]}]});
+    assert_eq!(post(&t, 1, "/collections/docs/points", pts).await.0, 200);
+    let v = search(&t, 2, json!({"collection": "docs", "vector": [2.0, 0.0], "top_k": 2})).await;
+    assert_eq!(ids(&v), [json!(1), json!(2)], "{v}");
+    let s: Vec<f64> = v["results"].as_array().unwrap().iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!((s[0] - 1.0).abs() < 1e-3 && (s[1] - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-3, "{s:?}");
+
+    // The server gone: 503, and the breaker opens and fails fast.
+    drop(milvus);
+    let q = json!({"collection": "docs", "vector": [2.0, 0.0]});
+    for _ in 0..2 {
+        let (code, v) = post(&t, 0, "/vector/search", q.clone()).await;
+        assert_eq!(code, 503, "{v}");
+    }
+    let (code, v) = post(&t, 0, "/vector/search", q).await;
+    assert_eq!(code, 503, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("circuit breaker is open"), "{v}");
 }

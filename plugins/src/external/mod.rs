@@ -1,6 +1,6 @@
 //! External services: AI providers (OpenAI-compatible servers, Hugging
 //! Face's Inference API) and vector databases that back collections
-//! (Qdrant, Pinecone), called through one machinery that every
+//! (Qdrant, Pinecone, Milvus), called through one machinery that every
 //! provider shares ([`Provider::guarded`]).
 //!
 //! ```text
@@ -45,6 +45,7 @@ pub enum ProviderKind {
     /// their wire formats through [`Provider::guarded`]).
     Qdrant,
     Pinecone,
+    Milvus,
 }
 
 impl ProviderKind {
@@ -54,12 +55,13 @@ impl ProviderKind {
             ProviderKind::HuggingFace => "huggingface",
             ProviderKind::Qdrant => "qdrant",
             ProviderKind::Pinecone => "pinecone",
+            ProviderKind::Milvus => "milvus",
         }
     }
 
     /// A vector database rather than an AI provider.
     pub fn is_vector_store(self) -> bool {
-        matches!(self, ProviderKind::Qdrant | ProviderKind::Pinecone)
+        matches!(self, ProviderKind::Qdrant | ProviderKind::Pinecone | ProviderKind::Milvus)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Collections whose points live in an external vector database: created
 //! with `"backend": {"provider": ...}`, a provider of `external.providers`
-//! of kind `qdrant` (its REST API) or `pinecone` (an index's data plane).
+//! of kind `qdrant` (its REST API), `pinecone` (an index's data plane) or
+//! `milvus` (its gRPC API).
 //!
 //! Only the collection's definition goes through Raft: its name,
 //! dimension, metric, vectorizer, the provider's name and the backend's
@@ -15,6 +16,7 @@
 //! [`External`] is the [`VectorStore`] of such a collection; underneath,
 //! each database's wire format is a [`Wire`].
 
+mod milvus;
 mod pinecone;
 mod qdrant;
 
@@ -54,7 +56,7 @@ pub(crate) trait Wire: Send + Sync {
 }
 
 /// The wire of each provider this node has used, kept so that connections
-/// (and their state) are reused.
+/// (Milvus's gRPC channel) are reused.
 #[derive(Default)]
 pub struct Wires {
     by_provider: Mutex<HashMap<String, Arc<dyn Wire>>>,
@@ -70,6 +72,7 @@ impl Wires {
         let wire: Arc<dyn Wire> = match p.spec().kind {
             ProviderKind::Qdrant => Arc::new(qdrant::Qdrant::new(p)),
             ProviderKind::Pinecone => Arc::new(pinecone::Pinecone::new(p)),
+            ProviderKind::Milvus => Arc::new(milvus::Milvus::new(p)?),
             other => return Err(not_a_vector_store(provider, other)),
         };
         map.insert(provider.to_owned(), wire.clone());
@@ -79,7 +82,7 @@ impl Wires {
 
 fn not_a_vector_store(provider: &str, kind: ProviderKind) -> ApiError {
     ApiError::InvalidArgument(format!(
-        "provider {provider} is an AI provider ({}), not a vector database (qdrant or pinecone)",
+        "provider {provider} is an AI provider ({}), not a vector database (qdrant, pinecone or milvus)",
         kind.as_str()
     ))
 }
@@ -160,7 +163,8 @@ impl VectorStore for External<'_> {
     fn backend(&self) -> &'static str {
         match self.backend.kind.as_str() {
             "qdrant" => "qdrant",
-            _ => "pinecone",
+            "pinecone" => "pinecone",
+            _ => "milvus",
         }
     }
 
