@@ -144,18 +144,24 @@ fn metric_name(m: Metric) -> &'static str {
     }
 }
 
+/// A collection as clients see it. One in a backend is indexed there: its
+/// `index` is the backend's kind and it has no HNSW parameters of Synod's.
 fn collection_view(c: CollectionInfo) -> CollectionView {
+    let hnsw = match &c.spec.backend {
+        None => HnswRequest { m: Some(c.spec.m), ef_construction: Some(c.spec.ef_construction), ef: Some(c.spec.ef) },
+        Some(_) => HnswRequest::default(),
+    };
     CollectionView {
         metric: metric_name(c.spec.metric).to_string(),
-        index: match c.spec.index {
-            IndexKind::Flat => "flat",
-            IndexKind::Hnsw | IndexKind::Unspecified => "hnsw",
-        }
-        .to_string(),
+        index: match (&c.spec.backend, c.spec.index) {
+            (Some(b), _) => b.kind.clone(),
+            (None, IndexKind::Flat) => "flat".to_string(),
+            (None, IndexKind::Hnsw | IndexKind::Unspecified) => "hnsw".to_string(),
+        },
         backend: c.spec.backend.map(|b| BackendView { provider: b.provider, kind: b.kind, remote_name: b.remote_name }),
         name: c.spec.name,
         dimension: c.spec.dimension,
-        hnsw: HnswRequest { m: Some(c.spec.m), ef_construction: Some(c.spec.ef_construction), ef: Some(c.spec.ef) },
+        hnsw,
         vectorizer: c.spec.vectorizer,
         points: c.points,
         created_at_ms: c.created_at_ms,
@@ -205,8 +211,10 @@ pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: Collectio
     };
     let backend = match &req.backend {
         None => None,
-        Some(_) if req.index.is_some() => {
-            return Err(ApiError::InvalidArgument("index applies to built-in collections, not with a backend".into()));
+        Some(_) if req.index.is_some() || req.hnsw.m.or(req.hnsw.ef_construction).or(req.hnsw.ef).is_some() => {
+            return Err(ApiError::InvalidArgument(
+                "index and hnsw apply to built-in collections; a backend indexes its own".into(),
+            ));
         }
         Some(b) => Some(new_backend(node, &backend_provider(node, b)?, &ctx.tenant, &req.name)?),
     };
@@ -271,8 +279,10 @@ async fn definition_fresh(ctx: &AuthContext, node: &Node, name: &str) -> Result<
     }
 }
 
+/// Read at `vector_db.default_consistency`, as searches are: a point count
+/// through any node includes what was acknowledged through another.
 pub async fn do_get_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<CollectionView> {
-    Ok(collection_view(load(ctx, node, name, Consistency::Local).await?))
+    Ok(collection_view(load(ctx, node, name, consistency(node, None)?).await?))
 }
 
 /// Every collection of the tenant; one in a backend that cannot be reached
@@ -477,7 +487,9 @@ fn point_body(p: PointRecord) -> PointBody {
 }
 
 pub async fn do_get_point(ctx: &AuthContext, node: &Node, name: &str, id: &str) -> Result<PointBody> {
-    let coll = definition(ctx, node, name, Consistency::Local).await?;
+    // At the default consistency, as searches: a point acknowledged
+    // through another node is found.
+    let coll = definition(ctx, node, name, consistency(node, None)?).await?;
     let s = store_of(node, &coll)?;
     // A path id that parses as an integer names the numeric id first.
     let found = match id.parse::<u64>() {

@@ -209,8 +209,12 @@ async fn the_collection_suite_passes_on_qdrant_and_its_breaker_fails_fast() {
         assert_eq!(code, 400, "{v}");
         assert!(v["error"]["message"].as_str().unwrap().contains(why), "{v}");
     }
-    let both = json!({"name": "x", "dimension": 2, "index": "flat", "backend": {"provider": "qd"}});
-    assert_eq!(post(&t, 0, "/collections", both).await.0, 400);
+    for both in [
+        json!({"name": "x", "dimension": 2, "index": "flat", "backend": {"provider": "qd"}}),
+        json!({"name": "x", "dimension": 2, "hnsw": {"ef": 10}, "backend": {"provider": "qd"}}),
+    ] {
+        assert_eq!(post(&t, 0, "/collections", both).await.0, 400);
+    }
     assert!(fakes::qdrant_collections(&qdrant).is_empty(), "refused creations leave nothing behind");
 
     // The breaker: failures open it, then calls fail at once without
@@ -290,7 +294,7 @@ fn pinecone_is_empty(f: &std::sync::Arc<fakes::Fake<fakes::PineconeState>>) -> b
 struct MilvusLite {
     child: std::process::Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for MilvusLite {
@@ -300,31 +304,45 @@ impl Drop for MilvusLite {
     }
 }
 
-async fn milvus_lite() -> MilvusLite {
-    let bin = std::env::var("SYNOD_TEST_MILVUS")
-        .unwrap_or_else(|_| panic!("SYNOD_TEST_MILVUS is not set: run `make test` (it installs milvus-lite)"));
-    let dir = tempfile::tempdir().unwrap();
-    let port = synod_testkit::free_port().unwrap();
-    let log = std::fs::File::create(dir.path().join("milvus.log")).unwrap();
-    let child = std::process::Command::new(&bin)
-        .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--data-dir"])
-        .arg(dir.path().join("data"))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
-    let server = MilvusLite { child, port, _dir: dir };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "milvus-lite did not listen on {port} within 60 s");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+impl MilvusLite {
+    async fn start() -> MilvusLite {
+        let dir = tempfile::tempdir().unwrap();
+        let port = synod_testkit::free_port().unwrap();
+        let child = MilvusLite::spawn(dir.path(), port).await;
+        MilvusLite { child, port, dir }
     }
-    server
+
+    async fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
+        let bin = std::env::var("SYNOD_TEST_MILVUS")
+            .unwrap_or_else(|_| panic!("SYNOD_TEST_MILVUS is not set: run `make test` (it installs milvus-lite)"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("milvus.log")).unwrap();
+        let child = std::process::Command::new(&bin)
+            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--data-dir"])
+            .arg(dir.join("data"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "milvus-lite did not listen on {port} within 60 s");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        child
+    }
+
+    /// Stops it (SIGTERM) and starts it again on the same data.
+    async fn restart(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+        self.child = MilvusLite::spawn(self.dir.path(), self.port).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_collection_suite_passes_on_a_real_milvus_server() {
-    let milvus = milvus_lite().await;
+    let mut milvus = MilvusLite::start().await;
     let config = format!(
         "external:\n  providers:\n    mv:\n      kind: milvus\n      base_url: http://127.0.0.1:{}\n      \
          timeout: 20s\n      max_retries: 1\n      breaker_failure_threshold: 3\n      breaker_cooldown: 60s\n",
@@ -336,6 +354,10 @@ async fn the_collection_suite_passes_on_a_real_milvus_server() {
     let body = json!({"name": "docs", "dimension": 2, "metric": "cosine", "backend": {"provider": "mv"}});
     let (code, v) = post(&t, 0, "/collections", body).await;
     assert_eq!((code, v["points"].as_u64()), (200, Some(0)), "{v}");
+    assert_eq!(
+        (v["index"].as_str(), v["backend"]["kind"].as_str(), &v["hnsw"]["m"]),
+        (Some("milvus"), Some("milvus"), &Value::Null)
+    );
     // Cosine and dot scores come back as Synod's.
     let pts = json!({"points": [{"id": 1, "vector": [1.0, 0.0]}, {"id": 2, "vector": [1.0, 1.0]}]});
     assert_eq!(post(&t, 1, "/collections/docs/points", pts).await.0, 200);
@@ -343,6 +365,12 @@ async fn the_collection_suite_passes_on_a_real_milvus_server() {
     assert_eq!(ids(&v), [json!(1), json!(2)], "{v}");
     let s: Vec<f64> = v["results"].as_array().unwrap().iter().map(|h| h["score"].as_f64().unwrap()).collect();
     assert!((s[0] - 1.0).abs() < 1e-3 && (s[1] - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-3, "{s:?}");
+
+    // A restarted server has the collection on disk, not loaded: Synod
+    // loads it again on the first search that is refused for it.
+    milvus.restart().await;
+    let v = search(&t, 0, json!({"collection": "docs", "vector": [2.0, 0.0], "top_k": 2})).await;
+    assert_eq!(ids(&v), [json!(1), json!(2)], "{v}");
 
     // The server gone: 503, and the breaker opens and fails fast.
     drop(milvus);

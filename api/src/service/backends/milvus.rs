@@ -93,6 +93,15 @@ fn expression(q: &VectorQuery) -> Result<String> {
     Ok(parts.join(" && "))
 }
 
+/// Milvus's codes for a collection not loaded and an index that exists.
+const NOT_LOADED: i32 = 101;
+const INDEX_EXISTS: i32 = 35;
+
+/// Whether `e` is Milvus's refusal with `code` (see [`failure`]).
+fn has_code(e: &ApiError, code: i32) -> bool {
+    e.to_string().contains(&format!("(code {code})"))
+}
+
 /// The Milvus failure of `status`, if it is one.
 fn failure(status: Option<&pb::Status>) -> Option<String> {
     let s = status?;
@@ -206,15 +215,48 @@ impl Milvus {
             use_default_consistency: false,
             ..Default::default()
         };
+        let run = || {
+            self.call(
+                "query",
+                |r: &pb::QueryResults| r.status.as_ref(),
+                |mut c| {
+                    let req = self.request(req.clone());
+                    async move { c.query(req).await }
+                },
+            )
+        };
+        self.loading(name, run).await
+    }
+
+    /// Loads the collection into the server's memory (a restarted server
+    /// has it on disk only; loading a loaded one does nothing).
+    async fn load(&self, name: &str) -> Result<()> {
+        let load = pb::LoadCollectionRequest { collection_name: name.to_owned(), ..Default::default() };
         self.call(
-            "query",
-            |r: &pb::QueryResults| r.status.as_ref(),
+            "collection_load",
+            |r: &pb::Status| Some(r),
             |mut c| {
-                let req = self.request(req.clone());
-                async move { c.query(req).await }
+                let req = self.request(load.clone());
+                async move { c.load_collection(req).await }
             },
         )
         .await
+        .map(drop)
+    }
+
+    /// `run`, and once more after loading the collection if the server
+    /// answered that it is not loaded (it restarted since).
+    async fn loading<R, Fut>(&self, name: &str, run: impl Fn() -> Fut) -> Result<R>
+    where
+        Fut: std::future::Future<Output = Result<R>>,
+    {
+        match run().await {
+            Err(e) if has_code(&e, NOT_LOADED) => {
+                self.load(name).await?;
+                run().await
+            }
+            other => other,
+        }
     }
 }
 
@@ -281,26 +323,24 @@ impl Wire for Milvus {
             index_name: "vector".to_owned(),
             ..Default::default()
         };
-        self.call(
-            "collection_create",
-            |r: &pb::Status| Some(r),
-            |mut c| {
-                let req = self.request(index.clone());
-                async move { c.create_index(req).await }
-            },
-        )
-        .await?;
-        let load = pb::LoadCollectionRequest { collection_name: name.to_owned(), ..Default::default() };
-        self.call(
-            "collection_create",
-            |r: &pb::Status| Some(r),
-            |mut c| {
-                let req = self.request(load.clone());
-                async move { c.load_collection(req).await }
-            },
-        )
-        .await?;
-        Ok(())
+        let indexed = self
+            .call(
+                "collection_create",
+                |r: &pb::Status| Some(r),
+                |mut c| {
+                    let req = self.request(index.clone());
+                    async move { c.create_index(req).await }
+                },
+            )
+            .await;
+        match indexed {
+            // A create tried again after it got this far.
+            Err(e) if has_code(&e, INDEX_EXISTS) => {}
+            other => {
+                other?;
+            }
+        }
+        self.load(name).await
     }
 
     async fn drop_collection(&self, name: &str) -> Result<()> {
@@ -466,8 +506,8 @@ impl Wire for Milvus {
             use_default_consistency: false,
             ..Default::default()
         };
-        let r = self
-            .call(
+        let run = || {
+            self.call(
                 "search",
                 |r: &pb::SearchResults| r.status.as_ref(),
                 |mut c| {
@@ -475,7 +515,8 @@ impl Wire for Milvus {
                     async move { c.search(req).await }
                 },
             )
-            .await?;
+        };
+        let r = self.loading(name, run).await?;
         let Some(data) = r.results else { return Ok(Vec::new()) };
         let ids = match data.ids.and_then(|i| i.id_field) {
             Some(pb::ids::IdField::StrId(s)) => s.data,
