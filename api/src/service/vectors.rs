@@ -248,10 +248,7 @@ pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: Collectio
 /// The collection's definition read at `read`; one in a backend has its
 /// point count from there.
 async fn load(ctx: &AuthContext, node: &Node, name: &str, read: Consistency) -> Result<CollectionInfo> {
-    let info = Builtin { node }
-        .get_collection(&ctx.tenant, name, read)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("collection {name} not found")))?;
+    let info = definition(ctx, node, name, read).await?;
     match &info.spec.backend {
         None => Ok(info),
         Some(_) => store_of(node, &info)?
@@ -262,11 +259,22 @@ async fn load(ctx: &AuthContext, node: &Node, name: &str, read: Consistency) -> 
 }
 
 /// The definition only, without asking a backend for its count.
+///
+/// A collection in a backend is never used from a stale definition: one
+/// read at `local` that names a backend is read again at `leader`, so a
+/// lagging node never calls a backend collection that was dropped and
+/// replaced (the built-in store resolves the name in apply instead).
 async fn definition(ctx: &AuthContext, node: &Node, name: &str, read: Consistency) -> Result<CollectionInfo> {
-    Builtin { node }
-        .get_collection(&ctx.tenant, name, read)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("collection {name} not found")))
+    let get = |read| async move {
+        Builtin { node }
+            .get_collection(&ctx.tenant, name, read)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("collection {name} not found")))
+    };
+    match get(read).await? {
+        info if info.spec.backend.is_some() && read == Consistency::Local => get(Consistency::Leader).await,
+        info => Ok(info),
+    }
 }
 
 /// As [`definition`], but a collection this node has not applied yet
