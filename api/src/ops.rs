@@ -91,6 +91,7 @@ pub const OPERATIONS: &[Operation] = &[
         "probes and load balancers speak HTTP; there is no gRPC health method yet",
     ),
     only("metrics", Metrics, &[("GET", "/metrics")], &[], "Prometheus scrapes its text format over HTTP"),
+    op("metrics_history", Read, &[("GET", "/metrics/history")], &["Cluster.MetricsHistory"]),
     op("login", Public, &[("POST", "/login")], &["Identity.Login"]),
     // Cluster
     op("cluster_status", Read, &[("GET", "/cluster/status")], &["Cluster.Status"]),

@@ -686,6 +686,11 @@ pub struct ObservabilityConfig {
     /// Testing only: crash this process at a storage step, e.g.
     /// `log_append@20` (see `synod_raft::failpoints`). Empty: none.
     pub failpoints: String,
+    /// How often a node samples its metrics into its in-memory history
+    /// (`GET /metrics/history`, the dashboard's charts).
+    pub history_interval: Dur,
+    /// Samples kept (the oldest go first): an hour at the defaults.
+    pub history_samples: usize,
 }
 
 impl Default for ObservabilityConfig {
@@ -696,6 +701,8 @@ impl Default for ObservabilityConfig {
             metrics_enabled: true,
             debug_endpoints: false,
             failpoints: String::new(),
+            history_interval: Dur::from_secs(10),
+            history_samples: 360,
         }
     }
 }

@@ -102,6 +102,9 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             let (v, _) = match cmd {
                 ClusterCmd::Status => c.call(Method::GET, "/cluster/status", None, &[]).await?,
                 ClusterCmd::Digest => c.call(Method::GET, "/debug/digest", None, &[]).await?,
+                ClusterCmd::History { since_ms } => {
+                    c.call(Method::GET, &format!("/metrics/history?since_ms={since_ms}"), None, &[]).await?
+                }
                 ClusterCmd::AddLearner { id, raft_addr, http_addr, grpc_addr } => {
                     let body = serde_json::json!({"id": id, "raft_addr": raft_addr, "http_addr": http_addr, "grpc_addr": grpc_addr});
                     c.call(Method::POST, "/cluster/add-learner", Some(body), &[]).await?

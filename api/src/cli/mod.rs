@@ -493,6 +493,13 @@ pub enum ClusterCmd {
     /// This node's state digest and applied index (GET /debug/digest;
     /// needs observability.debug_endpoints).
     Digest,
+    /// This node's recent metric samples: task rates and latency, queue
+    /// depth per tenant, CPU, memory, Raft indexes (GET /metrics/history).
+    History {
+        /// Only samples taken at or after this time (cluster ms).
+        #[arg(long, default_value_t = 0)]
+        since_ms: u64,
+    },
     /// Add a node as a learner (POST /cluster/add-learner).
     AddLearner {
         id: u64,

@@ -112,6 +112,21 @@ impl Cluster for ClusterGrpc {
         .await
     }
 
+    async fn metrics_history(
+        &self,
+        req: Request<pb::MetricsHistoryRequest>,
+    ) -> Result<Response<pb::MetricsHistoryReply>, Status> {
+        let ctx = authorize(&self.node, &req, "Cluster.MetricsHistory")?;
+        let pb::MetricsHistoryRequest { since_ms } = req.into_inner();
+        timed("MetricsHistory", async {
+            let h = service::history::do_metrics_history(&ctx, &self.node, since_ms)?;
+            let samples_json = serde_json::to_string(&h.samples)
+                .map_err(|e| crate::error::ApiError::Internal(format!("encoding samples: {e}")))?;
+            Ok(pb::MetricsHistoryReply { interval_s: h.interval_s, capacity: h.capacity as u32, samples_json })
+        })
+        .await
+    }
+
     async fn registry(&self, req: Request<pb::RegistryRequest>) -> Result<Response<pb::RegistryResponse>, Status> {
         let ctx = authorize(&self.node, &req, "Cluster.Registry")?;
         let pb::RegistryRequest { consistency } = req.into_inner();

@@ -109,6 +109,7 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("GET", "/health") => get(health),
         ("GET", "/health/ready") => get(ready),
         ("GET", "/metrics") => get(metrics),
+        ("GET", "/metrics/history") => get(metrics_history),
         ("POST", "/login") => post(login),
         ("GET", "/cluster/status") => get(cluster_status),
         ("GET", "/debug/digest") => get(state_digest),
@@ -279,6 +280,17 @@ async fn metrics(
 
 async fn state_digest(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
     Ok(ok(service::cluster::do_state_digest(&ctx, &node)?))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    #[serde(default)]
+    since_ms: u64,
+}
+
+async fn metrics_history(State(node): State<SharedNode>, ctx: AuthContext, Q(q): Q<HistoryQuery>) -> Result<Response> {
+    Ok(ok(service::history::do_metrics_history(&ctx, &node, q.since_ms)?))
 }
 
 async fn cluster_status(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {

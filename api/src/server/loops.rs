@@ -15,6 +15,20 @@ pub(super) async fn plugin_sync_loop(node: SharedNode) {
     }
 }
 
+/// Every node: a metrics sample into the in-memory history, every
+/// `observability.history_interval`.
+pub(super) async fn history_loop(node: SharedNode) {
+    let cfg = &node.cfg.observability;
+    let every = cfg.history_interval.get().max(Duration::from_millis(100));
+    loop {
+        let n = node.clone();
+        let (secs, keep) = (every.as_secs_f64(), cfg.history_samples);
+        // Reads the store and renders the metrics: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || n.history.sample(&n, secs, keep)).await;
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Every node: register, then heartbeat to the leader, which stamps it.
 pub(super) async fn heartbeat_loop(node: SharedNode) {
     let every = node.cfg.cluster.node_heartbeat_interval.get();

@@ -30,7 +30,7 @@ mod loops;
 mod secrets;
 
 use join::{Joiner, resolve_node_id, retry};
-use loops::{heartbeat_loop, leader_loop, plugin_sync_loop};
+use loops::{heartbeat_loop, history_loop, leader_loop, plugin_sync_loop};
 use secrets::{check_exposure, cluster_keys, transport_token};
 pub use secrets::{transport_token_of, trusted_ca};
 
@@ -293,6 +293,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let retention = sup.spawn("retention", move || synod_scheduler::retention::run(n.clone()));
     let n = node.clone();
     let plugin_sync = sup.spawn("plugins", move || plugin_sync_loop(n.clone()));
+    let n = node.clone();
+    let history = sup.spawn("history", move || history_loop(n.clone()));
 
     let router = crate::rest::router(node.clone());
     let http: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match rest_tls {
@@ -365,6 +367,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     autoscaler.abort();
     retention.abort();
     plugin_sync.abort();
+    history.abort();
     key_uses.abort();
     password_file.abort();
     let _ = stop_tx.send(true);

@@ -17,6 +17,7 @@ pub mod backends;
 pub mod cluster;
 pub mod embeddings;
 pub mod external;
+pub mod history;
 mod host;
 pub mod identity;
 pub mod leader_ops;
@@ -57,6 +58,8 @@ pub struct Node {
     pub external: Arc<synod_plugins::external::Providers>,
     /// The wire formats of the vector databases collections live in.
     pub backends: crate::service::backends::Wires,
+    /// The last hour of this node's metric samples, for the dashboard.
+    pub history: crate::service::history::History,
 }
 
 pub type SharedNode = Arc<Node>;
@@ -156,6 +159,7 @@ impl Node {
             watch_slots: Default::default(),
             external: Default::default(),
             backends: Default::default(),
+            history: Default::default(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! One node: the embedded default. Bootstraps alone, answers health and
 //! errors as documented, and keeps writes across SIGTERM and kill -9.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::util::*;
 
@@ -17,7 +17,11 @@ async fn bootstraps_alone_and_is_ready() {
     let (code, r) = t.get(0, "/health/ready").await.unwrap();
     assert_eq!(code, 200, "{r}");
     let names: Vec<&str> = r["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["autoscaler", "heartbeats", "membership", "plugins", "retention", "scheduler", "worker"], "{r}");
+    assert_eq!(
+        names,
+        ["autoscaler", "heartbeats", "history", "membership", "plugins", "retention", "scheduler", "worker"],
+        "{r}"
+    );
     assert!(r["components"].as_array().unwrap().iter().all(|c| c["running"] == true && c["restarts"] == 0), "{r}");
 
     let s = t.status(0).await.unwrap();
@@ -120,4 +124,63 @@ async fn sigterm_exits_zero_and_writes_survive_restarts() {
     t.wait_ready(0, READY).await.unwrap();
     assert_eq!(must_get_record(&t, 0, 1, "linearizable").await["labels"], seq_labels(20));
     assert!(!t.log_text(0).contains("panicked at"));
+}
+
+/// The in-memory metrics history: before any task, samples show none and
+/// rates of 0 (the control); after 20 echo tasks, a sample counts them
+/// submitted and succeeded, with a rate and a latency; the ring keeps at
+/// most `history_samples`; the gRPC twin answers the same samples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_history_samples_tasks_cpu_and_memory() {
+    let args: Vec<String> = ["observability.history_interval=200ms", "observability.history_samples=8"]
+        .iter()
+        .flat_map(|s| ["--set".to_string(), s.to_string()])
+        .collect();
+    let t = must_single(&args).await;
+    let history = || async {
+        let (code, v) = t.get(0, "/metrics/history").await.unwrap();
+        assert_eq!(code, 200, "{v}");
+        v
+    };
+    let first = t
+        .wait_for("two samples", READY, || async {
+            let v = history().await;
+            (v["samples"].as_array()?.len() >= 2).then_some(v)
+        })
+        .await
+        .unwrap();
+    let s = &first["samples"][1];
+    assert_eq!((s["tasks_submitted"].as_u64(), s["submitted_per_s"].as_f64()), (Some(0), Some(0.0)), "{s}");
+    assert!(s["rss_bytes"].as_u64().unwrap() > 1 << 20, "{s}");
+    assert!(s["latency_p50_s"].is_null(), "{s}");
+
+    let tasks: Vec<Value> = (0..20).map(|i| json!({"type": "echo", "payload": {"i": i}})).collect();
+    for task in &tasks {
+        let r = t.http.post(format!("{}/tasks/submit", t.nodes[0].url())).json(task).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let seen = t
+        .wait_for("a sample with the 20 tasks succeeded", READY, || async {
+            let v = history().await;
+            let samples = v["samples"].as_array()?.clone();
+            samples.iter().any(|s| s["tasks_succeeded"].as_u64() == Some(20)).then_some(samples)
+        })
+        .await
+        .unwrap();
+    assert!(seen.len() <= 8, "the ring keeps at most history_samples: {}", seen.len());
+    assert!(seen.iter().any(|s| s["submitted_per_s"].as_f64().unwrap() > 0.0), "{seen:?}");
+    assert!(seen.iter().any(|s| s["succeeded_per_s"].as_f64().unwrap() > 0.0), "{seen:?}");
+    assert!(seen.iter().any(|s| s["latency_p50_s"].as_f64().is_some()), "{seen:?}");
+    let last = seen.last().unwrap();
+    assert!(last["raft_term"].as_u64() >= Some(1) && last["applied_index"].as_u64() > Some(20), "{last}");
+
+    // gRPC: the same samples, as JSON.
+    let mut grpc =
+        synod_api::pb::cluster_client::ClusterClient::with_interceptor(must_channel(&t, 0).await, AdminAuth::of(&t));
+    let since = seen[0]["at_ms"].as_u64().unwrap();
+    let reply =
+        grpc.metrics_history(synod_api::pb::MetricsHistoryRequest { since_ms: since }).await.unwrap().into_inner();
+    let samples: Vec<Value> = serde_json::from_str(&reply.samples_json).unwrap();
+    assert_eq!((reply.capacity, reply.interval_s), (8, 0.2));
+    assert!(!samples.is_empty() && samples.iter().all(|s| s["at_ms"].as_u64().unwrap() >= since));
 }
