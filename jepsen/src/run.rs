@@ -516,6 +516,14 @@ async fn finish_queue(
             }
         }
     }
+    // Node 0 reads its own applied state: first let it apply every submit
+    // acknowledged so far (a retried submit may have gone through another
+    // node a moment ago), or it could call the queue drained while it does
+    // not list that task yet, and the final reads would catch it mid-run.
+    if let Err(e) = wait_converged(c).await {
+        errors.push(e);
+        return;
+    }
     let drained = c
         .wait(Duration::from_secs(180), "every task to finish", |c| async move {
             let tasks = read_tasks(c, 0).await.ok()?;
