@@ -35,12 +35,17 @@ deps:
 	fi
 
 # What the tests need beyond the build: libfaketime, which the chaos
-# suite's clock nemesis preloads into the nodes to skew their clocks; and
-# milvus-lite (Python >= 3.10), the Milvus server t99_backends runs.
+# suite's clock nemesis preloads into the nodes to skew their clocks;
+# Chromium and chromedriver, the real browser the dashboard test drives;
+# and milvus-lite (Python >= 3.10), the Milvus server t99_backends runs.
 test-deps: deps
 	@if ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 && ! ls /usr/lib/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then \
 	  echo "installing libfaketime (the chaos suite's clock nemesis)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime; \
+	fi
+	@if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver (the dashboard's browser test)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 	@if ! $(MILVUS_VENV)/bin/pip freeze 2>/dev/null | grep -qx "milvus-lite==3.2.2" \
 	   || ! $(MILVUS_VENV)/bin/milvus-lite --help >/dev/null 2>&1; then \

@@ -93,6 +93,14 @@ pub const OPERATIONS: &[Operation] = &[
     only("metrics", Metrics, &[("GET", "/metrics")], &[], "Prometheus scrapes its text format over HTTP"),
     op("metrics_history", Read, &[("GET", "/metrics/history")], &["Cluster.MetricsHistory"]),
     op("login", Public, &[("POST", "/login")], &["Identity.Login"]),
+    op("whoami", Read, &[("GET", "/whoami")], &["Identity.WhoAmI"]),
+    only(
+        "dashboard",
+        Public,
+        &[("GET", "/dashboard"), ("GET", "/dashboard/"), ("GET", "/dashboard/{file}")],
+        &[],
+        "a browser UI: static files, no data (the pages call the API with the user's credentials)",
+    ),
     // Cluster
     op("cluster_status", Read, &[("GET", "/cluster/status")], &["Cluster.Status"]),
     op("registry", Read, &[("GET", "/agents/registry"), ("GET", "/cluster/nodes")], &["Cluster.Registry"]),

@@ -441,6 +441,10 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             };
             print(&v);
         }
+        Command::Whoami(WhoamiArgs { target }) => {
+            let (v, _) = Client::of(&target)?.call(Method::GET, "/whoami", None, &[]).await?;
+            print(&v);
+        }
         Command::Embed(EmbedArgs { target, model, texts }) => {
             let body = serde_json::json!({"model": model, "input": texts});
             let (v, _) = Client::of(&target)?.call(Method::POST, "/v1/embeddings", Some(body), &[]).await?;

@@ -53,6 +53,8 @@ pub enum Command {
     Task(TaskArgs),
     /// Log in (POST /login) and keep the token for the other commands.
     Login(LoginArgs),
+    /// Who the credentials in use are: subject, tenant and role (GET /whoami).
+    Whoami(WhoamiArgs),
     /// Development certificates.
     #[command(subcommand)]
     Certs(CertsCmd),
@@ -645,4 +647,10 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<synod_config::Config> {
     }
     cfg.validate()?;
     Ok(cfg)
+}
+
+#[derive(Debug, Args)]
+pub struct WhoamiArgs {
+    #[command(flatten)]
+    pub target: Target,
 }

@@ -55,6 +55,16 @@ impl Identity for IdentityGrpc {
         .await
     }
 
+    async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIReply>, Status> {
+        let ctx = authorize(&self.node, &req, "Identity.WhoAmI")?;
+        let pb::WhoAmIRequest {} = req.into_inner();
+        timed("Identity.WhoAmI", async {
+            let w = identity::do_whoami(&ctx);
+            Ok(pb::WhoAmIReply { subject: w.subject, tenant: w.tenant, role: w.role })
+        })
+        .await
+    }
+
     async fn create_user(&self, req: Request<CreateUserRequest>) -> Result<Response<pb::User>, Status> {
         let ctx = authorize(&self.node, &req, "Identity.CreateUser")?;
         let CreateUserRequest { username, password, tenant, role } = req.into_inner();

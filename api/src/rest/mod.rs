@@ -20,6 +20,7 @@ use crate::service::cluster::JoinRequest;
 use crate::service::tasks;
 use crate::service::{self, Consistency, SharedNode};
 
+mod dashboard;
 mod external;
 
 /// Our JSON extractor: a malformed or oversize body gets our error body.
@@ -111,6 +112,10 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("GET", "/metrics") => get(metrics),
         ("GET", "/metrics/history") => get(metrics_history),
         ("POST", "/login") => post(login),
+        ("GET", "/whoami") => get(whoami),
+        ("GET", "/dashboard") => get(dashboard::redirect),
+        ("GET", "/dashboard/") => get(dashboard::index),
+        ("GET", "/dashboard/{file}") => get(dashboard::file),
         ("GET", "/cluster/status") => get(cluster_status),
         ("GET", "/debug/digest") => get(state_digest),
         ("GET", "/agents/registry" | "/cluster/nodes") => get(registry),
@@ -291,6 +296,10 @@ struct HistoryQuery {
 
 async fn metrics_history(State(node): State<SharedNode>, ctx: AuthContext, Q(q): Q<HistoryQuery>) -> Result<Response> {
     Ok(ok(service::history::do_metrics_history(&ctx, &node, q.since_ms)?))
+}
+
+async fn whoami(ctx: AuthContext) -> Result<Response> {
+    Ok(ok(crate::service::identity::do_whoami(&ctx)))
 }
 
 async fn cluster_status(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {

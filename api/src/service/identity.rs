@@ -29,6 +29,18 @@ pub struct LoginResponse {
     pub expires_in: u64,
 }
 
+/// Who the caller is (`GET /whoami`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub subject: String,
+    pub tenant: String,
+    pub role: String,
+}
+
+pub fn do_whoami(ctx: &AuthContext) -> WhoAmI {
+    WhoAmI { subject: ctx.subject.clone(), tenant: ctx.tenant.clone(), role: ctx.role.as_str().to_owned() }
+}
+
 /// The OAuth2 password grant. `client` (the peer address) is rate-limited
 /// alongside the user name.
 pub async fn do_login(node: &Node, req: LoginRequest, client: &str) -> Result<LoginResponse> {
