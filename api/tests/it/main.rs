@@ -13,6 +13,7 @@ mod t72_cluster_channel;
 mod t74_credentials;
 mod t80_tls;
 mod t85_dashboard;
+mod t86_grafana;
 mod t90_vectors;
 mod t92_bounded_reads;
 mod t95_models;
