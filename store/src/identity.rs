@@ -163,7 +163,8 @@ pub(crate) fn record_login_failure(
     Ok(CommandResult { outcome: Some(Outcome::User(user)) })
 }
 
-const DAY_MS: u64 = 86_400_000;
+/// A UTC day in ms: tenants' external usage is counted per day.
+pub const DAY_MS: u64 = 86_400_000;
 
 /// Adds a call's use to the tenant's usage of the day of `now` (the
 /// entry's leader stamp); the first use of a new day starts it from zero.

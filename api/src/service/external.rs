@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use synod_plugins::external::{AiRequest, ExternalError, Operation, ProviderKind, ProviderSpec, Providers};
+use synod_store::identity::DAY_MS;
 
 use super::Node;
 use crate::auth::AuthContext;
@@ -190,8 +191,6 @@ impl UsageMeter {
         UsageMeter { raft, pending: Default::default() }
     }
 }
-
-const DAY_MS: u64 = 86_400_000;
 
 impl synod_plugins::external::Meter for UsageMeter {
     fn admit(&self, tenant: &str, spec: &ProviderSpec) -> std::result::Result<(), ExternalError> {

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
-use synod_plugins::external::ProviderKind;
+use synod_plugins::external::{Provider, ProviderKind};
 use synod_store::pb::{self, Metric};
 use synod_store::vector_search::Filter;
 
@@ -228,6 +228,39 @@ impl VectorStore for External<'_> {
         }
         Ok(Matches { results, behind_by: 0 })
     }
+}
+
+/// One JSON-over-HTTP call of a REST backend (Qdrant, Pinecone) through
+/// the provider's guarded path. The key goes in `key_header`; `headers`
+/// are sent as they are. Every call Synod makes of these backends is safe
+/// to repeat.
+async fn rest_call(
+    p: &Provider,
+    op: &'static str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    key_header: &'static str,
+    headers: &[(&'static str, &'static str)],
+) -> Result<Value> {
+    let url = format!("{}/{path}", p.spec().base_url.trim_end_matches('/'));
+    let (v, _) = p
+        .guarded(op, true, || {
+            let mut rb = p.http().request(method.clone(), &url);
+            for (k, v) in headers {
+                rb = rb.header(*k, *v);
+            }
+            if let Some(b) = &body {
+                rb = rb.json(b);
+            }
+            if let Some(key) = &p.spec().api_key {
+                rb = rb.header(key_header, key);
+            }
+            p.http_attempt(rb)
+        })
+        .await
+        .map_err(api_error)?;
+    Ok(v)
 }
 
 /// A filter condition a backend cannot express: 400, nothing sent.

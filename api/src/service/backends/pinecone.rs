@@ -20,7 +20,6 @@ use synod_store::pb::Metric;
 
 use super::{Wire, number, scalar_filter, score, unexpected, vector_of};
 use crate::error::{ApiError, Result};
-use crate::service::external::api_error;
 use crate::service::vector_store::{Match, PointId, PointRecord, VectorQuery};
 
 const NAME: &str = "pinecone";
@@ -100,24 +99,9 @@ impl Pinecone {
         Pinecone { p }
     }
 
-    /// One call; every Pinecone call Synod makes is safe to repeat.
     async fn call(&self, op: &'static str, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let url = format!("{}/{path}", self.p.spec().base_url.trim_end_matches('/'));
-        let (v, _) = self
-            .p
-            .guarded(op, true, || {
-                let mut rb = self.p.http().request(method.clone(), &url).header("X-Pinecone-API-Version", API_VERSION);
-                if let Some(b) = &body {
-                    rb = rb.json(b);
-                }
-                if let Some(key) = &self.p.spec().api_key {
-                    rb = rb.header("Api-Key", key);
-                }
-                self.p.http_attempt(rb)
-            })
-            .await
-            .map_err(api_error)?;
-        Ok(v)
+        let version = [("X-Pinecone-API-Version", API_VERSION)];
+        super::rest_call(&self.p, op, method, path, body, "Api-Key", &version).await
     }
 
     async fn stats(&self) -> Result<Value> {

@@ -17,7 +17,6 @@ use synod_store::pb::Metric;
 
 use super::{Wire, cannot_filter, metadata_of, number, scalar_filter, score, unexpected, vector_of};
 use crate::error::Result;
-use crate::service::external::api_error;
 use crate::service::vector_store::{Match, PointId, PointRecord, VectorQuery};
 
 const NAME: &str = "qdrant";
@@ -108,24 +107,8 @@ impl Qdrant {
         Qdrant { p }
     }
 
-    /// One call; every Qdrant call Synod makes is safe to repeat.
     async fn call(&self, op: &'static str, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let url = format!("{}/{path}", self.p.spec().base_url.trim_end_matches('/'));
-        let (v, _) = self
-            .p
-            .guarded(op, true, || {
-                let mut rb = self.p.http().request(method.clone(), &url);
-                if let Some(b) = &body {
-                    rb = rb.json(b);
-                }
-                if let Some(key) = &self.p.spec().api_key {
-                    rb = rb.header("api-key", key);
-                }
-                self.p.http_attempt(rb)
-            })
-            .await
-            .map_err(api_error)?;
-        Ok(v)
+        super::rest_call(&self.p, op, method, path, body, "api-key", &[]).await
     }
 }
 
