@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use synod_config::Config;
 use synod_raft::{ClusterView, RaftNode};
@@ -167,12 +167,14 @@ impl Node {
         self.raft.id
     }
 
-    /// Proposes `kind` and returns the state machine's outcome, turning a
-    /// rejection into the matching client error.
     /// Proposes a command; a business rejection becomes its API error.
-    /// Answers the outcome and the entry's log index.
+    /// Answers the outcome and the entry's log index once this node has
+    /// applied it too (at most a second's wait: the write is committed
+    /// either way), so a client reads its own writes from the node it
+    /// wrote through.
     pub(crate) async fn propose(&self, kind: Kind) -> Result<(Outcome, u64)> {
         let out = self.raft.write(&command(kind)).await?;
+        self.raft.wait_applied(out.log_index, Duration::from_secs(1)).await;
         match out.result.outcome {
             Some(Outcome::Rejected(r)) => Err(rejection_to_error(r)),
             Some(o) => Ok((o, out.log_index)),
