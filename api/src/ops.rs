@@ -94,6 +94,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("metrics_history", Read, &[("GET", "/metrics/history")], &["Cluster.MetricsHistory"]),
     op("login", Public, &[("POST", "/login")], &["Identity.Login"]),
     op("whoami", Read, &[("GET", "/whoami")], &["Identity.WhoAmI"]),
+    op("audit", Admin, &[("GET", "/audit")], &["Identity.Audit"]),
     only(
         "dashboard",
         Public,

@@ -691,6 +691,10 @@ pub struct ObservabilityConfig {
     pub history_interval: Dur,
     /// Samples kept (the oldest go first): an hour at the defaults.
     pub history_samples: usize,
+    /// Audit events each node keeps in memory for `GET /audit` (the
+    /// dashboard's audit page); the oldest go first. The audit log itself
+    /// is unbounded: it goes to stderr with the other logs.
+    pub audit_events: usize,
 }
 
 impl Default for ObservabilityConfig {
@@ -703,6 +707,7 @@ impl Default for ObservabilityConfig {
             failpoints: String::new(),
             history_interval: Dur::from_secs(10),
             history_samples: 360,
+            audit_events: 1000,
         }
     }
 }

@@ -445,6 +445,11 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             let (v, _) = Client::of(&target)?.call(Method::GET, "/whoami", None, &[]).await?;
             print(&v);
         }
+        Command::Audit(AuditArgs { target, limit, after }) => {
+            let path = format!("/audit?limit={limit}&after={after}");
+            let (v, _) = Client::of(&target)?.call(Method::GET, &path, None, &[]).await?;
+            print(&v);
+        }
         Command::Embed(EmbedArgs { target, model, texts }) => {
             let body = serde_json::json!({"model": model, "input": texts});
             let (v, _) = Client::of(&target)?.call(Method::POST, "/v1/embeddings", Some(body), &[]).await?;

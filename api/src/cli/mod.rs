@@ -55,6 +55,8 @@ pub enum Command {
     Login(LoginArgs),
     /// Who the credentials in use are: subject, tenant and role (GET /whoami).
     Whoami(WhoamiArgs),
+    /// The recent audit events of the node asked, newest first (GET /audit; admin).
+    Audit(AuditArgs),
     /// Development certificates.
     #[command(subcommand)]
     Certs(CertsCmd),
@@ -653,4 +655,16 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<synod_config::Config> {
 pub struct WhoamiArgs {
     #[command(flatten)]
     pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// At most this many events (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Only events numbered above this.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
 }

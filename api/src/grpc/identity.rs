@@ -65,6 +65,25 @@ impl Identity for IdentityGrpc {
         .await
     }
 
+    async fn audit(&self, req: Request<pb::AuditRequest>) -> Result<Response<pb::AuditReply>, Status> {
+        let _ctx = authorize(&self.node, &req, "Identity.Audit")?;
+        let pb::AuditRequest { after, limit } = req.into_inner();
+        timed("Identity.Audit", async {
+            let q = crate::service::authn::AuditQuery { after, limit: (limit != 0).then_some(limit) };
+            let a = crate::service::authn::do_audit(&self.node, q)?;
+            Ok(pb::AuditReply {
+                node_id: a.node_id,
+                capacity: a.capacity as u64,
+                events: a
+                    .events
+                    .into_iter()
+                    .map(|e| pb::AuditEvent { seq: e.seq, at_ms: e.at_ms, event: e.event, who: e.who, what: e.what })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
     async fn create_user(&self, req: Request<CreateUserRequest>) -> Result<Response<pb::User>, Status> {
         let ctx = authorize(&self.node, &req, "Identity.CreateUser")?;
         let CreateUserRequest { username, password, tenant, role } = req.into_inner();

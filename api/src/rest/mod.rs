@@ -113,6 +113,7 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("GET", "/metrics/history") => get(metrics_history),
         ("POST", "/login") => post(login),
         ("GET", "/whoami") => get(whoami),
+        ("GET", "/audit") => get(audit),
         ("GET", "/dashboard") => get(dashboard::redirect),
         ("GET", "/dashboard/") => get(dashboard::index),
         ("GET", "/dashboard/{file}") => get(dashboard::file),
@@ -300,6 +301,14 @@ async fn metrics_history(State(node): State<SharedNode>, ctx: AuthContext, Q(q):
 
 async fn whoami(ctx: AuthContext) -> Result<Response> {
     Ok(ok(crate::service::identity::do_whoami(&ctx)))
+}
+
+async fn audit(
+    State(node): State<SharedNode>,
+    _ctx: AuthContext,
+    Q(q): Q<crate::service::authn::AuditQuery>,
+) -> Result<Response> {
+    Ok(ok(crate::service::authn::do_audit(&node, q)?))
 }
 
 async fn cluster_status(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {

@@ -96,6 +96,7 @@ async fn shutdown_signal() {
 /// Runs a node until SIGTERM / SIGINT.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     crate::metrics::install();
+    crate::service::authn::keep_audit_events(cfg.observability.audit_events);
     check_exposure(&cfg)?;
     // Keys are read now, so a missing one stops the start, not a call.
     let external = Arc::new(crate::service::external::providers(&cfg)?);

@@ -2,9 +2,11 @@
 //! into its [`AuthContext`], the rate limits on logins and tenants, and
 //! the audit trail of what callers did and were refused.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
 
 use super::identity::rank;
 use crate::auth::{self, AuthContext, Role, TokenKeys};
@@ -143,11 +145,106 @@ impl RateLimiter {
 /// which no log level or `SYNOD_LOG` filter silences.
 pub const AUDIT_TARGET: &str = "synod::audit";
 
-/// Logs an audit event (on [`AUDIT_TARGET`]) and counts it in
-/// `synod_audit_events_total{event}`.
+/// Logs an audit event (on [`AUDIT_TARGET`]), counts it in
+/// `synod_audit_events_total{event}` and keeps it in this node's ring of
+/// recent events (`GET /audit`).
 pub fn audit(event: &'static str, who: &str, what: &str) {
     metrics::counter!("synod_audit_events_total", "event" => event).increment(1);
     tracing::info!(target: AUDIT_TARGET, event, who, what, "audit");
+    RECENT.lock().unwrap_or_else(PoisonError::into_inner).push(event, who, what);
+}
+
+/// One audit event as `GET /audit` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Numbers this node's events from 1 since it started.
+    pub seq: u64,
+    /// This node's wall clock when the event happened.
+    pub at_ms: u64,
+    pub event: String,
+    pub who: String,
+    pub what: String,
+}
+
+/// The newest audit events of this process, at most `capacity`.
+struct AuditRing {
+    capacity: usize,
+    next_seq: u64,
+    events: VecDeque<AuditEvent>,
+}
+
+impl AuditRing {
+    fn push(&mut self, event: &str, who: &str, what: &str) {
+        let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        self.next_seq += 1;
+        self.events.push_back(AuditEvent {
+            seq: self.next_seq,
+            at_ms,
+            event: event.to_owned(),
+            who: who.to_owned(),
+            what: what.to_owned(),
+        });
+        while self.events.len() > self.capacity {
+            self.events.pop_front();
+        }
+    }
+}
+
+/// One ring per process: a process runs one node, and [`audit`] is called
+/// from places that hold no node.
+static RECENT: Mutex<AuditRing> = Mutex::new(AuditRing { capacity: 1000, next_seq: 0, events: VecDeque::new() });
+
+/// Sets how many audit events the ring keeps (`observability.audit_events`).
+pub fn keep_audit_events(capacity: usize) {
+    let mut ring = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+    ring.capacity = capacity;
+    while ring.events.len() > capacity {
+        ring.events.pop_front();
+    }
+}
+
+/// At most `limit` of the newest events with `seq > after`, newest first.
+fn recent_audit_events(after: u64, limit: usize) -> Vec<AuditEvent> {
+    let ring = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+    ring.events.iter().rev().take_while(|e| e.seq > after).take(limit).cloned().collect()
+}
+
+/// `GET /audit?after=SEQ&limit=N`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only events numbered above this (0: from the oldest kept).
+    #[serde(default)]
+    pub after: u64,
+    /// At most this many, newest first: 1 to 1000, default 100.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// The recent audit events of the node that answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditList {
+    pub node_id: u64,
+    /// Events this node keeps (`observability.audit_events`).
+    pub capacity: usize,
+    /// Newest first.
+    pub events: Vec<AuditEvent>,
+}
+
+pub const AUDIT_MAX_LIMIT: u32 = 1000;
+
+/// The audit events this node saw lately (admin only, by the table). Each
+/// node keeps its own: a login is audited where it was made.
+pub fn do_audit(node: &Node, q: AuditQuery) -> Result<AuditList> {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > AUDIT_MAX_LIMIT {
+        return Err(ApiError::InvalidArgument(format!("limit must be 1 to {AUDIT_MAX_LIMIT}, got {limit}")));
+    }
+    Ok(AuditList {
+        node_id: node.id(),
+        capacity: node.cfg.observability.audit_events,
+        events: recent_audit_events(q.after, limit as usize),
+    })
 }
 
 /// Audits a request refused for its credentials (401) or its role (403).

@@ -229,4 +229,51 @@ async fn audit_events_are_written_whatever_the_log_level() {
         let counted = metric(&t, 0, &format!("synod_audit_events_total{{event=\"{e}\"}}")).await;
         assert!(counted >= 1.0, "{e} counted {counted}");
     }
+
+    // The same events, newest first, from the node's ring: over REST, gRPC
+    // and the CLI alike; an admin's only.
+    let (code, v) = call(&t, 0, "GET", "/audit?limit=1000", &admin, None).await;
+    assert_eq!(code, 200, "{v}");
+    let listed: Vec<&str> = v["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    for e in events {
+        assert!(listed.contains(&e), "{e} not in GET /audit: {listed:?}");
+    }
+    let seqs: Vec<u64> = v["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first: {seqs:?}");
+    let (code, newer) = call(&t, 0, "GET", &format!("/audit?after={}", seqs[1]), &admin, None).await;
+    assert_eq!(code, 200, "{newer}");
+    assert_eq!(newer["events"].as_array().unwrap().len(), 1, "only what came after: {newer}");
+    assert_eq!(call(&t, 0, "GET", "/audit?limit=0", &admin, None).await.0, 400);
+    assert_eq!(call(&t, 0, "GET", "/audit?limit=1001", &admin, None).await.0, 400);
+    assert_eq!(call(&t, 0, "GET", "/audit", &Auth::Bearer(&gil), None).await.0, 403, "a reader reads no audit");
+    let mut identity = synod_api::pb::identity_client::IdentityClient::new(must_channel(&t, 0).await);
+    let mut req = tonic::Request::new(synod_api::pb::AuditRequest { after: 0, limit: 0 });
+    req.metadata_mut().insert("authorization", format!("Bearer {}", t.admin_token).parse().unwrap());
+    let reply = identity.audit(req).await.unwrap().into_inner();
+    assert_eq!(reply.capacity, 1000);
+    assert!(reply.events.iter().any(|e| e.event == "task_cancelled" && e.who == "admin"), "{reply:?}");
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "--limit", "5", "--addr", &t.nodes[0].url()])
+        .env("SYNOD_TOKEN", &t.admin_token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["events"].as_array().unwrap().len(), 5, "{cli}");
+}
+
+/// The ring keeps `observability.audit_events`, dropping the oldest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_ring_keeps_the_newest_events() {
+    let t = must_single(&["--set".into(), "observability.audit_events=3".into()]).await;
+    let admin = Auth::Bearer(&t.admin_token);
+    for i in 0..6 {
+        let (code, v) = call(&t, 0, "POST", "/tenants", &admin, Some(json!({"name": format!("t{i}")}))).await;
+        assert_eq!(code, 200, "{v}");
+    }
+    let (code, v) = call(&t, 0, "GET", "/audit?limit=1000", &admin, None).await;
+    assert_eq!(code, 200, "{v}");
+    let what: Vec<&str> = v["events"].as_array().unwrap().iter().map(|e| e["what"].as_str().unwrap()).collect();
+    assert_eq!(what, ["t5", "t4", "t3"], "{v}");
+    assert_eq!(v["capacity"], 3);
 }
