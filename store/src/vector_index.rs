@@ -178,6 +178,9 @@ struct Entries {
     len: usize,
     /// The newest `added` of any entry.
     newest: u64,
+    /// Bytes the entries hold (keys, metadata, the entries themselves),
+    /// counted as chunks are appended, so stats need not walk them.
+    bytes: u64,
 }
 
 impl Entries {
@@ -194,6 +197,7 @@ impl Entries {
             return;
         }
         self.newest = chunk.iter().map(|e| e.added).fold(self.newest, u64::max);
+        self.bytes += chunk.iter().map(|e| 56 + e.key.len() as u64 + json_bytes(&e.metadata)).sum::<u64>();
         self.starts.push(self.len);
         self.len += chunk.len();
         self.chunks.push(chunk.into());
@@ -274,8 +278,7 @@ impl Segment {
 
     /// Bytes held: the graph, and per point its key, metadata and entry.
     fn bytes(&self) -> u64 {
-        let entries: u64 = self.entries().iter().map(|e| 56 + e.key.len() as u64 + json_bytes(&e.metadata)).sum();
-        self.graph.bytes() + entries
+        self.graph.bytes() + self.entries.read().unwrap_or_else(PoisonError::into_inner).bytes
     }
 }
 
@@ -696,7 +699,8 @@ impl CollectionIndex {
         true
     }
 
-    fn stats(&self) -> IndexStats {
+    /// Counts and estimated memory of this collection's index.
+    pub fn stats(&self) -> IndexStats {
         let dim = self.dimension as u64;
         // The segments are measured after the lock is released.
         let (growing, growing_bytes, indexed, segments) = {

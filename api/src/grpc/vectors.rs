@@ -38,6 +38,12 @@ fn collection(c: CollectionView) -> pb::Collection {
             kind: b.kind,
             remote_name: b.remote_name,
         }),
+        index_stats: c.index_stats.map(|s| pb::IndexStats {
+            growing: s.growing,
+            segments: s.segments,
+            tombstones: s.tombstones,
+            bytes: s.bytes,
+        }),
     }
 }
 

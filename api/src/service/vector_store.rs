@@ -75,6 +75,8 @@ pub struct CollectionSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectionInfo {
     pub spec: CollectionSpec,
+    /// The record's uid, which names its index on every node.
+    pub uid: u64,
     pub points: u64,
     pub created_at_ms: u64,
 }
@@ -160,6 +162,7 @@ fn info(c: pb::CollectionRecord) -> CollectionInfo {
             index: pb::IndexKind::try_from(c.index).unwrap_or(pb::IndexKind::Hnsw),
             backend: c.backend,
         },
+        uid: c.uid,
         points: c.points,
         created_at_ms: c.created_at_ms,
     }

@@ -80,6 +80,20 @@ pub struct CollectionView {
     pub backend: Option<BackendView>,
     pub points: u64,
     pub created_at_ms: u64,
+    /// The index on the node that answers (none for a backend collection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_stats: Option<IndexStatsView>,
+}
+
+/// A collection's index on one node: the points not yet in a graph, the
+/// graphs (segments), the deleted points still in them, and the memory it
+/// takes (estimated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexStatsView {
+    pub growing: u64,
+    pub segments: u64,
+    pub tombstones: u64,
+    pub bytes: u64,
 }
 
 /// The store of a collection: where its points live.
@@ -146,7 +160,19 @@ fn metric_name(m: Metric) -> &'static str {
 
 /// A collection as clients see it. One in a backend is indexed there: its
 /// `index` is the backend's kind and it has no HNSW parameters of Synod's.
-fn collection_view(c: CollectionInfo) -> CollectionView {
+fn collection_view(node: &Node, c: CollectionInfo) -> CollectionView {
+    let index_stats = match &c.spec.backend {
+        None => node.raft.store.vector_index().get(c.uid).map(|i| {
+            let s = i.stats();
+            IndexStatsView {
+                growing: s.growing as u64,
+                segments: s.segments as u64,
+                tombstones: s.tombstones as u64,
+                bytes: s.bytes,
+            }
+        }),
+        Some(_) => None,
+    };
     let hnsw = match &c.spec.backend {
         None => HnswRequest { m: Some(c.spec.m), ef_construction: Some(c.spec.ef_construction), ef: Some(c.spec.ef) },
         Some(_) => HnswRequest::default(),
@@ -165,6 +191,7 @@ fn collection_view(c: CollectionInfo) -> CollectionView {
         vectorizer: c.spec.vectorizer,
         points: c.points,
         created_at_ms: c.created_at_ms,
+        index_stats,
     }
 }
 
@@ -242,7 +269,7 @@ pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: Collectio
             created
         }
     };
-    Ok(collection_view(created))
+    Ok(collection_view(node, created))
 }
 
 /// The collection's definition read at `read`; one in a backend has its
@@ -290,7 +317,7 @@ async fn definition_fresh(ctx: &AuthContext, node: &Node, name: &str) -> Result<
 /// Read at `vector_db.default_consistency`, as searches are: a point count
 /// through any node includes what was acknowledged through another.
 pub async fn do_get_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<CollectionView> {
-    Ok(collection_view(load(ctx, node, name, consistency(node, None)?).await?))
+    Ok(collection_view(node, load(ctx, node, name, consistency(node, None)?).await?))
 }
 
 /// Every collection of the tenant; one in a backend that cannot be reached
@@ -310,7 +337,7 @@ pub async fn do_list_collections(ctx: &AuthContext, node: &Node) -> Result<Vec<C
             Err(_) => c,
         }
     });
-    Ok(futures::future::join_all(counted).await.into_iter().map(collection_view).collect())
+    Ok(futures::future::join_all(counted).await.into_iter().map(|c| collection_view(node, c)).collect())
 }
 
 pub async fn do_delete_collection(ctx: &AuthContext, node: &Node, name: &str) -> Result<()> {
@@ -400,7 +427,7 @@ pub async fn do_upsert_points(
         }
         points.push(PointRecord { id, vector, text: p.text, metadata });
     }
-    Ok(collection_view(store_of(node, &coll)?.upsert_points(&ctx.tenant, name, points).await?))
+    Ok(collection_view(node, store_of(node, &coll)?.upsert_points(&ctx.tenant, name, points).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -425,7 +452,7 @@ pub async fn do_delete_points(
     let ids = req.ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
     let n = ids.len();
     let coll = definition_fresh(ctx, node, name).await?;
-    let view = collection_view(store_of(node, &coll)?.delete_points(&ctx.tenant, name, ids).await?);
+    let view = collection_view(node, store_of(node, &coll)?.delete_points(&ctx.tenant, name, ids).await?);
     crate::service::authn::audit("points_deleted", &ctx.subject, &format!("{n} ids from {name} in {}", ctx.tenant));
     Ok(view)
 }
