@@ -53,6 +53,7 @@ async function api(method, path, body, extraHeaders) {
 
 const isAdmin = () => S.who && S.who.role === 'admin';
 const canWrite = () => S.who && (S.who.role === 'admin' || S.who.role === 'user');
+const bytes = (n) => (n >= 1048576 ? (n / 1048576).toFixed(1) + ' MiB' : (n / 1024).toFixed(1) + ' KiB');
 const ms = (t) => (t ? new Date(t).toISOString().replace('T', ' ').replace('Z', '') : '');
 
 function table(headers, rows) {
@@ -91,6 +92,7 @@ async function login(ev) {
   f.reset();
   document.getElementById('who').textContent = S.who.subject + ' · ' + S.who.tenant + ' · ' + S.who.role;
   document.getElementById('nav').hidden = false;
+  document.getElementById('nav-audit').hidden = !isAdmin();
   document.getElementById('logout').hidden = false;
   route();
 }
@@ -280,16 +282,101 @@ async function task(main, id) {
     }) }, 'Cancel') : null,
     el('h3', {}, 'Payload'), el('pre', { id: 'task-payload' }, JSON.stringify(t.payload, null, 2)),
     el('h3', {}, 'Result'), el('pre', { id: 'task-result' }, res.finished ? JSON.stringify(res.result ?? res.error, null, 2) : '(not finished)'),
-    el('h3', {}, 'Attempts'), el('ol', { class: 'timeline' }, attempts)));
+    el('h3', {}, 'Attempts'), timeline(t), el('ol', { class: 'timeline' }, attempts)));
   if (!finished) S.timer = setInterval(() => { if (S.page === 'task') route(); }, 1000);
+}
+
+// One row per attempt from the task's creation: waiting (assigned, not yet
+// started) in grey, running in blue, then green/red/orange by its outcome.
+function timeline(t) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('id', 'attempts-timeline');
+  if (!t.attempts.length) return svg;
+  const row = 22, left = 90, w = 600, now = Date.now();
+  const t0 = t.created_at_ms;
+  const t1 = Math.max(t0 + 1, ...t.attempts.map((a) => a.ended_at_ms || now));
+  const x = (v) => left + ((Math.min(v, t1) - t0) / (t1 - t0)) * (w - left - 10);
+  svg.setAttribute('viewBox', `0 0 ${w} ${row * t.attempts.length + 20}`);
+  const add = (tag, attrs, text) => {
+    const e = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    svg.append(e);
+    return e;
+  };
+  t.attempts.forEach((a, i) => {
+    const y = i * row + 4;
+    add('text', { x: 0, y: y + 13, class: 'label' }, `#${i + 1} node ${a.node_id}`);
+    const start = a.started_at_ms || a.ended_at_ms || now;
+    add('rect', { x: x(a.assigned_at_ms), y, width: Math.max(1, x(start) - x(a.assigned_at_ms)), height: 16, class: 'waiting' });
+    if (a.started_at_ms) {
+      const outcome = !a.ended_at_ms ? 'running' : a.lost ? 'lost' : a.error ? 'failed' : 'ok';
+      const bar = add('rect', { x: x(a.started_at_ms), y, width: Math.max(2, x(a.ended_at_ms || now) - x(a.started_at_ms)), height: 16, class: outcome });
+      const title = document.createElementNS(NS, 'title');
+      title.textContent = `${outcome}: ${((a.ended_at_ms || now) - a.started_at_ms)} ms` + (a.error ? ' — ' + a.error : '');
+      bar.append(title);
+    }
+  });
+  add('text', { x: left, y: row * t.attempts.length + 16, class: 'label' }, ms(t0));
+  add('text', { x: w - 10, y: row * t.attempts.length + 16, class: 'label', 'text-anchor': 'end' }, `+${t1 - t0} ms`);
+  return svg;
 }
 
 async function plugins(main) {
   const list = (await api('GET', '/plugins/list')).body.plugins;
+  const unload = (p) => el('button', {
+    class: 'danger', 'data-action': 'unload',
+    onclick: confirmed(`Unload plugin ${p.name} on every node? Its queued tasks fail.`, async () => {
+      await api('POST', `/plugins/${encodeURIComponent(p.name)}/unload`, {});
+      notice(`Plugin ${p.name} unloaded`);
+      route();
+    }),
+  }, 'Unload');
   main.replaceChildren(el('div', { class: 'card' }, el('h2', {}, 'Plugins'),
-    table(['name', 'kind', 'version', 'ready on nodes', 'description'], list.map((p) => el('tr', {},
+    table(['name', 'kind', 'version', 'ready on nodes', 'description', ''], list.map((p) => el('tr', { 'data-plugin': p.name },
       el('td', {}, p.name), el('td', {}, p.kind), el('td', {}, p.version), el('td', {}, (p.nodes_ready || []).join(', ')),
-      el('td', {}, p.description))))));
+      el('td', {}, p.description), el('td', {}, isAdmin() && p.loaded_at_ms ? unload(p) : ''))))),
+  isAdmin() ? loadPluginForm() : null);
+}
+
+function loadPluginForm() {
+  const kind = el('select', { name: 'kind', onchange: (ev) => {
+    const wasm = ev.target.value === 'wasm';
+    document.getElementById('plugin-module').hidden = !wasm;
+    document.getElementById('plugin-command').hidden = wasm;
+  } }, el('option', { value: 'wasm' }, 'WASM module (.wasm or .wat)'), el('option', { value: 'subprocess' }, 'subprocess (an executable in plugins.dir)'));
+  return el('form', { class: 'card', id: 'load-plugin', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const f = ev.target;
+    const manifest = { name: f.name.value.trim(), version: f.version.value.trim(), description: f.description.value };
+    const body = { manifest };
+    try {
+      if (f.kind.value === 'wasm') {
+        const file = f.module.files[0];
+        if (!file) throw new Error('pick a .wasm or .wat file');
+        const bytes = new Uint8Array(await file.arrayBuffer());
+        let bin = '';
+        for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+        body.module_base64 = btoa(bin);
+      } else {
+        manifest.kind = 'subprocess';
+        manifest.command = f.command.value.trim();
+      }
+      const r = (await api('POST', '/plugins/load', body)).body;
+      notice(`Loaded ${r.name} ${r.version}`);
+      route();
+    } catch (e) { notice(e.message, true); }
+  } },
+  el('h2', {}, 'Load a plugin'),
+  el('div', { class: 'toolbar' },
+    el('label', {}, 'Kind', kind),
+    el('label', {}, 'Name', el('input', { name: 'name', required: true, size: 16 })),
+    el('label', {}, 'Version', el('input', { name: 'version', required: true, size: 8 })),
+    el('label', {}, 'Description', el('input', { name: 'description', size: 30 })),
+    el('label', { id: 'plugin-module' }, 'Module', el('input', { name: 'module', type: 'file', accept: '.wasm,.wat' })),
+    el('label', { id: 'plugin-command', hidden: true }, 'Command', el('input', { name: 'command', size: 20 })),
+    el('button', { type: 'submit' }, 'Load')));
 }
 
 async function collections(main) {
@@ -314,35 +401,132 @@ async function collections(main) {
     el('button', { type: 'submit' }, 'Search')),
   el('div', { id: 'hits' }));
   main.replaceChildren(el('div', { class: 'card' }, el('h2', {}, 'Collections'),
-    table(['name', 'dimension', 'metric', 'index', 'points', 'vectorizer', 'backend'], list.map((c) => el('tr', {},
-      el('td', {}, c.name), el('td', {}, c.dimension), el('td', {}, c.metric), el('td', {}, c.index), el('td', {}, c.points),
-      el('td', {}, c.vectorizer || ''), el('td', {}, c.backend ? c.backend.provider + ' (' + c.backend.kind + ')' : ''))))),
+    table(['name', 'dimension', 'metric', 'index', 'points', 'growing', 'segments', 'tombstones', 'memory (this node)', 'vectorizer', 'backend'],
+      list.map((c) => {
+        const s = c.index_stats;
+        return el('tr', { 'data-collection': c.name },
+          el('td', {}, c.name), el('td', {}, c.dimension), el('td', {}, c.metric), el('td', {}, c.index), el('td', {}, c.points),
+          el('td', {}, s ? s.growing : ''), el('td', {}, s ? s.segments : ''), el('td', { class: 'tombstones' }, s ? s.tombstones : ''),
+          el('td', {}, s ? bytes(s.bytes) : ''),
+          el('td', {}, c.vectorizer || ''), el('td', {}, c.backend ? c.backend.provider + ' (' + c.backend.kind + ')' : ''));
+      }))),
   list.length ? search : null);
 }
 
 async function access(main) {
   const keys = (await api('GET', '/apikeys')).body.keys || [];
   const created = el('pre', { id: 'new-key', hidden: true });
-  const keyForm = canWrite() ? el('form', { class: 'toolbar', onsubmit: async (ev) => {
+  const keyForm = canWrite() ? el('form', { class: 'toolbar', id: 'create-key', onsubmit: async (ev) => {
     ev.preventDefault();
     try {
-      const k = (await api('POST', '/apikeys', { name: ev.target.name.value })).body;
-      created.hidden = false;
-      created.textContent = 'Shown once, copy it now: ' + k.key;
+      const f = ev.target;
+      const req = { name: f.name.value };
+      if (f.role.value) req.role = f.role.value;
+      if (Number(f.days.value) > 0) req.expires_in = Math.round(Number(f.days.value) * 86400);
+      const k = (await api('POST', '/apikeys', req)).body;
+      await access(main);
+      const shown = document.getElementById('new-key');
+      shown.hidden = false;
+      shown.textContent = 'Shown once, copy it now: ' + k.key;
     } catch (e) { notice(e.message, true); }
-  } }, el('label', {}, 'New API key named', el('input', { name: 'name', value: 'dashboard' })), el('button', { type: 'submit' }, 'Create')) : null;
+  } },
+  el('label', {}, 'New API key named', el('input', { name: 'name', value: 'dashboard' })),
+  el('label', {}, 'Role', el('select', { name: 'role' }, ['', 'reader', 'user', 'admin'].map((r) => el('option', { value: r }, r || 'mine')))),
+  el('label', {}, 'Expires in days', el('input', { name: 'days', size: 4, placeholder: 'never' })),
+  el('button', { type: 'submit' }, 'Create')) : null;
+  const revoke = (k) => el('button', { class: 'danger', 'data-action': 'revoke', onclick: confirmed(`Revoke API key ${k.name} (${k.id})?`, async () => {
+    await api('DELETE', `/apikeys/${encodeURIComponent(k.id)}`);
+    notice('Key revoked');
+    route();
+  }) }, 'Revoke');
   const parts = [el('div', { class: 'card' }, el('h2', {}, 'API keys'), keyForm, created,
-    table(['id', 'name', 'role', 'expires'], keys.map((k) => el('tr', {}, el('td', {}, k.id), el('td', {}, k.name),
-      el('td', {}, k.role), el('td', {}, ms(k.expires_at_ms))))))];
+    table(['id', 'name', 'tenant', 'owner', 'role', 'expires', 'last used', ''], keys.map((k) => el('tr', { 'data-key': k.id },
+      el('td', {}, k.id), el('td', {}, k.name), el('td', {}, k.tenant), el('td', {}, k.owner), el('td', {}, k.role),
+      el('td', {}, ms(k.expires_at_ms)), el('td', {}, ms(k.last_used_ms)),
+      el('td', {}, k.revoked_at_ms ? 'revoked ' + ms(k.revoked_at_ms) : revoke(k))))))];
   if (isAdmin()) {
-    const users = (await api('GET', '/users')).body.users || [];
-    parts.push(el('div', { class: 'card' }, el('h2', {}, 'Users'),
-      table(['name', 'tenant', 'role'], users.map((u) => el('tr', {}, el('td', {}, u.username || u.name), el('td', {}, u.tenant), el('td', {}, u.role))))));
+    const [users, tenants] = await Promise.all([api('GET', '/users'), api('GET', '/tenants')]);
+    parts.push(usersCard(users.body.users || [], (tenants.body.tenants || []).map((t) => t.name)));
+    parts.push(tenantsCard(tenants.body.tenants || []));
   }
   main.replaceChildren(...parts);
 }
 
-const PAGES = { overview, nodes, tasks, plugins, collections, access };
+function usersCard(users, tenants) {
+  const roles = ['reader', 'user', 'admin'];
+  const change = (u, what) => async () => {
+    try {
+      let body;
+      if (what === 'password') {
+        const pw = window.prompt(`New password for ${u.username} (their API keys are revoked)`);
+        if (!pw) return;
+        body = { password: pw };
+      } else {
+        const role = window.prompt(`Role of ${u.username}: reader, user or admin`, u.role);
+        if (!role || role === u.role) return;
+        body = { role };
+      }
+      await api('PUT', `/users/${encodeURIComponent(u.username)}`, body);
+      notice(`User ${u.username} changed`);
+      route();
+    } catch (e) { notice(e.message, true); }
+  };
+  const rows = users.map((u) => el('tr', { 'data-user': u.username },
+    el('td', {}, u.username), el('td', {}, u.tenant), el('td', {}, u.role), el('td', {}, ms(u.created_at_ms)),
+    el('td', {},
+      el('button', { class: 'secondary', 'data-action': 'role', onclick: change(u, 'role') }, 'Role'),
+      el('button', { class: 'secondary', 'data-action': 'password', onclick: change(u, 'password') }, 'Password'),
+      u.username === S.who.subject ? null : el('button', { class: 'danger', 'data-action': 'delete', onclick: confirmed(`Delete user ${u.username}? Their API keys are revoked.`, async () => {
+        await api('DELETE', `/users/${encodeURIComponent(u.username)}`);
+        notice(`User ${u.username} deleted`);
+        route();
+      }) }, 'Delete'))));
+  const form = el('form', { class: 'toolbar', id: 'create-user', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const f = ev.target;
+    try {
+      await api('POST', '/users', { username: f.username.value.trim(), password: f.password.value, tenant: f.tenant.value, role: f.role.value });
+      notice(`User ${f.username.value} created`);
+      route();
+    } catch (e) { notice(e.message, true); }
+  } },
+  el('label', {}, 'Username', el('input', { name: 'username', required: true, size: 12 })),
+  el('label', {}, 'Password', el('input', { name: 'password', type: 'password', required: true, size: 12, autocomplete: 'new-password' })),
+  el('label', {}, 'Tenant', el('select', { name: 'tenant' }, [...new Set([S.who.tenant, 'default', ...tenants])]
+    .map((t) => el('option', { value: t, selected: t === S.who.tenant }, t)))),
+  el('label', {}, 'Role', el('select', { name: 'role' }, roles.map((r) => el('option', { value: r, selected: r === 'user' }, r)))),
+  el('button', { type: 'submit' }, 'Create user'));
+  return el('div', { class: 'card', id: 'users' }, el('h2', {}, 'Users'), form,
+    table(['name', 'tenant', 'role', 'created', ''], rows));
+}
+
+function tenantsCard(tenants) {
+  const form = el('form', { class: 'toolbar', id: 'create-tenant', onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      await api('POST', '/tenants', { name: ev.target.name.value.trim() });
+      notice(`Tenant ${ev.target.name.value} created`);
+      route();
+    } catch (e) { notice(e.message, true); }
+  } }, el('label', {}, 'New tenant', el('input', { name: 'name', required: true, size: 16 })), el('button', { type: 'submit' }, 'Create tenant'));
+  return el('div', { class: 'card', id: 'tenants' }, el('h2', {}, 'Tenants'), form,
+    table(['name', 'created'], tenants.map((t) => el('tr', { 'data-tenant': t.name }, el('td', {}, t.name), el('td', {}, ms(t.created_at_ms))))));
+}
+
+async function audit(main) {
+  await renderAudit(main);
+  S.timer = setInterval(() => { if (S.page === 'audit') renderAudit(main).catch(() => {}); }, 5000);
+}
+
+async function renderAudit(main) {
+  const a = (await api('GET', '/audit?limit=200')).body;
+  main.replaceChildren(el('div', { class: 'card', id: 'audit' }, el('h2', {}, 'Audit'),
+    el('p', { class: 'muted' }, `The newest events node ${a.node_id} saw (it keeps ${a.capacity}); each node audits what was done through it. Refreshed every 5 s.`),
+    table(['#', 'time', 'event', 'who', 'what'], a.events.map((e) => el('tr', { 'data-seq': e.seq },
+      el('td', {}, e.seq), el('td', {}, ms(e.at_ms)), el('td', { class: 'event' }, e.event), el('td', {}, e.who), el('td', {}, e.what))))));
+}
+
+const PAGES = { overview, nodes, tasks, plugins, collections, access, audit };
 
 async function route() {
   if (!S.who) return;

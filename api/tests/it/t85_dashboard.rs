@@ -200,6 +200,8 @@ async fn the_dashboard_works_in_a_real_browser() {
         b.run("return window.pwned === undefined && document.querySelectorAll('#task img').length === 0;").await,
         true
     );
+    // Its attempt drawn on the timeline, ended well.
+    b.find("#attempts-timeline rect.ok").await;
     b.screenshot("task").await;
 
     // A bad payload is refused before anything is sent.
@@ -231,11 +233,72 @@ async fn the_dashboard_works_in_a_real_browser() {
     b.click("tr[data-node='3'] button[data-action=drain]").await;
     b.wait_text("tr[data-node='3'] .draining", "draining", |s| s == "draining").await;
     b.screenshot("nodes").await;
-    for page in ["plugins", "collections", "access"] {
-        b.goto(&format!("{url}/dashboard/#/{page}")).await;
-        b.find(".card h2").await;
-        b.screenshot(page).await;
+
+    // Plugins: load the example WASM plugin from a file, then unload it.
+    let wat = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/wasm/greet.wat");
+    b.goto(&format!("{url}/dashboard/#/plugins")).await;
+    b.type_into("#load-plugin input[name=name]", "greet").await;
+    b.type_into("#load-plugin input[name=version]", "1.0.0").await;
+    let file = b.find("#load-plugin input[name=module]").await;
+    b.cmd("POST", &format!("/element/{file}/value"), Some(json!({ "text": wat.canonicalize().unwrap() }))).await;
+    b.click("#load-plugin button[type=submit]").await;
+    b.find("tr[data-plugin=greet] button[data-action=unload]").await;
+    let (code, v) = call(&t, 0, "GET", "/plugins/greet", &Auth::Bearer(&t.admin_token), None).await;
+    assert_eq!((code, v["version"].as_str()), (200, Some("1.0.0")), "{v}");
+    b.screenshot("plugins").await;
+    b.accept_confirm().await;
+    b.click("tr[data-plugin=greet] button[data-action=unload]").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.count("tr[data-plugin=greet]").await != 0 {
+        assert!(Instant::now() < deadline, "greet still listed after unload");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Collections: points and the index's segments and tombstones.
+    let admin = Auth::Bearer(&t.admin_token);
+    let (code, v) = call(&t, 0, "POST", "/collections", &admin, Some(json!({"name": "docs", "dimension": 2}))).await;
+    assert_eq!(code, 200, "{v}");
+    let points: Vec<Value> = (0..10).map(|i| json!({"id": i, "vector": [1.0, i as f32]})).collect();
+    let (code, v) = call(&t, 0, "POST", "/collections/docs/points", &admin, Some(json!({ "points": points }))).await;
+    assert_eq!(code, 200, "{v}");
+    b.goto(&format!("{url}/dashboard/#/collections")).await;
+    let tombstones = b.text("tr[data-collection=docs] .tombstones").await;
+    assert!(tombstones.parse::<u64>().is_ok(), "tombstones shown as a number: {tombstones:?}");
+    b.screenshot("collections").await;
+
+    // Tenants, users and API keys.
+    b.goto(&format!("{url}/dashboard/#/access")).await;
+    b.type_into("#create-tenant input[name=name]", "acme").await;
+    b.click("#create-tenant button[type=submit]").await;
+    b.find("tr[data-tenant=acme]").await;
+    b.find("#create-user select[name=tenant] option[value=acme]").await;
+    b.type_into("#create-user input[name=username]", "ursula").await;
+    b.type_into("#create-user input[name=password]", "password-1").await;
+    b.run("document.querySelector('#create-user select[name=tenant]').value = 'acme'; return 1;").await;
+    b.click("#create-user button[type=submit]").await;
+    b.wait_text("tr[data-user=ursula]", "ursula in acme", |s| s.contains("acme") && s.contains("user")).await;
+    b.type_into("#create-key input[name=name]", "ci").await;
+    b.click("#create-key button[type=submit]").await;
+    let shown = b.wait_text("#new-key", "the new key", |s| s.contains("sk_")).await;
+    let secret = shown.rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(tasks_with_key(&t, &secret).await, 200, "the key shown works");
+    b.screenshot("access").await;
+    b.accept_confirm().await;
+    b.click("tr[data-user=ursula] button[data-action=delete]").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.count("tr[data-user=ursula]").await != 0 {
+        assert!(Instant::now() < deadline, "ursula still listed after delete");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.accept_confirm().await;
+    b.click("tr[data-key] button[data-action=revoke]").await;
+    b.wait_text("tr[data-key]", "revoked", |s| s.contains("revoked")).await;
+    assert_eq!(tasks_with_key(&t, &secret).await, 401, "the revoked key is refused");
+
+    // Audit: what was just done, newest first.
+    b.goto(&format!("{url}/dashboard/#/audit")).await;
+    b.wait_text("#audit", "the user deletion", |s| s.contains("user_deleted") && s.contains("tenant_created")).await;
+    b.screenshot("audit").await;
 
     // A reader's session has no management controls.
     let reader = json!({"username": "rita", "password": "password-1", "tenant": "default", "role": "reader"});
@@ -250,7 +313,16 @@ async fn the_dashboard_works_in_a_real_browser() {
     b.goto(&format!("{url}/dashboard/#/tasks")).await;
     b.find("#task-filter").await;
     assert_eq!(b.count("#submit").await, 0, "a reader sees no submit form");
+    assert_eq!(b.run("return document.getElementById('nav-audit').hidden;").await, true, "no audit page");
+    b.goto(&format!("{url}/dashboard/#/plugins")).await;
+    b.find(".card h2").await;
+    assert_eq!(b.count("#load-plugin").await, 0, "a reader sees no load form");
     // Control: the admin's page had them (checked above by clicking drain).
     b.screenshot("reader-nodes").await;
     b.quit().await;
+}
+
+/// `GET /tasks` with an API key: the status code.
+async fn tasks_with_key(t: &TestCluster, key: &str) -> u16 {
+    call(t, 1, "GET", "/tasks", &Auth::Key(key), None).await.0
 }
