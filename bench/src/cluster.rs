@@ -74,6 +74,20 @@ pub enum BenchCmd {
         #[command(flatten)]
         dir: synod_api::cli::ModelsDirArgs,
     },
+    /// The server time of each dashboard page on one node holding TASKS
+    /// tasks and POINTS points.
+    Dashboard {
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 50_000)]
+        points: usize,
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Committed label writes per second through the leader at each client count.
     Writes {
         #[arg(long, value_delimiter = ',', default_value = "1,64")]
@@ -124,6 +138,9 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
                 crate::embed::run(crate::embed::Params { models_dir, model, sentences, single, json })
             })
             .await?
+        }
+        BenchCmd::Dashboard { tasks, points, dim, rounds, dir } => {
+            crate::dashboard::run(crate::dashboard::Params { tasks, points, dim, rounds, dir }).await
         }
         BenchCmd::Vectors { n, dim, metric, queries, ef, save, index_only, dir } => {
             crate::vectors::run(crate::vectors::Params { n, dim, metric, queries, ef, save, index_only, dir }).await

@@ -3,6 +3,7 @@
 //! (the binary beside this one, or `SYNOD_BIN`) through the test kit.
 
 mod cluster;
+mod dashboard;
 mod embed;
 mod vectors;
 
