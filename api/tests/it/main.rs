@@ -1,6 +1,7 @@
 //! Integration tests of the `synod` binary: real processes on 127.0.0.1.
 
 mod config_check;
+mod deps_check;
 mod fakes;
 mod t10_single_node;
 mod t20_failover;
