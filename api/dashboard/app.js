@@ -112,9 +112,10 @@ let loginForm;
 
 // ---- pages ------------------------------------------------------------
 
-function chart(title, samples, pick, second) {
+function chart(title, samples, pick, second, more) {
   const w = 300, h = 100;
-  const values = samples.map(pick).concat(second ? samples.map(second) : []).filter((x) => x !== null && x !== undefined);
+  const series = [[pick, ''], [second, 'second']].concat(more || []);
+  const values = series.filter(([f]) => f).flatMap(([f]) => samples.map(f)).filter((x) => x !== null && x !== undefined);
   const max = Math.max(1e-9, ...values);
   const line = (f) => samples.map((s, i) => {
     const v = f(s);
@@ -124,7 +125,7 @@ function chart(title, samples, pick, second) {
   const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
   svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
   svg.setAttribute('preserveAspectRatio', 'none');
-  for (const [f, cls] of [[pick, ''], [second, 'second']]) {
+  for (const [f, cls] of series) {
     if (!f) continue;
     const p = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
     p.setAttribute('points', line(f));
@@ -132,9 +133,10 @@ function chart(title, samples, pick, second) {
     svg.append(p);
   }
   const last = samples.length ? pick(samples[samples.length - 1]) : null;
+  const legend = (more || []).length ? el('div', { class: 'legend' }, more.map(([, cls, name]) => el('span', { class: cls }, name))) : null;
   return el('div', { class: 'card chart' }, el('h3', {}, title),
     el('div', { class: 'muted' }, 'now: ' + (last === null || last === undefined ? '—' : Number(last).toFixed(2)) + ' · max ' + max.toFixed(2)),
-    svg);
+    svg, legend);
 }
 
 async function overview(main) {
@@ -159,10 +161,19 @@ async function overview(main) {
       chart('Tasks submitted / s', samples, (x) => x.submitted_per_s),
       chart('Succeeded (blue) / failed (red) per s', samples, (x) => x.succeeded_per_s, (x) => x.failed_per_s),
       chart('Latency p50 / p99 (s, this node)', samples, (x) => x.latency_p50_s, (x) => x.latency_p99_s),
-      chart('Queued tasks', samples, queued),
+      queueChart(samples, queued),
       chart('CPU (share of a core, this node)', samples, (x) => x.cpu_share),
       chart('Memory (MiB, this node)', samples, (x) => x.rss_bytes / 1048576)),
     el('p', { class: 'muted' }, `${samples.length} samples, one every ${hist.body.interval_s} s, from this node's memory.`));
+}
+
+// Queued tasks in all, and one line for each of the five tenants with the
+// most queued in the last sample.
+function queueChart(samples, total) {
+  const last = samples.length ? samples[samples.length - 1].queued || {} : {};
+  const tenants = Object.keys(last).sort((a, b) => last[b] - last[a]).slice(0, 5);
+  const more = tenants.map((t, i) => [(x) => (x.queued || {})[t] || 0, 'tenant-' + i, t]);
+  return chart('Queued tasks (all, and per tenant)', samples, total, null, more);
 }
 
 async function nodes(main) {
