@@ -88,12 +88,17 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Committed label writes per second through the leader at each client count.
+    /// Committed label writes per second through the leader (or a
+    /// follower) at each client count.
     Writes {
         #[arg(long, value_delimiter = ',', default_value = "1,64")]
         clients: Vec<usize>,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Send the writes to a follower, which forwards them to the leader
+        /// and answers once it has applied them too.
+        #[arg(long)]
+        via_follower: bool,
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -130,7 +135,7 @@ async fn three_nodes(dir: Option<PathBuf>) -> anyhow::Result<(LocalCluster, Opti
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Failover { runs, dir } => failover(runs, dir).await,
-        BenchCmd::Writes { clients, seconds, dir } => writes(clients, seconds, dir).await,
+        BenchCmd::Writes { clients, seconds, via_follower, dir } => writes(clients, seconds, via_follower, dir).await,
         BenchCmd::Tasks { clients, seconds, dir } => tasks(clients, seconds, dir).await,
         BenchCmd::Embed { model, sentences, single, json, dir } => {
             let models_dir = dir.resolve()?;
@@ -191,11 +196,12 @@ async fn failover(runs: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn writes(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyhow::Result<()> {
+async fn writes(clients: Vec<usize>, seconds: u64, via_follower: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let (c, _guard) = three_nodes(dir).await?;
     let leader = c.wait_for("a leader", Duration::from_secs(10), || c.leader_index(0)).await?;
     let record = c.node_id(leader).await?;
-    let url = format!("{}/cluster/nodes/{record}/labels", c.nodes[leader].url());
+    let via = if via_follower { (leader + 1) % 3 } else { leader };
+    let url = format!("{}/cluster/nodes/{record}/labels", c.nodes[via].url());
     for n in clients {
         let http = c.client_builder()?.pool_max_idle_per_host(n.max(1)).timeout(Duration::from_secs(10)).build()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -231,7 +237,9 @@ async fn writes(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyh
         let elapsed = started.elapsed().as_secs_f64();
         all.sort_by(f64::total_cmp);
         println!(
-            "writes: {n} clients, {seconds} s: {:.0} committed writes/s, p50 {:.2} ms, p99 {:.2} ms, {errors} errors",
+            "writes through the {}: {n} clients, {seconds} s: {:.0} committed writes/s, p50 {:.2} ms, p99 {:.2} ms, \
+             {errors} errors",
+            if via_follower { "follower" } else { "leader" },
             all.len() as f64 / elapsed,
             percentile(&all, 0.5),
             percentile(&all, 0.99)
