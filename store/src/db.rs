@@ -113,6 +113,7 @@ impl Store {
             install_gate: Default::default(),
         };
         store.check_format_version()?;
+        store.ensure_task_state_index()?;
         store.mirror.load(&store.db)?;
         store.load_vector_index()?;
         Ok(store)

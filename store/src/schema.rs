@@ -148,6 +148,30 @@ pub fn parse_finished_key(k: &[u8]) -> Option<(u64, String, String)> {
     Some((at, String::from_utf8(rest[..nul].to_vec()).ok()?, String::from_utf8(rest[nul + 1..].to_vec()).ok()?))
 }
 
+/// Prefix of the task state index: `_sys/task-state/<tenant>\0<state u8><id>`,
+/// so one tenant's tasks in one state list in id order, as the records do,
+/// without scanning the others (`GET /tasks?state=failed`).
+pub const PREFIX_TASK_STATE: &[u8] = b"_sys/task-state/";
+
+/// Present once the task state index covers every stored task: a data dir
+/// or snapshot of an older version gets its index built when opened or
+/// installed.
+pub const KEY_TASK_STATE_INDEXED: &[u8] = b"_sys/task-state-indexed";
+
+pub fn task_state_prefix(tenant: &str, state: i32) -> Vec<u8> {
+    let mut k = PREFIX_TASK_STATE.to_vec();
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.push(state as u8);
+    k
+}
+
+pub fn task_state_key(tenant: &str, state: i32, id: &str) -> Vec<u8> {
+    let mut k = task_state_prefix(tenant, state);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
 /// The replicated counter of a tenant's stored bytes (task payloads and
 /// results, points).
 pub const STORAGE_BYTES_COUNTER: &str = "storage_bytes";

@@ -250,6 +250,7 @@ impl Store {
         self.write(done, true)?;
         drop(swapping);
         let _ = std::fs::remove_dir_all(&dir);
+        self.ensure_task_state_index()?;
         self.mirror.load(&self.db)?;
         self.load_vector_index()?;
         Ok(info)

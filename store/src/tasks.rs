@@ -103,9 +103,13 @@ fn save_counted(ctx: &mut BatchCtx<'_>, rec: &TaskRecord, old: Option<TaskState>
     let new = state(rec);
     if old != Some(new) {
         let tenant = rec.spec.as_ref().map(|s| s.tenant.clone()).unwrap_or_default();
+        let id = rec.spec.as_ref().map(|s| s.id.as_str()).unwrap_or_default();
+        if let Some(o) = old {
+            ctx.delete(task_state_key(&tenant, o as i32, id));
+        }
+        ctx.put(task_state_key(&tenant, new as i32, id), Vec::new());
         if is_terminal(new) && !old.is_some_and(is_terminal) {
             // Retention finds it here, oldest first.
-            let id = rec.spec.as_ref().map(|s| s.id.as_str()).unwrap_or_default();
             ctx.put(finished_key(rec.updated_at_ms, &tenant, id), Vec::new());
         }
         if let Some(o) = old {
@@ -632,6 +636,7 @@ pub(crate) fn purge_finished(ctx: &mut BatchCtx<'_>, c: pb::PurgeFinished, now: 
             ctx.delete_blob(blob_key(&tenant, &id, "result"));
         }
         ctx.delete(task_key(&tenant, &id));
+        ctx.delete(task_state_key(&tenant, s as i32, &id));
         let freed = rec.payload_bytes.saturating_add(rec.result_bytes);
         bytes = bytes.saturating_add(freed);
         bump(ctx, &tenant, STORAGE_BYTES_COUNTER, -(freed as i64))?;
@@ -717,6 +722,106 @@ impl Store {
         }
         self.get(CF_BLOBS, &blob_key(&spec.tenant, &spec.id, "result"))?
             .ok_or_else(|| Error::corrupt("task result blob", format!("missing for {}", spec.id)))
+    }
+
+    /// [`Store::list_tasks`] over the tasks in `state` only, through the
+    /// task state index: the scan never reads another state's tasks.
+    pub fn list_tasks_in_state(
+        &self,
+        tenant: &str,
+        state: TaskState,
+        after: Option<&str>,
+        limit: usize,
+        scan_limit: usize,
+        keep: impl Fn(&TaskRecord) -> bool,
+    ) -> Result<(Vec<TaskRecord>, Option<String>)> {
+        let prefix = task_state_prefix(tenant, state as i32);
+        let start = match after {
+            Some(a) => {
+                let mut k = task_state_key(tenant, state as i32, a);
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let (mut out, mut scanned) = (Vec::new(), 0);
+        let _read = self.read_gate();
+        let data = self.cf(CF_SM_DATA);
+        for item in self.db.iterator_cf_opt(data, bounded(&prefix), IteratorMode::From(&start, Direction::Forward)) {
+            let (k, _) = item.map_err(Error::rocks("scan task states"))?;
+            if !k.starts_with(&prefix) {
+                return Ok((out, None));
+            }
+            let id = std::str::from_utf8(&k[prefix.len()..]).map_err(|e| Error::corrupt("task state key", e))?;
+            scanned += 1;
+            // The record may have moved on since the index was read: `keep`
+            // sees it as it is now.
+            if let Some(v) = self.db.get_cf(data, task_key(tenant, id)).map_err(Error::rocks("get task"))? {
+                let rec = TaskRecord::decode(v.as_slice()).map_err(|e| Error::corrupt("task record", e))?;
+                if rec.state == state as i32 && keep(&rec) {
+                    out.push(rec);
+                    if out.len() >= limit {
+                        return Ok((out, Some(id.to_owned())));
+                    }
+                }
+            }
+            if scanned >= scan_limit {
+                return Ok((out, Some(id.to_owned())));
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// Deletes the task state index and its marker, leaving the store as a
+    /// version without the index wrote it. For upgrade tests.
+    #[doc(hidden)]
+    pub fn forget_task_state_index(&self) -> Result<()> {
+        let data = self.cf(CF_SM_DATA);
+        let mut b = rocksdb::WriteBatch::default();
+        b.delete_range_cf(data, PREFIX_TASK_STATE, b"_sys/task-state0");
+        b.delete_cf(data, KEY_TASK_STATE_INDEXED);
+        self.write(b, true)
+    }
+
+    /// Builds the task state index from the task records unless it is
+    /// known to be complete: at open, and after a snapshot install, for
+    /// state written by a version without it. Every node builds the same
+    /// keys from the same records.
+    pub(crate) fn ensure_task_state_index(&self) -> Result<()> {
+        let data = self.cf(CF_SM_DATA);
+        if self.db.get_cf(data, KEY_TASK_STATE_INDEXED).map_err(Error::rocks("get"))?.is_some() {
+            return Ok(());
+        }
+        let mut b = rocksdb::WriteBatch::default();
+        let mut n = 0usize;
+        for item in self.db.iterator_cf_opt(
+            data,
+            bounded(PREFIX_TASK_STATE),
+            IteratorMode::From(PREFIX_TASK_STATE, Direction::Forward),
+        ) {
+            let (k, _) = item.map_err(Error::rocks("scan task states"))?;
+            if !k.starts_with(PREFIX_TASK_STATE) {
+                break;
+            }
+            b.delete_cf(data, k);
+        }
+        for item in self.db.iterator_cf_opt(data, bounded(b"t/"), IteratorMode::From(b"t/", Direction::Forward)) {
+            let (k, v) = item.map_err(Error::rocks("scan tasks"))?;
+            let Some(rest) = k.strip_prefix(b"t/") else { break };
+            let Some(slash) = rest.iter().position(|c| *c == b'/') else { continue };
+            let Some(id) = rest[slash + 1..].strip_prefix(b"task/") else { continue };
+            let (Ok(tenant), Ok(id)) = (std::str::from_utf8(&rest[..slash]), std::str::from_utf8(id)) else { continue };
+            let rec = TaskRecord::decode(&*v).map_err(|e| Error::corrupt("task record", e))?;
+            b.put_cf(data, task_state_key(tenant, rec.state, id), b"");
+            n += 1;
+            if b.len() >= 50_000 {
+                self.write(std::mem::take(&mut b), false)?;
+            }
+        }
+        b.put_cf(data, KEY_TASK_STATE_INDEXED, b"1");
+        self.write(b, true)?;
+        tracing::info!(tasks = n, "built the task state index");
+        Ok(())
     }
 
     /// A page of one tenant's tasks in id order, after `after` (exclusive),

@@ -388,10 +388,14 @@ pub fn do_list_tasks(ctx: &AuthContext, node: &Node, q: ListQuery) -> Result<Tas
         return Err(ApiError::InvalidArgument(format!("limit {limit} is out of range 1..=1000")));
     }
     let ty = q.task_type.clone().filter(|t| !t.is_empty());
-    let (recs, next) = node.raft.store.list_tasks(&ctx.tenant, q.cursor.as_deref(), limit, 100_000, |r| {
-        state.is_none_or(|s| r.state == s as i32)
-            && ty.as_ref().is_none_or(|t| r.spec.as_ref().is_some_and(|s| &s.task_type == t))
-    })?;
+    let of_type = |r: &pb::TaskRecord| ty.as_ref().is_none_or(|t| r.spec.as_ref().is_some_and(|s| &s.task_type == t));
+    let store = &node.raft.store;
+    // A state filter reads the task state index: no other state's task is
+    // scanned, however many there are.
+    let (recs, next) = match state {
+        Some(s) => store.list_tasks_in_state(&ctx.tenant, s, q.cursor.as_deref(), limit, 100_000, of_type)?,
+        None => store.list_tasks(&ctx.tenant, q.cursor.as_deref(), limit, 100_000, of_type)?,
+    };
     // A page ends early, with a cursor to the rest, before its answer
     // outgrows node.max_response_size.
     let cap = node.cfg.node.max_response_size.as_u64() as usize;

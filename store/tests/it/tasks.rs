@@ -781,3 +781,66 @@ fn a_submit_past_the_storage_quota_is_refused_whole() {
     let r = must_apply(&store, 3, &[cmd(3, submit(vec![spec("c", "", 1)]))]);
     assert!(items(&r[0])[0].ok);
 }
+
+/// `?state=` reads the task state index, which follows every transition
+/// and retention, and is built at open for a data dir that lacks it.
+#[test]
+fn the_state_index_lists_one_states_tasks_and_is_built_for_older_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let indexed = |s: &synod_store::Store, st: TaskState| -> Vec<String> {
+        let (recs, next) = s.list_tasks_in_state("acme", st, None, 100, 1000, |_| true).unwrap();
+        assert_eq!(next, None);
+        recs.into_iter().map(|r| r.spec.unwrap().id).collect()
+    };
+    let scanned = |s: &synod_store::Store, st: TaskState| -> Vec<String> {
+        let (recs, _) = s.list_tasks("acme", None, 100, 1000, |r| r.state == st as i32).unwrap();
+        recs.into_iter().map(|r| r.spec.unwrap().id).collect()
+    };
+    let states =
+        [TaskState::Queued, TaskState::Assigned, TaskState::Succeeded, TaskState::Cancelled, TaskState::Failed];
+    {
+        let store = must_open(dir.path());
+        let specs = (0..6).map(|i| spec(&format!("t{i}"), "", 2)).collect();
+        must_apply(
+            &store,
+            1,
+            &[
+                cmd(1, submit(specs)),
+                cmd(2, assign("t0", 3)),
+                cmd(3, assign("t1", 4)),
+                cmd(4, complete("t1", 4, 1, Some("{}"), false)),
+                cmd(5, Kind::CancelTask(pb::CancelTask { tenant: "acme".into(), id: "t2".into() })),
+            ],
+        );
+        assert_eq!(indexed(&store, TaskState::Queued), ["t3", "t4", "t5"]);
+        assert_eq!(indexed(&store, TaskState::Assigned), ["t0"]);
+        assert_eq!(indexed(&store, TaskState::Succeeded), ["t1"]);
+        for st in states {
+            assert_eq!(indexed(&store, st), scanned(&store, st), "{st:?}");
+        }
+        // Pages: the scan bound ends a page with a cursor to the rest.
+        let (page, next) = store.list_tasks_in_state("acme", TaskState::Queued, None, 100, 2, |_| true).unwrap();
+        assert_eq!((page.len(), next.as_deref()), (2, Some("t4")));
+        let (page, next) = store.list_tasks_in_state("acme", TaskState::Queued, Some("t4"), 100, 2, |_| true).unwrap();
+        assert_eq!(
+            (page.into_iter().map(|r| r.spec.unwrap().id).collect::<Vec<_>>(), next),
+            (vec!["t5".to_string()], None)
+        );
+        // Retention takes a purged task out of the index.
+        must_apply(
+            &store,
+            6,
+            &[cmd(100_000, Kind::PurgeFinished(pb::PurgeFinished { retention_ms: 1, max_tasks: 10 }))],
+        );
+        assert!(indexed(&store, TaskState::Succeeded).is_empty());
+        assert!(indexed(&store, TaskState::Cancelled).is_empty());
+        // A data dir of a version without the index.
+        store.forget_task_state_index().unwrap();
+        assert!(indexed(&store, TaskState::Queued).is_empty(), "control: the index is gone");
+    }
+    let store = must_open(dir.path());
+    assert_eq!(indexed(&store, TaskState::Queued), ["t3", "t4", "t5"], "built again at open");
+    for st in states {
+        assert_eq!(indexed(&store, st), scanned(&store, st), "{st:?} after the rebuild");
+    }
+}
