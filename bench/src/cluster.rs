@@ -408,7 +408,7 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
 }
 
 /// Tasks in the given states, from the replicated counters in `/metrics`.
-async fn count_states(http: &reqwest::Client, base: &str, states: &[&str]) -> Option<u64> {
+pub(crate) async fn count_states(http: &reqwest::Client, base: &str, states: &[&str]) -> Option<u64> {
     let text = http.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
     Some(
         text.lines()

@@ -87,6 +87,19 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         done += n;
     }
     eprintln!("{} points of {} dimensions stored in {:.1} s", p.points, p.dim, started.elapsed().as_secs_f64());
+    // Timed at rest: every task ended and every point in a graph, as a
+    // node holding this much usually is.
+    let started = Instant::now();
+    c.wait_for("the tasks to end and the index to be built", Duration::from_secs(1800), || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let pending = crate::cluster::count_states(&http, &base, &["queued", "assigned", "running"]).await?;
+            let coll: Value = http.get(format!("{base}/collections/docs")).send().await.ok()?.json().await.ok()?;
+            (pending == 0 && coll["index_stats"]["growing"] == 0).then_some(())
+        }
+    })
+    .await?;
+    eprintln!("at rest after {:.1} s more", started.elapsed().as_secs_f64());
 
     let first = must(http.get(format!("{base}/tasks?limit=1")).send().await, "list").await?;
     let task_id = first["tasks"][0]["id"].as_str().unwrap_or_default().to_owned();
@@ -102,7 +115,8 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         ),
         ("nodes", vec![("GET", "/cluster/nodes?consistency=leader".into(), None)]),
         ("tasks", vec![("GET", "/tasks?limit=25".into(), None), ("GET", "/plugins/list".into(), None)]),
-        ("tasks, state=queued", vec![("GET", "/tasks?limit=25&state=queued".into(), None)]),
+        ("tasks, state=queued (none)", vec![("GET", "/tasks?limit=25&state=queued".into(), None)]),
+        ("tasks, state=succeeded", vec![("GET", "/tasks?limit=25&state=succeeded".into(), None)]),
         ("tasks, state=failed (none)", vec![("GET", "/tasks?limit=25&state=failed".into(), None)]),
         ("tasks, type=echo", vec![("GET", "/tasks?limit=25&type=echo".into(), None)]),
         (
