@@ -389,14 +389,23 @@ impl Cluster {
         request(&self.nodes[i].http, method, path, &all, body.as_deref(), timeout).await
     }
 
+    /// Logs in as admin. A login reads the user after a read barrier, which
+    /// needs a quorum: while the nodes are still being promoted it may
+    /// answer 503, and is asked again (for up to a minute).
     async fn login(&mut self) -> std::io::Result<()> {
         let body = format!("grant_type=password&username=admin&password={}", self.password);
-        let (code, v) = http(&self.nodes[0].http, "POST", "/login", None, Some(&body)).await?;
-        self.token = v["access_token"].as_str().map(str::to_string);
-        if self.token.is_none() {
-            return Err(std::io::Error::other(format!("login: {code} {v}")));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (code, v) = http(&self.nodes[0].http, "POST", "/login", None, Some(&body)).await?;
+            self.token = v["access_token"].as_str().map(str::to_string);
+            if self.token.is_some() {
+                return Ok(());
+            }
+            if !matches!(code, 503 | 429) || Instant::now() >= deadline {
+                return Err(std::io::Error::other(format!("login: {code} {v}")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Ok(())
     }
 
     /// A text body from node `i` as admin (`/metrics`).
