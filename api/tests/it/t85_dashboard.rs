@@ -237,6 +237,10 @@ async fn the_dashboard_works_in_a_real_browser() {
     // Plugins: load the example WASM plugin from a file, then unload it.
     let wat = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/wasm/greet.wat");
     b.goto(&format!("{url}/dashboard/#/plugins")).await;
+    b.find("#load-plugin").await;
+    let shown = "return [document.getElementById('plugin-module').offsetParent !== null, \
+                 document.getElementById('plugin-command').offsetParent !== null];";
+    assert_eq!(b.run(shown).await, json!([true, false]), "a WASM load asks for a file, not a command");
     b.type_into("#load-plugin input[name=name]", "greet").await;
     b.type_into("#load-plugin input[name=version]", "1.0.0").await;
     let file = b.find("#load-plugin input[name=module]").await;
