@@ -181,13 +181,29 @@ impl AuditRing {
             seq: self.next_seq,
             at_ms,
             event: event.to_owned(),
-            who: who.to_owned(),
-            what: what.to_owned(),
+            who: clip(who),
+            what: clip(what),
         });
         while self.events.len() > self.capacity {
             self.events.pop_front();
         }
     }
+}
+
+/// Longest `who` or `what` the ring keeps, in bytes: a failed login's user
+/// name is the caller's to choose, and a thousand of them must not hold
+/// the node's memory.
+const AUDIT_FIELD_MAX: usize = 256;
+
+fn clip(s: &str) -> String {
+    if s.len() <= AUDIT_FIELD_MAX {
+        return s.to_owned();
+    }
+    let mut end = AUDIT_FIELD_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 /// One ring per process: a process runs one node, and [`audit`] is called
@@ -388,6 +404,15 @@ fn api_key_context(node: &Node, key: &str) -> Result<AuthContext> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audit_ring_clips_long_fields_at_a_char_boundary() {
+        assert_eq!(clip("admin"), "admin");
+        let long = "é".repeat(200); // 400 bytes
+        let c = clip(&long);
+        assert!(c.len() <= AUDIT_FIELD_MAX + '…'.len_utf8() && c.ends_with('…'), "{}", c.len());
+        assert!(c.trim_end_matches('…').chars().all(|ch| ch == 'é'));
+    }
 
     #[test]
     fn a_full_login_table_forgets_no_limited_address() {
