@@ -125,6 +125,15 @@ impl Browser {
         }
     }
 
+    /// Polls until nothing matches `css` (20 s).
+    async fn wait_gone(&self, css: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.count(css).await != 0 {
+            assert!(Instant::now() < deadline, "still listed: {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn screenshot(&self, name: &str) {
         use base64::Engine;
         let v = self.cmd("GET", "/screenshot", None).await;
@@ -252,11 +261,7 @@ async fn the_dashboard_works_in_a_real_browser() {
     b.screenshot("plugins").await;
     b.accept_confirm().await;
     b.click("tr[data-plugin=greet] button[data-action=unload]").await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while b.count("tr[data-plugin=greet]").await != 0 {
-        assert!(Instant::now() < deadline, "greet still listed after unload");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    b.wait_gone("tr[data-plugin=greet]", "greet after its unload").await;
 
     // Collections: points and the index's segments and tombstones.
     let admin = Auth::Bearer(&t.admin_token);
@@ -289,11 +294,7 @@ async fn the_dashboard_works_in_a_real_browser() {
     b.screenshot("access").await;
     b.accept_confirm().await;
     b.click("tr[data-user=ursula] button[data-action=delete]").await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while b.count("tr[data-user=ursula]").await != 0 {
-        assert!(Instant::now() < deadline, "ursula still listed after delete");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    b.wait_gone("tr[data-user=ursula]", "ursula after her deletion").await;
     b.accept_confirm().await;
     b.click("tr[data-key] button[data-action=revoke]").await;
     b.wait_text("tr[data-key]", "revoked", |s| s.contains("revoked")).await;
