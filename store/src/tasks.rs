@@ -820,7 +820,9 @@ impl Store {
         }
         b.put_cf(data, KEY_TASK_STATE_INDEXED, b"1");
         self.write(b, true)?;
-        tracing::info!(tasks = n, "built the task state index");
+        if n > 0 {
+            tracing::info!(tasks = n, "built the task state index of a data dir written without it");
+        }
         Ok(())
     }
 
