@@ -75,9 +75,22 @@ pub async fn serve_https(
     tls: Arc<rustls::ServerConfig>,
     stop: impl std::future::Future<Output = ()>,
 ) {
+    serve_until(&listener, router, Some(tls), stop).await
+}
+
+/// Serves `router` on a listener it only borrows (over TLS when `tls` is
+/// given) until `stop` resolves, then stops accepting; the listener stays
+/// open for whoever serves it next (the discovery answer before the API).
+/// Connections already open finish on their own.
+pub async fn serve_until(
+    listener: &tokio::net::TcpListener,
+    router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: impl std::future::Future<Output = ()>,
+) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use tower::ServiceExt;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(stop);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -92,6 +105,16 @@ pub async fn serve_https(
         };
         let (acceptor, router) = (acceptor.clone(), router.clone());
         tokio::spawn(async move {
+            let svc = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
+                req
+            });
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let Some(acceptor) = acceptor else {
+                let _ = server.serve_connection_with_upgrades(TokioIo::new(tcp), svc).await;
+                return;
+            };
             let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -103,14 +126,7 @@ pub async fn serve_https(
                     return;
                 }
             };
-            let svc = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
-                req
-            });
-            let svc = hyper_util::service::TowerToHyperService::new(svc);
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await;
+            let _ = server.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
         });
     }
 }

@@ -41,6 +41,11 @@ pub const IGNORED_ENV_VARS: &[&str] = &[
     // the milvus-lite server.
     "SYNOD_TEST_MODELS_DIR",
     "SYNOD_TEST_MILVUS",
+    // Read by the container entrypoint (deploy/docker/entrypoint.sh), and
+    // still in the environment of a `synod` run by `kubectl exec`.
+    "SYNOD_NODE_ID_FROM_ORDINAL",
+    "SYNOD_POD_NAME",
+    "SYNOD_BIN",
 ];
 
 fn yaml_options() -> serde_saphyr::Options {

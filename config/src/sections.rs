@@ -129,6 +129,15 @@ pub struct ClusterConfig {
     /// Node id -> Raft address to dial instead of the advertised one (for
     /// test proxies that inject faults).
     pub peer_addr_overrides: BTreeMap<u64, String>,
+    /// HTTP addresses (`host:port` or URLs) of the nodes a new node looks
+    /// for its cluster at; names are resolved again on every round. A list,
+    /// or one comma-separated string (as an env var gives it).
+    #[serde(deserialize_with = "string_list")]
+    pub seeds: Vec<String>,
+    /// With `seeds`: this many uninitialized nodes seen together form a new
+    /// cluster (the lowest boot order bootstraps, the rest join it). 0 = never
+    /// bootstrap from seeds, only join a cluster one of them is in.
+    pub bootstrap_expect: usize,
 }
 
 impl Default for ClusterConfig {
@@ -147,6 +156,8 @@ impl Default for ClusterConfig {
             write_timeout: Dur::from_secs(5),
             auto_promote: true,
             peer_addr_overrides: BTreeMap::new(),
+            seeds: Vec::new(),
+            bootstrap_expect: 0,
         }
     }
 }
@@ -719,5 +730,20 @@ fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr,
         serde::de::Error::custom(format_args!(
             "invalid socket address {text:?} (use ip:port, e.g. 127.0.0.1:7700 or 0.0.0.0:7700)"
         ))
+    })
+}
+
+/// A list of strings, or one comma-separated string (`a:1,b:2`), so an env
+/// var can set a list without YAML's brackets.
+fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
     })
 }

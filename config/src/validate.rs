@@ -111,6 +111,19 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
     for (id, addr) in &cl.peer_addr_overrides {
         host_port(addr, &format!("cluster.peer_addr_overrides.{id}"))?;
     }
+    for seed in &cl.seeds {
+        if seed.contains("://") {
+            http_url(seed, "cluster.seeds")?;
+        } else {
+            host_port(seed, "cluster.seeds")?;
+        }
+    }
+    rule(cl.bootstrap_expect == 0 || !cl.seeds.is_empty(), "cluster.bootstrap_expect", || {
+        "cluster.bootstrap_expect needs cluster.seeds: the addresses where the nodes find each other".to_owned()
+    })?;
+    rule(n.join.is_none() || cl.seeds.is_empty(), "cluster.seeds", || {
+        "node.join and cluster.seeds are two ways to find a cluster: set one of them".to_owned()
+    })?;
 
     let st = &c.storage;
     positive_size(st.write_buffer_size, "storage.write_buffer_size")?;

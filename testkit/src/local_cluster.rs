@@ -19,6 +19,8 @@ pub struct LocalNode {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub args: Vec<String>,
+    /// More environment for the process (set after the harness's own).
+    pub env: Vec<(String, String)>,
     /// Serves REST over TLS.
     pub https: bool,
     process: Option<NodeProcess>,
@@ -134,6 +136,14 @@ impl LocalCluster {
     /// Adds and starts a node; `join` is the index of a node to join through
     /// (None bootstraps). `extra` are more `synod serve` arguments.
     pub fn add_node(&mut self, join: Option<usize>, extra: &[String]) -> anyhow::Result<usize> {
+        let i = self.define_node(join, extra)?;
+        self.start(i)?;
+        Ok(i)
+    }
+
+    /// Adds a node without starting it: its addresses are known (to list
+    /// them as seeds of all) before any process runs. `start` starts it.
+    pub fn define_node(&mut self, join: Option<usize>, extra: &[String]) -> anyhow::Result<usize> {
         let i = self.nodes.len();
         let data_dir = self.root.join(format!("node{i}"));
         let (http, grpc, raft) = (
@@ -164,10 +174,10 @@ impl LocalCluster {
             log: self.root.join(format!("node{i}.log")),
             data_dir,
             args,
+            env: Vec::new(),
             https: self.ca.is_some(),
             process: None,
         });
-        self.start(i)?;
         Ok(i)
     }
 
@@ -183,6 +193,7 @@ impl LocalCluster {
             false => cmd.env("SYNOD_ADMIN_PASSWORD", &self.admin_password),
         };
         cmd.args(&n.args).env("SYNOD_SECURITY_JWT_SECRET", &self.secret);
+        cmd.envs(n.env.iter().map(|(k, v)| (k, v)));
         n.process = Some(NodeProcess::spawn(cmd, &n.log)?);
         Ok(())
     }

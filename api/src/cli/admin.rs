@@ -441,6 +441,17 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             };
             print(&v);
         }
+        Command::Health(HealthArgs { target, live }) => {
+            let client = Client::of(&target)?;
+            let url = format!("{}{}", client.base, if live { "/health" } else { "/health/ready" });
+            let resp = client.http.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+            let status = resp.status();
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            print(&v);
+            if !status.is_success() {
+                bail!("{url}: {status}: {}", v["reason"].as_str().unwrap_or("not ready"));
+            }
+        }
         Command::Whoami(WhoamiArgs { target }) => {
             let (v, _) = Client::of(&target)?.call(Method::GET, "/whoami", None, &[]).await?;
             print(&v);

@@ -55,6 +55,9 @@ pub enum Command {
     Login(LoginArgs),
     /// Who the credentials in use are: subject, tenant and role (GET /whoami).
     Whoami(WhoamiArgs),
+    /// Is the node ready (GET /health/ready; --live: GET /health)? Prints
+    /// its health and exits 1 when not: a probe for containers without curl.
+    Health(HealthArgs),
     /// The recent audit events of the node asked, newest first (GET /audit; admin).
     Audit(AuditArgs),
     /// Development certificates.
@@ -145,6 +148,14 @@ pub struct ServeArgs {
     /// URL of any node of the cluster to join, e.g. http://10.0.0.1:7700.
     #[arg(long)]
     pub join: Option<String>,
+    /// HTTP addresses of the cluster's nodes, where a new node finds its
+    /// cluster: host:port,host:port (cluster.seeds).
+    #[arg(long)]
+    pub seeds: Option<String>,
+    /// With --seeds: how many nodes started together form a new cluster
+    /// (cluster.bootstrap_expect).
+    #[arg(long)]
+    pub bootstrap_expect: Option<usize>,
     /// Any other setting, as dotted key=value (repeatable), e.g. --set cluster.voters=5.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -630,13 +641,15 @@ pub enum TaskCmd {
 /// Builds the effective config of `serve`: file < SYNOD_* env < flags.
 pub fn serve_config(args: &ServeArgs) -> anyhow::Result<synod_config::Config> {
     let mut cfg = synod_config::Config::load(args.config.as_deref(), std::env::vars())?;
-    let flags: [(&str, &str, Option<String>); 6] = [
+    let flags: [(&str, &str, Option<String>); 8] = [
         ("--node-id", "node.id", args.node_id.map(|v| v.to_string())),
         ("--data-dir", "node.data_dir", args.data_dir.as_ref().map(|p| p.display().to_string())),
         ("--http-addr", "node.http_addr", args.http_addr.clone()),
         ("--grpc-addr", "node.grpc_addr", args.grpc_addr.clone()),
         ("--raft-addr", "node.raft_addr", args.raft_addr.clone()),
         ("--join", "node.join", args.join.clone()),
+        ("--seeds", "cluster.seeds", args.seeds.clone()),
+        ("--bootstrap-expect", "cluster.bootstrap_expect", args.bootstrap_expect.map(|v| v.to_string())),
     ];
     for (flag, key, value) in flags {
         if let Some(v) = value {
@@ -649,6 +662,15 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<synod_config::Config> {
     }
     cfg.validate()?;
     Ok(cfg)
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Only whether the process serves (liveness), not whether it is ready.
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[derive(Debug, Args)]

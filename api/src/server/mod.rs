@@ -3,8 +3,9 @@
 //! node's background loops, and shuts down cleanly on SIGTERM.
 //!
 //! ```text
-//!  start ─► node id (data dir / --node-id / allocated by the cluster)
-//!        ─► Raft transport up ─► bootstrap (empty dir, no --join) | join as learner
+//!  start ─► [seeds, not a member yet: discovery (discovery.rs) ─► bootstrap | join]
+//!        ─► node id (data dir / --node-id / allocated by the cluster)
+//!        ─► Raft transport up ─► bootstrap (empty dir, no --join, no seeds) | join as learner
 //!        ─► REST + gRPC up ─► heartbeat loop (every node), leader loop (auto-promote)
 //!  SIGTERM ─► stop accepting ─► finish in-flight requests ─► raft shutdown ─► flush ─► exit 0
 //! ```
@@ -25,6 +26,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::service::cluster::JoinRequest;
 use crate::service::{Node, SharedNode};
 
+mod discovery;
 mod join;
 mod loops;
 mod secrets;
@@ -105,7 +107,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                        for tests and benchmarks only";
         eprintln!("WARNING: {warning}");
         tracing::warn!("{warning}");
-        if cfg.node.join.is_some() && !cfg.storage.fsync_off_in_cluster {
+        if (cfg.node.join.is_some() || !cfg.cluster.seeds.is_empty()) && !cfg.storage.fsync_off_in_cluster {
             bail!(
                 "storage.fsync is false, and this node would join a cluster that counts on its acknowledged \
                  writes: turn fsync on, or set storage.fsync_off_in_cluster: true to join anyway"
@@ -144,9 +146,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let (keys, material) = cluster_keys(&cfg)?;
     let sealing = cfg.security.enabled.then_some(material.as_slice());
-    let joiner = match &cfg.node.join {
-        Some(join) => Some(Joiner {
-            join: join.clone(),
+    let me = SynodNode {
+        raft_addr: advertised(&cfg.node.advertise_raft, cfg.node.raft_addr),
+        http_addr: advertised(&cfg.node.advertise_http, cfg.node.http_addr),
+        grpc_addr: advertised(&cfg.node.advertise_grpc, cfg.node.grpc_addr),
+    };
+    let make_joiner = |join: &str| -> anyhow::Result<Joiner> {
+        Ok(Joiner {
+            join: join.to_string(),
             client: client.clone(),
             peers: synod_raft::Peers::new(
                 Default::default(),
@@ -156,15 +163,27 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
             ),
             sealer: crate::service::leader_ops::Sealer::new(sealing),
-        }),
-        None => None,
+        })
+    };
+    let seeker = |node_id: Option<u64>| discovery::Seeker {
+        cfg: &cfg,
+        client: &client,
+        node_id,
+        raft_addr: me.raft_addr.clone(),
+        http_addr: me.http_addr.clone(),
+    };
+    // A node with seeds whose data dir has no id yet looks for its cluster
+    // first: whether it joins (and is given an id) or bootstraps.
+    let seeded = !cfg.cluster.seeds.is_empty();
+    let mut found = None;
+    if seeded && !cfg.node.data_dir.join(join::NODE_ID_FILE).exists() {
+        found = Some(seeker(cfg.node.id).find(&http_listener, rest_tls.clone()).await?);
+    }
+    let mut joiner = match (&cfg.node.join, &found) {
+        (Some(join), _) | (None, Some(discovery::Found::Join(join))) => Some(make_joiner(join)?),
+        _ => None,
     };
     let id = resolve_node_id(&cfg, joiner.as_ref()).await?;
-    let me = SynodNode {
-        raft_addr: advertised(&cfg.node.advertise_raft, cfg.node.raft_addr),
-        http_addr: advertised(&cfg.node.advertise_http, cfg.node.http_addr),
-        grpc_addr: advertised(&cfg.node.advertise_grpc, cfg.node.grpc_addr),
-    };
     let models_dir = cfg.plugins.models_dir.clone().unwrap_or_else(|| cfg.node.data_dir.join("models"));
     let models = Arc::new(synod_plugins::Models::open(
         Some(models_dir),
@@ -229,14 +248,27 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), stopped(stop_rx.clone())),
     );
 
+    let mut bootstrapped = false;
     if !raft.is_initialized().await? {
-        match &cfg.node.join {
+        if seeded && found.is_none() {
+            // An id from an earlier start that never got into a cluster.
+            found = Some(seeker(Some(id)).find(&http_listener, rest_tls.clone()).await?);
+        }
+        let via = match (&cfg.node.join, &found) {
+            (Some(join), _) | (None, Some(discovery::Found::Join(join))) => Some(join.clone()),
+            _ => None,
+        };
+        match via {
             None => {
                 raft.bootstrap(me.clone()).await?;
+                bootstrapped = true;
                 tracing::info!(node = id, "bootstrapped a new one-node cluster");
             }
             Some(join) => {
-                let joiner = joiner.as_ref().expect("made when node.join is set");
+                if joiner.is_none() {
+                    joiner = Some(make_joiner(&join)?);
+                }
+                let joiner = joiner.as_ref().expect("made just above");
                 let op = crate::service::leader_ops::LeaderOp::AddLearner(JoinRequest {
                     id,
                     raft_addr: me.raft_addr.clone(),
@@ -247,8 +279,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 tracing::info!(node = id, via = %join, "joined as a learner");
             }
         }
-    } else if cfg.node.join.is_some() {
-        tracing::info!(node = id, "data dir already belongs to a cluster; --join ignored");
+    } else if cfg.node.join.is_some() || seeded {
+        tracing::info!(node = id, "data dir already belongs to a cluster; --join / seeds not needed");
     }
 
     let security = crate::service::authn::Security::new(
@@ -264,7 +296,18 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let node: SharedNode = Arc::new(node);
     raft.set_leader_ops(Arc::new(crate::service::leader_ops::Handler(Arc::downgrade(&node))));
     crate::service::plugins::declare_subprocess_plugins(&cfg, &node.plugins, &node.compiled)?;
-    if cfg.node.join.is_none() {
+    // The first admin is created by the node that started the cluster: with
+    // seeds, the one that bootstrapped (now, or at an earlier start that left
+    // its password file), or any when the password is given to all.
+    let creates_admin = match seeded {
+        false => cfg.node.join.is_none(),
+        true => {
+            bootstrapped
+                || std::env::var("SYNOD_ADMIN_PASSWORD").is_ok_and(|p| !p.is_empty())
+                || cfg.node.data_dir.join("admin-password").exists()
+        }
+    };
+    if creates_admin {
         let n = node.clone();
         tokio::spawn(async move {
             let r = retry("creating the first admin", Duration::from_secs(300), || {
@@ -360,6 +403,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
 
     shutdown_signal().await;
+    hand_off_leadership(&raft).await;
     tracing::info!(node = id, "shutting down: no new requests; finishing in-flight ones");
     heartbeats.abort();
     leader_duties.abort();
@@ -382,6 +426,36 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), raft_server).await;
     tracing::info!(node = id, "stopped cleanly");
     Ok(())
+}
+
+/// A leader that is stopping first hands leadership to the most caught-up
+/// other voter, so the cluster has its next leader at once instead of after
+/// an election timeout (a rolling restart, a pod rescheduled). Waits at most
+/// 2 s; a node that cannot hand off stops anyway and an election follows.
+async fn hand_off_leadership(raft: &RaftNode) {
+    if !raft.is_leader() {
+        return;
+    }
+    let v = raft.view();
+    let to = v
+        .voters
+        .iter()
+        .copied()
+        .filter(|&voter| voter != raft.id)
+        .max_by_key(|voter| v.matched.get(voter).copied().flatten().unwrap_or(0));
+    let Some(to) = to else { return };
+    if let Err(e) = raft.transfer_leader(to).await {
+        tracing::warn!(to, error = %e, "handing leadership off before stopping failed");
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while raft.is_leader() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match raft.is_leader() {
+        true => tracing::warn!(to, "leadership not handed off within 2 s; stopping anyway"),
+        false => tracing::info!(to, "leadership handed off before stopping"),
+    }
 }
 
 /// What this node offers tasks besides its plugins: `model:<name>` for each

@@ -47,7 +47,7 @@ pub(super) fn cluster_keys(cfg: &Config) -> anyhow::Result<(crate::auth::TokenKe
         return Ok(hs(s.trim().as_bytes()));
     }
     let fresh = !cfg.node.data_dir.join(NODE_ID_FILE).exists();
-    if !cfg.security.enabled || (cfg.node.join.is_none() && fresh) {
+    if !cfg.security.enabled || (cfg.node.join.is_none() && cfg.cluster.seeds.is_empty() && fresh) {
         let secret = crate::auth::random_token(32);
         if cfg.security.enabled {
             std::fs::create_dir_all(&cfg.node.data_dir)?;
@@ -55,6 +55,12 @@ pub(super) fn cluster_keys(cfg: &Config) -> anyhow::Result<(crate::auth::TokenKe
                 .with_context(|| format!("writing {}", file.display()))?;
         }
         return Ok(hs(secret.as_bytes()));
+    }
+    if !cfg.cluster.seeds.is_empty() {
+        bail!(
+            "nodes that find their cluster through cluster.seeds must all be given the same secret: set \
+             security.jwt_secret (or SYNOD_SECURITY_JWT_SECRET) to the same 16 or more random bytes on each"
+        );
     }
     bail!(
         "this node needs the cluster's secret: set security.jwt_secret (or SYNOD_SECURITY_JWT_SECRET) to the \

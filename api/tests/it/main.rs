@@ -7,6 +7,7 @@ mod t10_single_node;
 mod t20_failover;
 mod t30_snapshot_catchup;
 mod t40_membership;
+mod t45_seeds;
 mod t50_restart_all;
 mod t60_tasks;
 mod t70_security;

@@ -1,0 +1,254 @@
+//! Finding a cluster through `cluster.seeds`, for nodes started together
+//! with identical flags (a StatefulSet, a Compose file).
+//!
+//! ```text
+//!  every round (500 ms), while this node is in no cluster:
+//!    resolve every seed again ─► GET /health of each address
+//!      a member answers        ─► join the cluster through it (as with --join)
+//!      ≥ bootstrap_expect nodes that are in no cluster answer (this one
+//!      counted), and this one comes first in their order ─► bootstrap
+//!      else                    ─► wait for the next round
+//! ```
+//!
+//! While it looks, the node answers `GET /health` itself on its HTTP port
+//! with `status: "discovering"`, its boot order and its `bootstrap_expect`
+//! (and 503 to everything else). The order is (node id when given, a
+//! random boot id): every node that sees the same set picks the same first,
+//! so one node bootstraps and the others join it at a later round. A node
+//! only bootstraps after seeing `bootstrap_expect` waiting nodes, so with
+//! `bootstrap_expect` equal to the number of nodes started together two
+//! clusters cannot form. A node whose data dir is a member already never
+//! gets here: it restarts as what it was.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use synod_config::Config;
+use tokio::net::TcpListener;
+
+/// How this node came into a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Found {
+    /// It comes first among `bootstrap_expect` waiting nodes: it starts the cluster.
+    Bootstrap,
+    /// The seed at this base URL is a member: join through it.
+    Join(String),
+}
+
+/// What a node that is in no cluster yet answers on `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Waiting {
+    /// `discovering`.
+    status: String,
+    node_id: Option<u64>,
+    /// Random per start; orders the waiting nodes after their node ids.
+    boot_id: u64,
+    bootstrap_expect: usize,
+    raft_addr: String,
+    http_addr: String,
+    version: String,
+    ready: bool,
+    reason: String,
+}
+
+impl Waiting {
+    fn order(&self) -> (u64, u64) {
+        (self.node_id.unwrap_or(u64::MAX), self.boot_id)
+    }
+}
+
+const DISCOVERING: &str = "discovering";
+
+/// This node's side of the search.
+pub(super) struct Seeker<'a> {
+    pub(super) cfg: &'a Config,
+    pub(super) client: &'a reqwest::Client,
+    pub(super) node_id: Option<u64>,
+    pub(super) raft_addr: String,
+    pub(super) http_addr: String,
+}
+
+impl Seeker<'_> {
+    /// Looks for the cluster until it finds one to join or is the one to
+    /// start it, answering other seekers on `listener` meanwhile. Returns
+    /// with the listener free for the API.
+    pub(super) async fn find(
+        &self,
+        listener: &TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> anyhow::Result<Found> {
+        let me = Waiting {
+            status: DISCOVERING.into(),
+            node_id: self.node_id,
+            boot_id: rand::random::<u64>() >> 1,
+            bootstrap_expect: self.cfg.cluster.bootstrap_expect,
+            raft_addr: self.raft_addr.clone(),
+            http_addr: self.http_addr.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            ready: false,
+            reason: "looking for its cluster through cluster.seeds".into(),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let answer = crate::tls::serve_until(listener, answer_router(me.clone()), tls, async move {
+            let _ = stop_rx.await;
+        });
+        let search = async {
+            let found = self.search(&me).await;
+            let _ = stop_tx.send(());
+            found
+        };
+        let ((), found) = tokio::join!(answer, search);
+        found
+    }
+
+    async fn search(&self, me: &Waiting) -> anyhow::Result<Found> {
+        let expect = self.cfg.cluster.bootstrap_expect;
+        tracing::info!(
+            seeds = ?self.cfg.cluster.seeds,
+            bootstrap_expect = expect,
+            boot_id = me.boot_id,
+            "looking for the cluster through the seeds"
+        );
+        let mut round = 0u64;
+        let mut warned_expect = std::collections::BTreeSet::new();
+        loop {
+            let answers = self.probe_all().await;
+            if let Some(url) = answers.iter().find_map(|a| match a {
+                Answer::Member(url) => Some(url.clone()),
+                Answer::Waiting(..) => None,
+            }) {
+                tracing::info!(via = %url, "found a member of the cluster");
+                return Ok(Found::Join(url));
+            }
+            // Every waiting node once, this one included (a seed may be us).
+            let mut waiting: BTreeMap<u64, Waiting> = BTreeMap::new();
+            waiting.insert(me.boot_id, me.clone());
+            for a in answers {
+                if let Answer::Waiting(w, url) = a {
+                    if w.bootstrap_expect != expect {
+                        if warned_expect.insert(w.boot_id) {
+                            tracing::warn!(
+                                peer = %url,
+                                theirs = w.bootstrap_expect,
+                                ours = expect,
+                                "a seed waits with a different bootstrap_expect; it is not counted"
+                            );
+                        }
+                        continue;
+                    }
+                    waiting.insert(w.boot_id, w);
+                }
+            }
+            let first = waiting.values().min_by_key(|w| w.order()).map(|w| w.boot_id);
+            if expect > 0 && waiting.len() >= expect && first == Some(me.boot_id) {
+                tracing::info!(
+                    waiting = waiting.len(),
+                    bootstrap_expect = expect,
+                    "this node comes first of the nodes waiting: bootstrapping the cluster"
+                );
+                return Ok(Found::Bootstrap);
+            }
+            if round.is_multiple_of(20) {
+                tracing::info!(
+                    waiting = waiting.len(),
+                    bootstrap_expect = expect,
+                    "no cluster among the seeds yet; waiting for {}",
+                    if expect == 0 { "one to join".to_string() } else { format!("{expect} nodes") }
+                );
+            }
+            round += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// One `GET /health` per address every seed resolves to now.
+    async fn probe_all(&self) -> Vec<Answer> {
+        let mut urls = Vec::new();
+        for seed in &self.cfg.cluster.seeds {
+            urls.extend(self.resolve(seed).await);
+        }
+        urls.sort();
+        urls.dedup();
+        let probes = urls.into_iter().map(|url| async move {
+            let resp = self.client.get(format!("{url}/health")).timeout(Duration::from_secs(2)).send().await;
+            let v: serde_json::Value = match resp {
+                Ok(r) if r.status().is_success() => r.json().await.ok()?,
+                Ok(r) => {
+                    tracing::debug!(%url, status = %r.status(), "seed answered an error");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::debug!(%url, error = %e, "seed not reached");
+                    return None;
+                }
+            };
+            if v["status"] == DISCOVERING {
+                let w: Waiting = serde_json::from_value(v).ok()?;
+                return Some(Answer::Waiting(w, url));
+            }
+            // A node serving the API is in a cluster (it bootstrapped or
+            // joined before it served); `none` is one that was removed.
+            let member = v["raft_addr"].as_str().is_some_and(|a| !a.is_empty()) && v["role"] != "none";
+            member.then_some(Answer::Member(url))
+        });
+        futures::future::join_all(probes).await.into_iter().flatten().collect()
+    }
+
+    /// The base URLs a seed names now: one per address its host resolves
+    /// to; by name when it resolves to one (so TLS can check the name).
+    async fn resolve(&self, seed: &str) -> Vec<String> {
+        let tls = self.cfg.security.tls.is_enabled();
+        let (scheme, hostport) = match seed.split_once("://") {
+            Some((scheme, rest)) => (scheme, rest.trim_end_matches('/')),
+            None => (if tls { "https" } else { "http" }, seed),
+        };
+        let Some((host, port)) = hostport.rsplit_once(':') else { return Vec::new() };
+        let Ok(port) = port.parse::<u16>() else { return Vec::new() };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((bare, port)).await {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                tracing::debug!(%seed, error = %e, "seed does not resolve (yet)");
+                return Vec::new();
+            }
+        };
+        match addrs.len() {
+            0 => Vec::new(),
+            1 => vec![format!("{scheme}://{hostport}")],
+            _ => addrs.iter().map(|a| format!("{scheme}://{a}")).collect(),
+        }
+    }
+}
+
+enum Answer {
+    Member(String),
+    Waiting(Waiting, String),
+}
+
+fn answer_router(me: Waiting) -> Router {
+    let health = me.clone();
+    let ready = me;
+    Router::new()
+        .route("/health", axum::routing::get(move || async move { axum::Json(health) }))
+        .route(
+            "/health/ready",
+            axum::routing::get(move || async move { (StatusCode::SERVICE_UNAVAILABLE, axum::Json(ready)) }),
+        )
+        .fallback(|| async {
+            crate::error::ApiError::Unavailable(
+                "this node is looking for its cluster (cluster.seeds) and serves nothing else yet".into(),
+            )
+            .into_response()
+        })
+        // No keep-alive: a peer's pooled connection would go on reaching
+        // this answer after the node has found its cluster and serves the API.
+        .layer(axum::middleware::map_response(|mut r: axum::response::Response| async move {
+            r.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            r
+        }))
+}
