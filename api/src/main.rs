@@ -66,6 +66,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(())
         }
+        Command::Restore { file, data_dir } => synod_api::cli::restore(&file, &data_dir),
         Command::Model(cmd) if !matches!(cmd, ModelCmd::Status { .. }) => synod_api::cli::run_model(cmd),
         admin => rt.block_on(synod_api::cli::run_admin(admin)),
     }

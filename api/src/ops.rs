@@ -108,6 +108,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("get_node", Read, &[("GET", "/cluster/nodes/{id}")], &["Cluster.GetNode"]),
     op("set_labels", Admin, &[("PUT", "/cluster/nodes/{id}/labels")], &["Cluster.SetLabels"]),
     op("state_digest", Admin, &[("GET", "/debug/digest")], &["Cluster.Digest"]),
+    op("backup", Admin, &[("GET", "/cluster/backup")], &["Cluster.Backup"]),
     op("promote", Admin, &[("POST", "/cluster/nodes/{id}/promote")], &["Cluster.Promote"]),
     op("demote", Admin, &[("POST", "/cluster/nodes/{id}/demote")], &["Cluster.Demote"]),
     op("remove", Admin, &[("POST", "/cluster/nodes/{id}/remove")], &["Cluster.Remove"]),

@@ -156,6 +156,37 @@ impl RaftNode {
         Ok((index, digest))
     }
 
+    /// The index of an opaque applied log id (as the store keeps it).
+    pub fn log_index(applied: &[u8]) -> Result<u64> {
+        crate::codec::decode::<crate::types::LogId>(applied, "applied log id")
+            .map(|id| id.index)
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Builds a snapshot of everything applied now and purges the log up to
+    /// it, so a node that joins from here on gets that snapshot instead of
+    /// the log: how a cluster started over restored state hands that state
+    /// to its new members, which the log does not hold. Waits up to `within`.
+    pub async fn snapshot_and_purge(&self, within: Duration) -> Result<u64> {
+        let applied = self.view().applied_index;
+        self.raft.trigger().snapshot().await.map_err(|e| Error::Stopped(e.to_string()))?;
+        let mut rx = self.raft.metrics();
+        let deadline = Instant::now() + within;
+        loop {
+            let at = rx.borrow_watched().snapshot.as_ref().map(|s| s.index);
+            if at.is_some_and(|i| i >= applied) {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Unavailable(format!("no snapshot at index {applied} within {within:?}")));
+            }
+            let _ = tokio::time::timeout(left, rx.changed()).await;
+        }
+        self.raft.trigger().purge_log(applied).await.map_err(|e| Error::Stopped(e.to_string()))?;
+        Ok(applied)
+    }
+
     /// True once this node has a vote, a log or a membership.
     pub async fn is_initialized(&self) -> Result<bool> {
         self.raft.is_initialized().await.map_err(|e| Error::Stopped(e.to_string()))

@@ -48,5 +48,5 @@ pub mod pb {
 
 pub use db::{Compression, Store, StoreOptions};
 pub use error::{Error, Result};
-pub use snapshot::{SnapshotInfo, verify_snapshot};
+pub use snapshot::{BackupInfo, SnapshotInfo, read_backup, verify_snapshot};
 pub use state_machine::{AppliedState, ApplyEntry, COMMAND_FORMAT_VERSION};

@@ -52,6 +52,9 @@ pub const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
 /// (UTF-8): a node that restarts with it set installs that file again
 /// before anything else (issue 13, defect 5). Local, never in a snapshot.
 pub const KEY_INSTALLING: &[u8] = b"snapshot_installing";
+/// Only in backup files (`Store::build_backup`), the last record: JSON
+/// [`crate::BackupInfo`] of the state before it. Never stored.
+pub const KEY_BACKUP_INFO: &[u8] = b"backup_info";
 /// The state-machine format version, a big-endian `u32`.
 pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
 

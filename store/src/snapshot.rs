@@ -43,6 +43,24 @@ pub struct SnapshotInfo {
     pub membership: Option<Vec<u8>>,
     pub bytes: u64,
     pub records: u64,
+    /// [`Store::state_digest`] of the state written (built files only).
+    pub digest: u64,
+}
+
+/// What a backup file says of itself in its last record, checked against
+/// the records before it when the file is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackupInfo {
+    /// [`Store::state_digest`] of the state in the file.
+    pub digest: u64,
+    /// Records of state in the file (the info record not counted).
+    pub records: u64,
+    /// The opaque log id of the last entry applied to that state.
+    #[serde(skip)]
+    pub applied: Option<Vec<u8>>,
+    /// The file's size in bytes.
+    #[serde(skip)]
+    pub bytes: u64,
 }
 
 /// 64-bit FNV-1a, enough to catch truncation and corruption in transit.
@@ -83,7 +101,7 @@ const STAGED_FILE_BYTES: u64 = 256 << 20;
 
 /// Meta keys that belong to this node, not to the replicated state.
 fn is_local_meta(key: &[u8]) -> bool {
-    key == KEY_SNAPSHOT_META || key == KEY_FORMAT_VERSION || key == KEY_INSTALLING
+    key == KEY_SNAPSHOT_META || key == KEY_FORMAT_VERSION || key == KEY_INSTALLING || key == KEY_BACKUP_INFO
 }
 
 /// The SST files of an install, per column family, written in key order.
@@ -123,6 +141,17 @@ impl Store {
     /// Writes a snapshot of the state machine to `path` (fsynced) and
     /// returns what it covers.
     pub fn build_snapshot(&self, path: &Path) -> Result<SnapshotInfo> {
+        self.write_state(path, false)
+    }
+
+    /// Writes a backup of the state machine to `path` (fsynced): a snapshot
+    /// file (same format, same checksum) whose last record is a
+    /// [`BackupInfo`] with the state's digest, read back by [`read_backup`].
+    pub fn build_backup(&self, path: &Path) -> Result<SnapshotInfo> {
+        self.write_state(path, true)
+    }
+
+    fn write_state(&self, path: &Path, backup: bool) -> Result<SnapshotInfo> {
         let snap = {
             let _read = self.read_gate();
             self.db.snapshot()
@@ -133,6 +162,8 @@ impl Store {
         let io = |e| Error::io("write snapshot", path)(e);
         w.write_all(MAGIC).map_err(io)?;
         w.write_all(&SNAPSHOT_FORMAT.to_be_bytes()).map_err(io)?;
+        // The state digest: data then blobs, as `state_digest_applied` reads them.
+        let mut digest = Fnv::new();
         for (tag, cf) in [(TAG_DATA, CF_SM_DATA), (TAG_META, CF_SM_META), (TAG_BLOB, CF_BLOBS)] {
             let mut ro = ReadOptions::default();
             ro.set_snapshot(&snap);
@@ -147,6 +178,8 @@ impl Store {
                     } else if &*k == KEY_MEMBERSHIP {
                         info.membership = Some(v.to_vec());
                     }
+                } else {
+                    digest_record(&mut digest, &k, &v);
                 }
                 w.write_all(&[tag]).map_err(io)?;
                 w.write_all(&(k.len() as u32).to_be_bytes()).map_err(io)?;
@@ -155,6 +188,16 @@ impl Store {
                 w.write_all(&v).map_err(io)?;
                 info.records += 1;
             }
+        }
+        info.digest = digest.0;
+        if backup {
+            let about = BackupInfo { digest: info.digest, records: info.records, ..Default::default() };
+            let v = serde_json::to_vec(&about).map_err(|e| Error::corrupt("backup info", e.to_string()))?;
+            w.write_all(&[TAG_META]).map_err(io)?;
+            w.write_all(&(KEY_BACKUP_INFO.len() as u32).to_be_bytes()).map_err(io)?;
+            w.write_all(KEY_BACKUP_INFO).map_err(io)?;
+            w.write_all(&(v.len() as u32).to_be_bytes()).map_err(io)?;
+            w.write_all(&v).map_err(io)?;
         }
         w.write_all(&[TAG_END]).map_err(io)?;
         let digest = w.hash.0;
@@ -277,14 +320,86 @@ impl Store {
             ro.set_snapshot(&snap);
             for item in self.db.iterator_cf_opt(self.cf(cf), ro, IteratorMode::Start) {
                 let (k, v) = item.map_err(Error::rocks("digest scan"))?;
-                h.update(&(k.len() as u32).to_be_bytes());
-                h.update(&k);
-                h.update(&(v.len() as u32).to_be_bytes());
-                h.update(&v);
+                digest_record(&mut h, &k, &v);
             }
         }
         Ok((applied, h.0))
     }
+}
+
+fn digest_record(h: &mut Fnv, k: &[u8], v: &[u8]) {
+    h.update(&(k.len() as u32).to_be_bytes());
+    h.update(k);
+    h.update(&(v.len() as u32).to_be_bytes());
+    h.update(v);
+}
+
+impl Store {
+    /// Loads the state of a backup file into this store, which must be new
+    /// (no log, no state): the state as it was, but not the applied log id
+    /// nor the membership of the cluster it came from, so the node that
+    /// opens this store next starts a new cluster over that state. Checks
+    /// the state's digest after the load against the one the file names.
+    pub fn restore_backup(&self, path: &Path) -> Result<BackupInfo> {
+        let about = read_backup(path)?;
+        if self.get(CF_SM_META, KEY_APPLIED)?.is_some() || self.get(CF_SM_META, KEY_MEMBERSHIP)?.is_some() {
+            return Err(Error::corrupt("restore", "the store already holds a cluster's state"));
+        }
+        self.install_snapshot(path)?;
+        let mut forget = WriteBatch::default();
+        for key in [KEY_APPLIED, KEY_MEMBERSHIP] {
+            forget.delete_cf(self.cf(CF_SM_META), key);
+        }
+        self.write(forget, true)?;
+        let digest = self.state_digest()?;
+        if digest != about.digest {
+            return Err(Error::corrupt(
+                "restore",
+                format!("state digest after the load {digest:016x} differs from the backup's {:016x}", about.digest),
+            ));
+        }
+        Ok(about)
+    }
+}
+
+/// Reads and checks a backup file whole (the snapshot checksum, then the
+/// digest its info record names against the records before it) and
+/// returns that info.
+pub fn read_backup(path: &Path) -> Result<BackupInfo> {
+    let mut digest = Fnv::new();
+    let mut about: Option<BackupInfo> = None;
+    let (mut records, mut applied) = (0u64, None);
+    scan_snapshot(path, true, |(tag, k, v)| {
+        if about.is_some() {
+            return Err(Error::corrupt("backup", "records after the backup info"));
+        }
+        match tag {
+            TAG_META if k == KEY_BACKUP_INFO => {
+                about = Some(
+                    serde_json::from_slice(&v).map_err(|e| Error::corrupt("backup", format!("backup info: {e}")))?,
+                );
+                return Ok(());
+            }
+            TAG_META if k == KEY_APPLIED => applied = Some(v),
+            TAG_META => {}
+            _ => digest_record(&mut digest, &k, &v),
+        }
+        records += 1;
+        Ok(())
+    })?;
+    let mut about = about.ok_or_else(|| Error::corrupt("backup", "no backup info: a snapshot, not a backup"))?;
+    if about.digest != digest.0 || about.records != records {
+        return Err(Error::corrupt(
+            "backup",
+            format!(
+                "the file names digest {:016x} over {} records; its records give {:016x} over {records}",
+                about.digest, about.records, digest.0
+            ),
+        ));
+    }
+    about.applied = applied;
+    about.bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    Ok(about)
 }
 
 /// One snapshot record: column-family tag, key, value.

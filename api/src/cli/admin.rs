@@ -10,10 +10,10 @@ use super::*;
 
 /// A small REST client for the admin commands.
 pub struct Client {
-    base: String,
-    http: reqwest::Client,
+    pub(super) base: String,
+    pub(super) http: reqwest::Client,
     /// Headers sent with every call (credentials, the tenant).
-    always: Vec<(&'static str, String)>,
+    pub(super) always: Vec<(&'static str, String)>,
 }
 
 /// Where `synod login` keeps the token: `$SYNOD_TOKEN_FILE`, else
@@ -90,7 +90,7 @@ fn parse_labels(labels: Vec<String>) -> anyhow::Result<BTreeMap<String, String>>
         .collect()
 }
 
-fn print(v: &Value) {
+pub(super) fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -452,6 +452,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                 bail!("{url}: {status}: {}", v["reason"].as_str().unwrap_or("not ready"));
             }
         }
+        Command::Backup(BackupArgs { target, file }) => super::backup::backup(&Client::of(&target)?, &file).await?,
         Command::Whoami(WhoamiArgs { target }) => {
             let (v, _) = Client::of(&target)?.call(Method::GET, "/whoami", None, &[]).await?;
             print(&v);
@@ -466,7 +467,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             let (v, _) = Client::of(&target)?.call(Method::POST, "/v1/embeddings", Some(body), &[]).await?;
             print(&v);
         }
-        Command::Serve(_) | Command::Config(_) | Command::Model(_) => {
+        Command::Serve(_) | Command::Config(_) | Command::Model(_) | Command::Restore { .. } => {
             unreachable!("dispatched by main")
         }
     }

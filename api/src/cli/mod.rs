@@ -6,11 +6,13 @@
 //! commands, [`model`] the local model commands.
 
 mod admin;
+mod backup;
 mod model;
 
 use std::path::PathBuf;
 
 pub use admin::run_admin;
+pub use backup::{RESTORED_MARKER, restore, restored_backup};
 pub use model::run_model;
 
 use anyhow::Context;
@@ -55,6 +57,17 @@ pub enum Command {
     Login(LoginArgs),
     /// Who the credentials in use are: subject, tenant and role (GET /whoami).
     Whoami(WhoamiArgs),
+    /// Back up the whole replicated state (tasks, identities, collections
+    /// and points, plugins) into FILE, checksummed (GET /cluster/backup; admin).
+    Backup(BackupArgs),
+    /// Load a backup FILE into a new data dir; a node started on it starts a
+    /// new cluster with that state (no node needed to run this).
+    Restore {
+        file: PathBuf,
+        /// The new node's data dir (must not hold a node yet).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Is the node ready (GET /health/ready; --live: GET /health)? Prints
     /// its health and exits 1 when not: a probe for containers without curl.
     Health(HealthArgs),
@@ -662,6 +675,14 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<synod_config::Config> {
     }
     cfg.validate()?;
     Ok(cfg)
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Where to write the backup (written beside as FILE.part, then renamed).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -112,6 +112,47 @@ impl Cluster for ClusterGrpc {
         .await
     }
 
+    type BackupStream = tokio_stream::wrappers::ReceiverStream<Result<pb::BackupChunk, Status>>;
+
+    async fn backup(&self, req: Request<StatusRequest>) -> Result<Response<Self::BackupStream>, Status> {
+        let ctx = authorize(&self.node, &req, "Cluster.Backup")?;
+        let StatusRequest {} = req.into_inner();
+        let b = service::backup::do_backup(&ctx, &self.node).await.map_err(Status::from)?;
+        let mut file =
+            tokio::fs::File::open(&b.file).await.map_err(|e| Status::internal(format!("backup file: {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let _keep = b.file;
+            let a = b.about;
+            let mut about = Some(pb::BackupAbout {
+                node_id: a.node_id,
+                applied_index: a.applied_index,
+                digest: a.digest,
+                bytes: a.bytes,
+                records: a.records,
+            });
+            loop {
+                let mut buf = vec![0u8; 256 * 1024];
+                let n = match file.read(&mut buf).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(format!("reading the backup: {e}")))).await;
+                        return;
+                    }
+                };
+                if n == 0 && about.is_none() {
+                    return;
+                }
+                buf.truncate(n);
+                if tx.send(Ok(pb::BackupChunk { about: about.take(), data: buf })).await.is_err() || n == 0 {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
     async fn metrics_history(
         &self,
         req: Request<pb::MetricsHistoryRequest>,

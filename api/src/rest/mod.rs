@@ -119,6 +119,7 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("GET", "/dashboard/{file}") => get(dashboard::file),
         ("GET", "/cluster/status") => get(cluster_status),
         ("GET", "/debug/digest") => get(state_digest),
+        ("GET", "/cluster/backup") => get(backup),
         ("GET", "/agents/registry" | "/cluster/nodes") => get(registry),
         ("GET", "/cluster/nodes/{id}") => get(get_node),
         ("PUT", "/cluster/nodes/{id}/labels") => put(set_labels),
@@ -286,6 +287,44 @@ async fn metrics(
 
 async fn state_digest(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
     Ok(ok(service::cluster::do_state_digest(&ctx, &node)?))
+}
+
+/// `GET /cluster/backup`: the backup file, streamed; what it holds in the
+/// `X-Synod-Backup-*` headers (and in the file itself).
+async fn backup(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Response> {
+    let b = service::backup::do_backup(&ctx, &node).await?;
+    let file = tokio::fs::File::open(&b.file).await.map_err(|e| ApiError::Internal(format!("backup file: {e}")))?;
+    let about = b.about.clone();
+    // The temp file lives as long as the stream that reads it.
+    let chunks = futures::stream::unfold((file, Some(b.file)), |(mut file, keep)| async move {
+        use tokio::io::AsyncReadExt;
+        keep.as_ref()?;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), (file, keep)))
+            }
+            Err(e) => Some((Err(e), (file, None))),
+        }
+    });
+    let name = format!("attachment; filename=\"synod-{}-{}.synodbak\"", about.node_id, about.applied_index);
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+        (header::CONTENT_LENGTH, HeaderValue::from(about.bytes)),
+        (header::CONTENT_DISPOSITION, HeaderValue::from_str(&name).map_err(|e| ApiError::Internal(e.to_string()))?),
+    ];
+    let mut resp = (headers, axum::body::Body::from_stream(chunks)).into_response();
+    for (k, v) in [
+        ("x-synod-backup-index", about.applied_index.to_string()),
+        ("x-synod-backup-digest", about.digest.clone()),
+        ("x-synod-backup-records", about.records.to_string()),
+        ("x-synod-backup-node", about.node_id.to_string()),
+    ] {
+        resp.headers_mut().insert(k, HeaderValue::from_str(&v).map_err(|e| ApiError::Internal(e.to_string()))?);
+    }
+    Ok(resp)
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

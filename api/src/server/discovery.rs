@@ -18,7 +18,8 @@
 //! only bootstraps after seeing `bootstrap_expect` waiting nodes, so with
 //! `bootstrap_expect` equal to the number of nodes started together two
 //! clusters cannot form. A node whose data dir is a member already never
-//! gets here: it restarts as what it was.
+//! gets here: it restarts as what it was. A node holding a restored backup
+//! comes first in the order (its state is the new cluster's).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,6 +49,9 @@ struct Waiting {
     node_id: Option<u64>,
     /// Random per start; orders the waiting nodes after their node ids.
     boot_id: u64,
+    /// Its data dir holds a restored backup: it must start the cluster.
+    #[serde(default)]
+    restored: bool,
     bootstrap_expect: usize,
     raft_addr: String,
     http_addr: String,
@@ -57,8 +61,8 @@ struct Waiting {
 }
 
 impl Waiting {
-    fn order(&self) -> (u64, u64) {
-        (self.node_id.unwrap_or(u64::MAX), self.boot_id)
+    fn order(&self) -> (bool, u64, u64) {
+        (!self.restored, self.node_id.unwrap_or(u64::MAX), self.boot_id)
     }
 }
 
@@ -69,6 +73,8 @@ pub(super) struct Seeker<'a> {
     pub(super) cfg: &'a Config,
     pub(super) client: &'a reqwest::Client,
     pub(super) node_id: Option<u64>,
+    /// The data dir holds a restored backup (comes first; never joins).
+    pub(super) restored: bool,
     pub(super) raft_addr: String,
     pub(super) http_addr: String,
 }
@@ -86,6 +92,7 @@ impl Seeker<'_> {
             status: DISCOVERING.into(),
             node_id: self.node_id,
             boot_id: rand::random::<u64>() >> 1,
+            restored: self.restored,
             bootstrap_expect: self.cfg.cluster.bootstrap_expect,
             raft_addr: self.raft_addr.clone(),
             http_addr: self.http_addr.clone(),

@@ -165,10 +165,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             sealer: crate::service::leader_ops::Sealer::new(sealing),
         })
     };
+    let restored = crate::cli::restored_backup(&cfg.node.data_dir)?;
     let seeker = |node_id: Option<u64>| discovery::Seeker {
         cfg: &cfg,
         client: &client,
         node_id,
+        restored: restored.is_some(),
         raft_addr: me.raft_addr.clone(),
         http_addr: me.http_addr.clone(),
     };
@@ -258,6 +260,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             (Some(join), _) | (None, Some(discovery::Found::Join(join))) => Some(join.clone()),
             _ => None,
         };
+        if let (Some(via), Some(_)) = (&via, &restored) {
+            bail!(
+                "this data dir holds a restored backup ({}), which starts a new cluster: start this node \
+                 without --join (with seeds, it comes first), and the others join it; it would not join {via}",
+                crate::cli::RESTORED_MARKER
+            );
+        }
         match via {
             None => {
                 raft.bootstrap(me.clone()).await?;
@@ -281,6 +290,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     } else if cfg.node.join.is_some() || seeded {
         tracing::info!(node = id, "data dir already belongs to a cluster; --join / seeds not needed");
+    }
+
+    if let Some(about) = &restored {
+        hand_on_restored_state(&raft, id, about).await?;
+        std::fs::remove_file(cfg.node.data_dir.join(crate::cli::RESTORED_MARKER))
+            .with_context(|| format!("removing {}", crate::cli::RESTORED_MARKER))?;
     }
 
     let security = crate::service::authn::Security::new(
@@ -425,6 +440,26 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     raft.shutdown().await?;
     let _ = tokio::time::timeout(Duration::from_secs(2), raft_server).await;
     tracing::info!(node = id, "stopped cleanly");
+    Ok(())
+}
+
+/// The first start over a restored backup: once this node leads its new
+/// cluster, a snapshot of everything and the log purged up to it, so every
+/// node that joins receives the restored state as that snapshot (the log
+/// only holds what came after it).
+async fn hand_on_restored_state(raft: &RaftNode, id: u64, about: &serde_json::Value) -> anyhow::Result<()> {
+    raft.wait_leader(id, Duration::from_secs(30)).await.context("leading the restored cluster")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while raft.view().applied_index < 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at = raft.snapshot_and_purge(Duration::from_secs(600)).await.context("snapshot of the restored state")?;
+    tracing::info!(
+        backup_index = %about["applied_index"],
+        digest = %about["digest"],
+        snapshot_index = at,
+        "restored backup: it is this cluster's state; joining nodes receive it as a snapshot"
+    );
     Ok(())
 }
 

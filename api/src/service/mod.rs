@@ -14,6 +14,7 @@ use crate::error::{ApiError, Result};
 
 pub mod authn;
 pub mod backends;
+pub mod backup;
 pub mod cluster;
 pub mod embeddings;
 pub mod external;

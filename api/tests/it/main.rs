@@ -8,6 +8,7 @@ mod t20_failover;
 mod t30_snapshot_catchup;
 mod t40_membership;
 mod t45_seeds;
+mod t47_backup;
 mod t50_restart_all;
 mod t60_tasks;
 mod t70_security;
