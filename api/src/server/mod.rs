@@ -334,6 +334,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
+    tokio::spawn(crate::service::cluster::undrain_after_restart(node.clone()));
     let key_uses = tokio::spawn(crate::service::identity::flush_key_uses(node.clone(), Duration::from_secs(10)));
     let password_file =
         tokio::spawn(crate::service::identity::retire_admin_password_file(node.clone(), Duration::from_secs(2)));
@@ -419,6 +420,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     hand_off_leadership(&raft).await;
+    // The tasks running here get node.shutdown_grace, then the requests do.
+    let left = crate::service::cluster::drain_for_stop(&node, cfg.node.shutdown_grace.get()).await;
+    if left > 0 {
+        tracing::warn!(running = left, "stopping with tasks still running: they are retried once their lease lapses");
+    }
     tracing::info!(node = id, "shutting down: no new requests; finishing in-flight ones");
     heartbeats.abort();
     leader_duties.abort();

@@ -482,3 +482,69 @@ pub fn do_health(node: &Node) -> HealthView {
         },
     }
 }
+
+/// In a data dir: this node drained itself when it was told to stop, and
+/// clears the mark when it starts again.
+pub const DRAINED_AT_STOP: &str = "drained-at-stop";
+
+/// On SIGTERM: no new tasks placed here (the draining mark), then wait up
+/// to `within` for the tasks running here to finish, so a stop (a rolling
+/// restart, a pod moved) does not cut them off to be retried elsewhere. A
+/// node an admin had drained already stays as it was; one that cannot
+/// reach the leader stops without waiting. Returns how many tasks were
+/// still running at the end.
+pub async fn drain_for_stop(node: &Node, within: std::time::Duration) -> usize {
+    let id = node.id();
+    let running = || node.raft.store.leased_tasks(Some(id)).map(|l| l.len()).unwrap_or(0);
+    let record = node.raft.store.get_node(id).ok().flatten();
+    if record.as_ref().is_none_or(|r| r.draining) {
+        return running();
+    }
+    let marker = node.cfg.node.data_dir.join(DRAINED_AT_STOP);
+    // Written before the mark is asked for: a crash between the two must
+    // still clear it at the next start.
+    if let Err(e) = std::fs::write(&marker, b"") {
+        tracing::warn!(error = %e, "cannot record the drain; stopping without it");
+        return running();
+    }
+    let ask = node.propose(Kind::SetDraining(pb::SetNodeDraining { node_id: id, draining: true }));
+    match tokio::time::timeout((within / 2).min(std::time::Duration::from_secs(5)), ask).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "draining before stopping failed; stopping anyway");
+            return running();
+        }
+        Err(_) => {
+            tracing::warn!("draining before stopping timed out; stopping anyway");
+            return running();
+        }
+    }
+    let deadline = tokio::time::Instant::now() + within;
+    let mut left = running();
+    tracing::info!(node = id, running = left, "drained for the stop; waiting for the running tasks");
+    while left > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        left = running();
+    }
+    left
+}
+
+/// At start: clears the draining mark this node set on itself when it last
+/// stopped (retrying until the cluster takes it).
+pub async fn undrain_after_restart(node: super::SharedNode) {
+    let marker = node.cfg.node.data_dir.join(DRAINED_AT_STOP);
+    if !marker.exists() {
+        return;
+    }
+    let id = node.id();
+    loop {
+        let ask = node.propose(Kind::SetDraining(pb::SetNodeDraining { node_id: id, draining: false }));
+        match ask.await {
+            Ok(_) => break,
+            Err(e) => tracing::debug!(error = %e, "clearing the drain of the last stop; retrying"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let _ = std::fs::remove_file(&marker);
+    tracing::info!(node = id, "back from a stop: taking tasks again");
+}

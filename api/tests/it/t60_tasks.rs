@@ -627,3 +627,44 @@ async fn finished_tasks_are_deleted_after_retention_and_the_storage_quota_holds(
     let listed = t.get(0, "/tasks?type=echo").await.unwrap().1;
     assert_eq!(listed["tasks"].as_array().map(Vec::len), Some(2), "{listed}");
 }
+
+/// A node told to stop (SIGTERM) while it runs a task first drains: the
+/// task finishes there, once, not cut off and retried elsewhere; the node
+/// takes no new task meanwhile; started again, it takes tasks again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_node_finishes_its_running_task_and_takes_tasks_again_after_restart() {
+    let mut t = must_three(&fast_args()).await;
+    let id = must_submit(&t, 0, json!({"type": "sleep", "payload": {"ms": 3000}})).await;
+    let on = t
+        .wait_for("the sleep to run", READY, || async {
+            let s = must_status(&t, 0, &id).await;
+            (s["state"] == "running").then(|| s["node_id"].as_u64()).flatten()
+        })
+        .await
+        .unwrap();
+    let mut index = None;
+    for i in 0..3 {
+        if t.node_id(i).await.unwrap() == on {
+            index = Some(i);
+        }
+    }
+    let i = index.expect("the running node is one of ours");
+    let other = (i + 1) % 3;
+    let status = t.stop(i).expect("SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(t.log_text(i).contains("drained for the stop"), "{}", t.log_text(i));
+    let done = must_result(&t, other, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let s = must_status(&t, other, &id).await;
+    assert_eq!(s["attempts"].as_array().map(Vec::len), Some(1), "finished by the stopping node, once: {s}");
+
+    t.start(i).expect("restart");
+    t.wait_ready(i, READY).await.unwrap();
+    t.wait_for("the restarted node undrained", READY, || async {
+        let (_, v) = t.get(other, &format!("/cluster/nodes/{on}")).await.ok()?;
+        (v["draining"] == false).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(!t.nodes[i].data_dir.join("drained-at-stop").exists());
+}
