@@ -15,7 +15,7 @@ MILVUS_VENV ?= $(HOME)/.cache/synod/milvus-venv
 MILVUS_PACKAGES := milvus-lite==3.2.2 pymilvus==3.0.2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps test-deps model lint fmt bench chaos-long soak
+.PHONY: run test deps test-deps deploy-check model lint fmt bench chaos-long soak
 
 # System packages the build needs on Debian/Ubuntu: libclang for RocksDB's
 # bindings, a C++ compiler for RocksDB itself; procps for the kill binary
@@ -53,6 +53,17 @@ test-deps: deps
 	  python3 -m venv $(MILVUS_VENV) && $(MILVUS_VENV)/bin/pip install -q $(MILVUS_PACKAGES); \
 	fi
 
+# Offline checks of deploy/ and .github/workflows/ (deploy/validate.sh): the
+# Kubernetes manifests, the Compose file and the workflow against their
+# schemas, shellcheck, hadolint, and what the files must agree on; the tools
+# are pinned in a venv of their own (~/.cache/synod/deploy-venv). With
+# SYNOD_BIN=PATH it also runs that binary's `synod config check` on the
+# config the manifests give a node. `make test` does that part only once it
+# has built the binary: one built before this tree's config keys would
+# refuse them.
+deploy-check:
+	sh deploy/validate.sh $(SYNOD_BIN)
+
 # Build in release mode and start the embedded default node on 127.0.0.1:7700.
 run: deps
 	cargo build --release -p synod-api --bin synod
@@ -64,19 +75,23 @@ run: deps
 	$(CARGO_TARGET_DIR)/release/synod serve --log-format text
 
 # The whole suite, one (debug) profile; cluster tests run the debug binary.
-# Doc tests first; then the unit and cluster tests; then the short chaos
+# deploy-check first (offline, no build); its config part once the binary
+# is built. Then doc tests; then the unit and cluster tests; then the short chaos
 # matrix (real nodes under faults, ~5 min; it runs the synod binary the
 # tests above just built), whose last line is `N passed, N failed`. Run
 # folders land in ./jepsen-runs.
 test: test-deps
+	@$(MAKE) --no-print-directory deploy-check SYNOD_BIN=
 	cargo fmt --all -- --check
 	cargo test --workspace --doc
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run --workspace --no-run && \
+	  sh deploy/validate.sh --config-only $(CARGO_TARGET_DIR)/debug/synod && \
 	  $(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
 	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite cargo nextest run --workspace --no-fail-fast; \
 	else \
 	  cargo test --workspace --no-run && \
+	  sh deploy/validate.sh --config-only $(CARGO_TARGET_DIR)/debug/synod && \
 	  $(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
 	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite cargo test --workspace --no-fail-fast; \
 	fi
