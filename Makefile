@@ -131,3 +131,4 @@ bench:
 	$(CARGO_TARGET_DIR)/release/synod-bench tasks --clients 1,64 --seconds 10
 	$(CARGO_TARGET_DIR)/release/synod-bench vectors --n 100000 --dim 128
 	$(CARGO_TARGET_DIR)/release/synod-bench dashboard --tasks 100000 --points 50000
+	$(CARGO_TARGET_DIR)/release/synod-bench backup --tasks 100000 --points 50000

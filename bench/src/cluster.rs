@@ -74,6 +74,19 @@ pub enum BenchCmd {
         #[command(flatten)]
         dir: synod_api::cli::ModelsDirArgs,
     },
+    /// Back up a three-node cluster holding TASKS tasks and POINTS points
+    /// (synod backup), restore it (synod restore) and start a new
+    /// three-node cluster on it: sizes and the time of each step.
+    Backup {
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 50_000)]
+        points: usize,
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// The server time of each dashboard page on one node holding TASKS
     /// tasks and POINTS points.
     Dashboard {
@@ -143,6 +156,9 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
                 crate::embed::run(crate::embed::Params { models_dir, model, sentences, single, json })
             })
             .await?
+        }
+        BenchCmd::Backup { tasks, points, dim, dir } => {
+            crate::backup::run(crate::backup::Params { tasks, points, dim, dir }).await
         }
         BenchCmd::Dashboard { tasks, points, dim, rounds, dir } => {
             crate::dashboard::run(crate::dashboard::Params { tasks, points, dim, rounds, dir }).await

@@ -23,7 +23,7 @@ pub struct Params {
 
 /// A deterministic pseudo-random vector (no rand dependency).
 /// Components with four decimals, so a point's JSON stays short.
-fn vector(i: usize, dim: usize) -> Vec<f64> {
+pub(crate) fn vector(i: usize, dim: usize) -> Vec<f64> {
     let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..dim)
         .map(|_| {
@@ -35,7 +35,7 @@ fn vector(i: usize, dim: usize) -> Vec<f64> {
         .collect()
 }
 
-async fn must(r: reqwest::Result<reqwest::Response>, what: &str) -> anyhow::Result<Value> {
+pub(crate) async fn must(r: reqwest::Result<reqwest::Response>, what: &str) -> anyhow::Result<Value> {
     let r = r?;
     let code = r.status();
     let v: Value = r.json().await.unwrap_or(Value::Null);
@@ -57,49 +57,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     let base = c.nodes[0].url();
     let http = c.client_builder()?.timeout(Duration::from_secs(120)).build()?;
 
-    let started = Instant::now();
-    let mut done = 0;
-    while done < p.tasks {
-        let n = (p.tasks - done).min(1000);
-        let batch: Vec<Value> = (done..done + n).map(|i| json!({"type": "echo", "payload": {"i": i}})).collect();
-        must(http.post(format!("{base}/tasks/submit")).json(&json!({ "tasks": batch })).send().await, "submit").await?;
-        done += n;
-    }
-    eprintln!("{} tasks submitted in {:.1} s", p.tasks, started.elapsed().as_secs_f64());
-    let started = Instant::now();
-    must(
-        http.post(format!("{base}/collections")).json(&json!({"name": "docs", "dimension": p.dim})).send().await,
-        "collection",
-    )
-    .await?;
-    let per_request = (1_500_000 / (p.dim * 12 + 64)).clamp(1, 1000);
-    let mut done = 0;
-    while done < p.points {
-        let n = (p.points - done).min(per_request);
-        let points: Vec<Value> = (done..done + n)
-            .map(|i| json!({"id": i, "vector": vector(i, p.dim), "metadata": {"group": i % 100}}))
-            .collect();
-        must(
-            http.post(format!("{base}/collections/docs/points")).json(&json!({ "points": points })).send().await,
-            "upsert",
-        )
-        .await?;
-        done += n;
-    }
-    eprintln!("{} points of {} dimensions stored in {:.1} s", p.points, p.dim, started.elapsed().as_secs_f64());
-    // Timed at rest: every task ended and every point in a graph, as a
-    // node holding this much usually is.
-    let started = Instant::now();
-    c.wait_for("the tasks to end and the index to be built", Duration::from_secs(1800), || {
-        let (http, base) = (http.clone(), base.clone());
-        async move {
-            let pending = crate::cluster::count_states(&http, &base, &["queued", "assigned", "running"]).await?;
-            let coll: Value = http.get(format!("{base}/collections/docs")).send().await.ok()?.json().await.ok()?;
-            (pending == 0 && coll["index_stats"]["growing"] == 0).then_some(())
-        }
-    })
-    .await?;
-    eprintln!("at rest after {:.1} s more", started.elapsed().as_secs_f64());
+    load(&c, &http, &base, p.tasks, p.points, p.dim).await?;
 
     let first = must(http.get(format!("{base}/tasks?limit=1")).send().await, "list").await?;
     let task_id = first["tasks"][0]["id"].as_str().unwrap_or_default().to_owned();
@@ -153,5 +111,62 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         times.sort_by(f64::total_cmp);
         println!("{page:<28} {:>9.2} {:>9.2}", percentile(&times, 0.5), times[times.len() - 1]);
     }
+    Ok(())
+}
+
+/// Loads one node (`base`) with `tasks` echo tasks and `points` points of
+/// `dim` dimensions in collection `docs`, and waits until it is at rest:
+/// every task ended and every point in a graph.
+pub(crate) async fn load(
+    c: &synod_testkit::LocalCluster,
+    http: &reqwest::Client,
+    base: &str,
+    tasks: usize,
+    points: usize,
+    dim: usize,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut done = 0;
+    while done < tasks {
+        let n = (tasks - done).min(1000);
+        let batch: Vec<Value> = (done..done + n).map(|i| json!({"type": "echo", "payload": {"i": i}})).collect();
+        must(http.post(format!("{base}/tasks/submit")).json(&json!({ "tasks": batch })).send().await, "submit").await?;
+        done += n;
+    }
+    eprintln!("{} tasks submitted in {:.1} s", tasks, started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    must(
+        http.post(format!("{base}/collections")).json(&json!({"name": "docs", "dimension": dim})).send().await,
+        "collection",
+    )
+    .await?;
+    let per_request = (1_500_000 / (dim * 12 + 64)).clamp(1, 1000);
+    let mut done = 0;
+    while done < points {
+        let n = (points - done).min(per_request);
+        let points: Vec<Value> = (done..done + n)
+            .map(|i| json!({"id": i, "vector": vector(i, dim), "metadata": {"group": i % 100}}))
+            .collect();
+        must(
+            http.post(format!("{base}/collections/docs/points")).json(&json!({ "points": points })).send().await,
+            "upsert",
+        )
+        .await?;
+        done += n;
+    }
+    eprintln!("{} points of {} dimensions stored in {:.1} s", points, dim, started.elapsed().as_secs_f64());
+    // Timed at rest: every task ended and every point in a graph, as a
+    // node holding this much usually is.
+    let started = Instant::now();
+    c.wait_for("the tasks to end and the index to be built", Duration::from_secs(1800), || {
+        let (http, base) = (http.clone(), base.to_string());
+        async move {
+            let pending = crate::cluster::count_states(&http, &base, &["queued", "assigned", "running"]).await?;
+            let coll: Value = http.get(format!("{base}/collections/docs")).send().await.ok()?.json().await.ok()?;
+            (pending == 0 && coll["index_stats"]["growing"] == 0).then_some(())
+        }
+    })
+    .await?;
+    eprintln!("at rest after {:.1} s more", started.elapsed().as_secs_f64());
     Ok(())
 }

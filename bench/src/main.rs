@@ -2,6 +2,7 @@
 //! ships in `synod`. The cluster benchmarks start real `synod` processes
 //! (the binary beside this one, or `SYNOD_BIN`) through the test kit.
 
+mod backup;
 mod cluster;
 mod dashboard;
 mod embed;
@@ -23,7 +24,7 @@ struct Cli {
 
 /// The `synod` binary the cluster benchmarks start: `SYNOD_BIN`, else the
 /// one beside this binary (cargo builds both into one target dir).
-fn synod_bin() -> anyhow::Result<PathBuf> {
+pub(crate) fn synod_bin() -> anyhow::Result<PathBuf> {
     if let Some(bin) = std::env::var_os("SYNOD_BIN") {
         return Ok(PathBuf::from(bin));
     }
