@@ -116,3 +116,17 @@ fn env_order_does_not_matter() {
     b.reverse();
     assert_eq!(must_load_env(&a), must_load_env(&b));
 }
+
+#[test]
+fn seeds_come_as_one_comma_separated_variable_or_a_list() {
+    let c = must_load_env(&[
+        ("SYNOD_CLUSTER_SEEDS", "synod-0.synod:7700, synod-1.synod:7700,http://10.0.0.3:7700"),
+        ("SYNOD_CLUSTER_BOOTSTRAP_EXPECT", "3"),
+    ]);
+    assert_eq!(c.cluster.seeds, ["synod-0.synod:7700", "synod-1.synod:7700", "http://10.0.0.3:7700"]);
+    assert_eq!(c.cluster.bootstrap_expect, 3);
+    let c = must_load_env(&[("SYNOD_CLUSTER_SEEDS", "[a:1, b:2]")]);
+    assert_eq!(c.cluster.seeds, ["a:1", "b:2"]);
+    let c = must_load_env(&[("SYNOD_CLUSTER_SEEDS", "a:1")]);
+    assert_eq!(c.cluster.seeds, ["a:1"]);
+}

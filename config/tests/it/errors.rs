@@ -130,6 +130,18 @@ fn validation_rules() {
         ("cluster:\n  voters: 0\n", "cluster.voters", "cluster.voters must be 1..=7"),
         ("cluster:\n  voters: 8\n", "cluster.voters", "cluster.voters must be 1..=7 (got 8)"),
         (
+            "cluster:\n  bootstrap_expect: 3\n",
+            "cluster.bootstrap_expect",
+            "cluster.bootstrap_expect needs cluster.seeds",
+        ),
+        ("cluster:\n  seeds: [a:7700, nope]\n", "cluster.seeds", "cluster.seeds must be host:port"),
+        ("cluster:\n  seeds: [ftp://a:7700]\n", "cluster.seeds", "cluster.seeds must be an http:// or https:// URL"),
+        (
+            "node:\n  join: http://a:7700\ncluster:\n  seeds: [b:7700]\n",
+            "cluster.seeds",
+            "node.join and cluster.seeds are two ways to find a cluster",
+        ),
+        (
             "cluster:\n  election_timeout_max: 100ms\n",
             "cluster.election_timeout_max",
             "cluster.election_timeout_max (100ms) must be greater than cluster.election_timeout_min (100ms)",
