@@ -24,13 +24,23 @@ mod dashboard;
 mod external;
 
 /// Our JSON extractor: a malformed or oversize body gets our error body.
+/// The body is read as JSON whatever its content type says: `curl -d
+/// '{...}'` sends a JSON body labelled as a form, and the JSON routes have
+/// no other body to expect (the form routes, `/login`, use their own).
 pub struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::PayloadTooLarge(format!("request body too large: {}", r.body_text())));
+            }
+            Err(r) => return Err(ApiError::InvalidArgument(format!("reading the request body: {}", r.body_text()))),
+        };
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }

@@ -184,3 +184,31 @@ async fn the_metrics_history_samples_tasks_cpu_and_memory() {
     assert_eq!((reply.capacity, reply.interval_s), (8, 0.2));
     assert!(!samples.is_empty() && samples.iter().all(|s| s["at_ms"].as_u64().unwrap() >= since));
 }
+
+/// `curl -X POST .../tasks/submit -d '{...}'` sends its JSON labelled as a
+/// form: the JSON routes read JSON whatever the label; a body that is not
+/// JSON still gets the JSON error body.
+#[tokio::test]
+async fn a_json_body_is_json_whatever_its_content_type() {
+    let t = must_single(&[]).await;
+    let url = format!("{}/tasks/submit", t.nodes[0].url());
+    let body = r#"{"type": "echo", "payload": {"text": "hello world"}}"#;
+    for content_type in [Some("application/x-www-form-urlencoded"), Some("text/plain"), None] {
+        let mut req = t.http.post(&url).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let resp = req.send().await.unwrap();
+        let code = resp.status().as_u16();
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(code, 200, "{content_type:?}: {v}");
+        assert!(v["id"].as_str().is_some_and(|id| !id.is_empty()), "{content_type:?}: {v}");
+    }
+    // Control: a real form is not JSON, and says so.
+    let resp = t.http.post(&url).header("content-type", "application/x-www-form-urlencoded").body("type=echo").send();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_argument", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or("").contains("malformed JSON body"), "{v}");
+}
