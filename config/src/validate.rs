@@ -112,8 +112,9 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
         host_port(addr, &format!("cluster.peer_addr_overrides.{id}"))?;
     }
     for seed in &cl.seeds {
-        if seed.contains("://") {
+        if let Some((_, rest)) = seed.split_once("://") {
             http_url(seed, "cluster.seeds")?;
+            host_port(rest.trim_end_matches('/'), "cluster.seeds")?;
         } else {
             host_port(seed, "cluster.seeds")?;
         }

@@ -184,7 +184,17 @@ impl RaftNode {
             let _ = tokio::time::timeout(left, rx.changed()).await;
         }
         self.raft.trigger().purge_log(applied).await.map_err(|e| Error::Stopped(e.to_string()))?;
-        Ok(applied)
+        // The purge is queued, not done: wait until it is.
+        loop {
+            if rx.borrow_watched().purged.as_ref().is_some_and(|p| p.index >= applied) {
+                return Ok(applied);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Unavailable(format!("the log not purged to {applied} within {within:?}")));
+            }
+            let _ = tokio::time::timeout(left, rx.changed()).await;
+        }
     }
 
     /// True once this node has a vote, a log or a membership.

@@ -111,12 +111,27 @@ pub fn restore(file: &Path, data_dir: &Path) -> anyhow::Result<()> {
         Some(b) => synod_raft::RaftNode::log_index(b)?,
         None => 0,
     };
+    // Marked before anything is loaded: a restore cut off halfway leaves a
+    // data dir that no node starts on.
+    let marker = data_dir.join(RESTORED_MARKER);
+    let write_marker = |v: &Value| -> anyhow::Result<()> {
+        let tmp = marker.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(&serde_json::to_vec_pretty(v)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &marker).with_context(|| format!("writing {}", marker.display()))?;
+        std::fs::File::open(data_dir)?.sync_all()?;
+        Ok(())
+    };
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    write_marker(&json!({"complete": false, "file": file.display().to_string()}))?;
     let store = synod_store::Store::open(data_dir, &synod_store::StoreOptions::default())
         .with_context(|| format!("opening a store in {}", data_dir.display()))?;
     let restored = store.restore_backup(file).with_context(|| format!("restoring {}", file.display()))?;
     store.flush()?;
     drop(store);
     let report = json!({
+        "complete": true,
         "file": file.display().to_string(),
         "data_dir": data_dir.display().to_string(),
         "applied_index": index,
@@ -125,10 +140,7 @@ pub fn restore(file: &Path, data_dir: &Path) -> anyhow::Result<()> {
         "bytes": restored.bytes,
         "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
     });
-    let marker = data_dir.join(RESTORED_MARKER);
-    std::fs::write(&marker, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("writing {}", marker.display()))?;
-    std::fs::File::open(data_dir)?.sync_all()?;
+    write_marker(&report)?;
     super::admin::print(&report);
     eprintln!(
         "restored: start a node on {} (synod serve --data-dir {0}, without --join): it starts a new cluster \

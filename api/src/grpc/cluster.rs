@@ -203,8 +203,12 @@ impl Cluster for ClusterGrpc {
         let AddLearnerRequest { id, raft_addr, http_addr, grpc_addr } = req.into_inner();
         timed("AddLearner", async {
             Ok(reply(
-                service::cluster::do_add_learner(&ctx, &self.node, JoinRequest { id, raft_addr, http_addr, grpc_addr })
-                    .await?,
+                service::cluster::do_add_learner(
+                    &ctx,
+                    &self.node,
+                    JoinRequest { id, raft_addr, http_addr, grpc_addr, incarnation: 0 },
+                )
+                .await?,
             ))
         })
         .await

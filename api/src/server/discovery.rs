@@ -10,9 +10,12 @@
 //!      else                    ─► wait for the next round
 //! ```
 //!
-//! While it looks, the node answers `GET /health` itself on its HTTP port
-//! with `status: "discovering"`, its boot order and its `bootstrap_expect`
-//! (and 503 to everything else). The order is (node id when given, a
+//! From the moment its HTTP port is bound until the API serves on it, a
+//! node answers `GET /health` itself ([`Placeholder`]): `status: "starting"`
+//! while it opens its store and joins or bootstraps (200, so a liveness
+//! probe does not kill a node opening a large store), and while it looks
+//! for its cluster `status: "discovering"` with its boot order and its
+//! `bootstrap_expect`; 503 to everything else. The order is (node id when given, a
 //! random boot id): every node that sees the same set picks the same first,
 //! so one node bootstraps and the others join it at a later round. A node
 //! only bootstraps after seeing `bootstrap_expect` waiting nodes, so with
@@ -68,6 +71,55 @@ impl Waiting {
 
 const DISCOVERING: &str = "discovering";
 
+/// The answer on the HTTP port before the API serves there.
+pub(super) struct Placeholder {
+    answer: tokio::sync::watch::Sender<serde_json::Value>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Placeholder {
+    /// Starts answering on a second handle of `listener` (the same socket),
+    /// so the API can take the listener over with no gap and no refused
+    /// connection.
+    pub(super) fn start(listener: &TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<Placeholder> {
+        use std::os::fd::AsFd;
+        let dup = std::net::TcpListener::from(listener.as_fd().try_clone_to_owned()?);
+        dup.set_nonblocking(true)?;
+        let dup = TcpListener::from_std(dup)?;
+        let (answer, watch) = tokio::sync::watch::channel(starting("opening its store and starting Raft", None));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            crate::tls::serve_until(&dup, answer_router(watch), tls, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Ok(Placeholder { answer, stop, task })
+    }
+
+    pub(super) fn say(&self, v: serde_json::Value) {
+        self.answer.send_replace(v);
+    }
+
+    /// Stops accepting; the API accepts from now on.
+    pub(super) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// The placeholder's `/health` while the node is not looking for peers.
+pub(super) fn starting(what: &str, node_id: Option<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "status": "starting",
+        "node_id": node_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": false,
+        "reason": format!("starting: {what}"),
+    })
+}
+
 /// This node's side of the search.
 pub(super) struct Seeker<'a> {
     pub(super) cfg: &'a Config,
@@ -81,17 +133,12 @@ pub(super) struct Seeker<'a> {
 
 impl Seeker<'_> {
     /// Looks for the cluster until it finds one to join or is the one to
-    /// start it, answering other seekers on `listener` meanwhile. Returns
-    /// with the listener free for the API.
-    pub(super) async fn find(
-        &self,
-        listener: &TcpListener,
-        tls: Option<Arc<rustls::ServerConfig>>,
-    ) -> anyhow::Result<Found> {
+    /// start it, answering other seekers through `placeholder` meanwhile.
+    pub(super) async fn find(&self, placeholder: &Placeholder) -> anyhow::Result<Found> {
         let me = Waiting {
             status: DISCOVERING.into(),
             node_id: self.node_id,
-            boot_id: rand::random::<u64>() >> 1,
+            boot_id: boot_id(&self.cfg.node.data_dir)?,
             restored: self.restored,
             bootstrap_expect: self.cfg.cluster.bootstrap_expect,
             raft_addr: self.raft_addr.clone(),
@@ -100,16 +147,14 @@ impl Seeker<'_> {
             ready: false,
             reason: "looking for its cluster through cluster.seeds".into(),
         };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let answer = crate::tls::serve_until(listener, answer_router(me.clone()), tls, async move {
-            let _ = stop_rx.await;
-        });
-        let search = async {
-            let found = self.search(&me).await;
-            let _ = stop_tx.send(());
-            found
+        placeholder.say(serde_json::to_value(&me)?);
+        let found = self.search(&me).await;
+        let what = match &found {
+            Ok(Found::Bootstrap) => "bootstrapping its cluster".to_string(),
+            Ok(Found::Join(via)) => format!("joining its cluster through {via}"),
+            Err(_) => "stopping".to_string(),
         };
-        let ((), found) = tokio::join!(answer, search);
+        placeholder.say(starting(&what, self.node_id));
         found
     }
 
@@ -123,6 +168,10 @@ impl Seeker<'_> {
         );
         let mut round = 0u64;
         let mut warned_expect = std::collections::BTreeSet::new();
+        // The waiting nodes of the last round: a node bootstraps only on
+        // seeing the same set twice running, so one that restarted between
+        // two rounds (another place in the order) is not counted twice.
+        let mut last_round: Vec<u64> = Vec::new();
         loop {
             let answers = self.probe_all().await;
             if let Some(url) = answers.iter().find_map(|a| match a {
@@ -152,7 +201,9 @@ impl Seeker<'_> {
                 }
             }
             let first = waiting.values().min_by_key(|w| w.order()).map(|w| w.boot_id);
-            if expect > 0 && waiting.len() >= expect && first == Some(me.boot_id) {
+            let seen: Vec<u64> = waiting.keys().copied().collect();
+            let steady = std::mem::replace(&mut last_round, seen.clone()) == seen;
+            if expect > 0 && waiting.len() >= expect && first == Some(me.boot_id) && steady {
                 tracing::info!(
                     waiting = waiting.len(),
                     bootstrap_expect = expect,
@@ -232,23 +283,41 @@ impl Seeker<'_> {
     }
 }
 
+/// This data dir's boot id: random once, then kept (`<data-dir>/boot_id`),
+/// so a node that restarts while the others look keeps its place in the
+/// order.
+pub(super) fn boot_id(data_dir: &std::path::Path) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let file = data_dir.join("boot_id");
+    if let Ok(s) = std::fs::read_to_string(&file)
+        && let Ok(id) = s.trim().parse::<u64>()
+    {
+        return Ok(id);
+    }
+    let id = rand::random::<u64>() >> 1;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::write(&file, id.to_string()).with_context(|| format!("writing {}", file.display()))?;
+    Ok(id)
+}
+
 enum Answer {
     Member(String),
     Waiting(Waiting, String),
 }
 
-fn answer_router(me: Waiting) -> Router {
-    let health = me.clone();
-    let ready = me;
+fn answer_router(answer: tokio::sync::watch::Receiver<serde_json::Value>) -> Router {
+    let ready = answer.clone();
     Router::new()
-        .route("/health", axum::routing::get(move || async move { axum::Json(health) }))
+        .route("/health", axum::routing::get(move || async move { axum::Json(answer.borrow().clone()) }))
         .route(
             "/health/ready",
-            axum::routing::get(move || async move { (StatusCode::SERVICE_UNAVAILABLE, axum::Json(ready)) }),
+            axum::routing::get(
+                move || async move { (StatusCode::SERVICE_UNAVAILABLE, axum::Json(ready.borrow().clone())) },
+            ),
         )
         .fallback(|| async {
             crate::error::ApiError::Unavailable(
-                "this node is looking for its cluster (cluster.seeds) and serves nothing else yet".into(),
+                "this node is starting (or looking for its cluster) and serves nothing else yet".into(),
             )
             .into_response()
         })

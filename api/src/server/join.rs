@@ -20,6 +20,8 @@ where
     loop {
         match f().await {
             Ok(v) => return Ok(v),
+            // The cluster said no for a reason that waiting does not change.
+            Err(e) if is_refusal(&e) => return Err(e.context(format!("{what} was refused"))),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!(error = %e, "{what} failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -27,6 +29,16 @@ where
             Err(e) => return Err(e.context(format!("{what} did not succeed within {within:?}"))),
         }
     }
+}
+
+fn is_refusal(e: &anyhow::Error) -> bool {
+    use crate::error::ApiError;
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ApiError>(),
+            Some(ApiError::FailedPrecondition { .. } | ApiError::PermissionDenied(_) | ApiError::InvalidArgument(_))
+        )
+    })
 }
 
 fn join_base(url: &str) -> String {
@@ -64,7 +76,7 @@ impl Joiner {
         let (addr, now) = self.member().await?;
         crate::service::leader_ops::send_as_joiner(&self.peers, &self.sealer, &addr, now, op, Duration::from_secs(15))
             .await
-            .map_err(|e| anyhow::anyhow!("{addr}: {e}"))
+            .map_err(|e| anyhow::Error::new(e).context(format!("asking {addr}")))
     }
 }
 

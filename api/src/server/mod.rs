@@ -143,6 +143,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         TcpListener::bind(cfg.node.grpc_addr).await.with_context(|| format!("bind gRPC {}", cfg.node.grpc_addr))?;
     let raft_listener =
         TcpListener::bind(cfg.node.raft_addr).await.with_context(|| format!("bind Raft {}", cfg.node.raft_addr))?;
+    // Answers /health from now until the API serves (liveness while a large
+    // store opens; the discovery answer while looking for peers).
+    let placeholder = discovery::Placeholder::start(&http_listener, rest_tls.clone())?;
 
     let (keys, material) = cluster_keys(&cfg)?;
     let sealing = cfg.security.enabled.then_some(material.as_slice());
@@ -166,6 +169,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         })
     };
     let restored = crate::cli::restored_backup(&cfg.node.data_dir)?;
+    if let Some(r) = &restored
+        && r["complete"] != true
+    {
+        bail!(
+            "{} says a restore into this data dir did not finish: restore again into a new data dir",
+            cfg.node.data_dir.join(crate::cli::RESTORED_MARKER).display()
+        );
+    }
     let seeker = |node_id: Option<u64>| discovery::Seeker {
         cfg: &cfg,
         client: &client,
@@ -179,13 +190,22 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let seeded = !cfg.cluster.seeds.is_empty();
     let mut found = None;
     if seeded && !cfg.node.data_dir.join(join::NODE_ID_FILE).exists() {
-        found = Some(seeker(cfg.node.id).find(&http_listener, rest_tls.clone()).await?);
+        found = Some(seeker(cfg.node.id).find(&placeholder).await?);
+    }
+    if let (Some(discovery::Found::Join(via)), Some(_)) = (&found, &restored) {
+        bail!(
+            "this data dir holds a restored backup ({}), which starts a new cluster, and a cluster is already \
+             running at {via}: start the restored node first, or restore into a node that is not seeded there",
+            crate::cli::RESTORED_MARKER
+        );
     }
     let mut joiner = match (&cfg.node.join, &found) {
         (Some(join), _) | (None, Some(discovery::Found::Join(join))) => Some(make_joiner(join)?),
         _ => None,
     };
     let id = resolve_node_id(&cfg, joiner.as_ref()).await?;
+    let incarnation = discovery::boot_id(&cfg.node.data_dir)?;
+    placeholder.say(discovery::starting("opening its store and starting Raft", Some(id)));
     let models_dir = cfg.plugins.models_dir.clone().unwrap_or_else(|| cfg.node.data_dir.join("models"));
     let models = Arc::new(synod_plugins::Models::open(
         Some(models_dir),
@@ -213,6 +233,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }),
         task_types: plugins.names().into_iter().collect(),
         capabilities: model_capabilities(&models),
+        incarnation,
     };
 
     let raft = RaftNode::start(RaftConfig {
@@ -239,6 +260,36 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
 
+    let initialized = raft.is_initialized().await?;
+    let join_request = JoinRequest {
+        id,
+        raft_addr: me.raft_addr.clone(),
+        http_addr: me.http_addr.clone(),
+        grpc_addr: me.grpc_addr.clone(),
+        incarnation,
+    };
+    let mut via = None;
+    if !initialized {
+        if seeded && found.is_none() {
+            // An id from an earlier start that never got into a cluster.
+            found = Some(seeker(cfg.node.id).find(&placeholder).await?);
+        }
+        via = match (&cfg.node.join, &found) {
+            (Some(join), _) | (None, Some(discovery::Found::Join(join))) => Some(join.clone()),
+            _ => None,
+        };
+        if let Some(join) = &via {
+            if joiner.is_none() {
+                joiner = Some(make_joiner(join)?);
+            }
+            // Before this node's Raft port serves: a node that lost its
+            // data dir must not answer the leader as the member it was.
+            let joiner = joiner.as_ref().expect("made just above");
+            let op = crate::service::leader_ops::LeaderOp::CheckJoin(join_request.clone());
+            retry("checking the join", Duration::from_secs(120), || joiner.ask(&op)).await?;
+        }
+    }
+
     // The Raft transport runs until the very end: in-flight writes need it.
     let mut raft_builder = tonic::transport::Server::builder();
     if let Some(t) = &cluster_tls {
@@ -251,15 +302,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
 
     let mut bootstrapped = false;
-    if !raft.is_initialized().await? {
-        if seeded && found.is_none() {
-            // An id from an earlier start that never got into a cluster.
-            found = Some(seeker(Some(id)).find(&http_listener, rest_tls.clone()).await?);
-        }
-        let via = match (&cfg.node.join, &found) {
-            (Some(join), _) | (None, Some(discovery::Found::Join(join))) => Some(join.clone()),
-            _ => None,
-        };
+    if !initialized {
         if let (Some(via), Some(_)) = (&via, &restored) {
             bail!(
                 "this data dir holds a restored backup ({}), which starts a new cluster: start this node \
@@ -274,16 +317,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 tracing::info!(node = id, "bootstrapped a new one-node cluster");
             }
             Some(join) => {
-                if joiner.is_none() {
-                    joiner = Some(make_joiner(&join)?);
-                }
-                let joiner = joiner.as_ref().expect("made just above");
-                let op = crate::service::leader_ops::LeaderOp::AddLearner(JoinRequest {
-                    id,
-                    raft_addr: me.raft_addr.clone(),
-                    http_addr: me.http_addr.clone(),
-                    grpc_addr: me.grpc_addr.clone(),
-                });
+                let joiner = joiner.as_ref().expect("made with the check above");
+                let op = crate::service::leader_ops::LeaderOp::AddLearner(join_request.clone());
                 retry("joining the cluster", Duration::from_secs(120), || joiner.ask(&op)).await?;
                 tracing::info!(node = id, via = %join, "joined as a learner");
             }
@@ -334,7 +369,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
-    tokio::spawn(crate::service::cluster::undrain_after_restart(node.clone()));
+    let undrain = tokio::spawn(crate::service::cluster::undrain_after_restart(node.clone()));
     let key_uses = tokio::spawn(crate::service::identity::flush_key_uses(node.clone(), Duration::from_secs(10)));
     let password_file =
         tokio::spawn(crate::service::identity::retire_admin_password_file(node.clone(), Duration::from_secs(2)));
@@ -406,6 +441,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 .max_decoding_message_size(body),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx.clone()));
+    placeholder.stop().await;
     let http = tokio::spawn(http);
     let grpc = tokio::spawn(grpc);
 
@@ -420,6 +456,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     hand_off_leadership(&raft).await;
+    undrain.abort();
     // The tasks running here get node.shutdown_grace, then the requests do.
     let left = crate::service::cluster::drain_for_stop(&node, cfg.node.shutdown_grace.get()).await;
     if left > 0 {

@@ -100,6 +100,11 @@ pub struct JoinRequest {
     pub raft_addr: String,
     pub http_addr: String,
     pub grpc_addr: String,
+    /// The joining node's data dir incarnation (0: unknown, as from an
+    /// admin's add-learner): a member of this id with another one is not
+    /// this node.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +139,9 @@ pub struct NodeInfoJson {
     /// `model:<name>` for each embedding model the node can run.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// The data dir's incarnation (`<data-dir>/boot_id`); 0 when unknown.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 impl From<&pb::NodeInfo> for NodeInfoJson {
@@ -149,6 +157,7 @@ impl From<&pb::NodeInfo> for NodeInfoJson {
             capacity: CapacityView { cpus: c.cpus, memory_bytes: c.memory_bytes, worker_slots: c.worker_slots },
             task_types: i.task_types.clone(),
             capabilities: i.capabilities.clone(),
+            incarnation: i.incarnation,
         }
     }
 }
@@ -169,6 +178,7 @@ impl From<NodeInfoJson> for pb::NodeInfo {
             }),
             task_types: i.task_types,
             capabilities: i.capabilities,
+            incarnation: i.incarnation,
         }
     }
 }
@@ -503,7 +513,11 @@ pub async fn drain_for_stop(node: &Node, within: std::time::Duration) -> usize {
     let marker = node.cfg.node.data_dir.join(DRAINED_AT_STOP);
     // Written before the mark is asked for: a crash between the two must
     // still clear it at the next start.
-    if let Err(e) = std::fs::write(&marker, b"") {
+    let written = std::fs::File::create(&marker).and_then(|f| f.sync_all()).and_then(|()| {
+        let dir = node.cfg.node.data_dir.as_path();
+        std::fs::File::open(dir)?.sync_all()
+    });
+    if let Err(e) = written {
         tracing::warn!(error = %e, "cannot record the drain; stopping without it");
         return running();
     }

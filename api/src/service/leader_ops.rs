@@ -50,6 +50,10 @@ pub enum LeaderOp {
     /// A fresh node id for a node about to join.
     AllocateNodeId,
     AddLearner(JoinRequest),
+    /// May this node join with this id? Asked before its Raft port serves,
+    /// so a node whose data dir was lost never talks Raft as the member it
+    /// replaces.
+    CheckJoin(JoinRequest),
     Promote {
         id: u64,
     },
@@ -73,6 +77,7 @@ impl LeaderOp {
         match self {
             LeaderOp::AllocateNodeId => "allocate_node_id",
             LeaderOp::AddLearner(_) => "add_learner",
+            LeaderOp::CheckJoin(_) => "check_join",
             LeaderOp::Promote { .. } => "promote",
             LeaderOp::Demote { .. } => "demote",
             LeaderOp::Remove { .. } => "remove",
@@ -293,12 +298,38 @@ async fn run(node: &Node, op: LeaderOp) -> Result<LeaderReply> {
             (other, _) => Err(ApiError::Internal(format!("unexpected allocate outcome {other:?}"))),
         },
         LeaderOp::AddLearner(req) => membership(add_learner(node, req).await),
+        LeaderOp::CheckJoin(req) => membership(
+            check_join(node, &req)
+                .map(|()| MembershipReply { log_index: 0, message: format!("node {} may join", req.id) }),
+        ),
         LeaderOp::Promote { id } => membership(promote(node, id).await),
         LeaderOp::Demote { id, force } => membership(demote(node, id, force).await),
         LeaderOp::Remove { id, force } => membership(remove(node, id, force).await),
         LeaderOp::TransferLeader { id } => membership(transfer_leader(node, id).await),
         LeaderOp::Heartbeat(hb) => membership(heartbeat(node, hb).await),
     }
+}
+
+/// A member of this id with another data dir (incarnation) is not the
+/// node asking: refused, or a node that lost its vote and log would count
+/// as that voter.
+fn check_join(node: &Node, req: &JoinRequest) -> Result<()> {
+    if !node.raft.view().is_member(req.id) || req.incarnation == 0 {
+        return Ok(());
+    }
+    let theirs = node.raft.store.get_node(req.id)?.and_then(|r| r.info).map(|i| i.incarnation).unwrap_or(0);
+    if theirs == 0 || theirs == req.incarnation {
+        return Ok(());
+    }
+    Err(ApiError::FailedPrecondition {
+        message: format!(
+            "node {id} is a member of this cluster with another data dir; this node's data dir is new \
+             (its vote and log are gone), so it must not take that member's place: remove node {id} \
+             first (synod cluster remove {id}), then start this node again, or give it another id",
+            id = req.id
+        ),
+        details: None,
+    })
 }
 
 async fn add_learner(node: &Node, req: JoinRequest) -> Result<MembershipReply> {
@@ -311,6 +342,7 @@ async fn add_learner(node: &Node, req: JoinRequest) -> Result<MembershipReply> {
             details: None,
         });
     }
+    check_join(node, &req)?;
     if node.raft.view().is_voter(req.id) {
         return Ok(MembershipReply { log_index: 0, message: format!("node {} is already a voter", req.id) });
     }

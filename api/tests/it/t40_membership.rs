@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use serde_json::{Value, json};
+
 use synod_api::pb::cluster_client::ClusterClient;
 use synod_api::pb::{NodeRef, SetLabelsRequest, StatusRequest};
 
@@ -167,4 +169,40 @@ async fn fsync_off_is_announced_and_kept_out_of_clusters() {
     drop(t);
     t = t2;
     assert!(t.nodes[j].is_running());
+}
+
+/// A node whose data dir was lost (its vote and log with it) comes back
+/// with the id of a member: it is refused, at once and saying why, instead
+/// of taking that voter's place; removed first, it joins.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_with_a_lost_data_dir_does_not_take_its_old_ids_place() {
+    let mut t = must_three(&fast_args()).await;
+    let id = t.node_id(2).await.unwrap();
+    t.kill(2);
+    std::fs::remove_dir_all(&t.nodes[2].data_dir).unwrap();
+    t.nodes[2].args.extend(["--node-id".to_string(), id.to_string()]);
+    t.start(2).unwrap();
+    let log = t
+        .wait_for("the refusal", READY, || async {
+            let log = t.log_text(2);
+            log.contains("must not take that member's place").then_some(log)
+        })
+        .await
+        .unwrap();
+    assert!(log.contains(&format!("remove node {id}")), "{log}");
+    t.wait_for("the refused node to exit", READY, || async {
+        let (code, _) = t.get(2, "/health").await.unwrap_or((0, Value::Null));
+        (code == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(t.status(0).await.unwrap()["voters"].as_array().unwrap().contains(&json!(id)), "still the old member");
+
+    // Control: once the old member is removed, the same node joins.
+    t.kill(2);
+    let resp = t.http.post(format!("{}/cluster/nodes/{id}/remove?force=true", t.nodes[0].url())).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
+    std::fs::remove_dir_all(&t.nodes[2].data_dir).unwrap();
+    t.start(2).unwrap();
+    t.wait_ready(2, READY).await.unwrap();
 }

@@ -230,3 +230,22 @@ async fn a_backup_taken_under_load_restores_into_an_identical_fresh_cluster() {
     assert_eq!((data.len() as u64, format!("{:016x}", read.digest)), (about.bytes, about.digest.clone()));
     assert!(about.applied_index > 0 && about.node_id > 0, "{about:?}");
 }
+
+/// A restore cut off halfway leaves its marker saying so, and no node starts
+/// on that data dir.
+#[test]
+fn a_node_refuses_a_data_dir_whose_restore_did_not_finish() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("restored-backup.json"), r#"{"complete": false, "file": "x.synodbak"}"#)
+        .expect("marker");
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--data-dir", &dir.path().display().to_string()])
+        .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"])
+        .env("SYNOD_SECURITY_JWT_SECRET", "0123456789abcdef0123456789abcdef")
+        .output()
+        .expect("run synod serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did not finish"), "{err}");
+    assert!(!dir.path().join("node_id").exists(), "nothing started there");
+}
