@@ -125,7 +125,7 @@ fmt:
 
 # Benchmarks (commands, not tests): see README.
 bench:
-	cargo build --release -p synod-api --bin synod -p synod-bench
+	cargo build --release -p synod-api -p synod-bench --bins
 	$(CARGO_TARGET_DIR)/release/synod-bench failover --runs 20
 	$(CARGO_TARGET_DIR)/release/synod-bench writes --clients 1,64 --seconds 10
 	$(CARGO_TARGET_DIR)/release/synod-bench tasks --clients 1,64 --seconds 10
