@@ -38,13 +38,7 @@ fn du(dir: &std::path::Path) -> u64 {
 }
 
 pub async fn run(p: Params) -> anyhow::Result<()> {
-    let (root, _guard) = match p.dir {
-        Some(d) => (d, None),
-        None => {
-            let t = tempfile::tempdir()?;
-            (t.path().to_path_buf(), Some(t))
-        }
-    };
+    let (root, _guard) = crate::work_dir(p.dir)?;
     let mut src = crate::local_cluster(&root.join("source"))?;
     src.add_node(None, &args())?;
     src.wait_ready(0, Duration::from_secs(60)).await?;

@@ -126,13 +126,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn three_nodes(dir: Option<PathBuf>) -> anyhow::Result<(LocalCluster, Option<tempfile::TempDir>)> {
-    let (root, guard) = match dir {
-        Some(d) => (d, None),
-        None => {
-            let t = tempfile::tempdir()?;
-            (t.path().to_path_buf(), Some(t))
-        }
-    };
+    let (root, guard) = crate::work_dir(dir)?;
     let mut c = crate::local_cluster(&root)?;
     c.add_node(None, &[])?;
     c.wait_ready(0, Duration::from_secs(30)).await?;

@@ -44,13 +44,7 @@ pub(crate) async fn must(r: reqwest::Result<reqwest::Response>, what: &str) -> a
 }
 
 pub async fn run(p: Params) -> anyhow::Result<()> {
-    let (root, _guard) = match p.dir {
-        Some(d) => (d, None),
-        None => {
-            let t = tempfile::tempdir()?;
-            (t.path().to_path_buf(), Some(t))
-        }
-    };
+    let (root, _guard) = crate::work_dir(p.dir)?;
     let mut c = crate::local_cluster(&root)?;
     c.add_node(None, &["--set".into(), "observability.history_interval=1s".into()])?;
     c.wait_ready(0, Duration::from_secs(60)).await?;

@@ -40,6 +40,18 @@ pub(crate) fn synod_bin() -> anyhow::Result<PathBuf> {
 }
 
 /// A cluster of real nodes under `root`, none started yet.
+/// Where a benchmark keeps its nodes' data: `dir`, or a temp dir removed
+/// when the guard drops.
+pub(crate) fn work_dir(dir: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    Ok(match dir {
+        Some(d) => (d, None),
+        None => {
+            let t = tempfile::tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    })
+}
+
 pub(crate) fn local_cluster(root: &Path) -> anyhow::Result<LocalCluster> {
     let creds = Credentials::generate(|secret| Ok(synod_api::auth::first_admin_token(secret.as_bytes())?))?;
     LocalCluster::new(&synod_bin()?, root, creds)

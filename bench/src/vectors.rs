@@ -223,13 +223,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     if let Some(dir) = &p.save {
         save(dir, &base, &queries, &truth)?;
     }
-    let (root, _guard) = match &p.dir {
-        Some(d) => (d.clone(), None),
-        None => {
-            let t = tempfile::tempdir()?;
-            (t.path().to_path_buf(), Some(t))
-        }
-    };
+    let (root, _guard) = crate::work_dir(p.dir.clone())?;
 
     // 1. The index directly.
     let opts = StoreOptions {
