@@ -13,6 +13,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         ["proto"],
     )?;
+    // The same descriptors, encoded, for gRPC server reflection.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("synod_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
     tonic_prost_build::configure().btree_map(".").compile_fds(fds)?;
     // The subset of Milvus's gRPC API that Milvus-backed collections use
     // (a client only).

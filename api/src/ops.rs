@@ -83,12 +83,13 @@ const fn only(
 use Access::*;
 
 pub const OPERATIONS: &[Operation] = &[
+    op("health", Public, &[("GET", "/health"), ("GET", "/health/ready")], &["Health.Check", "Health.Watch"]),
     only(
-        "health",
+        "reflection",
         Public,
-        &[("GET", "/health"), ("GET", "/health/ready")],
         &[],
-        "probes and load balancers speak HTTP; there is no gRPC health method yet",
+        &["ServerReflection.ServerReflectionInfo"],
+        "gRPC server reflection (v1 and v1alpha): the REST twin is GET /openapi.json",
     ),
     only("metrics", Metrics, &[("GET", "/metrics")], &[], "Prometheus scrapes its text format over HTTP"),
     op("metrics_history", Read, &[("GET", "/metrics/history")], &["Cluster.MetricsHistory"]),
@@ -236,6 +237,9 @@ mod tests {
                 in_protos.insert(format!("{service}.{name}"));
             }
         }
+        // The standard services (grpc.health.v1, server reflection) come
+        // with their own protos, from tonic-health and tonic-reflection.
+        in_protos.extend(["Health.Check", "Health.Watch", "ServerReflection.ServerReflectionInfo"].map(String::from));
         let in_table: BTreeSet<String> = grpc_methods().map(|(m, _)| m.to_string()).collect();
         assert_eq!(in_protos, in_table, "gRPC methods without a row, or rows without a method");
     }

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod external;
 pub mod identity;
 pub mod plugins;
+pub mod standard;
 pub mod tasks;
 pub mod vectors;
 

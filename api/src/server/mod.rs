@@ -415,7 +415,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     // A request larger than node.max_body_size is refused as on REST.
     let body = cfg.node.max_body_size.as_u64() as usize;
+    let (health_reporter, health_service, follow_health) = crate::grpc::standard::health(node.clone());
+    let follow_health = tokio::spawn(follow_health);
+    let (reflection_v1, reflection_v1alpha) = crate::grpc::standard::reflection()?;
     let grpc = grpc_builder
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             crate::pb::cluster_server::ClusterServer::new(crate::grpc::cluster::ClusterGrpc::new(node.clone()))
                 .max_decoding_message_size(body),
@@ -455,6 +461,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
 
     shutdown_signal().await;
+    // gRPC probes see the node go as HTTP's readiness would.
+    follow_health.abort();
+    crate::grpc::standard::set_all(&health_reporter, false).await;
     hand_off_leadership(&raft).await;
     undrain.abort();
     // The tasks running here get node.shutdown_grace, then the requests do.

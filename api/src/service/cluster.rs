@@ -435,6 +435,25 @@ pub struct ExternalHealth {
     pub retry_after_s: Option<u64>,
 }
 
+/// Why this node cannot be counted on to reach the leader, if it cannot:
+/// its heartbeat (a write through the leader) has not been committed
+/// within `cluster.suspect_after`. A follower cut off from the others
+/// still names the leader it last knew (pre-vote keeps the term), and a
+/// leader without a quorum may still think it leads; neither can serve a
+/// write, and the others already count the node as suspect.
+fn out_of_touch(node: &Node) -> Option<String> {
+    let window = node.cfg.cluster.suspect_after.get();
+    match *node.last_beat.lock().unwrap_or_else(|e| e.into_inner()) {
+        None => Some("no heartbeat committed yet".to_string()),
+        Some(at) if at.elapsed() > window => Some(format!(
+            "no heartbeat committed for {:.1} s (cluster.suspect_after is {:?}): the leader is out of reach",
+            at.elapsed().as_secs_f64(),
+            window
+        )),
+        Some(_) => None,
+    }
+}
+
 pub fn do_health(node: &Node) -> HealthView {
     let v = node.raft.view();
     let (commit, applied) = (v.commit_index, v.applied_index);
@@ -443,6 +462,8 @@ pub fn do_health(node: &Node) -> HealthView {
         Some("not a member of a cluster yet".to_string())
     } else if v.leader.is_none() {
         Some("no known leader".to_string())
+    } else if let Some(why) = out_of_touch(node) {
+        Some(why)
     } else if applied < commit {
         Some(format!("applying: applied {applied} < committed {commit}"))
     } else if !matches!(node.raft.store.get_node(node.id()), Ok(Some(_))) {

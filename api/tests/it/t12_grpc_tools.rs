@@ -1,0 +1,145 @@
+//! What gRPC tools need from a server, without the proto files: server
+//! reflection (`grpcurl list`, `grpcurl describe`) and the standard health
+//! service (`grpc_health_probe`, Kubernetes' gRPC probes), whose status
+//! follows `/health/ready`. Every call here is made without credentials, as
+//! those tools make them.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use prost::Message;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
+
+use crate::util::*;
+
+/// One reflection request, as grpcurl sends it, and its answer.
+async fn reflect(channel: tonic::transport::Channel, req: MessageRequest) -> Result<MessageResponse, tonic::Status> {
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest { host: String::new(), message_request: Some(req) };
+    let mut answers =
+        client.server_reflection_info(futures::stream::iter([request])).await.expect("reflection").into_inner();
+    let answer: ServerReflectionResponse = answers.next().await.expect("an answer")?;
+    Ok(answer.message_response.expect("a message"))
+}
+
+async fn check(channel: tonic::transport::Channel, service: &str) -> Result<ServingStatus, tonic::Status> {
+    let r = HealthClient::new(channel).check(HealthCheckRequest { service: service.into() }).await?;
+    Ok(r.into_inner().status())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_and_describes_every_service() {
+    let t = must_single(&[]).await;
+    let channel = must_channel(&t, 0).await;
+
+    let MessageResponse::ListServicesResponse(list) =
+        reflect(channel.clone(), MessageRequest::ListServices(String::new())).await.expect("listed")
+    else {
+        panic!("ListServices answered with something else");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in [
+        "synod.v1.Cluster",
+        "synod.v1.Tasks",
+        "synod.v1.Identity",
+        "synod.v1.Vectors",
+        "synod.v1.Plugins",
+        "synod.v1.External",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+
+    // `grpcurl describe synod.v1.Tasks`: the file that defines the service,
+    // with its methods and the messages they take.
+    let MessageResponse::FileDescriptorResponse(files) =
+        reflect(channel.clone(), MessageRequest::FileContainingSymbol("synod.v1.Tasks".into()))
+            .await
+            .expect("described")
+    else {
+        panic!("FileContainingSymbol answered with something else");
+    };
+    let files: Vec<prost_types::FileDescriptorProto> = files
+        .file_descriptor_proto
+        .iter()
+        .map(|b| prost_types::FileDescriptorProto::decode(b.as_slice()).expect("a file descriptor"))
+        .collect();
+    let tasks = files.iter().find(|f| f.name() == "synod/v1/tasks.proto").expect("tasks.proto");
+    let service = tasks.service.iter().find(|s| s.name() == "Tasks").expect("service Tasks");
+    let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
+    for m in ["Submit", "SubmitBatch", "Status", "Result", "Cancel", "List", "Watch"] {
+        assert!(methods.contains(&m), "Tasks.{m} missing from {methods:?}");
+    }
+    assert!(tasks.message_type.iter().any(|m| m.name() == "SubmitTaskRequest"));
+
+    // Control: a symbol that does not exist is an error, not an empty file.
+    let answer = reflect(channel.clone(), MessageRequest::FileContainingSymbol("synod.v1.Nope".into())).await;
+    assert_eq!(answer.expect_err("an unknown symbol was described").code(), tonic::Code::NotFound);
+
+    // Older tools ask v1alpha first.
+    let mut alpha = tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut answers =
+        alpha.server_reflection_info(futures::stream::iter([request])).await.expect("v1alpha").into_inner();
+    let answer = answers.next().await.expect("an answer").expect("not an error");
+    assert!(format!("{answer:?}").contains("synod.v1.Vectors"), "v1alpha lists no Vectors: {answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_readiness_and_watchers_see_it_flip() {
+    let mut t = must_three(&fast_args()).await;
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let stay = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let channel = must_channel(&t, stay).await;
+
+    // Ready: every service serves, the overall status too.
+    for service in ["", "synod.v1.Tasks", "synod.v1.Vectors"] {
+        assert_eq!(check(channel.clone(), service).await.expect("check"), ServingStatus::Serving, "{service:?}");
+    }
+    // A service this server does not have is NOT_FOUND, as the protocol says.
+    let err = check(channel.clone(), "no.such.Service").await.expect_err("an unknown service");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    let mut watch = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest { service: "synod.v1.Tasks".into() })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first: HealthCheckResponse = watch.next().await.expect("a first status").expect("ok");
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    // Quorum lost: the node left alone has no leader, so it is not ready,
+    // and gRPC says so as /health/ready does.
+    t.kill(leader);
+    t.kill(other);
+    let next = tokio::time::timeout(READY, watch.next()).await.expect("a change within the deadline");
+    assert_eq!(next.expect("a status").expect("ok").status(), ServingStatus::NotServing);
+    assert_eq!(check(channel.clone(), "").await.expect("check"), ServingStatus::NotServing);
+    let (code, body) = t.get(stay, "/health/ready").await.expect("health");
+    assert_eq!(code, 503, "HTTP and gRPC disagree: {body}");
+
+    // Back to ready once the others are back.
+    t.start(leader).expect("restart");
+    t.start(other).expect("restart");
+    let next = tokio::time::timeout(READY, watch.next()).await.expect("a change within the deadline");
+    assert_eq!(next.expect("a status").expect("ok").status(), ServingStatus::Serving);
+    t.wait_for("overall SERVING", Duration::from_secs(10), || {
+        let channel = channel.clone();
+        async move { (check(channel, "").await.ok() == Some(ServingStatus::Serving)).then_some(()) }
+    })
+    .await
+    .expect("serving again");
+}
