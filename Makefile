@@ -13,6 +13,9 @@ MODELS_DIR ?= $(HOME)/.cache/synod/models
 MILVUS_VENV ?= $(HOME)/.cache/synod/milvus-venv
 # milvus-lite imports pymilvus's generated protocol without declaring it.
 MILVUS_PACKAGES := milvus-lite==3.2.2 pymilvus==3.0.2
+# The OpenAPI validator the document's test runs (PyPI), in a venv of its own.
+API_VENV ?= $(HOME)/.cache/synod/api-venv
+API_PACKAGES := openapi-spec-validator==0.9.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps test-deps deploy-check model lint fmt bench chaos-long soak
@@ -52,6 +55,11 @@ test-deps: deps
 	  fi; \
 	  python3 -m venv $(MILVUS_VENV) && $(MILVUS_VENV)/bin/pip install -q $(MILVUS_PACKAGES); \
 	fi
+	@if ! $(API_VENV)/bin/pip freeze 2>/dev/null | grep -qx "openapi-spec-validator==0.9.0" \
+	   || ! $(API_VENV)/bin/openapi-spec-validator --help >/dev/null 2>&1; then \
+	  echo "installing $(API_PACKAGES) into $(API_VENV)"; \
+	  python3 -m venv $(API_VENV) && $(API_VENV)/bin/pip install -q $(API_PACKAGES); \
+	fi
 
 # Offline checks of deploy/ and .github/workflows/ (deploy/validate.sh): the
 # Kubernetes manifests, the Compose file and the workflow against their
@@ -88,12 +96,12 @@ test: test-deps
 	  cargo nextest run --workspace --no-run && \
 	  sh deploy/validate.sh --config-only $(CARGO_TARGET_DIR)/debug/synod && \
 	  $(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
-	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite cargo nextest run --workspace --no-fail-fast; \
+	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite SYNOD_TEST_OPENAPI_VALIDATOR=$(API_VENV)/bin/openapi-spec-validator cargo nextest run --workspace --no-fail-fast; \
 	else \
 	  cargo test --workspace --no-run && \
 	  sh deploy/validate.sh --config-only $(CARGO_TARGET_DIR)/debug/synod && \
 	  $(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
-	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite cargo test --workspace --no-fail-fast; \
+	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite SYNOD_TEST_OPENAPI_VALIDATOR=$(API_VENV)/bin/openapi-spec-validator cargo test --workspace --no-fail-fast; \
 	fi
 	cargo run -q -p synod-jepsen -- matrix short
 

@@ -91,6 +91,13 @@ pub const OPERATIONS: &[Operation] = &[
         &["ServerReflection.ServerReflectionInfo"],
         "gRPC server reflection (v1 and v1alpha): the REST twin is GET /openapi.json",
     ),
+    only(
+        "openapi",
+        Public,
+        &[("GET", "/openapi.json"), ("GET", "/docs")],
+        &[],
+        "the REST API's description; gRPC clients read server reflection instead",
+    ),
     only("metrics", Metrics, &[("GET", "/metrics")], &[], "Prometheus scrapes its text format over HTTP"),
     op("metrics_history", Read, &[("GET", "/metrics/history")], &["Cluster.MetricsHistory"]),
     op("login", Public, &[("POST", "/login")], &["Identity.Login"]),

@@ -41,6 +41,7 @@ pub const IGNORED_ENV_VARS: &[&str] = &[
     // the milvus-lite server.
     "SYNOD_TEST_MODELS_DIR",
     "SYNOD_TEST_MILVUS",
+    "SYNOD_TEST_OPENAPI_VALIDATOR",
     // Read by the container entrypoint (deploy/docker/entrypoint.sh), and
     // still in the environment of a `synod` run by `kubectl exec`.
     "SYNOD_NODE_ID_FROM_ORDINAL",

@@ -28,7 +28,7 @@ pub fn score(metric: Metric, query: &[f32], v: &[f32]) -> f32 {
 }
 
 /// One condition on a metadata key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     pub key: String,
@@ -43,7 +43,7 @@ pub struct Condition {
     pub range: Option<Range>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
     pub gte: Option<f64>,
@@ -51,7 +51,7 @@ pub struct Range {
 }
 
 /// `{"must": [conditions]}`: all of them hold.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     #[serde(default)]

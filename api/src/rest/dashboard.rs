@@ -15,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 const INDEX: &str = include_str!("../../dashboard/index.html");
 const APP_JS: &str = include_str!("../../dashboard/app.js");
 const APP_CSS: &str = include_str!("../../dashboard/app.css");
+const DOCS: &str = include_str!("../../dashboard/docs.html");
+const DOCS_JS: &str = include_str!("../../dashboard/docs.js");
 
 /// The policy of every dashboard answer.
 pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -40,10 +42,16 @@ pub(super) async fn index() -> Response {
     asset(INDEX, "text/html; charset=utf-8")
 }
 
+/// `/docs`: `/openapi.json` rendered by `docs.js`, with nothing from a CDN.
+pub(super) async fn docs() -> Response {
+    asset(DOCS, "text/html; charset=utf-8")
+}
+
 pub(super) async fn file(Path(name): Path<String>) -> Response {
     match name.as_str() {
         "app.js" => asset(APP_JS, "text/javascript; charset=utf-8"),
         "app.css" => asset(APP_CSS, "text/css; charset=utf-8"),
+        "docs.js" => asset(DOCS_JS, "text/javascript; charset=utf-8"),
         "index.html" => asset(INDEX, "text/html; charset=utf-8"),
         _ => crate::error::ApiError::NotFound(format!("no dashboard file {name:?}")).into_response(),
     }

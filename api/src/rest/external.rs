@@ -27,7 +27,7 @@ pub(super) async fn list_providers(State(node): State<SharedNode>, ctx: AuthCont
 }
 
 /// `POST /v1/embeddings`, as OpenAI's API takes it.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OpenAiEmbeddingsRequest {
     model: String,

@@ -22,6 +22,7 @@ use crate::service::{self, Consistency, SharedNode};
 
 mod dashboard;
 mod external;
+pub mod openapi;
 
 /// Our JSON extractor: a malformed or oversize body gets our error body.
 /// The body is read as JSON whatever its content type says: `curl -d
@@ -59,13 +60,13 @@ fn ok<T: serde::Serialize>(v: T) -> Response {
     axum::Json(v).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct ConsistencyQuery {
     consistency: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct ForceQuery {
     #[serde(default)]
@@ -120,6 +121,8 @@ fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<SharedNode> 
         ("GET", "/health") => get(health),
         ("GET", "/health/ready") => get(ready),
         ("GET", "/metrics") => get(metrics),
+        ("GET", "/openapi.json") => get(openapi_json),
+        ("GET", "/docs") => get(dashboard::docs),
         ("GET", "/metrics/history") => get(metrics_history),
         ("POST", "/login") => post(login),
         ("GET", "/whoami") => get(whoami),
@@ -252,6 +255,13 @@ async fn method_not_allowed(req: Request) -> Response {
     (StatusCode::METHOD_NOT_ALLOWED, axum::Json(e.body())).into_response()
 }
 
+/// The document is the same for the life of the process: built once.
+async fn openapi_json() -> Response {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOC.get_or_init(|| serde_json::to_string(&openapi::document()).expect("the document serializes"));
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text.as_str()).into_response()
+}
+
 async fn health(State(node): State<SharedNode>) -> Response {
     ok(service::cluster::do_health(&node))
 }
@@ -337,7 +347,7 @@ async fn backup(State(node): State<SharedNode>, ctx: AuthContext) -> Result<Resp
     Ok(resp)
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
     #[serde(default)]
@@ -495,7 +505,7 @@ async fn task_status(State(node): State<SharedNode>, ctx: AuthContext, P(id): P<
     Ok(ok(tasks::do_task_status(&ctx, &node, &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct WaitQuery {
     wait: Option<f64>,

@@ -155,7 +155,7 @@ pub fn audit(event: &'static str, who: &str, what: &str) {
 }
 
 /// One audit event as `GET /audit` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Numbers this node's events from 1 since it started.
     pub seq: u64,
@@ -226,7 +226,7 @@ fn recent_audit_events(after: u64, limit: usize) -> Vec<AuditEvent> {
 }
 
 /// `GET /audit?after=SEQ&limit=N`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only events numbered above this (0: from the oldest kept).
@@ -238,7 +238,7 @@ pub struct AuditQuery {
 }
 
 /// The recent audit events of the node that answers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditList {
     pub node_id: u64,
     /// Events this node keeps (`observability.audit_events`).

@@ -23,7 +23,7 @@ pub struct BackupFile {
 
 /// What a backup holds, sent ahead of it (REST: headers; gRPC: the first
 /// message).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BackupView {
     pub node_id: u64,
     /// The index of the last entry applied to the state in the file.

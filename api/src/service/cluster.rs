@@ -14,7 +14,7 @@ use crate::error::{ApiError, Result};
 
 // ---- views (the JSON shapes of the API; a compatibility promise)
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct NodeStatusView {
     pub id: u64,
     pub role: String,
@@ -27,7 +27,7 @@ pub struct NodeStatusView {
     pub matched_index: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ClusterStatusView {
     pub node_id: u64,
     pub leader_id: Option<u64>,
@@ -49,14 +49,14 @@ pub struct ClusterStatusView {
     pub nodes: Vec<NodeStatusView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 pub struct CapacityView {
     pub cpus: u32,
     pub memory_bytes: u64,
     pub worker_slots: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RegistryEntryView {
     pub id: u64,
     pub role: String,
@@ -86,7 +86,7 @@ pub struct RegistryEntryView {
     pub record_version: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegistryView {
     pub nodes: Vec<RegistryEntryView>,
     /// How far this answer may lag the leader, in log entries (0 for a
@@ -94,7 +94,7 @@ pub struct RegistryView {
     pub behind_by: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JoinRequest {
     pub id: u64,
     pub raft_addr: String,
@@ -107,7 +107,7 @@ pub struct JoinRequest {
     pub incarnation: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MembershipReply {
     pub log_index: u64,
     pub message: String,
@@ -125,7 +125,7 @@ pub struct Heartbeat {
 }
 
 /// [`pb::NodeInfo`] as JSON, for the internal heartbeat route.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct NodeInfoJson {
     pub id: u64,
     pub raft_addr: String,
@@ -195,7 +195,7 @@ fn audited(ctx: &AuthContext, event: &'static str, id: u64, r: Result<Membership
 }
 
 /// This node's state digest (`observability.debug_endpoints`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DigestView {
     pub node_id: u64,
     /// The index of the last entry applied to the digested state.
@@ -397,7 +397,7 @@ pub async fn do_set_draining(ctx: &AuthContext, node: &Node, id: u64, draining: 
 }
 
 /// `/health`: this node's view, always 200 while the process serves.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthView {
     pub status: String,
     pub node_id: u64,
@@ -425,7 +425,7 @@ pub struct HealthView {
     pub external: Vec<ExternalHealth>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExternalHealth {
     pub provider: String,
     pub kind: String,

@@ -17,7 +17,7 @@ use crate::auth::AuthContext;
 use crate::error::{ApiError, Result};
 
 /// The body of `POST /external/ai`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalAiRequest {
     pub provider: String,
@@ -36,7 +36,7 @@ pub struct ExternalAiRequest {
 }
 
 /// The answer of `POST /external/ai`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExternalAiResponse {
     pub provider: String,
     pub model: String,
@@ -48,7 +48,7 @@ pub struct ExternalAiResponse {
     pub raw: Option<Value>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct UsageView {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -56,7 +56,7 @@ pub struct UsageView {
 }
 
 /// One provider in `GET /external/providers` (never its key).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProviderView {
     pub name: String,
     pub kind: String,
@@ -69,7 +69,7 @@ pub struct ProviderView {
     pub usage: TenantUsageView,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantUsageView {
     pub calls: u64,
     pub tokens: u64,
@@ -78,7 +78,7 @@ pub struct TenantUsageView {
     pub tenant_daily_tokens: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BreakerStateView {
     /// closed, open or half_open.
     pub state: String,

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::service::Node;
 
 /// One sample.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sample {
     /// On the cluster's timeline.
     pub at_ms: u64,
@@ -62,7 +62,7 @@ struct Ring {
 }
 
 /// The answer of `GET /metrics/history`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryView {
     pub interval_s: f64,
     pub capacity: usize,

@@ -12,7 +12,7 @@ use crate::error::{ApiError, Result};
 use crate::service::{Node, command};
 // ---- login
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub grant_type: Option<String>,
@@ -22,7 +22,7 @@ pub struct LoginRequest {
     pub scope: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     pub access_token: String,
     pub token_type: String,
@@ -30,7 +30,7 @@ pub struct LoginResponse {
 }
 
 /// Who the caller is (`GET /whoami`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     pub subject: String,
     pub tenant: String,
@@ -133,13 +133,13 @@ fn dummy_hash() -> Result<String> {
 
 // ---- tenants
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantView {
     pub name: String,
     pub created_at_ms: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantRequest {
     pub name: String,
@@ -168,7 +168,7 @@ pub fn do_list_tenants(_ctx: &AuthContext, node: &Node) -> Result<Vec<TenantView
 
 // ---- users
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRequest {
     pub username: String,
@@ -178,7 +178,7 @@ pub struct UserRequest {
     pub role: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub username: String,
     pub tenant: String,
@@ -255,7 +255,7 @@ pub async fn create_user(
     }
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserUpdate {
     pub password: Option<String>,
@@ -313,7 +313,7 @@ pub async fn do_delete_user(ctx: &AuthContext, node: &Node, name: &str) -> Resul
 
 // ---- API keys
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyRequest {
     pub name: Option<String>,
@@ -323,7 +323,7 @@ pub struct ApiKeyRequest {
     pub expires_in: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiKeyView {
     pub id: String,
     pub name: String,

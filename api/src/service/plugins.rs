@@ -37,7 +37,7 @@ use crate::service::Node;
 pub const KEEP_PREVIOUS: u32 = 2;
 
 /// `POST /plugins/load`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadRequest {
     /// A [`WasmManifest`], or with `"kind": "subprocess"` a [`SubprocessManifest`].
@@ -88,7 +88,7 @@ impl LoadSpec {
 }
 
 /// One version of a plugin in listings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionView {
     pub version: String,
     pub sha256: String,
@@ -97,7 +97,7 @@ pub struct VersionView {
 }
 
 /// A plugin as `GET /plugins/list` and `GET /plugins/{name}` show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PluginView {
     pub name: String,
     /// `builtin`, `wasm` or `subprocess`.
@@ -269,7 +269,7 @@ pub fn do_list_plugins(_ctx: &AuthContext, node: &Node) -> Result<Vec<PluginView
 
 /// An embedding model as `GET /models` shows it: the live nodes that have it
 /// installed (and so run tasks needing it), and this node's install.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelView {
     pub name: String,
     pub nodes_ready: Vec<u64>,

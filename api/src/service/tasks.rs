@@ -18,7 +18,7 @@ use crate::service::{Node, command, now_ms};
 pub const MAX_BATCH: usize = 1000;
 
 /// A task as a client submits it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     #[serde(rename = "type")]
@@ -45,7 +45,7 @@ fn default_priority() -> u32 {
     DEFAULT_PRIORITY
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackoffRequest {
     pub initial_ms: u64,
@@ -62,7 +62,7 @@ fn default_multiplier() -> f64 {
     DEFAULT_BACKOFF_MULTIPLIER
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmitResponse {
     pub id: String,
     pub state: String,
@@ -70,7 +70,7 @@ pub struct SubmitResponse {
     pub duplicate: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptView {
     pub node_id: u64,
     pub epoch: u64,
@@ -84,7 +84,7 @@ pub struct AttemptView {
     pub lost: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub id: String,
     pub tenant: String,
@@ -108,7 +108,7 @@ pub struct TaskView {
     pub payload: Value,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultView {
     pub id: String,
     pub state: String,
@@ -117,7 +117,7 @@ pub struct ResultView {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskList {
     pub tasks: Vec<TaskView>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -360,7 +360,7 @@ pub async fn do_task_result(ctx: &AuthContext, node: &Node, id: &str, wait: Dura
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub state: Option<String>,

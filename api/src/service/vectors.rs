@@ -19,7 +19,7 @@ use crate::service::vector_store::{
 };
 use crate::service::{Consistency, Node};
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HnswRequest {
     pub m: Option<u32>,
@@ -27,7 +27,7 @@ pub struct HnswRequest {
     pub ef: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionRequest {
     pub name: String,
@@ -47,7 +47,7 @@ pub struct CollectionRequest {
 /// URL. Synod calls only the databases its configuration names, with the
 /// key its configuration gives: a tenant cannot point a node at a URL or
 /// at an environment variable of its choosing.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendRequest {
     pub provider: Option<String>,
@@ -59,7 +59,7 @@ pub struct BackendRequest {
 }
 
 /// Where a collection's points live, when not in the cluster.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct BackendView {
     pub provider: String,
     pub kind: String,
@@ -67,7 +67,7 @@ pub struct BackendView {
     pub remote_name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CollectionView {
     pub name: String,
     pub dimension: u32,
@@ -88,7 +88,7 @@ pub struct CollectionView {
 /// A collection's index on one node: the points not yet in a graph, the
 /// graphs (segments), the deleted points still in them, and the memory it
 /// takes (estimated).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IndexStatsView {
     pub growing: u64,
     pub segments: u64,
@@ -348,7 +348,7 @@ pub async fn do_delete_collection(ctx: &AuthContext, node: &Node, name: &str) ->
 }
 
 /// A point as clients send and see it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointBody {
     /// A string or an unsigned integer.
@@ -358,7 +358,7 @@ pub struct PointBody {
     pub metadata: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertRequest {
     pub points: Vec<PointBody>,
@@ -430,7 +430,7 @@ pub async fn do_upsert_points(
     Ok(collection_view(node, store_of(node, &coll)?.upsert_points(&ctx.tenant, name, points).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeletePointsRequest {
     pub ids: Vec<Value>,
@@ -539,7 +539,7 @@ pub async fn do_get_point(ctx: &AuthContext, node: &Node, name: &str, id: &str) 
 }
 
 /// One query of a search: a vector or a text, and what to return.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryBody {
     pub vector: Option<Vec<f32>>,
@@ -549,7 +549,7 @@ pub struct QueryBody {
     pub ef: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     pub collection: String,
@@ -561,7 +561,7 @@ pub struct SearchRequest {
     pub consistency: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSearchRequest {
     pub collection: String,
@@ -569,14 +569,14 @@ pub struct BatchSearchRequest {
     pub consistency: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchHit {
     pub id: Value,
     pub score: f32,
     pub metadata: Value,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     pub results: Vec<SearchHit>,
     /// Committed entries this node had not applied when it answered
@@ -584,7 +584,7 @@ pub struct SearchResponse {
     pub behind_by: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchSearchResponse {
     /// One list per query, in order.
     pub results: Vec<Vec<SearchHit>>,

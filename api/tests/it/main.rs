@@ -4,6 +4,7 @@ mod config_check;
 mod deps_check;
 mod fakes;
 mod t10_single_node;
+mod t11_openapi;
 mod t12_grpc_tools;
 mod t20_failover;
 mod t30_snapshot_catchup;
