@@ -103,6 +103,7 @@ test: test-deps
 	  $(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
 	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite SYNOD_TEST_OPENAPI_VALIDATOR=$(API_VENV)/bin/openapi-spec-validator cargo test --workspace --no-fail-fast; \
 	fi
+	SYNOD_BIN=$(CARGO_TARGET_DIR)/debug/synod SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) sh clients/python/run-tests.sh -q
 	cargo run -q -p synod-jepsen -- matrix short
 
 # all-MiniLM-L6-v2 into MODELS_DIR, for running tests by hand:

@@ -42,6 +42,8 @@ pub const IGNORED_ENV_VARS: &[&str] = &[
     "SYNOD_TEST_MODELS_DIR",
     "SYNOD_TEST_MILVUS",
     "SYNOD_TEST_OPENAPI_VALIDATOR",
+    // The CLI's --addr and the Python client's node address.
+    "SYNOD_ADDR",
     // Read by the container entrypoint (deploy/docker/entrypoint.sh), and
     // still in the environment of a `synod` run by `kubectl exec`.
     "SYNOD_NODE_ID_FROM_ORDINAL",

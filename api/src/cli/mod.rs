@@ -242,7 +242,7 @@ pub enum ConfigCmd {
 #[derive(Debug, Args)]
 pub struct Target {
     /// Any node's HTTP address.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:7700")]
+    #[arg(long, global = true, env = "SYNOD_ADDR", default_value = "http://127.0.0.1:7700")]
     pub addr: String,
     /// A bearer token; else the one `synod login` saved.
     #[arg(long, global = true, env = "SYNOD_TOKEN", hide_env_values = true)]

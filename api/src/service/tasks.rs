@@ -301,7 +301,17 @@ pub async fn do_submit_tasks(ctx: &AuthContext, node: &Node, reqs: Vec<SubmitReq
                 Err(ApiError::RateLimited { message: r.message, retry_after_s: 1 })
             }
             Some(r) => Err(ApiError::InvalidArgument(r.message)),
-            None => Ok(SubmitResponse { id: item.id, state: "queued".into(), duplicate: item.duplicate }),
+            // A duplicate answers the first task as it stands now (it may
+            // have finished long ago); this node has applied the write, so
+            // the task is in its store.
+            None if item.duplicate => {
+                let state = match node.raft.store.get_task(&ctx.tenant, &item.id)? {
+                    Some(rec) => state_name(TaskState::try_from(rec.state).unwrap_or(TaskState::Unspecified)),
+                    None => "queued",
+                };
+                Ok(SubmitResponse { id: item.id, state: state.into(), duplicate: true })
+            }
+            None => Ok(SubmitResponse { id: item.id, state: "queued".into(), duplicate: false }),
         })
         .collect()
 }
