@@ -75,6 +75,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     synod_api::tls::install_provider();
     let cli = Cli::parse();
+    synod_api::cli::set_output(cli.output);
     if matches!(cli.command, Command::Serve(_)) {
         synod_plugins::pin_thread_count();
     }

@@ -91,7 +91,17 @@ fn parse_labels(labels: Vec<String>) -> anyhow::Result<BTreeMap<String, String>>
 }
 
 pub(super) fn print(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    super::output::print(v);
+}
+
+/// Everything but unreserved characters, `.` included (a name `..` must
+/// not become a step up the path).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
+
+/// `s` as one URL path segment (`s:a/b` is `s%3Aa%2Fb`, one segment the
+/// server decodes back), or as a query value.
+pub fn seg(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
@@ -132,7 +142,8 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Registry(RegistryArgs { target, consistency }) => {
             let c = Client::of(&target)?;
-            let (v, _) = c.call(Method::GET, &format!("/agents/registry?consistency={consistency}"), None, &[]).await?;
+            let (v, _) =
+                c.call(Method::GET, &format!("/agents/registry?consistency={}", seg(&consistency)), None, &[]).await?;
             print(&v);
         }
         Command::Node(NodeArgs { target, cmd }) => {
@@ -160,6 +171,46 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
         Command::Task(TaskArgs { target, tenant, cmd }) => {
             let c = Client::of(&target)?.with_tenant(tenant);
             let (v, _) = match cmd {
+                TaskCmd::Submit { task_type, file: Some(file), batch, concurrency, progress_file, restart, .. } => {
+                    debug_assert!(task_type.is_none(), "clap keeps TYPE and --file apart");
+                    let tenant = c
+                        .always
+                        .iter()
+                        .find(|(k, _)| *k == crate::auth::TENANT_HEADER)
+                        .map_or("own", |(_, t)| t.as_str())
+                        .to_string();
+                    let target = format!("tasks-{tenant}");
+                    let fingerprint = super::bulk::task_fingerprint(&file)?;
+                    let job = super::bulk::Job {
+                        path: "/tasks/submit".into(),
+                        field: "tasks",
+                        progress_file: progress_file.unwrap_or_else(|| super::bulk::progress_file_for(&file, &target)),
+                        target,
+                        noun: "tasks",
+                        batch: batch.clamp(1, crate::service::tasks::MAX_BATCH),
+                        max_bytes: usize::MAX,
+                        concurrency,
+                        restart,
+                    };
+                    let mut duplicates = 0u64;
+                    let sent = super::bulk::run(
+                        &c,
+                        job,
+                        super::bulk::Source::JsonLines(file),
+                        |line, v| super::bulk::task(&fingerprint, line, v),
+                        |line, answer| {
+                            duplicates += u64::from(answer["duplicate"].as_bool().unwrap_or(false));
+                            let mut out = serde_json::json!({"line": line});
+                            if let (Some(o), Some(a)) = (out.as_object_mut(), answer.as_object()) {
+                                o.extend(a.clone());
+                            }
+                            println!("{out}");
+                        },
+                    )
+                    .await?;
+                    eprintln!("{sent} tasks sent, {duplicates} of them already submitted before (same key)");
+                    return Ok(());
+                }
                 TaskCmd::Submit {
                     task_type,
                     payload,
@@ -169,7 +220,9 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     timeout_ms,
                     labels,
                     wait,
+                    ..
                 } => {
+                    let task_type = task_type.context("a task TYPE, or --file")?;
                     let payload: Value = serde_json::from_str(&payload).context("--payload is not JSON")?;
                     let mut body = serde_json::json!({"type": task_type, "payload": payload});
                     if !labels.is_empty() {
@@ -190,13 +243,15 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                         None => (submitted, None),
                         Some(w) => {
                             let id = submitted["id"].as_str().context("submit answer without id")?.to_string();
-                            c.call(Method::GET, &format!("/tasks/{id}/result?wait={w}"), None, &[]).await?
+                            c.call(Method::GET, &format!("/tasks/{}/result?wait={w}", seg(&id)), None, &[]).await?
                         }
                     }
                 }
-                TaskCmd::Status { id } => c.call(Method::GET, &format!("/tasks/{id}/status"), None, &[]).await?,
+                TaskCmd::Status { id } => {
+                    c.call(Method::GET, &format!("/tasks/{}/status", seg(&id)), None, &[]).await?
+                }
                 TaskCmd::Result { id, wait } => {
-                    c.call(Method::GET, &format!("/tasks/{id}/result?wait={wait}"), None, &[]).await?
+                    c.call(Method::GET, &format!("/tasks/{}/result?wait={wait}", seg(&id)), None, &[]).await?
                 }
                 TaskCmd::List { state, task_type, limit, cursor } => {
                     let mut q = Vec::new();
@@ -207,12 +262,14 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                         ("cursor", cursor),
                     ] {
                         if let Some(v) = v {
-                            q.push(format!("{k}={v}"));
+                            q.push(format!("{k}={}", seg(&v)));
                         }
                     }
                     c.call(Method::GET, &format!("/tasks?{}", q.join("&")), None, &[]).await?
                 }
-                TaskCmd::Cancel { id } => c.call(Method::POST, &format!("/tasks/{id}/cancel"), None, &[]).await?,
+                TaskCmd::Cancel { id } => {
+                    c.call(Method::POST, &format!("/tasks/{}/cancel", seg(&id)), None, &[]).await?
+                }
             };
             print(&v);
         }
@@ -250,10 +307,10 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                 }
                 UserCmd::Update { username, password, role, tenant } => {
                     let body = serde_json::json!({"password": password, "role": role, "tenant": tenant});
-                    c.call(Method::PUT, &format!("/users/{username}"), Some(body), &[]).await?
+                    c.call(Method::PUT, &format!("/users/{}", seg(&username)), Some(body), &[]).await?
                 }
                 UserCmd::Delete { username } => {
-                    c.call(Method::DELETE, &format!("/users/{username}"), None, &[]).await?
+                    c.call(Method::DELETE, &format!("/users/{}", seg(&username)), None, &[]).await?
                 }
             };
             print(&v);
@@ -262,7 +319,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             let c = Client::of(&target)?;
             let (v, _) = match cmd {
                 PluginCmd::List => c.call(Method::GET, "/plugins/list", None, &[]).await?,
-                PluginCmd::Info { name } => c.call(Method::GET, &format!("/plugins/{name}"), None, &[]).await?,
+                PluginCmd::Info { name } => c.call(Method::GET, &format!("/plugins/{}", seg(&name)), None, &[]).await?,
                 PluginCmd::Load {
                     file,
                     subprocess,
@@ -315,7 +372,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     c.call(Method::POST, "/plugins/load", Some(body), &[]).await?
                 }
                 PluginCmd::Unload { name } => {
-                    c.call(Method::POST, &format!("/plugins/{name}/unload"), None, &[]).await?
+                    c.call(Method::POST, &format!("/plugins/{}/unload", seg(&name)), None, &[]).await?
                 }
             };
             print(&v);
@@ -338,7 +395,9 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     let body = serde_json::json!({"name": name, "role": role, "expires_in": expires_in});
                     c.call(Method::POST, "/apikeys", Some(body), &[]).await?
                 }
-                ApiKeyCmd::Revoke { id } => c.call(Method::DELETE, &format!("/apikeys/{id}"), None, &[]).await?,
+                ApiKeyCmd::Revoke { id } => {
+                    c.call(Method::DELETE, &format!("/apikeys/{}", seg(&id)), None, &[]).await?
+                }
             };
             print(&v);
         }
@@ -365,20 +424,62 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     c.call(Method::POST, "/collections", Some(body), &[]).await?
                 }
                 VectorCmd::List => c.call(Method::GET, "/collections", None, &[]).await?,
-                VectorCmd::Get { name } => c.call(Method::GET, &format!("/collections/{name}"), None, &[]).await?,
+                VectorCmd::Get { name } => {
+                    c.call(Method::GET, &format!("/collections/{}", seg(&name)), None, &[]).await?
+                }
                 VectorCmd::Delete { name } => {
-                    c.call(Method::DELETE, &format!("/collections/{name}"), None, &[]).await?
+                    c.call(Method::DELETE, &format!("/collections/{}", seg(&name)), None, &[]).await?
                 }
                 VectorCmd::Upsert { name, points } => {
                     let body = serde_json::json!({"points": json("points", &points)?});
-                    c.call(Method::POST, &format!("/collections/{name}/points"), Some(body), &[]).await?
+                    c.call(Method::POST, &super::bulk::points_path(&name), Some(body), &[]).await?
+                }
+                VectorCmd::Import {
+                    name,
+                    file,
+                    ids,
+                    id_start,
+                    batch,
+                    max_request_bytes,
+                    concurrency,
+                    progress_file,
+                    restart,
+                } => {
+                    let source = if file.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+                        super::bulk::Source::Npy { file: file.clone(), ids, id_start }
+                    } else if ids.is_some() {
+                        bail!("--ids is for a .npy file; JSON Lines carry their ids");
+                    } else {
+                        super::bulk::Source::JsonLines(file.clone())
+                    };
+                    // The collection first: a typo fails before any progress file.
+                    c.call(Method::GET, &format!("/collections/{}", seg(&name)), None, &[]).await?;
+                    let job = super::bulk::Job {
+                        path: super::bulk::points_path(&name),
+                        field: "points",
+                        target: format!("collection-{name}"),
+                        noun: "points",
+                        batch: batch.max(1),
+                        max_bytes: max_request_bytes,
+                        concurrency,
+                        progress_file: progress_file
+                            .unwrap_or_else(|| super::bulk::progress_file_for(&file, &format!("collection-{name}"))),
+                        restart,
+                    };
+                    let sent = super::bulk::run(&c, job, source, super::bulk::point, |_, _| {}).await?;
+                    let (mut v, _) = c.call(Method::GET, &format!("/collections/{}", seg(&name)), None, &[]).await?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("index_stats");
+                        o.insert("sent".into(), sent.into());
+                    }
+                    (v, None)
                 }
                 VectorCmd::DeletePoints { name, ids } => {
                     let body = serde_json::json!({"ids": json("ids", &ids)?});
-                    c.call(Method::DELETE, &format!("/collections/{name}/points"), Some(body), &[]).await?
+                    c.call(Method::DELETE, &super::bulk::points_path(&name), Some(body), &[]).await?
                 }
                 VectorCmd::GetPoint { name, id } => {
-                    c.call(Method::GET, &format!("/collections/{name}/points/{id}"), None, &[]).await?
+                    c.call(Method::GET, &format!("/collections/{}/points/{}", seg(&name), seg(&id)), None, &[]).await?
                 }
                 VectorCmd::SearchBatch { name, queries, consistency } => {
                     let body = serde_json::json!({"collection": name, "queries": json("queries", &queries)?,
@@ -466,6 +567,10 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             let body = serde_json::json!({"model": model, "input": texts});
             let (v, _) = Client::of(&target)?.call(Method::POST, "/v1/embeddings", Some(body), &[]).await?;
             print(&v);
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "synod", &mut std::io::stdout());
         }
         Command::Serve(_) | Command::Config(_) | Command::Model(_) | Command::Restore { .. } => {
             unreachable!("dispatched by main")

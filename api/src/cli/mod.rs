@@ -7,13 +7,16 @@
 
 mod admin;
 mod backup;
+mod bulk;
 mod model;
+mod output;
 
 use std::path::PathBuf;
 
 pub use admin::run_admin;
 pub use backup::{RESTORED_MARKER, restore, restored_backup};
 pub use model::run_model;
+pub use output::{Output, set as set_output};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -28,6 +31,9 @@ pub struct Cli {
     /// Log format: json (default, for machines) or text (for humans).
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// How commands print answers: json (default) or table.
+    #[arg(long, global = true, value_enum, default_value = "json")]
+    pub output: Output,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -93,6 +99,11 @@ pub enum Command {
     External(ExternalArgs),
     /// Embed texts with one of the node's models (POST /v1/embeddings).
     Embed(EmbedArgs),
+    /// Print a shell completion script: synod completions bash > /etc/bash_completion.d/synod
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +320,36 @@ pub enum VectorCmd {
         name: String,
         #[arg(long)]
         points: String,
+    },
+    /// Load points from a file: JSON Lines (one {"id", "vector" or "text",
+    /// "metadata"} per line) or a .npy array of float32/float64 rows (ids
+    /// from the row number, or one per line of --ids). Batched, several
+    /// requests in flight; resumes after an interruption (a progress file
+    /// beside FILE records what is stored).
+    Import {
+        name: String,
+        file: PathBuf,
+        /// For .npy: a text file with one id per row (numbers stay numbers).
+        #[arg(long)]
+        ids: Option<PathBuf>,
+        /// For .npy without --ids: the id of the first row.
+        #[arg(long, default_value_t = 0)]
+        id_start: u64,
+        /// Most points per request (at most vector_db.max_batch).
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// A request is cut at about this much JSON (under node.max_body_size).
+        #[arg(long, default_value_t = 1 << 20)]
+        max_request_bytes: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Where progress is kept (default: FILE.<collection>.synod-progress).
+        #[arg(long)]
+        progress_file: Option<PathBuf>,
+        /// Send everything again, whatever the progress file says.
+        #[arg(long)]
+        restart: bool,
     },
     /// Delete points by id: --ids '[1, "a"]'.
     DeletePoints {
@@ -605,10 +646,29 @@ pub struct TaskArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TaskCmd {
-    /// Submit a task: synod task submit vectorize --payload '{"text": "hello world"}'.
+    /// Submit a task: synod task submit vectorize --payload '{"text": "hello world"}';
+    /// or many: synod task submit --file tasks.jsonl (one {"type", "payload", ...}
+    /// per line; each answer printed as a JSON line; resumes like vector import).
     Submit {
-        #[arg(value_name = "TYPE")]
-        task_type: String,
+        #[arg(value_name = "TYPE", required_unless_present = "file")]
+        task_type: Option<String>,
+        /// JSON Lines of tasks, sent in batches; a line without an
+        /// idempotency key gets one from the file and its line number, so a
+        /// resumed or repeated run never submits a line twice.
+        #[arg(long, conflicts_with_all = ["task_type", "payload", "priority", "idempotency_key", "max_attempts", "timeout_ms", "labels", "wait"])]
+        file: Option<PathBuf>,
+        /// With --file: tasks per request (at most 1000).
+        #[arg(long, default_value_t = 200, requires = "file")]
+        batch: usize,
+        /// With --file: requests in flight at once.
+        #[arg(long, default_value_t = 4, requires = "file")]
+        concurrency: usize,
+        /// With --file: where progress is kept (default: FILE.tasks-<tenant>.synod-progress).
+        #[arg(long, requires = "file")]
+        progress_file: Option<PathBuf>,
+        /// With --file: send every line again (the keys still prevent duplicates).
+        #[arg(long, requires = "file")]
+        restart: bool,
         /// The payload, as JSON.
         #[arg(long, default_value = "{}")]
         payload: String,

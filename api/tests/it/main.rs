@@ -21,6 +21,7 @@ mod t85_dashboard;
 mod t86_grafana;
 mod t90_vectors;
 mod t92_bounded_reads;
+mod t93_cli_bulk;
 mod t95_models;
 mod t96_wasm_plugins;
 mod t97_subprocess_plugins;
