@@ -77,6 +77,9 @@ pub struct RaftNode {
     /// The handler of [`crate::pb::raft_service_server::RaftService::leader_op`], set
     /// once the layer above is up.
     pub(crate) leader_ops: Arc<std::sync::OnceLock<Arc<dyn LeaderOps>>>,
+    /// When a leader last reached this node (an append or a snapshot it
+    /// did not refuse for a stale term).
+    pub(crate) leader_contact: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// What a node does with a leader operation it receives over the cluster
@@ -128,6 +131,7 @@ impl RaftNode {
             metrics_task,
             token,
             leader_ops: Default::default(),
+            leader_contact: Default::default(),
         })
     }
 
@@ -210,6 +214,28 @@ impl RaftNode {
 
     pub(crate) fn metrics(&self) -> RaftMetrics {
         self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// How long ago this node was last in touch with a leader: on the
+    /// leader, since a quorum last acknowledged it (zero when it is the
+    /// only voter); elsewhere, since a leader's last append or snapshot.
+    /// None: never, since this process started. Unlike a write's latency
+    /// this does not grow with load: appends and heartbeats flow while the
+    /// state machine is busy.
+    pub fn leader_contact_age(&self) -> Option<Duration> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.state == ServerState::Leader {
+            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+            if voters == [self.id] {
+                return Some(Duration::ZERO);
+            }
+            return m.last_quorum_acked.map(|t| openraft::Instant::elapsed(&t.into_inner()));
+        }
+        (*self.leader_contact.lock().unwrap_or_else(|e| e.into_inner())).map(|t| t.elapsed())
+    }
+
+    pub(crate) fn touched_by_leader(&self) {
+        *self.leader_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
     }
 
     /// What this node knows of the cluster now.

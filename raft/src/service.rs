@@ -39,6 +39,9 @@ impl RaftService for RaftServiceImpl {
     async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data, "append request").map_err(bad)?;
         let resp = self.node.raft.append_entries(rpc).await.map_err(fatal)?;
+        if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+            self.node.touched_by_leader();
+        }
         Ok(Response::new(Blob { data: encode(&resp) }))
     }
 
@@ -98,6 +101,7 @@ impl RaftService for RaftServiceImpl {
         }
         let snapshot = Snapshot { meta, snapshot: SnapshotFile { path: path.clone() } };
         let resp = self.node.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| cleanup(e.to_string()))?;
+        self.node.touched_by_leader();
         if path.exists() {
             // Not installed (stale snapshot): the part file is ours to remove.
             let _ = std::fs::remove_file(&path);

@@ -40,8 +40,12 @@ pub fn health(
         async move {
             let mut last = None;
             loop {
-                let ready = service::cluster::do_health(&node).ready;
+                let health = service::cluster::do_health(&node);
+                let ready = health.ready;
                 if last != Some(ready) {
+                    if last.is_some() {
+                        tracing::info!(ready, reason = health.reason.as_deref().unwrap_or(""), "readiness changed");
+                    }
                     set_all(&reporter, ready).await;
                     last = Some(ready);
                 }
@@ -58,6 +62,13 @@ pub async fn set_all(reporter: &HealthReporter, ready: bool) {
     let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
     for name in std::iter::once("").chain(SERVICES) {
         reporter.set_service_status(name, status).await;
+    }
+}
+
+/// Forgets every status: the streams of `Watch` callers end.
+pub async fn clear_all(mut reporter: HealthReporter) {
+    for name in std::iter::once("").chain(SERVICES) {
+        reporter.clear_service_status(name).await;
     }
 }
 

@@ -51,10 +51,7 @@ pub(super) async fn heartbeat_loop(node: SharedNode) {
             running_tasks: node.raft.store.leased_tasks(Some(node.id())).map(|l| l.len() as u32).unwrap_or(0),
         };
         match node.heartbeat(hb).await {
-            Ok(_) => {
-                failures = 0;
-                *node.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
-            }
+            Ok(_) => failures = 0,
             Err(e) => {
                 failures += 1;
                 if failures == 1 || failures.is_multiple_of(30) {

@@ -461,7 +461,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
 
     shutdown_signal().await;
-    // gRPC probes see the node go as HTTP's readiness would.
+    // Not ready from now on, to HTTP and gRPC probes alike.
+    node.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     follow_health.abort();
     crate::grpc::standard::set_all(&health_reporter, false).await;
     hand_off_leadership(&raft).await;
@@ -482,6 +483,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     history.abort();
     key_uses.abort();
     password_file.abort();
+    // Health watchers' streams end here, so they do not hold the gRPC
+    // server's graceful stop for the whole grace period.
+    crate::grpc::standard::clear_all(health_reporter).await;
     let _ = stop_tx.send(true);
     let grace = cfg.node.shutdown_grace.get();
     let _ = tokio::time::timeout(grace, async {

@@ -44,9 +44,13 @@ pub struct Node {
     /// The cluster autoscaler's desired node count (leader only; 0 = not computed).
     pub desired_nodes: std::sync::atomic::AtomicUsize,
     pub started: Instant,
-    /// When this node's last heartbeat was committed: a node that has not
-    /// reached the leader within `cluster.suspect_after` is not ready.
-    pub last_beat: std::sync::Mutex<Option<Instant>>,
+    /// Set when the node begins to stop: it is not ready from then on.
+    pub stopping: std::sync::atomic::AtomicBool,
+    /// Readiness's view of the apply lag (see `cluster::do_health`): has
+    /// this process applied everything committed once, and since when is
+    /// it behind.
+    pub caught_up: std::sync::atomic::AtomicBool,
+    pub behind_since: std::sync::Mutex<Option<Instant>>,
     /// Token keys and login limits (see [`crate::service::identity`]).
     pub security: crate::service::authn::Security,
     /// API key id -> last use seen here, flushed to the store now and then.
@@ -156,7 +160,9 @@ impl Node {
             pool_size: std::sync::atomic::AtomicUsize::new(pool),
             desired_nodes: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
-            last_beat: Default::default(),
+            stopping: Default::default(),
+            caught_up: Default::default(),
+            behind_since: Default::default(),
             security,
             key_uses: Default::default(),
             sealer,

@@ -143,3 +143,115 @@ async fn health_follows_readiness_and_watchers_see_it_flip() {
     .await
     .expect("serving again");
 }
+
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<ServingStatus>>>;
+
+/// Every status a `Watch` stream sends, into `seen`, until the stream ends
+/// (true) or `within` passes (false).
+fn watch_all(
+    mut watch: tonic::Streaming<HealthCheckResponse>,
+    within: Duration,
+) -> (Seen, tokio::task::JoinHandle<bool>) {
+    let seen = Seen::default();
+    let into = seen.clone();
+    let task = tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, watch.next()).await {
+                Ok(Some(Ok(r))) => into.lock().expect("lock").push(r.status()),
+                Ok(Some(Err(_)) | None) => return true,
+                Err(_) => return false,
+            }
+        }
+    });
+    (seen, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_cluster_stays_serving() {
+    // The default failure detection (dead after 10 s of silence).
+    let t = must_three(&[]).await;
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let follower = (leader + 1) % 3;
+    let mut watchers = Vec::new();
+    for i in [leader, follower] {
+        let w = HealthClient::new(must_channel(&t, i).await)
+            .watch(HealthCheckRequest { service: String::new() })
+            .await
+            .expect("watch")
+            .into_inner();
+        watchers.push(watch_all(w, Duration::from_secs(600)));
+    }
+    // Writes that keep the state machine busy (HNSW inserts in apply),
+    // four writers at once, for many seconds.
+    let url = t.nodes[leader].url();
+    let r =
+        t.http.post(format!("{url}/collections")).json(&serde_json::json!({"name": "busy", "dimension": 32})).send();
+    assert_eq!(r.await.expect("create").status(), 200);
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (http, url) = (t.http.clone(), t.nodes[(leader + w as usize) % 3].url());
+            tokio::spawn(async move {
+                for b in 0..25u64 {
+                    let points: Vec<_> = (0..200u64)
+                        .map(|i| {
+                            let id = (w * 25 + b) * 200 + i;
+                            serde_json::json!({"id": id, "vector": (0..32).map(|d| ((id + d) % 13) as f32).collect::<Vec<_>>()})
+                        })
+                        .collect();
+                    let r = http
+                        .post(format!("{url}/collections/busy/points"))
+                        .json(&serde_json::json!({"points": points}))
+                        .send()
+                        .await
+                        .expect("upsert");
+                    assert_eq!(r.status(), 200);
+                }
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let busy_for = started.elapsed();
+    let (_, points) = t.get(leader, "/collections/busy").await.expect("GET");
+    assert_eq!(points["points"], 20_000);
+    // Serving from the first status to the last: never a flap while busy
+    // (the control, a node that is really cut off, is the test above).
+    for (node, (seen, task)) in [leader, follower].into_iter().zip(watchers) {
+        task.abort();
+        let seen = seen.lock().expect("lock").clone();
+        let (_, health) = t.get(node, "/health/ready").await.expect("health");
+        assert_eq!(seen, [ServingStatus::Serving], "node {node} during {busy_for:?} of writes; now {health}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_says_not_serving_and_its_watchers_do_not_hold_the_stop() {
+    let mut t = must_single(&["--set".into(), "node.shutdown_grace=120s".into()]).await;
+    // gRPC health follows readiness within its 250 ms poll.
+    let channel = must_channel(&t, 0).await;
+    t.wait_for("SERVING", Duration::from_secs(10), || {
+        let channel = channel.clone();
+        async move { (check(channel, "synod.v1.Tasks").await.ok() == Some(ServingStatus::Serving)).then_some(()) }
+    })
+    .await
+    .expect("serving");
+    let mut watch = HealthClient::new(must_channel(&t, 0).await)
+        .watch(HealthCheckRequest { service: "synod.v1.Tasks".into() })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.next().await.expect("a first status").expect("ok");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    let (seen, task) = watch_all(watch, READY);
+    // A watcher still open would hold a graceful stop for the 120 s grace
+    // period; stop() gives up (and kills) after 30 s.
+    let status = tokio::task::block_in_place(|| t.stop(0)).expect("stopped within 30 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let ended = task.await.expect("watcher");
+    let statuses = seen.lock().expect("lock").clone();
+    assert!(ended, "the watch stream did not end: {statuses:?}");
+    assert_eq!(statuses.last(), Some(&ServingStatus::NotServing), "{statuses:?}");
+}
