@@ -44,6 +44,15 @@ impl Client {
         Ok(c)
     }
 
+    /// The tenant named with --tenant, or `own` (the caller's).
+    pub fn tenant_name(&self) -> String {
+        self.always
+            .iter()
+            .find(|(k, _)| *k == crate::auth::TENANT_HEADER)
+            .map_or("own", |(_, t)| t.as_str())
+            .to_string()
+    }
+
     /// Acts in `tenant` on every call.
     pub fn with_tenant(mut self, tenant: Option<String>) -> Client {
         if let Some(t) = tenant {
@@ -171,21 +180,28 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
         Command::Task(TaskArgs { target, tenant, cmd }) => {
             let c = Client::of(&target)?.with_tenant(tenant);
             let (v, _) = match cmd {
-                TaskCmd::Submit { task_type, file: Some(file), batch, concurrency, progress_file, restart, .. } => {
+                TaskCmd::Submit {
+                    task_type,
+                    file: Some(file),
+                    batch,
+                    concurrency,
+                    progress_file,
+                    restart,
+                    key_prefix,
+                    ..
+                } => {
                     debug_assert!(task_type.is_none(), "clap keeps TYPE and --file apart");
-                    let tenant = c
-                        .always
-                        .iter()
-                        .find(|(k, _)| *k == crate::auth::TENANT_HEADER)
-                        .map_or("own", |(_, t)| t.as_str())
-                        .to_string();
-                    let target = format!("tasks-{tenant}");
-                    let fingerprint = super::bulk::task_fingerprint(&file)?;
+                    let target = format!("tasks-tenant-{}", c.tenant_name());
+                    let prefix = match key_prefix {
+                        Some(p) => p,
+                        None => super::bulk::task_key_prefix(&file)?,
+                    };
                     let job = super::bulk::Job {
                         path: "/tasks/submit".into(),
                         field: "tasks",
                         progress_file: progress_file.unwrap_or_else(|| super::bulk::progress_file_for(&file, &target)),
                         target,
+                        incarnation: 0,
                         noun: "tasks",
                         batch: batch.clamp(1, crate::service::tasks::MAX_BATCH),
                         max_bytes: usize::MAX,
@@ -197,7 +213,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                         &c,
                         job,
                         super::bulk::Source::JsonLines(file),
-                        |line, v| super::bulk::task(&fingerprint, line, v),
+                        |line, v| super::bulk::task(&prefix, line, v),
                         |line, answer| {
                             duplicates += u64::from(answer["duplicate"].as_bool().unwrap_or(false));
                             let mut out = serde_json::json!({"line": line});
@@ -452,18 +468,21 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     } else {
                         super::bulk::Source::JsonLines(file.clone())
                     };
-                    // The collection first: a typo fails before any progress file.
-                    c.call(Method::GET, &format!("/collections/{}", seg(&name)), None, &[]).await?;
+                    // The collection first: a typo fails before any progress
+                    // file, and its creation time tells one life of the name
+                    // from the next.
+                    let (coll, _) = c.call(Method::GET, &format!("/collections/{}", seg(&name)), None, &[]).await?;
+                    let target = format!("collection-{name}-tenant-{}", c.tenant_name());
                     let job = super::bulk::Job {
                         path: super::bulk::points_path(&name),
                         field: "points",
-                        target: format!("collection-{name}"),
+                        progress_file: progress_file.unwrap_or_else(|| super::bulk::progress_file_for(&file, &target)),
+                        target,
+                        incarnation: coll["created_at_ms"].as_u64().unwrap_or(0),
                         noun: "points",
                         batch: batch.max(1),
                         max_bytes: max_request_bytes,
                         concurrency,
-                        progress_file: progress_file
-                            .unwrap_or_else(|| super::bulk::progress_file_for(&file, &format!("collection-{name}"))),
                         restart,
                     };
                     let sent = super::bulk::run(&c, job, source, super::bulk::point, |_, _| {}).await?;

@@ -29,6 +29,9 @@ pub struct Job {
     pub field: &'static str,
     /// What the progress file is for (a collection, or the tasks of a tenant).
     pub target: String,
+    /// Which life of the target: a collection's creation time (one dropped
+    /// and created again under the same name holds none of the points).
+    pub incarnation: u64,
     /// What an item is called in progress lines.
     pub noun: &'static str,
     pub batch: usize,
@@ -43,29 +46,23 @@ pub struct Job {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct Checkpoint {
     target: String,
-    /// The input's size and the sha256 of its first MiB: an edited or
-    /// replaced file does not resume.
+    #[serde(default)]
+    incarnation: u64,
+    /// The input's size and sha256: an edited or replaced file does not
+    /// resume.
     source_bytes: u64,
-    source_head: String,
+    source_sha256: String,
     /// Items stored, counted from the start of the input.
     done: u64,
     total: u64,
 }
 
+/// The input's size and sha256.
 fn fingerprint(file: &Path) -> anyhow::Result<(u64, String)> {
     let mut f = std::fs::File::open(file).with_context(|| format!("open {}", file.display()))?;
-    let len = f.metadata()?.len();
-    let mut head = vec![0u8; 1 << 20];
-    let mut n = 0;
-    loop {
-        let r = f.read(&mut head[n..])?;
-        if r == 0 || n + r == head.len() {
-            n += r;
-            break;
-        }
-        n += r;
-    }
-    Ok((len, format!("{:x}", sha2::Sha256::digest(&head[..n]))))
+    let mut hash = sha2::Sha256::new();
+    let len = std::io::copy(&mut f, &mut hash).with_context(|| format!("read {}", file.display()))?;
+    Ok((len, format!("{:x}", hash.finalize())))
 }
 
 /// The default progress file: beside the input.
@@ -204,7 +201,11 @@ fn npy(file: &Path, ids: Option<&Path>, id_start: u64) -> anyhow::Result<(u64, I
             Some(lines) => {
                 let l = lines.next().context("ids ran out")??;
                 let l = l.trim().to_string();
-                l.parse::<u64>().map(Value::from).unwrap_or(Value::String(l))
+                // A number only when it reads back the same: "007" stays a string.
+                match l.parse::<u64>() {
+                    Ok(n) if n.to_string() == l => Value::from(n),
+                    _ => Value::String(l),
+                }
             }
         };
         Ok((row + 1, json!({"id": id, "vector": vector})))
@@ -277,8 +278,12 @@ enum Failure {
     Refused(String),
 }
 
+/// How long one batch may take: points given as text are embedded by the
+/// node, hundreds per request.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(300);
+
 async fn send_once(c: &Client, path: &str, body: &Value) -> Result<Value, Failure> {
-    let mut req = c.http.post(format!("{}{path}", c.base)).json(body);
+    let mut req = c.http.post(format!("{}{path}", c.base)).json(body).timeout(BATCH_TIMEOUT);
     for (k, v) in &c.always {
         req = req.header(*k, v);
     }
@@ -346,35 +351,49 @@ pub async fn run(
     prepare: impl Fn(u64, Value) -> anyhow::Result<Value> + Send + Sync,
     mut each: impl FnMut(u64, &Value),
 ) -> anyhow::Result<u64> {
-    let (source_bytes, source_head) = fingerprint(source.path())?;
+    let (source_bytes, source_sha256) = fingerprint(source.path())?;
     let (total, items) = match &source {
         Source::JsonLines(p) => json_lines(p)?,
         Source::Npy { file, ids, id_start } => npy(file, ids.as_deref(), *id_start)?,
     };
-    let mut cp = Checkpoint { target: job.target.clone(), source_bytes, source_head, done: 0, total };
+    let mut cp = Checkpoint {
+        target: job.target.clone(),
+        incarnation: job.incarnation,
+        source_bytes,
+        source_sha256,
+        done: 0,
+        total,
+    };
     if !job.restart
         && let Ok(text) = std::fs::read_to_string(&job.progress_file)
     {
         let old: Checkpoint = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a progress file: remove it", job.progress_file.display()))?;
-        if (&old.target, old.source_bytes, &old.source_head) != (&cp.target, cp.source_bytes, &cp.source_head) {
+        if (&old.target, old.source_bytes, &old.source_sha256) != (&cp.target, cp.source_bytes, &cp.source_sha256) {
             bail!(
-                "{} records another import (of {} into {}); pass --restart to send everything, or --progress-file",
+                "{} records another import ({}, or another version of the file); pass --restart to send \
+                 everything, or --progress-file",
                 job.progress_file.display(),
-                old.source_bytes,
                 old.target
             );
         }
-        if old.done >= total {
+        if old.incarnation != cp.incarnation {
+            eprintln!(
+                "{} records an import into an earlier {} (since dropped and created again): sending everything",
+                job.progress_file.display(),
+                cp.target
+            );
+        } else if old.done >= total {
             eprintln!(
                 "all {total} {} are already stored ({}); --restart sends them again",
                 job.noun,
                 job.progress_file.display()
             );
             return Ok(0);
+        } else {
+            eprintln!("resuming: {} of {total} {} are stored; sending the rest", old.done, job.noun);
+            cp.done = old.done;
         }
-        eprintln!("resuming: {} of {total} {} are stored; sending the rest", old.done, job.noun);
-        cp.done = old.done;
     }
     let skip = cp.done;
     let mut progress = Progress::new(job.noun, total, skip);
@@ -397,10 +416,10 @@ pub async fn run(
                 let lines: Vec<u64> = b.iter().map(|(l, _)| *l).collect();
                 let body: Vec<Value> = b.into_iter().map(|(l, v)| prepare(l, v)).collect::<anyhow::Result<_>>()?;
                 let n = body.len() as u64;
-                let first = lines.first().copied().unwrap_or(0);
+                let (first, last) = (lines.first().copied().unwrap_or(0), lines.last().copied().unwrap_or(0));
                 let answer = send(c, &path, json!({ field: body }))
                     .await
-                    .with_context(|| format!("the batch from line {first}"))?;
+                    .with_context(|| format!("the batch of lines {first} to {last}"))?;
                 Ok::<_, anyhow::Error>((n, lines, answer))
             }
         })
@@ -452,21 +471,29 @@ pub fn point(line: u64, v: Value) -> anyhow::Result<Value> {
 }
 
 /// A task of `synod task submit --file`: one without an idempotency key
-/// gets one made of the file's fingerprint and its line, so sending the
-/// line again (a resumed import) finds the task instead of making another.
-pub fn task(fingerprint: &str, line: u64, mut v: Value) -> anyhow::Result<Value> {
+/// gets one made of `prefix` (the file's path, or --key-prefix), its line
+/// number and its text, so sending the line again (a resumed import, the
+/// same file with lines appended) finds the task instead of making another,
+/// and a line that changed is a new task.
+pub fn task(prefix: &str, line: u64, mut v: Value) -> anyhow::Result<Value> {
+    let text = v.to_string();
     let Value::Object(o) = &mut v else { bail!("line {line}: not an object") };
     if !o.contains_key("type") {
         bail!("line {line}: no \"type\"");
     }
-    o.entry("idempotency_key").or_insert_with(|| json!(format!("file-{fingerprint}-{line}")));
+    o.entry("idempotency_key").or_insert_with(|| {
+        let digest = format!("{:x}", sha2::Sha256::digest(text.as_bytes()));
+        json!(format!("{prefix}-{line}-{}", &digest[..16]))
+    });
     Ok(v)
 }
 
-/// The fingerprint task keys are made of: the input's size and head.
-pub fn task_fingerprint(file: &Path) -> anyhow::Result<String> {
-    let (len, head) = fingerprint(file)?;
-    Ok(format!("{}-{len}", &head[..16]))
+/// The default prefix of the keys `task` makes: the input's absolute path,
+/// hashed.
+pub fn task_key_prefix(file: &Path) -> anyhow::Result<String> {
+    let path = std::fs::canonicalize(file).with_context(|| format!("open {}", file.display()))?;
+    let digest = format!("{:x}", sha2::Sha256::digest(path.to_string_lossy().as_bytes()));
+    Ok(format!("file-{}", &digest[..12]))
 }
 
 /// The path of a collection's points, its name percent-encoded.
@@ -554,7 +581,12 @@ mod tests {
         assert!(point(3, json!({"id": 1})).is_err());
         assert!(point(3, json!({"id": 1, "vector": [1.0], "vectr": 1})).is_err());
         let t = task("fp", 9, json!({"type": "echo"})).expect("ok");
-        assert_eq!(t["idempotency_key"], "file-fp-9");
+        let key = t["idempotency_key"].as_str().expect("a key").to_string();
+        assert!(key.starts_with("fp-9-"), "{key}");
+        // The same line again: the same key. Another text, or another line: another key.
+        assert_eq!(task("fp", 9, json!({"type": "echo"})).expect("ok")["idempotency_key"], key.as_str());
+        assert_ne!(task("fp", 9, json!({"type": "echo", "payload": 1})).expect("ok")["idempotency_key"], key.as_str());
+        assert_ne!(task("fp", 10, json!({"type": "echo"})).expect("ok")["idempotency_key"], key.as_str());
         let t = task("fp", 9, json!({"type": "echo", "idempotency_key": "mine"})).expect("ok");
         assert_eq!(t["idempotency_key"], "mine");
         assert!(task("fp", 9, json!({"payload": {}})).is_err());

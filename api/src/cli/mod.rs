@@ -653,8 +653,9 @@ pub enum TaskCmd {
         #[arg(value_name = "TYPE", required_unless_present = "file")]
         task_type: Option<String>,
         /// JSON Lines of tasks, sent in batches; a line without an
-        /// idempotency key gets one from the file and its line number, so a
-        /// resumed or repeated run never submits a line twice.
+        /// idempotency key gets one from the file's path, its line number
+        /// and its text, so a resumed or repeated run (also with lines
+        /// appended) never submits a line twice.
         #[arg(long, conflicts_with_all = ["task_type", "payload", "priority", "idempotency_key", "max_attempts", "timeout_ms", "labels", "wait"])]
         file: Option<PathBuf>,
         /// With --file: tasks per request (at most 1000).
@@ -669,6 +670,11 @@ pub enum TaskCmd {
         /// With --file: send every line again (the keys still prevent duplicates).
         #[arg(long, requires = "file")]
         restart: bool,
+        /// With --file: the keys of lines without one are PREFIX-LINE-HASH
+        /// (the line's number and text); the default prefix comes from the
+        /// file's path.
+        #[arg(long, requires = "file")]
+        key_prefix: Option<String>,
         /// The payload, as JSON.
         #[arg(long, default_value = "{}")]
         payload: String,

@@ -62,7 +62,7 @@ async fn vector_import_of_50k_points_killed_half_way_resumes_to_exactly_50k() {
     w.flush().expect("flush");
     drop(w);
     let file_arg = file.to_str().expect("utf-8");
-    let progress_file = dir.path().join("points.jsonl.collection-bulk.synod-progress");
+    let progress_file = dir.path().join("points.jsonl.collection-bulk-tenant-own.synod-progress");
 
     // The first run, killed (-9) once some 10,000 points are stored.
     let mut first = synod(&t, &["vector", "import", "bulk", file_arg, "--batch", "250", "--concurrency", "2"])
@@ -106,6 +106,15 @@ async fn vector_import_of_50k_points_killed_half_way_resumes_to_exactly_50k() {
     let (_, stderr) = ok(synod(&t, &["vector", "import", "bulk", file_arg]).output().expect("run"));
     assert!(stderr.contains("already stored"), "{stderr}");
     ok(synod(&t, &["vector", "import", "bulk", file_arg, "--restart"]).output().expect("run"));
+    assert_eq!(points(&t, "bulk").await, N);
+
+    // The collection dropped and created again holds none of the points:
+    // the progress file of its earlier life does not skip them.
+    let r = t.http.delete(format!("{}/collections/bulk", t.nodes[0].url())).send().await.expect("DELETE");
+    assert_eq!(r.status(), 200);
+    create(&t, "bulk", 8).await;
+    let (_, stderr) = ok(synod(&t, &["vector", "import", "bulk", file_arg]).output().expect("run"));
+    assert!(stderr.contains("created again"), "{stderr}");
     assert_eq!(points(&t, "bulk").await, N);
 
     // A bad line is named, and what came before it is kept.
@@ -195,6 +204,18 @@ async fn task_submit_from_a_file_never_submits_a_line_twice_and_lists_as_a_table
     );
     let (_, list) = t.get(0, "/tasks?limit=1000").await.expect("list");
     assert_eq!(list["tasks"].as_array().expect("tasks").len(), 300, "no line was submitted twice");
+
+    // Lines appended: the progress file no longer matches the file, and
+    // --restart sends everything; the first 300 lines keep their keys.
+    let more: Vec<String> = (300..320).map(|i| json!({"type": "echo", "payload": {"n": i}}).to_string()).collect();
+    std::fs::write(&file, lines.join("\n") + "\n" + &more.join("\n") + "\n").expect("append");
+    let out = synod(&t, &["task", "submit", "--file", file_arg]).output().expect("run");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--restart"));
+    let (stdout, _) = ok(synod(&t, &["task", "submit", "--file", file_arg, "--restart"]).output().expect("run"));
+    let third: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(third.iter().filter(|a| a["duplicate"] == false).count(), 20);
+    let (_, list) = t.get(0, "/tasks?limit=1000").await.expect("list");
+    assert_eq!(list["tasks"].as_array().expect("tasks").len(), 320, "appended lines only");
 
     // --output table on a listing.
     let (table, _) = ok(synod(&t, &["task", "list", "--limit", "5", "--output", "table"]).output().expect("run"));
