@@ -33,8 +33,9 @@ struct Route {
     query: Vec<utoipa::openapi::path::Parameter>,
     /// Headers the route reads.
     headers: Vec<(&'static str, &'static str)>,
-    /// Answers besides 200 and the errors every route can give.
-    also: Vec<(&'static str, &'static str)>,
+    /// Answers besides 200 and the errors every route can give: their
+    /// body is the error's, unless one is given.
+    also: Vec<(&'static str, &'static str, Option<RefOr<Schema>>)>,
 }
 
 enum Body {
@@ -49,6 +50,8 @@ enum Answer {
     Text(&'static str),
     Binary,
     Html,
+    /// A permanent redirect.
+    Redirect,
 }
 
 /// The schemas the document refers to, gathered as routes are described.
@@ -103,8 +106,9 @@ fn body(s: RefOr<Schema>, example: Value) -> Body {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 struct Consistency {
-    /// `leader` (linearizable, the default), `lease` or `local` (this
-    /// node's state, maybe behind).
+    /// `local` (the default: this node's state, maybe behind), `leader`
+    /// (what the leader has committed, confirmed by its lease) or
+    /// `linearizable` (through the leader's read index).
     consistency: Option<String>,
 }
 
@@ -145,7 +149,7 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Route {
             route("Liveness: the node's view of the cluster", Body::None, json(s.of::<cluster::HealthView>()))
         }
         ("GET", "/health/ready") => Route {
-            also: vec![("503", "not ready: `reason` says why (same body)")],
+            also: vec![("503", "not ready: `reason` says why (same body)", Some(s.of::<cluster::HealthView>()))],
             ..route("Readiness: 200 when this node can serve", Body::None, json(s.of::<cluster::HealthView>()))
         },
         ("GET", "/metrics") => route("Prometheus metrics", Body::None, Answer::Text("text/plain; version=0.0.4")),
@@ -165,7 +169,8 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Route {
             query: query::<crate::service::authn::AuditQuery>(),
             ..route("Recent audit events on this node", Body::None, json(s.of::<crate::service::authn::AuditList>()))
         },
-        ("GET", "/dashboard" | "/dashboard/") => route("The browser dashboard", Body::None, Answer::Html),
+        ("GET", "/dashboard") => route("Redirects (308) to /dashboard/", Body::None, Answer::Redirect),
+        ("GET", "/dashboard/") => route("The browser dashboard", Body::None, Answer::Html),
         ("GET", "/dashboard/{file}") => route("A file of the dashboard", Body::None, Answer::Text("text/javascript")),
         ("GET", "/openapi.json") => route("This document", Body::None, json(ObjectBuilder::new().into())),
         ("GET", "/docs") => route("This document, rendered for reading", Body::None, Answer::Html),
@@ -178,7 +183,7 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Route {
         },
         ("GET", "/cluster/nodes/{id}") => Route {
             query: query::<Consistency>(),
-            also: vec![("404", "no such node")],
+            also: vec![("404", "no such node", None)],
             ..route(
                 "One node of the registry (ETag: its record version)",
                 Body::None,
@@ -187,7 +192,7 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Route {
         },
         ("PUT", "/cluster/nodes/{id}/labels") => Route {
             headers: vec![("If-Match", "the record version (ETag) the change is based on")],
-            also: vec![("412", "the record changed since the If-Match version")],
+            also: vec![("412", "the record changed since the If-Match version", None)],
             ..route(
                 "Replace a node's labels",
                 body(
@@ -245,7 +250,7 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Route {
                     "Idempotency-Key",
                     "a resubmit with the same key (within the tenant) answers the first task, `duplicate: true`",
                 )],
-                also: vec![("504", "indeterminate: the task may or may not exist; resubmit with the same key")],
+                also: vec![("504", "indeterminate: the task may or may not exist; resubmit with the same key", None)],
                 ..route(
                     "Submit a task, or a batch (`{\"tasks\": [...]}`)",
                     body(
@@ -269,7 +274,11 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Route {
         }
         ("GET", "/tasks/{id}/result") => Route {
             query: query::<Wait>(),
-            also: vec![("202", "not finished yet (within `wait`): the state, same body")],
+            also: vec![(
+                "202",
+                "not finished yet (within `wait`): the state, same body",
+                Some(s.of::<tasks::ResultView>()),
+            )],
             ..route(
                 "A task's result, waiting for it up to `wait` seconds",
                 Body::None,
@@ -458,6 +467,7 @@ pub fn document() -> OpenApi {
     for o in crate::ops::OPERATIONS {
         for (method, path) in o.rest {
             let r = describe(method, path, &mut s);
+            let ok_code = if matches!(r.ok, Answer::Redirect) { "308" } else { "200" };
             let ok = match r.ok {
                 Answer::Json(schema) => ResponseBuilder::new()
                     .description("OK")
@@ -480,18 +490,23 @@ pub fn document() -> OpenApi {
                     "text/html",
                     ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::String))).build(),
                 ),
+                Answer::Redirect => ResponseBuilder::new().description("Permanent redirect (Location header)"),
             };
-            let mut responses = ResponsesBuilder::new().response("200", ok);
-            for (code, about) in r.also {
+            let mut responses = ResponsesBuilder::new().response(ok_code, ok);
+            let special: Vec<&str> = r.also.iter().map(|(code, _, _)| *code).collect();
+            for (code, about, body) in r.also {
                 responses = responses.response(
                     code,
-                    ResponseBuilder::new()
-                        .description(about)
-                        .content("application/json", ContentBuilder::new().schema(Some(error_ref())).build()),
+                    ResponseBuilder::new().description(about).content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(body.unwrap_or_else(error_ref))).build(),
+                    ),
                 );
             }
             for (code, about) in ERRORS {
-                if (code == "401" || code == "403") && o.access == Access::Public {
+                // A route's own answer for a code stays (a builder's second
+                // answer for a code would replace the first).
+                if special.contains(&code) || ((code == "401" || code == "403") && o.access == Access::Public) {
                     continue;
                 }
                 responses = responses.response(
@@ -682,13 +697,22 @@ mod tests {
         for (method, path, _) in crate::ops::rest_routes() {
             let op = &paths.get(path).unwrap_or_else(|| panic!("{path} is missing"))[method.to_lowercase()];
             assert!(op.is_object(), "{method} {path} is missing");
-            assert!(op["responses"]["200"].is_object(), "{method} {path} has no answer");
+            let answers = &op["responses"];
+            assert!(answers["200"].is_object() || answers["308"].is_object(), "{method} {path} has no answer");
             assert!(op["x-synod-access"].is_string(), "{method} {path} says no access rule");
         }
         // And nothing else: every documented operation is served.
         let served: usize = crate::ops::rest_routes().count();
         let documented: usize = paths.values().map(|item| item.as_object().map_or(0, |o| o.len())).sum();
         assert_eq!(served, documented);
+        // A route's own answer for a code is kept, with its own body.
+        let schema = |path: &str, m: &str, code: &str| {
+            paths[path][m]["responses"][code]["content"]["application/json"]["schema"]["$ref"].clone()
+        };
+        assert_eq!(schema("/tasks/{id}/result", "get", "202"), "#/components/schemas/ResultView");
+        assert_eq!(schema("/health/ready", "get", "503"), "#/components/schemas/HealthView");
+        let d = paths["/tasks/submit"]["post"]["responses"]["504"]["description"].as_str().unwrap_or_default();
+        assert!(d.contains("same key"), "{d}");
         // Operation ids are unique (generators name methods after them).
         let mut ids = std::collections::BTreeSet::new();
         for item in paths.values() {
@@ -706,9 +730,12 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "has no description")]
     fn a_route_without_a_description_is_noticed() {
-        describe("GET", "/not-described", &mut Schemas::default());
+        let e = std::panic::catch_unwind(|| describe("GET", "/not-described", &mut Schemas::default()))
+            .err()
+            .expect("an undescribed route is noticed");
+        let said = e.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(said.contains("has no description"), "{said}");
     }
 
     #[test]
