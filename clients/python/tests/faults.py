@@ -5,13 +5,18 @@ A fault applies to the next request that its ``match`` selects:
 * ``drop_response``: the request reaches the node and is processed; its
   answer is read and thrown away and ``httpx.ReadTimeout`` raised instead,
   so the client cannot know what happened (an indeterminate outcome).
+* ``drop_response_tls``: like ``drop_response``, but the answer is lost to
+  a TLS error while reading (``httpx.ReadError`` caused by ``ssl.SSLError``).
 * ``refuse``: nothing is sent; ``httpx.ConnectError`` is raised.
+* ``refuse_tls``: nothing is sent; the TLS handshake fails
+  (``httpx.ConnectError`` caused by ``ssl.SSLCertVerificationError``).
 * ``status``: nothing is sent; a synthesized error answer is returned.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -20,7 +25,7 @@ import httpx
 
 @dataclass
 class Fault:
-    kind: str  # drop_response | refuse | status
+    kind: str  # drop_response | drop_response_tls | refuse | refuse_tls | status
     match: Callable[[httpx.Request], bool]
     status: int = 503
     code: str = "unavailable"
@@ -67,6 +72,25 @@ class _Faults:
         body = {"error": {"code": fault.code, "message": f"injected {fault.status}", "details": None}}
         return httpx.Response(fault.status, json=body, headers=fault.headers, request=request)
 
+    @staticmethod
+    def _refused(fault: Fault, request: httpx.Request) -> Exception:
+        if fault.kind == "refuse_tls":
+            cause: Exception = ssl.SSLCertVerificationError("injected: certificate verify failed")
+            err = httpx.ConnectError("injected: [SSL: CERTIFICATE_VERIFY_FAILED]", request=request)
+        else:
+            cause = ConnectionRefusedError("injected: connection refused")
+            err = httpx.ConnectError("injected: connection refused", request=request)
+        err.__cause__ = cause
+        return err
+
+    @staticmethod
+    def _lost(fault: Fault, request: httpx.Request) -> Exception:
+        if fault.kind == "drop_response_tls":
+            err: Exception = httpx.ReadError("injected: [SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC]", request=request)
+            err.__cause__ = ssl.SSLError("injected: bad record mac")
+            return err
+        return httpx.ReadTimeout("injected: the answer was lost", request=request)
+
     def requests(self, method: str, path: str) -> List[Seen]:
         return [s for s in self.seen if s.method == method and s.path == path]
 
@@ -81,14 +105,14 @@ class FaultTransport(_Faults, httpx.BaseTransport):
         fault = self._pick(request, body)
         if fault is None:
             return self.inner.handle_request(request)
-        if fault.kind == "refuse":
-            raise httpx.ConnectError("injected: connection refused", request=request)
+        if fault.kind in ("refuse", "refuse_tls"):
+            raise self._refused(fault, request)
         if fault.kind == "status":
             return self._synthesized(fault, request)
         response = self.inner.handle_request(request)
         response.read()
         response.close()
-        raise httpx.ReadTimeout("injected: the answer was lost", request=request)
+        raise self._lost(fault, request)
 
     def close(self) -> None:
         self.inner.close()
@@ -104,14 +128,14 @@ class AsyncFaultTransport(_Faults, httpx.AsyncBaseTransport):
         fault = self._pick(request, body)
         if fault is None:
             return await self.inner.handle_async_request(request)
-        if fault.kind == "refuse":
-            raise httpx.ConnectError("injected: connection refused", request=request)
+        if fault.kind in ("refuse", "refuse_tls"):
+            raise self._refused(fault, request)
         if fault.kind == "status":
             return self._synthesized(fault, request)
         response = await self.inner.handle_async_request(request)
         await response.aread()
         await response.aclose()
-        raise httpx.ReadTimeout("injected: the answer was lost", request=request)
+        raise self._lost(fault, request)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

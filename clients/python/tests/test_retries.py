@@ -97,11 +97,96 @@ def test_an_outcome_unknown_after_the_last_attempt_is_indeterminate_and_the_key_
             flaky.submit("echo", {"marker": marker})
     err = info.value
     assert err.code == "indeterminate" and err.operation == "submit" and err.idempotency_key
+    assert err.idempotency_keys == [err.idempotency_key]
     assert len(transport.requests("POST", "/tasks/submit")) == 3
     assert len(tasks_with_marker(client, marker)) == 1, "three deliveries, one task"
     # The key in the error tells the caller what happened.
     again = client.submit("echo", {"marker": marker}, idempotency_key=err.idempotency_key)
     assert again.duplicate
+
+
+def test_a_batch_whose_outcome_stays_unknown_reports_its_keys_and_they_resolve_it(node: Node, client: Client) -> None:
+    marker = uuid.uuid4().hex
+    tasks = [
+        {"type": "echo", "payload": {"marker": marker, "i": 0}},
+        {"type": "echo", "payload": {"marker": marker, "i": 1}, "idempotency_key": "own-" + marker},
+        {"type": "echo", "payload": {"marker": marker, "i": 2}},
+    ]
+    transport = FaultTransport([Fault("drop_response", is_submit, times=3)])
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.01)
+    with Client(node.url, token=client.token, transport=transport, retry=policy) as flaky:
+        with pytest.raises(IndeterminateError) as info:
+            flaky.submit_batch(tasks)
+    err = info.value
+    sent = [[t["idempotency_key"] for t in s.json()["tasks"]] for s in transport.requests("POST", "/tasks/submit")]
+    assert len(sent) == 3 and sent[0] == sent[1] == sent[2], "every attempt carries the same keys"
+    assert err.operation == "submit_batch" and err.idempotency_key is None
+    assert err.idempotency_keys == sent[0], "the keys sent, in the tasks' order"
+    assert err.idempotency_keys[1] == "own-" + marker, "the caller's own key, kept in its place"
+    assert len(tasks_with_marker(client, marker)) == 3, "three deliveries, one batch"
+    # The keys in the error let the caller resubmit the batch and find its tasks.
+    again = client.submit_batch([{**t, "idempotency_key": k} for t, k in zip(tasks, err.idempotency_keys)])
+    assert all(s.duplicate for s in again)
+    assert sorted(t.id for t in tasks_with_marker(client, marker)) == sorted(s.id for s in again)
+
+
+def test_a_tls_failure_after_an_unknown_outcome_is_indeterminate_not_a_failure(node: Node, client: Client) -> None:
+    """A failed TLS handshake sends nothing, but the attempt before it may
+    have made the task: that is not "nothing was changed"."""
+    marker = uuid.uuid4().hex
+    transport = FaultTransport([Fault("drop_response", is_submit), Fault("refuse_tls", is_submit, times=10)])
+    with Client(node.url, token=client.token, transport=transport, retry=FAST_RETRY) as flaky:
+        with pytest.raises(IndeterminateError) as info:
+            flaky.submit("echo", {"marker": marker})
+    assert [s.fault for s in transport.requests("POST", "/tasks/submit")] == ["drop_response", "refuse_tls"]
+    assert not isinstance(info.value, UnavailableError)
+    assert len(tasks_with_marker(client, marker)) == 1, "the first attempt did make the task"
+    assert client.submit("echo", {"marker": marker}, idempotency_key=info.value.idempotency_key).duplicate
+
+
+@pytest.mark.anyio
+async def test_async_a_tls_failure_after_an_unknown_outcome_is_indeterminate(node: Node, client: Client) -> None:
+    name = "tls-" + uuid.uuid4().hex[:8]
+    client.create_collection(name, 2)
+    points = route("POST", f"/collections/{name}/points")
+    transport = AsyncFaultTransport([Fault("drop_response", points), Fault("refuse_tls", points, times=10)])
+    async with AsyncClient(node.url, token=client.token, transport=transport, retry=FAST_RETRY) as flaky:
+        with pytest.raises(IndeterminateError):
+            await flaky.upsert(name, [{"id": 1, "vector": [1.0, 2.0]}])
+    assert client.get_collection(name).points == 1, "the first attempt did store the point"
+
+
+def test_a_tls_error_reading_the_answer_is_an_unknown_outcome_and_is_resent(node: Node, client: Client) -> None:
+    """A TLS error after the request went out is a lost answer, not "nothing
+    was sent": an idempotent write is resent, and a read is retried."""
+    marker = uuid.uuid4().hex
+    transport = FaultTransport(
+        [Fault("drop_response_tls", is_submit), Fault("drop_response_tls", route("GET", "/whoami"))]
+    )
+    with Client(node.url, token=client.token, transport=transport, retry=FAST_RETRY) as flaky:
+        sub = flaky.submit("echo", {"marker": marker})
+        assert flaky.whoami().subject == "admin"
+    assert [s.fault for s in transport.requests("POST", "/tasks/submit")] == ["drop_response_tls", None]
+    assert sub.duplicate, "the resend found the task the first attempt made"
+    assert [t.id for t in tasks_with_marker(client, marker)] == [sub.id]
+    assert [s.fault for s in transport.requests("GET", "/whoami")] == ["drop_response_tls", None]
+
+
+def test_a_failed_login_in_the_middle_of_a_write_with_an_unknown_outcome_is_indeterminate(node: Node) -> None:
+    marker = uuid.uuid4().hex
+    transport = FaultTransport([])
+    with Client(node.url, username="admin", password=node.password, transport=transport, retry=FAST_RETRY) as c:
+        assert c.whoami().subject == "admin", "logged in"
+        transport.faults += [
+            Fault("drop_response", is_submit),  # attempt 1: may have made the task
+            Fault("status", is_submit, status=401, code="unauthenticated"),  # attempt 2: log in again...
+            Fault("refuse", route("POST", "/login"), times=10),  # ...which cannot reach the node
+        ]
+        with pytest.raises(IndeterminateError) as info:
+            c.submit("echo", {"marker": marker})
+        assert len(transport.requests("POST", "/login")) == 1 + FAST_RETRY.max_attempts
+        again = c.submit("echo", {"marker": marker}, idempotency_key=info.value.idempotency_key)
+    assert again.duplicate, "the first attempt had made the task"
 
 
 def test_a_write_that_is_not_idempotent_is_not_resent_after_an_unknown_outcome(node: Node, client: Client) -> None:
@@ -196,12 +281,17 @@ def test_an_expired_or_refused_token_is_renewed_with_the_kept_password(node: Nod
         assert c.token != first
 
 
-def test_delete_after_a_lost_answer_is_done_not_not_found(node: Node, client: Client) -> None:
+@pytest.mark.parametrize("missing_ok", [False, True])
+def test_delete_after_a_lost_answer_is_done_not_not_found(node: Node, client: Client, missing_ok: bool) -> None:
     name = "gone-" + uuid.uuid4().hex[:8]
     client.create_collection(name, 3)
     transport = FaultTransport([Fault("drop_response", route("DELETE", f"/collections/{name}"))])
     with Client(node.url, token=client.token, transport=transport, retry=FAST_RETRY) as flaky:
-        assert flaky.delete_collection(name) is False, "the first attempt deleted it; the resend found it gone"
+        # The first attempt deleted it; the resend found it gone: this call did it.
+        assert flaky.delete_collection(name, missing_ok=missing_ok) is True
+        assert [s.fault for s in transport.requests("DELETE", f"/collections/{name}")] == ["drop_response", None]
+        # Absent before the call could delete anything: not this call's doing.
+        assert flaky.delete_collection(name, missing_ok=True) is False
     assert name not in [c.name for c in client.list_collections()]
 
 

@@ -78,6 +78,15 @@ def test_transport_failures_are_classified_by_what_may_have_happened() -> None:
             raise httpx.ConnectError("tls", request=req) from inner
     except httpx.ConnectError as e:
         assert transport_outcome(e) == "fatal"
+    # A TLS error after the request may have gone out is a lost answer, not fatal.
+    for exc in (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+        try:
+            try:
+                raise ssl.SSLError("bad record mac")
+            except ssl.SSLError as inner:
+                raise exc("tls", request=req) from inner
+        except httpx.TransportError as e:
+            assert transport_outcome(e) == "unknown", exc
 
 
 def test_from_env_reads_the_clis_variables(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generator, Generic, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generator, Generic, List, Mapping, Optional, Tuple, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -90,6 +90,8 @@ class Call(Generic[T]):
     ok_statuses: Tuple[int, ...] = ()
     #: The task submit's key, reported in an IndeterminateError.
     idempotency_key: Optional[str] = None
+    #: A batch submit's keys, one per task in order, reported likewise.
+    idempotency_keys: Optional[List[str]] = None
 
 
 def dumps(value: Any) -> bytes:
@@ -193,20 +195,36 @@ def _chain(exc: BaseException) -> Generator[BaseException, None, None]:
 
 
 def transport_outcome(exc: BaseException) -> str:
-    """``fatal`` (retrying cannot help), ``not_sent`` or ``unknown``."""
-    if isinstance(exc, _FATAL) or any(isinstance(e, ssl.SSLError) for e in _chain(exc)):
+    """``fatal`` (nothing was sent and retrying cannot help), ``not_sent`` or
+    ``unknown``.
+
+    A TLS error is fatal only while connecting (a handshake or certificate
+    failure: nothing was sent). Once the request may have gone out, a TLS
+    error reading or writing is like any other dropped connection: unknown.
+    """
+    if isinstance(exc, _FATAL):
         return "fatal"
     if isinstance(exc, _NOT_SENT):
-        return "not_sent"
+        return "fatal" if any(isinstance(e, ssl.SSLError) for e in _chain(exc)) else "not_sent"
     return "unknown"
 
 
 def _indeterminate(call: Call[Any], attempts: int, cause: BaseException) -> IndeterminateError:
     status = cause.status if isinstance(cause, SynodError) else None
     why = "not resent: a repeat could do it twice" if call.safety is Safety.UNSAFE and attempts == 1 else ""
-    key = f"; resend with idempotency key {call.idempotency_key!r} to learn it" if call.idempotency_key else ""
+    key = ""
+    if call.idempotency_key:
+        key = f"; resend with idempotency key {call.idempotency_key!r} to learn it"
+    elif call.idempotency_keys:
+        key = f"; resend the batch with its {len(call.idempotency_keys)} idempotency keys to learn it"
     msg = f"outcome unknown after {attempts} attempt(s) ({cause}){'; ' + why if why else ''}{key}"
-    return IndeterminateError(msg, idempotency_key=call.idempotency_key, operation=call.op, status=status)
+    return IndeterminateError(
+        msg,
+        idempotency_key=call.idempotency_key,
+        idempotency_keys=call.idempotency_keys,
+        operation=call.op,
+        status=status,
+    )
 
 
 def execute(sess: Session, call: Call[T]) -> Program[T]:
@@ -217,7 +235,7 @@ def execute(sess: Session, call: Call[T]) -> Program[T]:
     attempt = 0
     while True:
         if call.auth and sess.needs_login():
-            yield from _relogin(sess)
+            yield from _relogin_during(sess, call, attempt, unknown)
         attempt += 1
         headers = dict(call.headers)
         headers["User-Agent"] = sess.user_agent
@@ -228,6 +246,10 @@ def execute(sess: Session, call: Call[T]) -> Program[T]:
         if isinstance(reply, BaseException):
             outcome = transport_outcome(reply)
             if outcome == "fatal":
+                # Nothing was sent by this attempt; an earlier one may still
+                # have taken effect, and that is what the caller must learn.
+                if unknown:
+                    raise _indeterminate(call, attempt, reply) from reply
                 raise ConnectionFailedError(f"{type(reply).__name__}: {reply}", operation=call.op) from reply
             if outcome == "unknown" and call.safety is not Safety.READ:
                 unknown = True
@@ -243,8 +265,8 @@ def execute(sess: Session, call: Call[T]) -> Program[T]:
             if status == 401 and call.auth and sess.can_login() and not renewed:
                 # Refused before anything happened: log in again and resend.
                 renewed = True
+                yield from _relogin_during(sess, call, attempt, unknown)
                 attempt -= 1
-                yield from _relogin(sess)
                 continue
             if status in (502, 504):
                 if call.safety is not Safety.READ:
@@ -266,6 +288,18 @@ def execute(sess: Session, call: Call[T]) -> Program[T]:
                 raise err
             delay = max(delay, err.retry_after)
         yield Sleep(delay)
+
+
+def _relogin_during(sess: Session, call: Call[Any], attempts: int, unknown: bool) -> Program[None]:
+    """A login in the middle of ``call``: if it fails after an attempt of the
+    call had an unknown outcome, the call's outcome is still unknown, and
+    that (not the login's failure) is what is raised."""
+    try:
+        yield from _relogin(sess)
+    except SynodError as e:
+        if unknown:
+            raise _indeterminate(call, attempts, e) from e
+        raise
 
 
 def _relogin(sess: Session) -> Program[Token]:

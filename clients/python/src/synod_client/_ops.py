@@ -157,7 +157,9 @@ def submit_batch(sess: Session, tasks: Sequence[Union[TaskSpec, Mapping[str, Any
     def parse(r: Any) -> List[Submitted]:
         return [Submitted.from_json(s, k) for s, k in zip(r.json()["tasks"], keys)]
 
-    call = json_call("POST", "/tasks/submit", "submit_batch", IDEMPOTENT, {"tasks": bodies}, parse=parse)
+    call = json_call(
+        "POST", "/tasks/submit", "submit_batch", IDEMPOTENT, {"tasks": bodies}, parse=parse, idempotency_keys=keys
+    )
     return (yield from execute(sess, call))
 
 
@@ -352,12 +354,17 @@ def create_collection(sess: Session, body: Dict[str, Any], exist_ok: bool) -> Pr
 
 
 def delete_collection(sess: Session, name: str, missing_ok: bool) -> Program[bool]:
+    """True: the collection is gone and this call may have deleted it (an
+    answered delete, or "not found" after an attempt whose outcome was
+    unknown: most likely that attempt's own doing). False: the node said
+    it was absent before any attempt of this call could have deleted it."""
     call: Call[Any] = Call("DELETE", path("/collections/{}", name), "delete_collection", IDEMPOTENT)
     try:
         yield from execute(sess, call)
     except NotFoundError as e:
-        # After an unknown outcome the first attempt may have deleted it.
-        if missing_ok or e.after_unknown_outcome:
+        if e.after_unknown_outcome:
+            return True
+        if missing_ok:
             return False
         raise
     return True

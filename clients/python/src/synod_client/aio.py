@@ -224,7 +224,10 @@ class AsyncClient(ClientBase):
         return await self._drive(_ops.submit(self._session, spec))
 
     async def submit_batch(self, tasks: Sequence[Union[TaskSpec, Mapping[str, Any]]]) -> List[Submitted]:
-        """Submits up to 1000 tasks in one replicated write (all or none)."""
+        """Submits up to 1000 tasks in one replicated write (all or none).
+        Each task without an ``idempotency_key`` gets one; an
+        :class:`IndeterminateError` lists them in ``.idempotency_keys`` (in
+        order), so the same tasks can be resubmitted with them."""
         return await self._drive(_ops.submit_batch(self._session, tasks))
 
     async def status(self, task_id: str) -> Task:
@@ -327,7 +330,10 @@ class AsyncClient(ClientBase):
         return await self._drive(_ops.create_collection(self._session, body, exist_ok))
 
     async def delete_collection(self, name: str, *, missing_ok: bool = False) -> bool:
-        """Deletes it and its points; False if it was already absent (``missing_ok``)."""
+        """Deletes it and its points. True: it is gone and this call may have
+        deleted it (also when a resend after a lost answer found it absent:
+        the lost attempt most likely did it). Already absent before this call
+        could delete it: False with ``missing_ok``, else :class:`NotFoundError`."""
         return await self._drive(_ops.delete_collection(self._session, name, missing_ok))
 
     async def upsert(

@@ -12,7 +12,8 @@ Two errors say something about *what happened* rather than what went wrong:
 * :class:`IndeterminateError`: a write may or may not have taken effect. The
   client raises it after its retries when any attempt's outcome is unknown
   (a timeout or a dropped connection after the request was sent, or the
-  server's own 504). Resend with the same idempotency key to find out.
+  server's own 504). Resend with the same idempotency key (a batch: the
+  same keys) to find out.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from typing import Any, Dict, Mapping, Optional, Type
+from typing import Any, Dict, List, Mapping, Optional, Type
 
 __all__ = [
     "SynodError",
@@ -134,15 +135,33 @@ class IndeterminateError(SynodError):
     """The write may or may not have taken effect.
 
     Raised for the server's 504 and, after the client's last retry, for any
-    call some attempt of which had an unknown outcome. ``idempotency_key``
-    (a task submit) is the key to resend with to learn what happened.
+    call some attempt of which had an unknown outcome.
+
+    Attributes:
+        idempotency_key: a task submit's key: submit again with it to learn
+            what happened (``None`` for other calls).
+        idempotency_keys: the keys the call sent, in order: ``[key]`` for a
+            task submit, one per task for a batch submit (resubmit the same
+            tasks with these keys: the answer is the tasks the lost attempt
+            made, ``duplicate=True``, or new ones if it made none), empty
+            for every other call.
     """
 
     default_code = "indeterminate"
 
-    def __init__(self, message: str, *, idempotency_key: Optional[str] = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        idempotency_key: Optional[str] = None,
+        idempotency_keys: Optional[List[str]] = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(message, **kw)
         self.idempotency_key = idempotency_key
+        if idempotency_keys is None:
+            idempotency_keys = [idempotency_key] if idempotency_key is not None else []
+        self.idempotency_keys: List[str] = list(idempotency_keys)
         self.after_unknown_outcome = True
 
 
