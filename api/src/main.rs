@@ -49,7 +49,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCmd::Check { file }) => {
             synod_config::Config::load(Some(&file), std::env::vars())?;
-            println!("{}: ok", file.display());
+            synod_api::cli::out(&format!("{}: ok", file.display()));
             Ok(())
         }
         Command::Config(ConfigCmd::Show { config }) => {
@@ -63,7 +63,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
                     *v = "<redacted>".into();
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&shown)?);
+            synod_api::cli::print(&shown);
             Ok(())
         }
         Command::Restore { file, data_dir } => synod_api::cli::restore(&file, &data_dir),

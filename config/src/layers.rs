@@ -42,6 +42,7 @@ pub const IGNORED_ENV_VARS: &[&str] = &[
     "SYNOD_TEST_MODELS_DIR",
     "SYNOD_TEST_MILVUS",
     "SYNOD_TEST_OPENAPI_VALIDATOR",
+    "SYNOD_TEST_GRPCURL",
     // The CLI's --addr and the Python client's node address.
     "SYNOD_ADDR",
     // Read by the container entrypoint (deploy/docker/entrypoint.sh), and

@@ -220,7 +220,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                             if let (Some(o), Some(a)) = (out.as_object_mut(), answer.as_object()) {
                                 o.extend(a.clone());
                             }
-                            println!("{out}");
+                            super::output::out(&out.to_string());
                         },
                     )
                     .await?;
@@ -310,7 +310,11 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
             let _ = std::fs::remove_file(&path);
             crate::service::identity::write_private(&path, token.as_bytes())
                 .with_context(|| format!("saving the token to {}", path.display()))?;
-            println!("logged in as {username}; token saved to {} (valid {} s)", path.display(), v["expires_in"]);
+            super::output::out(&format!(
+                "logged in as {username}; token saved to {} (valid {} s)",
+                path.display(),
+                v["expires_in"]
+            ));
         }
         Command::User(UserArgs { target, cmd }) => {
             let c = Client::of(&target)?;
@@ -529,7 +533,7 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Certs(CertsCmd::Init { dir, nodes, hosts }) => {
             for path in crate::tls::certs_init(&dir, nodes, &hosts)? {
-                println!("{}", path.display());
+                super::output::out(&path.display().to_string());
             }
         }
         Command::Model(ModelCmd::Status { target }) => {
@@ -589,7 +593,9 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "synod", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "synod", &mut script);
+            super::output::out(String::from_utf8_lossy(&script).trim_end_matches('\n'));
         }
         Command::Serve(_) | Command::Config(_) | Command::Model(_) | Command::Restore { .. } => {
             unreachable!("dispatched by main")

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 pub use admin::run_admin;
 pub use backup::{RESTORED_MARKER, restore, restored_backup};
 pub use model::run_model;
-pub use output::{Output, set as set_output};
+pub use output::{Output, out, print, set as set_output};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};

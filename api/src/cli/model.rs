@@ -23,14 +23,14 @@ pub fn run_model(cmd: ModelCmd) -> anyhow::Result<()> {
             let done = synod_plugins::install(&models_dir, &name, &source, force)
                 .with_context(|| format!("installing model {name} into {}", models_dir.display()))?;
             let verb = if done.changed { "installed" } else { "already installed" };
-            println!(
+            super::output::out(&format!(
                 "{verb}: {} ({} dimensions, {} tokens, sha256 {}) in {}",
                 done.manifest.name,
                 done.manifest.dimension,
                 done.manifest.max_seq_length,
                 done.manifest.weights_sha256(),
                 done.dir.display()
-            );
+            ));
         }
         ModelCmd::List { dir } => {
             let models_dir = dir.resolve()?;
@@ -44,7 +44,7 @@ pub fn run_model(cmd: ModelCmd) -> anyhow::Result<()> {
                 })
                 .collect();
             let out = serde_json::json!({"models_dir": models_dir, "installed": installed, "catalog": catalog});
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            super::output::print(&out);
         }
         ModelCmd::Status { .. } => unreachable!("main sends it to run_admin: it asks a node"),
     }

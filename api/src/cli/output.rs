@@ -22,8 +22,24 @@ pub fn set(format: Output) {
 
 pub fn print(v: &Value) {
     match FORMAT.get().copied().unwrap_or_default() {
-        Output::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
-        Output::Table => print!("{}", table(v)),
+        Output::Json => out(&serde_json::to_string_pretty(v).unwrap_or_default()),
+        Output::Table => out(table(v).trim_end_matches('\n')),
+    }
+}
+
+/// Writes `text` and a newline to standard output. When the reader has
+/// gone (`synod task list | head -1`), the command ends quietly with the
+/// status a shell shows for SIGPIPE, instead of panicking as `println!`
+/// does.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: writing the output: {e}");
+        std::process::exit(1);
     }
 }
 

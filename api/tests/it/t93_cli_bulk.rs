@@ -238,4 +238,20 @@ fn shell_completions_cover_the_commands() {
     }
     // Control: an unknown shell is refused.
     assert!(!Command::new(BIN).args(["completions", "tcsh"]).output().expect("run").status.success());
+
+    // `synod completions bash | head -1`: the reader goes away after a few
+    // bytes; the command ends quietly, no panic.
+    let mut child = Command::new(BIN)
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut head = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().expect("stdout"), &mut head).expect("a first line");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("panicked"), "{said}");
+    assert!(out.status.success() || out.status.code() == Some(141), "{:?}: {said}", out.status);
 }
