@@ -129,6 +129,10 @@ pub enum BenchCmd {
         /// and answers once it has applied them too.
         #[arg(long)]
         via_follower: bool,
+        /// Also print where a write's time goes, stage by stage, from the
+        /// histograms of the node written to (/metrics before and after).
+        #[arg(long)]
+        breakdown: bool,
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -165,7 +169,9 @@ async fn three_nodes(dir: Option<PathBuf>) -> anyhow::Result<(LocalCluster, Opti
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Failover { runs, dir } => failover(runs, dir).await,
-        BenchCmd::Writes { clients, seconds, via_follower, dir } => writes(clients, seconds, via_follower, dir).await,
+        BenchCmd::Writes { clients, seconds, via_follower, breakdown, dir } => {
+            writes(clients, seconds, via_follower, breakdown, dir).await
+        }
         BenchCmd::Tasks { clients, seconds, dir } => tasks(clients, seconds, dir).await,
         BenchCmd::Etcd { clients, seconds, runs, etcd, dir } => {
             crate::etcd::run(etcd, clients, seconds, runs, dir).await
@@ -232,7 +238,13 @@ async fn failover(runs: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn writes(clients: Vec<usize>, seconds: u64, via_follower: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
+async fn writes(
+    clients: Vec<usize>,
+    seconds: u64,
+    via_follower: bool,
+    breakdown: bool,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let (c, _guard) = three_nodes(dir).await?;
     let leader = c.wait_for("a leader", Duration::from_secs(10), || c.leader_index(0)).await?;
     let record = c.node_id(leader).await?;
@@ -240,6 +252,7 @@ async fn writes(clients: Vec<usize>, seconds: u64, via_follower: bool, dir: Opti
     let url = format!("{}/cluster/nodes/{record}/labels", c.nodes[via].url());
     for n in clients {
         let http = c.client_builder()?.pool_max_idle_per_host(n.max(1)).timeout(Duration::from_secs(10)).build()?;
+        let before = if breakdown { Some(scrape(&c, via).await?) } else { None };
         let url = url.clone();
         // The same loops as the etcd peer's (crate::etcd): one label write
         // per call, counted once its answer says it committed.
@@ -264,8 +277,94 @@ async fn writes(clients: Vec<usize>, seconds: u64, via_follower: bool, dir: Opti
             percentile(&all, 0.5),
             percentile(&all, 0.99)
         );
+        if let Some(before) = before {
+            let after = scrape(&c, via).await?;
+            print_breakdown(&before, &after, all.len() as f64);
+        }
     }
     Ok(())
+}
+
+/// Histograms of a node's `/metrics`: series (name and labels, without
+/// `le`) -> (sum, count, [(le, cumulative count)]).
+type Histograms = std::collections::BTreeMap<String, (f64, f64, Vec<(f64, f64)>)>;
+
+async fn scrape(c: &LocalCluster, i: usize) -> anyhow::Result<Histograms> {
+    let text = c.http.get(format!("{}/metrics", c.nodes[i].url())).send().await?.text().await?;
+    let mut out = Histograms::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(value) = value.parse::<f64>() else { continue };
+        let (name, labels) = series.split_once('{').map_or((series, ""), |(n, l)| (n, l.trim_end_matches('}')));
+        let (kind, base) = if let Some(b) = name.strip_suffix("_bucket") {
+            ("bucket", b)
+        } else if let Some(b) = name.strip_suffix("_sum") {
+            ("sum", b)
+        } else if let Some(b) = name.strip_suffix("_count") {
+            ("count", b)
+        } else {
+            continue;
+        };
+        let mut le = None;
+        let rest: Vec<&str> = labels
+            .split(',')
+            .filter(|l| match l.strip_prefix("le=\"") {
+                Some(v) => {
+                    le = Some(v.trim_end_matches('"').parse::<f64>().unwrap_or(f64::INFINITY));
+                    false
+                }
+                None => !l.is_empty(),
+            })
+            .collect();
+        let e = out.entry(format!("{base}{{{}}}", rest.join(","))).or_default();
+        match (kind, le) {
+            ("sum", _) => e.0 = value,
+            ("count", _) => e.1 = value,
+            (_, Some(le)) => e.2.push((le, value)),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The stages of a write, as the node's histograms time them, over the
+/// writes between two scrapes: how many, mean and median (the bucket's
+/// upper bound), and how many there were per client write.
+fn print_breakdown(before: &Histograms, after: &Histograms, writes: f64) {
+    const STAGES: [(&str, &str); 6] = [
+        ("synod_http_request_seconds{route=\"/cluster/nodes/{id}/labels\"", "in the node: route to answer"),
+        ("synod_http_auth_seconds{", "  access check (token)"),
+        ("synod_raft_write_seconds{via=\"local\"", "  Raft write: propose to applied"),
+        ("synod_raft_log_append_seconds{", "    log append + fsync"),
+        ("synod_raft_rpc_seconds{rpc=\"append\",outcome=\"ok\"", "    replication round trip"),
+        ("synod_raft_apply_seconds{", "    apply (a batch)"),
+    ];
+    println!("  where the time goes (node written to; the client's p50 above includes the network and HTTP framing):");
+    for (prefix, what) in STAGES {
+        let Some((key, a)) = after.iter().find(|(k, _)| k.starts_with(prefix)) else {
+            println!("    {what:<36} (no samples)");
+            continue;
+        };
+        let b = before.get(key).cloned().unwrap_or_default();
+        let (sum, count) = (a.0 - b.0, a.1 - b.1);
+        if count <= 0.0 {
+            println!("    {what:<36} (no samples)");
+            continue;
+        }
+        let half = count / 2.0;
+        let p50 =
+            a.2.iter()
+                .map(|(le, n)| (*le, n - b.2.iter().find(|(l, _)| l == le).map_or(0.0, |(_, m)| *m)))
+                .find(|(_, n)| *n >= half)
+                .map_or(f64::NAN, |(le, _)| le);
+        println!(
+            "    {what:<36} mean {:>7.3} ms, p50 <= {:>6.3} ms, {:>8.0} times ({:.2} per write)",
+            sum / count * 1000.0,
+            p50 * 1000.0,
+            count,
+            count / writes.max(1.0)
+        );
+    }
 }
 
 /// Runs `n` concurrent loops of `op` for `seconds`; returns (ok latencies ms, errors, elapsed s).

@@ -224,13 +224,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 },
             })
             .collect();
+        let started = std::time::Instant::now();
         let results = self.store.apply(&apply_entries)?;
+        let took = started.elapsed();
         // The stamp of the last command is this batch's if it had one.
         if let Some((e, _)) = batch.iter().rev().find(|(e, _)| matches!(e.payload, EntryPayload::Normal(_))) {
             self.clock.observe(e.log_id().leader_id.term, self.store.last_applied_stamp());
         }
         crate::failpoints::hit("apply");
-        crate::metrics::entries_applied(batch.len());
+        crate::metrics::entries_applied(batch.len(), took);
         drop(apply_entries);
         // Answer only after the batch is in RocksDB, so a client that hears
         // "ok" can read its own write on this node.

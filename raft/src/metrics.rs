@@ -11,8 +11,16 @@ pub(crate) fn log_appended(entries: usize, took: Duration) {
     histogram!("synod_raft_log_append_seconds").record(took.as_secs_f64());
 }
 
-pub(crate) fn entries_applied(entries: usize) {
+pub(crate) fn entries_applied(entries: usize, took: Duration) {
     counter!("synod_raft_applied_entries_total").increment(entries as u64);
+    histogram!("synod_raft_apply_seconds").record(took.as_secs_f64());
+}
+
+/// One write through [`crate::RaftNode::write`], from the call to the
+/// answer: proposed here (`local`) or sent to the leader (`forwarded`).
+pub(crate) fn write_done(forwarded: bool, took: Duration) {
+    let via = if forwarded { "forwarded" } else { "local" };
+    histogram!("synod_raft_write_seconds", "via" => via).record(took.as_secs_f64());
 }
 
 pub(crate) fn snapshot_built(bytes: u64, took: Duration) {

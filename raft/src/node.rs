@@ -294,6 +294,8 @@ impl RaftNode {
                 )));
             }
             let leader = hint.take().or_else(|| self.metrics().current_leader);
+            let started = Instant::now();
+            let forwarded = leader.is_some_and(|l| l != self.id);
             let attempt = match leader {
                 Some(l) if l != self.id => self.write_forward(l, data.clone(), remaining).await,
                 _ => match tokio::time::timeout(remaining, self.write_local(data.clone())).await {
@@ -303,6 +305,7 @@ impl RaftNode {
             };
             match attempt? {
                 LocalWrite::Done { result, log_index } => {
+                    crate::metrics::write_done(forwarded, started.elapsed());
                     let result = CommandResult::decode(result.as_slice())
                         .map_err(|e| Error::Internal(format!("undecodable command result: {e}")))?;
                     return Ok(WriteOutcome { result, log_index });

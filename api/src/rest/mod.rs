@@ -200,6 +200,7 @@ pub fn router(node: SharedNode) -> Router {
 /// Checks the caller of every matched route against its [`Access`] rule
 /// and hands the [`AuthContext`] to the handler.
 async fn authenticate(State(node): State<SharedNode>, mut req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
     let rule = crate::ops::rest_access(req.method().as_str(), &path).unwrap_or(Access::Admin);
     let public = match rule {
@@ -223,6 +224,7 @@ async fn authenticate(State(node): State<SharedNode>, mut req: Request, next: Ne
             Err(e) => return e.into_response(),
         }
     }
+    crate::metrics::auth_checked(started.elapsed());
     next.run(req).await
 }
 
