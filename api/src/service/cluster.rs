@@ -458,23 +458,31 @@ fn out_of_touch(node: &Node) -> Option<String> {
 
 /// Why this node's state is too far behind the log to serve, if it is:
 /// until it has applied everything committed once since it started (a
-/// restart replays, a new node catches up), and after that only when it
-/// has stayed behind for `cluster.dead_after`. Under a steady stream of
-/// writes applied trails committed by a few entries at almost any instant,
-/// and a busy follower can trail for seconds; that is no reason to take a
-/// node out of a load balancer (t12 caught `suspect_after` flapping).
+/// restart replays, a new node catches up), and after that only when an
+/// entry it knew committed `cluster.dead_after` ago is still not applied
+/// (a stalled state machine). Under a steady stream of writes applied
+/// trails committed by a few entries at every instant, on a busy follower
+/// for as long as the writes last; that is no reason to take a node out of
+/// a load balancer (t12 caught both "behind at this instant" and "behind
+/// at every look for a while" flapping a busy follower).
 fn behind(node: &Node, applied: u64, commit: u64) -> Option<String> {
-    let mut since = node.behind_since.lock().unwrap_or_else(|e| e.into_inner());
+    let mut mark = node.behind_since.lock().unwrap_or_else(|e| e.into_inner());
     if applied >= commit {
-        *since = None;
+        *mark = None;
         node.caught_up.store(true, std::sync::atomic::Ordering::Relaxed);
         return None;
     }
-    let since = *since.get_or_insert_with(std::time::Instant::now);
+    // The oldest committed entry not applied that this node has seen: once
+    // it is applied, the next one is timed from now.
+    let (index, since) = match *mark {
+        Some((index, since)) if applied < index => (index, since),
+        _ => (commit, std::time::Instant::now()),
+    };
+    *mark = Some((index, since));
     let window = node.cfg.cluster.dead_after.get();
     if !node.caught_up.load(std::sync::atomic::Ordering::Relaxed) || since.elapsed() > window {
         return Some(format!(
-            "applying: applied {applied} < committed {commit} (behind for {:.1} s)",
+            "applying: applied {applied} < committed {commit}; entry {index}, committed {:.1} s ago, is not applied",
             since.elapsed().as_secs_f64()
         ));
     }

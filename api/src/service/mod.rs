@@ -50,7 +50,7 @@ pub struct Node {
     /// this process applied everything committed once, and since when is
     /// it behind.
     pub caught_up: std::sync::atomic::AtomicBool,
-    pub behind_since: std::sync::Mutex<Option<Instant>>,
+    pub behind_since: std::sync::Mutex<Option<(u64, Instant)>>,
     /// Token keys and login limits (see [`crate::service::identity`]).
     pub security: crate::service::authn::Security,
     /// API key id -> last use seen here, flushed to the store now and then.
