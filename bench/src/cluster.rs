@@ -227,15 +227,21 @@ async fn failover(runs: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
         c.wait_ready(leader, Duration::from_secs(30)).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    print_failover("failover", samples);
+    Ok(())
+}
+
+/// The summary line of a failover benchmark (Synod's or its peer's: the
+/// same words, which bench/compare.py reads).
+pub(crate) fn print_failover(label: &str, mut samples: Vec<f64>) {
     samples.sort_by(f64::total_cmp);
     println!(
-        "failover: {} runs; kill -9 leader -> next committed write: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "{label}: {} runs; kill -9 leader -> next committed write: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         samples.len(),
         percentile(&samples, 0.5),
         percentile(&samples, 0.99),
         samples.last().copied().unwrap_or(f64::NAN)
     );
-    Ok(())
 }
 
 async fn writes(

@@ -215,13 +215,6 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    samples.sort_by(f64::total_cmp);
-    println!(
-        "etcd failover: {} runs; kill -9 leader -> next committed write: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        samples.len(),
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.99),
-        samples.last().copied().unwrap_or(f64::NAN)
-    );
+    crate::cluster::print_failover("etcd failover", samples);
     Ok(())
 }
