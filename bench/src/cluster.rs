@@ -101,6 +101,28 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Points acknowledged per second in each form a client can send them:
+    /// REST with JSON numbers (json), REST with base64 vectors (base64),
+    /// gRPC (grpc); then the time until the HNSW index holds them all.
+    Ingest {
+        #[arg(long, default_value_t = 50_000)]
+        n: usize,
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+        #[arg(long, value_delimiter = ',', default_value = "json,base64,grpc")]
+        forms: Vec<String>,
+        /// Points per request (JSON numbers: at most 200, under the body cap).
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 4)]
+        in_flight: usize,
+        /// Nodes in the cluster (1: the default `make run` node).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// The peer of `writes` and `failover`: a 3-member etcd cluster on
     /// loopback, written through its HTTP/JSON gateway by the same client
     /// and loops (bench/peers/etcd.sh installs etcd).
@@ -188,6 +210,15 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         }
         BenchCmd::Dashboard { tasks, points, dim, rounds, dir } => {
             crate::dashboard::run(crate::dashboard::Params { tasks, points, dim, rounds, dir }).await
+        }
+        BenchCmd::Ingest { n, dim, forms, batch, in_flight, nodes, dir } => {
+            for f in &forms {
+                anyhow::ensure!(
+                    matches!(f.as_str(), "json" | "base64" | "grpc"),
+                    "unknown form {f:?} (json, base64, grpc)"
+                );
+            }
+            crate::ingest::run(crate::ingest::Params { n, dim, forms, batch, in_flight, nodes, dir }).await
         }
         BenchCmd::Vectors { n, dim, metric, queries, ef, save, index_only, dir } => {
             crate::vectors::run(crate::vectors::Params { n, dim, metric, queries, ef, save, index_only, dir }).await

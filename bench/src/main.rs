@@ -7,6 +7,7 @@ mod cluster;
 mod dashboard;
 mod embed;
 mod etcd;
+mod ingest;
 mod vectors;
 
 use std::path::{Path, PathBuf};

@@ -327,6 +327,9 @@ type Change = (Arc<str>, Option<(Vec<f32>, Value)>);
 struct State {
     /// Points not yet in a graph, searched exactly.
     growing: HashMap<Arc<str>, Pending>,
+    /// [`growing_bytes`] summed over `growing`, kept as points come and go
+    /// so that stats (in every upsert's answer) do not walk the set.
+    growing_bytes: u64,
     /// Where each indexed point lives: (segment id, offset).
     indexed: HashMap<Arc<str>, (u32, u32)>,
     segments: Vec<Arc<Segment>>,
@@ -336,7 +339,26 @@ struct State {
     epoch: u64,
 }
 
+/// What a growing point costs beside its vector (the map entry, the key,
+/// the metadata).
+fn growing_bytes(key: &str, p: &Pending) -> u64 {
+    104 + key.len() as u64 + json_bytes(&p.metadata)
+}
+
 impl State {
+    fn put_growing(&mut self, key: Arc<str>, p: Pending) {
+        self.growing_bytes += growing_bytes(&key, &p);
+        if let Some(old) = self.growing.insert(key.clone(), p) {
+            self.growing_bytes -= growing_bytes(&key, &old);
+        }
+    }
+
+    fn take_growing(&mut self, key: &str) {
+        if let Some(old) = self.growing.remove(key) {
+            self.growing_bytes -= growing_bytes(key, &old);
+        }
+    }
+
     fn segment(&self, id: u32) -> Option<&Arc<Segment>> {
         self.segments.iter().find(|s| s.id == id)
     }
@@ -509,10 +531,10 @@ impl CollectionIndex {
                     st.next_seq += 1;
                     let pending =
                         Pending { seq: st.next_seq, vector: vector.into(), metadata: Arc::new(metadata), added: epoch };
-                    st.growing.insert(key, pending);
+                    st.put_growing(key, pending);
                 }
                 None => {
-                    st.growing.remove(&key);
+                    st.take_growing(&key);
                 }
             }
         }
@@ -595,7 +617,7 @@ impl CollectionIndex {
         for (i, Moving { key, from: seq, metadata, added, .. }) in batch.into_iter().enumerate() {
             let current = st.growing.get(&key).is_some_and(|p| p.seq == seq);
             if current {
-                st.growing.remove(&key);
+                st.take_growing(&key);
                 st.indexed.insert(key.clone(), (seg.id, (base + i) as u32));
             } else {
                 seg.tombstones.fetch_add(1, Relaxed);
@@ -705,8 +727,7 @@ impl CollectionIndex {
         // The segments are measured after the lock is released.
         let (growing, growing_bytes, indexed, segments) = {
             let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
-            let bytes: u64 =
-                st.growing.iter().map(|(k, p)| dim * 4 + 104 + k.len() as u64 + json_bytes(&p.metadata)).sum();
+            let bytes = st.growing.len() as u64 * dim * 4 + st.growing_bytes;
             (st.growing.len(), bytes, st.indexed.len(), st.segments.clone())
         };
         IndexStats {

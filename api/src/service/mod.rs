@@ -24,6 +24,7 @@ pub mod identity;
 pub mod leader_ops;
 pub mod plugins;
 pub mod tasks;
+pub mod vector_form;
 pub mod vector_store;
 pub mod vectors;
 

@@ -353,6 +353,9 @@ pub async fn do_delete_collection(ctx: &AuthContext, node: &Node, name: &str) ->
 pub struct PointBody {
     /// A string or an unsigned integer.
     pub id: Value,
+    /// Numbers, or a string: base64 of little-endian f32s.
+    #[serde(default, deserialize_with = "crate::service::vector_form::optional")]
+    #[schema(schema_with = crate::service::vector_form::schema)]
     pub vector: Option<Vec<f32>>,
     pub text: Option<String>,
     pub metadata: Option<Value>,
@@ -542,6 +545,9 @@ pub async fn do_get_point(ctx: &AuthContext, node: &Node, name: &str, id: &str) 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryBody {
+    /// Numbers, or a string: base64 of little-endian f32s.
+    #[serde(default, deserialize_with = "crate::service::vector_form::optional")]
+    #[schema(schema_with = crate::service::vector_form::schema)]
     pub vector: Option<Vec<f32>>,
     pub text: Option<String>,
     pub top_k: Option<usize>,
@@ -553,6 +559,9 @@ pub struct QueryBody {
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     pub collection: String,
+    /// Numbers, or a string: base64 of little-endian f32s.
+    #[serde(default, deserialize_with = "crate::service::vector_form::optional")]
+    #[schema(schema_with = crate::service::vector_form::schema)]
     pub vector: Option<Vec<f32>>,
     pub text: Option<String>,
     pub top_k: Option<usize>,

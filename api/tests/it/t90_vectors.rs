@@ -148,6 +148,37 @@ async fn points_written_on_one_node_are_searched_on_another() {
     let (_, c) = t.get(0, "/collections/docs").await.unwrap();
     assert_eq!(c["points"], 99, "{c}");
 
+    // The compact form: a vector as base64 of its little-endian f32s
+    // ([3.0, 0.5] here, written out by hand), in upserts and in searches.
+    for (body, what, says) in [
+        (json!({"points": [{"id": 7, "vector": "AABAQA=="}]}), "one f32 for dimension 2", "dimension 2"),
+        (json!({"points": [{"id": 7, "vector": "AABAQAAAAA"}]}), "not whole f32s", "whole number of f32s"),
+        (json!({"points": [{"id": 7, "vector": "AAB!QAAAAD8="}]}), "not base64", "base64"),
+        (json!({"points": [{"id": 7, "vector": "AADAfwAAAD8="}]}), "a NaN", "NaN"),
+    ] {
+        let (code, v) = post(&t, 0, "/collections/docs/points", body).await;
+        assert_eq!(code, 400, "{what}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap_or_default().contains(says), "{what}: {v}");
+    }
+    let (_, c) = t.get(0, "/collections/docs").await.unwrap();
+    assert_eq!(c["points"], 99, "bad compact vectors changed nothing: {c}");
+    let (code, v) =
+        post(&t, 0, "/collections/docs/points", json!({"points": [{"id": 500, "vector": "AABAQAAAAD8="}]})).await;
+    assert_eq!(code, 200, "{v}");
+    let (code, p) = t.get(1, "/collections/docs/points/500").await.unwrap();
+    assert_eq!((code, &p["vector"]), (200, &json!([3.0, 0.5])), "{p}");
+    let compact = json!({"collection": "docs", "vector": "AABAQAAAAD8=", "top_k": 1, "consistency": "linearizable"});
+    let (code, v) = post(&t, 2, "/vector/search", compact).await;
+    assert_eq!((code, ids(&v)), (200, vec![json!(500)]), "{v}");
+    let r = t
+        .http
+        .delete(format!("{}/collections/docs/points", t.nodes[0].url()))
+        .json(&json!({"ids": [500]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
     // Another tenant sees nothing of it.
     let r = t
         .http

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 
@@ -11,7 +12,7 @@ import pytest
 
 from synod_client import Client, RetryPolicy, errors
 from synod_client._core import path, transport_outcome
-from synod_client._points import fragments, pack
+from synod_client._points import fragments, pack, vector_json
 
 
 def test_path_segments_are_percent_encoded() -> None:
@@ -34,13 +35,16 @@ def test_batches_respect_count_and_bytes() -> None:
         list(pack(iter([b"x" * 60]), 10, 50))
 
 
-def test_numpy_rows_round_trip_exactly_as_float32() -> None:
+def test_numpy_rows_go_as_base64_float32_and_round_trip_exactly() -> None:
     v = np.random.default_rng(1).standard_normal((50, 33)).astype(np.float64)
     frags, total = fragments(None, np.arange(50, dtype=np.int64), v, None, [{"i": i} for i in range(50)])
     points = [json.loads(f) for f in frags]
     assert total == 50 and points[3]["id"] == 3 and points[3]["metadata"] == {"i": 3}
-    back = np.array([p["vector"] for p in points], dtype=np.float32)
+    # The server's compact form: base64 of the little-endian float32s.
+    back = np.array([np.frombuffer(base64.b64decode(p["vector"]), dtype="<f4") for p in points])
     assert np.array_equal(back, v.astype(np.float32))
+    # One vector alone takes the same path.
+    assert json.loads(vector_json(v[0].astype(">f8"))) == points[0]["vector"]
     with pytest.raises(ValueError, match="2 ids but 50 vectors"):
         fragments(None, [1, 2], v, None, None)
 

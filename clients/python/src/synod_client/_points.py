@@ -2,15 +2,17 @@
 under the server's point count (``vector_db.max_batch``) and body size
 (``node.max_body_size``) limits.
 
-numpy arrays take a fast path: rows are converted to float32 (what the
-server stores) and written with ``%.9g``, the shortest format that
-round-trips every float32, about 40 % smaller and 4x faster than ``json``.
+numpy arrays take a fast path: rows are converted to little-endian
+float32 (what the server stores) and sent in the server's compact form, a
+string of their base64: no float formatting here, no float parsing on the
+node, and a third the size of the numbers.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .models import Point
 
@@ -24,16 +26,6 @@ def _numpy() -> Any:
     except ImportError:  # pragma: no cover - numpy is optional
         return None
     return numpy
-
-
-_FORMATS: Dict[int, str] = {}
-
-
-def _row_format(dim: int) -> str:
-    fmt = _FORMATS.get(dim)
-    if fmt is None:
-        fmt = _FORMATS[dim] = "[" + ",".join(["%.9g"] * dim) + "]"
-    return fmt
 
 
 def check_id(pid: Any) -> Any:
@@ -55,10 +47,10 @@ def vector_json(v: Any) -> str:
     if np is not None and isinstance(v, np.ndarray):
         if v.ndim != 1:
             raise ValueError(f"a vector has one dimension, this array has {v.ndim}")
-        row = v.astype(np.float32, copy=False)
+        row = v.astype("<f4", copy=False)
         if not np.isfinite(row).all():
             raise ValueError("a vector has a NaN or infinite component")
-        return _row_format(row.shape[0]) % tuple(row.tolist())
+        return '"' + base64.b64encode(row.tobytes()).decode("ascii") + '"'
     try:
         return json.dumps([float(x) for x in v], allow_nan=False)
     except ValueError as e:
@@ -121,7 +113,7 @@ def fragments(
         if np is not None and isinstance(vectors, np.ndarray):
             if vectors.ndim != 2:
                 raise ValueError(f"vectors must be a 2-d array (points x dimension), not {vectors.ndim}-d")
-            vectors = vectors.astype(np.float32, copy=False)
+            vectors = vectors.astype("<f4", copy=False)
             if not np.isfinite(vectors).all():
                 raise ValueError("vectors hold a NaN or infinite component")
         if len(vectors) != n:
@@ -133,16 +125,13 @@ def fragments(
         raise ValueError("give vectors or texts (or both) with ids")
 
     def gen() -> Iterator[bytes]:
-        fmt = None
-        if np is not None and isinstance(vectors, np.ndarray):
-            fmt = _row_format(vectors.shape[1])
-            rows: Any = vectors.tolist()
-        else:
-            rows = vectors
+        packed = np is not None and isinstance(vectors, np.ndarray)
         for i, pid in enumerate(id_list):
             parts = ['"id":' + json.dumps(check_id(pid))]
-            if rows is not None:
-                parts.append('"vector":' + (fmt % tuple(rows[i]) if fmt else vector_json(rows[i])))
+            if packed:
+                parts.append('"vector":"' + base64.b64encode(vectors[i].tobytes()).decode("ascii") + '"')
+            elif vectors is not None:
+                parts.append('"vector":' + vector_json(vectors[i]))
             if texts is not None and texts[i] is not None:
                 parts.append('"text":' + json.dumps(texts[i]))
             if metadata is not None and metadata[i] is not None:
