@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
-use std::sync::RwLock;
+use std::sync::{LazyLock, RwLock};
 
 /// The distance a graph is built on; smaller is closer, never negative.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,31 +44,7 @@ impl Distance {
 
     /// As [`Distance::eval`], on vectors stored as their f32 bits.
     fn bits(&self, a: &[u32], b: &[u32]) -> f32 {
-        let f = f32::from_bits;
-        let mut acc = [0f32; 8];
-        let (ca, ra) = a.as_chunks::<8>();
-        let (cb, rb) = b.as_chunks::<8>();
-        match *self {
-            Distance::SquaredL2 => {
-                for (x, y) in ca.iter().zip(cb) {
-                    for i in 0..8 {
-                        let d = f(x[i]) - f(y[i]);
-                        acc[i] += d * d;
-                    }
-                }
-                let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (f(*x) - f(*y)) * (f(*x) - f(*y))).sum();
-                acc.iter().sum::<f32>() + tail
-            }
-            Distance::InnerProduct { bound } => {
-                for (x, y) in ca.iter().zip(cb) {
-                    for i in 0..8 {
-                        acc[i] += f(x[i]) * f(y[i]);
-                    }
-                }
-                let tail: f32 = ra.iter().zip(rb).map(|(x, y)| f(*x) * f(*y)).sum();
-                (bound * bound - (acc.iter().sum::<f32>() + tail)).max(0.0)
-            }
-        }
+        self.eval(bytemuck::cast_slice(a), bytemuck::cast_slice(b))
     }
 }
 
@@ -80,33 +56,57 @@ fn from_bits(v: &[u32]) -> Vec<f32> {
     v.iter().map(|x| f32::from_bits(*x)).collect()
 }
 
-/// Squared Euclidean distance, in eight lanes the compiler vectorizes.
+/// The widest instruction set this CPU has for the distance loops (AVX2
+/// with FMA where present, else the baseline SSE2), detected once. The
+/// binary stays portable x86-64; compiled for the baseline alone, the loops
+/// ran at half the width, and a profile of an ingest showed the graph
+/// build spending 70 % of its time in them.
+static ARCH: LazyLock<pulp::Arch> = LazyLock::new(pulp::Arch::new);
+
+/// Squared Euclidean distance.
 pub fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, ra) = a.as_chunks::<8>();
-    let (cb, rb) = b.as_chunks::<8>();
-    for (x, y) in ca.iter().zip(cb) {
-        for i in 0..8 {
-            let d = x[i] - y[i];
-            acc[i] += d * d;
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
-    acc.iter().sum::<f32>() + tail
+    ARCH.dispatch(Kernel::<true> { a, b })
 }
 
-/// The dot product, in eight lanes.
+/// The dot product.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, ra) = a.as_chunks::<8>();
-    let (cb, rb) = b.as_chunks::<8>();
-    for (x, y) in ca.iter().zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+    ARCH.dispatch(Kernel::<false> { a, b })
+}
+
+/// One pass over two vectors of equal length: the sum of squared
+/// differences (`L2`) or of products, in two accumulators of the
+/// machine's width (two fused multiply-adds in flight).
+struct Kernel<'a, const L2: bool> {
+    a: &'a [f32],
+    b: &'a [f32],
+}
+
+impl<const L2: bool> pulp::WithSimd for Kernel<'_, L2> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
+        let n = self.a.len().min(self.b.len());
+        let (ha, ta) = S::as_simd_f32s(&self.a[..n]);
+        let (hb, tb) = S::as_simd_f32s(&self.b[..n]);
+        let (mut acc0, mut acc1) = (simd.splat_f32s(0.0), simd.splat_f32s(0.0));
+        let term = |x: S::f32s, y: S::f32s| if L2 { simd.sub_f32s(x, y) } else { x };
+        let other = |x: S::f32s, y: S::f32s| if L2 { simd.sub_f32s(x, y) } else { y };
+        let mut pairs_a = ha.chunks_exact(2);
+        let mut pairs_b = hb.chunks_exact(2);
+        for (x, y) in (&mut pairs_a).zip(&mut pairs_b) {
+            acc0 = simd.mul_add_e_f32s(term(x[0], y[0]), other(x[0], y[0]), acc0);
+            acc1 = simd.mul_add_e_f32s(term(x[1], y[1]), other(x[1], y[1]), acc1);
         }
+        for (x, y) in pairs_a.remainder().iter().zip(pairs_b.remainder()) {
+            acc0 = simd.mul_add_e_f32s(term(*x, *y), other(*x, *y), acc0);
+        }
+        let mut sum = simd.reduce_sum_f32s(simd.add_f32s(acc0, acc1));
+        for (x, y) in ta.iter().zip(tb) {
+            sum += if L2 { (x - y) * (x - y) } else { x * y };
+        }
+        sum
     }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Nodes linked one at a time before [`Graph::link_all`] plans in chunks.
