@@ -722,6 +722,11 @@ impl CollectionIndex {
     }
 
     /// Counts and estimated memory of this collection's index.
+    /// Points not yet in a graph, which every search scans exactly.
+    pub fn growing_len(&self) -> usize {
+        self.state.read().unwrap_or_else(PoisonError::into_inner).growing.len()
+    }
+
     pub fn stats(&self) -> IndexStats {
         let dim = self.dimension as u64;
         // The segments are measured after the lock is released.
