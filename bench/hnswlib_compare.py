@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""hnswlib on the data `synod-bench vectors --save DIR` wrote, for DESIGN §7's
-comparison: same vectors, same queries, same truth, one query per call on one
-thread (as the Synod bench measures its index), at the same m and ef values.
+"""hnswlib on a data set `synod-bench vectors --save DIR` or `synod-bench
+embed-set --out DIR` wrote: the same vectors, queries and truth, the same
+m, ef_construction and ef values, on one thread. Each ef is timed two ways,
+so that neither side carries a per-call overhead alone:
 
-    python3 -m venv /tmp/hv && /tmp/hv/bin/pip install hnswlib numpy
+- per call: one `knn_query` per query, as `synod-bench vectors` sends one
+  search per request;
+- whole matrix: one `knn_query` of every query at once (still one thread),
+  the peer of Synod's batch endpoint.
+
+    sh bench/peers/hnswlib.sh     # prints the venv's python
     synod-bench vectors --n 100000 --dim 128 --save /tmp/vec --index-only
-    /tmp/hv/bin/python bench/hnswlib_compare.py /tmp/vec --dim 128 --metric l2
+    ~/.cache/synod/bench-venv/bin/python bench/hnswlib_compare.py /tmp/vec --dim 128 --metric l2
 """
 import argparse
 import time
@@ -13,7 +19,7 @@ import time
 import hnswlib
 import numpy as np
 
-p = argparse.ArgumentParser()
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("dir")
 p.add_argument("--dim", type=int, default=128)
 p.add_argument("--metric", default="l2", choices=["l2", "cosine", "dot"])
@@ -34,16 +40,26 @@ index.add_items(base, np.arange(len(base)))
 build = time.time() - t
 print(f"hnswlib build: {build:.1f} s for {len(base)} points ({len(base) / build:.0f} points/s, 2 threads)")
 index.set_num_threads(1)
+
+
+def recall(labels: np.ndarray) -> float:
+    return sum(len(set(labels[i].tolist()) & set(truth[i].tolist())) for i in range(len(queries))) / (10 * len(queries))
+
+
 for ef in [int(x) for x in a.ef.split(",")]:
     index.set_ef(ef)
-    found, lat = 0, []
+    lat, rows = [], []
     t = time.time()
-    for i, q in enumerate(queries):
+    for q in queries:
         s = time.perf_counter()
         labels, _ = index.knn_query(q, k=10)
         lat.append(time.perf_counter() - s)
-        found += len(set(labels[0].tolist()) & set(truth[i].tolist()))
+        rows.append(labels[0])
     qps = len(queries) / (time.time() - t)
     lat.sort()
-    print(f"hnswlib ef {ef:>4}: recall@10 {found / (10 * len(queries)):.4f}, {qps:>7.0f} QPS (1 thread), "
+    print(f"hnswlib ef {ef:>4}: recall@10 {recall(np.array(rows)):.4f}, {qps:>7.0f} QPS (1 thread), "
           f"p50 {lat[len(lat) // 2] * 1e6:.0f} us")
+    t = time.time()
+    labels, _ = index.knn_query(queries, k=10, num_threads=1)
+    mqps = len(queries) / (time.time() - t)
+    print(f"hnswlib matrix ef {ef:>4}: recall@10 {recall(labels):.4f}, {mqps:>7.0f} QPS (1 thread, every query in one call)")

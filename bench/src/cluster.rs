@@ -55,6 +55,25 @@ pub enum BenchCmd {
         index_only: bool,
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Read the data set here (written by --save or `embed-set`)
+        /// instead of making random vectors; --dim must match it.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// A data set of real sentence embeddings for `vectors --data`: the
+    /// built-in model embeds the lines of SENTENCES (bench/sentences.py
+    /// finds them on the machine); the last QUERIES lines are the queries.
+    EmbedSet {
+        #[arg(long)]
+        sentences: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "all-MiniLM-L6-v2")]
+        model: String,
+        #[command(flatten)]
+        models: synod_api::cli::ModelsDirArgs,
     },
     /// The built-in embedding model in this process: sentences/s at batch 1
     /// and 32, latency, resident memory (bench/embed_compare.py runs
@@ -220,8 +239,14 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             }
             crate::ingest::run(crate::ingest::Params { n, dim, forms, batch, in_flight, nodes, dir }).await
         }
-        BenchCmd::Vectors { n, dim, metric, queries, ef, save, index_only, dir } => {
-            crate::vectors::run(crate::vectors::Params { n, dim, metric, queries, ef, save, index_only, dir }).await
+        BenchCmd::Vectors { n, dim, metric, queries, ef, save, index_only, dir, data } => {
+            crate::vectors::run(crate::vectors::Params { n, dim, metric, queries, ef, save, index_only, dir, data })
+                .await
+        }
+        BenchCmd::EmbedSet { sentences, queries, out, model, models } => {
+            let models_dir = models.resolve()?;
+            tokio::task::spawn_blocking(move || crate::embed::embed_set(&models_dir, &model, &sentences, queries, &out))
+                .await?
         }
     }
 }

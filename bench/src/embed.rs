@@ -191,3 +191,49 @@ fn rss_bytes() -> u64 {
         })
         .map_or(0, |kib| kib * 1024)
 }
+
+/// `synod-bench embed-set`: a vector-search data set of real sentence
+/// embeddings. The built-in model embeds the sentences of a file (one per
+/// line, e.g. from `bench/sentences.py`); the last `queries` are the
+/// queries, the rest the base; the exact cosine top 10 of each query is
+/// the truth. Written as `synod-bench vectors --save` writes random data
+/// (`base.f32`, `queries.f32`, `truth.u32`), for `vectors --data` and
+/// `bench/hnswlib_compare.py`.
+pub fn embed_set(
+    models_dir: &std::path::Path,
+    model: &str,
+    sentences: &std::path::Path,
+    queries: usize,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(sentences).with_context(|| format!("reading {}", sentences.display()))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    anyhow::ensure!(lines.len() > queries, "{} sentences: fewer than the {queries} queries", lines.len());
+    let name = model;
+    let model = synod_plugins::EmbeddingModel::load(&models_dir.join(name))
+        .with_context(|| format!("loading {name} from {}", models_dir.display()))?;
+    let started = Instant::now();
+    let mut vectors = Vec::with_capacity(lines.len());
+    for (i, chunk) in lines.chunks(64).enumerate() {
+        vectors.extend(model.embed(chunk)?);
+        if i % 50 == 49 {
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "embed-set: {} of {} sentences, {:.0}/s",
+                vectors.len(),
+                lines.len(),
+                vectors.len() as f64 / secs
+            );
+        }
+    }
+    let split = vectors.len() - queries;
+    let q = vectors.split_off(split);
+    println!(
+        "embed-set: {} base and {} query sentences embedded with {name} in {:.0} s",
+        vectors.len(),
+        q.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let truth = crate::vectors::truth(synod_store::pb::Metric::Cosine, &vectors, &q);
+    crate::vectors::save(out, &vectors, &q, &truth)
+}

@@ -17,6 +17,7 @@ use synod_store::vectors::encode_vector;
 use synod_store::{ApplyEntry, Store, StoreOptions};
 
 use crate::cluster::percentile;
+use synod_api::service::vector_form::encode;
 
 pub struct Params {
     pub n: usize,
@@ -27,6 +28,9 @@ pub struct Params {
     pub save: Option<PathBuf>,
     pub index_only: bool,
     pub dir: Option<PathBuf>,
+    /// A saved data set (`--save`, or `synod-bench embed-set`) instead of
+    /// random vectors: `n` and `queries` come from its files.
+    pub data: Option<PathBuf>,
 }
 
 const K: usize = 10;
@@ -34,9 +38,11 @@ const K: usize = 10;
 const SMALL: usize = 1000;
 const SMALL_EF: usize = 64;
 const BATCH: usize = 1000;
-/// Points per REST upsert: 400 vectors of 128 floats as JSON stay under
-/// the default `node.max_body_size` (1 MiB).
+/// Points per REST upsert: 400 vectors of up to 1024 floats in the base64
+/// form stay under the default `node.max_body_size` (2 MiB).
 const REST_BATCH: usize = 400;
+/// Queries per request of the batch endpoint.
+const BATCH_QUERIES: usize = 100;
 
 fn metric(s: &str) -> anyhow::Result<Metric> {
     Ok(match s {
@@ -60,7 +66,7 @@ fn mib(b: u64) -> f64 {
 }
 
 /// Exact top-K ids (as `u64`) of every query, on both cores.
-fn truth(m: Metric, base: &[Vec<f32>], queries: &[Vec<f32>]) -> Vec<Vec<u64>> {
+pub(crate) fn truth(m: Metric, base: &[Vec<f32>], queries: &[Vec<f32>]) -> Vec<Vec<u64>> {
     let ids: Vec<String> = (0..base.len()).map(|i| i.to_string()).collect();
     let meta = Value::Null;
     let one = |q: &Vec<f32>| -> Vec<u64> {
@@ -82,7 +88,29 @@ fn recall(truth: &[Vec<u64>], got: &[Vec<u64>]) -> f64 {
     found as f64 / (K * truth.len()) as f64
 }
 
-fn save(dir: &Path, base: &[Vec<f32>], queries: &[Vec<f32>], truth: &[Vec<u64>]) -> anyhow::Result<()> {
+/// A data set [`save`] wrote: base vectors, queries, and the true top K.
+#[allow(clippy::type_complexity)]
+fn load(dir: &Path, dim: usize) -> anyhow::Result<(Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<u64>>)> {
+    let words = |name: &str| -> anyhow::Result<Vec<[u8; 4]>> {
+        let bytes = std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))?;
+        let (words, rest) = bytes.as_chunks::<4>();
+        anyhow::ensure!(rest.is_empty(), "{name}: not a whole number of 4-byte words");
+        Ok(words.to_vec())
+    };
+    let rows = |name: &str| -> anyhow::Result<Vec<Vec<f32>>> {
+        let w = words(name)?;
+        anyhow::ensure!(w.len() % dim == 0, "{name}: not a whole number of {dim}-d rows (--dim)");
+        Ok(w.chunks(dim).map(|r| r.iter().map(|b| f32::from_le_bytes(*b)).collect()).collect())
+    };
+    let (base, queries) = (rows("base.f32")?, rows("queries.f32")?);
+    let truth: Vec<Vec<u64>> =
+        words("truth.u32")?.chunks(K).map(|r| r.iter().map(|b| u64::from(u32::from_le_bytes(*b))).collect()).collect();
+    anyhow::ensure!(truth.len() == queries.len(), "truth.u32 has {} rows for {} queries", truth.len(), queries.len());
+    println!("loaded {} base vectors and {} queries of {dim}-d from {}", base.len(), queries.len(), dir.display());
+    Ok((base, queries, truth))
+}
+
+pub(crate) fn save(dir: &Path, base: &[Vec<f32>], queries: &[Vec<f32>], truth: &[Vec<u64>]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let floats = |name: &str, rows: &[Vec<f32>]| -> anyhow::Result<()> {
         let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join(name))?);
@@ -204,22 +232,28 @@ fn apply_while_searched(
 pub async fn run(p: Params) -> anyhow::Result<()> {
     let m = metric(&p.metric)?;
     let cfg = synod_config::VectorDbConfig::default();
+    let (base, queries, truth) = match &p.data {
+        Some(dir) => load(dir, p.dim)?,
+        None => {
+            let base = random_vectors(p.n, p.dim, 7);
+            let queries = random_vectors(p.queries, p.dim, 99);
+            let t = Instant::now();
+            let truth = truth(m, &base, &queries);
+            println!("exact search of {} queries: {:.1} ms/query (brute force, 2 threads)", p.queries, {
+                t.elapsed().as_secs_f64() * 1000.0 / p.queries as f64
+            });
+            (base, queries, truth)
+        }
+    };
     println!(
         "vectors: n {} dim {} metric {} m {} ef_construction {} ({} cores)",
-        p.n,
+        base.len(),
         p.dim,
         p.metric,
         cfg.hnsw_m,
         cfg.hnsw_ef_construction,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    let base = random_vectors(p.n, p.dim, 7);
-    let queries = random_vectors(p.queries, p.dim, 99);
-    let t = Instant::now();
-    let truth = truth(m, &base, &queries);
-    println!("exact search of {} queries: {:.1} ms/query (brute force, 2 threads)", p.queries, {
-        t.elapsed().as_secs_f64() * 1000.0 / p.queries as f64
-    });
     if let Some(dir) = &p.save {
         save(dir, &base, &queries, &truth)?;
     }
@@ -373,7 +407,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     let t = Instant::now();
     for (b, chunk) in base.chunks(REST_BATCH).enumerate() {
         let points: Vec<Value> =
-            chunk.iter().enumerate().map(|(j, v)| json!({"id": b * REST_BATCH + j, "vector": v})).collect();
+            chunk.iter().enumerate().map(|(j, v)| json!({"id": b * REST_BATCH + j, "vector": encode(v)})).collect();
         let r = http.post(format!("{url}/collections/b/points")).json(&json!({"points": points})).send().await?;
         anyhow::ensure!(r.status().is_success(), "upsert: {}", r.text().await?);
     }
@@ -395,9 +429,9 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     .await?;
     println!(
         "REST ingest: {} points in {:.1} s ({:.0} points/s, batches of {REST_BATCH}, 1 client, through Raft with fsync); indexed after {:.1} s",
-        p.n,
+        base.len(),
         ingest.as_secs_f64(),
-        p.n as f64 / ingest.as_secs_f64(),
+        base.len() as f64 / ingest.as_secs_f64(),
         t.elapsed().as_secs_f64()
     );
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.nodes[0].grpc))?.connect().await?;
@@ -449,6 +483,41 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
             "gRPC    ef {ef:>4}: recall@10 {:.4}, {gqps:>7.0} QPS (1 client), p50 {grpc_p50:.0} us",
             recall(&truth, &ggot)
         );
+        // The compact form on the same connection, then the batch endpoint
+        // with the whole query matrix in requests of BATCH_QUERIES.
+        let (mut blat, mut bgot) = (Vec::new(), Vec::new());
+        let bt = Instant::now();
+        for q in &queries {
+            let s = Instant::now();
+            let body = json!({"collection": "b", "vector": encode(q), "top_k": K, "ef": ef, "consistency": "local"});
+            let v: Value = http.post(format!("{url}/vector/search")).json(&body).send().await?.json().await?;
+            blat.push(s.elapsed().as_secs_f64() * 1e6);
+            let ids = v["results"].as_array().context("search results")?.iter().filter_map(|h| h["id"].as_u64());
+            bgot.push(ids.collect::<Vec<u64>>());
+        }
+        let bqps = queries.len() as f64 / bt.elapsed().as_secs_f64();
+        blat.sort_by(f64::total_cmp);
+        println!(
+            "REST64  ef {ef:>4}: recall@10 {:.4}, {bqps:>7.0} QPS (1 client, base64 vectors), p50 {:.0} us",
+            recall(&truth, &bgot),
+            percentile(&blat, 0.5)
+        );
+        let mut mgot = Vec::new();
+        let mt = Instant::now();
+        for chunk in queries.chunks(BATCH_QUERIES) {
+            let qs: Vec<Value> = chunk.iter().map(|q| json!({"vector": encode(q), "top_k": K, "ef": ef})).collect();
+            let body = json!({"collection": "b", "queries": qs, "consistency": "local"});
+            let v: Value = http.post(format!("{url}/vector/search/batch")).json(&body).send().await?.json().await?;
+            for list in v["results"].as_array().context("batch search results")? {
+                let ids = list.as_array().context("one query's hits")?.iter().filter_map(|h| h["id"].as_u64());
+                mgot.push(ids.collect::<Vec<u64>>());
+            }
+        }
+        println!(
+            "batch   ef {ef:>4}: recall@10 {:.4}, {:>7.0} QPS (1 client, {BATCH_QUERIES} queries per request, base64 vectors)",
+            recall(&truth, &mgot),
+            queries.len() as f64 / mt.elapsed().as_secs_f64()
+        );
     }
     // API overhead: the same queries on the small collection.
     let body = json!({"name": "small", "dimension": p.dim, "metric": p.metric});
@@ -456,7 +525,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     anyhow::ensure!(r.status().is_success(), "create collection: {}", r.text().await?);
     for (b, chunk) in small.chunks(REST_BATCH).enumerate() {
         let points: Vec<Value> =
-            chunk.iter().enumerate().map(|(j, v)| json!({"id": b * REST_BATCH + j, "vector": v})).collect();
+            chunk.iter().enumerate().map(|(j, v)| json!({"id": b * REST_BATCH + j, "vector": encode(v)})).collect();
         let r = http.post(format!("{url}/collections/small/points")).json(&json!({"points": points})).send().await?;
         anyhow::ensure!(r.status().is_success(), "upsert: {}", r.text().await?);
     }
