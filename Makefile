@@ -148,7 +148,12 @@ bench:
 # Each Synod benchmark and its peer back to back, then one table (both
 # absolutes, the ratio, the machine, the load average): bench/compare.py.
 # So far: replicated writes and leader failover against a 3-member etcd
-# (Debian's etcd-server, unpacked by bench/peers/etcd.sh without root).
+# (Debian's etcd-server, unpacked by bench/peers/etcd.sh without root), and
+# tasks (submit, end to end, 10,000 to completion) against Celery with Redis
+# (Debian's redis-server, unpacked by bench/peers/redis.sh without root, run
+# unreplicated without persistence; Celery pinned in ~/.cache/synod/bench-venv
+# by bench/peers/celery.sh; bench/peers/celery_bench.py times it).
 bench-compare:
 	cargo build --release -p synod-api -p synod-bench --bins
-	python3 bench/compare.py --bench $(CARGO_TARGET_DIR)/release/synod-bench --etcd "$$(sh bench/peers/etcd.sh)"
+	python3 bench/compare.py --bench $(CARGO_TARGET_DIR)/release/synod-bench --etcd "$$(sh bench/peers/etcd.sh)" \
+	  --celery "$$(sh bench/peers/celery.sh)" --redis "$$(sh bench/peers/redis.sh)"
