@@ -103,6 +103,8 @@ pub async fn serve_until(
                 }
             },
         };
+        // Answers go out when written, not when the last segment is acked.
+        let _ = tcp.set_nodelay(true);
         let (acceptor, router) = (acceptor.clone(), router.clone());
         tokio::spawn(async move {
             let svc = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
