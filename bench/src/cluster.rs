@@ -59,6 +59,9 @@ pub enum BenchCmd {
         /// instead of making random vectors; --dim must match it.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// none or int8: how the graphs hold vectors (`"quantization"`).
+        #[arg(long, default_value = "none")]
+        quantization: String,
     },
     /// A data set of real sentence embeddings for `vectors --data`: the
     /// built-in model embeds the lines of SENTENCES (bench/sentences.py
@@ -239,9 +242,20 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             }
             crate::ingest::run(crate::ingest::Params { n, dim, forms, batch, in_flight, nodes, dir }).await
         }
-        BenchCmd::Vectors { n, dim, metric, queries, ef, save, index_only, dir, data } => {
-            crate::vectors::run(crate::vectors::Params { n, dim, metric, queries, ef, save, index_only, dir, data })
-                .await
+        BenchCmd::Vectors { n, dim, metric, queries, ef, save, index_only, dir, data, quantization } => {
+            crate::vectors::run(crate::vectors::Params {
+                n,
+                dim,
+                metric,
+                queries,
+                ef,
+                save,
+                index_only,
+                dir,
+                data,
+                quantization,
+            })
+            .await
         }
         BenchCmd::EmbedSet { sentences, queries, out, model, models } => {
             let models_dir = models.resolve()?;

@@ -31,6 +31,8 @@ pub struct Params {
     /// A saved data set (`--save`, or `synod-bench embed-set`) instead of
     /// random vectors: `n` and `queries` come from its files.
     pub data: Option<PathBuf>,
+    /// none or int8.
+    pub quantization: String,
 }
 
 const K: usize = 10;
@@ -43,6 +45,14 @@ const BATCH: usize = 1000;
 const REST_BATCH: usize = 400;
 /// Queries per request of the batch endpoint.
 const BATCH_QUERIES: usize = 100;
+
+fn quantization(s: &str) -> anyhow::Result<pb::Quantization> {
+    Ok(match s {
+        "none" => pb::Quantization::None,
+        "int8" => pb::Quantization::Int8,
+        other => anyhow::bail!("unknown quantization {other:?} (none or int8)"),
+    })
+}
 
 fn metric(s: &str) -> anyhow::Result<Metric> {
     Ok(match s {
@@ -231,6 +241,7 @@ fn apply_while_searched(
 
 pub async fn run(p: Params) -> anyhow::Result<()> {
     let m = metric(&p.metric)?;
+    let q8 = quantization(&p.quantization)?;
     let cfg = synod_config::VectorDbConfig::default();
     let (base, queries, truth) = match &p.data {
         Some(dir) => load(dir, p.dim)?,
@@ -282,6 +293,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
                     m: cfg.hnsw_m as u32,
                     ef_construction: cfg.hnsw_ef_construction as u32,
                     ef: cfg.hnsw_ef as u32,
+                    quantization: q8 as i32,
                 }),
                 ..Default::default()
             }),
@@ -401,7 +413,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     c.wait_ready(0, Duration::from_secs(30)).await?;
     let http = c.client_builder()?.timeout(Duration::from_secs(60)).build()?;
     let url = c.nodes[0].url();
-    let body = json!({"name": "b", "dimension": p.dim, "metric": p.metric});
+    let body = json!({"name": "b", "dimension": p.dim, "metric": p.metric, "hnsw": {"quantization": p.quantization}});
     let r = http.post(format!("{url}/collections")).json(&body).send().await?;
     anyhow::ensure!(r.status().is_success(), "create collection: {}", r.text().await?);
     let t = Instant::now();
@@ -520,7 +532,8 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         );
     }
     // API overhead: the same queries on the small collection.
-    let body = json!({"name": "small", "dimension": p.dim, "metric": p.metric});
+    let body =
+        json!({"name": "small", "dimension": p.dim, "metric": p.metric, "hnsw": {"quantization": p.quantization}});
     let r = http.post(format!("{url}/collections")).json(&body).send().await?;
     anyhow::ensure!(r.status().is_success(), "create collection: {}", r.text().await?);
     for (b, chunk) in small.chunks(REST_BATCH).enumerate() {

@@ -103,14 +103,20 @@ impl Store {
         db_opts.set_max_background_jobs(2);
         db_opts.set_max_total_wal_size(opts.max_wal_bytes.max(1 << 20));
         let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_opts()));
-        let db = DB::open_cf_descriptors(&db_opts, dir.join("db"), cfs).map_err(Error::rocks("open"))?;
+        let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir.join("db"), cfs).map_err(Error::rocks("open"))?);
+        let install_gate: Arc<std::sync::RwLock<()>> = Default::default();
+        let originals = crate::vectors::originals(Arc::downgrade(&db), install_gate.clone());
         let store = Store {
-            db: Arc::new(db),
+            db,
             fsync: opts.fsync,
             mirror: Default::default(),
-            vectors: crate::vector_index::VectorIndexes::new(opts.vector_index, Some(dir.join("vector-index"))),
+            vectors: crate::vector_index::VectorIndexes::with_originals(
+                opts.vector_index,
+                Some(dir.join("vector-index")),
+                Some(originals),
+            ),
             last_stamp: Default::default(),
-            install_gate: Default::default(),
+            install_gate,
         };
         store.check_format_version()?;
         store.ensure_task_state_index()?;

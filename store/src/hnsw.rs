@@ -10,6 +10,15 @@
 //! vectors (unreachable until linked), [`Graph::link`] connects one and
 //! [`Graph::link_all`] many.
 //!
+//! A graph holds its vectors as f32 ([`Encoding::F32`]) or as int8 codes
+//! ([`Encoding::Int8`]): one byte per component, scaled by the vector's
+//! largest magnitude (no training, so a vector is encoded the same
+//! whenever and wherever it arrives), and beside the codes that scale and
+//! the squared norm of the vector they stand for. An int8 graph holds a
+//! 384-d vector in 392 bytes where f32 takes 1,536; its distances are
+//! those of the decoded vectors, so its order is approximate and the
+//! caller rescores its candidates with the exact vectors.
+//!
 //! Why not hnsw_rs (DESIGN §5's choice): measured on 20,000 random 128-d
 //! vectors, m 32, ef 200, on this 2-core machine, hnsw_rs answered 312
 //! queries/s (p50 3.2 ms) where hnswlib answers about 4,000, built at
@@ -41,19 +50,78 @@ impl Distance {
             Distance::InnerProduct { bound } => (bound * bound - dot(a, b)).max(0.0),
         }
     }
+}
 
-    /// As [`Distance::eval`], on vectors stored as their f32 bits.
-    fn bits(&self, a: &[u32], b: &[u32]) -> f32 {
-        self.eval(bytemuck::cast_slice(a), bytemuck::cast_slice(b))
+/// How a graph holds its vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// As given: distances are exact.
+    #[default]
+    F32,
+    /// Scalar quantization to int8 codes (see the module's documentation).
+    Int8,
+}
+
+/// Words of an int8 vector before its codes: the scale (the largest
+/// magnitude / 127) and the squared norm of the decoded vector.
+const INT8_HEAD: usize = 2;
+
+impl Encoding {
+    /// The u32 words one vector of `dim` components takes.
+    pub fn words(self, dim: usize) -> usize {
+        match self {
+            Encoding::F32 => dim,
+            Encoding::Int8 => INT8_HEAD + dim.div_ceil(4),
+        }
     }
-}
 
-fn to_bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
+    fn encode(self, v: &[f32]) -> Vec<u32> {
+        match self {
+            Encoding::F32 => v.iter().map(|x| x.to_bits()).collect(),
+            Encoding::Int8 => {
+                let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let scale = if max > 0.0 && max.is_finite() { max / 127.0 } else { 0.0 };
+                let mut out = vec![0u32; self.words(v.len())];
+                let codes = &mut bytemuck::cast_slice_mut::<u32, i8>(&mut out[INT8_HEAD..])[..v.len()];
+                if scale > 0.0 {
+                    for (c, x) in codes.iter_mut().zip(v) {
+                        *c = (x / scale).round().clamp(-127.0, 127.0) as i8;
+                    }
+                }
+                let sum: i64 = codes.iter().map(|c| i64::from(*c) * i64::from(*c)).sum();
+                out[0] = scale.to_bits();
+                out[1] = (scale * scale * sum as f32).to_bits();
+                out
+            }
+        }
+    }
 
-fn from_bits(v: &[u32]) -> Vec<f32> {
-    v.iter().map(|x| f32::from_bits(*x)).collect()
+    fn decode(self, w: &[u32], dim: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(dim);
+        self.decode_into(w, dim, &mut out);
+        out
+    }
+
+    fn decode_into(self, w: &[u32], dim: usize, out: &mut Vec<f32>) {
+        out.clear();
+        match self {
+            Encoding::F32 => out.extend(w.iter().map(|x| f32::from_bits(*x))),
+            Encoding::Int8 => {
+                let scale = f32::from_bits(w[0]);
+                let codes = &bytemuck::cast_slice::<u32, i8>(&w[INT8_HEAD..])[..dim];
+                out.extend(codes.iter().map(|c| f32::from(*c) * scale));
+            }
+        }
+    }
+
+    /// Whether `w` can be a stored vector of this encoding.
+    fn valid(self, w: &[u32]) -> bool {
+        let ok = |x: &u32| f32::from_bits(*x).is_finite();
+        match self {
+            Encoding::F32 => w.iter().all(ok),
+            Encoding::Int8 => w[..INT8_HEAD].iter().all(|x| ok(x) && f32::from_bits(*x) >= 0.0),
+        }
+    }
 }
 
 /// The widest instruction set this CPU has for the distance loops (AVX2
@@ -71,6 +139,35 @@ pub fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
 /// The dot product.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     ARCH.dispatch(Kernel::<false> { a, b })
+}
+
+/// The dot product of two int8 code arrays.
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    ARCH.dispatch(KernelI8 { a, b })
+}
+
+/// Written plainly: inlined into the dispatcher's function, which is
+/// compiled for the detected instruction set, the compiler widens it
+/// (multiply-adds of 16-bit pairs, 16 or 32 bytes at a time).
+struct KernelI8<'a> {
+    a: &'a [i8],
+    b: &'a [i8],
+}
+
+impl pulp::WithSimd for KernelI8<'_> {
+    type Output = i32;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> i32 {
+        let n = self.a.len().min(self.b.len());
+        let (a, b) = (&self.a[..n], &self.b[..n]);
+        let mut sum = 0i32;
+        for (x, y) in a.chunks(256).zip(b.chunks(256)) {
+            // i16 products of a chunk cannot overflow an i32 sum.
+            sum += x.iter().zip(y).map(|(p, q)| i32::from(i16::from(*p) * i16::from(*q))).sum::<i32>();
+        }
+        sum
+    }
 }
 
 /// One pass over two vectors of equal length: the sum of squared
@@ -173,9 +270,12 @@ thread_local! {
 struct Data {
     dim: usize,
     m0: usize,
-    /// One block of `1 + m0 + dim` words per node: its layer-0 link count,
-    /// `m0` link slots, and its vector's f32 bits. Links next to the vector:
-    /// the walk that measures a node finds its links in cache after.
+    /// Words of one stored vector ([`Encoding::words`]).
+    words: usize,
+    /// One block of `1 + m0 + words` words per node: its layer-0 link
+    /// count, `m0` link slots, and its vector (f32 bits or int8 codes).
+    /// Links next to the vector: the walk that measures a node finds its
+    /// links in cache after.
     nodes: Vec<u32>,
     levels: Vec<u8>,
     /// Layers 1..=level of each node: `upper[i][l - 1]`.
@@ -190,12 +290,12 @@ impl Data {
     }
 
     fn block(&self, id: u32) -> usize {
-        id as usize * (1 + self.m0 + self.dim)
+        id as usize * (1 + self.m0 + self.words)
     }
 
     fn vector(&self, id: u32) -> &[u32] {
         let o = self.block(id) + 1 + self.m0;
-        &self.nodes[o..o + self.dim]
+        &self.nodes[o..o + self.words]
     }
 
     fn neighbours(&self, id: u32, layer: u8, _m0: usize) -> &[u32] {
@@ -234,6 +334,7 @@ pub struct Graph {
     ef_construction: usize,
     level_scale: f64,
     distance: Distance,
+    encoding: Encoding,
     data: RwLock<Data>,
 }
 
@@ -256,7 +357,7 @@ fn level_of(id: u32, scale: f64) -> u8 {
 
 impl Graph {
     /// `m` links per node on the upper layers, `2m` on layer 0.
-    pub fn new(dim: usize, m: usize, ef_construction: usize, distance: Distance) -> Graph {
+    pub fn new(dim: usize, m: usize, ef_construction: usize, distance: Distance, encoding: Encoding) -> Graph {
         let m = m.clamp(2, 128);
         Graph {
             m,
@@ -264,9 +365,11 @@ impl Graph {
             ef_construction: ef_construction.max(1),
             level_scale: 1.0 / (m as f64).ln(),
             distance,
+            encoding,
             data: RwLock::new(Data {
                 dim,
                 m0: 2 * m,
+                words: encoding.words(dim),
                 nodes: Vec::new(),
                 levels: Vec::new(),
                 upper: Vec::new(),
@@ -278,6 +381,28 @@ impl Graph {
 
     pub fn distance(&self) -> Distance {
         self.distance
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The distance of two stored (or encoded) vectors: exact for f32,
+    /// that of the decoded vectors for int8.
+    fn dist(&self, a: &[u32], b: &[u32]) -> f32 {
+        match self.encoding {
+            Encoding::F32 => self.distance.eval(bytemuck::cast_slice(a), bytemuck::cast_slice(b)),
+            Encoding::Int8 => {
+                let (sa, na) = (f32::from_bits(a[0]), f32::from_bits(a[1]));
+                let (sb, nb) = (f32::from_bits(b[0]), f32::from_bits(b[1]));
+                let codes = bytemuck::cast_slice::<u32, i8>;
+                let ip = sa * sb * dot_i8(codes(&a[INT8_HEAD..]), codes(&b[INT8_HEAD..])) as f32;
+                match self.distance {
+                    Distance::SquaredL2 => (na + nb - 2.0 * ip).max(0.0),
+                    Distance::InnerProduct { bound } => (bound * bound - ip).max(0.0),
+                }
+            }
+        }
     }
 
     /// Nodes in the graph, linked or not.
@@ -294,11 +419,19 @@ impl Graph {
     pub fn reserve(&self, vectors: &[Vec<f32>]) -> u32 {
         let mut d = self.data.write().expect("graph lock");
         let first = d.len() as u32;
+        // Grown by an eighth at a time, not doubled: the node array is
+        // most of the index's memory, and a doubled Vec holds up to twice
+        // what it uses (the copies this costs are a small part of linking).
+        let need = vectors.len() * (1 + self.m0 + d.words);
+        if d.nodes.capacity() - d.nodes.len() < need {
+            let more = need.max(d.nodes.len() / 8);
+            d.nodes.reserve_exact(more);
+        }
         for (i, v) in vectors.iter().enumerate() {
             let level = level_of(first + i as u32, self.level_scale);
             let slots = d.nodes.len() + 1 + self.m0;
             d.nodes.resize(slots, 0);
-            d.nodes.extend(v.iter().map(|x| x.to_bits()));
+            d.nodes.extend(self.encoding.encode(v));
             d.levels.push(level);
             d.upper.push(vec![Vec::new(); level as usize]);
         }
@@ -388,7 +521,7 @@ impl Graph {
         let level = d.levels[id as usize];
         VISITED.with(|v| {
             let v = &mut *v.borrow_mut();
-            let mut cur = vec![Near { d: self.distance.bits(q, d.vector(entry)), id: entry }];
+            let mut cur = vec![Near { d: self.dist(q, d.vector(entry)), id: entry }];
             for layer in (level.saturating_add(1)..=d.top).rev() {
                 cur = self.search_layer(d, q, &cur, 1, layer, None, v);
             }
@@ -427,8 +560,7 @@ impl Graph {
         out.push(id);
         if out.len() > cap {
             let ev = d.vector(e);
-            let mut cands: Vec<Near> =
-                out.iter().map(|&n| Near { d: self.distance.bits(ev, d.vector(n)), id: n }).collect();
+            let mut cands: Vec<Near> = out.iter().map(|&n| Near { d: self.dist(ev, d.vector(n)), id: n }).collect();
             cands.sort();
             out = self.select(d, &cands, cap);
         }
@@ -457,7 +589,7 @@ impl Graph {
                     list.push(id);
                 } else {
                     let ev = d.vector(e);
-                    let dist = |n: u32| self.distance.bits(ev, d.vector(n));
+                    let dist = |n: u32| self.dist(ev, d.vector(n));
                     let (far, far_d) = list
                         .iter()
                         .enumerate()
@@ -482,7 +614,7 @@ impl Graph {
                 break;
             }
             let cv = d.vector(c.id);
-            if out.iter().all(|r| self.distance.bits(cv, d.vector(r.id)) > c.d) {
+            if out.iter().all(|r| self.dist(cv, d.vector(r.id)) > c.d) {
                 out.push(*c);
             }
         }
@@ -538,7 +670,7 @@ impl Graph {
                 }
             }
             for &n in fresh.iter() {
-                let dn = self.distance.bits(q, d.vector(n));
+                let dn = self.dist(q, d.vector(n));
                 if found.len() < ef || found.peek().is_some_and(|w| dn < w.d) {
                     cands.push(Reverse(Near { d: dn, id: n }));
                     if takes(n) {
@@ -554,7 +686,8 @@ impl Graph {
     }
 
     /// The `k` nearest nodes to `q` that `accept` takes, nearest first, as
-    /// (id, distance, vector).
+    /// (id, distance, vector). An int8 graph measures the query's codes
+    /// and returns decoded vectors: both approximate.
     pub fn search(
         &self,
         q: &[f32],
@@ -564,35 +697,35 @@ impl Graph {
     ) -> Vec<(u32, f32, Vec<f32>)> {
         let d = self.data.read().expect("graph lock");
         let Some(ep) = d.entry else { return Vec::new() };
-        let q = to_bits(q);
+        let q = self.encoding.encode(q);
         VISITED.with(|v| {
             let v = &mut *v.borrow_mut();
-            let mut cur = vec![Near { d: self.distance.bits(&q, d.vector(ep)), id: ep }];
+            let mut cur = vec![Near { d: self.dist(&q, d.vector(ep)), id: ep }];
             for layer in (1..=d.top).rev() {
                 cur = self.search_layer(&d, &q, &cur, 1, layer, None, v);
             }
             let found = self.search_layer(&d, &q, &cur, ef.max(k), 0, accept, v);
-            found.into_iter().take(k).map(|n| (n.id, n.d, from_bits(d.vector(n.id)))).collect()
+            found.into_iter().take(k).map(|n| (n.id, n.d, self.encoding.decode(d.vector(n.id), d.dim))).collect()
         })
     }
 
-    /// Whether node `id` holds exactly `v`.
+    /// Whether node `id` holds `v` (its codes, in an int8 graph).
     pub fn same_vector(&self, id: u32, v: &[f32]) -> bool {
         let d = self.data.read().expect("graph lock");
-        (id as usize) < d.len() && d.vector(id).iter().zip(v).all(|(a, b)| *a == b.to_bits()) && d.dim == v.len()
+        d.dim == v.len() && (id as usize) < d.len() && d.vector(id) == self.encoding.encode(v).as_slice()
     }
 
     pub fn dim(&self) -> usize {
         self.data.read().expect("graph lock").dim
     }
 
-    /// Calls `f` with every node's id and vector, in id order.
+    /// Calls `f` with every node's id and vector (decoded, in an int8
+    /// graph), in id order.
     pub fn for_each(&self, mut f: impl FnMut(u32, &[f32])) {
         let d = self.data.read().expect("graph lock");
         let mut v = Vec::with_capacity(d.dim);
         for id in 0..d.len() as u32 {
-            v.clear();
-            v.extend(d.vector(id).iter().map(|x| f32::from_bits(*x)));
+            self.encoding.decode_into(d.vector(id), d.dim, &mut v);
             f(id, &v);
         }
     }
@@ -609,14 +742,20 @@ impl Graph {
 /// ef_construction (u32), the distance (u8 tag, f32 bound), the node count
 /// n (u32), the entry point (u32, `u32::MAX` for none), the top layer (u8),
 /// levels (n u8), layer-0 lengths (n u16), layer-0 slots (n × 2m u32),
-/// vectors (n × dim f32), then for every node of level > 0 and each of its
-/// layers a length (u16) and the ids (u32).
+/// vectors (n × dim f32; for an int8 graph n × (scale f32, squared norm
+/// f32, dim int8 codes padded to 4 bytes)), then for every node of level >
+/// 0 and each of its layers a length (u16) and the ids (u32). The magic
+/// tells the encoding.
 const MAGIC: &[u8; 8] = b"SYNHNSW1";
+const MAGIC_INT8: &[u8; 8] = b"SYNHNSQ8";
 
 impl Graph {
     pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
         let d = self.data.read().expect("graph lock");
-        w.write_all(MAGIC)?;
+        w.write_all(match self.encoding {
+            Encoding::F32 => MAGIC,
+            Encoding::Int8 => MAGIC_INT8,
+        })?;
         for x in [d.dim as u32, self.m as u32, self.ef_construction as u32] {
             w.write_all(&x.to_le_bytes())?;
         }
@@ -631,7 +770,7 @@ impl Graph {
         w.write_all(&[d.top])?;
         w.write_all(&d.levels)?;
         let n = d.len() as u32;
-        let stride = 1 + self.m0 + d.dim;
+        let stride = 1 + self.m0 + d.words;
         let blocks = || d.nodes.chunks_exact(stride);
         let mut buf = Vec::with_capacity(4 * d.nodes.len());
         buf.extend(blocks().flat_map(|b| (b[0] as u16).to_le_bytes()));
@@ -660,9 +799,11 @@ impl Graph {
         let bad = |what: &str| Error::new(ErrorKind::InvalidData, format!("vector index file: {what}"));
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
-        if &magic != MAGIC {
-            return Err(bad("not a graph"));
-        }
+        let encoding = match &magic {
+            m if m == MAGIC => Encoding::F32,
+            m if m == MAGIC_INT8 => Encoding::Int8,
+            _ => return Err(bad("not a graph")),
+        };
         fn u32s(r: &mut impl std::io::Read, n: usize) -> std::io::Result<Vec<u32>> {
             let mut b = vec![0u8; 4 * n];
             r.read_exact(&mut b)?;
@@ -688,15 +829,15 @@ impl Graph {
         }
         r.read_exact(&mut byte)?;
         let top = byte[0];
-        let g = Graph::new(dim, m, ef_construction, distance);
-        let m0 = g.m0;
+        let g = Graph::new(dim, m, ef_construction, distance, encoding);
+        let (m0, words) = (g.m0, encoding.words(dim));
         let mut levels = vec![0u8; n];
         r.read_exact(&mut levels)?;
         let mut b = vec![0u8; 2 * n];
         r.read_exact(&mut b)?;
         let len0: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
         let links0 = u32s(r, n * m0)?;
-        let vectors = u32s(r, n * dim)?;
+        let vectors = u32s(r, n * words)?;
         let mut upper = Vec::with_capacity(n);
         for &level in &levels {
             if level > MAX_LEVEL {
@@ -721,17 +862,17 @@ impl Graph {
             || !upper.iter().flatten().flatten().all(in_range)
             || entry.is_some_and(|e| !in_range(&e) || levels[e as usize] != top)
             || (entry.is_none() && top != 0)
-            || vectors.iter().any(|x| !f32::from_bits(*x).is_finite())
+            || !vectors.chunks_exact(words).all(|w| encoding.valid(w))
         {
             return Err(bad("links, entry point or vectors out of range"));
         }
-        let mut nodes = Vec::with_capacity(n * (1 + m0 + dim));
+        let mut nodes = Vec::with_capacity(n * (1 + m0 + words));
         for i in 0..n {
             nodes.push(len0[i] as u32);
             nodes.extend_from_slice(&links0[i * m0..(i + 1) * m0]);
-            nodes.extend_from_slice(&vectors[i * dim..(i + 1) * dim]);
+            nodes.extend_from_slice(&vectors[i * words..(i + 1) * words]);
         }
-        *g.data.write().expect("graph lock") = Data { dim, m0, nodes, levels, upper, entry, top };
+        *g.data.write().expect("graph lock") = Data { dim, m0, words, nodes, levels, upper, entry, top };
         Ok(g)
     }
 }
@@ -747,7 +888,7 @@ mod tests {
     #[test]
     fn finds_exact_neighbours_on_small_data_and_respects_the_filter() {
         let pts = grid(2_000);
-        let g = Graph::new(3, 8, 64, Distance::SquaredL2);
+        let g = Graph::new(3, 8, 64, Distance::SquaredL2, Encoding::F32);
         let first = g.reserve(&pts);
         assert_eq!(first, 0);
         for id in 0..pts.len() as u32 {
@@ -772,7 +913,7 @@ mod tests {
     #[test]
     fn a_written_graph_reads_back_the_same_and_a_damaged_one_is_refused() {
         let pts = grid(300);
-        let g = Graph::new(3, 6, 32, Distance::InnerProduct { bound: 60.0 });
+        let g = Graph::new(3, 6, 32, Distance::InnerProduct { bound: 60.0 }, Encoding::F32);
         g.reserve(&pts);
         (0..300).for_each(|id| g.link(id));
         let mut file = Vec::new();
@@ -793,6 +934,105 @@ mod tests {
         assert!(Graph::read_from(&mut &b"SYNHNSW0"[..]).is_err());
     }
 
+    /// Deterministic pseudo-random vectors around `centres` clusters, as
+    /// real embeddings are (uniform noise is the case no index likes).
+    fn clustered(n: usize, dim: usize, centres: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut s = seed;
+        let mut next = move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let cs: Vec<Vec<f32>> = (0..centres).map(|_| (0..dim).map(|_| next()).collect()).collect();
+        (0..n).map(|i| cs[i % centres].iter().map(|c| c + 0.3 * next()).collect()).collect()
+    }
+
+    #[test]
+    fn int8_codes_decode_within_half_a_step_and_measure_as_the_decoded_vectors() {
+        let vs = clustered(50, 37, 5, 7);
+        for (i, v) in vs.iter().enumerate() {
+            let w = Encoding::Int8.encode(v);
+            assert_eq!(w.len(), Encoding::Int8.words(37));
+            let back = Encoding::Int8.decode(&w, 37);
+            let step = v.iter().fold(0f32, |m, x| m.max(x.abs())) / 127.0;
+            for (a, b) in v.iter().zip(&back) {
+                assert!((a - b).abs() <= step / 2.0 + 1e-6, "vector {i}: {a} came back as {b}");
+            }
+            let other = &vs[(i + 1) % vs.len()];
+            let ob = Encoding::Int8.decode(&Encoding::Int8.encode(other), 37);
+            for distance in [Distance::SquaredL2, Distance::InnerProduct { bound: 10.0 }] {
+                let g = Graph::new(37, 4, 8, distance, Encoding::Int8);
+                let got = g.dist(&w, &Encoding::Int8.encode(other));
+                let want = distance.eval(&back, &ob);
+                assert!((got - want).abs() <= 1e-3 * want.max(1.0), "{distance:?}: {got} where {want}");
+            }
+        }
+        // A zero vector has no scale: codes 0, distances still defined.
+        let zero = Encoding::Int8.encode(&[0.0; 5]);
+        assert_eq!(Encoding::Int8.decode(&zero, 5), vec![0.0; 5]);
+        let g = Graph::new(5, 4, 8, Distance::SquaredL2, Encoding::Int8);
+        let v = Encoding::Int8.encode(&[3.0, 0.0, 0.0, 0.0, 4.0]);
+        let norm2: f32 = Encoding::Int8.decode(&v, 5).iter().map(|x| x * x).sum();
+        assert_eq!(g.dist(&zero, &v), norm2);
+        assert!((norm2 - 25.0).abs() < 0.1, "{norm2}");
+    }
+
+    #[test]
+    fn an_int8_graph_finds_nearly_what_an_f32_graph_finds_in_a_third_of_the_memory() {
+        let (dim, n) = (192, 3_000);
+        let pts = clustered(n, dim, 40, 11);
+        let queries = clustered(100, dim, 40, 12);
+        let build = |e: Encoding| {
+            let g = Graph::new(dim, 8, 100, Distance::SquaredL2, e);
+            g.reserve(&pts);
+            g.link_all(0..n as u32, 2);
+            g
+        };
+        let (f, q) = (build(Encoding::F32), build(Encoding::Int8));
+        let (mut f_hits, mut q_hits, mut q_rescored) = (0, 0, 0);
+        for query in &queries {
+            let mut truth: Vec<(f32, u32)> =
+                pts.iter().enumerate().map(|(i, p)| (squared_l2(query, p), i as u32)).collect();
+            truth.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let truth: Vec<u32> = truth.iter().take(10).map(|t| t.1).collect();
+            let count = |ids: Vec<u32>| ids.iter().filter(|i| truth.contains(i)).count();
+            f_hits += count(f.search(query, 10, 64, None).iter().map(|h| h.0).collect());
+            q_hits += count(q.search(query, 10, 64, None).iter().map(|h| h.0).collect());
+            // Rescored with the exact vectors, as the index does.
+            let mut cands: Vec<(f32, u32)> =
+                q.search(query, 30, 64, None).iter().map(|h| (squared_l2(query, &pts[h.0 as usize]), h.0)).collect();
+            cands.sort_by(|a, b| a.0.total_cmp(&b.0));
+            q_rescored += count(cands.iter().take(10).map(|c| c.1).collect());
+        }
+        let recall = |h: usize| h as f64 / (10 * queries.len()) as f64;
+        let (f_r, q_r, qr_r) = (recall(f_hits), recall(q_hits), recall(q_rescored));
+        assert!(f_r > 0.9, "the f32 graph's recall@10 is {f_r}");
+        assert!(q_r > 0.8, "int8 without rescoring: {q_r}");
+        assert!(qr_r >= f_r - 0.01, "int8 rescored {qr_r} against f32 {f_r}");
+        let ratio = q.bytes() as f64 / f.bytes() as f64;
+        // 192 components: 50 words for the codes where f32 takes 192, beside 17 of links.
+        assert!(ratio < 0.4, "int8 holds {} bytes, f32 {}: {ratio}", q.bytes(), f.bytes());
+    }
+
+    #[test]
+    fn an_int8_graph_reads_back_the_same_and_is_not_read_as_f32() {
+        let pts = clustered(400, 20, 8, 3);
+        let g = Graph::new(20, 6, 32, Distance::SquaredL2, Encoding::Int8);
+        g.reserve(&pts);
+        g.link_all(0..400, 1);
+        let mut file = Vec::new();
+        g.write_to(&mut file).unwrap();
+        assert_eq!(&file[..8], MAGIC_INT8);
+        let back = Graph::read_from(&mut file.as_slice()).unwrap();
+        assert_eq!(back.encoding(), Encoding::Int8);
+        assert!(back.same_vector(17, &pts[17]));
+        for q in &pts[..5] {
+            assert_eq!(back.search(q, 5, 50, None), g.search(q, 5, 50, None));
+        }
+        let mut again = Vec::new();
+        back.write_to(&mut again).unwrap();
+        assert_eq!(again, file);
+    }
+
     #[test]
     fn levels_are_geometric_and_the_same_for_the_same_id() {
         let scale = 1.0 / 16f64.ln();
@@ -804,7 +1044,7 @@ mod tests {
 
     #[test]
     fn an_empty_graph_answers_nothing_and_parallel_links_connect_everyone() {
-        let g = Graph::new(2, 4, 16, Distance::SquaredL2);
+        let g = Graph::new(2, 4, 16, Distance::SquaredL2, Encoding::F32);
         assert!(g.search(&[0.0, 0.0], 3, 10, None).is_empty());
         let pts: Vec<Vec<f32>> = (0..500).map(|i| vec![i as f32, (i % 7) as f32]).collect();
         g.reserve(&pts);

@@ -27,6 +27,11 @@
 //! - Filters run inside the traversal (`crate::hnsw`), so a selective
 //!   filter still finds its matches; when the graph yields fewer than `k`
 //!   matches, the segment is scanned exactly instead.
+//! - With `"quantization": "int8"` the graphs hold int8 codes (a quarter of
+//!   the f32 vector's bytes; see `crate::hnsw`) and order candidates by
+//!   approximate distances; a segment takes [`RESCORE_FACTOR`] × k of them
+//!   (within ef) and rescores them with the f32 vectors stored in RocksDB
+//!   ([`Originals`]), so the scores returned are exact.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufWriter, Read, Write};
@@ -39,8 +44,8 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use serde_json::Value;
 
-use crate::hnsw::{Distance, Graph, dot};
-use crate::pb::{CollectionRecord, Metric, Point};
+use crate::hnsw::{Distance, Encoding, Graph, dot};
+use crate::pb::{CollectionRecord, Metric, Point, Quantization};
 use crate::vector_search::{Filter, score};
 use crate::vectors::{decode_vector, point_id_key};
 
@@ -56,6 +61,14 @@ const PERSIST_MIN: usize = 1000;
 const PERSIST_GROWTH: f64 = 1.1;
 /// Headroom over the largest norm of a dot-product segment's first batch.
 const DOT_BOUND_SLACK: f32 = 1.25;
+/// Candidates an int8 segment rescores per hit asked for (never more than
+/// the search's ef): each costs a RocksDB read.
+const RESCORE_FACTOR: usize = 4;
+
+/// Reads the stored f32 vectors of points of a collection (tenant, uid, key
+/// forms), in order: `None` for a point no longer stored. An int8 segment's
+/// candidates are rescored with them.
+pub type Originals = Arc<dyn Fn(&str, u64, &[&str]) -> Vec<Option<Vec<f32>>> + Send + Sync>;
 
 /// How the index is cut into segments and when they are compacted.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -259,8 +272,13 @@ impl Segment {
                 .is_some_and(|e| e.visible(epoch) && query.filter.is_none_or(|f| f.matches(&e.metadata)))
         };
         let ef = query.ef.max(query.k);
+        // An int8 graph's order is approximate: more candidates, rescored.
+        let int8 = self.graph.encoding() == Encoding::Int8;
+        let pool = if int8 { ef.min(query.k * RESCORE_FACTOR).max(query.k) } else { query.k };
         let exhaustive = query.filter.is_some() || tombstones > 0 || self.graph.len() > n || entries.newest > epoch;
-        let found = self.graph.search(q, query.k, ef, if exhaustive { Some(&accept) } else { None });
+        let found = self.graph.search(q, pool, ef, if exhaustive { Some(&accept) } else { None });
+        // The score of the graph's vector: exact for f32 (cosine on unit
+        // vectors is the same cosine), approximate for int8.
         let hit = |id: u32, v: &[f32]| {
             let e = entries.get(id as usize).filter(|_| accept(id))?;
             Some(IndexHit { key: e.key.clone(), score: score(c.metric, query.vector, v), metadata: e.metadata.clone() })
@@ -271,7 +289,10 @@ impl Segment {
             // (or the matches sit where the graph does not lead). Scan.
             let mut all = Vec::new();
             self.graph.for_each(|id, v| all.extend(hit(id, v)));
-            hits = best(all, query.k);
+            hits = best(all, pool);
+        }
+        if int8 {
+            hits = best(c.rescore(hits, query.vector), query.k);
         }
         hits
     }
@@ -387,6 +408,10 @@ pub struct CollectionIndex {
     /// `"index": "flat"`: every point stays in the growing set and every
     /// search is exact; no graph, no segment files.
     pub flat: bool,
+    /// How the graphs hold vectors (`"quantization"`).
+    pub encoding: Encoding,
+    /// Where int8 candidates find their exact vectors.
+    originals: Option<Originals>,
     options: IndexOptions,
     state: RwLock<State>,
     /// One builder step (flush, compaction or write-out) at a time.
@@ -399,8 +424,17 @@ pub struct CollectionIndex {
 }
 
 impl CollectionIndex {
-    fn new(c: &CollectionRecord, options: IndexOptions, files: Option<PathBuf>) -> CollectionIndex {
+    fn new(
+        c: &CollectionRecord,
+        options: IndexOptions,
+        files: Option<PathBuf>,
+        originals: Option<Originals>,
+    ) -> CollectionIndex {
         let h = c.hnsw.unwrap_or_default();
+        let encoding = match Quantization::try_from(h.quantization) {
+            Ok(Quantization::Int8) => Encoding::Int8,
+            _ => Encoding::F32,
+        };
         CollectionIndex {
             uid: c.uid,
             tenant: c.tenant.clone(),
@@ -411,6 +445,8 @@ impl CollectionIndex {
             ef_construction: (h.ef_construction as usize).max(1),
             default_ef: (h.ef as usize).max(1),
             flat: c.index == crate::pb::IndexKind::Flat as i32,
+            encoding,
+            originals,
             options,
             state: RwLock::new(State::default()),
             building: Mutex::new(()),
@@ -448,13 +484,19 @@ impl CollectionIndex {
     /// of its segment files: a point whose key and vector a file holds is
     /// taken from there, every other point goes to the growing segment, and
     /// a file entry no stored point claims is a tombstone.
-    fn load(c: &CollectionRecord, options: IndexOptions, files: Option<PathBuf>, points: Vec<Point>) -> Self {
-        let idx = CollectionIndex::new(c, options, files);
+    fn load(
+        c: &CollectionRecord,
+        options: IndexOptions,
+        files: Option<PathBuf>,
+        originals: Option<Originals>,
+        points: Vec<Point>,
+    ) -> Self {
+        let idx = CollectionIndex::new(c, options, files, originals);
         let mut loaded =
             idx.files.as_deref().filter(|_| !idx.flat).map(|d| read_segments(d, idx.uid)).unwrap_or_default();
         loaded.retain(|l| {
             let ip = matches!(l.graph.distance(), Distance::InnerProduct { .. });
-            l.graph.dim() == idx.dimension && ip == (idx.metric == Metric::Dot)
+            l.graph.dim() == idx.dimension && ip == (idx.metric == Metric::Dot) && l.graph.encoding() == idx.encoding
         });
         let mut owner: HashMap<Arc<str>, (usize, u32)> = HashMap::new();
         for (li, l) in loaded.iter().enumerate() {
@@ -568,6 +610,23 @@ impl CollectionIndex {
         best(hits, query.k)
     }
 
+    /// `hits` scored with their stored vectors; a hit whose point is no
+    /// longer stored (deleted since the search's view), or any hit when
+    /// this index has no [`Originals`], keeps the score it has.
+    fn rescore(&self, mut hits: Vec<IndexHit>, query: &[f32]) -> Vec<IndexHit> {
+        let Some(originals) = &self.originals else { return hits };
+        let vectors = {
+            let keys: Vec<&str> = hits.iter().map(|h| &*h.key).collect();
+            originals(&self.tenant, self.uid, &keys)
+        };
+        for (h, v) in hits.iter_mut().zip(vectors) {
+            if let Some(v) = v.filter(|v| v.len() == self.dimension) {
+                h.score = score(self.metric, query, &v);
+            }
+        }
+        hits
+    }
+
     /// Moves up to [`FLUSH_BATCH`] growing points into the open segment.
     /// Returns whether it moved any.
     fn flush(&self) -> bool {
@@ -641,7 +700,7 @@ impl CollectionIndex {
         };
         Arc::new(Segment {
             id: st.next_segment,
-            graph: Graph::new(self.dimension, self.m, self.ef_construction, distance),
+            graph: Graph::new(self.dimension, self.m, self.ef_construction, distance, self.encoding),
             entries: RwLock::new(Entries::default()),
             tombstones: AtomicUsize::new(0),
             bound,
@@ -770,6 +829,7 @@ struct Shared {
     /// Where segment files are written (`<data-dir>/vector-index`), if
     /// anywhere.
     files: Option<PathBuf>,
+    originals: Option<Originals>,
     collections: RwLock<HashMap<u64, Arc<CollectionIndex>>>,
     wake: Mutex<Sender<()>>,
     /// Set while a wake-up is queued, so apply() sends at most one.
@@ -792,10 +852,21 @@ impl VectorIndexes {
     /// An empty index set and its builder thread (which ends when the last
     /// clone is dropped); segment files go to `files`.
     pub fn new(options: IndexOptions, files: Option<PathBuf>) -> VectorIndexes {
+        VectorIndexes::with_originals(options, files, None)
+    }
+
+    /// As [`VectorIndexes::new`], rescoring int8 candidates with the
+    /// vectors `originals` reads.
+    pub fn with_originals(
+        options: IndexOptions,
+        files: Option<PathBuf>,
+        originals: Option<Originals>,
+    ) -> VectorIndexes {
         let (tx, rx) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared {
             options,
             files,
+            originals,
             collections: RwLock::new(HashMap::new()),
             wake: Mutex::new(tx),
             woken: AtomicBool::new(false),
@@ -825,7 +896,8 @@ impl VectorIndexes {
     pub(crate) fn reset(&self, collections: Vec<(CollectionRecord, Vec<Point>)>) {
         let mut fresh = HashMap::new();
         for (c, points) in collections {
-            let idx = CollectionIndex::load(&c, self.shared.options, self.shared.files.clone(), points);
+            let s = &self.shared;
+            let idx = CollectionIndex::load(&c, s.options, s.files.clone(), s.originals.clone(), points);
             fresh.insert(c.uid, Arc::new(idx));
         }
         if let Some(dir) = &self.shared.files {
@@ -857,7 +929,8 @@ impl VectorIndexes {
                 Some(c) if map.contains_key(&c.uid) => {}
                 Some(c) => {
                     self.drop_where(&mut map, |i| i.tenant == c.tenant && i.name == c.name);
-                    let idx = CollectionIndex::new(&c, self.shared.options, self.shared.files.clone());
+                    let s = &self.shared;
+                    let idx = CollectionIndex::new(&c, s.options, s.files.clone(), s.originals.clone());
                     map.insert(c.uid, Arc::new(idx));
                 }
                 None => self.drop_where(&mut map, |i| i.tenant == tenant && i.name == name),

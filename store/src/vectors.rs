@@ -310,3 +310,27 @@ impl Store {
         Ok(())
     }
 }
+
+/// The [`crate::vector_index::Originals`] of a store: points' stored
+/// vectors, read in one batched multi-get under the install gate. It holds
+/// the database weakly, so an index never keeps it open after the store
+/// is dropped (a reopen would find RocksDB's lock taken); then, and for a
+/// point not found, it answers `None`.
+pub(crate) fn originals(
+    db: std::sync::Weak<rocksdb::DB>,
+    gate: std::sync::Arc<std::sync::RwLock<()>>,
+) -> crate::vector_index::Originals {
+    std::sync::Arc::new(move |tenant: &str, uid: u64, keys: &[&str]| {
+        let Some(db) = db.upgrade() else { return vec![None; keys.len()] };
+        let Some(cf) = db.cf_handle(CF_SM_DATA) else { return vec![None; keys.len()] };
+        let _read = gate.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let point_keys: Vec<Vec<u8>> = keys.iter().map(|k| point_key(tenant, uid, k)).collect();
+        db.batched_multi_get_cf(cf, &point_keys, false)
+            .into_iter()
+            .map(|r| match r {
+                Ok(Some(v)) => Point::decode(&*v).ok().and_then(|p| decode_vector(&p.vector)),
+                _ => None,
+            })
+            .collect()
+    })
+}

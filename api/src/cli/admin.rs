@@ -432,13 +432,25 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                 serde_json::from_str(&text).with_context(|| format!("--{what} is not JSON"))
             };
             let (v, _) = match cmd {
-                VectorCmd::Create { name, dimension, metric, vectorizer, m, ef_construction, ef, index, backend } => {
+                VectorCmd::Create {
+                    name,
+                    dimension,
+                    metric,
+                    vectorizer,
+                    m,
+                    ef_construction,
+                    ef,
+                    quantization,
+                    index,
+                    backend,
+                } => {
                     let mut body = serde_json::json!({"name": name, "dimension": dimension, "metric": metric,
                         "vectorizer": vectorizer, "index": index});
                     match backend {
                         Some(provider) => body["backend"] = serde_json::json!({ "provider": provider }),
                         None => {
-                            body["hnsw"] = serde_json::json!({"m": m, "ef_construction": ef_construction, "ef": ef})
+                            body["hnsw"] = serde_json::json!({"m": m, "ef_construction": ef_construction, "ef": ef,
+                                "quantization": quantization})
                         }
                     }
                     c.call(Method::POST, "/collections", Some(body), &[]).await?

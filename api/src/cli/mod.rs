@@ -299,6 +299,10 @@ pub enum VectorCmd {
         /// HNSW search candidate list (default: vector_db.hnsw_ef).
         #[arg(long)]
         ef: Option<u32>,
+        /// none (default) or int8: the graph holds int8 codes, a quarter
+        /// of the memory, and rescores its candidates with the stored vectors.
+        #[arg(long)]
+        quantization: Option<String>,
         /// hnsw (default) or flat: exact search over every point.
         #[arg(long)]
         index: Option<String>,

@@ -29,6 +29,7 @@ fn collection(c: CollectionView) -> pb::Collection {
         hnsw_m: c.hnsw.m.unwrap_or(0),
         hnsw_ef_construction: c.hnsw.ef_construction.unwrap_or(0),
         hnsw_ef: c.hnsw.ef.unwrap_or(0),
+        hnsw_quantization: c.hnsw.quantization.unwrap_or_default(),
         vectorizer: c.vectorizer.unwrap_or_default(),
         points: c.points,
         created_at_ms: c.created_at_ms,
@@ -87,13 +88,19 @@ impl Vectors for VectorsGrpc {
             vectorizer,
             index,
             backend,
+            hnsw_quantization,
         } = req.into_inner();
         timed("Vectors.CreateCollection", async {
             let r = v::CollectionRequest {
                 name,
                 dimension,
                 metric: Some(metric).filter(|m| !m.is_empty()),
-                hnsw: v::HnswRequest { m: hnsw_m, ef_construction: hnsw_ef_construction, ef: hnsw_ef },
+                hnsw: v::HnswRequest {
+                    m: hnsw_m,
+                    ef_construction: hnsw_ef_construction,
+                    ef: hnsw_ef,
+                    quantization: Some(hnsw_quantization).filter(|s| !s.is_empty()),
+                },
                 vectorizer: Some(vectorizer).filter(|s| !s.is_empty()),
                 index: Some(index).filter(|s| !s.is_empty()),
                 backend: backend.map(|b| {

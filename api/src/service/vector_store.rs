@@ -63,6 +63,8 @@ pub struct CollectionSpec {
     pub m: u32,
     pub ef_construction: u32,
     pub ef: u32,
+    /// How the HNSW graph holds vectors.
+    pub quantization: pb::Quantization,
     /// A task type that turns `{"text"}` into `{"vector"}`.
     pub vectorizer: Option<String>,
     /// HNSW or flat (exact) search, for built-in collections.
@@ -158,6 +160,7 @@ fn info(c: pb::CollectionRecord) -> CollectionInfo {
             m: h.m,
             ef_construction: h.ef_construction,
             ef: h.ef,
+            quantization: pb::Quantization::try_from(h.quantization).unwrap_or(pb::Quantization::None),
             vectorizer: Some(c.vectorizer).filter(|v| !v.is_empty()),
             index: pb::IndexKind::try_from(c.index).unwrap_or(pb::IndexKind::Hnsw),
             backend: c.backend,
@@ -224,7 +227,12 @@ impl VectorStore for Builtin<'_> {
             name: spec.name,
             dimension: spec.dimension,
             metric: spec.metric as i32,
-            hnsw: Some(pb::HnswParams { m: spec.m, ef_construction: spec.ef_construction, ef: spec.ef }),
+            hnsw: Some(pb::HnswParams {
+                m: spec.m,
+                ef_construction: spec.ef_construction,
+                ef: spec.ef,
+                quantization: spec.quantization as i32,
+            }),
             vectorizer: spec.vectorizer.unwrap_or_default(),
             index: spec.index as i32,
             backend: spec.backend,

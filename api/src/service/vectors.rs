@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use synod_store::pb::{IndexKind, Metric};
+use synod_store::pb::{IndexKind, Metric, Quantization};
 use synod_store::vector_search::Filter;
 
 use crate::auth::AuthContext;
@@ -25,6 +25,10 @@ pub struct HnswRequest {
     pub m: Option<u32>,
     pub ef_construction: Option<u32>,
     pub ef: Option<u32>,
+    /// none (the default) or int8: the graph holds each vector as int8
+    /// codes (a quarter of its f32 bytes) and a search rescores its
+    /// candidates with the stored vectors, so scores stay exact.
+    pub quantization: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -149,6 +153,13 @@ fn backend_provider(node: &Node, b: &BackendRequest) -> Result<String> {
     Ok(name)
 }
 
+fn quantization_name(q: Quantization) -> &'static str {
+    match q {
+        Quantization::None => "none",
+        Quantization::Int8 => "int8",
+    }
+}
+
 fn metric_name(m: Metric) -> &'static str {
     match m {
         Metric::Cosine => "cosine",
@@ -174,7 +185,12 @@ fn collection_view(node: &Node, c: CollectionInfo) -> CollectionView {
         Some(_) => None,
     };
     let hnsw = match &c.spec.backend {
-        None => HnswRequest { m: Some(c.spec.m), ef_construction: Some(c.spec.ef_construction), ef: Some(c.spec.ef) },
+        None => HnswRequest {
+            m: Some(c.spec.m),
+            ef_construction: Some(c.spec.ef_construction),
+            ef: Some(c.spec.ef),
+            quantization: Some(quantization_name(c.spec.quantization).to_string()),
+        },
         Some(_) => HnswRequest::default(),
     };
     CollectionView {
@@ -236,9 +252,23 @@ pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: Collectio
         Some("flat") => IndexKind::Flat,
         Some(other) => return Err(ApiError::InvalidArgument(format!("unknown index {other:?} (hnsw or flat)"))),
     };
+    let quantization = match req.hnsw.quantization.as_deref() {
+        None | Some("none") => Quantization::None,
+        Some("int8") => Quantization::Int8,
+        Some(other) => {
+            return Err(ApiError::InvalidArgument(format!("unknown hnsw.quantization {other:?} (none or int8)")));
+        }
+    };
+    if index == IndexKind::Flat && quantization != Quantization::None {
+        return Err(ApiError::InvalidArgument(
+            "hnsw.quantization applies to the hnsw index; a flat index searches the f32 vectors exactly".into(),
+        ));
+    }
+    let hnsw_given =
+        req.hnsw.m.or(req.hnsw.ef_construction).or(req.hnsw.ef).is_some() || req.hnsw.quantization.is_some();
     let backend = match &req.backend {
         None => None,
-        Some(_) if req.index.is_some() || req.hnsw.m.or(req.hnsw.ef_construction).or(req.hnsw.ef).is_some() => {
+        Some(_) if req.index.is_some() || hnsw_given => {
             return Err(ApiError::InvalidArgument(
                 "index and hnsw apply to built-in collections; a backend indexes its own".into(),
             ));
@@ -252,6 +282,7 @@ pub async fn do_create_collection(ctx: &AuthContext, node: &Node, req: Collectio
         m,
         ef_construction,
         ef,
+        quantization,
         vectorizer: req.vectorizer,
         index,
         backend: backend.clone(),

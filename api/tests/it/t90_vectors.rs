@@ -299,3 +299,100 @@ async fn a_node_that_caught_up_by_snapshot_searches_the_same() {
         assert_eq!(ids(&got).len(), 5);
     }
 }
+
+/// `"hnsw": {"quantization": "int8"}` from REST, gRPC and the CLI: the
+/// graph holds int8 codes, and the answers carry the exact scores a flat
+/// (exact) collection of the same points gives, at nearly its recall. Bad
+/// values are refused and create nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_int8_collection_answers_with_exact_scores_from_rest_grpc_and_the_cli() {
+    let t = must_single(&[]).await;
+    for (name, hnsw, index) in [("q8", json!({"quantization": "int8"}), "hnsw"), ("ex", json!({}), "flat")] {
+        let body = json!({"name": name, "dimension": 16, "metric": "cosine", "hnsw": hnsw, "index": index});
+        let (code, v) = post(&t, 0, "/collections", body).await;
+        assert_eq!(code, 200, "{v}");
+    }
+    let (_, v) = t.get(0, "/collections/q8").await.unwrap();
+    assert_eq!(v["hnsw"]["quantization"], "int8", "{v}");
+    let (_, v) = t.get(0, "/collections/ex").await.unwrap();
+    assert_eq!(v["hnsw"]["quantization"], "none", "{v}");
+    for (body, why) in [
+        (json!({"name": "bad", "dimension": 4, "hnsw": {"quantization": "int4"}}), "unknown hnsw.quantization"),
+        (json!({"name": "bad", "dimension": 4, "index": "flat", "hnsw": {"quantization": "int8"}}), "flat index"),
+    ] {
+        let (code, v) = post(&t, 0, "/collections", body).await;
+        assert_eq!(code, 400, "{v}");
+        assert!(v["error"]["message"].as_str().unwrap_or_default().contains(why), "{v}");
+    }
+    let (code, _) = t.get(0, "/collections/bad").await.unwrap();
+    assert_eq!(code, 404, "a refused create leaves nothing");
+
+    // 2,000 points in 23 clusters (no two alike), the same in both.
+    let vector = |i: u64| -> Vec<f32> {
+        (0..16u64).map(|d| ((i % 23) * 7 + d * 13) as f32 % 11.0 + ((i * 31 + d * 17) % 101) as f32 / 101.0).collect()
+    };
+    for name in ["q8", "ex"] {
+        for chunk in (0..2_000u64).collect::<Vec<_>>().chunks(500) {
+            let points: Vec<Value> = chunk.iter().map(|&i| json!({"id": i, "vector": vector(i)})).collect();
+            let (code, v) = post(&t, 0, &format!("/collections/{name}/points"), json!({"points": points})).await;
+            assert_eq!(code, 200, "{v}");
+        }
+    }
+    t.wait_for("the int8 graph to take every point", READY, || async {
+        let (_, v) = t.get(0, "/collections/q8").await.ok()?;
+        (v["index_stats"]["growing"] == 0 && v["index_stats"]["segments"] == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    let (mut found, mut asked) = (0, 0);
+    for qi in 0..30u64 {
+        let q = vector(qi * 97 + 5).iter().map(|x| x + 0.05).collect::<Vec<f32>>();
+        let search = |c: &str| json!({"collection": c, "vector": q, "top_k": 10, "ef": 64});
+        let (code, hnsw) = post(&t, 0, "/vector/search", search("q8")).await;
+        assert_eq!(code, 200, "{hnsw}");
+        let (code, exact) = post(&t, 0, "/vector/search", search("ex")).await;
+        assert_eq!(code, 200, "{exact}");
+        let exact: Vec<(Value, f64)> = exact["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["id"].clone(), h["score"].as_f64().unwrap()))
+            .collect();
+        // Exact scores: every hit's score is its cosine, as the flat index computes it.
+        for h in hnsw["results"].as_array().unwrap() {
+            let id = h["id"].as_u64().unwrap();
+            let want = cosine(&vector(id), &q);
+            let got = h["score"].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-5, "point {id}: score {got}, its cosine is {want}");
+        }
+        asked += exact.len();
+        found += exact.iter().filter(|(id, _)| ids(&hnsw).contains(id)).count();
+    }
+    let recall = found as f64 / asked as f64;
+    assert!(recall >= 0.9, "recall@10 of the int8 collection against the exact one: {recall}");
+
+    // gRPC: created and shown with its quantization; a bad value refused.
+    let mut grpc =
+        synod_api::pb::vectors_client::VectorsClient::with_interceptor(must_channel(&t, 0).await, AdminAuth::of(&t));
+    let req = |name: &str, q: &str| synod_api::pb::CreateCollectionRequest {
+        name: name.into(),
+        dimension: 8,
+        hnsw_quantization: q.into(),
+        ..Default::default()
+    };
+    let c = grpc.create_collection(req("g8", "int8")).await.unwrap().into_inner();
+    assert_eq!(c.hnsw_quantization, "int8");
+    let e = grpc.create_collection(req("g4", "int4")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+
+    // The CLI.
+    let out = std::process::Command::new(BIN)
+        .args(["vector", "create", "c8", "--dimension", "8", "--quantization", "int8", "--addr", &t.nodes[0].url()])
+        .env("SYNOD_TOKEN", &t.admin_token)
+        .env_remove("SYNOD_ADDR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, v) = t.get(0, "/collections/c8").await.unwrap();
+    assert_eq!(v["hnsw"]["quantization"], "int8", "{v}");
+}

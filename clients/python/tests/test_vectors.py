@@ -32,7 +32,10 @@ def test_collection_lifecycle(client: Client) -> None:
     name = unique("life")
     c = client.create_collection(name, 8, metric="l2", hnsw={"m": 16, "ef_construction": 100, "ef": 50})
     assert (c.name, c.dimension, c.metric, c.index, c.points) == (name, 8, "l2", "hnsw", 0)
-    assert c.hnsw == {"m": 16, "ef_construction": 100, "ef": 50}
+    assert c.hnsw == {"m": 16, "ef_construction": 100, "ef": 50, "quantization": "none"}
+    q = client.create_collection(unique("int8"), 8, hnsw={"quantization": "int8"})
+    assert q.hnsw["quantization"] == "int8"
+    client.delete_collection(q.name)
     assert name in [x.name for x in client.list_collections()]
     assert client.get_collection(name).dimension == 8
     with pytest.raises(FailedPreconditionError) as info:

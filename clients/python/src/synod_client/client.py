@@ -305,7 +305,7 @@ class Client(ClientBase):
         dimension: int,
         *,
         metric: Optional[str] = None,
-        hnsw: Optional[Dict[str, int]] = None,
+        hnsw: Optional[Dict[str, Any]] = None,
         vectorizer: Optional[str] = None,
         index: Optional[str] = None,
         backend: Optional[Dict[str, Any]] = None,
