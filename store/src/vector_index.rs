@@ -512,7 +512,7 @@ impl CollectionIndex {
                 && metadata[li][off as usize].is_none()
                 && loaded[li].graph.same_vector(off, &prepare_stored(idx.metric, &vector))
             {
-                metadata[li][off as usize] = Some(Arc::new(meta));
+                metadata[li][off as usize] = Some(shared(meta));
                 continue;
             }
             rest.push((key, Some((vector, meta))));
@@ -572,7 +572,7 @@ impl CollectionIndex {
                 Some((vector, metadata)) => {
                     st.next_seq += 1;
                     let pending =
-                        Pending { seq: st.next_seq, vector: vector.into(), metadata: Arc::new(metadata), added: epoch };
+                        Pending { seq: st.next_seq, vector: vector.into(), metadata: shared(metadata), added: epoch };
                     st.put_growing(key, pending);
                 }
                 None => {
@@ -747,7 +747,10 @@ impl CollectionIndex {
             let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
             self.new_segment(&mut st, max_norm * DOT_BOUND_SLACK)
         };
-        let prepared: Vec<Vec<f32>> = live.iter().map(|m| prepare_stored(self.metric, &m.vector)).collect();
+        // The graph's vectors are prepared already; preparing them again
+        // (unit length for cosine) would move an int8 vector's scale, and
+        // its segment file would no longer match the stored point at open.
+        let prepared: Vec<Vec<f32>> = live.iter().map(|m| m.vector.to_vec()).collect();
         insert(&new.graph, &prepared);
         let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
         {
@@ -1004,6 +1007,17 @@ impl VectorIndexes {
             self.wake();
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Metadata as the index holds it: one shared allocation for every point
+/// without any (most points of many collections), one each otherwise.
+fn shared(metadata: Value) -> Arc<Value> {
+    static EMPTY: std::sync::LazyLock<Arc<Value>> =
+        std::sync::LazyLock::new(|| Arc::new(Value::Object(Default::default())));
+    match &metadata {
+        Value::Object(o) if o.is_empty() => EMPTY.clone(),
+        _ => Arc::new(metadata),
     }
 }
 
