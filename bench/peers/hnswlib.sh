@@ -11,8 +11,11 @@ if ! "$venv/bin/python" -c 'import hnswlib, numpy' >/dev/null 2>&1; then
     if [ ! -x "$venv/bin/python" ]; then
         python3 -m venv "$venv" >&2
     fi
-    if [ ! -e "/usr/include/python3.$(python3 -c 'import sys; print(sys.version_info[1])')/Python.h" ]; then
-        echo "hnswlib.sh: hnswlib builds against Python's headers: apt-get install python3-dev" >&2
+    # Where this Python's headers are (Debian's under /usr/include, a
+    # pyenv or venv-built Python's under its own prefix).
+    include=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    if [ ! -e "$include/Python.h" ]; then
+        echo "hnswlib.sh: hnswlib builds against Python's headers ($include/Python.h): apt-get install python3-dev" >&2
         exit 1
     fi
     echo "hnswlib.sh: installing $packages into $venv" >&2

@@ -162,6 +162,36 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Throughput and p50/p99 against clients (at each cluster size),
+    /// stored tasks and stored points: OUT/scaling.csv and one SVG chart
+    /// per axis (clients.svg, stored-tasks.svg, stored-points.svg).
+    Scaling {
+        #[arg(long, default_value = "scaling")]
+        out: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64,256")]
+        clients: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "3,5")]
+        nodes: Vec<usize>,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Queued tasks at the last step of the stored-tasks sweep (0: skip).
+        #[arg(long, default_value_t = 1_000_000)]
+        tasks: u64,
+        /// Points at the last step of the stored-points sweep (0: skip).
+        #[arg(long, default_value_t = 1_000_000)]
+        points: u64,
+        /// Steps of each stored-data sweep after the empty one.
+        #[arg(long, default_value_t = 4)]
+        steps: u64,
+        /// Dimension of the stored points (random unit vectors).
+        #[arg(long, default_value_t = 64)]
+        dim: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Draw the charts of this scaling.csv again; measure nothing.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
     /// Committed label writes per second through the leader (or a
     /// follower) at each client count.
     Writes {
@@ -217,6 +247,10 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             writes(clients, seconds, via_follower, breakdown, dir).await
         }
         BenchCmd::Tasks { clients, seconds, dir } => tasks(clients, seconds, dir).await,
+        BenchCmd::Scaling { out, clients, nodes, seconds, tasks, points, steps, dim, dir, from } => {
+            let p = crate::scaling::Params { out, clients, nodes, seconds, tasks, points, steps, dim, dir, from };
+            crate::scaling::run(p).await
+        }
         BenchCmd::Etcd { clients, seconds, runs, etcd, dir } => {
             crate::etcd::run(etcd, clients, seconds, runs, dir).await
         }

@@ -8,6 +8,7 @@ mod dashboard;
 mod embed;
 mod etcd;
 mod ingest;
+mod scaling;
 mod vectors;
 
 use std::path::{Path, PathBuf};
