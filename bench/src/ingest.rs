@@ -109,21 +109,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
             r?;
         }
         let acked = t.elapsed().as_secs_f64();
-        c.wait_for("the index to hold every point", Duration::from_secs(3600), || {
-            let (http, url) = (http.clone(), url.clone());
-            async move {
-                let text = http.get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
-                let growing = text
-                    .lines()
-                    .find(|l| l.starts_with("synod_vector_index_growing_points "))?
-                    .split_whitespace()
-                    .nth(1)?
-                    .parse::<f64>()
-                    .ok()?;
-                (growing == 0.0).then_some(())
-            }
-        })
-        .await?;
+        crate::vectors::wait_indexed(&c, &http, &url).await?;
         let what = match form.as_str() {
             "json" => "REST, JSON numbers",
             "base64" => "REST, base64 vectors",

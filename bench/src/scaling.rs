@@ -266,7 +266,7 @@ async fn measure(p: &Params) -> anyhow::Result<Vec<Row>> {
         for step in 0..=p.steps {
             let target = p.points * step / p.steps.max(1);
             stored = fill_points(&http, &base, p.dim, stored, target).await?;
-            wait_indexed(&c, &http, &base).await?;
+            crate::vectors::wait_indexed(&c, &http, &base).await?;
             let queries: std::sync::Arc<Vec<Value>> = std::sync::Arc::new(
                 (0..1000u64)
                     .map(|i| synod_api::service::vector_form::encode(&unit(p.dim, 1 << 40 | i)).into())
@@ -323,18 +323,6 @@ async fn fill_points(http: &reqwest::Client, base: &str, dim: usize, from: u64, 
         at = end;
     }
     Ok(to)
-}
-
-async fn wait_indexed(c: &LocalCluster, http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    c.wait_for("every point in the graph", Duration::from_secs(7200), || {
-        let (http, base) = (http.clone(), base.to_string());
-        async move {
-            let v: Value = http.get(format!("{base}/collections/s")).send().await.ok()?.json().await.ok()?;
-            (v["index_stats"]["growing"] == 0).then_some(())
-        }
-    })
-    .await?;
-    Ok(())
 }
 
 /// Two panels side by side, throughput and p99, one line per series.

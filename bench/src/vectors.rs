@@ -63,6 +63,31 @@ fn metric(s: &str) -> anyhow::Result<Metric> {
     })
 }
 
+/// Waits until the node at `url` has every point of every collection in a
+/// graph (its `synod_vector_index_growing_points` is 0).
+pub(crate) async fn wait_indexed(
+    c: &synod_testkit::LocalCluster,
+    http: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<()> {
+    c.wait_for("the node's index to hold every point", Duration::from_secs(3600), || {
+        let (http, url) = (http.clone(), url.to_string());
+        async move {
+            let text = http.get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
+            let growing = text
+                .lines()
+                .find(|l| l.starts_with("synod_vector_index_growing_points "))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()?;
+            (growing == 0.0).then_some(())
+        }
+    })
+    .await?;
+    Ok(())
+}
+
 /// This process's resident memory, from /proc (Linux).
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
@@ -424,21 +449,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         anyhow::ensure!(r.status().is_success(), "upsert: {}", r.text().await?);
     }
     let ingest = t.elapsed();
-    c.wait_for("the node's index to finish", Duration::from_secs(3600), || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let text = http.get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
-            let growing = text
-                .lines()
-                .find(|l| l.starts_with("synod_vector_index_growing_points "))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()?;
-            (growing == 0.0).then_some(())
-        }
-    })
-    .await?;
+    wait_indexed(&c, &http, &url).await?;
     println!(
         "REST ingest: {} points in {:.1} s ({:.0} points/s, batches of {REST_BATCH}, 1 client, through Raft with fsync); indexed after {:.1} s",
         base.len(),
