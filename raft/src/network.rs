@@ -1,14 +1,17 @@
 //! The client half of the internal transport: openraft's network traits
 //! over tonic, one lazily connected channel per peer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::{Stream, StreamExt};
 use openraft::OptionalSend;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
+use openraft::network::{RPCOption, RaftNetworkFactory, stream_append_sequential, v2::RaftNetworkV2};
+use openraft::raft::StreamAppendResult;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
 use tonic::metadata::{Ascii, MetadataValue};
@@ -195,7 +198,7 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
     type Network = PeerConn;
 
     async fn new_client(&mut self, target: u64, node: &SynodNode) -> PeerConn {
-        PeerConn { target, client: self.client(target, &node.raft_addr), chunk: self.snapshot_chunk }
+        PeerConn { target, client: self.client(target, &node.raft_addr), chunk: self.snapshot_chunk, streams: true }
     }
 }
 
@@ -204,6 +207,10 @@ pub struct PeerConn {
     target: u64,
     client: Result<Client, String>,
     chunk: usize,
+    /// Replicate over `AppendStream` (pipelined); false once the peer
+    /// answered that it has no such call (an older version), and this
+    /// connection falls back to one AppendEntries at a time.
+    streams: bool,
 }
 
 /// True when the request never left this node, or never reached the
@@ -315,8 +322,136 @@ impl PeerConn {
     }
 }
 
+type StreamAnswer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
+
+/// Most AppendEntries requests one follower's stream has unanswered. Two
+/// is enough that a new entry never waits behind the commit-index request
+/// before it (the one-client case); more would split a busy leader's entries
+/// into many small requests, each costing both sides CPU, where waiting for
+/// a slot batches them.
+const APPENDS_IN_FLIGHT: usize = 2;
+
+impl PeerConn {
+    /// Opens an `AppendStream` to the peer: requests are sent as the
+    /// replication task produces them, without waiting for answers, so a new
+    /// entry never queues behind the answer to the previous request (the
+    /// commit-index update that follows every write, for one). Answers come
+    /// back in request order (one HTTP/2 stream; the follower answers in
+    /// order). An answer outstanding longer than `option.hard_ttl()` (the
+    /// heartbeat interval, as for a unary append) fails the stream; an idle
+    /// stream, with nothing outstanding, may wait as long as it likes.
+    async fn open_append_stream<S>(
+        &mut self,
+        input: S,
+        option: RPCOption,
+    ) -> Result<BoxStream<'static, StreamAnswer>, RPCError<TypeConfig>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        let mut client = self.client()?;
+        // When each outstanding request left, oldest first.
+        let sent: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
+        // A request is taken from openraft only while fewer than
+        // `APPENDS_IN_FLIGHT` are unanswered: while the window is full, new
+        // entries gather into the next request instead of one request each.
+        let window = Arc::new(tokio::sync::Semaphore::new(APPENDS_IN_FLIGHT));
+        let requests =
+            futures::stream::unfold((input, window.clone(), sent.clone()), |(mut input, window, log)| async move {
+                window.acquire().await.ok()?.forget();
+                let rpc = input.next().await?;
+                log.lock().unwrap_or_else(|e| e.into_inner()).push_back(Instant::now());
+                Some((Blob { data: encode(&rpc) }, (input, window, log)))
+            });
+        let ttl = option.hard_ttl();
+        let opened = match tokio::time::timeout(ttl, client.append_stream(requests)).await {
+            Ok(opened) => opened,
+            Err(_) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("opening an append stream: no answer in {ttl:?}"),
+                );
+                return Err(RPCError::Network(NetworkError::new(&e)));
+            }
+        };
+        let answers = match opened {
+            Ok(resp) => resp.into_inner(),
+            Err(status) if never_sent(&status) => return Err(RPCError::Unreachable(Unreachable::new(&status))),
+            Err(status) => {
+                if status.code() == tonic::Code::Unimplemented {
+                    tracing::info!(
+                        target_node = self.target,
+                        "peer has no append stream: replicating one request at a time"
+                    );
+                    self.streams = false;
+                }
+                return Err(RPCError::Network(NetworkError::new(&status)));
+            }
+        };
+        let answers = futures::stream::unfold(Some(answers), move |state| {
+            let (sent, window) = (sent.clone(), window.clone());
+            async move {
+                let mut answers = state?;
+                let got = loop {
+                    let oldest = sent.lock().unwrap_or_else(|e| e.into_inner()).front().copied();
+                    // Nothing outstanding: wait, but look again after `ttl`
+                    // in case a request has left since.
+                    let deadline = oldest.unwrap_or_else(Instant::now) + ttl;
+                    match tokio::time::timeout_at(deadline.into(), answers.next()).await {
+                        Ok(got) => break got,
+                        Err(_) if oldest.is_none() => continue,
+                        Err(_) => {
+                            crate::metrics::rpc("append", false, ttl);
+                            let e = std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                format!("append stream: no answer in {ttl:?}"),
+                            );
+                            return Some((Err(RPCError::Network(NetworkError::new(&e))), None));
+                        }
+                    }
+                };
+                let left = sent.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                window.add_permits(1);
+                let took = left.map(|t| t.elapsed()).unwrap_or_default();
+                match got {
+                    None => None,
+                    Some(Ok(blob)) => {
+                        crate::metrics::rpc("append", true, took);
+                        match decode::<StreamAppendResult<TypeConfig>>(&blob.data, "append stream answer") {
+                            // A refused request ends the stream (openraft reads no further).
+                            Ok(res) => {
+                                let more = res.is_ok();
+                                Some((Ok(res), more.then_some(answers)))
+                            }
+                            Err(e) => Some((Err(RPCError::Network(NetworkError::new(&e))), None)),
+                        }
+                    }
+                    Some(Err(status)) => {
+                        crate::metrics::rpc("append", false, took);
+                        Some((Err(RPCError::Network(NetworkError::new(&status))), None))
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(answers))
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for PeerConn {
     type SnapshotData = crate::types::SnapshotFile;
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, StreamAnswer>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        if !self.streams {
+            return stream_append_sequential(self, input, option);
+        }
+        Box::pin(async move { self.open_append_stream(input, option).await })
+    }
 
     async fn append_entries(
         &mut self,

@@ -1,10 +1,13 @@
 //! The server half of the internal transport.
 
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
 use tokio::io::AsyncWriteExt;
 
 use openraft::raft::TransferLeaderRequest;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec::{decode, encode};
@@ -34,8 +37,45 @@ fn fatal(e: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("raft stopped: {e}"))
 }
 
+type Answers = Pin<Box<dyn Stream<Item = Result<Blob, Status>> + Send + 'static>>;
+
 #[tonic::async_trait]
 impl RaftService for RaftServiceImpl {
+    type AppendStreamStream = Answers;
+
+    async fn append_stream(&self, req: Request<Streaming<Blob>>) -> Result<Response<Answers>, Status> {
+        // Requests flow into openraft as they arrive; it answers each once
+        // its entries are on disk, in order. A request that does not decode
+        // (or a broken transport) ends the input: the answers to the
+        // requests before it still go out, then the error.
+        let failed: Arc<Mutex<Option<Status>>> = Arc::default();
+        let failure = failed.clone();
+        let input = req.into_inner().map_while(move |msg| {
+            let decoded =
+                msg.and_then(|b| decode::<AppendEntriesRequest<TypeConfig>>(&b.data, "append request").map_err(bad));
+            match decoded {
+                Ok(rpc) => Some(rpc),
+                Err(status) => {
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                    None
+                }
+            }
+        });
+        let node = self.node.clone();
+        let answers = self.node.raft.stream_append(input).map(move |res| match res {
+            Ok(res) => {
+                if !matches!(res, Err(openraft::raft::StreamAppendError::HigherVote(_))) {
+                    node.touched_by_leader();
+                }
+                Ok(Blob { data: encode(&res) })
+            }
+            Err(e) => Err(fatal(e)),
+        });
+        let tail = futures::stream::once(async move { failed.lock().unwrap_or_else(|e| e.into_inner()).take() })
+            .filter_map(|failure| failure.map(Err));
+        Ok(Response::new(Box::pin(answers.chain(tail))))
+    }
+
     async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data, "append request").map_err(bad)?;
         let resp = self.node.raft.append_entries(rpc).await.map_err(fatal)?;
