@@ -117,7 +117,8 @@ impl RaftNode {
         let token = TransportToken::new(cfg.transport_token.as_deref()).map_err(Error::Internal)?;
         let peers =
             Peers::new(cfg.peer_addr_overrides.clone(), cfg.snapshot_chunk_size, cfg.tls.clone(), token.clone());
-        let raft = Raft::new(cfg.id, raft_cfg, peers.clone(), LogStore::new(store.clone()), sm.clone())
+        let log = LogStore::new(store.clone()).map_err(|e| Error::Internal(format!("raft log writer: {e}")))?;
+        let raft = Raft::new(cfg.id, raft_cfg, peers.clone(), log, sm.clone())
             .await
             .map_err(|e| Error::Internal(format!("start raft: {e}")))?;
         let metrics_task = Arc::new(tokio::spawn(crate::metrics::watch(raft.clone(), store.clone())));

@@ -177,7 +177,7 @@ impl Store {
     // ---- Raft log: opaque entries keyed by index.
 
     /// Appends (or overwrites) log entries and syncs before returning.
-    pub fn log_append(&self, entries: impl IntoIterator<Item = (u64, Vec<u8>)>) -> Result<()> {
+    pub fn log_append<V: AsRef<[u8]>>(&self, entries: impl IntoIterator<Item = (u64, V)>) -> Result<()> {
         let cf = self.cf(CF_RAFT_LOG);
         let mut b = WriteBatch::default();
         for (index, bytes) in entries {

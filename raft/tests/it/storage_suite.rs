@@ -14,7 +14,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RocksBuilder 
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path(), &StoreOptions::default()).expect("open store");
         let sm = StateMachine::new(store.clone(), &dir.path().join("snapshots")).expect("snapshot dir");
-        Ok((dir, LogStore::new(store), sm))
+        Ok((dir, LogStore::new(store).expect("log writer"), sm))
     }
 }
 
