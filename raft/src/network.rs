@@ -331,15 +331,25 @@ type StreamAnswer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>
 /// a slot batches them.
 const APPENDS_IN_FLIGHT: usize = 2;
 
+/// How long an append stream waits for the follower to open it or to
+/// answer its oldest request before it gives up. Far longer than the
+/// heartbeat interval openraft offers as the timeout: a failed stream costs
+/// a backoff (200 ms) and a resend, so giving up on a follower that is slow
+/// for a moment (an fsync on a busy disk, a loaded machine) stalls its
+/// replication for longer than waiting would. A dead follower is noticed
+/// by the heartbeats, which keep openraft's timeout (they are one-request
+/// streams under openraft's own deadline).
+const STREAM_PATIENCE: Duration = Duration::from_secs(1);
+
 impl PeerConn {
     /// Opens an `AppendStream` to the peer: requests are sent as the
     /// replication task produces them, without waiting for answers, so a new
     /// entry never queues behind the answer to the previous request (the
     /// commit-index update that follows every write, for one). Answers come
     /// back in request order (one HTTP/2 stream; the follower answers in
-    /// order). An answer outstanding longer than `option.hard_ttl()` (the
-    /// heartbeat interval, as for a unary append) fails the stream; an idle
-    /// stream, with nothing outstanding, may wait as long as it likes.
+    /// order). An answer outstanding longer than [`STREAM_PATIENCE`] (or
+    /// `option.hard_ttl()`, if longer) fails the stream; an idle stream,
+    /// with nothing outstanding, may wait as long as it likes.
     async fn open_append_stream<S>(
         &mut self,
         input: S,
@@ -362,7 +372,7 @@ impl PeerConn {
                 log.lock().unwrap_or_else(|e| e.into_inner()).push_back(Instant::now());
                 Some((Blob { data: encode(&rpc) }, (input, window, log)))
             });
-        let ttl = option.hard_ttl();
+        let ttl = option.hard_ttl().max(STREAM_PATIENCE);
         let opened = match tokio::time::timeout(ttl, client.append_stream(requests)).await {
             Ok(opened) => opened,
             Err(_) => {
