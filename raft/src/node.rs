@@ -217,6 +217,12 @@ impl RaftNode {
         self.raft.metrics().borrow_watched().clone()
     }
 
+    /// `f` of the current metrics, without copying them (a copy allocates:
+    /// membership, replication maps), for the per-write checks.
+    fn with_metrics<T>(&self, f: impl FnOnce(&RaftMetrics) -> T) -> T {
+        f(&self.raft.metrics().borrow_watched())
+    }
+
     /// How long ago this node was last in touch with a leader: on the
     /// leader, since a quorum last acknowledged it (zero when it is the
     /// only voter); elsewhere, since a leader's last append or snapshot.
@@ -254,6 +260,9 @@ impl RaftNode {
     /// Waits until this node has applied `index`, at most `max`; false if
     /// it has not by then.
     pub async fn wait_applied(&self, index: u64, max: Duration) -> bool {
+        if self.with_metrics(|m| m.last_applied.as_ref().is_some_and(|l| l.index >= index)) {
+            return true;
+        }
         self.raft.wait(Some(max)).applied_index_at_least(Some(index), "applied").await.is_ok()
     }
 
@@ -269,15 +278,15 @@ impl RaftNode {
 
     /// The current leader and how to reach it, as this node knows it.
     pub fn leader(&self) -> Option<(u64, SynodNode)> {
-        let m = self.metrics();
-        let id = m.current_leader?;
-        let node = m.membership_config.membership().get_node(&id).cloned()?;
-        Some((id, node))
+        self.with_metrics(|m| {
+            let id = m.current_leader?;
+            let node = m.membership_config.membership().get_node(&id).cloned()?;
+            Some((id, node))
+        })
     }
 
     pub fn is_leader(&self) -> bool {
-        let m = self.metrics();
-        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+        self.with_metrics(|m| m.state == ServerState::Leader && m.current_leader == Some(self.id))
     }
 
     /// Replicates `cmd` through the leader, wherever it is, and returns the
@@ -294,7 +303,7 @@ impl RaftNode {
                     self.write_timeout
                 )));
             }
-            let leader = hint.take().or_else(|| self.metrics().current_leader);
+            let leader = hint.take().or_else(|| self.with_metrics(|m| m.current_leader));
             let started = Instant::now();
             let forwarded = leader.is_some_and(|l| l != self.id);
             let attempt = match leader {
@@ -326,20 +335,22 @@ impl RaftNode {
     /// (the blank entry a new leader commits first): from then on its state
     /// holds everything earlier leaders committed.
     pub fn leader_term_applied(&self) -> Option<u64> {
-        let m = self.metrics();
-        let leading = m.state == ServerState::Leader && m.current_leader == Some(self.id);
-        let applied_term = m.last_applied.as_ref().map(|l| l.leader_id.term)?;
-        (leading && applied_term == m.current_term).then_some(m.current_term)
+        self.with_metrics(|m| {
+            let leading = m.state == ServerState::Leader && m.current_leader == Some(self.id);
+            let applied_term = m.last_applied.as_ref().map(|l| l.leader_id.term)?;
+            (leading && applied_term == m.current_term).then_some(m.current_term)
+        })
     }
 
     /// Now on the cluster's timeline (see [`crate::clock`]): the leader's
     /// stamping clock on the leader, this node's estimate of it elsewhere.
     pub fn cluster_now_ms(&self) -> u64 {
-        let m = self.metrics();
-        if m.state == ServerState::Leader && m.current_leader == Some(self.id) {
-            self.sm.clock.leader_now(m.current_term)
-        } else {
-            self.sm.clock.now()
+        let term = self.with_metrics(|m| {
+            (m.state == ServerState::Leader && m.current_leader == Some(self.id)).then_some(m.current_term)
+        });
+        match term {
+            Some(term) => self.sm.clock.leader_now(term),
+            None => self.sm.clock.now(),
         }
     }
 
@@ -347,11 +358,12 @@ impl RaftNode {
     /// The leader stamps the command here, whoever proposed it: every time
     /// in the replicated state is on the leader's timeline.
     pub(crate) async fn write_local(&self, mut data: Vec<u8>) -> Result<LocalWrite> {
-        let m = self.metrics();
-        if m.state != ServerState::Leader {
-            return Ok(LocalWrite::NotLeader(m.current_leader.filter(|l| *l != self.id)));
+        let (leading, leader, term) =
+            self.with_metrics(|m| (m.state == ServerState::Leader, m.current_leader, m.current_term));
+        if !leading {
+            return Ok(LocalWrite::NotLeader(leader.filter(|l| *l != self.id)));
         }
-        restamp(&mut data, self.sm.clock.leader_now(m.current_term));
+        restamp(&mut data, self.sm.clock.leader_now(term));
         match self.raft.client_write(Request(data)).await {
             Ok(resp) => Ok(LocalWrite::Done { result: resp.data.0, log_index: resp.log_id.index }),
             Err(e) => match e.api_error() {
