@@ -398,18 +398,35 @@ async fn purged_past(c: &Cluster, t: usize, within: Duration) -> bool {
     };
     let Some(applied) = status(t).await.and_then(|s| s["applied_index"].as_u64()) else { return false };
     let deadline = Instant::now() + within;
+    let mut filler = 0u64;
     while Instant::now() < deadline {
         if let Some(l) = c.leader_index().await
             && l != t
-            && let Some(purged) = status(l).await.and_then(|s| s["purged_index"].as_u64())
-            && purged > applied
         {
-            return true;
+            if status(l).await.and_then(|s| s["purged_index"].as_u64()).is_some_and(|purged| purged > applied) {
+                return true;
+            }
+            // Push the log on towards the next snapshot and purge, so the
+            // fault does not hang on how fast the workload happens to write:
+            // points of a collection no workload reads or checks.
+            if filler == 0 {
+                let body = json!({"name": FILLER, "dimension": 2});
+                c.call(l, "POST", "/collections", &[], Some(&body), Duration::from_secs(5)).await;
+            }
+            let path = format!("/collections/{FILLER}/points");
+            for _ in 0..20 {
+                filler += 1;
+                let body = json!({"points": [{"id": filler, "vector": [1.0, filler as f64]}]});
+                c.call(l, "POST", &path, &[], Some(&body), Duration::from_secs(5)).await;
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
 }
+
+/// The collection [`purged_past`] writes to: no workload touches it.
+const FILLER: &str = "jepsen-filler";
 
 /// Damages every snapshot file in `data_dir/snapshots`: cut to half its
 /// length, or 64 bytes in the middle flipped. Returns how many.
