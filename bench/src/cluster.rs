@@ -445,7 +445,7 @@ fn print_breakdown(before: &Histograms, after: &Histograms, writes: f64) {
         ("synod_http_request_seconds{route=\"/cluster/nodes/{id}/labels\"", "in the node: route to answer"),
         ("synod_http_auth_seconds{", "  access check (token)"),
         ("synod_raft_write_seconds{via=\"local\"", "  Raft write: propose to applied"),
-        ("synod_raft_log_append_seconds{", "    log append + fsync"),
+        ("synod_raft_log_append_seconds{", "    log append to on disk"),
         ("synod_raft_rpc_seconds{rpc=\"append\",outcome=\"ok\"", "    replication round trip"),
         ("synod_raft_apply_seconds{", "    apply (a batch)"),
     ];
