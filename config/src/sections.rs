@@ -116,7 +116,8 @@ pub struct ClusterConfig {
     pub suspect_after: Dur,
     /// Silence after which a node is dead and its tasks are reassigned.
     pub dead_after: Dur,
-    /// Log entries since the last snapshot that trigger a new one.
+    /// Log entries since the last snapshot that trigger a new one (once the
+    /// log has also grown by half the last snapshot's size).
     pub snapshot_logs_threshold: u64,
     /// Log entries kept behind a snapshot for slow followers.
     pub logs_to_keep: u64,

@@ -39,6 +39,9 @@ const MAX_ENTRIES_PER_READ: u64 = 4096;
 pub struct LogStore {
     store: Store,
     writer: Arc<Writer>,
+    /// Bytes of entries appended by this process, ever (the snapshot
+    /// policy weighs them against the state's size).
+    appended: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Entries handed to the writer and not yet durable: the log's tail, by
@@ -182,7 +185,12 @@ impl LogStore {
     /// Starts the log's writer thread.
     pub fn new(store: Store) -> io::Result<Self> {
         let writer = Arc::new(Writer::start(store.clone())?);
-        Ok(LogStore { store, writer })
+        Ok(LogStore { store, writer, appended: Default::default() })
+    }
+
+    /// The counter of bytes appended (shared with every clone).
+    pub(crate) fn appended_bytes(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.appended.clone()
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8], what: &str) -> io::Result<Option<T>> {
@@ -297,6 +305,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let submitted = Instant::now();
         let entries: Vec<(u64, Arc<[u8]>)> = entries.into_iter().map(|e| (e.index(), encode(&e).into())).collect();
+        let bytes: usize = entries.iter().map(|(_, b)| b.len()).sum();
+        self.appended.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
         let append = {
             let mut tail = lock(&self.writer.tail);
             tail.appends += 1;

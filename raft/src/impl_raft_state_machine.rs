@@ -32,6 +32,9 @@ pub struct StateMachine {
     current: Arc<std::sync::Mutex<()>>,
     /// Follows the leader's timeline from the stamps applied here.
     pub clock: Arc<crate::clock::ClusterClock>,
+    /// Size of the last snapshot this process built or installed (0: none
+    /// yet); the snapshot policy weighs the log against it.
+    pub(crate) snapshot_bytes: Arc<AtomicU64>,
 }
 
 impl StateMachine {
@@ -51,6 +54,7 @@ impl StateMachine {
             seq: Arc::new(AtomicU64::new(0)),
             current: Arc::new(std::sync::Mutex::new(())),
             clock: Default::default(),
+            snapshot_bytes: Default::default(),
         };
         // A snapshot install the node died in: its state machine is part
         // old, part new. Install the same file again before anything else.
@@ -119,6 +123,7 @@ impl StateMachine {
         sync_dir(&self.dir)?;
         self.save_current(&meta, &path)?;
         crate::metrics::snapshot_built(info.bytes, started.elapsed());
+        self.snapshot_bytes.store(info.bytes, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = info.bytes, records = info.records, "snapshot built");
         Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
     }
@@ -140,6 +145,7 @@ impl StateMachine {
         crate::failpoints::hit("snapshot_install");
         self.save_current(meta, &path)?;
         crate::metrics::snapshot_installed(info.bytes, started.elapsed());
+        self.snapshot_bytes.store(info.bytes, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = info.bytes, records = info.records, "snapshot installed");
         Ok(())
     }

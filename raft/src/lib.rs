@@ -19,6 +19,7 @@ mod metrics;
 mod network;
 mod node;
 pub mod service;
+mod snapshot_policy;
 mod types;
 mod view;
 

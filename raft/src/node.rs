@@ -107,7 +107,8 @@ impl RaftNode {
             election_timeout_min: ms(cfg.election_timeout_min),
             election_timeout_max: ms(cfg.election_timeout_max),
             install_snapshot_timeout: 30_000,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs_threshold.max(1)),
+            // crate::snapshot_policy asks for snapshots (entries and bytes).
+            snapshot_policy: openraft::SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: cfg.logs_to_keep,
             snapshot_max_chunk_size: cfg.snapshot_chunk_size as u64,
             enable_pre_vote: Some(true),
@@ -118,10 +119,21 @@ impl RaftNode {
         let peers =
             Peers::new(cfg.peer_addr_overrides.clone(), cfg.snapshot_chunk_size, cfg.tls.clone(), token.clone());
         let log = LogStore::new(store.clone()).map_err(|e| Error::Internal(format!("raft log writer: {e}")))?;
+        let log_bytes = log.appended_bytes();
         let raft = Raft::new(cfg.id, raft_cfg, peers.clone(), log, sm.clone())
             .await
             .map_err(|e| Error::Internal(format!("start raft: {e}")))?;
-        let metrics_task = Arc::new(tokio::spawn(crate::metrics::watch(raft.clone(), store.clone())));
+        let policy = crate::snapshot_policy::run(
+            raft.clone(),
+            log_bytes,
+            sm.snapshot_bytes.clone(),
+            cfg.snapshot_logs_threshold,
+        );
+        let watch = crate::metrics::watch(raft.clone(), store.clone());
+        // One task for both: shutdown aborts it.
+        let metrics_task = Arc::new(tokio::spawn(async move {
+            tokio::join!(watch, policy);
+        }));
         Ok(RaftNode {
             id: cfg.id,
             raft,
