@@ -645,7 +645,7 @@ async fn register_client(
         let key = c.nodes[rng.random_range(0..c.nodes.len())].id;
         let roll = rng.random_range(0..100);
         if roll < 40 || !last_seen.contains_key(&key) {
-            if let Some(v) = register_read(&c, &rec, p, node, key, &consistency).await {
+            if let Ok(v) = register_read(&c, &rec, p, node, key, &consistency).await {
                 last_seen.insert(key, v);
             }
         } else {
@@ -660,7 +660,16 @@ async fn register_client(
     }
 }
 
-async fn register_read(c: &Cluster, rec: &Recorder, p: u64, node: usize, key: u64, consistency: &str) -> Option<u64> {
+/// A read of register `key` on node index `node`: its version, or what
+/// came back instead.
+async fn register_read(
+    c: &Cluster,
+    rec: &Recorder,
+    p: u64,
+    node: usize,
+    key: u64,
+    consistency: &str,
+) -> Result<u64, String> {
     let invoke = json!({"key": key.to_string(), "node": c.nodes[node].id});
     rec.record(p, Kind::Invoke, "read", invoke.clone());
     let path = format!("/cluster/nodes/{key}?consistency={consistency}");
@@ -676,8 +685,12 @@ async fn register_read(c: &Cluster, rec: &Recorder, p: u64, node: usize, key: u6
         |b| json!({"key": key.to_string(), "value": b["labels"]["v"], "version": b["record_version"]}),
     );
     match (kind, reply) {
-        (Kind::Ok, Reply::Answer { body, .. }) => body["record_version"].as_u64(),
-        _ => None,
+        (Kind::Ok, Reply::Answer { body, .. }) => {
+            body["record_version"].as_u64().ok_or_else(|| format!("no version in {body}"))
+        }
+        (_, Reply::Answer { status, body, .. }) => Err(format!("{status} {body}")),
+        (_, Reply::NotSent) => Err("connection refused".into()),
+        (_, Reply::NoAnswer) => Err(format!("no answer within {OP_TIMEOUT:?}")),
     }
 }
 
@@ -726,8 +739,8 @@ async fn finish_register(
 ) {
     for i in 0..c.nodes.len() {
         for key in c.nodes.iter().map(|n| n.id) {
-            if register_read(c, rec, 0, i, key, consistency).await.is_none() {
-                errors.push(format!("final read of register {key} on node {} failed", c.nodes[i].id));
+            if let Err(e) = register_read(c, rec, 0, i, key, consistency).await {
+                errors.push(format!("final read of register {key} on node {} failed: {e}", c.nodes[i].id));
             }
         }
     }

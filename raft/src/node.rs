@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::errors::ClientWriteError;
+use openraft::errors::{ClientWriteError, LinearizableReadError};
 use openraft::rt::WatchReceiver;
 use openraft::{ChangeMembers, ReadPolicy, ServerState};
 use prost::Message;
@@ -451,13 +451,20 @@ impl RaftNode {
 
     async fn barrier(&self, lease: bool) -> Result<u64> {
         let deadline = Instant::now() + self.write_timeout;
+        let mut last = String::from("no leader confirmed a read index");
         loop {
-            if let Some(idx) = self.read_index_local(lease).await? {
-                return Ok(idx);
+            // A leader that did not hear from a quorum in time (followers
+            // busy installing a snapshot, a leader change under way) is
+            // asked again until the deadline: a read changes nothing.
+            match self.read_index_local(lease).await {
+                Ok(Some(idx)) => return Ok(idx),
+                Ok(None) => {}
+                Err(Error::Unavailable(e)) => last = e,
+                Err(e) => return Err(e),
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(Error::Unavailable("no leader confirmed a read index".into()));
+                return Err(Error::Unavailable(last));
             }
             let Some((leader, node)) = self.leader().filter(|(l, _)| *l != self.id) else {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -476,23 +483,32 @@ impl RaftNode {
                         .map_err(|e| Error::Unavailable(format!("waiting to apply up to {idx}: {e}")))?;
                     return Ok(idx);
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(status) => {
+                    last = format!("leader {leader}: {}", status.message());
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
             }
         }
     }
 
     /// Read index on this node if it is the leader (`None` otherwise); waits
     /// for the local state machine to apply up to it. With `lease`, a valid
-    /// leader lease stands in for the quorum round.
+    /// leader lease stands in for the quorum round. A quorum that did not
+    /// answer in time is `Unavailable` (worth asking again); a stopped Raft
+    /// is `Stopped`.
     pub(crate) async fn read_index_local(&self, lease: bool) -> Result<Option<u64>> {
         if lease && let Ok(read) = self.raft.ensure_linearizable(ReadPolicy::LeaseRead).await {
             return Ok(Some(read.index()));
         }
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(read) => Ok(Some(read.index())),
-            Err(e) => match e.forward_to_leader() {
-                Some(_) => Ok(None),
-                None => Err(Error::Unavailable(e.to_string())),
+            Err(e) => match e.api_error() {
+                Some(LinearizableReadError::ForwardToLeader(_)) => Ok(None),
+                Some(LinearizableReadError::QuorumNotEnough(q)) => Err(Error::Unavailable(format!(
+                    "no quorum confirmed the leader in time (answered: nodes {:?})",
+                    q.got
+                ))),
+                None => Err(Error::Stopped(e.to_string())),
             },
         }
     }

@@ -72,3 +72,56 @@ async fn three_nodes_survive_the_loss_of_their_leader() {
         assert!(!t.log_text(i).contains("panicked at"), "node {i} panicked");
     }
 }
+
+/// A linearizable read on the leader waits while its followers are slow to
+/// confirm its leadership (here: paused for five leader leases), up to the
+/// write timeout, instead of failing after one lease. Control: followers
+/// paused past the write timeout make the same read fail with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linearizable_reads_wait_out_a_slow_quorum() {
+    let mut args = fast_args();
+    args.extend(["--set".to_string(), "cluster.write_timeout=3s".to_string()]);
+    let t = must_three(&args).await;
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let record = t.node_id(leader).await.unwrap();
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let path = format!("/cluster/nodes/{record}?consistency=linearizable");
+
+    // Paused for 1 s (the lease is 200 ms): the read is still waiting when
+    // they resume, and then answers.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    for f in &followers {
+        t.signal(*f, "STOP").unwrap();
+    }
+    let read = async {
+        let r = t.get(leader, &path).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        r
+    };
+    let resume = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let waiting = !done.load(std::sync::atomic::Ordering::SeqCst);
+        for f in &followers {
+            t.signal(*f, "CONT").unwrap();
+        }
+        waiting
+    };
+    let (read, waiting) = tokio::join!(read, resume);
+    let (code, body) = read.unwrap();
+    assert!(waiting, "the read finished while no quorum could answer: {code} {body}");
+    assert_eq!(code, 200, "{body}");
+    assert!(body["record_version"].is_u64(), "{body}");
+
+    // Control: paused past the write timeout, the read fails, clearly.
+    let leader = must_leader(&t, &[0, 1, 2]).await;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    for f in &followers {
+        t.signal(*f, "STOP").unwrap();
+    }
+    let (code, body) = t.get(leader, &path).await.unwrap();
+    for f in &followers {
+        t.signal(*f, "CONT").unwrap();
+    }
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+}
