@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use synod_api::cli::{Cli, Command, ConfigCmd, LogFormat, ModelCmd};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Logs to stderr at `level` (or as `SYNOD_LOG` says), and audit events
 /// always: they have their own layer, which no level or filter silences.
 fn init_logs(format: LogFormat, level: &str) {

@@ -437,6 +437,25 @@ async fn scrape(c: &LocalCluster, i: usize) -> anyhow::Result<Histograms> {
     Ok(out)
 }
 
+/// Every node's histograms, added up series by series.
+async fn scrape_all(c: &LocalCluster) -> anyhow::Result<Histograms> {
+    let mut out = Histograms::new();
+    for i in 0..c.nodes.len() {
+        for (k, (sum, count, buckets)) in scrape(c, i).await? {
+            let e = out.entry(k).or_default();
+            e.0 += sum;
+            e.1 += count;
+            for (le, n) in buckets {
+                match e.2.iter_mut().find(|(l, _)| *l == le) {
+                    Some((_, m)) => *m += n,
+                    None => e.2.push((le, n)),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The stages of a write, as the node's histograms time them, over the
 /// writes between two scrapes: how many, mean and median (the bucket's
 /// upper bound), and how many there were per client write.
@@ -449,8 +468,21 @@ fn print_breakdown(before: &Histograms, after: &Histograms, writes: f64) {
         ("synod_raft_rpc_seconds{rpc=\"append\",outcome=\"ok\"", "    replication round trip"),
         ("synod_raft_apply_seconds{", "    apply (a batch)"),
     ];
-    println!("  where the time goes (node written to; the client's p50 above includes the network and HTTP framing):");
-    for (prefix, what) in STAGES {
+    print_stages(
+        "where the time goes (node written to; the client's p50 above includes the network and HTTP framing):",
+        &STAGES,
+        before,
+        after,
+        writes,
+    );
+}
+
+/// Prints `stages` (series prefix, what it times) between two scrapes: how
+/// many, mean and median (the bucket's upper bound), and how many per
+/// client operation (`ops`).
+fn print_stages(title: &str, stages: &[(&str, &str)], before: &Histograms, after: &Histograms, writes: f64) {
+    println!("  {title}");
+    for &(prefix, what) in stages {
         let Some((key, a)) = after.iter().find(|(k, _)| k.starts_with(prefix)) else {
             println!("    {what:<36} (no samples)");
             continue;
@@ -551,6 +583,7 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
     .await?;
 
     // 2. End to end at moderate load: 8 clients, each submit then long-poll the result.
+    let before = scrape_all(&c).await?;
     let (h2, b2) = (http.clone(), base.clone());
     let (lat, errors, secs) = load(8, seconds, move |_, _| {
         let (http, base) = (h2.clone(), b2.clone());
@@ -569,6 +602,21 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
         lat.len() as f64 / secs,
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
+    );
+    print_stages(
+        "where the time goes (every node's histograms added up; a task's stages overlap the others' rounds):",
+        &[
+            ("synod_http_request_seconds{route=\"/tasks/submit\"", "submit: route to answer (leader)"),
+            ("synod_tasks_queue_wait_seconds{", "created -> a worker starts it"),
+            ("synod_scheduler_round_seconds{", "  a scheduler round (view, decide)"),
+            ("synod_raft_write_seconds{via=\"local\"", "  a Raft write (submit/assign/report)"),
+            ("synod_tasks_run_seconds{", "the run itself"),
+            ("synod_tasks_end_to_end_seconds{", "created -> run ended (then reported)"),
+            ("synod_http_request_seconds{route=\"/tasks/{id}/result\"", "result long-poll: route to answer"),
+        ],
+        &before,
+        &scrape_all(&c).await?,
+        lat.len() as f64,
     );
 
     // 3. Completion rate: 10,000 trivial tasks in batches, time until the
