@@ -460,13 +460,15 @@ async fn scrape_all(c: &LocalCluster) -> anyhow::Result<Histograms> {
 /// writes between two scrapes: how many, mean and median (the bucket's
 /// upper bound), and how many there were per client write.
 fn print_breakdown(before: &Histograms, after: &Histograms, writes: f64) {
-    const STAGES: [(&str, &str); 6] = [
+    const STAGES: [(&str, &str); 8] = [
         ("synod_http_request_seconds{route=\"/cluster/nodes/{id}/labels\"", "in the node: route to answer"),
         ("synod_http_auth_seconds{", "  access check (token)"),
         ("synod_raft_write_seconds{via=\"local\"", "  Raft write: propose to applied"),
         ("synod_raft_log_append_seconds{", "    log append to on disk"),
         ("synod_raft_rpc_seconds{rpc=\"append\",outcome=\"ok\"", "    replication round trip"),
         ("synod_raft_apply_seconds{", "    apply (a batch)"),
+        ("synod_worker_scan_seconds{", "  beside: the worker's lease scan"),
+        ("synod_scheduler_round_seconds{", "  beside: a scheduler round"),
     ];
     print_stages(
         "where the time goes (node written to; the client's p50 above includes the network and HTTP framing):",
