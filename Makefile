@@ -162,13 +162,15 @@ bench-scaling:
 # tasks (submit, end to end, 10,000 to completion) against Celery with Redis
 # (Debian's redis-server, unpacked by bench/peers/redis.sh without root, run
 # unreplicated without persistence; Celery pinned in ~/.cache/synod/bench-venv
-# by bench/peers/celery.sh; bench/peers/celery_bench.py times it), and
+# by bench/peers/celery.sh; bench/peers/celery_bench.py times it) and the
+# submits against NATS JetStream R3 (Debian's nats-server, unpacked by
+# bench/peers/nats.sh without root; `synod-bench nats` times it), and
 # vector search (recall and QPS at each ef, f32 and int8) against hnswlib
 # (bench/peers/hnswlib.sh) on real sentence embeddings (bench-data).
 BENCH_DATA ?= $(HOME)/.cache/synod/bench-data
 bench-compare: bench-data
 	python3 bench/compare.py --bench $(CARGO_TARGET_DIR)/release/synod-bench --etcd "$$(sh bench/peers/etcd.sh)" \
-	  --celery "$$(sh bench/peers/celery.sh)" --redis "$$(sh bench/peers/redis.sh)" \
+	  --celery "$$(sh bench/peers/celery.sh)" --redis "$$(sh bench/peers/redis.sh)" --nats "$$(sh bench/peers/nats.sh)" \
 	  --hnswlib "$$(sh bench/peers/hnswlib.sh)" --vectors-data $(BENCH_DATA)/minilm-46k --dim 384
 
 # The real-embedding data set of the vectors pair, made once: 46,000

@@ -13,7 +13,9 @@ Pairs run so far:
   clients, submit-and-wait at 8 clients, and 10,000 tasks to completion,
   Synod (`synod-bench tasks`) against Celery with Redis as broker and result
   backend (bench/peers/celery_bench.py: one redis-server, no persistence,
-  not replicated, and a 2-process prefork worker);
+  not replicated, and a 2-process prefork worker); with --nats as well, the
+  submits against NATS JetStream's acknowledged publishes (`synod-bench
+  nats`: a stream of 3 replicas on 3 servers, the same loops);
 - vectors (when --hnswlib and --vectors-data are given): recall@10 and
   queries per second at each ef on a saved data set (`synod-bench
   embed-set`: real sentence embeddings), Synod (`synod-bench vectors
@@ -51,6 +53,9 @@ TASK_DONE = re.compile(
 # `synod-bench vectors` and bench/hnswlib_compare.py on the same data set.
 SYNOD_QPS = re.compile(r"^(index|REST|gRPC|REST64|batch)\s+ef\s+(\d+): recall@10 ([\d.]+),\s+(\d+) QPS")
 HNSWLIB_QPS = re.compile(r"^hnswlib (?:(matrix) )?ef\s+(\d+): recall@10 ([\d.]+),\s+(\d+) QPS")
+NATS_PUB = re.compile(
+    r"nats jetstream publishes: (\d+) clients, \d+ s: (\d+) acked publishes/s, p50 ([\d.]+) ms, p99 ([\d.]+) ms"
+)
 OVER_HEALTH = re.compile(r"small search over REST p50 (\d+) us, GET /health p50 (\d+) us")
 INDEX_MEMORY = re.compile(r"index memory: (\d+) MiB estimated \((\d+) MiB per million vectors\)")
 PAIRS = ("writes", "failover", "tasks", "vectors")
@@ -207,6 +212,7 @@ def main() -> int:
     ap.add_argument("--etcd", help="the etcd binary (bench/peers/etcd.sh prints one); needed for writes and failover")
     ap.add_argument("--celery", help="a python with Celery (bench/peers/celery.sh prints one); with --redis, runs tasks")
     ap.add_argument("--redis", help="the redis-server binary (bench/peers/redis.sh prints one)")
+    ap.add_argument("--nats", help="the nats-server binary (bench/peers/nats.sh prints one); with tasks, submits against JetStream")
     ap.add_argument("--hnswlib", help="a python with hnswlib (bench/peers/hnswlib.sh prints one); with --vectors-data, runs vectors")
     ap.add_argument("--vectors-data", help="a data set of synod-bench embed-set (or vectors --save): base.f32, queries.f32, truth.u32")
     ap.add_argument("--dim", type=int, default=384, help="the data set's dimension")
@@ -265,6 +271,17 @@ def main() -> int:
         here = os.path.dirname(os.path.abspath(__file__))
         peer_t = tasks(run([args.celery, os.path.join(here, "peers", "celery_bench.py"), "--redis", args.redis, *s]))
         rows.extend(task_rows(synod_t, peer_t, "Celery+Redis"))
+        if args.nats:
+            nats = {}
+            for line in run([args.bench, "nats", *s, "--nats", args.nats]):
+                m = NATS_PUB.search(line)
+                if m:
+                    nats[int(m[1])] = (float(m[2]), float(m[3]), float(m[4]))
+            for n in sorted(set(synod_t.submit) & set(nats)):
+                a, b = synod_t.submit[n], nats[n]
+                name = "NATS JetStream R3"
+                rows.append(Row(f"task submits/s vs acked publishes, {clients(n)}", f"{a[0]:,.0f}", name, f"{b[0]:,.0f}", ratio(a[0], b[0])))
+                rows.append(Row(f"  p50 ms, {clients(n)}", f"{a[1]:.2f}", name, f"{b[1]:.2f}", ratio(a[1], b[1], False)))
     if "vectors" in only:
         here = os.path.dirname(os.path.abspath(__file__))
         common = ["--dim", str(args.dim), "--metric", args.metric, "--ef", args.ef]
@@ -278,7 +295,8 @@ def main() -> int:
     print("ratio: how many times better Synod is (above 1.00x) or worse (below)")
     if "tasks" in only:
         print("Synod: 3 nodes, each task committed through Raft and fsynced; "
-              "Celery+Redis: one redis-server, no persistence, not replicated")
+              "Celery+Redis: one redis-server, no persistence, not replicated"
+              + ("; NATS JetStream: 3 replicas, acknowledged by a quorum, no fsync per message" if args.nats else ""))
     if not rows:
         print("no results")
         return 1

@@ -162,6 +162,20 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The queue peer of `tasks`'s submits: NATS JetStream, a stream of 3
+    /// replicas on 3 servers on loopback, acknowledged publishes per second
+    /// at each client count (bench/peers/nats.sh installs nats-server).
+    Nats {
+        #[arg(long, value_delimiter = ',', default_value = "1,64")]
+        clients: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The nats-server binary.
+        #[arg(long, default_value = "nats-server")]
+        nats: PathBuf,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Throughput and p50/p99 against clients (at each cluster size),
     /// stored tasks and stored points: OUT/scaling.csv and one SVG chart
     /// per axis (clients.svg, stored-tasks.svg, stored-points.svg).
@@ -254,6 +268,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Etcd { clients, seconds, runs, etcd, dir } => {
             crate::etcd::run(etcd, clients, seconds, runs, dir).await
         }
+        BenchCmd::Nats { clients, seconds, nats, dir } => crate::nats::run(nats, clients, seconds, dir).await,
         BenchCmd::Embed { model, sentences, single, json, dir } => {
             let models_dir = dir.resolve()?;
             tokio::task::spawn_blocking(move || {

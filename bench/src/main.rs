@@ -8,6 +8,7 @@ mod dashboard;
 mod embed;
 mod etcd;
 mod ingest;
+mod nats;
 mod scaling;
 mod vectors;
 
