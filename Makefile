@@ -148,8 +148,8 @@ bench:
 # Throughput and p99 against clients (1..256) at 3 and 5 nodes, and
 # against stored tasks and points: bench/charts/scaling.csv and one SVG per
 # axis. SCALING_ARGS to change the sweep: the defaults go to a million
-# tasks and points; README's charts are of --seconds 3 --tasks 200000
-# --points 200000 (2.6 minutes on 2 cores).
+# tasks and points; README's charts are of --seconds 3 (the defaults
+# otherwise; about 10 minutes on 2 cores).
 SCALING_ARGS ?=
 bench-scaling:
 	cargo build --release -p synod-api -p synod-bench --bins
