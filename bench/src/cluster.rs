@@ -490,14 +490,15 @@ fn print_breakdown(before: &Histograms, after: &Histograms, writes: f64) {
         &STAGES,
         before,
         after,
-        writes,
+        (writes, "write"),
     );
 }
 
 /// Prints `stages` (series prefix, what it times) between two scrapes: how
 /// many, mean and median (the bucket's upper bound), and how many per
-/// client operation (`ops`).
-fn print_stages(title: &str, stages: &[(&str, &str)], before: &Histograms, after: &Histograms, writes: f64) {
+/// client operation (`ops`: their count and what one is called).
+fn print_stages(title: &str, stages: &[(&str, &str)], before: &Histograms, after: &Histograms, ops: (f64, &str)) {
+    let (ops, per) = ops;
     println!("  {title}");
     for &(prefix, what) in stages {
         let Some((key, a)) = after.iter().find(|(k, _)| k.starts_with(prefix)) else {
@@ -517,11 +518,11 @@ fn print_stages(title: &str, stages: &[(&str, &str)], before: &Histograms, after
                 .find(|(_, n)| *n >= half)
                 .map_or(f64::NAN, |(le, _)| le);
         println!(
-            "    {what:<36} mean {:>7.3} ms, p50 <= {:>6.3} ms, {:>8.0} times ({:.2} per write)",
+            "    {what:<36} mean {:>7.3} ms, p50 <= {:>6.3} ms, {:>8.0} times ({:.2} per {per})",
             sum / count * 1000.0,
             p50 * 1000.0,
             count,
-            count / writes.max(1.0)
+            count / ops.max(1.0)
         );
     }
 }
@@ -633,7 +634,7 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
         ],
         &before,
         &scrape_all(&c).await?,
-        lat.len() as f64,
+        (lat.len() as f64, "task"),
     );
 
     // 3. Completion rate: 10,000 trivial tasks in batches, time until the
