@@ -34,7 +34,7 @@ pub use error::{Error, Result};
 pub use impl_raft_log_storage::LogStore;
 pub use impl_raft_state_machine::StateMachine;
 pub use network::{ClusterTls, Peers, TransportToken, send_leader_op};
-pub use node::{Changes, LeaderOps, RaftConfig, RaftNode, WriteOutcome};
+pub use node::{Changes, LeaderOps, ProposalHook, RaftConfig, RaftNode, WriteOutcome};
 pub use openraft::ServerState;
 pub use types::*;
 pub use view::{ClusterView, Role};

@@ -77,6 +77,8 @@ pub struct RaftNode {
     /// The handler of [`crate::pb::raft_service_server::RaftService::leader_op`], set
     /// once the layer above is up.
     pub(crate) leader_ops: Arc<std::sync::OnceLock<Arc<dyn LeaderOps>>>,
+    /// See [`ProposalHook`]; set once the layer above is up.
+    proposal_hook: Arc<std::sync::OnceLock<Arc<dyn ProposalHook>>>,
     /// When a leader last reached this node (an append or a snapshot it
     /// did not refuse for a stale term).
     pub(crate) leader_contact: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
@@ -88,6 +90,18 @@ pub struct RaftNode {
 pub trait LeaderOps: Send + Sync + 'static {
     /// Answers the encoded outcome of the encoded operation `data`.
     fn handle(&self, data: Vec<u8>) -> futures::future::BoxFuture<'static, Vec<u8>>;
+}
+
+/// Sees every command this node proposes as leader (its own and those
+/// forwarded to it) just before it goes into the log: the one place where
+/// the leader may add what only it knows (the scheduler places a submit's
+/// tasks there).
+pub trait ProposalHook: Send + Sync + 'static {
+    /// May append protobuf fields to the encoded `pb::Command` in `data`
+    /// (a later field replaces a scalar and merges into a message, as the
+    /// leader's stamp does). What it returns is dropped when the write is
+    /// over, committed or not.
+    fn before_propose(&self, data: &mut Vec<u8>) -> Option<Box<dyn Send>>;
 }
 
 fn ms(d: Duration) -> u64 {
@@ -144,6 +158,7 @@ impl RaftNode {
             metrics_task,
             token,
             leader_ops: Default::default(),
+            proposal_hook: Default::default(),
             leader_contact: Default::default(),
         })
     }
@@ -375,6 +390,7 @@ impl RaftNode {
         if !leading {
             return Ok(LocalWrite::NotLeader(leader.filter(|l| *l != self.id)));
         }
+        let _hooked = self.proposal_hook.get().and_then(|h| h.before_propose(&mut data));
         restamp(&mut data, self.sm.clock.leader_now(term));
         match self.raft.client_write(Request(data)).await {
             Ok(resp) => Ok(LocalWrite::Done { result: resp.data.0, log_index: resp.log_id.index }),
@@ -423,6 +439,11 @@ impl RaftNode {
     /// a second call changes nothing). Until then they are refused.
     pub fn set_leader_ops(&self, ops: Arc<dyn LeaderOps>) {
         let _ = self.leader_ops.set(ops);
+    }
+
+    /// Sets the [`ProposalHook`] (once; a second call changes nothing).
+    pub fn set_proposal_hook(&self, hook: Arc<dyn ProposalHook>) {
+        let _ = self.proposal_hook.set(hook);
     }
 
     /// Sends a leader operation to member `target` over the cluster channel

@@ -256,6 +256,41 @@ pub fn decide(view: &View, now_ms: u64, params: &Params) -> Vec<Decision> {
     decisions
 }
 
+/// The free slots each node open for work has left once a round's
+/// `decisions` (what [`decide`] answered for the same view, time and
+/// params) are carried out, as `(node id, free slots)`, nodes in view order.
+///
+/// Every queued task that fits a node with a slot left was placed by the
+/// round ([`decide`] places until no task fits a free slot), so a task
+/// submitted after the round may take one of these slots without jumping
+/// ahead of any queued task. Empty when the round stopped at
+/// `max_assignments`: then queued tasks may still fit anywhere.
+pub fn leftover_slots(view: &View, decisions: &[Decision], now_ms: u64, params: &Params) -> Vec<(u64, u64)> {
+    let assigned = decisions.iter().filter(|d| matches!(d, Decision::Assign { .. })).count();
+    if assigned >= params.max_assignments {
+        return Vec::new();
+    }
+    let mut nodes = Nodes::new(&view.nodes, now_ms, params.recovery_timeout_ms);
+    let busy = view
+        .leased
+        .iter()
+        .filter_map(|lease| {
+            let node = nodes.index.get(&lease.node_id).map(|&i| &nodes.all[i]);
+            lease_verdict(lease, node, now_ms).is_none().then_some(lease.node_id)
+        })
+        .chain(decisions.iter().filter_map(|d| match d {
+            Decision::Assign { node_id, .. } => Some(*node_id),
+            Decision::Requeue { .. } => None,
+        }))
+        .collect::<Vec<_>>();
+    for id in busy {
+        if let Some(&i) = nodes.index.get(&id) {
+            nodes.all[i].busy = nodes.all[i].busy.saturating_add(1);
+        }
+    }
+    nodes.all.iter().map(|n| (n.view.id, n.free())).filter(|(_, free)| *free > 0).collect()
+}
+
 /// Why a lease ends this round, if it does. `node` is `None` when the node is
 /// missing from the view.
 fn lease_verdict(lease: &LeasedTask, node: Option<&NodeSlot<'_>>, now_ms: u64) -> Option<RequeueReason> {
@@ -406,7 +441,7 @@ impl<'a> Classes<'a> {
 
 /// Static fit: the node runs the task type, carries every required label and
 /// offers every required capability.
-fn fits(node: &NodeView, task: &QueuedTask) -> bool {
+pub(crate) fn fits(node: &NodeView, task: &QueuedTask) -> bool {
     node.task_types.contains(&task.task_type)
         && task.required_labels.iter().all(|(k, v)| node.labels.get(k) == Some(v))
         && task.requires.is_subset(&node.capabilities)

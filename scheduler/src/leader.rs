@@ -11,6 +11,7 @@ use synod_store::pb::{self, command::Kind};
 
 use crate::core::{Decision, LeasedTask, Liveness, NodeView, Params, QueuedTask, RequeueReason, View, decide};
 use crate::host::{Host, liveness, worker_slots};
+use crate::placer::Placer;
 
 /// Least time between two rounds that found nothing to do.
 const IDLE_ROUND_GAP: Duration = Duration::from_millis(10);
@@ -172,17 +173,32 @@ fn to_commands(cfg: &synod_config::Config, decisions: Vec<Decision>) -> Vec<Kind
     out
 }
 
-/// The loop; runs on every node and works while this node leads.
+/// Whether every member applies placements at submit (command format 2):
+/// each has a node record advertising it, and there are as many such
+/// records as members.
+fn placement_supported(host: &impl Host) -> bool {
+    let Ok(nodes) = host.store().list_nodes() else { return false };
+    let supporting = nodes
+        .iter()
+        .filter(|r| r.info.as_ref().is_some_and(|i| i.command_format >= synod_store::COMMAND_FORMAT_VERSION))
+        .count();
+    supporting == nodes.len() && supporting >= host.member_count()
+}
+
+/// The loop; runs on every node and works while this node leads. Each
+/// round also refreshes `placer`, the free slots the proposal path may
+/// hand to tasks as they are submitted.
 ///
 /// A new leader starts scheduling only once it has applied an entry of its
 /// own term: before that its state may lack what earlier leaders committed
 /// (renewals, completions, assignments).
-pub async fn run<H: Host>(host: Arc<H>) {
+pub async fn run<H: Host>(host: Arc<H>, placer: Arc<Placer>) {
     // (term, cluster time when this node became a ready leader in it)
     let mut ready: Option<(u64, u64)> = None;
     loop {
         let Some(term) = host.leader_term_applied() else {
             ready = None;
+            placer.clear();
             host.wait_applied(host.applied_index(), Duration::from_millis(if host.is_leader() { 10 } else { 200 }))
                 .await;
             continue;
@@ -202,11 +218,14 @@ pub async fn run<H: Host>(host: Arc<H>) {
             Ok(view) => {
                 metrics::gauge!("synod_tasks_queued_visible").set(view.queued.len() as f64);
                 metrics::gauge!("synod_tasks_leased").set(view.leased.len() as f64);
-                let d = decide(&view, now, &params(host.config()));
+                let params = params(host.config());
+                let d = decide(&view, now, &params);
+                placer.refresh(&view, &d, now, &params, placement_supported(&*host));
                 let drained = drain_overdue(&*host, &view, &d, now, grace_from);
                 (d, drained)
             }
             Err(e) => {
+                placer.clear();
                 tracing::warn!(error = %e, "building the scheduler view");
                 (Vec::new(), Vec::new())
             }

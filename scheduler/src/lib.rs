@@ -14,6 +14,8 @@
 //! commands — the `synod` binary implements it over Raft):
 //! - [`leader::run`], the leader's loop: builds the view from the replicated
 //!   state, runs [`decide`] and proposes the decisions in batches;
+//! - [`placer::Placer`], the leader's ledger of free slots a submit's tasks
+//!   may take as it is proposed, in the submit's own log entry;
 //! - [`worker::run`], the node-side processor: runs this node's leased tasks
 //!   on a bounded, self-sizing pool through the plugin registry, renews
 //!   leases and reports starts and completions with their epoch;
@@ -65,8 +67,10 @@ pub mod autoscale;
 pub mod core;
 pub mod host;
 pub mod leader;
+pub mod placer;
 pub mod retention;
 pub mod worker;
 
 pub use crate::core::{Decision, LeasedTask, Liveness, NodeView, Params, QueuedTask, RequeueReason, View, decide};
 pub use crate::host::{Host, StorePointError, VectorPoint, liveness, now_ms, worker_slots};
+pub use crate::placer::Placer;

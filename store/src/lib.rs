@@ -49,4 +49,4 @@ pub mod pb {
 pub use db::{Compression, Store, StoreOptions};
 pub use error::{Error, Result};
 pub use snapshot::{BackupInfo, SnapshotInfo, read_backup, verify_snapshot};
-pub use state_machine::{AppliedState, ApplyEntry, COMMAND_FORMAT_VERSION};
+pub use state_machine::{AppliedState, ApplyEntry, COMMAND_FORMAT_BASE, COMMAND_FORMAT_VERSION};

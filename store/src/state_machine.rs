@@ -22,8 +22,16 @@ use crate::error::{Error, Result};
 use crate::pb::{self, CommandResult, RejectCode, command::Kind, command_result::Outcome};
 use crate::schema::*;
 
-/// The command format this build writes and understands.
-pub const COMMAND_FORMAT_VERSION: u32 = 1;
+/// The newest command format this build applies.
+///
+/// 2 adds `SubmitTasks.placements`. Commands that use nothing newer are
+/// stamped [`COMMAND_FORMAT_BASE`], so a node of an older build still
+/// applies them; the leader uses format 2 only once every member
+/// advertises it (`NodeInfo.command_format`).
+pub const COMMAND_FORMAT_VERSION: u32 = 2;
+
+/// The format commands are stamped with unless they use a newer feature.
+pub const COMMAND_FORMAT_BASE: u32 = 1;
 
 /// One committed log entry, as the state machine sees it. The log id and
 /// the membership are opaque bytes encoded by the Raft layer.

@@ -31,11 +31,12 @@ fn item_rejected(id: &str, code: RejectCode, message: impl Into<String>) -> Item
         ok: false,
         duplicate: false,
         rejected: Some(pb::Rejection { code: code as i32, message: message.into(), current_version: None }),
+        placed: false,
     }
 }
 
 fn item_ok(id: &str) -> ItemResult {
-    ItemResult { id: id.to_string(), ok: true, duplicate: false, rejected: None }
+    ItemResult { id: id.to_string(), ok: true, duplicate: false, rejected: None, placed: false }
 }
 
 fn batch(items: Vec<ItemResult>) -> CommandResult {
@@ -321,6 +322,8 @@ pub(crate) fn submit(ctx: &mut BatchCtx<'_>, c: pb::SubmitTasks, now: u64) -> Re
             }
         }
     }
+    let mut placements: std::collections::HashMap<(String, String), pb::Assignment> =
+        c.placements.into_iter().map(|a| ((a.tenant.clone(), a.id.clone()), a)).collect();
     let mut items = Vec::with_capacity(c.tasks.len());
     for spec in c.tasks {
         if !valid_name(&spec.tenant) || !valid_name(&spec.id) || spec.task_type.is_empty() || spec.priority > 9 {
@@ -335,17 +338,18 @@ pub(crate) fn submit(ctx: &mut BatchCtx<'_>, c: pb::SubmitTasks, now: u64) -> Re
             let k = idem_key(&spec.tenant, &spec.idempotency_key);
             if let Some(existing) = ctx.get(&k)? {
                 let id = String::from_utf8(existing).map_err(|e| Error::corrupt("idempotency index", e))?;
-                items.push(ItemResult { id, ok: true, duplicate: true, rejected: None });
+                items.push(ItemResult { id, ok: true, duplicate: true, rejected: None, placed: false });
                 continue;
             }
             ctx.put(k, spec.id.clone().into_bytes());
         }
         if ctx.get(&task_key(&spec.tenant, &spec.id))?.is_some() {
             // The same id proposed twice (a retried forward): one task.
-            items.push(ItemResult { id: spec.id.clone(), ok: true, duplicate: true, rejected: None });
+            items.push(ItemResult { id: spec.id.clone(), ok: true, duplicate: true, rejected: None, placed: false });
             continue;
         }
         let id = spec.id.clone();
+        let placed = placements.remove(&(spec.tenant.clone(), spec.id.clone())).filter(|a| a.node_id != 0);
         let mut spec = spec;
         let payload_bytes = spec.payload.len() as u64;
         bump(ctx, &spec.tenant, STORAGE_BYTES_COUNTER, payload_bytes as i64)?;
@@ -362,11 +366,36 @@ pub(crate) fn submit(ctx: &mut BatchCtx<'_>, c: pb::SubmitTasks, now: u64) -> Re
             payload_bytes,
             ..Default::default()
         };
-        enqueue(ctx, &mut rec, now, now);
+        let is_placed = placed.is_some();
+        match placed {
+            // Leased at once: the queue index is never written.
+            Some(a) => {
+                rec.enqueued_at_ms = now;
+                lease_to(&mut rec, &a, now);
+                put_lease(ctx, &rec);
+            }
+            None => enqueue(ctx, &mut rec, now, now),
+        }
         save_counted(ctx, &rec, None)?;
-        items.push(item_ok(&id));
+        items.push(ItemResult { placed: is_placed, ..item_ok(&id) });
     }
     Ok(batch(items))
+}
+
+/// Leases `rec` to the assignment's node under a new epoch (the record
+/// only; the caller writes the lease index and saves).
+fn lease_to(rec: &mut TaskRecord, a: &pb::Assignment, now: u64) {
+    rec.state = TaskState::Assigned as i32;
+    rec.lease_epoch += 1;
+    rec.node_id = a.node_id;
+    rec.lease_deadline_ms = if a.lease_ms > 0 { now.saturating_add(a.lease_ms) } else { a.lease_deadline_ms };
+    rec.updated_at_ms = now;
+    rec.attempts.push(pb::Attempt {
+        node_id: a.node_id,
+        epoch: rec.lease_epoch,
+        assigned_at_ms: now,
+        ..Default::default()
+    });
 }
 
 pub(crate) fn assign(ctx: &mut BatchCtx<'_>, c: pb::AssignTasks, now: u64) -> Result<CommandResult> {
@@ -386,17 +415,7 @@ pub(crate) fn assign(ctx: &mut BatchCtx<'_>, c: pb::AssignTasks, now: u64) -> Re
         }
         dequeue(ctx, &rec);
         let old = state(&rec);
-        rec.state = TaskState::Assigned as i32;
-        rec.lease_epoch += 1;
-        rec.node_id = a.node_id;
-        rec.lease_deadline_ms = if a.lease_ms > 0 { now.saturating_add(a.lease_ms) } else { a.lease_deadline_ms };
-        rec.updated_at_ms = now;
-        rec.attempts.push(pb::Attempt {
-            node_id: a.node_id,
-            epoch: rec.lease_epoch,
-            assigned_at_ms: now,
-            ..Default::default()
-        });
+        lease_to(&mut rec, &a, now);
         put_lease(ctx, &rec);
         save_counted(ctx, &rec, Some(old))?;
         items.push(item_ok(&a.id));

@@ -234,6 +234,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         task_types: plugins.names().into_iter().collect(),
         capabilities: model_capabilities(&models),
         incarnation,
+        command_format: synod_store::COMMAND_FORMAT_VERSION,
     };
 
     let raft = RaftNode::start(RaftConfig {
@@ -379,7 +380,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let n = node.clone();
     let leader_duties = sup.spawn("membership", move || leader_loop(n.clone()));
     let n = node.clone();
-    let scheduler = sup.spawn("scheduler", move || synod_scheduler::leader::run(n.clone()));
+    // The scheduler's ledger of free slots, spent by the proposal path.
+    let placer = Arc::new(synod_scheduler::Placer::default());
+    raft.set_proposal_hook(Arc::new(PlaceOnSubmit(placer.clone())));
+    let scheduler = sup.spawn("scheduler", move || synod_scheduler::leader::run(n.clone(), placer.clone()));
     let n = node.clone();
     let worker = sup.spawn("worker", move || synod_scheduler::worker::run(n.clone()));
     let n = node.clone();
@@ -573,4 +577,14 @@ fn no_delay(
         tcp.set_nodelay(true)?;
         Ok(tcp)
     })
+}
+
+/// The Raft proposal hook that places a submit's tasks into the free slots
+/// of the scheduler's last round (see [`synod_scheduler::placer`]).
+struct PlaceOnSubmit(Arc<synod_scheduler::Placer>);
+
+impl synod_raft::ProposalHook for PlaceOnSubmit {
+    fn before_propose(&self, data: &mut Vec<u8>) -> Option<Box<dyn Send>> {
+        self.0.place(data).map(|p| Box::new(p) as Box<dyn Send>)
+    }
 }

@@ -142,6 +142,9 @@ pub struct NodeInfoJson {
     /// The data dir's incarnation (`<data-dir>/boot_id`); 0 when unknown.
     #[serde(default)]
     pub incarnation: u64,
+    /// The newest command format the node applies; 0 when unknown (format 1).
+    #[serde(default)]
+    pub command_format: u32,
 }
 
 impl From<&pb::NodeInfo> for NodeInfoJson {
@@ -158,6 +161,7 @@ impl From<&pb::NodeInfo> for NodeInfoJson {
             task_types: i.task_types.clone(),
             capabilities: i.capabilities.clone(),
             incarnation: i.incarnation,
+            command_format: i.command_format,
         }
     }
 }
@@ -179,6 +183,7 @@ impl From<NodeInfoJson> for pb::NodeInfo {
             task_types: i.task_types,
             capabilities: i.capabilities,
             incarnation: i.incarnation,
+            command_format: i.command_format,
         }
     }
 }

@@ -76,7 +76,7 @@ pub type SharedNode = Arc<Node>;
 pub use synod_scheduler::now_ms;
 
 pub fn command(kind: Kind) -> pb::Command {
-    pb::Command { format_version: synod_store::COMMAND_FORMAT_VERSION, stamped_at_ms: now_ms(), kind: Some(kind) }
+    pb::Command { format_version: synod_store::COMMAND_FORMAT_BASE, stamped_at_ms: now_ms(), kind: Some(kind) }
 }
 
 /// Read consistency of a query.

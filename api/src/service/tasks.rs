@@ -288,6 +288,8 @@ pub async fn do_submit_tasks(ctx: &AuthContext, node: &Node, reqs: Vec<SubmitReq
         tasks: specs,
         max_queued: node.cfg.security.tenant_max_queued_tasks,
         max_storage_bytes: node.cfg.security.tenant_max_storage_bytes.as_u64(),
+        // The leader adds these as it proposes (see synod_scheduler::placer).
+        placements: Vec::new(),
     };
     let out = node.raft.write(&command(Kind::SubmitTasks(submit))).await?;
     let Some(Outcome::Batch(b)) = out.result.outcome else {
@@ -311,7 +313,11 @@ pub async fn do_submit_tasks(ctx: &AuthContext, node: &Node, reqs: Vec<SubmitReq
                 };
                 Ok(SubmitResponse { id: item.id, state: state.into(), duplicate: true })
             }
-            None => Ok(SubmitResponse { id: item.id, state: "queued".into(), duplicate: false }),
+            // Placed: leased to a node in the submit's own entry.
+            None => {
+                let state = if item.placed { "assigned" } else { "queued" };
+                Ok(SubmitResponse { id: item.id, state: state.into(), duplicate: false })
+            }
         })
         .collect()
 }

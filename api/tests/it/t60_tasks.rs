@@ -668,3 +668,81 @@ async fn a_stopping_node_finishes_its_running_task_and_takes_tasks_again_after_r
     .await
     .unwrap();
 }
+
+/// A task submitted while a worker slot is free is leased in the submit's
+/// own log entry: the submit answers `assigned`, and its attempt carries
+/// the entry's stamp, the same as its creation time. A task that finds
+/// every slot taken is queued and placed by a later scheduler round once a
+/// slot frees (the control: the test sees the other path), and one no
+/// node can run is never placed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_slot_is_taken_in_the_submits_own_entry_and_a_full_node_queues() {
+    let args: Vec<String> = ["scaling.min_workers=2", "scaling.max_workers=2"]
+        .iter()
+        .flat_map(|s| ["--set".to_string(), s.to_string()])
+        .collect();
+    let t = must_single(&args).await;
+    // The scheduler's first rounds after start fill the ledger of free slots.
+    let (first, answer) = t
+        .wait_for("a submit placed at once", READY, || async {
+            let (code, v) = submit(&t, 0, json!({"type": "echo", "payload": {"n": 0}})).await;
+            (code == 200 && v["state"] == "assigned").then(|| (v["id"].as_str().unwrap().to_string(), v))
+        })
+        .await
+        .expect("an idle node places a submit at once");
+    must_result(&t, 0, &first).await;
+    let s = must_status(&t, 0, &first).await;
+    let attempts = s["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{s}");
+    assert_eq!(attempts[0]["assigned_at_ms"], s["created_at_ms"], "placed in the submit's entry: {answer} {s}");
+    assert!(metric(&t, 0, "synod_tasks_placed_at_submit_total").await >= 1.0);
+
+    // Two sleepers take both slots.
+    let sleepers: Vec<String> = {
+        let mut ids = Vec::new();
+        for i in 0..2 {
+            ids.push(
+                must_submit(
+                    &t,
+                    0,
+                    json!({"type": "sleep", "payload": {"ms": 1_500}, "idempotency_key": format!("s{i}")}),
+                )
+                .await,
+            );
+        }
+        ids
+    };
+    t.wait_for("both sleepers running", READY, || async {
+        for id in &sleepers {
+            let (_, v) = t.get(0, &format!("/tasks/{id}/status")).await.ok()?;
+            if v["state"] != "running" {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
+    .expect("the sleepers run");
+    let placed_before = metric(&t, 0, "synod_tasks_placed_at_submit_total").await;
+    let (code, v) = submit(&t, 0, json!({"type": "echo", "payload": {"n": 1}})).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "queued", "no slot free, yet placed: {v}");
+    let late = v["id"].as_str().unwrap().to_string();
+    let (code, v) = submit(&t, 0, json!({"type": "echo", "payload": {"n": 2}, "labels": {"zone": "nowhere"}})).await;
+    assert_eq!((code, v["state"].as_str()), (200, Some("queued")), "{v}");
+    let stuck = v["id"].as_str().unwrap().to_string();
+    assert_eq!(metric(&t, 0, "synod_tasks_placed_at_submit_total").await, placed_before);
+
+    must_result(&t, 0, &late).await;
+    let s = must_status(&t, 0, &late).await;
+    let assigned = s["attempts"][0]["assigned_at_ms"].as_u64().unwrap();
+    let created = s["created_at_ms"].as_u64().unwrap();
+    assert!(assigned > created, "placed by a later round, after a sleeper ended: {s}");
+    for id in &sleepers {
+        must_result(&t, 0, id).await;
+    }
+    // Slots are free again; the unplaceable task still waits.
+    let again = must_submit(&t, 0, json!({"type": "echo", "payload": {"n": 3}})).await;
+    must_result(&t, 0, &again).await;
+    assert_eq!(must_status(&t, 0, &stuck).await["state"], "queued");
+}

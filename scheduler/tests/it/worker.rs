@@ -129,7 +129,7 @@ async fn a_lease_waiting_for_a_free_slot_is_renewed_and_runs_once() {
         desired: AtomicUsize::new(0),
     });
     let tasks = vec![sleep_task("first", 2_000), sleep_task("waits", 10), sleep_task("orphan", 10)];
-    node.apply(Kind::SubmitTasks(pb::SubmitTasks { tasks, max_queued: 0, max_storage_bytes: 0 }));
+    node.apply(Kind::SubmitTasks(pb::SubmitTasks { tasks, max_queued: 0, max_storage_bytes: 0, placements: vec![] }));
     let assign = |id: &str, node_id: u64| pb::Assignment {
         tenant: "acme".into(),
         id: id.into(),

@@ -139,6 +139,7 @@ fn submit(id: &str, task_type: &str, requires: &[String]) -> Kind {
         }],
         max_queued: 0,
         max_storage_bytes: 0,
+        placements: vec![],
     })
 }
 

@@ -1,3 +1,4 @@
+use prost::Message;
 use synod_store::pb::{self, RejectCode, TaskState, command::Kind, command_result::Outcome};
 use synod_store::tasks::backoff_ms;
 
@@ -76,7 +77,7 @@ fn checked_requeue(id: &str, epoch: u64, reason: pb::RequeueReason, max_lost: u3
 }
 
 fn submit(specs: Vec<pb::TaskSpec>) -> Kind {
-    Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0, max_storage_bytes: 0 })
+    Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0, max_storage_bytes: 0, placements: vec![] })
 }
 
 fn code(r: &pb::CommandResult) -> Option<RejectCode> {
@@ -107,7 +108,12 @@ fn idempotent_submit_yields_one_task() {
     let submit = |id: &str| {
         cmd(
             1,
-            Kind::SubmitTasks(pb::SubmitTasks { tasks: vec![spec(id, "k1", 3)], max_queued: 0, max_storage_bytes: 0 }),
+            Kind::SubmitTasks(pb::SubmitTasks {
+                tasks: vec![spec(id, "k1", 3)],
+                max_queued: 0,
+                max_storage_bytes: 0,
+                placements: vec![],
+            }),
         )
     };
     let r = must_apply(&store, 1, &[submit("a"), submit("b")]);
@@ -132,6 +138,7 @@ fn completion_is_exactly_once_and_fenced_by_epoch() {
                     tasks: vec![spec("t", "", 3)],
                     max_queued: 0,
                     max_storage_bytes: 0,
+                    placements: vec![],
                 }),
             ),
             cmd(2, assign("t", 7)),
@@ -185,6 +192,7 @@ fn retries_with_backoff_then_dead_letter() {
                     tasks: vec![spec("t", "", 2)],
                     max_queued: 0,
                     max_storage_bytes: 0,
+                    placements: vec![],
                 }),
             ),
             cmd(1000, assign("t", 1)),
@@ -223,6 +231,7 @@ fn non_retryable_failure_fails_at_once() {
                     tasks: vec![spec("t", "", 5)],
                     max_queued: 0,
                     max_storage_bytes: 0,
+                    placements: vec![],
                 }),
             ),
             cmd(1, assign("t", 1)),
@@ -247,6 +256,7 @@ fn cancel_queued_and_running() {
                     tasks: vec![spec("q", "", 3), spec("r", "", 3)],
                     max_queued: 0,
                     max_storage_bytes: 0,
+                    placements: vec![],
                 }),
             ),
             cmd(1, assign("r", 4)),
@@ -287,7 +297,15 @@ fn queue_scan_is_fair_per_tenant_and_ordered() {
     must_apply(
         &store,
         1,
-        &[cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0, max_storage_bytes: 0 }))],
+        &[cmd(
+            1,
+            Kind::SubmitTasks(pb::SubmitTasks {
+                tasks: specs,
+                max_queued: 0,
+                max_storage_bytes: 0,
+                placements: vec![],
+            }),
+        )],
     );
     let q = store.queued_tasks(5).unwrap();
     let big = q.iter().filter(|t| t.tenant == "big").count();
@@ -310,6 +328,7 @@ fn counters_follow_every_transition() {
                     tasks: vec![spec("a", "", 2), spec("b", "", 1)],
                     max_queued: 0,
                     max_storage_bytes: 0,
+                    placements: vec![],
                 }),
             ),
             cmd(2, assign("a", 1)),
@@ -344,6 +363,7 @@ fn large_payloads_and_results_live_in_the_blob_cf_and_travel_in_snapshots() {
                     tasks: vec![s, spec("small", "", 1)],
                     max_queued: 0,
                     max_storage_bytes: 0,
+                    placements: vec![],
                 }),
             ),
             cmd(2, assign("big", 1)),
@@ -394,7 +414,15 @@ fn queue_and_lease_views_survive_reopen_and_snapshot_install() {
             &store,
             1,
             &[
-                cmd(1, Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0, max_storage_bytes: 0 })),
+                cmd(
+                    1,
+                    Kind::SubmitTasks(pb::SubmitTasks {
+                        tasks: specs,
+                        max_queued: 0,
+                        max_storage_bytes: 0,
+                        placements: vec![],
+                    }),
+                ),
                 cmd(2, assign("t0", 3)),
                 cmd(3, assign("t1", 4)),
                 cmd(4, complete("t1", 4, 1, Some("{}"), false)),
@@ -418,6 +446,7 @@ fn queue_and_lease_views_survive_reopen_and_snapshot_install() {
                 tasks: vec![spec("stale", "", 1)],
                 max_queued: 0,
                 max_storage_bytes: 0,
+                placements: vec![],
             }),
         )],
     );
@@ -436,6 +465,7 @@ fn a_batch_that_could_pass_the_queue_quota_is_refused_whole() {
                 tasks: ids.iter().map(|i| spec(i, "", 1)).collect(),
                 max_queued: 3,
                 max_storage_bytes: 0,
+                placements: vec![],
             }),
         )
     };
@@ -768,7 +798,7 @@ fn a_submit_past_the_storage_quota_is_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
     let store = must_open(dir.path());
     let with_quota = |specs: Vec<pb::TaskSpec>| {
-        Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0, max_storage_bytes: 30 })
+        Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0, max_storage_bytes: 30, placements: vec![] })
     };
     // Each payload is 13 bytes: two fit under 30, a third does not.
     let r = must_apply(&store, 1, &[cmd(1, with_quota(vec![spec("a", "", 1), spec("b", "", 1)]))]);
@@ -843,4 +873,83 @@ fn the_state_index_lists_one_states_tasks_and_is_built_for_older_data() {
     for st in states {
         assert_eq!(indexed(&store, st), scanned(&store, st), "{st:?} after the rebuild");
     }
+}
+
+fn placed_submit(specs: Vec<pb::TaskSpec>, placements: &[(&str, u64)]) -> Vec<u8> {
+    let placements = placements
+        .iter()
+        .map(|(id, node)| pb::Assignment {
+            tenant: "acme".into(),
+            id: id.to_string(),
+            node_id: *node,
+            lease_deadline_ms: 0,
+            lease_ms: 30_000,
+        })
+        .collect();
+    let kind = Kind::SubmitTasks(pb::SubmitTasks { tasks: specs, max_queued: 0, max_storage_bytes: 0, placements });
+    pb::Command { format_version: synod_store::COMMAND_FORMAT_VERSION, stamped_at_ms: 1_000, kind: Some(kind) }
+        .encode_to_vec()
+}
+
+/// A submit the leader placed is leased in its own entry: assigned to the
+/// node with epoch 1 and a lease from the stamp, in the lease index and
+/// not in the queue, counted as assigned — what an `AssignTasks` right
+/// after it would leave. A task without a placement, a duplicate and a
+/// placement on node 0 are queued (or left) as before.
+#[test]
+fn a_placed_submit_is_leased_in_its_own_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let r = must_apply(
+        &store,
+        1,
+        &[placed_submit(
+            vec![spec("a", "", 3), spec("b", "", 3), spec("z", "", 3)],
+            &[("a", 2), ("z", 0), ("ghost", 3)],
+        )],
+    );
+    assert!(items(&r[0]).iter().all(|i| i.ok && !i.duplicate), "{:?}", items(&r[0]));
+    let placed: Vec<bool> = items(&r[0]).iter().map(|i| i.placed).collect();
+    assert_eq!(placed, [true, false, false]);
+    let (state, rec) = must_state(&store, "a");
+    assert_eq!((state, rec.node_id, rec.lease_epoch, rec.lease_deadline_ms), (TaskState::Assigned, 2, 1, 31_000));
+    assert_eq!(rec.attempts.len(), 1);
+    assert_eq!((rec.attempts[0].node_id, rec.attempts[0].assigned_at_ms), (2, 1_000));
+    let leased: Vec<(String, u64)> = store.leased_tasks(None).unwrap().into_iter().map(|l| (l.id, l.node_id)).collect();
+    assert_eq!(leased, [("a".to_string(), 2)]);
+    let queued: Vec<String> = store.queued_tasks(100).unwrap().into_iter().map(|q| q.id).collect();
+    assert_eq!(queued, ["b", "z"], "unplaced tasks wait in the queue");
+    assert_eq!(must_state(&store, "z").0, TaskState::Queued);
+    assert!(store.get_task("acme", "ghost").unwrap().is_none(), "a placement without its task creates nothing");
+    assert_eq!((counter_of(&store, "assigned"), counter_of(&store, "queued")), (1, 2));
+    assert_eq!(counter_of(&store, "attempts"), 1);
+
+    // The placed task completes like any other assigned one.
+    let r = must_apply(&store, 2, &[cmd(2_000, complete("a", 2, 1, Some(r#"{"ok":true}"#), false))]);
+    assert!(items(&r[0])[0].ok, "{:?}", items(&r[0]));
+    assert_eq!(must_state(&store, "a").0, TaskState::Succeeded);
+
+    // The same id again (a retried forward) is a duplicate and not placed.
+    let r = must_apply(&store, 3, &[placed_submit(vec![spec("b", "", 3)], &[("b", 2)])]);
+    assert!(items(&r[0])[0].duplicate);
+    assert_eq!(must_state(&store, "b").0, TaskState::Queued);
+}
+
+/// Control for the format gate: a node refuses a command newer than the
+/// format it applies, as a value, and changes nothing.
+#[test]
+fn a_command_format_newer_than_this_build_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = must_open(dir.path());
+    let kind = submit(vec![spec("a", "", 3)]);
+    let newer = pb::Command {
+        format_version: synod_store::COMMAND_FORMAT_VERSION + 1,
+        stamped_at_ms: 1,
+        kind: Some(kind.clone()),
+    };
+    let r = must_apply(&store, 1, &[newer.encode_to_vec()]);
+    assert!(matches!(r[0].outcome, Some(Outcome::Rejected(_))), "{:?}", r[0]);
+    assert!(store.get_task("acme", "a").unwrap().is_none());
+    let r = must_apply(&store, 2, &[cmd(2, kind)]);
+    assert!(items(&r[0])[0].ok);
 }
