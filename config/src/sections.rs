@@ -353,6 +353,10 @@ pub struct ScalingConfig {
     pub min_workers: usize,
     /// Upper bound on workers.
     pub max_workers: usize,
+    /// Tasks the scheduler leases to a node per worker (0 counts as 1):
+    /// those past its pool wait on the node and start the moment a worker
+    /// frees, without waiting for a scheduler round and its Raft write.
+    pub prefetch: u32,
     /// Queued tasks per worker that trigger adding a worker.
     pub scale_up_queue_depth: usize,
     /// Idle time after which a worker above `min_workers` is stopped.
@@ -386,6 +390,7 @@ impl Default for ScalingConfig {
         ScalingConfig {
             min_workers: 16,
             max_workers: 32,
+            prefetch: 2,
             scale_up_queue_depth: 4,
             scale_down_idle: Dur::from_secs(30),
             cpu_high: 0.85,

@@ -147,6 +147,9 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
 
     let sc = &c.scaling;
     at_least(sc.max_workers, 1, "scaling.max_workers")?;
+    rule((1..=16).contains(&sc.prefetch), "scaling.prefetch", || {
+        format!("scaling.prefetch must be 1 to 16 (got {})", sc.prefetch)
+    })?;
     rule(sc.min_workers <= sc.max_workers, "scaling.min_workers", || {
         format!("scaling.min_workers ({}) must be at most scaling.max_workers ({})", sc.min_workers, sc.max_workers)
     })?;

@@ -125,11 +125,20 @@ pub struct Params {
     pub max_assignments: usize,
     /// A node silent for longer than this loses its tasks and gets no new ones.
     pub recovery_timeout_ms: u64,
+    /// Tasks a node may hold per worker slot (0 counts as 1): those past
+    /// its slots wait on the node and start as soon as a worker frees.
+    pub prefetch: u32,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Self { lease_ms: 30_000, aging_ms_per_level: 10_000, max_assignments: 256, recovery_timeout_ms: 5_000 }
+        Self {
+            lease_ms: 30_000,
+            aging_ms_per_level: 10_000,
+            max_assignments: 256,
+            recovery_timeout_ms: 5_000,
+            prefetch: 1,
+        }
     }
 }
 
@@ -164,7 +173,7 @@ pub enum RequeueReason {
 
 /// One scheduling round. See the module doc for the rules; never panics.
 pub fn decide(view: &View, now_ms: u64, params: &Params) -> Vec<Decision> {
-    let mut nodes = Nodes::new(&view.nodes, now_ms, params.recovery_timeout_ms);
+    let mut nodes = Nodes::new(&view.nodes, now_ms, params);
     let mut decisions = Vec::new();
 
     // 1. Leases: requeue the lost and the expired; the rest keep their slot.
@@ -270,7 +279,7 @@ pub fn leftover_slots(view: &View, decisions: &[Decision], now_ms: u64, params: 
     if assigned >= params.max_assignments {
         return Vec::new();
     }
-    let mut nodes = Nodes::new(&view.nodes, now_ms, params.recovery_timeout_ms);
+    let mut nodes = Nodes::new(&view.nodes, now_ms, params);
     let busy = view
         .leased
         .iter()
@@ -356,11 +365,13 @@ struct NodeSlot<'a> {
     open: bool,
     /// Leases kept this round plus assignments made this round.
     busy: u64,
+    /// Leases it may hold: its worker slots times the prefetch.
+    capacity: u64,
 }
 
 impl NodeSlot<'_> {
     fn free(&self) -> u64 {
-        if self.open { u64::from(self.view.worker_slots).saturating_sub(self.busy) } else { 0 }
+        if self.open { self.capacity.saturating_sub(self.busy) } else { 0 }
     }
 
     /// Placement order: least busy/slots, then least CPU load, then lowest id.
@@ -381,7 +392,9 @@ struct Nodes<'a> {
 }
 
 impl<'a> Nodes<'a> {
-    fn new(views: &'a [NodeView], now_ms: u64, recovery_timeout_ms: u64) -> Self {
+    fn new(views: &'a [NodeView], now_ms: u64, params: &Params) -> Self {
+        let recovery_timeout_ms = params.recovery_timeout_ms;
+        let prefetch = u64::from(params.prefetch.max(1));
         let mut all = Vec::with_capacity(views.len());
         let mut index = HashMap::with_capacity(views.len());
         for view in views {
@@ -392,7 +405,13 @@ impl<'a> Nodes<'a> {
             let lost =
                 view.liveness == Liveness::Dead || now_ms.saturating_sub(view.last_heartbeat_ms) > recovery_timeout_ms;
             let open = !lost && view.liveness == Liveness::Alive && !view.draining;
-            all.push(NodeSlot { view, lost, open, busy: 0 });
+            all.push(NodeSlot {
+                view,
+                lost,
+                open,
+                busy: 0,
+                capacity: u64::from(view.worker_slots).saturating_mul(prefetch),
+            });
         }
         Self { all, index, free_total: 0 }
     }
@@ -478,6 +497,29 @@ mod tests {
         }
     }
 
+    /// With a prefetch of 2 a node with 4 slots is leased 8 tasks, the
+    /// leases it already holds counted; with 1 (the control), 4.
+    #[test]
+    fn prefetch_leases_that_many_tasks_per_slot() {
+        let queued: Vec<QueuedTask> = (0..12).map(|i| QueuedTask { id: format!("q{i:02}"), ..task(5, 100) }).collect();
+        let leased =
+            vec![LeasedTask { tenant: "t".into(), id: "held".into(), node_id: 1, epoch: 1, lease_deadline_ms: 50_000 }];
+        let view = View { nodes: vec![node(1)], queued, leased, ..View::default() };
+        let assigned = |prefetch| {
+            let params = Params { prefetch, ..Params::default() };
+            let d = decide(&view, 1_000, &params);
+            assert_eq!(leftover_slots(&view, &d, 1_000, &params), [], "every slot taken");
+            d.len()
+        };
+        assert_eq!(assigned(2), 7);
+        assert_eq!(assigned(1), 3);
+        assert_eq!(assigned(0), 3, "0 counts as 1");
+        let few = View { queued: view.queued[..2].to_vec(), ..view.clone() };
+        let params = Params { prefetch: 2, ..Params::default() };
+        let d = decide(&few, 1_000, &params);
+        assert_eq!(leftover_slots(&few, &d, 1_000, &params), [(1, 5)]);
+    }
+
     #[test]
     fn effective_priority_table() {
         // (priority, enqueued_at, now, aging, expected)
@@ -522,7 +564,7 @@ mod tests {
         ];
         for (case, view, now, timeout, expected) in cases {
             let views: Vec<NodeView> = view.into_iter().collect();
-            let nodes = Nodes::new(&views, now, timeout);
+            let nodes = Nodes::new(&views, now, &Params { recovery_timeout_ms: timeout, ..Params::default() });
             let slot = nodes.all.first();
             assert_eq!(lease_verdict(&lease, slot, now), expected, "{case}");
         }
@@ -560,8 +602,8 @@ mod tests {
             (slot(1, 4, 0, f64::NAN), slot(2, 4, 0, 0.5), Ordering::Greater), // NaN load sorts last
         ];
         for ((va, busy_a), (vb, busy_b), expected) in cases {
-            let a = NodeSlot { view: &va, lost: false, open: true, busy: busy_a };
-            let b = NodeSlot { view: &vb, lost: false, open: true, busy: busy_b };
+            let a = NodeSlot { view: &va, lost: false, open: true, busy: busy_a, capacity: u64::from(va.worker_slots) };
+            let b = NodeSlot { view: &vb, lost: false, open: true, busy: busy_b, capacity: u64::from(vb.worker_slots) };
             assert_eq!(a.load_cmp(&b), expected, "node {} vs node {}", va.id, vb.id);
         }
     }
@@ -590,11 +632,11 @@ mod tests {
     #[test]
     fn free_slots_never_underflow_and_closed_nodes_have_none() {
         let v = node(1);
-        let over = NodeSlot { view: &v, lost: false, open: true, busy: 10 };
+        let over = NodeSlot { view: &v, lost: false, open: true, busy: 10, capacity: 4 };
         assert_eq!(over.free(), 0);
-        let closed = NodeSlot { view: &v, lost: false, open: false, busy: 0 };
+        let closed = NodeSlot { view: &v, lost: false, open: false, busy: 0, capacity: 4 };
         assert_eq!(closed.free(), 0);
-        let open = NodeSlot { view: &v, lost: false, open: true, busy: 1 };
+        let open = NodeSlot { view: &v, lost: false, open: true, busy: 1, capacity: 4 };
         assert_eq!(open.free(), 3);
     }
 

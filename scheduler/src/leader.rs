@@ -25,6 +25,7 @@ pub fn params(cfg: &synod_config::Config) -> Params {
         aging_ms_per_level: 10_000,
         max_assignments: 1024,
         recovery_timeout_ms: cfg.scaling.recovery_timeout.get().as_millis() as u64,
+        prefetch: cfg.scaling.prefetch,
     }
 }
 
@@ -74,12 +75,17 @@ pub fn build_view(host: &impl Host, now: u64, grace_from: u64) -> anyhow::Result
             },
         })
         .collect();
-    // A round cannot place more tasks than there are free slots, so each
-    // tenant's window of queued tasks need not be longer than that.
+    // A round cannot place more tasks than there are free slots (prefetch
+    // included), so each tenant's window of queued tasks need not be
+    // longer than that.
+    let prefetch = host.config().scaling.prefetch.max(1) as usize;
     let free: usize = nodes
         .iter()
         .filter(|n| n.liveness == Liveness::Alive && !n.draining)
-        .map(|n| (n.worker_slots as usize).saturating_sub(leased.iter().filter(|l| l.node_id == n.id).count()))
+        .map(|n| {
+            let capacity = (n.worker_slots as usize).saturating_mul(prefetch);
+            capacity.saturating_sub(leased.iter().filter(|l| l.node_id == n.id).count())
+        })
         .sum();
     let window = free.clamp(16, PER_TENANT_WINDOW);
     let queued: Vec<QueuedTask> = store

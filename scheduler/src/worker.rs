@@ -47,6 +47,9 @@ pub struct Worker<H> {
     /// They are renewed like running ones, so they wait instead of running
     /// out.
     waiting: Arc<Mutex<HashMap<Key, u64>>>,
+    /// A run ended and its worker is free: a waiting lease may start now,
+    /// before the next entry is applied.
+    freed: Arc<tokio::sync::Notify>,
     tx: mpsc::Sender<Report>,
 }
 
@@ -61,6 +64,7 @@ impl<H> Clone for Worker<H> {
             slots: self.slots.clone(),
             inflight: self.inflight.clone(),
             waiting: self.waiting.clone(),
+            freed: self.freed.clone(),
             tx: self.tx.clone(),
         }
     }
@@ -73,6 +77,7 @@ pub async fn run<H: Host>(node: Arc<H>) {
         slots: Arc::new(Semaphore::new(node.pool_size().load(Relaxed))),
         inflight: Default::default(),
         waiting: Default::default(),
+        freed: Default::default(),
         tx,
         node: node.clone(),
     };
@@ -85,11 +90,13 @@ pub async fn run<H: Host>(node: Arc<H>) {
     helpers.spawn(worker.clone().autoscale());
     let mut last_scan = Instant::now();
     let mut scanned_at_index = None;
+    let mut freed = false;
     loop {
         // Leases change only when entries are applied: skip the scan when
-        // nothing was, but rescan every 100 ms regardless.
+        // nothing was and no worker freed up, but rescan every 100 ms
+        // regardless.
         let applied = node.applied_index();
-        if scanned_at_index != Some(applied) || last_scan.elapsed() >= Duration::from_millis(100) {
+        if freed || scanned_at_index != Some(applied) || last_scan.elapsed() >= Duration::from_millis(100) {
             scanned_at_index = Some(applied);
             last_scan = Instant::now();
             if let Err(e) = worker.scan() {
@@ -97,7 +104,10 @@ pub async fn run<H: Host>(node: Arc<H>) {
             }
             metrics::histogram!("synod_worker_scan_seconds").record(last_scan.elapsed().as_secs_f64());
         }
-        node.wait_applied(applied, Duration::from_millis(100)).await;
+        freed = tokio::select! {
+            _ = node.wait_applied(applied, Duration::from_millis(100)) => false,
+            _ = worker.freed.notified() => true,
+        };
     }
 }
 
@@ -188,6 +198,9 @@ impl<H: Host> Worker<H> {
             tokio::spawn(async move {
                 this.run_task(key, l.entry.epoch, cancel).await;
                 drop(permit);
+                if !this.waiting.lock().expect("worker map lock is never poisoned").is_empty() {
+                    this.freed.notify_one();
+                }
             });
         }
         metrics::gauge!("synod_worker_leases_waiting").set(waiting.len() as f64);

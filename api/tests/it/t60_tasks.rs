@@ -677,7 +677,7 @@ async fn a_stopping_node_finishes_its_running_task_and_takes_tasks_again_after_r
 /// node can run is never placed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_free_slot_is_taken_in_the_submits_own_entry_and_a_full_node_queues() {
-    let args: Vec<String> = ["scaling.min_workers=2", "scaling.max_workers=2"]
+    let args: Vec<String> = ["scaling.min_workers=2", "scaling.max_workers=2", "scaling.prefetch=1"]
         .iter()
         .flat_map(|s| ["--set".to_string(), s.to_string()])
         .collect();

@@ -109,14 +109,20 @@ fn any_view() -> impl Strategy<Value = View> {
 }
 
 fn any_params() -> impl Strategy<Value = Params> {
-    (0..60_000u64, 0..20_000u64, 0..25usize, 0..6_000u64).prop_map(
-        |(lease_ms, aging_ms_per_level, max_assignments, recovery_timeout_ms)| Params {
+    (0..60_000u64, 0..20_000u64, 0..25usize, 0..6_000u64, 0..4u32).prop_map(
+        |(lease_ms, aging_ms_per_level, max_assignments, recovery_timeout_ms, prefetch)| Params {
             lease_ms,
             aging_ms_per_level,
             max_assignments,
             recovery_timeout_ms,
+            prefetch,
         },
     )
+}
+
+/// Leases a node may hold: its slots times the prefetch (0 counts as 1).
+fn capacity(node: &NodeView, params: &Params) -> u64 {
+    u64::from(node.worker_slots) * u64::from(params.prefetch.max(1))
 }
 
 /// The node a lease or an assignment refers to: the first with that id.
@@ -205,7 +211,7 @@ fn check(view: &View, now: u64, params: &Params, decisions: &[Decision]) -> Resu
         assigned_keys.insert((tenant.as_str(), id.as_str()));
     }
     for (node_id, &total) in &busy {
-        let slots = first_node(view, *node_id).map_or(0, |n| u64::from(n.worker_slots));
+        let slots = first_node(view, *node_id).map_or(0, |n| capacity(n, params));
         let added = total - before.get(node_id).copied().unwrap_or(0);
         prop_assert!(added == 0 || total <= slots, "node {node_id}: {total} busy on {slots} slots");
     }
@@ -218,7 +224,7 @@ fn check(view: &View, now: u64, params: &Params, decisions: &[Decision]) -> Resu
                 continue;
             }
             let used = busy.get(&node.id).copied().unwrap_or(0);
-            if used >= u64::from(node.worker_slots) {
+            if used >= capacity(node, params) {
                 continue;
             }
             for t in &view.queued {

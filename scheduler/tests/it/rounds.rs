@@ -67,8 +67,13 @@ fn extreme_values_do_not_panic() {
     ];
     let mut v = view(vec![n, other], queued, vec![lease("acme", "x", u64::MAX)]);
     v.tenant_weights = BTreeMap::from([("".to_string(), 0), ("acme".to_string(), u32::MAX)]);
-    let params =
-        Params { lease_ms: u64::MAX, aging_ms_per_level: 1, max_assignments: usize::MAX, recovery_timeout_ms: 0 };
+    let params = Params {
+        lease_ms: u64::MAX,
+        aging_ms_per_level: 1,
+        max_assignments: usize::MAX,
+        recovery_timeout_ms: 0,
+        prefetch: 1,
+    };
     for now in [0, 1, NOW, u64::MAX] {
         let decisions = decide(&v, now, &params);
         assert!(decisions.len() <= 3, "at {now}: {decisions:?}");
