@@ -746,3 +746,53 @@ async fn a_free_slot_is_taken_in_the_submits_own_entry_and_a_full_node_queues() 
     must_result(&t, 0, &again).await;
     assert_eq!(must_status(&t, 0, &stuck).await["state"], "queued");
 }
+
+/// With `scaling.prefetch` 2 a node of one worker holds two tasks: the
+/// second is leased while the first runs, waits on the node, and starts
+/// as soon as the first ends. With prefetch 1 (the control) the second
+/// stays queued until the first's completion is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetched_task_waits_on_its_node_and_starts_when_the_worker_frees() {
+    for prefetch in [2, 1] {
+        let args: Vec<String> = [
+            "scaling.min_workers=1".to_string(),
+            "scaling.max_workers=1".to_string(),
+            format!("scaling.prefetch={prefetch}"),
+        ]
+        .into_iter()
+        .flat_map(|s| ["--set".to_string(), s])
+        .collect();
+        let t = must_single(&args).await;
+        let first =
+            must_submit(&t, 0, json!({"type": "sleep", "payload": {"ms": 1_500}, "idempotency_key": "first"})).await;
+        t.wait_for("the first task running", READY, || async {
+            let (_, v) = t.get(0, &format!("/tasks/{first}/status")).await.ok()?;
+            (v["state"] == "running").then_some(())
+        })
+        .await
+        .expect("the first task runs");
+        let second =
+            must_submit(&t, 0, json!({"type": "sleep", "payload": {"ms": 10}, "idempotency_key": "second"})).await;
+        let expected = if prefetch == 2 { "assigned" } else { "queued" };
+        let s = t
+            .wait_for(&format!("the second task {expected}"), READY, || async {
+                let (_, v) = t.get(0, &format!("/tasks/{second}/status")).await.ok()?;
+                (v["state"] == expected).then_some(v)
+            })
+            .await
+            .expect("the second task's state");
+        // Still waiting while the first runs: the node has one worker.
+        let (_, f) = t.get(0, &format!("/tasks/{first}/status")).await.unwrap();
+        assert_eq!(f["state"], "running", "prefetch {prefetch}: {f} / {s}");
+        must_result(&t, 0, &second).await;
+        let f = must_status(&t, 0, &first).await;
+        let s = must_status(&t, 0, &second).await;
+        let first_ended = f["attempts"][0]["ended_at_ms"].as_u64().unwrap();
+        let second_assigned = s["attempts"][0]["assigned_at_ms"].as_u64().unwrap();
+        if prefetch == 2 {
+            assert!(second_assigned < first_ended, "leased while the first ran: {f} / {s}");
+        } else {
+            assert!(second_assigned >= first_ended, "leased only once the first ended: {f} / {s}");
+        }
+    }
+}
