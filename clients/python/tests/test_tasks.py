@@ -171,7 +171,8 @@ def test_a_task_id_is_percent_encoded_in_the_path(client: Client) -> None:
 def test_a_duplicate_submit_answers_the_first_tasks_state_now(client: Client) -> None:
     key = f"dup-{uuid.uuid4()}"
     first = client.submit("echo", {"n": 1}, idempotency_key=key)
-    assert (first.state, first.duplicate) == ("queued", False)
+    # "assigned" when a worker slot was free as it was submitted.
+    assert first.state in ("queued", "assigned") and not first.duplicate
     client.wait(first.id, timeout=60)
     again = client.submit("echo", {"n": 1}, idempotency_key=key)
     assert again.id == first.id and again.duplicate
