@@ -65,6 +65,8 @@ fn default_multiplier() -> f64 {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmitResponse {
     pub id: String,
+    /// `queued`, or `assigned` when the task took a free worker slot as it
+    /// was submitted; for a duplicate, the first task's state now.
     pub state: String,
     /// True when an earlier submit with the same idempotency key made this task.
     pub duplicate: bool,

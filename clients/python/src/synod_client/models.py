@@ -58,7 +58,8 @@ class Submitted:
     """The answer to one submitted task."""
 
     id: str
-    #: ``queued`` for a new task; for a duplicate, the first task's state
+    #: ``queued`` for a new task, or ``assigned`` when it took a free worker
+    #: slot as it was submitted; for a duplicate, the first task's state
     #: as the answering node saw it (it may have finished long ago).
     state: str
     #: True when an earlier submit with the same idempotency key made the task.
