@@ -444,14 +444,14 @@ pub async fn run_admin(cmd: Command) -> anyhow::Result<()> {
                     index,
                     backend,
                 } => {
+                    // The HNSW flags go along with --backend too: the server
+                    // refuses the pair with a clear error rather than the CLI
+                    // dropping them without a word.
                     let mut body = serde_json::json!({"name": name, "dimension": dimension, "metric": metric,
-                        "vectorizer": vectorizer, "index": index});
-                    match backend {
-                        Some(provider) => body["backend"] = serde_json::json!({ "provider": provider }),
-                        None => {
-                            body["hnsw"] = serde_json::json!({"m": m, "ef_construction": ef_construction, "ef": ef,
-                                "quantization": quantization})
-                        }
+                        "vectorizer": vectorizer, "index": index,
+                        "hnsw": {"m": m, "ef_construction": ef_construction, "ef": ef, "quantization": quantization}});
+                    if let Some(provider) = backend {
+                        body["backend"] = serde_json::json!({ "provider": provider });
                     }
                     c.call(Method::POST, "/collections", Some(body), &[]).await?
                 }

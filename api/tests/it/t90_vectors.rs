@@ -395,4 +395,26 @@ async fn an_int8_collection_answers_with_exact_scores_from_rest_grpc_and_the_cli
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (_, v) = t.get(0, "/collections/c8").await.unwrap();
     assert_eq!(v["hnsw"]["quantization"], "int8", "{v}");
+
+    // HNSW flags beside --backend reach the server, which refuses the pair
+    // (the CLI used to drop them and create the collection without them).
+    let url = t.nodes[0].url();
+    let create = |extra: &[&str]| {
+        let mut args = vec!["vector", "create", "b8", "--dimension", "8", "--backend", "nosuch"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--addr", &url]);
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .env("SYNOD_TOKEN", &t.admin_token)
+            .env_remove("SYNOD_ADDR")
+            .output();
+        let out = out.unwrap();
+        assert!(!out.status.success(), "{args:?} must fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = create(&["--m", "8"]);
+    assert!(err.contains("index and hnsw apply to built-in collections"), "{err}");
+    // Control: without them the same command fails on the provider instead.
+    let err = create(&[]);
+    assert!(err.contains("no provider named"), "{err}");
 }
