@@ -42,11 +42,11 @@ pub struct Worker<H> {
     node: Arc<H>,
     slots: Arc<Semaphore>,
     inflight: Arc<Mutex<HashMap<Key, InFlight>>>,
-    /// Leases held here that wait for a free slot (the pool shrank, or the
-    /// leader counted slots a moment before a run ended): key -> epoch.
-    /// They are renewed like running ones, so they wait instead of running
-    /// out.
-    waiting: Arc<Mutex<HashMap<Key, u64>>>,
+    /// Leases held here that wait for a free slot (prefetched, the pool
+    /// shrank, or the leader counted slots a moment before a run ended):
+    /// key -> (epoch, the task's priority). They are renewed like running
+    /// ones, so they wait instead of running out.
+    waiting: Arc<Mutex<HashMap<Key, (u64, u32)>>>,
     /// A run ended and its worker is free: a waiting lease may start now,
     /// before the next entry is applied.
     freed: Arc<tokio::sync::Notify>,
@@ -171,6 +171,8 @@ impl<H: Host> Worker<H> {
         let mut inflight = self.inflight.lock().expect("worker map lock is never poisoned");
         let mut waiting = HashMap::new();
         let mut seen = std::collections::HashSet::new();
+        // Leases to start here, in lease-key order (per tenant, oldest id first).
+        let mut fresh = Vec::new();
         for l in leases {
             let key = (l.tenant.clone(), l.id.clone());
             seen.insert(key.clone());
@@ -183,8 +185,33 @@ impl<H: Host> Worker<H> {
                 }
                 f.cancel.cancel();
             }
+            fresh.push((key, l, 0));
+        }
+        // More of them than free slots (prefetched leases): the highest
+        // priority starts first, as the queue would have handed them out;
+        // equal priorities keep lease-key order. A lease that waited last
+        // scan has its priority already; a new one costs one read.
+        if fresh.len() > self.slots.available_permits() {
+            let known = self.waiting.lock().expect("worker map lock is never poisoned");
+            for (key, _, priority) in fresh.iter_mut() {
+                *priority = match known.get(key) {
+                    Some((_, p)) => *p,
+                    None => self
+                        .node
+                        .store()
+                        .get_task(&key.0, &key.1)
+                        .ok()
+                        .flatten()
+                        .and_then(|r| r.spec)
+                        .map_or(0, |s| s.priority),
+                };
+            }
+            drop(known);
+            fresh.sort_by_key(|(_, _, priority)| std::cmp::Reverse(*priority));
+        }
+        for (key, l, priority) in fresh {
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                waiting.insert(key, l.entry.epoch);
+                waiting.insert(key, (l.entry.epoch, priority));
                 continue;
             };
             let cancel = CancelToken::new();
@@ -359,7 +386,7 @@ impl<H: Host> Worker<H> {
                 let waiting = self.waiting.lock().expect("worker map lock is never poisoned");
                 let running = inflight.iter().filter(|(_, f)| !f.finished).map(|(k, f)| (k, f.epoch));
                 running
-                    .chain(waiting.iter().map(|(k, e)| (k, *e)))
+                    .chain(waiting.iter().map(|(k, (e, _))| (k, *e)))
                     .map(|((tenant, id), epoch)| pb::LeaseRenewal {
                         task: Some(pb::TaskRef { tenant: tenant.clone(), id: id.clone(), epoch }),
                         lease_deadline_ms: 0,

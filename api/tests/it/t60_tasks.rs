@@ -796,3 +796,57 @@ async fn a_prefetched_task_waits_on_its_node_and_starts_when_the_worker_frees() 
         }
     }
 }
+
+/// Prefetched leases waiting on a node start highest priority first: with
+/// one worker busy, a priority-0 task and then a priority-9 one are both
+/// leased to the node; when the worker frees, the priority-9 one runs
+/// first. Control: at equal priorities the one leased first runs first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_leases_start_in_priority_order() {
+    for later_priority in [9, 0] {
+        let args: Vec<String> = ["scaling.min_workers=1", "scaling.max_workers=1", "scaling.prefetch=3"]
+            .into_iter()
+            .flat_map(|s| ["--set".to_string(), s.to_string()])
+            .collect();
+        let t = must_single(&args).await;
+        let first =
+            must_submit(&t, 0, json!({"type": "sleep", "payload": {"ms": 1_500}, "idempotency_key": "first"})).await;
+        t.wait_for("the first task running", READY, || async {
+            let (_, v) = t.get(0, &format!("/tasks/{first}/status")).await.ok()?;
+            (v["state"] == "running").then_some(())
+        })
+        .await
+        .expect("the first task runs");
+        let mut ids = Vec::new();
+        for (key, priority) in [("earlier", 0), ("later", later_priority)] {
+            let body = json!({"type": "sleep", "payload": {"ms": 50}, "priority": priority, "idempotency_key": key});
+            let id = must_submit(&t, 0, body).await;
+            t.wait_for(&format!("the {key} task leased to the node"), READY, || async {
+                let (_, v) = t.get(0, &format!("/tasks/{id}/status")).await.ok()?;
+                (v["state"] == "assigned").then_some(())
+            })
+            .await
+            .expect("leased while the first runs");
+            ids.push(id);
+        }
+        let (_, f) = t.get(0, &format!("/tasks/{first}/status")).await.unwrap();
+        assert_eq!(f["state"], "running", "both leased while the first still runs: {f}");
+        for id in &ids {
+            must_result(&t, 0, id).await;
+        }
+        let earlier = must_status(&t, 0, &ids[0]).await;
+        let later = must_status(&t, 0, &ids[1]).await;
+        let at = |v: &Value, field: &str| v["attempts"][0][field].as_u64().unwrap();
+        if later_priority == 9 {
+            assert!(
+                at(&later, "ended_at_ms") <= at(&earlier, "started_at_ms"),
+                "the priority-9 task ran first: {later} / {earlier}"
+            );
+        } else {
+            assert!(
+                at(&earlier, "ended_at_ms") <= at(&later, "started_at_ms"),
+                "equal priorities: the one leased first ran first: {earlier} / {later}"
+            );
+        }
+    }
+}
