@@ -33,6 +33,10 @@ struct InFlight {
     finished: bool,
 }
 
+/// A waiting lease: (epoch, the task's priority, arrival: the scan that
+/// first saw it wait).
+type Waiting = (u64, u32, u64);
+
 enum Report {
     Start(pb::TaskRef),
     Done(pb::Completion),
@@ -44,9 +48,13 @@ pub struct Worker<H> {
     inflight: Arc<Mutex<HashMap<Key, InFlight>>>,
     /// Leases held here that wait for a free slot (prefetched, the pool
     /// shrank, or the leader counted slots a moment before a run ended):
-    /// key -> (epoch, the task's priority). They are renewed like running
-    /// ones, so they wait instead of running out.
-    waiting: Arc<Mutex<HashMap<Key, (u64, u32)>>>,
+    /// key -> (epoch, the task's priority, the scan that first saw it
+    /// wait). They are renewed like running ones, so they wait instead of
+    /// running out.
+    waiting: Arc<Mutex<HashMap<Key, Waiting>>>,
+    /// Scans that found more leases than free slots, ever: the arrival
+    /// order of waiting leases.
+    scans: Arc<std::sync::atomic::AtomicU64>,
     /// A run ended and its worker is free: a waiting lease may start now,
     /// before the next entry is applied.
     freed: Arc<tokio::sync::Notify>,
@@ -64,6 +72,7 @@ impl<H> Clone for Worker<H> {
             slots: self.slots.clone(),
             inflight: self.inflight.clone(),
             waiting: self.waiting.clone(),
+            scans: self.scans.clone(),
             freed: self.freed.clone(),
             tx: self.tx.clone(),
         }
@@ -77,6 +86,7 @@ pub async fn run<H: Host>(node: Arc<H>) {
         slots: Arc::new(Semaphore::new(node.pool_size().load(Relaxed))),
         inflight: Default::default(),
         waiting: Default::default(),
+        scans: Default::default(),
         freed: Default::default(),
         tx,
         node: node.clone(),
@@ -185,33 +195,33 @@ impl<H: Host> Worker<H> {
                 }
                 f.cancel.cancel();
             }
-            fresh.push((key, l, 0));
+            fresh.push((key, l, 0, 0));
         }
         // More of them than free slots (prefetched leases): the highest
-        // priority starts first, as the queue would have handed them out;
-        // equal priorities keep lease-key order. A lease that waited last
-        // scan has its priority already; a new one costs one read.
+        // priority starts first, as the queue would have handed them out,
+        // and equal priorities in the order they arrived here (a lease that
+        // waited since an earlier scan first; lease-key order within one
+        // scan), so no tenant's leases wait behind another's for good. A
+        // lease that waited last scan has its priority already; a new one
+        // costs one read.
         if fresh.len() > self.slots.available_permits() {
+            let scan = self.scans.fetch_add(1, Relaxed);
             let known = self.waiting.lock().expect("worker map lock is never poisoned");
-            for (key, _, priority) in fresh.iter_mut() {
-                *priority = match known.get(key) {
-                    Some((_, p)) => *p,
-                    None => self
-                        .node
-                        .store()
-                        .get_task(&key.0, &key.1)
-                        .ok()
-                        .flatten()
-                        .and_then(|r| r.spec)
-                        .map_or(0, |s| s.priority),
+            for (key, _, priority, arrival) in fresh.iter_mut() {
+                (*priority, *arrival) = match known.get(key) {
+                    Some((_, p, a)) => (*p, *a),
+                    None => {
+                        let task = self.node.store().get_task(&key.0, &key.1).ok().flatten();
+                        (task.and_then(|r| r.spec).map_or(0, |s| s.priority), scan)
+                    }
                 };
             }
             drop(known);
-            fresh.sort_by_key(|(_, _, priority)| std::cmp::Reverse(*priority));
+            fresh.sort_by_key(|(_, _, priority, arrival)| (std::cmp::Reverse(*priority), *arrival));
         }
-        for (key, l, priority) in fresh {
+        for (key, l, priority, arrival) in fresh {
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                waiting.insert(key, (l.entry.epoch, priority));
+                waiting.insert(key, (l.entry.epoch, priority, arrival));
                 continue;
             };
             let cancel = CancelToken::new();
@@ -386,7 +396,7 @@ impl<H: Host> Worker<H> {
                 let waiting = self.waiting.lock().expect("worker map lock is never poisoned");
                 let running = inflight.iter().filter(|(_, f)| !f.finished).map(|(k, f)| (k, f.epoch));
                 running
-                    .chain(waiting.iter().map(|(k, (e, _))| (k, *e)))
+                    .chain(waiting.iter().map(|(k, (e, _, _))| (k, *e)))
                     .map(|((tenant, id), epoch)| pb::LeaseRenewal {
                         task: Some(pb::TaskRef { tenant: tenant.clone(), id: id.clone(), epoch }),
                         lease_deadline_ms: 0,
