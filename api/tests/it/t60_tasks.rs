@@ -754,23 +754,7 @@ async fn a_free_slot_is_taken_in_the_submits_own_entry_and_a_full_node_queues() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefetched_task_waits_on_its_node_and_starts_when_the_worker_frees() {
     for prefetch in [2, 1] {
-        let args: Vec<String> = [
-            "scaling.min_workers=1".to_string(),
-            "scaling.max_workers=1".to_string(),
-            format!("scaling.prefetch={prefetch}"),
-        ]
-        .into_iter()
-        .flat_map(|s| ["--set".to_string(), s])
-        .collect();
-        let t = must_single(&args).await;
-        let first =
-            must_submit(&t, 0, json!({"type": "sleep", "payload": {"ms": 1_500}, "idempotency_key": "first"})).await;
-        t.wait_for("the first task running", READY, || async {
-            let (_, v) = t.get(0, &format!("/tasks/{first}/status")).await.ok()?;
-            (v["state"] == "running").then_some(())
-        })
-        .await
-        .expect("the first task runs");
+        let (t, first) = one_busy_worker(prefetch).await;
         let second =
             must_submit(&t, 0, json!({"type": "sleep", "payload": {"ms": 10}, "idempotency_key": "second"})).await;
         let expected = if prefetch == 2 { "assigned" } else { "queued" };
@@ -797,6 +781,29 @@ async fn a_prefetched_task_waits_on_its_node_and_starts_when_the_worker_frees() 
     }
 }
 
+/// A one-node cluster with one worker and `prefetch`, its worker busy
+/// with a 1.5 s task (returned with the cluster) that is running.
+async fn one_busy_worker(prefetch: u32) -> (TestCluster, String) {
+    let args: Vec<String> = [
+        "scaling.min_workers=1".to_string(),
+        "scaling.max_workers=1".to_string(),
+        format!("scaling.prefetch={prefetch}"),
+    ]
+    .into_iter()
+    .flat_map(|s| ["--set".to_string(), s])
+    .collect();
+    let t = must_single(&args).await;
+    let first =
+        must_submit(&t, 0, json!({"type": "sleep", "payload": {"ms": 1_500}, "idempotency_key": "first"})).await;
+    t.wait_for("the first task running", READY, || async {
+        let (_, v) = t.get(0, &format!("/tasks/{first}/status")).await.ok()?;
+        (v["state"] == "running").then_some(())
+    })
+    .await
+    .expect("the first task runs");
+    (t, first)
+}
+
 /// Prefetched leases waiting on a node start highest priority first: with
 /// one worker busy, a priority-0 task and then a priority-9 one are both
 /// leased to the node; when the worker frees, the priority-9 one runs
@@ -804,19 +811,7 @@ async fn a_prefetched_task_waits_on_its_node_and_starts_when_the_worker_frees() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefetched_leases_start_in_priority_order() {
     for later_priority in [9, 0] {
-        let args: Vec<String> = ["scaling.min_workers=1", "scaling.max_workers=1", "scaling.prefetch=3"]
-            .into_iter()
-            .flat_map(|s| ["--set".to_string(), s.to_string()])
-            .collect();
-        let t = must_single(&args).await;
-        let first =
-            must_submit(&t, 0, json!({"type": "sleep", "payload": {"ms": 1_500}, "idempotency_key": "first"})).await;
-        t.wait_for("the first task running", READY, || async {
-            let (_, v) = t.get(0, &format!("/tasks/{first}/status")).await.ok()?;
-            (v["state"] == "running").then_some(())
-        })
-        .await
-        .expect("the first task runs");
+        let (t, first) = one_busy_worker(3).await;
         let mut ids = Vec::new();
         for (key, priority) in [("earlier", 0), ("later", later_priority)] {
             let body = json!({"type": "sleep", "payload": {"ms": 50}, "priority": priority, "idempotency_key": key});
