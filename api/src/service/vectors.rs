@@ -551,8 +551,11 @@ async fn embed(ctx: &AuthContext, node: &Node, coll: &CollectionInfo, text: &str
     Ok(v)
 }
 
+/// A point as it is read back. Its metadata is always an object, `{}` when
+/// it was stored without any, as in a search hit: one shape to read.
 fn point_body(p: PointRecord) -> PointBody {
-    PointBody { id: p.id.to_json(), vector: Some(p.vector), text: p.text, metadata: p.metadata }
+    let metadata = Some(p.metadata.unwrap_or_else(|| Value::Object(Default::default())));
+    PointBody { id: p.id.to_json(), vector: Some(p.vector), text: p.text, metadata }
 }
 
 pub async fn do_get_point(ctx: &AuthContext, node: &Node, name: &str, id: &str) -> Result<PointBody> {

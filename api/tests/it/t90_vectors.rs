@@ -132,6 +132,11 @@ async fn points_written_on_one_node_are_searched_on_another() {
     assert_eq!(ids(&before), [json!(40), json!(43), json!(39)], "{before}");
     let (code, p) = t.get(2, "/collections/docs/points/41").await.unwrap();
     assert_eq!((code, p["vector"][0].as_f64()), (200, Some(1000.0)), "{p}");
+    // Stored without metadata: read back as `{}`, the shape a search hit
+    // gives it; a point with metadata keeps its own (the control).
+    assert_eq!(p["metadata"], json!({}), "{p}");
+    let (_, p) = t.get(2, "/collections/docs/points/40").await.unwrap();
+    assert_eq!(p["metadata"], json!({"even": true, "n": 40}), "{p}");
 
     // Bad input changes nothing.
     for (body, what) in [
