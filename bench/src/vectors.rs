@@ -457,20 +457,72 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         base.len() as f64 / ingest.as_secs_f64(),
         t.elapsed().as_secs_f64()
     );
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.nodes[0].grpc))?.connect().await?;
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", c.admin_token).parse()?;
-    let mut grpc =
-        synod_api::pb::vectors_client::VectorsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-            req.metadata_mut().insert("authorization", bearer.clone());
-            Ok(req)
-        });
-    for (i, &ef) in p.ef.iter().enumerate() {
+    let body =
+        json!({"name": "small", "dimension": p.dim, "metric": p.metric, "hnsw": {"quantization": p.quantization}});
+    let r = http.post(format!("{url}/collections")).json(&body).send().await?;
+    anyhow::ensure!(r.status().is_success(), "create collection: {}", r.text().await?);
+    for (b, chunk) in small.chunks(REST_BATCH).enumerate() {
+        let points: Vec<Value> =
+            chunk.iter().enumerate().map(|(j, v)| json!({"id": b * REST_BATCH + j, "vector": encode(v)})).collect();
+        let r = http.post(format!("{url}/collections/small/points")).json(&json!({"points": points})).send().await?;
+        anyhow::ensure!(r.status().is_success(), "upsert: {}", r.text().await?);
+    }
+    wait_indexed(&c, &http, &url).await?;
+    // The query loops run on a thread of their own with a single-thread
+    // runtime, as one client process's loop would, over one HTTP/1.1
+    // connection of hyper's ([`Lean`]): per-call costs of the bench's
+    // client are on Synod's side only, and hnswlib has none.
+    let wire = Wire {
+        url: &url,
+        grpc: &c.nodes[0].grpc,
+        token: &c.admin_token,
+        ef: &p.ef,
+        queries: &queries,
+        truth: &truth,
+        direct_p50: &direct_p50,
+        small_direct,
+    };
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(over_the_wire(wire))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the query thread panicked")))
+        })
+    })?;
+    let text = http.get(format!("{url}/metrics")).send().await?.text().await?;
+    for l in text.lines().filter(|l| l.starts_with("synod_vector_index_bytes")) {
+        println!("node metric: {l}");
+    }
+    Ok(())
+}
+
+/// What the query loops over the wire need.
+struct Wire<'a> {
+    url: &'a str,
+    grpc: &'a str,
+    token: &'a str,
+    ef: &'a [usize],
+    queries: &'a [Vec<f32>],
+    truth: &'a [Vec<u64>],
+    direct_p50: &'a [f64],
+    small_direct: f64,
+}
+
+/// Every query of the bench through one node's REST and gRPC, then the
+/// small collection's against `GET /health` on the same connection.
+async fn over_the_wire(w: Wire<'_>) -> anyhow::Result<()> {
+    let Wire { url, grpc, token, ef: efs, queries, truth, direct_p50, small_direct } = w;
+    let mut http = Lean::connect(url, token).await?;
+    let mut grpc = lean_grpc(grpc, token).await?;
+    for (i, &ef) in efs.iter().enumerate() {
         let (mut lat, mut got) = (Vec::new(), Vec::new());
         let t = Instant::now();
-        for q in &queries {
+        for q in queries {
             let s = Instant::now();
             let body = json!({"collection": "b", "vector": q, "top_k": K, "ef": ef, "consistency": "local"});
-            let v: Value = http.post(format!("{url}/vector/search")).json(&body).send().await?.json().await?;
+            let v = http.post("/vector/search", &body).await?;
             lat.push(s.elapsed().as_secs_f64() * 1e6);
             let ids = v["results"].as_array().context("search results")?.iter().filter_map(|h| h["id"].as_u64());
             got.push(ids.collect::<Vec<u64>>());
@@ -478,10 +530,10 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
         lat.sort_by(f64::total_cmp);
         let rest_p50 = percentile(&lat, 0.5);
-        let rest_recall = recall(&truth, &got);
+        let rest_recall = recall(truth, &got);
         let (mut glat, mut ggot) = (Vec::new(), Vec::new());
         let gt = Instant::now();
-        for q in &queries {
+        for q in queries {
             let s = Instant::now();
             let req = synod_api::pb::SearchRequest {
                 collection: "b".into(),
@@ -504,16 +556,16 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         );
         println!(
             "gRPC    ef {ef:>4}: recall@10 {:.4}, {gqps:>7.0} QPS (1 client), p50 {grpc_p50:.0} us",
-            recall(&truth, &ggot)
+            recall(truth, &ggot)
         );
         // The compact form on the same connection, then the batch endpoint
         // with the whole query matrix in requests of BATCH_QUERIES.
         let (mut blat, mut bgot) = (Vec::new(), Vec::new());
         let bt = Instant::now();
-        for q in &queries {
+        for q in queries {
             let s = Instant::now();
             let body = json!({"collection": "b", "vector": encode(q), "top_k": K, "ef": ef, "consistency": "local"});
-            let v: Value = http.post(format!("{url}/vector/search")).json(&body).send().await?.json().await?;
+            let v = http.post("/vector/search", &body).await?;
             blat.push(s.elapsed().as_secs_f64() * 1e6);
             let ids = v["results"].as_array().context("search results")?.iter().filter_map(|h| h["id"].as_u64());
             bgot.push(ids.collect::<Vec<u64>>());
@@ -522,7 +574,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         blat.sort_by(f64::total_cmp);
         println!(
             "REST64  ef {ef:>4}: recall@10 {:.4}, {bqps:>7.0} QPS (1 client, base64 vectors), p50 {:.0} us",
-            recall(&truth, &bgot),
+            recall(truth, &bgot),
             percentile(&blat, 0.5)
         );
         let mut mgot = Vec::new();
@@ -530,7 +582,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         for chunk in queries.chunks(BATCH_QUERIES) {
             let qs: Vec<Value> = chunk.iter().map(|q| json!({"vector": encode(q), "top_k": K, "ef": ef})).collect();
             let body = json!({"collection": "b", "queries": qs, "consistency": "local"});
-            let v: Value = http.post(format!("{url}/vector/search/batch")).json(&body).send().await?.json().await?;
+            let v = http.post("/vector/search/batch", &body).await?;
             for list in v["results"].as_array().context("batch search results")? {
                 let ids = list.as_array().context("one query's hits")?.iter().filter_map(|h| h["id"].as_u64());
                 mgot.push(ids.collect::<Vec<u64>>());
@@ -538,36 +590,21 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         }
         println!(
             "batch   ef {ef:>4}: recall@10 {:.4}, {:>7.0} QPS (1 client, {BATCH_QUERIES} queries per request, base64 vectors)",
-            recall(&truth, &mgot),
+            recall(truth, &mgot),
             queries.len() as f64 / mt.elapsed().as_secs_f64()
         );
     }
     // API overhead: the same queries on the small collection.
-    let body =
-        json!({"name": "small", "dimension": p.dim, "metric": p.metric, "hnsw": {"quantization": p.quantization}});
-    let r = http.post(format!("{url}/collections")).json(&body).send().await?;
-    anyhow::ensure!(r.status().is_success(), "create collection: {}", r.text().await?);
-    for (b, chunk) in small.chunks(REST_BATCH).enumerate() {
-        let points: Vec<Value> =
-            chunk.iter().enumerate().map(|(j, v)| json!({"id": b * REST_BATCH + j, "vector": encode(v)})).collect();
-        let r = http.post(format!("{url}/collections/small/points")).json(&json!({"points": points})).send().await?;
-        anyhow::ensure!(r.status().is_success(), "upsert: {}", r.text().await?);
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let (mut rest, mut grpc_lat, mut health) = (Vec::new(), Vec::new(), Vec::new());
-    for q in &queries {
+    for q in queries {
         // The cheapest request on the same connection, for what a search
         // adds over the HTTP round trip itself.
         let s = Instant::now();
-        let r = http.get(format!("{url}/health")).send().await?;
-        anyhow::ensure!(r.status().is_success(), "health: {}", r.status());
-        r.bytes().await?;
+        http.get("/health").await?;
         health.push(s.elapsed().as_secs_f64() * 1e6);
         let s = Instant::now();
         let body = json!({"collection": "small", "vector": q, "top_k": K, "ef": SMALL_EF, "consistency": "local"});
-        let r = http.post(format!("{url}/vector/search")).json(&body).send().await?;
-        anyhow::ensure!(r.status().is_success(), "search: {}", r.text().await?);
-        r.bytes().await?;
+        http.post("/vector/search", &body).await?;
         rest.push(s.elapsed().as_secs_f64() * 1e6);
         let s = Instant::now();
         let req = synod_api::pb::SearchRequest {
@@ -595,9 +632,100 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         "small search over REST p50 {rest_p50:.0} us, GET /health p50 {health_p50:.0} us on the same connection: +{:.0} us above /health",
         rest_p50 - health_p50
     );
-    let text = http.get(format!("{url}/metrics")).send().await?.text().await?;
-    for l in text.lines().filter(|l| l.starts_with("synod_vector_index_bytes")) {
-        println!("node metric: {l}");
-    }
     Ok(())
+}
+
+/// One HTTP/1.1 connection of hyper's, with the bench's token: the REST
+/// side of the search comparison. reqwest's pooled client cost about
+/// 75 us more per call on the 2-core machine (a `GET /health` in 112-129
+/// us against 41-54 us on one connection of hyper's, same runtime), a
+/// cost of the bench's client, not of the node, that hnswlib in process
+/// does not pay.
+struct Lean {
+    send: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    host: http::HeaderValue,
+    auth: http::HeaderValue,
+}
+
+impl Lean {
+    async fn connect(url: &str, token: &str) -> anyhow::Result<Lean> {
+        let addr = url.strip_prefix("http://").context("the bench's node serves plain HTTP")?;
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(Lean { send, host: addr.parse()?, auth: format!("Bearer {token}").parse()? })
+    }
+
+    async fn call(&mut self, method: http::Method, path: &str, body: Option<&Value>) -> anyhow::Result<bytes::Bytes> {
+        use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+        use http_body_util::BodyExt;
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.host.clone())
+            .header(AUTHORIZATION, self.auth.clone());
+        let bytes = match body {
+            Some(b) => {
+                req = req.header(CONTENT_TYPE, "application/json");
+                serde_json::to_vec(b)?
+            }
+            None => Vec::new(),
+        };
+        self.send.ready().await?;
+        let resp = self.send.send_request(req.body(http_body_util::Full::new(bytes.into()))?).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        anyhow::ensure!(status.is_success(), "{path}: {status} {}", String::from_utf8_lossy(&body));
+        Ok(body)
+    }
+
+    async fn post(&mut self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        Ok(serde_json::from_slice(&self.call(http::Method::POST, path, Some(body)).await?)?)
+    }
+
+    async fn get(&mut self, path: &str) -> anyhow::Result<()> {
+        self.call(http::Method::GET, path, None).await.map(drop)
+    }
+}
+
+/// The gRPC side's connection: one HTTP/2 connection of hyper's under the
+/// generated client, without tonic's `Channel` (a buffer task between
+/// the caller and the connection, one more hand-off per call), for the
+/// same reason as [`Lean`].
+async fn lean_grpc(
+    addr: &str,
+    token: &str,
+) -> anyhow::Result<
+    synod_api::pb::vectors_client::VectorsClient<
+        tonic::service::interceptor::InterceptedService<
+            impl tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<hyper::body::Incoming>,
+                Error = hyper::Error,
+                Future = impl Send,
+            > + Clone,
+            impl tonic::service::Interceptor,
+        >,
+    >,
+> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await?;
+    tokio::spawn(conn);
+    let service = tower::service_fn(move |req: http::Request<tonic::body::Body>| {
+        let mut send = send.clone();
+        async move { send.send_request(req).await }
+    });
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
+    let intercepted =
+        tonic::service::interceptor::InterceptedService::new(service, move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", bearer.clone());
+            Ok(req)
+        });
+    Ok(synod_api::pb::vectors_client::VectorsClient::with_origin(intercepted, format!("http://{addr}").parse()?))
 }
