@@ -573,6 +573,7 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
 
     // 1. Submit throughput (single-task submits of a trivial task).
     for n in &clients {
+        let before = scrape(&c, leader).await?;
         let (http, url) = (http.clone(), format!("{base}/tasks/submit"));
         let (lat, errors, secs) = load(*n, seconds, move |_, _| {
             let (http, url) = (http.clone(), url.clone());
@@ -587,6 +588,23 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
             lat.len() as f64 / secs,
             percentile(&lat, 0.5),
             percentile(&lat, 0.99)
+        );
+        print_stages(
+            "where the time goes (the leader; each submitted task also runs meanwhile, and its report is a Raft write too):",
+            &[
+                ("synod_http_request_seconds{route=\"/tasks/submit\"", "in the node: route to answer"),
+                ("synod_http_auth_seconds{", "  access check (token)"),
+                ("synod_raft_write_seconds{via=\"local\"", "  a Raft write: propose to applied"),
+                ("synod_raft_log_append_seconds{", "    log append to on disk"),
+                ("synod_raft_rpc_seconds{rpc=\"append\",outcome=\"ok\"", "    replication round trip"),
+                ("synod_raft_apply_seconds{", "    apply (a batch)"),
+                ("synod_tasks_run_seconds{", "  beside: a task run on this node"),
+                ("synod_worker_scan_seconds{", "  beside: the worker's lease scan"),
+                ("synod_scheduler_round_seconds{", "  beside: a scheduler round"),
+            ],
+            &before,
+            &scrape(&c, leader).await?,
+            (lat.len() as f64, "submit"),
         );
     }
     // Let the backlog drain before measuring end to end (the replicated
