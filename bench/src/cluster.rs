@@ -471,23 +471,38 @@ async fn scrape_all(c: &LocalCluster) -> anyhow::Result<Histograms> {
     Ok(out)
 }
 
+/// The stages of one request on the node that took it, after its route's
+/// own series: the access check, its Raft write and that write's parts.
+const REQUEST_STAGES: [(&str, &str); 5] = [
+    ("synod_http_auth_seconds{", "  access check (token)"),
+    ("synod_raft_write_seconds{via=\"local\"", "  Raft write: propose to applied"),
+    ("synod_raft_log_append_seconds{", "    log append to on disk"),
+    ("synod_raft_rpc_seconds{rpc=\"append\",outcome=\"ok\"", "    replication round trip"),
+    ("synod_raft_apply_seconds{", "    apply (a batch)"),
+];
+
+/// Work beside a request that each write may wake.
+const BESIDE_STAGES: [(&str, &str); 2] = [
+    ("synod_worker_scan_seconds{", "  beside: the worker's lease scan"),
+    ("synod_scheduler_round_seconds{", "  beside: a scheduler round"),
+];
+
+/// `route`'s series, then [`REQUEST_STAGES`], `extra` and [`BESIDE_STAGES`].
+fn request_stages<'a>(route: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut stages = vec![(route, "in the node: route to answer")];
+    stages.extend(REQUEST_STAGES);
+    stages.extend_from_slice(extra);
+    stages.extend(BESIDE_STAGES);
+    stages
+}
+
 /// The stages of a write, as the node's histograms time them, over the
 /// writes between two scrapes: how many, mean and median (the bucket's
 /// upper bound), and how many there were per client write.
 fn print_breakdown(before: &Histograms, after: &Histograms, writes: f64) {
-    const STAGES: [(&str, &str); 8] = [
-        ("synod_http_request_seconds{route=\"/cluster/nodes/{id}/labels\"", "in the node: route to answer"),
-        ("synod_http_auth_seconds{", "  access check (token)"),
-        ("synod_raft_write_seconds{via=\"local\"", "  Raft write: propose to applied"),
-        ("synod_raft_log_append_seconds{", "    log append to on disk"),
-        ("synod_raft_rpc_seconds{rpc=\"append\",outcome=\"ok\"", "    replication round trip"),
-        ("synod_raft_apply_seconds{", "    apply (a batch)"),
-        ("synod_worker_scan_seconds{", "  beside: the worker's lease scan"),
-        ("synod_scheduler_round_seconds{", "  beside: a scheduler round"),
-    ];
     print_stages(
         "where the time goes (node written to; the client's p50 above includes the network and HTTP framing):",
-        &STAGES,
+        &request_stages("synod_http_request_seconds{route=\"/cluster/nodes/{id}/labels\"", &[]),
         before,
         after,
         (writes, "write"),
@@ -591,17 +606,10 @@ async fn tasks(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyho
         );
         print_stages(
             "where the time goes (the leader; each submitted task also runs meanwhile, and its report is a Raft write too):",
-            &[
-                ("synod_http_request_seconds{route=\"/tasks/submit\"", "in the node: route to answer"),
-                ("synod_http_auth_seconds{", "  access check (token)"),
-                ("synod_raft_write_seconds{via=\"local\"", "  a Raft write: propose to applied"),
-                ("synod_raft_log_append_seconds{", "    log append to on disk"),
-                ("synod_raft_rpc_seconds{rpc=\"append\",outcome=\"ok\"", "    replication round trip"),
-                ("synod_raft_apply_seconds{", "    apply (a batch)"),
-                ("synod_tasks_run_seconds{", "  beside: a task run on this node"),
-                ("synod_worker_scan_seconds{", "  beside: the worker's lease scan"),
-                ("synod_scheduler_round_seconds{", "  beside: a scheduler round"),
-            ],
+            &request_stages(
+                "synod_http_request_seconds{route=\"/tasks/submit\"",
+                &[("synod_tasks_run_seconds{", "  beside: a task run on this node")],
+            ),
             &before,
             &scrape(&c, leader).await?,
             (lat.len() as f64, "submit"),
